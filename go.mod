@@ -1,0 +1,3 @@
+module github.com/pacsd/pacsd
+
+go 1.26.8
