@@ -1,0 +1,182 @@
+package dicom
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	sdicom "github.com/suyashkumar/dicom"
+	stag "github.com/suyashkumar/dicom/pkg/tag"
+
+	"github.com/pacsd/pacsd/dicom/tag"
+)
+
+// decode turns the walker's normalized copy of a header into a Dataset,
+// with suyashkumar/dicom decoding the values and character sets. It
+// returns what it decoded before any error.
+func decode(copy []byte, bulk []bulkValue, nonce [8]byte, pixelIdx int) (*Dataset, error) {
+	ds := &Dataset{}
+	if len(copy) == 0 {
+		return ds, nil
+	}
+	// The decoder insists on peeking 100 bytes to guess a syntax we then
+	// set ourselves; Data Set Trailing Padding gives it something to
+	// peek at in short headers.
+	if len(copy) < 100 {
+		pad := make([]byte, 0, 112)
+		pad = append(pad, 0xFC, 0xFF, 0xFC, 0xFF, 'O', 'B', 0, 0)
+		pad = binary.LittleEndian.AppendUint32(pad, 100)
+		copy = append(copy[:len(copy):len(copy)], append(pad, make([]byte, 100)...)...)
+	}
+	p, err := sdicom.NewParser(bytes.NewReader(copy), int64(len(copy)), nil,
+		sdicom.SkipMetadataReadOnNewParserInit(),
+		sdicom.AllowUnknownSpecificCharacterSet(),
+		sdicom.SkipPixelData())
+	if p == nil {
+		return ds, err
+	}
+	p.SetTransferSyntax(binary.LittleEndian, false)
+	d := decoder{bulk: bulk, nonce: nonce, pixelIdx: pixelIdx}
+	for {
+		el, err := p.Next()
+		if errors.Is(err, sdicom.ErrorEndOfDICOM) {
+			return ds, nil
+		}
+		if err != nil {
+			return ds, err
+		}
+		if el.Tag == stag.DataSetTrailingPadding {
+			continue
+		}
+		e, err := d.element(el, true)
+		if err != nil {
+			return ds, err
+		}
+		ds.Elements = append(ds.Elements, e)
+	}
+}
+
+type decoder struct {
+	bulk     []bulkValue
+	nonce    [8]byte
+	pixelIdx int
+}
+
+func (d *decoder) element(el *sdicom.Element, top bool) (Element, error) {
+	e := Element{Tag: tag.New(el.Tag.Group, el.Tag.Element), VR: el.RawValueRepresentation}
+	switch v := el.Value.GetValue().(type) {
+	case []string:
+		e.Values = splitValues(e.VR, v)
+	case []int:
+		if e.VR == "AT" {
+			for i := 0; i+1 < len(v); i += 2 {
+				e.Values = append(e.Values, fmt.Sprintf("%04X%04X", v[i], v[i+1]))
+			}
+			break
+		}
+		for _, n := range v {
+			e.Values = append(e.Values, strconv.Itoa(n))
+		}
+	case []float64:
+		bits := 64
+		if e.VR == "FL" {
+			bits = 32
+		}
+		for _, f := range v {
+			e.Values = append(e.Values, strconv.FormatFloat(f, 'g', -1, bits))
+		}
+	case []byte:
+		if len(v) == 16 && bytes.Equal(v[:8], d.nonce[:]) {
+			i := binary.LittleEndian.Uint64(v[8:])
+			if i >= uint64(len(d.bulk)) {
+				return e, fmt.Errorf("element %v: bad bulk marker", e.Tag)
+			}
+			b := d.bulk[i]
+			e.VR, e.Binary = b.vr, b.bin
+			e.Values = binaryValues(b.vr, b.bin.Data)
+		} else {
+			e.Binary = &Binary{Offset: -1, Length: int64(len(v)), Data: v}
+		}
+	case []*sdicom.SequenceItemValue:
+		e.VR = "SQ"
+		for _, it := range v {
+			item := &Dataset{}
+			for _, sub := range it.GetValue().([]*sdicom.Element) {
+				se, err := d.element(sub, false)
+				if err != nil {
+					return e, err
+				}
+				item.Elements = append(item.Elements, se)
+			}
+			e.Items = append(e.Items, item)
+		}
+	case sdicom.PixelDataInfo:
+		// The decoder recognises Pixel Data by its tag and skips our
+		// marker; the walker located it.
+		// Nested Pixel Data (an icon) is left without its location.
+		e.VR = "OB"
+		if top && e.Tag == tag.PixelData && d.pixelIdx >= 0 {
+			e.VR, e.Binary = d.bulk[d.pixelIdx].vr, d.bulk[d.pixelIdx].bin
+		}
+	default:
+		return e, fmt.Errorf("element %v: unexpected value type %T", e.Tag, v)
+	}
+	return e, nil
+}
+
+// splitValues undoes the decoder's splitting where it does not apply and
+// trims the padding PS3.5 §6.2 says is not significant.
+func splitValues(vr string, v []string) []string {
+	s := strings.Join(v, `\`)
+	switch vr {
+	case "LT", "ST", "UT":
+		// Single-valued; a backslash is text (PS3.5 §6.2).
+		s = strings.TrimRight(s, " \x00")
+		if s == "" {
+			return nil
+		}
+		return []string{s}
+	case "UR":
+		s = strings.Trim(s, " ")
+		if s == "" {
+			return nil
+		}
+		return []string{s}
+	}
+	if strings.Trim(s, " \x00") == "" {
+		return nil
+	}
+	out := strings.Split(s, `\`)
+	for i, x := range out {
+		switch vr {
+		case "UI":
+			out[i] = strings.TrimRight(x, " \x00")
+		case "PN":
+			out[i] = strings.TrimRight(x, " ")
+		default:
+			out[i] = strings.Trim(x, " \x00")
+		}
+	}
+	return out
+}
+
+// binaryValues decodes the 64-bit integer VRs, which the decoder does not
+// know and the walker therefore keeps as binary.
+func binaryValues(vr string, data []byte) []string {
+	if (vr != "SV" && vr != "UV") || data == nil {
+		return nil
+	}
+	var out []string
+	for i := 0; i+8 <= len(data); i += 8 {
+		u := binary.LittleEndian.Uint64(data[i:])
+		if vr == "SV" {
+			out = append(out, strconv.FormatInt(int64(u), 10))
+		} else {
+			out = append(out, strconv.FormatUint(u, 10))
+		}
+	}
+	return out
+}
