@@ -1,0 +1,148 @@
+package index
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// The schema is built by numbered migrations, each applied once and
+// recorded in schema_migrations. A migration is named
+// NNNN_description.sql when its SQL serves every dialect, and
+// NNNN_description.<dialect>.sql (sqlite, postgres) where the SQL must
+// differ; a version then needs a file for every dialect.
+//
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations returns the migrations of dialect d in order. Versions start
+// at 1 and have no gaps, so that the version a database records says
+// exactly which migrations it has.
+func migrations(fsys fs.FS, d Dialect) ([]migration, error) {
+	files, err := fs.Glob(fsys, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	type choice struct{ shared, own, other string }
+	byVersion := map[int]*choice{}
+	maxVersion := 0
+	for _, f := range files {
+		stem := strings.TrimSuffix(path.Base(f), ".sql")
+		num, desc, ok := strings.Cut(stem, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 || len(num) != 4 || desc == "" {
+			return nil, fmt.Errorf("migration %s: name is not NNNN_description[.dialect].sql", path.Base(f))
+		}
+		c := byVersion[v]
+		if c == nil {
+			c = &choice{}
+			byVersion[v] = c
+		}
+		slot := &c.shared
+		if _, dialect, ok := strings.Cut(desc, "."); ok {
+			slot = &c.other
+			if dialect == d.String() {
+				slot = &c.own
+			}
+		}
+		if *slot != "" && slot != &c.other {
+			return nil, fmt.Errorf("migrations %s and %s have the same version", path.Base(*slot), path.Base(f))
+		}
+		*slot = f
+		maxVersion = max(maxVersion, v)
+	}
+	ms := make([]migration, 0, maxVersion)
+	for v := 1; v <= maxVersion; v++ {
+		c := byVersion[v]
+		if c == nil {
+			return nil, fmt.Errorf("migration version %d is missing", v)
+		}
+		f := c.own
+		if f == "" {
+			f = c.shared
+		}
+		if f == "" {
+			return nil, fmt.Errorf("migration version %d has no file for %s", v, d)
+		}
+		b, err := fs.ReadFile(fsys, f)
+		if err != nil {
+			return nil, err
+		}
+		name := strings.TrimSuffix(path.Base(f), ".sql")
+		ms = append(ms, migration{version: v, name: name, sql: string(b)})
+	}
+	return ms, nil
+}
+
+// migrate brings the schema up to date in one transaction, so that a
+// database is always at one version or the next, never in between. Two
+// processes opening the same database at once take turns.
+func (db *DB) migrate(ctx context.Context) error {
+	ms, err := migrations(migrationFS, db.dialect)
+	if err != nil {
+		return err
+	}
+	return db.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version INTEGER PRIMARY KEY,
+	name TEXT NOT NULL,
+	applied_at BIGINT NOT NULL
+)`); err != nil {
+			return fmt.Errorf("create schema_migrations: %w", err)
+		}
+		var current int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if current > len(ms) {
+			return fmt.Errorf("%w: the database is at version %d, this program knows up to %d", ErrSchemaTooNew, current, len(ms))
+		}
+		for _, m := range ms[current:] {
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return fmt.Errorf("migration %s: %w", m.name, err)
+			}
+			if _, err := db.exec(ctx, tx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+				m.version, m.name, micros(db.now())); err != nil {
+				return fmt.Errorf("record migration %s: %w", m.name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// checkSchema makes sure that the tables have exactly the columns the code
+// reads and writes, so that a migration and the column lists that
+// disagree fail at once rather than at the first instance that uses the
+// column.
+func (db *DB) checkSchema(ctx context.Context) error {
+	for _, t := range tables {
+		rows, err := db.db.QueryContext(ctx, "SELECT * FROM "+t.name+" WHERE 1 = 0")
+		if err != nil {
+			return fmt.Errorf("check table %s: %w", t.name, err)
+		}
+		have, err := rows.Columns()
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("check table %s: %w", t.name, err)
+		}
+		want := t.columns()
+		slices.Sort(have)
+		slices.Sort(want)
+		if !slices.Equal(have, want) {
+			return fmt.Errorf("index: table %s has columns %v, the program expects %v", t.name, have, want)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,117 @@
+package index
+
+import (
+	"slices"
+	"strings"
+)
+
+// table describes a table of the schema: the columns the code maintains
+// itself and the attribute columns taken from headers.
+type table struct {
+	name  string
+	fixed []string
+	attrs []column
+	// keys are key columns that no attribute fills, after the key
+	// attributes.
+	keys []string
+}
+
+func (t *table) columns() []string {
+	return slices.Concat(t.fixed, t.keys, names(t.attrs, true))
+}
+
+// level is the table of one level of the information model above the
+// instance. Its key columns are the attributes marked key; parent is the
+// column that refers to the level above, empty for patients.
+type level struct {
+	table
+	parent string
+
+	// Statements, written with ? parameters.
+	find   string // pk, parent (0 for patients), attrs_received_at by key
+	insert string // key, parent, attributes, attrs_received_at, updated_at; returns pk
+	update string // parent, attributes, attrs_received_at, updated_at, by pk
+}
+
+func newLevel(t table, parent string) *level {
+	lv := &level{table: t, parent: parent}
+	var keys, where []string
+	for i := range t.attrs {
+		if t.attrs[i].key {
+			keys = append(keys, t.attrs[i].name)
+			where = append(where, t.attrs[i].name+" = ?")
+		}
+	}
+	for _, k := range t.keys {
+		keys = append(keys, k)
+		where = append(where, k+" = ?")
+	}
+	attrs := names(t.attrs, false)
+	parentExpr := "0"
+	if parent != "" {
+		parentExpr = parent
+	}
+	lv.find = "SELECT pk, " + parentExpr + ", attrs_received_at FROM " + t.name + " WHERE " + strings.Join(where, " AND ")
+
+	ins := slices.Concat(keys, optional(parent), attrs, []string{"attrs_received_at", "updated_at"})
+	lv.insert = "INSERT INTO " + t.name + " (" + strings.Join(ins, ", ") + ") VALUES (" + params(len(ins)) + ") RETURNING pk"
+
+	upd := slices.Concat(optional(parent), attrs, []string{"attrs_received_at", "updated_at"})
+	lv.update = "UPDATE " + t.name + " SET " + strings.Join(upd, " = ?, ") + " = ? WHERE pk = ?"
+	return lv
+}
+
+func optional(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}
+
+func params(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+var (
+	patientTable = table{
+		name: "patient",
+		keys: []string{"unidentified_study"},
+		fixed: []string{"pk",
+			"number_of_patient_related_studies", "number_of_patient_related_series", "number_of_patient_related_instances",
+			"attrs_received_at", "updated_at"},
+		attrs: patientColumns,
+	}
+	studyTable = table{
+		name: "study",
+		fixed: []string{"pk", "patient_fk",
+			"modalities_in_study", "sop_classes_in_study",
+			"number_of_study_related_series", "number_of_study_related_instances",
+			"attrs_received_at", "updated_at"},
+		attrs: studyColumns,
+	}
+	seriesTable = table{
+		name:  "series",
+		fixed: []string{"pk", "study_fk", "number_of_series_related_instances", "attrs_received_at", "updated_at"},
+		attrs: seriesColumns,
+	}
+	seriesSOPClassTable = table{
+		name:  "series_sop_class",
+		fixed: []string{"series_fk", "sop_class_uid", "number_of_instances"},
+	}
+	instanceTable = table{
+		name:  "instance",
+		fixed: append([]string{"pk"}, instanceRecord...),
+		attrs: instanceColumns,
+	}
+
+	tables = []*table{&patientTable, &studyTable, &seriesTable, &seriesSOPClassTable, &instanceTable}
+)
+
+// instanceRecord are the columns of an instance row that hold the Instance
+// itself rather than attributes of its header, in the order of
+// recordValues.
+var instanceRecord = []string{
+	"series_fk", "sop_instance_uid", "sop_class_uid", "study_instance_uid", "series_instance_uid",
+	"object_key", "size", "sha256", "transfer_syntax_uid",
+	"calling_ae", "called_ae", "received_at", "indexed_at",
+}
