@@ -1,0 +1,270 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is pacsd's configuration. Every setting can come from the config
+// file (its JSON name), the environment (PACSD_ and the name in capitals)
+// and a flag (--name with dashes), in rising order of precedence. These
+// names are an interface operators and scripts rely on: keep them stable.
+type config struct {
+	Data            string
+	AETitle         string
+	DIMSEAddr       string
+	HTTPAddr        string
+	Storage         string
+	Index           string
+	AllowAE         []string
+	AllowAnyAE      bool
+	Duplicates      string
+	MaxAssociations int
+	MaxPDU          int
+	IdleTimeout     time.Duration
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+}
+
+// option describes one setting.
+type option struct {
+	name  string // JSON name; the flag is the same with dashes
+	usage string
+	def   string
+	set   func(c *config, v string) error
+}
+
+func (o option) flagName() string { return strings.ReplaceAll(o.name, "_", "-") }
+func (o option) envName() string  { return "PACSD_" + strings.ToUpper(o.name) }
+
+var options = []option{
+	{"data", "directory of the embedded defaults: objects and index", "data",
+		func(c *config, v string) error { c.Data = v; return nil }},
+	{"ae_title", "the AE title pacsd answers to", "PACSD",
+		func(c *config, v string) error { c.AETitle = v; return validAETitle(v) }},
+	{"dimse_addr", "DIMSE listen address (default 127.0.0.1:11112 without an allow-list, :11112 with one)", "",
+		func(c *config, v string) error { c.DIMSEAddr = v; return nil }},
+	{"http_addr", "HTTP listen address for health checks", "127.0.0.1:8042",
+		func(c *config, v string) error { c.HTTPAddr = v; return nil }},
+	{"storage", "object storage URL: file:///path (default file://DATA/objects)", "",
+		func(c *config, v string) error { c.Storage = v; return nil }},
+	{"index", "index URL: sqlite:///path (default sqlite://DATA/index.db)", "",
+		func(c *config, v string) error { c.Index = v; return nil }},
+	{"allow_ae", "comma-separated calling AE titles allowed to associate, each optionally AET@HOST or AET@CIDR", "",
+		func(c *config, v string) error { c.AllowAE = splitList(v); return nil }},
+	{"allow_any_ae", "accept associations from any calling AE on any address", "false",
+		func(c *config, v string) (err error) { c.AllowAnyAE, err = strconv.ParseBool(v); return }},
+	{"duplicates", "what to do with an instance already archived: replace, keep or reject", "replace",
+		func(c *config, v string) error { c.Duplicates = v; return nil }},
+	{"max_associations", "most concurrent DIMSE associations (0: no limit)", "64",
+		func(c *config, v string) (err error) { c.MaxAssociations, err = strconv.Atoi(v); return }},
+	{"max_pdu", "Maximum Length of received PDUs, in bytes", "262144",
+		func(c *config, v string) (err error) { c.MaxPDU, err = strconv.Atoi(v); return }},
+	{"idle_timeout", "abort associations idle this long (0: never)", "5m",
+		func(c *config, v string) (err error) { c.IdleTimeout, err = time.ParseDuration(v); return }},
+	{"shutdown_timeout", "how long shutdown waits for associations to finish", "30s",
+		func(c *config, v string) (err error) { c.ShutdownTimeout, err = time.ParseDuration(v); return }},
+	{"log_level", "debug, info, warn or error", "info",
+		func(c *config, v string) error { c.LogLevel = v; return nil }},
+	{"log_format", "text or json", "text",
+		func(c *config, v string) error { c.LogFormat = v; return nil }},
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// loadConfig builds the configuration from defaults, the config file
+// (--config or PACSD_CONFIG), the environment and the flags in args.
+func loadConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", getenv("PACSD_CONFIG"), "JSON configuration file (env PACSD_CONFIG)")
+	flagVals := map[string]*string{}
+	for _, o := range options {
+		def := o.def
+		flagVals[o.name] = fs.String(o.flagName(), def, fmt.Sprintf("%s (env %s)", o.usage, o.envName()))
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: pacsd %s [flags]\n\nEvery flag can also be set in the config file and the environment.\n\n", name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+
+	c := &config{}
+	for _, o := range options {
+		if err := o.set(c, o.def); err != nil {
+			return nil, fmt.Errorf("default of %s: %w", o.name, err)
+		}
+	}
+	if *configFile != "" {
+		if err := c.readFile(*configFile); err != nil {
+			return nil, err
+		}
+	}
+	for _, o := range options {
+		v := getenv(o.envName())
+		switch {
+		case explicit[o.flagName()]:
+			v = *flagVals[o.name]
+		case v == "":
+			continue
+		}
+		if err := o.set(c, v); err != nil {
+			return nil, fmt.Errorf("%s: %w", o.name, err)
+		}
+	}
+	return c, c.complete()
+}
+
+// readFile applies a JSON config file: an object whose keys are option
+// names, values strings, numbers, booleans, or lists of strings.
+func (c *config) readFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	for k, raw := range m {
+		var o *option
+		for i := range options {
+			if options[i].name == k {
+				o = &options[i]
+			}
+		}
+		if o == nil {
+			return fmt.Errorf("config %s: unknown setting %q", path, k)
+		}
+		var v string
+		var list []string
+		var s string
+		switch {
+		case json.Unmarshal(raw, &s) == nil:
+			v = s
+		case json.Unmarshal(raw, &list) == nil:
+			v = strings.Join(list, ",")
+		default:
+			v = strings.TrimSpace(string(raw)) // numbers and booleans
+		}
+		if err := o.set(c, v); err != nil {
+			return fmt.Errorf("config %s: %s: %w", path, k, err)
+		}
+	}
+	return nil
+}
+
+// complete fills in the defaults that depend on other settings and checks
+// the combination.
+func (c *config) complete() error {
+	if c.Storage == "" {
+		c.Storage = "file://" + filepath.Join(c.Data, "objects")
+	}
+	if c.Index == "" {
+		c.Index = "sqlite://" + filepath.Join(c.Data, "index.db")
+	}
+	open := len(c.AllowAE) > 0 || c.AllowAnyAE
+	if c.DIMSEAddr == "" {
+		c.DIMSEAddr = "127.0.0.1:11112"
+		if open {
+			c.DIMSEAddr = ":11112"
+		}
+	}
+	if !open && !isLoopback(c.DIMSEAddr) {
+		return fmt.Errorf("refusing to listen for DIMSE on %s without a calling AE allow-list: set --allow-ae (or PACSD_ALLOW_AE) to the AE titles that may send and query, or --allow-any-ae to accept any", c.DIMSEAddr)
+	}
+	for _, e := range c.AllowAE {
+		if _, err := parseAllowed(e); err != nil {
+			return err
+		}
+	}
+	switch c.Duplicates {
+	case "replace", "keep", "reject":
+	default:
+		return fmt.Errorf("duplicates: %q is not replace, keep or reject", c.Duplicates)
+	}
+	if c.MaxPDU < 4096 || c.MaxPDU > 16<<20 {
+		return fmt.Errorf("max_pdu: %d is outside 4096 to 16777216", c.MaxPDU)
+	}
+	return nil
+}
+
+// isLoopback reports whether addr ("host:port") listens on loopback only.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+func validAETitle(s string) error {
+	t := strings.TrimSpace(s)
+	if t == "" || len(t) > 16 {
+		return fmt.Errorf("AE title %q must have 1 to 16 characters", s)
+	}
+	for _, r := range t {
+		if r < 0x20 || r > 0x7E || r == '\\' {
+			return fmt.Errorf("AE title %q has a character outside the AE repertoire", s)
+		}
+	}
+	return nil
+}
+
+// allowed is one entry of the calling AE allow-list.
+type allowed struct {
+	ae     string
+	prefix netip.Prefix // the peer's address must be in it, if valid
+	host   string       // or resolve to one of its addresses
+}
+
+func parseAllowed(e string) (allowed, error) {
+	ae, where, hasHost := strings.Cut(e, "@")
+	if err := validAETitle(ae); err != nil {
+		return allowed{}, fmt.Errorf("allow_ae: %w", err)
+	}
+	a := allowed{ae: strings.TrimSpace(ae)}
+	if !hasHost {
+		return a, nil
+	}
+	if p, err := netip.ParsePrefix(where); err == nil {
+		a.prefix = p
+	} else if ip, err := netip.ParseAddr(where); err == nil {
+		a.prefix = netip.PrefixFrom(ip, ip.BitLen())
+	} else if where != "" {
+		a.host = where
+	} else {
+		return allowed{}, errors.New("allow_ae: empty host after @ in " + e)
+	}
+	return a, nil
+}

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pacsd/pacsd/archive"
+	"github.com/pacsd/pacsd/dimse"
+	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/index/sqlite"
+	"github.com/pacsd/pacsd/scp"
+	"github.com/pacsd/pacsd/storage"
+	"github.com/pacsd/pacsd/storage/file"
+)
+
+// serve runs the archive until ctx ends, then shuts down gracefully:
+// associations in progress finish (up to ShutdownTimeout) before the index
+// and storage close.
+func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	store, err := openStorage(ctx, cfg.Storage, log)
+	if err != nil {
+		return err
+	}
+	db, err := openIndex(ctx, cfg.Index)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	dup, err := archive.ParseDuplicatePolicy(cfg.Duplicates)
+	if err != nil {
+		return err
+	}
+	arch := archive.New(archive.Config{
+		Store:      store,
+		Index:      db,
+		AETitle:    cfg.AETitle,
+		Duplicates: dup,
+		Logger:     log.With("component", "archive"),
+	})
+	svc := &scp.Service{Archive: arch, Logger: log}
+	allow, err := allowCaller(ctx, cfg.AllowAE, cfg.AllowAnyAE)
+	if err != nil {
+		return err
+	}
+	dsrv := &dimse.Server{
+		AETitle:         strings.TrimSpace(cfg.AETitle),
+		AllowCaller:     allow,
+		Echo:            svc,
+		Store:           svc,
+		MaxPDULength:    uint32(cfg.MaxPDU),
+		MaxAssociations: cfg.MaxAssociations,
+		IdleTimeout:     cfg.IdleTimeout,
+		Logger:          log.With("component", "dimse"),
+	}
+
+	var lc net.ListenConfig
+	dl, err := lc.Listen(ctx, "tcp", cfg.DIMSEAddr)
+	if err != nil {
+		return fmt.Errorf("DIMSE listener: %w", err)
+	}
+	hl, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	if err != nil {
+		dl.Close()
+		return fmt.Errorf("HTTP listener: %w", err)
+	}
+	hsrv := &http.Server{Handler: httpHandler(store, db), ReadHeaderTimeout: 10 * time.Second}
+
+	switch {
+	case cfg.AllowAnyAE:
+		log.Warn("accepting associations from any calling AE title", "dimse_addr", dl.Addr().String())
+	case len(cfg.AllowAE) == 0:
+		log.Info("no calling AE allow-list: listening on loopback only; set --allow-ae to accept other hosts", "dimse_addr", dl.Addr().String())
+	default:
+		log.Info("calling AE titles allowed", "allow_ae", cfg.AllowAE)
+	}
+	log.Info("pacsd started", "version", version, "ae_title", cfg.AETitle, "dimse_addr", dl.Addr().String(),
+		"http_addr", hl.Addr().String(), "storage", cfg.Storage, "index", cfg.Index, "duplicates", cfg.Duplicates)
+
+	errc := make(chan error, 2)
+	go func() { errc <- dsrv.Serve(dl) }()
+	go func() { errc <- hsrv.Serve(hl) }()
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	case runErr = <-errc:
+		log.Error("server failed; shutting down", "err", runErr)
+	}
+
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := dsrv.Shutdown(sctx); err != nil {
+			log.Warn("associations still open at the shutdown timeout were aborted", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		hsrv.Shutdown(sctx)
+	}()
+	wg.Wait()
+	log.Info("pacsd stopped")
+	if runErr != nil && !errors.Is(runErr, dimse.ErrServerClosed) && !errors.Is(runErr, http.ErrServerClosed) {
+		return runErr
+	}
+	return nil
+}
+
+func newLogger(cfg *config, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log_level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch cfg.LogFormat {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log_format: %q is not text or json", cfg.LogFormat)
+}
+
+// pathOf returns the path of a file:// or sqlite:// URL; a bare path is
+// taken as it is.
+func pathOf(u, scheme string) (string, error) {
+	if rest, ok := strings.CutPrefix(u, scheme+"://"); ok {
+		return rest, nil
+	}
+	if strings.Contains(u, "://") {
+		return "", fmt.Errorf("%q: only %s:// is supported", u, scheme)
+	}
+	return u, nil
+}
+
+func openStorage(ctx context.Context, u string, log *slog.Logger) (storage.Store, error) {
+	root, err := pathOf(u, "file")
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	fs, err := file.New(root)
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	// Temporary files left by a crash mid-write are removed in the
+	// background; an archive of millions of files must not delay start.
+	go func() {
+		n, err := fs.Clean(ctx, time.Hour)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("storage clean-up failed", "err", err)
+		case n > 0:
+			log.Info("removed temporary files left by an interrupted write", "files", n)
+		}
+	}()
+	return fs, nil
+}
+
+func openIndex(ctx context.Context, u string) (*index.DB, error) {
+	path, err := pathOf(u, "sqlite")
+	if err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	return db, nil
+}
+
+// allowCaller builds the calling AE check from the allow-list. Host names
+// are resolved once, at start.
+func allowCaller(ctx context.Context, list []string, any bool) (func(string, net.Addr) bool, error) {
+	if any {
+		return nil, nil
+	}
+	if len(list) == 0 {
+		// Loopback only (config.complete checked the address): any
+		// local process may associate.
+		return nil, nil
+	}
+	var entries []allowed
+	for _, e := range list {
+		a, err := parseAllowed(e)
+		if err != nil {
+			return nil, err
+		}
+		if a.host != "" {
+			addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", a.host)
+			if err != nil {
+				return nil, fmt.Errorf("allow_ae %s: %w", e, err)
+			}
+			for _, ip := range addrs {
+				b := a
+				b.prefix = netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen())
+				entries = append(entries, b)
+			}
+			continue
+		}
+		entries = append(entries, a)
+	}
+	return func(ae string, addr net.Addr) bool {
+		var ip netip.Addr
+		if ta, ok := addr.(*net.TCPAddr); ok {
+			ip, _ = netip.AddrFromSlice(ta.IP)
+			ip = ip.Unmap()
+		}
+		for _, e := range entries {
+			if e.ae != ae {
+				continue
+			}
+			if !e.prefix.IsValid() || (ip.IsValid() && e.prefix.Contains(ip)) {
+				return true
+			}
+		}
+		return false
+	}, nil
+}
+
+// httpHandler serves the health checks: /healthz says the process is up,
+// /readyz that storage and the index answer.
+func httpHandler(store storage.Store, db *index.DB) http.Handler {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.GET("/healthz", func(c echo.Context) error {
+		return c.String(http.StatusOK, "ok\n")
+	})
+	e.GET("/readyz", func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
+		defer cancel()
+		if _, err := store.Stat(ctx, "readyz"); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return c.String(http.StatusServiceUnavailable, "storage: "+err.Error()+"\n")
+		}
+		if _, err := db.Instance(ctx, "0"); err != nil && !errors.Is(err, index.ErrNotFound) {
+			return c.String(http.StatusServiceUnavailable, "index: "+err.Error()+"\n")
+		}
+		return c.String(http.StatusOK, "ready\n")
+	})
+	return e
+}
