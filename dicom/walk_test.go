@@ -327,6 +327,10 @@ func FuzzScanner(f *testing.F) {
 	be := &enc{sx: syntax{explicit: true, bigEndian: true}}
 	be.ids()
 	f.Add(be.b.Bytes(), uint8(2))
+	for _, seed := range sampleSeeds(f) {
+		f.Add(seed, uint8(0))
+		f.Add(seed, uint8(1))
+	}
 	syntaxes := []uid.TransferSyntax{explicitLE, implicitLE, explicitBE,
 		{UID: uid.DeflatedExplicitVRLittleEndian, ExplicitVR: true, Deflated: true}}
 	f.Fuzz(func(t *testing.T, data []byte, which uint8) {

@@ -204,6 +204,18 @@ func (p *Process) Stop() error {
 	return p.stopErr
 }
 
+// Kill ends the process with SIGKILL, as a crash or power cut would end
+// it, and waits for it to exit. Since the death is intended, Stop reports
+// nothing afterwards.
+func (p *Process) Kill() error {
+	var err error
+	p.stopOnce.Do(func() {
+		err = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.exited
+	})
+	return err
+}
+
 // WaitTCP polls addr until it accepts a TCP connection, failing early if
 // the process exits first (typically because another program took its
 // port) or ctx ends.
