@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -17,25 +18,27 @@ import (
 // decode turns the walker's normalized copy of a header into a Dataset,
 // with suyashkumar/dicom decoding the values and character sets. It
 // returns what it decoded before any error.
-func decode(copy []byte, bulk []bulkValue, nonce [8]byte, pixelIdx int) (*Dataset, error) {
-	ds := &Dataset{}
+func decode(copy []byte, bulk []bulkValue, nonce [8]byte, pixelIdx int) (ds *Dataset, err error) {
+	ds = &Dataset{}
+	// The decoder panics on some input it finds inconsistent (log.Panicf
+	// in its value accessors). Whatever a sender puts in a data set must
+	// not stop the archive: a panic is a decoding error like any other.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("decoder: %v", r)
+		}
+	}()
 	if len(copy) == 0 {
 		return ds, nil
 	}
-	// The decoder insists on peeking 100 bytes to guess a syntax we then
-	// set ourselves; Data Set Trailing Padding gives it something to
-	// peek at in short headers.
-	if len(copy) < 100 {
-		pad := make([]byte, 0, 112)
-		pad = append(pad, 0xFC, 0xFF, 0xFC, 0xFF, 'O', 'B', 0, 0)
-		pad = binary.LittleEndian.AppendUint32(pad, 100)
-		copy = append(copy[:len(copy):len(copy)], append(pad, make([]byte, 100)...)...)
-	}
-	p, err := sdicom.NewParser(bytes.NewReader(copy), int64(len(copy)), nil,
-		sdicom.SkipMetadataReadOnNewParserInit(),
+	// File Meta Information naming Explicit VR Little Endian, the copy's
+	// encoding, spares the decoder its guess at the transfer syntax: a
+	// guess that reads header bytes as lengths and allocates accordingly.
+	in := io.MultiReader(bytes.NewReader(copyMeta), bytes.NewReader(copy))
+	p, err := sdicom.NewParser(in, int64(len(copyMeta)+len(copy)), nil,
 		sdicom.AllowUnknownSpecificCharacterSet(),
 		sdicom.SkipPixelData())
-	if p == nil {
+	if err != nil {
 		return ds, err
 	}
 	p.SetTransferSyntax(binary.LittleEndian, false)
@@ -58,6 +61,17 @@ func decode(copy []byte, bulk []bulkValue, nonce [8]byte, pixelIdx int) (*Datase
 		ds.Elements = append(ds.Elements, e)
 	}
 }
+
+// copyMeta is the File Meta Information put before the copy for the
+// decoder: preamble, "DICM", group length and Transfer Syntax UID.
+var copyMeta = func() []byte {
+	b := make([]byte, 128, 128+4+12+28)
+	b = append(b, "DICM"...)
+	b = append(b, 0x02, 0x00, 0x00, 0x00, 'U', 'L', 4, 0)
+	b = binary.LittleEndian.AppendUint32(b, 8+20)
+	b = append(b, 0x02, 0x00, 0x10, 0x00, 'U', 'I', 20, 0)
+	return append(b, "1.2.840.10008.1.2.1\x00"...)
+}()
 
 type decoder struct {
 	bulk     []bulkValue

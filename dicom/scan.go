@@ -176,6 +176,9 @@ func (s *Scanner) Identify() (Identity, error) {
 	if !s.identified {
 		s.identified = true
 		s.more, s.idErr = s.w.walkUntil(tag.SeriesInstanceUID)
+		if s.idErr == nil && s.more {
+			s.idErr = s.w.walkBuffered()
+		}
 		if s.idErr != nil && s.w.id.complete() && !errors.Is(s.idErr, ErrTooLarge) {
 			// The instance can be filed; the damage is the header's.
 			s.walkErr, s.idErr = s.idErr, nil
@@ -195,7 +198,7 @@ func (s *Scanner) Rest() io.Reader {
 		return s.rest
 	}
 	pr, pw := io.Pipe()
-	s.rest = &restReader{src: s.src, pw: pw}
+	s.rest = &restReader{src: s.src, pw: pw, skip: s.w.deferred}
 	s.sw.r = pr
 	s.done = make(chan struct{})
 	go func() {
@@ -204,8 +207,12 @@ func (s *Scanner) Rest() io.Reader {
 		if err == nil {
 			err = s.walkErr
 		}
-		if err == nil && s.more {
+		if err == nil {
 			_, err = s.w.walkUntil(0xFFFFFFFF)
+		}
+		if err == nil && s.rest.skip > 0 {
+			// The source ended inside a value the walker left to it.
+			err = malformed("data set ends %d bytes short of the end of a bulk value", s.rest.skip)
 		}
 		// Keep Rest flowing whatever the walker made of the data.
 		if _, cerr := io.Copy(io.Discard, pr); err == nil && cerr != nil && !errors.Is(cerr, errStopped) {
@@ -242,16 +249,23 @@ type restReader struct {
 	src io.Reader
 	pw  *io.PipeWriter
 	n   int64
+	// skip counts the bytes still to pass on without the walker (see
+	// walker.deferred).
+	skip int64
 }
 
 func (r *restReader) Read(p []byte) (int, error) {
 	n, err := r.src.Read(p)
 	if n > 0 {
 		r.n += int64(n)
+		k := int(min(r.skip, int64(n)))
+		r.skip -= int64(k)
 		// The walker drains the pipe to its end whatever happens, so
 		// this returns once it has taken the bytes; after Close it
 		// returns at once.
-		r.pw.Write(p[:n])
+		if k < n {
+			r.pw.Write(p[k:n])
+		}
 	}
 	switch {
 	case err == io.EOF:

@@ -57,6 +57,14 @@ type walker struct {
 	pixelIdx int // index of the top-level Pixel Data in bulk, or -1
 	id       Identity
 
+	// pending is a top-level element whose header walkBuffered read and
+	// whose value it left to the next walk.
+	pending *pendingElement
+	// deferred counts the bytes of a bulk value, just after what
+	// walkBuffered had buffered, that the walker does not need to see:
+	// the source passes them on to the caller only.
+	deferred int64
+
 	scratch []byte
 }
 
@@ -300,6 +308,72 @@ func (w *walker) detectSyntax() {
 	}
 }
 
+type pendingElement struct {
+	t      tag.Tag
+	vr     string
+	length uint32
+}
+
+// walkBuffered walks on, after the identity, through the top-level
+// elements the reader has already buffered, without reading more. A bulk
+// value it reaches (Pixel Data, typically) is located and its bytes beyond
+// the buffer are left to the caller alone (deferred): the walker need not
+// see the bulk of an image, which then flows from the connection to
+// storage without a detour. An element that does not fit in the buffer
+// is left pending.
+func (w *walker) walkBuffered() error {
+	if w.deflated {
+		return nil // offsets in the inflated stream are not the source's
+	}
+	for w.r.Buffered() >= 12 {
+		t, vr, length, err := w.header(w.top)
+		if err != nil {
+			return err
+		}
+		if t.Group() == 0xFFFE {
+			return malformed("%v outside a sequence at offset %d", t, w.pos-8)
+		}
+		buffered := w.r.Buffered()
+		switch {
+		case length != undefinedLength && int64(length) <= int64(buffered):
+			if err := w.topElement(t, vr, length); err != nil {
+				return err
+			}
+		case length != undefinedLength && binaryVR(vr) && int64(length) > int64(w.lim.Inline):
+			b := &Binary{Offset: w.pos, Length: int64(length)}
+			if t == tag.PixelData || t == tag.FloatPixelData || t == tag.DoubleFloatPixelData {
+				w.pixel, w.pixelIdx = &PixelData{Offset: w.pos, Length: int64(length)}, len(w.bulk)
+			}
+			w.emitMarker(t, vr, b)
+			if err := w.skip(int64(buffered)); err != nil {
+				return err
+			}
+			w.deferred = int64(length) - int64(buffered)
+			w.pos += w.deferred
+			return nil
+		default:
+			w.pending = &pendingElement{t, vr, length}
+			return nil
+		}
+	}
+	return nil
+}
+
+// topElement walks the value of a top-level element whose header has been
+// read, leaving it out of the header copy if it outgrows Limits.Header.
+func (w *walker) topElement(t tag.Tag, vr string, length uint32) error {
+	mark := len(w.out)
+	if err := w.value(w.top, t, vr, length, 0, true); err != nil {
+		return err
+	}
+	if w.overflow {
+		w.out = w.out[:mark]
+		w.overflow = false
+		w.omitted = append(w.omitted, t)
+	}
+	return nil
+}
+
 // walkUntil walks top-level elements up to and including those with tag
 // stop, and reports whether any element follows. Elements out of order do
 // not hide the identity: the walk goes on past stop until the identity is
@@ -307,6 +381,12 @@ func (w *walker) detectSyntax() {
 func (w *walker) walkUntil(stop tag.Tag) (more bool, err error) {
 	if w.pos == 0 {
 		w.detectSyntax()
+	}
+	if p := w.pending; p != nil {
+		w.pending = nil
+		if err := w.topElement(p.t, p.vr, p.length); err != nil {
+			return false, err
+		}
 	}
 	for {
 		t, ok, err := w.peekTag()
@@ -316,7 +396,6 @@ func (w *walker) walkUntil(stop tag.Tag) (more bool, err error) {
 		if t > stop && w.id.complete() {
 			return true, nil
 		}
-		mark := len(w.out)
 		t, vr, length, err := w.header(w.top)
 		if err != nil {
 			return false, err
@@ -324,19 +403,17 @@ func (w *walker) walkUntil(stop tag.Tag) (more bool, err error) {
 		if t.Group() == 0xFFFE {
 			return false, malformed("%v outside a sequence at offset %d", t, w.pos-8)
 		}
-		if err := w.value(w.top, t, vr, length, 0, true); err != nil {
+		if err := w.topElement(t, vr, length); err != nil {
 			return false, err
-		}
-		if w.overflow {
-			w.out = w.out[:mark]
-			w.overflow = false
-			w.omitted = append(w.omitted, t)
 		}
 	}
 }
 
 // value walks the value of an element whose header has been read.
 func (w *walker) value(sx syntax, t tag.Tag, vr string, length uint32, depth int, top bool) error {
+	if t == tag.SpecificCharacterSet && vr != "CS" {
+		return w.charset(length)
+	}
 	switch {
 	case vr == "SQ" || (vr == "UN" && length == undefinedLength):
 		// A sequence encoded as UN keeps implicit VR little endian
@@ -408,6 +485,25 @@ func (w *walker) value(sx syntax, t tag.Tag, vr string, length uint32, depth int
 		w.id.capture(t, v)
 	}
 	w.emitHeader(t, vr, length)
+	w.emit(v...)
+	return nil
+}
+
+// charset copies a Specific Character Set sent with a VR other than CS as
+// CS: the decoder takes it for text whatever its VR says, and fails
+// otherwise. A value of undefined or absurd length is left out.
+func (w *walker) charset(length uint32) error {
+	if length == undefinedLength {
+		return malformed("Specific Character Set of undefined length at offset %d", w.pos)
+	}
+	if length > math.MaxUint16 {
+		return w.skip(int64(length))
+	}
+	v, err := w.read(int(length))
+	if err != nil {
+		return err
+	}
+	w.emitHeader(tag.SpecificCharacterSet, "CS", length)
 	w.emit(v...)
 	return nil
 }
