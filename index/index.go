@@ -35,6 +35,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/pacsd/pacsd/dicom"
@@ -99,6 +100,14 @@ type DB struct {
 	// writer at a time; nil otherwise.
 	writers chan struct{}
 	stmt    *statements
+	// prepared caches the prepared form of every statement the DB runs:
+	// preparing the dozen statements of a Put anew each time cost as
+	// much as the rest of it.
+	prepared sync.Map // bound query -> *sql.Stmt
+	// wanted holds the queries first met inside a transaction, to prepare
+	// once it is over: preparing on the pool while a transaction holds
+	// the only connection (an in-memory database) would wait forever.
+	wanted sync.Map // bound query -> struct{}
 }
 
 // New returns a DB over db, whose SQL dialect is d, after bringing its
@@ -126,6 +135,10 @@ func New(ctx context.Context, db *sql.DB, d Dialect, opts ...Option) (*DB, error
 
 // Close closes the database.
 func (db *DB) Close() error {
+	db.prepared.Range(func(_, v any) bool {
+		v.(*sql.Stmt).Close()
+		return true
+	})
 	if err := db.db.Close(); err != nil {
 		return fmt.Errorf("index: close: %w", err)
 	}
@@ -157,7 +170,26 @@ func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	db.prepareWanted(ctx)
 	return nil
+}
+
+// prepareWanted prepares the queries stmtFor met inside transactions.
+func (db *DB) prepareWanted(ctx context.Context) {
+	db.wanted.Range(func(k, _ any) bool {
+		db.wanted.Delete(k)
+		if _, ok := db.prepared.Load(k); ok {
+			return true
+		}
+		st, err := db.db.PrepareContext(ctx, k.(string))
+		if err != nil {
+			return true
+		}
+		if _, loaded := db.prepared.LoadOrStore(k, st); loaded {
+			st.Close()
+		}
+		return true
+	})
 }
 
 // querier is what a *sql.DB and a *sql.Tx have in common.
@@ -168,15 +200,69 @@ type querier interface {
 }
 
 func (db *DB) exec(ctx context.Context, q querier, query string, args ...any) (sql.Result, error) {
-	return q.ExecContext(ctx, db.dialect.bind(query), args...)
+	return db.stmtFor(ctx, q, query).ExecContext(ctx, args...)
 }
 
 func (db *DB) query(ctx context.Context, q querier, query string, args ...any) (*sql.Rows, error) {
-	return q.QueryContext(ctx, db.dialect.bind(query), args...)
+	return db.stmtFor(ctx, q, query).QueryContext(ctx, args...)
 }
 
 func (db *DB) queryRow(ctx context.Context, q querier, query string, args ...any) *sql.Row {
-	return q.QueryRowContext(ctx, db.dialect.bind(query), args...)
+	return db.stmtFor(ctx, q, query).QueryRowContext(ctx, args...)
+}
+
+// stmtFor returns query, prepared once per DB (and by database/sql once
+// per connection), for use by q: the DB itself or a transaction. A query
+// that fails to prepare runs unprepared, to report its error where it is
+// used.
+func (db *DB) stmtFor(ctx context.Context, q querier, query string) statement {
+	bound := db.dialect.bind(query)
+	v, ok := db.prepared.Load(bound)
+	tx, inTx := q.(*sql.Tx)
+	if !ok && inTx {
+		db.wanted.Store(bound, struct{}{})
+		return unprepared{q, bound}
+	}
+	if !ok {
+		st, err := db.db.PrepareContext(ctx, bound)
+		if err != nil {
+			return unprepared{q, bound}
+		}
+		if v, ok = db.prepared.LoadOrStore(bound, st); ok {
+			st.Close()
+		} else {
+			v = st
+		}
+	}
+	st := v.(*sql.Stmt)
+	if inTx {
+		st = tx.StmtContext(ctx, st)
+	}
+	return st
+}
+
+// statement is a query ready to run: a *sql.Stmt, or an unprepared query.
+type statement interface {
+	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, args ...any) *sql.Row
+}
+
+type unprepared struct {
+	q     querier
+	query string
+}
+
+func (u unprepared) ExecContext(ctx context.Context, args ...any) (sql.Result, error) {
+	return u.q.ExecContext(ctx, u.query, args...)
+}
+
+func (u unprepared) QueryContext(ctx context.Context, args ...any) (*sql.Rows, error) {
+	return u.q.QueryContext(ctx, u.query, args...)
+}
+
+func (u unprepared) QueryRowContext(ctx context.Context, args ...any) *sql.Row {
+	return u.q.QueryRowContext(ctx, u.query, args...)
 }
 
 // micros is how the index keeps a time: microseconds since 1970 in UTC,

@@ -177,7 +177,7 @@ func (s *Store) put(ctx context.Context, key string, r io.Reader, size int64) (s
 		}
 	}()
 
-	n, err := copyContext(ctx, f, storage.ExactReader(r, size))
+	n, err := copyContext(ctx, writeback(f), storage.ExactReader(r, size))
 	if err != nil {
 		return storage.Info{}, err
 	}
