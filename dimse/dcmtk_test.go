@@ -3,6 +3,7 @@ package dimse
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/internal/dcmgen"
 	"github.com/pacsd/pacsd/internal/testpeer"
 )
 
@@ -93,6 +95,66 @@ func TestDcmtkEchoAndStore(t *testing.T) {
 		io.Copy(io.Discard, sc.Rest())
 		if h := sc.Header(); h.Err != nil {
 			t.Errorf("%s: received data set: %v", f, h.Err)
+		}
+	}
+}
+
+// TestClientToStorescp drives dcmtk's storescp with this package's client:
+// C-ECHO, then C-STORE of a generated instance streamed from its file,
+// which storescp (keeping data sets bit for bit, +B) must receive whole.
+func TestClientToStorescp(t *testing.T) {
+	scp := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{AET: "STORESCP", Dir: t.TempDir(), Args: []string{"+B"}})
+	dir := t.TempDir()
+	files, err := dcmgen.WriteSeries(dir, 3, 300<<10, dcmgen.Instance{Series: dcmgen.Series{Modality: "CT"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Dialer{CallingAE: "PACSD", CalledAE: "STORESCP", Logger: testLogger(t), Proposals: []Proposal{
+		{uid.Verification, []string{uid.ImplicitVRLittleEndian}},
+		{uid.CTImageStorage, []string{uid.ExplicitVRLittleEndian}},
+	}}
+	ctx := context.Background()
+	a, err := d.Dial(ctx, scp.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Echo(ctx); err != nil {
+		t.Fatalf("Echo: %v", err)
+	}
+	for _, f := range files {
+		fh, err := os.Open(f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(fh)
+		m, _, err := dicom.ReadFileMeta(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := a.Store(ctx, &StoreRequest{SOPClassUID: m.MediaStorageSOPClassUID, SOPInstanceUID: m.MediaStorageSOPInstanceUID,
+			TransferSyntaxUID: m.TransferSyntaxUID, Dataset: br})
+		fh.Close()
+		if err != nil || st != StatusSuccess {
+			t.Fatalf("Store %s: %v, %v", f.SOPInstanceUID, st, err)
+		}
+	}
+	if err := a.Release(ctx); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	got, err := scp.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		want, _ := os.ReadFile(f.Path)
+		have, err := os.ReadFile(got[f.SOPInstanceUID])
+		if err != nil {
+			t.Fatalf("storescp did not receive %s: %v", f.SOPInstanceUID, err)
+		}
+		_, wn, _ := dicom.ReadFileMeta(bufio.NewReader(bytes.NewReader(want)))
+		_, hn, _ := dicom.ReadFileMeta(bufio.NewReader(bytes.NewReader(have)))
+		if !bytes.Equal(want[wn:], have[hn:]) {
+			t.Errorf("%s: storescp received a different data set", f.SOPInstanceUID)
 		}
 	}
 }
