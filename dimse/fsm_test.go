@@ -4,8 +4,10 @@ import (
 	"errors"
 	"net"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/dimse/internal/pdu"
 )
 
@@ -239,19 +241,84 @@ func TestAE6Reject(t *testing.T) {
 	}
 }
 
-// TestARTIMExpiry checks that ARTIM closes the transport in Sta13.
+// TestARTIMExpiry checks that ARTIM closes the transport in Sta13, after
+// its full timeout and not before, in a bubble of fake time.
 func TestARTIMExpiry(t *testing.T) {
-	local, peer := net.Pipe()
-	defer peer.Close()
-	a := newAssociation(local, testLogger(t), false, 10*time.Millisecond)
-	a.st = sta13
-	a.startARTIM()
-	select {
-	case <-a.done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("ARTIM did not close the transport")
-	}
-	if a.state() != sta1 {
-		t.Errorf("state %v", a.state())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		local, peer := net.Pipe()
+		defer peer.Close()
+		a := newAssociation(local, testLogger(t), false, 30*time.Second)
+		a.st = sta13
+		a.startARTIM()
+		time.Sleep(29 * time.Second)
+		synctest.Wait()
+		select {
+		case <-a.done:
+			t.Fatal("ARTIM fired early")
+		default:
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		select {
+		case <-a.done:
+		default:
+			t.Fatal("ARTIM did not close the transport")
+		}
+		if a.state() != sta1 {
+			t.Errorf("state %v", a.state())
+		}
+	})
+}
+
+// TestNoAssociationRequest checks that a server closes a connection on
+// which no A-ASSOCIATE-RQ arrives within ARTIM.
+func TestNoAssociationRequest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c1, c2 := net.Pipe()
+		defer c1.Close()
+		s := &Server{AETitle: "PACSD", Echo: echoOK{}, Logger: testLogger(t), ARTIMTimeout: 10 * time.Second}
+		done := make(chan struct{})
+		go func() {
+			s.ServeConn(c2)
+			close(done)
+		}()
+		time.Sleep(9 * time.Second)
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("connection closed before ARTIM expired")
+		default:
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		select {
+		case <-done:
+		default:
+			t.Fatal("connection still served after ARTIM expired")
+		}
+	})
+}
+
+// TestIdleTimeout checks that an association which sends nothing is
+// aborted after the idle timeout.
+func TestIdleTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &Server{AETitle: "PACSD", Echo: echoOK{}, Logger: testLogger(t), IdleTimeout: time.Minute}
+		d := &Dialer{CallingAE: "SCU", CalledAE: "PACSD", Proposals: []Proposal{{uid.Verification, []string{uid.ImplicitVRLittleEndian}}}}
+		a := pipePair(t, s, d)
+		if err := a.Echo(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(59 * time.Second)
+		synctest.Wait()
+		if a.Err() != nil {
+			t.Fatalf("aborted early: %v", a.Err())
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		<-a.Done()
+		if !errors.Is(a.Err(), ErrAborted) {
+			t.Errorf("association ended with %v", a.Err())
+		}
+	})
 }
