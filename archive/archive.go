@@ -11,11 +11,8 @@ package archive
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"sync"
@@ -49,7 +46,9 @@ var (
 
 // Index is what the archive needs of the index.
 type Index interface {
-	Put(ctx context.Context, in *index.Instance) (replaced *index.Instance, err error)
+	// PreparePut does the work of indexing an instance but commit; see
+	// index.Pending.
+	PreparePut(ctx context.Context, in *index.Instance) (*index.Pending, error)
 	Instance(ctx context.Context, sopInstanceUID string) (*index.Instance, error)
 }
 
@@ -205,10 +204,42 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		ReceivingApplicationEntityTitle: req.CalledAE,
 	})
 	key := Key(id.StudyInstanceUID, id.SeriesInstanceUID, id.SOPInstanceUID)
-	sum := sha256.New()
-	body := io.MultiReader(bytes.NewReader(meta), bytes.NewReader(sc.Prefix()), sc.Rest())
-	info, err := s.cfg.Store.Put(ctx, key, io.TeeReader(body, sum), -1)
+	// The object is hashed and indexed while storage makes it durable:
+	// as soon as its last byte has been read, a goroutine prepares the
+	// index transaction, which is committed only once Put has returned,
+	// that is once the object is durable.
+	sum := newHasher()
+	defer sum.close()
+	prepared := make(chan preparedPut, 1)
+	body := &endReader{r: io.TeeReader(io.MultiReader(bytes.NewReader(meta), bytes.NewReader(sc.Prefix()), sc.Rest()), sum)}
+	body.atEnd = func(size int64) {
+		go func() {
+			h := sc.Header()
+			in := &index.Instance{
+				SOPInstanceUID:    id.SOPInstanceUID,
+				SOPClassUID:       id.SOPClassUID,
+				SeriesInstanceUID: id.SeriesInstanceUID,
+				StudyInstanceUID:  id.StudyInstanceUID,
+				Key:               key,
+				Size:              size,
+				SHA256:            sum.Sum(),
+				TransferSyntaxUID: ts.UID,
+				CallingAE:         req.CallingAE,
+				CalledAE:          req.CalledAE,
+				ReceivedAt:        s.now().UTC(),
+				Header:            h.Dataset,
+			}
+			p, err := s.cfg.Index.PreparePut(ctx, in)
+			prepared <- preparedPut{in, h, p, err}
+		}()
+	}
+	info, err := s.cfg.Store.Put(ctx, key, body, -1)
 	if err != nil {
+		if body.ended {
+			if r := <-prepared; r.pending != nil {
+				r.pending.Rollback()
+			}
+		}
 		if ctx.Err() != nil || errors.Is(err, storage.ErrInvalidKey) {
 			return nil, fmt.Errorf("archive: store %s: %w", key, err)
 		}
@@ -217,25 +248,19 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		}
 		return nil, fmt.Errorf("%w: store %s: %v", ErrUnavailable, key, err)
 	}
-	h := sc.Header()
-	in := &index.Instance{
-		SOPInstanceUID:    id.SOPInstanceUID,
-		SOPClassUID:       id.SOPClassUID,
-		SeriesInstanceUID: id.SeriesInstanceUID,
-		StudyInstanceUID:  id.StudyInstanceUID,
-		Key:               key,
-		Size:              info.Size,
-		SHA256:            hexSum(sum),
-		TransferSyntaxUID: ts.UID,
-		CallingAE:         req.CallingAE,
-		CalledAE:          req.CalledAE,
-		ReceivedAt:        s.now().UTC(),
-		Header:            h.Dataset,
+	r := <-prepared // Put read the object to its end
+	in, h := r.in, r.header
+	if r.err == nil && info.Size != in.Size {
+		r.pending.Rollback()
+		r.err = fmt.Errorf("storage kept %d bytes of %d", info.Size, in.Size)
 	}
-	replaced, err := s.cfg.Index.Put(ctx, in)
-	if err != nil {
+	var replaced *index.Instance
+	if r.err == nil {
+		replaced, r.err = r.pending.Commit()
+	}
+	if r.err != nil {
 		s.forget(key, id.SOPInstanceUID)
-		return nil, fmt.Errorf("%w: index %s: %v", ErrUnavailable, id.SOPInstanceUID, err)
+		return nil, fmt.Errorf("%w: index %s: %v", ErrUnavailable, id.SOPInstanceUID, r.err)
 	}
 	res := &Result{Instance: in, Replaced: replaced}
 	if replaced != nil {
@@ -298,6 +323,32 @@ func (s *Service) forget(key, sopInstanceUID string) {
 	}
 }
 
+type preparedPut struct {
+	in      *index.Instance
+	header  dicom.Header
+	pending *index.Pending
+	err     error
+}
+
+// endReader counts what is read through it and calls atEnd, once, with
+// the count when its reader reports the end.
+type endReader struct {
+	r     io.Reader
+	n     int64
+	ended bool
+	atEnd func(size int64)
+}
+
+func (e *endReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	e.n += int64(n)
+	if err == io.EOF && !e.ended {
+		e.ended = true
+		e.atEnd(e.n)
+	}
+	return n, err
+}
+
 // Key is where the object of an instance is kept: a path a person or
 // another program can browse, study by series by instance. The UIDs must
 // have passed uid.Valid.
@@ -328,8 +379,6 @@ type sourceError struct{ err error }
 
 func (e *sourceError) Error() string { return e.err.Error() }
 func (e *sourceError) Unwrap() error { return e.err }
-
-func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 
 // keyedMutex serializes the archiving of one SOP Instance UID, so that the
 // object in storage and the row in the index always come from the same

@@ -239,7 +239,7 @@ func (failingStore) Put(ctx context.Context, key string, r io.Reader, size int64
 // failingIndex fails every Put.
 type failingIndex struct{ Index }
 
-func (failingIndex) Put(context.Context, *index.Instance) (*index.Instance, error) {
+func (failingIndex) PreparePut(context.Context, *index.Instance) (*index.Pending, error) {
 	return nil, errors.New("database is locked")
 }
 

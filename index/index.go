@@ -148,22 +148,12 @@ func (db *DB) Close() error {
 // write runs fn in a write transaction and commits it if fn returns nil.
 // Write transactions run one at a time (see Dialect.lockWrites).
 func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if db.writers != nil {
-		select {
-		case db.writers <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		defer func() { <-db.writers }()
-	}
-	tx, err := db.db.BeginTx(ctx, nil)
+	tx, release, err := db.begin(ctx)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback()
-	if err := db.dialect.lockWrites(ctx, tx); err != nil {
 		return err
 	}
+	defer release()
+	defer tx.Rollback()
 	if err := fn(tx); err != nil {
 		return err
 	}
@@ -172,6 +162,32 @@ func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	db.prepareWanted(ctx)
 	return nil
+}
+
+// begin starts a write transaction, after the writers queued before it
+// (see Dialect.lockWrites). The caller must call release once the
+// transaction is over.
+func (db *DB) begin(ctx context.Context) (tx *sql.Tx, release func(), err error) {
+	release = func() {}
+	if db.writers != nil {
+		select {
+		case db.writers <- struct{}{}:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+		release = func() { <-db.writers }
+	}
+	tx, err = db.db.BeginTx(ctx, nil)
+	if err != nil {
+		release()
+		return nil, nil, fmt.Errorf("begin: %w", err)
+	}
+	if err := db.dialect.lockWrites(ctx, tx); err != nil {
+		tx.Rollback()
+		release()
+		return nil, nil, err
+	}
+	return tx, release, nil
 }
 
 // prepareWanted prepares the queries stmtFor met inside transactions.

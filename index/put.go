@@ -43,6 +43,52 @@ func newStatements() *statements {
 // The three UIDs must not be empty; the schema refuses UIDs longer than
 // the 64 characters PS3.5 allows.
 func (db *DB) Put(ctx context.Context, in *Instance) (replaced *Instance, err error) {
+	p, err := db.PreparePut(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return p.Commit()
+}
+
+// Pending is a Put done but not yet committed: its transaction holds the
+// index's write lock until Commit or Rollback, one of which must be
+// called. It lets the archive do the work of indexing while an object's
+// fsync is still under way, and commit only once the object is durable.
+type Pending struct {
+	db       *DB
+	tx       *sql.Tx
+	release  func()
+	sop      string
+	replaced *Instance
+	ended    bool
+}
+
+// Commit commits the Put and returns the record it replaced, or nil.
+func (p *Pending) Commit() (replaced *Instance, err error) {
+	if p.ended {
+		return nil, fmt.Errorf("index: put %s: already ended", p.sop)
+	}
+	p.ended = true
+	defer p.release()
+	if err := p.tx.Commit(); err != nil {
+		return nil, fmt.Errorf("index: put %s: commit: %w", p.sop, err)
+	}
+	p.db.prepareWanted(context.Background())
+	return p.replaced, nil
+}
+
+// Rollback abandons the Put; after Commit it does nothing.
+func (p *Pending) Rollback() {
+	if p.ended {
+		return
+	}
+	p.ended = true
+	p.tx.Rollback()
+	p.release()
+}
+
+// PreparePut does all Put does but commit; see Pending.
+func (db *DB) PreparePut(ctx context.Context, in *Instance) (_ *Pending, err error) {
 	if err := checkUIDs(in); err != nil {
 		return nil, err
 	}
@@ -66,7 +112,12 @@ func (db *DB) Put(ctx context.Context, in *Instance) (replaced *Instance, err er
 		}
 	}
 
-	err = db.write(ctx, func(tx *sql.Tx) error {
+	tx, release, err := db.begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("index: put %s: %w", in.SOPInstanceUID, err)
+	}
+	var replaced *Instance
+	err = func() error {
 		now := micros(db.now())
 		recv := micros(received)
 		old, err := db.lookup(ctx, tx, in.SOPInstanceUID)
@@ -108,11 +159,13 @@ func (db *DB) Put(ctx context.Context, in *Instance) (replaced *Instance, err er
 		r.add(series, study, patient)
 		r.add(0, seriesStudy, studyPatient)
 		return r.run(ctx, db, tx)
-	})
+	}()
 	if err != nil {
+		tx.Rollback()
+		release()
 		return nil, fmt.Errorf("index: put %s: %w", in.SOPInstanceUID, err)
 	}
-	return replaced, nil
+	return &Pending{db: db, tx: tx, release: release, sop: in.SOPInstanceUID, replaced: replaced}, nil
 }
 
 func checkUIDs(in *Instance) error {

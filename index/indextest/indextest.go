@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) *index.DB) {
 		{"CancelledContext", testCancelledContext},
 		{"Instances", testInstances},
 		{"ReceivedAt", testReceivedAt},
+		{"PreparePut", testPreparePut},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -927,4 +928,49 @@ func testReceivedAt(t *testing.T, db *index.DB) {
 	if zero.ReceivedAt != (time.Time{}) {
 		t.Errorf("Put changed the caller's Instance")
 	}
+}
+
+// testPreparePut checks the two halves of a Put: nothing is visible until
+// Commit, nothing remains after Rollback, and other writers wait for the
+// pending one to end.
+func testPreparePut(t *testing.T, db *index.DB) {
+	ctx := t.Context()
+	p, err := db.PreparePut(ctx, instance("5.1", "5.100", "5", base, header(t, tag.PatientID, "P5")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Rollback()
+	p.Rollback() // harmless
+	if _, err := db.Instance(ctx, "5.1"); !errors.Is(err, index.ErrNotFound) {
+		t.Fatalf("rolled back instance found: %v", err)
+	}
+	checkCounts(t, db, index.Counts{})
+
+	p, err = db.PreparePut(ctx, instance("5.1", "5.100", "5", base, header(t, tag.PatientID, "P5")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another writer waits for the pending Put.
+	other := make(chan error, 1)
+	go func() {
+		_, err := db.Put(ctx, instance("5.2", "5.100", "5", base, header(t, tag.PatientID, "P5")))
+		other <- err
+	}()
+	select {
+	case err := <-other:
+		t.Fatalf("a Put ran while another was pending: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	replaced, err := p.Commit()
+	if err != nil || replaced != nil {
+		t.Fatalf("Commit = %v, %v", replaced, err)
+	}
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Commit(); err == nil {
+		t.Error("second Commit succeeded")
+	}
+	p.Rollback() // after Commit: nothing
+	checkCounts(t, db, index.Counts{Patients: 1, Studies: 1, Series: 1, Instances: 2})
 }
