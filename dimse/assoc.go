@@ -135,6 +135,7 @@ func (a *Association) startOp(id uint16, f func(ctx context.Context)) {
 	ctx, cancel := context.WithCancel(a.ctx)
 	a.opMu.Lock()
 	a.active[id] = cancel
+	a.armIdleLocked()
 	a.opMu.Unlock()
 	a.ops.Add(1)
 	go func() {
@@ -150,8 +151,26 @@ func (a *Association) startOp(id uint16, f func(ctx context.Context)) {
 // never finds the operation still counted.
 func (a *Association) finishOp(id uint16) {
 	a.opMu.Lock()
+	defer a.opMu.Unlock()
 	delete(a.active, id)
-	a.opMu.Unlock()
+	// The reader may be waiting without a deadline, having looked while
+	// this operation still ran: the idle clock starts now.
+	a.armIdleLocked()
+}
+
+// armIdleLocked sets the read deadline for the idle timeout: none while an
+// operation is in progress, which may take long to answer, and the idle
+// timeout from now otherwise. a.opMu is held, so that the reader and the
+// operations finishing never undo each other's setting.
+func (a *Association) armIdleLocked() {
+	if a.idle <= 0 {
+		return
+	}
+	if len(a.active) == 0 {
+		a.conn.SetReadDeadline(time.Now().Add(a.idle))
+	} else {
+		a.conn.SetReadDeadline(time.Time{})
+	}
 }
 
 func (a *Association) activeOps() int {
@@ -473,13 +492,9 @@ func (a *Association) writeBuffers(b net.Buffers) error {
 // state machine.
 func (a *Association) readLoop() {
 	for {
-		if a.idle > 0 {
-			if a.activeOps() == 0 {
-				a.conn.SetReadDeadline(time.Now().Add(a.idle))
-			} else {
-				a.conn.SetReadDeadline(time.Time{})
-			}
-		}
+		a.opMu.Lock()
+		a.armIdleLocked()
+		a.opMu.Unlock()
 		p, err := a.rd.Next()
 		if err != nil && a.idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) && a.state() == sta6 {
 			a.log.Warn("association idle too long; aborting", "idle", a.idle)
