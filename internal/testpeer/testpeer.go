@@ -44,15 +44,17 @@ func (e notInstalledError) Is(target error) bool { return target == ErrNotInstal
 // which is not on the PATH of ordinary users.
 var extraDirs = []string{"/usr/sbin", "/usr/local/sbin", "/sbin"}
 
-// Lookup returns the path of the executable name, searching PATH and then
+// Lookup returns the path of the executable name, searching PATH, then
 // the system administration directories where Debian puts daemons such as
-// Orthanc. A name that contains a slash is only checked, not searched.
+// Orthanc, then where go install puts programs. A name that contains a slash is only checked, not searched.
 func Lookup(name string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
 	if !strings.Contains(name, "/") {
-		for _, dir := range extraDirs {
+		// Programs built with go install (MinIO, Versity's gateway)
+		// land in GOBIN or GOPATH/bin, which need not be on PATH.
+		for _, dir := range append(extraDirs, goBinDirs()...) {
 			p := filepath.Join(dir, name)
 			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 				return p, nil
