@@ -1,0 +1,548 @@
+package dicom
+
+import (
+	"bufio"
+	"compress/flate"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/pacsd/pacsd/dicom/tag"
+	"github.com/pacsd/pacsd/dicom/uid"
+)
+
+// ErrUnsupported reports a well-formed request that this package does not
+// carry out: a transfer syntax other than the uncompressed ones, an
+// encapsulated (compressed) value, a character set it cannot write.
+var ErrUnsupported = errors.New("dicom: unsupported")
+
+// maxTranscodeDepth bounds the nesting of sequences Transcode follows. It
+// is generous, since an instance that is already archived must not fail to
+// be sent for want of depth, yet it keeps the recursion, and so the memory,
+// bounded whatever the input claims.
+const maxTranscodeDepth = 128
+
+// copyBuffer is the size of the buffer every value passes through. It is a
+// multiple of 8 so that every chunk of a value but the last holds whole
+// numbers of the 2-, 4- and 8-byte units that are swapped between byte
+// orders.
+const copyBuffer = 64 << 10
+
+// Transcode copies a data set (without File Meta Information) from src,
+// encoded in transfer syntax from, to dst in transfer syntax to. Both must
+// be Implicit VR Little Endian, Explicit VR Little Endian, Explicit VR Big
+// Endian or Deflated Explicit VR Little Endian; anything else is
+// ErrUnsupported. It streams: every value passes through one fixed buffer,
+// so memory does not grow with the size of the data set, and nothing is
+// allocated in proportion to a length read from the input.
+//
+// The output differs from the input in layout only, never in value:
+//
+//   - Every sequence and every item is written with undefined length, which
+//     is valid in every syntax and spares recomputing lengths when the
+//     header sizes change.
+//   - Group length elements (gggg,0000) are dropped, as PS3.5 §7.2 allows
+//     for a data set; those of groups 0000 and 0002, which do not belong in
+//     a data set, are copied unchanged.
+//   - A value of odd length, which PS3.5 §7.1.1 forbids, gains a padding
+//     byte (a space for text, NUL for UI and binary values), as dcmtk pads.
+//   - From implicit VR, each VR comes from the data dictionary: "OB or OW"
+//     and "US or OW" become OW (Pixel Data included, as PS3.5 Annex A.1
+//     has it in implicit VR and as dcmtk writes it); the pixel value
+//     attributes that are "US or SS" become SS when Pixel Representation
+//     (0028,0103) of the same data set is 1 and US otherwise, the LUT
+//     descriptors US; private and unknown elements become UN, and so does
+//     a value too long for the 16-bit length of its VR.
+//   - Explicit VRs are kept, except that a VR this package does not know is
+//     written as UN.
+//   - Between byte orders, values are swapped in units of 2 bytes for US,
+//     SS, OW and AT, 4 for UL, SL, FL, OF and OL, 8 for FD, OD, SV, UV and
+//     OV; OB, UN and text are bytes. Pixel Data keeps its VR: OB is never
+//     swapped and OW always is, in 16-bit words even when Bits Allocated is
+//     8 or less (PS3.5 §8: OB is unaffected by byte order, OW is words),
+//     exactly as dcmtk converts it.
+//   - An element of VR UN and undefined length is a sequence whose items
+//     are Implicit VR Little Endian whatever the syntax around it (PS3.5
+//     §6.2.2); it is copied as such, items and all, in every output syntax.
+//
+// A data set labelled explicit VR that is in fact implicit, or the other
+// way round, is read as what its first element shows, as the Scanner
+// reads it.
+//
+// A malformed input is an error wrapping ErrMalformed that names the
+// element and the offset in the (inflated) data set where it went wrong;
+// encapsulated pixel data, which no uncompressed syntax may carry, is
+// ErrUnsupported. On error, dst has received part of the data set.
+func Transcode(dst io.Writer, src io.Reader, from, to uid.TransferSyntax) error {
+	for _, ts := range []uid.TransferSyntax{from, to} {
+		if !transcodable(ts) {
+			return fmt.Errorf("%w: transcoding %s", ErrUnsupported, uid.Name(ts.UID))
+		}
+	}
+	t := &transcoder{
+		buf: make([]byte, copyBuffer),
+		in:  syntax{explicit: from.UID != uid.ImplicitVRLittleEndian, bigEndian: from.BigEndian},
+		out: syntax{explicit: to.UID != uid.ImplicitVRLittleEndian, bigEndian: to.BigEndian},
+	}
+	var r io.Reader = src
+	if from.Deflated {
+		r = inflater{flate.NewReader(bufio.NewReaderSize(src, 32<<10))}
+	}
+	t.r = bufio.NewReaderSize(r, 32<<10)
+
+	var w io.Writer = dst
+	var fw *flate.Writer
+	var counted *countingWriter
+	if to.Deflated {
+		counted = &countingWriter{w: dst}
+		fw, _ = flate.NewWriter(counted, flate.DefaultCompression) // the level is valid
+		w = fw
+	}
+	t.w = bufio.NewWriterSize(w, 32<<10)
+
+	err := t.run()
+	if err == nil {
+		err = t.w.Flush()
+	}
+	if err == nil && fw != nil {
+		err = fw.Close()
+	}
+	// PS3.5 A.5: a deflated stream of odd length is padded with one NUL,
+	// because a PDV's data set must be of even length; dcmtk aborts
+	// the association otherwise.
+	if err == nil && counted != nil && counted.n%2 == 1 {
+		_, err = dst.Write([]byte{0})
+	}
+	return err
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// inflater reports a corrupt or truncated deflate stream as a malformed
+// data set; the source's own errors pass through.
+type inflater struct{ r io.Reader }
+
+func (f inflater) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	var corrupt flate.CorruptInputError
+	if errors.As(err, &corrupt) || errors.Is(err, io.ErrUnexpectedEOF) {
+		err = fmt.Errorf("%w: deflated stream: %v", ErrMalformed, err)
+	}
+	return n, err
+}
+
+// transcodable reports whether ts is one of the four uncompressed
+// syntaxes Transcode converts between.
+func transcodable(ts uid.TransferSyntax) bool {
+	switch ts.UID {
+	case uid.ImplicitVRLittleEndian, uid.ExplicitVRLittleEndian, uid.ExplicitVRBigEndian, uid.DeflatedExplicitVRLittleEndian:
+		return true
+	}
+	return false
+}
+
+type transcoder struct {
+	r   *bufio.Reader
+	pos int64 // offset of the next unread byte of the (inflated) data set
+	w   *bufio.Writer
+	in  syntax // of the top level of the input
+	out syntax // of the top level of the output
+	buf []byte
+	hdr [12]byte
+}
+
+// level is what the transcoder remembers of one data set or item: the
+// Pixel Representation that chooses between US and SS in implicit VR.
+type level struct {
+	pixelRep int // -1 when not seen
+}
+
+func (t *transcoder) run() error {
+	t.detectSyntax()
+	return t.dataset(t.in, t.out, -1, 0, true)
+}
+
+// detectSyntax corrects the VR encoding of the input from its first
+// element when it contradicts the transfer syntax, as the Scanner does:
+// some writers label implicit VR data sets as explicit, and the other way
+// round, and every reader the output goes to would otherwise fail.
+func (t *transcoder) detectSyntax() {
+	b, err := t.r.Peek(6)
+	if err != nil || t.in.bigEndian {
+		return
+	}
+	letters := b[4] >= 'A' && b[4] <= 'Z' && b[5] >= 'A' && b[5] <= 'Z'
+	tg := tag.New(binary.LittleEndian.Uint16(b), binary.LittleEndian.Uint16(b[2:]))
+	switch {
+	case t.in.explicit && !letters:
+		t.in.explicit = false
+	case !t.in.explicit && letters:
+		if info, ok := tag.Lookup(tg); ok && strings.Contains(info.VR, string(b[4:6])) {
+			t.in.explicit = true
+		}
+	}
+}
+
+// read reads n ≤ len(t.hdr) bytes of a header.
+func (t *transcoder) read(n int) ([]byte, error) {
+	b := t.hdr[:n]
+	m, err := io.ReadFull(t.r, b)
+	t.pos += int64(m)
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, malformed("data set ends inside an element header at offset %d", t.pos)
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// header reads an element, item or delimiter header in syntax sx. The VR
+// of an implicit VR element is left empty.
+func (t *transcoder) header(sx syntax) (tg tag.Tag, vr string, length uint32, err error) {
+	b, err := t.read(4)
+	if err != nil {
+		return 0, "", 0, err
+	}
+	bo := sx.order()
+	tg = tag.New(bo.Uint16(b), bo.Uint16(b[2:]))
+	if tg.Group() == 0xFFFE || !sx.explicit {
+		if b, err = t.read(4); err != nil {
+			return 0, "", 0, err
+		}
+		return tg, "", bo.Uint32(b), nil
+	}
+	if b, err = t.read(2); err != nil {
+		return 0, "", 0, err
+	}
+	if b[0] < 'A' || b[0] > 'Z' || b[1] < 'A' || b[1] > 'Z' {
+		return 0, "", 0, malformed("element %v at offset %d has VR %q", tg, t.pos-6, b)
+	}
+	vr = string(b)
+	if longVR(vr) {
+		if b, err = t.read(6); err != nil {
+			return 0, "", 0, err
+		}
+		return tg, vr, bo.Uint32(b[2:]), nil
+	}
+	if b, err = t.read(2); err != nil {
+		return 0, "", 0, err
+	}
+	return tg, vr, uint32(bo.Uint16(b)), nil
+}
+
+// writeHeader writes an element, item or delimiter header in syntax sx.
+func (t *transcoder) writeHeader(sx syntax, tg tag.Tag, vr string, length uint32) error {
+	bo := sx.order()
+	h := t.hdr[:]
+	bo.PutUint16(h[0:], tg.Group())
+	bo.PutUint16(h[2:], tg.Element())
+	n := 8
+	switch {
+	case tg.Group() == 0xFFFE || !sx.explicit:
+		bo.PutUint32(h[4:], length)
+	case longVR(vr):
+		copy(h[4:], vr)
+		h[6], h[7] = 0, 0
+		bo.PutUint32(h[8:], length)
+		n = 12
+	default:
+		copy(h[4:], vr)
+		bo.PutUint16(h[6:], uint16(length))
+	}
+	_, err := t.w.Write(h[:n])
+	return err
+}
+
+// dataset transcodes the elements of the top level (top), or of an item
+// up to end, or to its item delimiter when end is -1.
+func (t *transcoder) dataset(in, out syntax, end int64, depth int, top bool) error {
+	lv := level{pixelRep: -1}
+	for {
+		if top {
+			b, err := t.r.Peek(1)
+			if len(b) == 0 {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return fmt.Errorf("at offset %d: %w", t.pos, err)
+			}
+		} else if end >= 0 {
+			if t.pos == end {
+				return nil
+			}
+			if t.pos > end {
+				return malformed("item overruns its length by %d bytes at offset %d", t.pos-end, t.pos)
+			}
+		}
+		at := t.pos
+		tg, vr, length, err := t.header(in)
+		if err != nil {
+			return err
+		}
+		if tg.Group() == 0xFFFE {
+			switch {
+			case top:
+				return malformed("%v outside a sequence at offset %d", tg, at)
+			case tg != tag.ItemDelimitationItem:
+				return malformed("%v inside an item at offset %d", tg, at)
+			case end >= 0:
+				return malformed("item delimiter inside an item of defined length at offset %d", at)
+			}
+			return nil
+		}
+		if end >= 0 && length != undefinedLength && t.pos+int64(length) > end {
+			return malformed("element %v at offset %d overruns its item", tg, at)
+		}
+		if err := t.element(in, out, &lv, tg, vr, length, at, depth); err != nil {
+			return err
+		}
+	}
+}
+
+// element transcodes one element whose header has been read.
+func (t *transcoder) element(in, out syntax, lv *level, tg tag.Tag, vr string, length uint32, at int64, depth int) error {
+	if vr == "" {
+		vr = implicitVR(tg, length)
+		if info, ok := tag.Lookup(tg); ok && info.VR == "US or SS" && lv.pixelRep == 1 && pixelValue(tg) {
+			vr = "SS"
+		}
+	} else if !knownVR(vr) {
+		vr = "UN"
+	}
+
+	if length == undefinedLength {
+		switch {
+		case vr == "SQ":
+			if err := t.writeHeader(out, tg, "SQ", undefinedLength); err != nil {
+				return err
+			}
+			return t.items(in, out, tg, -1, at, depth)
+		case vr == "UN":
+			// Items of a sequence sent as UN are implicit VR little
+			// endian on both sides (PS3.5 §6.2.2).
+			if err := t.writeHeader(out, tg, "UN", undefinedLength); err != nil {
+				return err
+			}
+			return t.items(syntax{}, syntax{}, tg, -1, at, depth)
+		case binaryVR(vr):
+			return fmt.Errorf("%w: element %v at offset %d is encapsulated (compressed) data", ErrUnsupported, tg, at)
+		}
+		return malformed("element %v (%s) at offset %d has an undefined length", tg, vr, at)
+	}
+
+	if tg.Element() == 0x0000 && tg.Group() != 0x0000 && tg.Group() != 0x0002 {
+		// Group lengths would be wrong after the change of layout.
+		return t.skip(int64(length), tg, at)
+	}
+	if vr == "SQ" {
+		if err := t.writeHeader(out, tg, "SQ", undefinedLength); err != nil {
+			return err
+		}
+		return t.items(in, out, tg, t.pos+int64(length), at, depth)
+	}
+	// Values of odd length, which PS3.5 §7.1.1 forbids, are padded as
+	// dcmtk pads them, so that the output is valid.
+	padded := length + length%2
+	outVR := vr
+	if out.explicit && !longVR(vr) && padded > 0xFFFF {
+		outVR = "UN"
+	}
+	if err := t.writeHeader(out, tg, outVR, padded); err != nil {
+		return err
+	}
+	size := 0
+	if in.bigEndian != out.bigEndian && outVR != "UN" {
+		size = swapSize(vr)
+	}
+	if tg == tag.PixelRepresentation && length == 2 {
+		b, err := t.read(2)
+		if err != nil {
+			return err
+		}
+		lv.pixelRep = int(in.order().Uint16(b))
+		if size > 0 {
+			b[0], b[1] = b[1], b[0]
+		}
+		_, err = t.w.Write(b)
+		return err
+	}
+	if err := t.copyValue(int64(length), size, tg, at); err != nil {
+		return err
+	}
+	if padded != length {
+		pad := byte(0)
+		if textVR(vr) && vr != "UI" {
+			pad = ' '
+		}
+		return t.w.WriteByte(pad)
+	}
+	return nil
+}
+
+// pixelValue reports whether t is one of the "US or SS" attributes whose
+// VR follows Pixel Representation. The LUT descriptors, also "US or SS",
+// are US whatever the pixels are (PS3.3 C.11.1.1.1 makes their first and
+// third values unsigned), as dcmtk writes them.
+func pixelValue(t tag.Tag) bool {
+	switch t {
+	case tag.LUTDescriptor,
+		tag.GrayLookupTableDescriptor,
+		tag.RedPaletteColorLookupTableDescriptor,
+		tag.GreenPaletteColorLookupTableDescriptor,
+		tag.BluePaletteColorLookupTableDescriptor,
+		tag.LargeRedPaletteColorLookupTableDescriptor,
+		tag.LargeGreenPaletteColorLookupTableDescriptor,
+		tag.LargeBluePaletteColorLookupTableDescriptor:
+		return false
+	}
+	return true
+}
+
+// knownVR reports whether vr is a VR of PS3.5 Table 6.2-1.
+func knownVR(vr string) bool {
+	switch vr {
+	case "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF", "OL", "OV", "OW",
+		"PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN", "UR", "US", "UT", "UV":
+		return true
+	}
+	return false
+}
+
+// swapSize returns the unit in which values of vr are swapped between
+// byte orders (PS3.5 §7.3), or 0 for byte strings.
+func swapSize(vr string) int {
+	switch vr {
+	case "US", "SS", "OW", "AT":
+		return 2
+	case "UL", "SL", "FL", "OF", "OL":
+		return 4
+	case "FD", "OD", "SV", "UV", "OV":
+		return 8
+	}
+	return 0
+}
+
+// copyValue copies n bytes of value through the buffer, reversing each
+// unit of size bytes when size > 1.
+func (t *transcoder) copyValue(n int64, size int, tg tag.Tag, at int64) error {
+	for n > 0 {
+		chunk := t.buf[:min(n, int64(len(t.buf)))]
+		m, err := io.ReadFull(t.r, chunk)
+		t.pos += int64(m)
+		if err != nil {
+			return t.valueErr(err, tg, at)
+		}
+		if size > 1 {
+			swapUnits(chunk, size)
+		}
+		if _, err := t.w.Write(chunk); err != nil {
+			return err
+		}
+		n -= int64(m)
+	}
+	return nil
+}
+
+// skip discards n bytes of value.
+func (t *transcoder) skip(n int64, tg tag.Tag, at int64) error {
+	for n > 0 {
+		m, err := t.r.Discard(int(min(n, int64(len(t.buf)))))
+		t.pos += int64(m)
+		n -= int64(m)
+		if err != nil {
+			return t.valueErr(err, tg, at)
+		}
+	}
+	return nil
+}
+
+func (t *transcoder) valueErr(err error, tg tag.Tag, at int64) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return malformed("data set ends inside the value of element %v (offset %d) at offset %d", tg, at, t.pos)
+	}
+	return fmt.Errorf("element %v at offset %d: %w", tg, at, err)
+}
+
+// swapUnits reverses the bytes of each whole unit of size bytes in v; a
+// trailing partial unit, which only a malformed value has, is left alone.
+func swapUnits(v []byte, size int) {
+	switch size {
+	case 2:
+		for i := 0; i+2 <= len(v); i += 2 {
+			v[i], v[i+1] = v[i+1], v[i]
+		}
+	case 4:
+		for i := 0; i+4 <= len(v); i += 4 {
+			binary.LittleEndian.PutUint32(v[i:], binary.BigEndian.Uint32(v[i:]))
+		}
+	case 8:
+		for i := 0; i+8 <= len(v); i += 8 {
+			binary.LittleEndian.PutUint64(v[i:], binary.BigEndian.Uint64(v[i:]))
+		}
+	}
+}
+
+// items transcodes the items of sequence tg, whose header has been
+// written with undefined length, from syntax in to syntax out, reading
+// up to end or, when end is -1, to the sequence delimiter. The items and
+// the delimiter it writes are in syntax out, which for a sequence sent as
+// UN is implicit VR little endian while the sequence's header is not.
+func (t *transcoder) items(in, out syntax, tg tag.Tag, end, at int64, depth int) error {
+	if depth >= maxTranscodeDepth {
+		return malformed("sequence %v at offset %d nested deeper than %d", tg, at, maxTranscodeDepth)
+	}
+	for {
+		if end >= 0 {
+			if t.pos == end {
+				break
+			}
+			if t.pos > end {
+				return malformed("sequence %v at offset %d overruns its length by %d bytes", tg, at, t.pos-end)
+			}
+		}
+		itemAt := t.pos
+		it, _, n, err := t.header(in)
+		if err != nil {
+			return err
+		}
+		if it == tag.SequenceDelimitationItem {
+			if end >= 0 {
+				return malformed("sequence delimiter inside sequence %v of defined length at offset %d", tg, itemAt)
+			}
+			break
+		}
+		if it != tag.Item {
+			return malformed("%v where an item of sequence %v belongs, at offset %d", it, tg, itemAt)
+		}
+		itemEnd := int64(-1)
+		if n != undefinedLength {
+			itemEnd = t.pos + int64(n)
+			if end >= 0 && itemEnd > end {
+				return malformed("item at offset %d overruns sequence %v", itemAt, tg)
+			}
+		}
+		if err := t.writeHeader(out, tag.Item, "", undefinedLength); err != nil {
+			return err
+		}
+		if err := t.dataset(in, out, itemEnd, depth+1, false); err != nil {
+			return err
+		}
+		if err := t.writeHeader(out, tag.ItemDelimitationItem, "", 0); err != nil {
+			return err
+		}
+	}
+	return t.writeHeader(out, tag.SequenceDelimitationItem, "", 0)
+}
