@@ -45,7 +45,7 @@ bench: deps build
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzScanner -fuzztime $(FUZZTIME)
-	$(GO) test ./dicom -run '^$$$$' -fuzz FuzzTranscode -fuzztime $(FUZZTIME)
+	$(GO) test ./dicom -run '^$$' -fuzz FuzzTranscode -fuzztime $(FUZZTIME)
 	$(GO) test ./dimse/internal/pdu -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
 	$(GO) test ./dimse/internal/cmdset -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 
