@@ -16,9 +16,8 @@ import (
 type kind uint8
 
 const (
-	// text keeps the values as DICOM encodes them: multiple values joined
-	// by backslashes, dates and times as their DICOM text, which sorts
-	// correctly as text.
+	// text keeps the values as DICOM encodes them, multiple values joined
+	// by backslashes.
 	text kind = iota
 	// name keeps a PN value like text, plus its normalized form (see
 	// normalizeName) in a second column named <name>_norm, so that
@@ -31,6 +30,14 @@ const (
 	// integer, so that it sorts and compares as a number; NULL when the
 	// attribute is absent or its value is not an integer.
 	number
+	// date, timeOfDay and dateTime keep a DA, TM or DT value like text,
+	// plus its normalized form (see normDate, normTime, normDateTime) in
+	// a second column named <name>_norm, so that values of different
+	// precision, forms and offsets compare by the moment they stand for,
+	// with a plain index.
+	date
+	timeOfDay
+	dateTime
 )
 
 // column is an attribute of one level of the information model and the
@@ -52,10 +59,20 @@ type column struct {
 
 // sqlNames returns the columns c writes.
 func (c *column) sqlNames() []string {
-	if c.kind == name {
+	if c.normalized() {
 		return []string{c.name, c.name + "_norm"}
 	}
 	return []string{c.name}
+}
+
+// normalized reports whether c has a second column with the normalized
+// form of its value.
+func (c *column) normalized() bool {
+	switch c.kind {
+	case name, date, timeOfDay, dateTime:
+		return true
+	}
+	return false
 }
 
 // Attributes of each level: every attribute that C-FIND (PS3.4 C.6.1.1
@@ -68,9 +85,10 @@ var (
 		{name: "issuer_of_patient_id", tag: tag.IssuerOfPatientID, key: true},
 		{name: "patient_name", tag: tag.PatientName, kind: name},
 		{name: "issuer_of_patient_id_qualifiers_sequence", tag: tag.IssuerOfPatientIDQualifiersSequence, kind: sequence},
+		{name: "issuer_of_patient_id_universal_entity_id", tag: tag.UniversalEntityID, in: tag.IssuerOfPatientIDQualifiersSequence},
 		{name: "referenced_patient_sequence", tag: tag.ReferencedPatientSequence, kind: sequence},
-		{name: "patient_birth_date", tag: tag.PatientBirthDate},
-		{name: "patient_birth_time", tag: tag.PatientBirthTime},
+		{name: "patient_birth_date", tag: tag.PatientBirthDate, kind: date},
+		{name: "patient_birth_time", tag: tag.PatientBirthTime, kind: timeOfDay},
 		{name: "patient_sex", tag: tag.PatientSex},
 		// Other Patient IDs is retired from the key tables in favour of
 		// the sequence, but equipment still sends it and older query
@@ -93,14 +111,16 @@ var (
 
 	studyColumns = []column{
 		{name: "study_instance_uid", tag: tag.StudyInstanceUID, key: true},
-		{name: "study_date", tag: tag.StudyDate},
-		{name: "study_time", tag: tag.StudyTime},
+		{name: "study_date", tag: tag.StudyDate, kind: date},
+		{name: "study_time", tag: tag.StudyTime, kind: timeOfDay},
 		{name: "accession_number", tag: tag.AccessionNumber},
 		{name: "issuer_of_accession_number_sequence", tag: tag.IssuerOfAccessionNumberSequence, kind: sequence},
+		{name: "issuer_of_accession_number_local_namespace_entity_id", tag: tag.LocalNamespaceEntityID, in: tag.IssuerOfAccessionNumberSequence},
 		{name: "study_id", tag: tag.StudyID},
 		{name: "referring_physician_name", tag: tag.ReferringPhysicianName, kind: name},
 		{name: "study_description", tag: tag.StudyDescription},
 		{name: "procedure_code_sequence", tag: tag.ProcedureCodeSequence, kind: sequence},
+		{name: "procedure_code_value", tag: tag.CodeValue, in: tag.ProcedureCodeSequence},
 		{name: "name_of_physicians_reading_study", tag: tag.NameOfPhysiciansReadingStudy, kind: name},
 		{name: "admitting_diagnoses_description", tag: tag.AdmittingDiagnosesDescription},
 		{name: "referenced_study_sequence", tag: tag.ReferencedStudySequence, kind: sequence},
@@ -117,12 +137,12 @@ var (
 		{name: "modality", tag: tag.Modality},
 		{name: "series_number", tag: tag.SeriesNumber, kind: number},
 		{name: "series_description", tag: tag.SeriesDescription},
-		{name: "series_date", tag: tag.SeriesDate},
-		{name: "series_time", tag: tag.SeriesTime},
+		{name: "series_date", tag: tag.SeriesDate, kind: date},
+		{name: "series_time", tag: tag.SeriesTime, kind: timeOfDay},
 		{name: "body_part_examined", tag: tag.BodyPartExamined},
 		{name: "laterality", tag: tag.Laterality},
-		{name: "performed_procedure_step_start_date", tag: tag.PerformedProcedureStepStartDate},
-		{name: "performed_procedure_step_start_time", tag: tag.PerformedProcedureStepStartTime},
+		{name: "performed_procedure_step_start_date", tag: tag.PerformedProcedureStepStartDate, kind: date},
+		{name: "performed_procedure_step_start_time", tag: tag.PerformedProcedureStepStartTime, kind: timeOfDay},
 		{name: "performed_procedure_step_id", tag: tag.PerformedProcedureStepID},
 		{name: "performed_procedure_step_description", tag: tag.PerformedProcedureStepDescription},
 		{name: "request_attributes_sequence", tag: tag.RequestAttributesSequence, kind: sequence},
@@ -143,9 +163,9 @@ var (
 	// from its header, and are kept with the storage facts.
 	instanceColumns = []column{
 		{name: "instance_number", tag: tag.InstanceNumber, kind: number},
-		{name: "content_date", tag: tag.ContentDate},
-		{name: "content_time", tag: tag.ContentTime},
-		{name: "acquisition_date_time", tag: tag.AcquisitionDateTime},
+		{name: "content_date", tag: tag.ContentDate, kind: date},
+		{name: "content_time", tag: tag.ContentTime, kind: timeOfDay},
+		{name: "acquisition_date_time", tag: tag.AcquisitionDateTime, kind: dateTime},
 		{name: "rows", tag: tag.Rows, kind: number},
 		{name: "columns", tag: tag.Columns, kind: number},
 		{name: "bits_allocated", tag: tag.BitsAllocated, kind: number},
@@ -158,8 +178,9 @@ var (
 		{name: "completion_flag", tag: tag.CompletionFlag},
 		{name: "verification_flag", tag: tag.VerificationFlag},
 		{name: "concept_name_code_sequence", tag: tag.ConceptNameCodeSequence, kind: sequence},
+		{name: "concept_name_code_value", tag: tag.CodeValue, in: tag.ConceptNameCodeSequence},
 		{name: "content_template_sequence", tag: tag.ContentTemplateSequence, kind: sequence},
-		{name: "observation_date_time", tag: tag.ObservationDateTime},
+		{name: "observation_date_time", tag: tag.ObservationDateTime, kind: dateTime},
 		{name: "timezone_offset_from_utc", tag: tag.TimezoneOffsetFromUTC},
 	}
 )
@@ -190,6 +211,11 @@ func values(cols []column, h *dicom.Dataset, withKeys bool) ([]any, error) {
 		case c.kind == name:
 			v := h.String(c.tag)
 			out = append(out, v, normalizeName(v))
+		case c.kind == date, c.kind == timeOfDay, c.kind == dateTime:
+			// These VRs hold one value; a multi-valued one is kept, but
+			// only its first value is matched.
+			v := h.String(c.tag)
+			out = append(out, v, normalize(vr(c.tag), h.First(c.tag), h.String(tag.TimezoneOffsetFromUTC)))
 		case c.kind == sequence:
 			e, ok := h.Find(c.tag)
 			if !ok {
@@ -325,26 +351,5 @@ func vr(t tag.Tag) string {
 // normalize their values the same way. Letters without case (Japanese
 // kanji and kana) are unchanged.
 func normalizeName(v string) string {
-	if v == "" {
-		return ""
-	}
-	vals := strings.Split(v, `\`)
-	for i, val := range vals {
-		groups := strings.Split(val, "=")
-		for j, g := range groups {
-			comps := strings.Split(g, "^")
-			for k := range comps {
-				comps[k] = strings.TrimSpace(comps[k])
-			}
-			for len(comps) > 0 && comps[len(comps)-1] == "" {
-				comps = comps[:len(comps)-1]
-			}
-			groups[j] = strings.Join(comps, "^")
-		}
-		for len(groups) > 0 && groups[len(groups)-1] == "" {
-			groups = groups[:len(groups)-1]
-		}
-		vals[i] = strings.ToUpper(strings.Join(groups, "="))
-	}
-	return strings.Join(vals, `\`)
+	return strings.ToUpper(tidyName(v))
 }

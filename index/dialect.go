@@ -80,3 +80,44 @@ func (d Dialect) lockWrites(ctx context.Context, tx *sql.Tx) error {
 	}
 	return nil
 }
+
+// pattern returns a condition that expr, a column of one value, matches
+// the DICOM wild card value v case-sensitively, and appends its
+// arguments to args. SQLite compares by GLOB, after a range on the
+// pattern's literal prefix that an index can answer; PostgreSQL by LIKE,
+// which an index with text_pattern_ops answers.
+func (d Dialect) pattern(expr, v string, args *[]any) string {
+	if d == PostgreSQL {
+		*args = append(*args, likePattern(v))
+		return expr + " LIKE ?"
+	}
+	cond := ""
+	if prefix := literalPrefix(v); prefix != "" {
+		cond = expr + " >= ? AND " + expr + " < ? AND "
+		*args = append(*args, prefix, prefixEnd(prefix))
+	}
+	*args = append(*args, globPattern(v, false))
+	return cond + expr + " GLOB ?"
+}
+
+// anyValue returns a condition that one of the backslash-separated
+// values of expr is v, or matches it when v holds wild cards, and
+// appends its arguments to args. In SQLite a wild card value may match
+// across two values when a "*" stands between other characters (see
+// crossesValues); the caller checks those matches again.
+func (d Dialect) anyValue(expr, v string, args *[]any) string {
+	if d == PostgreSQL {
+		p := likePattern(v)
+		if !hasWildcard(v) {
+			p = v
+		}
+		*args = append(*args, p)
+		op := "LIKE"
+		if !hasWildcard(v) {
+			op = "="
+		}
+		return "EXISTS (SELECT 1 FROM unnest(string_to_array(" + expr + ", '\\')) AS v(x) WHERE x " + op + " ?)"
+	}
+	*args = append(*args, `*\`+globPattern(v, true)+`\*`)
+	return "('\\' || " + expr + " || '\\') GLOB ?"
+}

@@ -96,6 +96,8 @@ type DB struct {
 	db      *sql.DB
 	dialect Dialect
 	now     func() time.Time
+	// batch is how many rows Find and FindInstances read at a time.
+	batch int
 	// writers queues write transactions for a dialect that takes one
 	// writer at a time; nil otherwise.
 	writers chan struct{}
@@ -117,7 +119,7 @@ func New(ctx context.Context, db *sql.DB, d Dialect, opts ...Option) (*DB, error
 	if !d.valid() {
 		return nil, fmt.Errorf("index: unknown dialect %v", d)
 	}
-	x := &DB{db: db, dialect: d, now: time.Now, stmt: newStatements()}
+	x := &DB{db: db, dialect: d, now: time.Now, batch: defaultBatch, stmt: newStatements()}
 	for _, o := range opts {
 		o(x)
 	}

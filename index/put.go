@@ -124,15 +124,15 @@ func (db *DB) PreparePut(ctx context.Context, in *Instance) (_ *Pending, err err
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		patient, _, err := db.upsert(ctx, tx, db.stmt.patient, patientKey, 0, attrs[0], recv, now)
+		patient, _, err := db.upsert(ctx, tx, db.stmt.patient, patientKey, 0, attrs[0], nameValues(db.stmt.patient, h), recv, now)
 		if err != nil {
 			return err
 		}
-		study, studyPatient, err := db.upsert(ctx, tx, db.stmt.study, []any{in.StudyInstanceUID}, patient, attrs[1], recv, now)
+		study, studyPatient, err := db.upsert(ctx, tx, db.stmt.study, []any{in.StudyInstanceUID}, patient, attrs[1], nameValues(db.stmt.study, h), recv, now)
 		if err != nil {
 			return err
 		}
-		series, seriesStudy, err := db.upsert(ctx, tx, db.stmt.series, []any{in.SeriesInstanceUID}, study, attrs[2], recv, now)
+		series, seriesStudy, err := db.upsert(ctx, tx, db.stmt.series, []any{in.SeriesInstanceUID}, study, attrs[2], nameValues(db.stmt.series, h), recv, now)
 		if err != nil {
 			return err
 		}
@@ -250,17 +250,24 @@ func (db *DB) lookup(ctx context.Context, q querier, sopInstanceUID string) (*st
 // upsert creates the row of a level identified by key, or updates it when
 // recv is not older than the instance its attributes came from. It
 // returns the row's pk and the parent the row had before, 0 when it is
-// new.
-func (db *DB) upsert(ctx context.Context, tx *sql.Tx, lv *level, key []any, parent int64, attrs []any, recv, now int64) (pk, oldParent int64, err error) {
+// new. names are the values of the level's PN attributes, whose name
+// keys it writes with the row, and rewrites only when they changed: most
+// instances repeat the names of their series, study and patient.
+func (db *DB) upsert(ctx context.Context, tx *sql.Tx, lv *level, key []any, parent int64, attrs []any, names []string, recv, now int64) (pk, oldParent int64, err error) {
 	var at int64
-	err = db.queryRow(ctx, tx, lv.find, key...).Scan(&pk, &oldParent, &at)
+	old := make([]string, len(lv.names))
+	dest := []any{&pk, &oldParent, &at}
+	for i := range old {
+		dest = append(dest, &old[i])
+	}
+	err = db.queryRow(ctx, tx, lv.find, key...).Scan(dest...)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		args := slices.Concat(key, parentArg(lv, parent), attrs, []any{recv, now})
 		if err := db.queryRow(ctx, tx, lv.insert, args...).Scan(&pk); err != nil {
 			return 0, 0, fmt.Errorf("insert %s: %w", lv.name, err)
 		}
-		return pk, 0, nil
+		return pk, 0, db.writeNames(ctx, tx, lv, pk, names, false)
 	case err != nil:
 		return 0, 0, fmt.Errorf("read %s: %w", lv.name, err)
 	case recv < at:
@@ -269,6 +276,11 @@ func (db *DB) upsert(ctx context.Context, tx *sql.Tx, lv *level, key []any, pare
 	args := slices.Concat(parentArg(lv, parent), attrs, []any{recv, now, pk})
 	if _, err := db.exec(ctx, tx, lv.update, args...); err != nil {
 		return 0, 0, fmt.Errorf("update %s: %w", lv.name, err)
+	}
+	if !slices.Equal(old, names) {
+		if err := db.writeNames(ctx, tx, lv, pk, names, true); err != nil {
+			return 0, 0, err
+		}
 	}
 	return pk, oldParent, nil
 }

@@ -27,19 +27,28 @@ type level struct {
 	table
 	parent string
 
+	// names are the attributes of the level of VR PN, whose name keys
+	// are kept in the table keyTable, with the foreign key column keyFK.
+	names           []column
+	keyTable, keyFK string
+
 	// Statements, written with ? parameters.
-	find   string // pk, parent (0 for patients), attrs_received_at by key
+	find   string // pk, parent (0 for patients), attrs_received_at, names by key
 	insert string // key, parent, attributes, attrs_received_at, updated_at; returns pk
 	update string // parent, attributes, attrs_received_at, updated_at, by pk
 }
 
 func newLevel(t table, parent string) *level {
-	lv := &level{table: t, parent: parent}
-	var keys, where []string
+	lv := &level{table: t, parent: parent, keyTable: t.name + "_name_key", keyFK: t.name + "_fk"}
+	var keys, where, nameCols []string
 	for i := range t.attrs {
 		if t.attrs[i].key {
 			keys = append(keys, t.attrs[i].name)
 			where = append(where, t.attrs[i].name+" = ?")
+		}
+		if t.attrs[i].kind == name {
+			lv.names = append(lv.names, t.attrs[i])
+			nameCols = append(nameCols, ", "+t.attrs[i].name)
 		}
 	}
 	for _, k := range t.keys {
@@ -51,7 +60,7 @@ func newLevel(t table, parent string) *level {
 	if parent != "" {
 		parentExpr = parent
 	}
-	lv.find = "SELECT pk, " + parentExpr + ", attrs_received_at FROM " + t.name + " WHERE " + strings.Join(where, " AND ")
+	lv.find = "SELECT pk, " + parentExpr + ", attrs_received_at" + strings.Join(nameCols, "") + " FROM " + t.name + " WHERE " + strings.Join(where, " AND ")
 
 	ins := slices.Concat(keys, optional(parent), attrs, []string{"attrs_received_at", "updated_at"})
 	lv.insert = "INSERT INTO " + t.name + " (" + strings.Join(ins, ", ") + ") VALUES (" + params(len(ins)) + ") RETURNING pk"
@@ -104,8 +113,19 @@ var (
 		attrs: instanceColumns,
 	}
 
-	tables = []*table{&patientTable, &studyTable, &seriesTable, &seriesSOPClassTable, &instanceTable}
+	patientNameKeyTable = nameKeyTable(&patientTable)
+	studyNameKeyTable   = nameKeyTable(&studyTable)
+	seriesNameKeyTable  = nameKeyTable(&seriesTable)
+
+	tables = []*table{&patientTable, &studyTable, &seriesTable, &seriesSOPClassTable, &instanceTable,
+		&patientNameKeyTable, &studyNameKeyTable, &seriesNameKeyTable}
 )
+
+// nameKeyTable describes the table that holds the name keys (see
+// nameKeys) of the PN attributes of t's rows.
+func nameKeyTable(t *table) table {
+	return table{name: t.name + "_name_key", fixed: []string{t.name + "_fk", "tag", "part", "norm", "raw"}}
+}
 
 // instanceRecord are the columns of an instance row that hold the Instance
 // itself rather than attributes of its header, in the order of

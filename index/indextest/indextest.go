@@ -20,38 +20,52 @@ import (
 )
 
 // Run runs the suite as subtests of t. open must return a DB over an
-// empty database that stays usable until its test ends; it should
-// register the DB's Close with t.Cleanup. Subtests run in parallel, each
-// on a DB of its own.
-func Run(t *testing.T, open func(t *testing.T) *index.DB) {
+// empty database, made with the options given, that stays usable until
+// its test ends; it should register the DB's Close with t.Cleanup.
+// Subtests run in parallel, each on a DB of its own.
+func Run(t *testing.T, open func(t *testing.T, opts ...index.Option) *index.DB) {
 	tests := []struct {
 		name string
 		fn   func(*testing.T, *index.DB)
+		opts []index.Option
 	}{
-		{"PutGet", testPutGet},
-		{"NotFound", testNotFound},
-		{"Replace", testReplace},
-		{"Delete", testDelete},
-		{"Move", testMove},
-		{"Aggregates", testAggregates},
-		{"Model", testModel},
-		{"PatientIssuer", testPatientIssuer},
-		{"LatestInstanceWins", testLatestInstanceWins},
-		{"NonASCII", testNonASCII},
-		{"AllAttributes", testAllAttributes},
-		{"PartialHeader", testPartialHeader},
-		{"Concurrent", testConcurrent},
-		{"ConcurrentSameInstance", testConcurrentSameInstance},
-		{"Atomic", testAtomic},
-		{"CancelledContext", testCancelledContext},
-		{"Instances", testInstances},
-		{"ReceivedAt", testReceivedAt},
-		{"PreparePut", testPreparePut},
+		{"PutGet", testPutGet, nil},
+		{"NotFound", testNotFound, nil},
+		{"Replace", testReplace, nil},
+		{"Delete", testDelete, nil},
+		{"Move", testMove, nil},
+		{"Aggregates", testAggregates, nil},
+		{"Model", testModel, nil},
+		{"PatientIssuer", testPatientIssuer, nil},
+		{"LatestInstanceWins", testLatestInstanceWins, nil},
+		{"NonASCII", testNonASCII, nil},
+		{"AllAttributes", testAllAttributes, nil},
+		{"PartialHeader", testPartialHeader, nil},
+		{"Concurrent", testConcurrent, nil},
+		{"ConcurrentSameInstance", testConcurrentSameInstance, nil},
+		{"Atomic", testAtomic, nil},
+		{"CancelledContext", testCancelledContext, nil},
+		{"Instances", testInstances, nil},
+		{"ReceivedAt", testReceivedAt, nil},
+		{"PreparePut", testPreparePut, nil},
+		{"FindText", testFindText, nil},
+		{"FindNames", testFindNames, nil},
+		{"FindDates", testFindDates, nil},
+		{"FindAggregates", testFindAggregates, nil},
+		{"FindSequences", testFindSequences, nil},
+		{"FindLevels", testFindLevels, nil},
+		{"FindReturnKeys", testFindReturnKeys, nil},
+		{"FindInvalid", testFindInvalid, nil},
+		{"FindUnsupported", testFindUnsupported, nil},
+		{"FindPaging", testFindPaging, nil},
+		{"FindStreaming", testFindStreaming, []index.Option{index.WithBatchSize(2)}},
+		{"FindLarge", testFindLarge, nil},
+		{"FindInstances", testFindInstances, []index.Option{index.WithBatchSize(2)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tt.fn(t, open(t))
+			tt.fn(t, open(t, tt.opts...))
 		})
 	}
 }

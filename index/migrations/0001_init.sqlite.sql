@@ -4,9 +4,13 @@
 -- aggregates the query models define (PS3.4 C.3.4).
 --
 -- Text attributes are kept as received, multiple values joined by
--- backslashes; an absent attribute is ''. PN attributes have a second
--- column, <name>_norm, with the normalized form that matching compares
--- against. Sequences are DICOM JSON. Times of the index's own
+-- backslashes; an absent attribute is ''. PN, DA, TM and DT attributes
+-- have a second column, <name>_norm, with the normalized form that
+-- matching compares against: upper-case names, dates and times of fixed
+-- width that compare as text in the order of the moments they stand for.
+-- Sequences are DICOM JSON; the values of an attribute nested in a
+-- sequence that queries match on are kept in a column of their own,
+-- joined by backslashes. Times of the index's own
 -- (attrs_received_at, received_at, indexed_at, updated_at) are
 -- microseconds since 1970-01-01 UTC.
 --
@@ -25,9 +29,12 @@ CREATE TABLE patient (
 	patient_name TEXT NOT NULL DEFAULT '',
 	patient_name_norm TEXT NOT NULL DEFAULT '',
 	issuer_of_patient_id_qualifiers_sequence TEXT NOT NULL DEFAULT '',
+	issuer_of_patient_id_universal_entity_id TEXT NOT NULL DEFAULT '',
 	referenced_patient_sequence TEXT NOT NULL DEFAULT '',
 	patient_birth_date TEXT NOT NULL DEFAULT '',
+	patient_birth_date_norm TEXT NOT NULL DEFAULT '',
 	patient_birth_time TEXT NOT NULL DEFAULT '',
+	patient_birth_time_norm TEXT NOT NULL DEFAULT '',
 	patient_sex TEXT NOT NULL DEFAULT '',
 	other_patient_ids TEXT NOT NULL DEFAULT '',
 	other_patient_ids_sequence TEXT NOT NULL DEFAULT '',
@@ -52,7 +59,20 @@ CREATE TABLE patient (
 	UNIQUE (patient_id, issuer_of_patient_id, unidentified_study)
 ) STRICT;
 
-CREATE INDEX patient_patient_name_norm ON patient (patient_name_norm);
+-- The keys that PN attributes are matched on (see index/names.go): each
+-- value, each component group and each word of a name, as received
+-- (raw, trimmed) and upper-cased (norm). One table per level, so that a
+-- name matches through an index and deleting a row deletes its keys.
+CREATE TABLE patient_name_key (
+	patient_fk INTEGER NOT NULL REFERENCES patient (pk) ON DELETE CASCADE,
+	tag INTEGER NOT NULL,
+	part INTEGER NOT NULL,
+	norm TEXT NOT NULL,
+	raw TEXT NOT NULL
+) STRICT;
+
+CREATE INDEX patient_name_key_norm ON patient_name_key (tag, norm);
+CREATE INDEX patient_name_key_patient_fk ON patient_name_key (patient_fk);
 
 CREATE TABLE study (
 	pk INTEGER PRIMARY KEY,
@@ -60,14 +80,18 @@ CREATE TABLE study (
 	study_instance_uid TEXT NOT NULL UNIQUE
 		CHECK (study_instance_uid <> '' AND length(study_instance_uid) <= 64),
 	study_date TEXT NOT NULL DEFAULT '',
+	study_date_norm TEXT NOT NULL DEFAULT '',
 	study_time TEXT NOT NULL DEFAULT '',
+	study_time_norm TEXT NOT NULL DEFAULT '',
 	accession_number TEXT NOT NULL DEFAULT '',
 	issuer_of_accession_number_sequence TEXT NOT NULL DEFAULT '',
+	issuer_of_accession_number_local_namespace_entity_id TEXT NOT NULL DEFAULT '',
 	study_id TEXT NOT NULL DEFAULT '',
 	referring_physician_name TEXT NOT NULL DEFAULT '',
 	referring_physician_name_norm TEXT NOT NULL DEFAULT '',
 	study_description TEXT NOT NULL DEFAULT '',
 	procedure_code_sequence TEXT NOT NULL DEFAULT '',
+	procedure_code_value TEXT NOT NULL DEFAULT '',
 	name_of_physicians_reading_study TEXT NOT NULL DEFAULT '',
 	name_of_physicians_reading_study_norm TEXT NOT NULL DEFAULT '',
 	admitting_diagnoses_description TEXT NOT NULL DEFAULT '',
@@ -87,8 +111,20 @@ CREATE TABLE study (
 ) STRICT;
 
 CREATE INDEX study_patient_fk ON study (patient_fk);
-CREATE INDEX study_study_date ON study (study_date, study_time);
+CREATE INDEX study_study_date ON study (study_date_norm, study_time_norm);
 CREATE INDEX study_accession_number ON study (accession_number);
+CREATE INDEX study_study_id ON study (study_id);
+
+CREATE TABLE study_name_key (
+	study_fk INTEGER NOT NULL REFERENCES study (pk) ON DELETE CASCADE,
+	tag INTEGER NOT NULL,
+	part INTEGER NOT NULL,
+	norm TEXT NOT NULL,
+	raw TEXT NOT NULL
+) STRICT;
+
+CREATE INDEX study_name_key_norm ON study_name_key (tag, norm);
+CREATE INDEX study_name_key_study_fk ON study_name_key (study_fk);
 
 CREATE TABLE series (
 	pk INTEGER PRIMARY KEY,
@@ -99,11 +135,15 @@ CREATE TABLE series (
 	series_number INTEGER,
 	series_description TEXT NOT NULL DEFAULT '',
 	series_date TEXT NOT NULL DEFAULT '',
+	series_date_norm TEXT NOT NULL DEFAULT '',
 	series_time TEXT NOT NULL DEFAULT '',
+	series_time_norm TEXT NOT NULL DEFAULT '',
 	body_part_examined TEXT NOT NULL DEFAULT '',
 	laterality TEXT NOT NULL DEFAULT '',
 	performed_procedure_step_start_date TEXT NOT NULL DEFAULT '',
+	performed_procedure_step_start_date_norm TEXT NOT NULL DEFAULT '',
 	performed_procedure_step_start_time TEXT NOT NULL DEFAULT '',
+	performed_procedure_step_start_time_norm TEXT NOT NULL DEFAULT '',
 	performed_procedure_step_id TEXT NOT NULL DEFAULT '',
 	performed_procedure_step_description TEXT NOT NULL DEFAULT '',
 	request_attributes_sequence TEXT NOT NULL DEFAULT '',
@@ -127,6 +167,17 @@ CREATE TABLE series (
 
 CREATE INDEX series_study_fk ON series (study_fk);
 CREATE INDEX series_modality ON series (modality);
+
+CREATE TABLE series_name_key (
+	series_fk INTEGER NOT NULL REFERENCES series (pk) ON DELETE CASCADE,
+	tag INTEGER NOT NULL,
+	part INTEGER NOT NULL,
+	norm TEXT NOT NULL,
+	raw TEXT NOT NULL
+) STRICT;
+
+CREATE INDEX series_name_key_norm ON series_name_key (tag, norm);
+CREATE INDEX series_name_key_series_fk ON series_name_key (series_fk);
 
 -- How many instances of each SOP class a series holds: kept up to date
 -- by every put and delete, so that SOP Classes in Study is exact without
@@ -158,8 +209,11 @@ CREATE TABLE instance (
 	indexed_at INTEGER NOT NULL,
 	instance_number INTEGER,
 	content_date TEXT NOT NULL DEFAULT '',
+	content_date_norm TEXT NOT NULL DEFAULT '',
 	content_time TEXT NOT NULL DEFAULT '',
+	content_time_norm TEXT NOT NULL DEFAULT '',
 	acquisition_date_time TEXT NOT NULL DEFAULT '',
+	acquisition_date_time_norm TEXT NOT NULL DEFAULT '',
 	rows INTEGER,
 	columns INTEGER,
 	bits_allocated INTEGER,
@@ -171,8 +225,10 @@ CREATE TABLE instance (
 	completion_flag TEXT NOT NULL DEFAULT '',
 	verification_flag TEXT NOT NULL DEFAULT '',
 	concept_name_code_sequence TEXT NOT NULL DEFAULT '',
+	concept_name_code_value TEXT NOT NULL DEFAULT '',
 	content_template_sequence TEXT NOT NULL DEFAULT '',
 	observation_date_time TEXT NOT NULL DEFAULT '',
+	observation_date_time_norm TEXT NOT NULL DEFAULT '',
 	timezone_offset_from_utc TEXT NOT NULL DEFAULT ''
 ) STRICT;
 

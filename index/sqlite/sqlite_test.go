@@ -32,14 +32,14 @@ func open(t testing.TB, path string, opts ...index.Option) *index.DB {
 }
 
 func TestConformance(t *testing.T) {
-	indextest.Run(t, func(t *testing.T) *index.DB {
+	indextest.Run(t, func(t *testing.T, opts ...index.Option) *index.DB {
 		// A directory that does not exist yet: Open creates it.
-		return open(t, filepath.Join(t.TempDir(), "a", "b", "index.db"))
+		return open(t, filepath.Join(t.TempDir(), "a", "b", "index.db"), opts...)
 	})
 }
 
 func TestConformanceMemory(t *testing.T) {
-	indextest.Run(t, func(t *testing.T) *index.DB { return open(t, Memory) })
+	indextest.Run(t, func(t *testing.T, opts ...index.Option) *index.DB { return open(t, Memory, opts...) })
 }
 
 // TestSettings checks what every connection Open makes is set to.

@@ -1,0 +1,31 @@
+package index
+
+import (
+	"context"
+	"strings"
+)
+
+// ExplainFind returns SQLite's plan of the first batch that Find, or
+// FindInstances when retrieve is set, runs for q: one line per step.
+func (db *DB) ExplainFind(ctx context.Context, q *Query, retrieve bool) (string, error) {
+	p, err := db.plan(q, retrieve)
+	if err != nil {
+		return "", err
+	}
+	query, args := p.batch(-1<<63, db.batch, 0)
+	rows, err := db.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			return "", err
+		}
+		lines = append(lines, detail)
+	}
+	return strings.Join(lines, "\n"), rows.Err()
+}
