@@ -78,8 +78,12 @@ type Association struct {
 
 	callingAE, calledAE string
 	contexts            map[byte]*PresentationContext
-	peerImplClass       string
-	peerImplVersion     string
+	// peerSCP lists the SOP classes for which the acceptor agreed that
+	// the requestor acts as SCP (SCP/SCU role selection, PS3.7
+	// D.3.3.4): the storage classes of a C-GET's sub-operations.
+	peerSCP         map[string]bool
+	peerImplClass   string
+	peerImplVersion string
 
 	mu    sync.Mutex // guards st, artim, err
 	st    state
@@ -111,7 +115,7 @@ type Association struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	opMu   sync.Mutex
-	active map[uint16]context.CancelFunc // operations in progress, by message ID
+	active map[uint16]context.CancelCauseFunc // operations in progress, by message ID
 	ops    sync.WaitGroup
 
 	// pending holds the waiters for responses to requests this side
@@ -132,7 +136,7 @@ type requestHandler interface {
 // startOp runs an operation in a goroutine of its own, tracked until it
 // finishes so that release and shutdown can wait for it.
 func (a *Association) startOp(id uint16, f func(ctx context.Context)) {
-	ctx, cancel := context.WithCancel(a.ctx)
+	ctx, cancel := context.WithCancelCause(a.ctx)
 	a.opMu.Lock()
 	a.active[id] = cancel
 	a.armIdleLocked()
@@ -140,7 +144,7 @@ func (a *Association) startOp(id uint16, f func(ctx context.Context)) {
 	a.ops.Add(1)
 	go func() {
 		defer a.ops.Done()
-		defer cancel()
+		defer cancel(nil)
 		defer a.finishOp(id)
 		f(ctx)
 	}()
@@ -179,13 +183,14 @@ func (a *Association) activeOps() int {
 	return len(a.active)
 }
 
-// cancelOp cancels the context of an operation in progress (C-CANCEL).
+// cancelOp cancels the context of an operation in progress (C-CANCEL),
+// with cause ErrCancelled.
 func (a *Association) cancelOp(id uint16) {
 	a.opMu.Lock()
 	cancel := a.active[id]
 	a.opMu.Unlock()
 	if cancel != nil {
-		cancel()
+		cancel(ErrCancelled)
 	}
 }
 
@@ -235,13 +240,14 @@ func newAssociation(conn net.Conn, log *slog.Logger, requestor bool, artim time.
 	return &Association{
 		ctx:       ctx,
 		cancel:    cancel,
-		active:    map[uint16]context.CancelFunc{},
+		active:    map[uint16]context.CancelCauseFunc{},
 		conn:      conn,
 		rd:        pdu.NewReader(bufio.NewReaderSize(conn, 64<<10), pdu.DefaultMaxLength),
 		log:       log,
 		requestor: requestor,
 		artimDur:  artim,
 		contexts:  map[byte]*PresentationContext{},
+		peerSCP:   map[string]bool{},
 		st:        sta1,
 		done:      make(chan struct{}),
 		released:  make(chan struct{}),

@@ -207,8 +207,13 @@ func (a *Association) Echo(ctx context.Context) error {
 // encoded in req.TransferSyntaxUID, on a presentation context accepted for
 // that SOP class and transfer syntax, and waits for the response. It
 // returns the response's status; a failure status comes with a
-// *StatusError.
+// *StatusError. On the acceptor's side of an association (a C-GET's
+// sub-operations) the requestor must have taken the SCP role for the SOP
+// class.
 func (a *Association) Store(ctx context.Context, req *StoreRequest) (Status, error) {
+	if !a.requestor && !a.peerSCP[req.SOPClassUID] {
+		return 0, fmt.Errorf("%w: %s", errNoSCPRole, uid.Name(req.SOPClassUID))
+	}
 	pc, ok := a.Context(req.SOPClassUID, req.TransferSyntaxUID)
 	if !ok {
 		return 0, fmt.Errorf("%w for %s in %s", ErrNoContext, uid.Name(req.SOPClassUID), uid.Name(req.TransferSyntaxUID))

@@ -76,6 +76,9 @@ type Server struct {
 
 	Echo  EchoHandler
 	Store StoreHandler
+	Find  FindHandler
+	Move  MoveHandler
+	Get   GetHandler
 
 	// MaxPDULength is the Maximum Length announced for received PDUs
 	// (default 256 KiB); it bounds the memory one association reads into.
@@ -374,6 +377,15 @@ func (s *Server) negotiate(a *Association, rq *pdu.AssociateRQ) (*pdu.AssociateA
 		// Operations are performed one at a time (PS3.7 D.3.3.3).
 		ac.UserInfo.AsyncOpsWindow = &pdu.AsyncOpsWindow{MaxOpsInvoked: 1, MaxOpsPerformed: 1}
 	}
+	for _, rs := range rq.UserInfo.RoleSelections {
+		// The requestor may act as SCP of a storage class only to
+		// receive a C-GET's sub-operations.
+		scp := rs.SCP && s.Get != nil && uid.IsStorage(rs.SOPClassUID)
+		ac.UserInfo.RoleSelections = append(ac.UserInfo.RoleSelections, pdu.RoleSelection{SOPClassUID: rs.SOPClassUID, SCU: rs.SCU, SCP: scp})
+		if scp {
+			a.peerSCP[rs.SOPClassUID] = true
+		}
+	}
 	for _, p := range rq.PresentationContexts {
 		pc := &PresentationContext{ID: p.ID, AbstractSyntax: p.AbstractSyntax}
 		pc.TransferSyntax, pc.Result = s.choose(p)
@@ -418,9 +430,13 @@ func (s *Server) choose(p pdu.PresentationContextRQ) (string, byte) {
 	switch {
 	case p.AbstractSyntax == uid.Verification && s.Echo != nil:
 		ok = func(ts string) bool { return slices.Contains(uncompressed, ts) || ts == uid.ExplicitVRBigEndian }
-	case uid.IsStorage(p.AbstractSyntax) && s.Store != nil:
+	case uid.IsStorage(p.AbstractSyntax) && (s.Store != nil || s.Get != nil):
 		storable := storageSyntaxes()
 		ok = func(ts string) bool { return storable[ts] }
+	case slices.Contains(findModels, p.AbstractSyntax) && s.Find != nil,
+		slices.Contains(moveModels, p.AbstractSyntax) && s.Move != nil,
+		slices.Contains(getModels, p.AbstractSyntax) && s.Get != nil:
+		ok = func(ts string) bool { return slices.Contains(uncompressed, ts) || ts == uid.ExplicitVRBigEndian }
 	default:
 		return "", resultAbstractNotSupported
 	}
@@ -513,6 +529,11 @@ func (s *Server) request(a *Association, cmd *cmdset.Command, pc *PresentationCo
 			s.respond(a, pc, cmd, cmdset.CStoreRSP, err, StatusProcessingFailure)
 		})
 		return pw, nil
+
+	case cmdset.CFindRQ, cmdset.CMoveRQ, cmdset.CGetRQ:
+		if sk, err := s.queryRequest(a, cmd, pc); sk != nil || err != nil {
+			return sk, err
+		}
 	}
 	a.log.Warn("request not supported on its presentation context", "command", cmd.CommandField, "context", uid.Name(pc.AbstractSyntax))
 	a.startOp(id, func(ctx context.Context) {

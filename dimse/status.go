@@ -71,7 +71,7 @@ var statusNames = map[Status]string{
 	StatusCancel:                      "Cancel",
 	StatusPending:                     "Pending",
 	StatusPendingWarning:              "Pending (optional keys not supported)",
-	StatusCoercionOfDataElements:      "Warning: coercion of data elements",
+	StatusCoercionOfDataElements:      "Warning: coercion of data elements (C-STORE), sub-operations failed (C-MOVE, C-GET)",
 	StatusElementsDiscarded:           "Warning: elements discarded",
 	StatusDataSetDoesNotMatch:         "Warning: data set does not match SOP Class",
 	StatusProcessingFailure:           "Failure: processing failure",
