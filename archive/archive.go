@@ -415,3 +415,16 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 		k.mu.Unlock()
 	}
 }
+
+// Open opens the object of an indexed instance for reading: a Part-10
+// file, File Meta Information first. The caller closes it.
+func (s *Service) Open(ctx context.Context, in *index.Instance) (storage.Object, error) {
+	obj, err := s.cfg.Store.Open(ctx, in.Key)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("archive: object of %s: %w", in.SOPInstanceUID, err)
+		}
+		return nil, fmt.Errorf("%w: open %s: %v", ErrUnavailable, in.Key, err)
+	}
+	return obj, nil
+}

@@ -33,6 +33,9 @@ type config struct {
 	MaxPDU          int
 	IdleTimeout     time.Duration
 	ShutdownTimeout time.Duration
+	RemoteAEs       []string
+	MaxMatches      int
+	CaseSensitivePN bool
 	LogLevel        string
 	LogFormat       string
 }
@@ -75,6 +78,12 @@ var options = []option{
 		func(c *config, v string) (err error) { c.IdleTimeout, err = time.ParseDuration(v); return }},
 	{"shutdown_timeout", "how long shutdown waits for associations to finish", "30s",
 		func(c *config, v string) (err error) { c.ShutdownTimeout, err = time.ParseDuration(v); return }},
+	{"remote_aes", "remote AEs (C-MOVE destinations), comma-separated AET=HOST:PORT or AET=tls://HOST:PORT; the flag --remote-ae may be repeated", "",
+		func(c *config, v string) error { c.RemoteAEs = splitList(v); return nil }},
+	{"max_matches", "most matches a C-FIND returns before it ends with 0xA700 (0: no limit)", "10000",
+		func(c *config, v string) (err error) { c.MaxMatches, err = strconv.Atoi(v); return }},
+	{"case_sensitive_names", "match person names case-sensitively in C-FIND", "false",
+		func(c *config, v string) (err error) { c.CaseSensitivePN, err = strconv.ParseBool(v); return }},
 	{"log_level", "debug, info, warn or error", "info",
 		func(c *config, v string) error { c.LogLevel = v; return nil }},
 	{"log_format", "text or json", "text",
@@ -93,8 +102,14 @@ func splitList(v string) []string {
 
 // loadConfig builds the configuration from defaults, the config file
 // (--config or PACSD_CONFIG), the environment and the flags in args.
-func loadConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+//
+// extra, if not nil, adds the flags of a command other than serve to the
+// set.
+func loadConfig(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (*config, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	if extra != nil {
+		extra(fs)
+	}
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", getenv("PACSD_CONFIG"), "JSON configuration file (env PACSD_CONFIG)")
 	flagVals := map[string]*string{}
@@ -102,6 +117,12 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		def := o.def
 		flagVals[o.name] = fs.String(o.flagName(), def, fmt.Sprintf("%s (env %s)", o.usage, o.envName()))
 	}
+	// --remote-ae AET=HOST:PORT may be given once per remote.
+	var remotes []string
+	fs.Func("remote-ae", "a remote AE, AET=HOST:PORT or AET=tls://HOST:PORT; repeat for each (adds to remote_aes)", func(v string) error {
+		remotes = append(remotes, v)
+		return nil
+	})
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: pacsd %s [flags]\n\nEvery flag can also be set in the config file and the environment.\n\n", name)
 		fs.PrintDefaults()
@@ -138,6 +159,7 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 			return nil, fmt.Errorf("%s: %w", o.name, err)
 		}
 	}
+	c.RemoteAEs = append(c.RemoteAEs, remotes...)
 	return c, c.complete()
 }
 
@@ -204,6 +226,9 @@ func (c *config) complete() error {
 			return err
 		}
 	}
+	if _, err := parseRemotes(c.RemoteAEs); err != nil {
+		return err
+	}
 	switch c.Duplicates {
 	case "replace", "keep", "reject":
 	default:
@@ -267,4 +292,38 @@ func parseAllowed(e string) (allowed, error) {
 		return allowed{}, errors.New("allow_ae: empty host after @ in " + e)
 	}
 	return a, nil
+}
+
+// remote is a configured remote AE.
+type remote struct {
+	ae, addr string
+	tls      bool
+}
+
+// parseRemotes reads AET=HOST:PORT and AET=tls://HOST:PORT entries.
+func parseRemotes(list []string) (map[string]remote, error) {
+	out := map[string]remote{}
+	for _, e := range list {
+		ae, addr, ok := strings.Cut(e, "=")
+		if !ok {
+			return nil, fmt.Errorf("remote AE %q: want AET=HOST:PORT", e)
+		}
+		ae = strings.TrimSpace(ae)
+		if err := validAETitle(ae); err != nil {
+			return nil, fmt.Errorf("remote AE %q: %w", e, err)
+		}
+		r := remote{ae: ae}
+		if rest, ok := strings.CutPrefix(addr, "tls://"); ok {
+			r.tls, addr = true, rest
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			return nil, fmt.Errorf("remote AE %q: address %q is not HOST:PORT", e, addr)
+		}
+		r.addr = addr
+		if _, dup := out[ae]; dup {
+			return nil, fmt.Errorf("remote AE %s configured twice", ae)
+		}
+		out[ae] = r
+	}
+	return out, nil
 }

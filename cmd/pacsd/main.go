@@ -4,8 +4,9 @@
 //
 // Usage:
 //
-//	pacsd serve [flags]    run the archive
-//	pacsd version          print the version
+//	pacsd serve [flags]     run the archive
+//	pacsd retrieve [flags]  pull studies from another archive into this one
+//	pacsd version           print the version
 //
 // Run "pacsd serve -h" for the flags; each can also be set in a JSON
 // config file (--config) and in the environment (PACSD_...).
@@ -48,16 +49,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch cmd {
 	case "serve":
-		cfg, err := loadConfig(cmd, args, getenv, stderr)
+		cfg, err := loadConfig(cmd, args, getenv, stderr, nil)
 		if err != nil {
 			return err
 		}
 		return serve(ctx, cfg, stdout, stderr)
+	case "retrieve":
+		return retrieveCommand(ctx, args, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "pacsd", version)
 		return nil
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: pacsd serve [flags] | pacsd version\nRun \"pacsd serve -h\" for the flags.")
+		fmt.Fprintln(stdout, "usage: pacsd serve [flags] | pacsd retrieve [flags] | pacsd version\nRun \"pacsd serve -h\" and \"pacsd retrieve -h\" for the flags.")
 		return nil
 	}
 	return fmt.Errorf("unknown command %q; try \"pacsd help\"", cmd)

@@ -54,6 +54,23 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		Logger:     log.With("component", "archive"),
 	})
 	svc := &scp.Service{Archive: arch, Logger: log}
+	rs, err := parseRemotes(cfg.RemoteAEs)
+	if err != nil {
+		return err
+	}
+	remotes := map[string]scp.Remote{}
+	for ae, r := range rs {
+		remotes[ae] = scp.Remote{AETitle: ae, Addr: r.addr, TLS: r.tls}
+	}
+	qr := &scp.QR{
+		AETitle:            strings.TrimSpace(cfg.AETitle),
+		Index:              db,
+		Objects:            arch,
+		Remotes:            remotes,
+		MaxMatches:         cfg.MaxMatches,
+		CaseSensitiveNames: cfg.CaseSensitivePN,
+		Logger:             log.With("component", "qr"),
+	}
 	allow, err := allowCaller(ctx, cfg.AllowAE, cfg.AllowAnyAE)
 	if err != nil {
 		return err
@@ -63,6 +80,9 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		AllowCaller:     allow,
 		Echo:            svc,
 		Store:           svc,
+		Find:            qr,
+		Move:            qr,
+		Get:             qr,
 		MaxPDULength:    uint32(cfg.MaxPDU),
 		MaxAssociations: cfg.MaxAssociations,
 		IdleTimeout:     cfg.IdleTimeout,
@@ -88,6 +108,9 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		log.Info("no calling AE allow-list: listening on loopback only; set --allow-ae to accept other hosts", "dimse_addr", dl.Addr().String())
 	default:
 		log.Info("calling AE titles allowed", "allow_ae", cfg.AllowAE)
+	}
+	if len(cfg.RemoteAEs) > 0 {
+		log.Info("remote AEs (C-MOVE destinations)", "remote_aes", cfg.RemoteAEs)
 	}
 	log.Info("pacsd started", "version", version, "ae_title", cfg.AETitle, "dimse_addr", dl.Addr().String(),
 		"http_addr", hl.Addr().String(), "storage", cfg.Storage, "index", cfg.Index, "duplicates", cfg.Duplicates)

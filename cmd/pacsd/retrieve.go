@@ -1,0 +1,221 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pacsd/pacsd/archive"
+	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/tag"
+	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/dimse"
+	"github.com/pacsd/pacsd/scp"
+)
+
+// retrieveCommand pulls instances from a remote archive into this one:
+// with C-GET (the default) the instances come back on pacsd's own
+// association and are archived by this process; with --move the remote is
+// asked to C-MOVE them to pacsd's AE title, which a running pacsd serve
+// must receive. It is the building block of migrating a trust's archive.
+func retrieveCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var from, level string
+	var keys []string
+	var move bool
+	cfg, err := loadConfig("retrieve", args, getenv, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&from, "from", "", "the remote AE to retrieve from (one of --remote-ae)")
+		fs.StringVar(&level, "level", "STUDY", "Query/Retrieve level: PATIENT, STUDY, SERIES or IMAGE")
+		fs.Func("key", "a unique key of the retrieve, e.g. StudyInstanceUID=1.2.3 (repeat for each level above too)", func(v string) error {
+			keys = append(keys, v)
+			return nil
+		})
+		fs.BoolVar(&move, "move", false, "ask the remote to C-MOVE to this pacsd's AE title instead of using C-GET")
+	})
+	if err != nil {
+		return err
+	}
+	remotes, err := parseRemotes(cfg.RemoteAEs)
+	if err != nil {
+		return err
+	}
+	r, ok := remotes[from]
+	if !ok {
+		return fmt.Errorf("retrieve: --from %q is not among the remote AEs (--remote-ae)", from)
+	}
+	ident, err := retrieveIdentifier(level, keys)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	aet := strings.TrimSpace(cfg.AETitle)
+	model := uid.StudyRootQueryRetrieveInformationModelGet
+	if move {
+		model = uid.StudyRootQueryRetrieveInformationModelMove
+	}
+	if strings.EqualFold(level, "PATIENT") {
+		model = uid.PatientRootQueryRetrieveInformationModelGet
+		if move {
+			model = uid.PatientRootQueryRetrieveInformationModelMove
+		}
+	}
+	progress := func(s dimse.SubOperations) {
+		fmt.Fprintf(stdout, "remaining %d, completed %d, failed %d, warning %d\n", s.Remaining, s.Completed, s.Failed, s.Warning)
+	}
+	start := time.Now()
+	var subs dimse.SubOperations
+	if move {
+		d := &dimse.Dialer{CallingAE: aet, CalledAE: r.ae, Logger: log, Proposals: []dimse.Proposal{
+			{AbstractSyntax: model, TransferSyntaxes: []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}},
+		}}
+		a, err := d.Dial(ctx, r.addr)
+		if err != nil {
+			return fmt.Errorf("retrieve: %w", err)
+		}
+		defer a.Release(context.WithoutCancel(ctx))
+		subs, err = a.Move(ctx, model, aet, ident, progress)
+		if err != nil && subs.Completed+subs.Warning == 0 {
+			return fmt.Errorf("retrieve: C-MOVE: %w (%d completed, %d failed)", err, subs.Completed, subs.Failed)
+		}
+	} else {
+		subs, err = getInto(ctx, cfg, log, r, aet, model, ident, progress)
+		if err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "retrieved %d instances (%d failed, %d with warnings) from %s in %v\n",
+		subs.Completed+subs.Warning, subs.Failed, subs.Warning, r.ae, time.Since(start).Round(time.Millisecond))
+	if subs.Failed > 0 {
+		return fmt.Errorf("retrieve: %d sub-operations failed", subs.Failed)
+	}
+	return nil
+}
+
+// getInto runs a C-GET whose sub-operations are archived here. The storage
+// SOP classes to propose are learnt first with a C-FIND at IMAGE level: an
+// association holds only 128 presentation contexts, fewer than there are
+// storage classes.
+func getInto(ctx context.Context, cfg *config, log *slog.Logger, r remote, aet, model string, ident *dicom.Dataset, progress func(dimse.SubOperations)) (dimse.SubOperations, error) {
+	store, err := openStorage(ctx, cfg.Storage, log)
+	if err != nil {
+		return dimse.SubOperations{}, err
+	}
+	db, err := openIndex(ctx, cfg.Index)
+	if err != nil {
+		return dimse.SubOperations{}, err
+	}
+	defer db.Close()
+	dup, _ := archive.ParseDuplicatePolicy(cfg.Duplicates)
+	arch := archive.New(archive.Config{Store: store, Index: db, AETitle: aet, Duplicates: dup, Logger: log})
+
+	classes, err := remoteClasses(ctx, aet, r, ident)
+	if err != nil {
+		return dimse.SubOperations{}, err
+	}
+	props := []dimse.Proposal{{AbstractSyntax: model, TransferSyntaxes: []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}}}
+	// The remote chooses one transfer syntax per context, and should be
+	// able to send each instance as it stores it: a context per SOP
+	// class for uncompressed data and one per common compressed syntax,
+	// as far as 128 contexts go.
+	for _, ts := range append([][]string{{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}}, getSyntaxes...) {
+		for _, c := range classes {
+			if len(props) < 128 {
+				props = append(props, dimse.Proposal{AbstractSyntax: c, TransferSyntaxes: ts})
+			}
+		}
+	}
+	d := &dimse.Dialer{CallingAE: aet, CalledAE: r.ae, Proposals: props, Store: &scp.Service{Archive: arch, Logger: log}, Logger: log}
+	a, err := d.Dial(ctx, r.addr)
+	if err != nil {
+		return dimse.SubOperations{}, fmt.Errorf("retrieve: %w", err)
+	}
+	defer a.Release(context.WithoutCancel(ctx))
+	subs, err := a.Get(ctx, model, ident, progress)
+	if err != nil && subs.Completed+subs.Warning == 0 {
+		return subs, fmt.Errorf("retrieve: C-GET: %w (%d completed, %d failed)", err, subs.Completed, subs.Failed)
+	}
+	return subs, nil
+}
+
+// getSyntaxes are the compressed transfer syntaxes a C-GET proposes to
+// receive instances in as they are stored, most common first.
+var getSyntaxes = [][]string{
+	{uid.JPEGLosslessSV1}, {uid.JPEGBaseline8Bit}, {uid.JPEG2000Lossless}, {uid.JPEG2000}, {uid.JPEGLSLossless},
+	{uid.RLELossless}, {uid.JPEGExtended12Bit}, {uid.JPEGLSNearLossless}, {uid.DeflatedExplicitVRLittleEndian},
+	{uid.HTJ2KLossless}, {uid.HTJ2K}, {uid.MPEG4HP41}, {uid.MPEG2MPML}, {uid.HEVCMP51},
+}
+
+// remoteClasses asks the remote, with a C-FIND at IMAGE level below the
+// retrieve's keys, which SOP classes the instances are.
+func remoteClasses(ctx context.Context, aet string, r remote, ident *dicom.Dataset) ([]string, error) {
+	d := &dimse.Dialer{CallingAE: aet, CalledAE: r.ae, Proposals: []dimse.Proposal{
+		{AbstractSyntax: uid.StudyRootQueryRetrieveInformationModelFind, TransferSyntaxes: []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}},
+	}}
+	a, err := d.Dial(ctx, r.addr)
+	if err != nil {
+		return nil, fmt.Errorf("retrieve: %w", err)
+	}
+	defer a.Release(context.WithoutCancel(ctx))
+	q := &dicom.Dataset{}
+	for _, e := range ident.Elements {
+		if e.Tag != tag.QueryRetrieveLevel && e.Tag != tag.PatientID {
+			q.Elements = append(q.Elements, e)
+		}
+	}
+	q.Elements = append(q.Elements,
+		dicom.Element{Tag: tag.QueryRetrieveLevel, VR: "CS", Values: []string{"IMAGE"}},
+		dicom.Element{Tag: tag.SOPClassUID, VR: "UI"})
+	if _, ok := q.Find(tag.SeriesInstanceUID); !ok {
+		q.Elements = append(q.Elements, dicom.Element{Tag: tag.SeriesInstanceUID, VR: "UI"})
+	}
+	if _, ok := q.Find(tag.SOPInstanceUID); !ok {
+		q.Elements = append(q.Elements, dicom.Element{Tag: tag.SOPInstanceUID, VR: "UI"})
+	}
+	seen := map[string]bool{}
+	var out []string
+	for m, err := range a.Find(ctx, uid.StudyRootQueryRetrieveInformationModelFind, sortedDataset(q)) {
+		if err != nil {
+			return nil, fmt.Errorf("retrieve: C-FIND for the SOP classes: %w", err)
+		}
+		if c := m.First(tag.SOPClassUID); c != "" && !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("retrieve: the remote finds no instances for these keys")
+	}
+	return out, nil
+}
+
+// retrieveIdentifier builds a retrieve identifier from KEY=VALUE pairs.
+func retrieveIdentifier(level string, keys []string) (*dicom.Dataset, error) {
+	ds := &dicom.Dataset{Elements: []dicom.Element{{Tag: tag.QueryRetrieveLevel, VR: "CS", Values: []string{strings.ToUpper(level)}}}}
+	for _, k := range keys {
+		name, v, ok := strings.Cut(k, "=")
+		if !ok {
+			return nil, fmt.Errorf("retrieve: --key %q is not KEYWORD=VALUE", k)
+		}
+		t, err := tag.Parse(name)
+		if err != nil {
+			return nil, fmt.Errorf("retrieve: --key %q: %w", k, err)
+		}
+		info, _ := tag.Lookup(t)
+		ds.Elements = append(ds.Elements, dicom.Element{Tag: t, VR: info.VR, Values: strings.Split(v, `\`)})
+	}
+	return sortedDataset(ds), nil
+}
+
+func sortedDataset(ds *dicom.Dataset) *dicom.Dataset {
+	slices.SortStableFunc(ds.Elements, func(a, b dicom.Element) int { return cmp.Compare(a.Tag, b.Tag) })
+	return ds
+}

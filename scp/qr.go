@@ -1,0 +1,394 @@
+package scp
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/tag"
+	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/dimse"
+	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/storage"
+)
+
+// Index is what the query/retrieve providers need of the index.
+type Index interface {
+	Find(ctx context.Context, q *index.Query) iter.Seq2[*dicom.Dataset, error]
+	FindInstances(ctx context.Context, q *index.Query) iter.Seq2[*index.Instance, error]
+	CountInstances(ctx context.Context, q *index.Query) (int, error)
+}
+
+// Objects opens archived objects.
+type Objects interface {
+	Open(ctx context.Context, in *index.Instance) (storage.Object, error)
+}
+
+// Remote is a DICOM application entity pacsd may connect to: a C-MOVE
+// destination, a forwarding target.
+type Remote struct {
+	AETitle string
+	Addr    string // host:port
+	TLS     bool
+}
+
+// QR provides the Query/Retrieve service (PS3.4 Annex C): C-FIND, C-MOVE
+// and C-GET over the index and the archive. Its methods implement
+// dimse.FindHandler, dimse.MoveHandler and dimse.GetHandler.
+type QR struct {
+	AETitle string
+	Index   Index
+	Objects Objects
+	// Remotes are the known move destinations, by AE title.
+	Remotes map[string]Remote
+	// MaxMatches ends a C-FIND with 0xA700 after this many matches (0:
+	// no limit).
+	MaxMatches int
+	// CaseSensitiveNames makes PN matching case-sensitive.
+	CaseSensitiveNames bool
+	Logger             *slog.Logger
+	// TLSConfig is used to reach remotes marked TLS.
+	TLSConfig *tls.Config
+}
+
+var (
+	_ dimse.FindHandler = (*QR)(nil)
+	_ dimse.MoveHandler = (*QR)(nil)
+	_ dimse.GetHandler  = (*QR)(nil)
+)
+
+func (s *QR) log() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// query turns a C-FIND, C-MOVE or C-GET identifier into an index query.
+func (s *QR) query(model string, ident *dicom.Dataset) (*index.Query, error) {
+	level, err := index.ParseLevel(ident.First(tag.QueryRetrieveLevel))
+	if err != nil {
+		return nil, dimse.Errorf(dimse.StatusDataSetMismatch, "Query/Retrieve Level %q: %v", ident.First(tag.QueryRetrieveLevel), err)
+	}
+	keys := &dicom.Dataset{}
+	for _, e := range ident.Elements {
+		switch e.Tag {
+		case tag.QueryRetrieveLevel, tag.SpecificCharacterSet, tag.RetrieveAETitle, tag.InstanceAvailability:
+			continue // answered here, not matched
+		}
+		keys.Elements = append(keys.Elements, e)
+	}
+	return &index.Query{
+		Level:              level,
+		Identifier:         keys,
+		Hierarchical:       true,
+		PatientRoot:        slices.Contains([]string{uid.PatientRootQueryRetrieveInformationModelFind, uid.PatientRootQueryRetrieveInformationModelMove, uid.PatientRootQueryRetrieveInformationModelGet}, model),
+		CaseSensitiveNames: s.CaseSensitiveNames,
+	}, nil
+}
+
+// queryStatus maps an index error onto a status.
+func queryStatus(err error) error {
+	var se *dimse.StatusError
+	switch {
+	case errors.As(err, &se):
+		return err
+	case errors.Is(err, index.ErrInvalidQuery):
+		return &dimse.StatusError{Status: dimse.StatusDataSetMismatch, Comment: detail(err, index.ErrInvalidQuery), Err: err}
+	}
+	return &dimse.StatusError{Status: dimse.StatusUnableToProcess, Comment: err.Error(), Err: err}
+}
+
+// Find answers C-FIND from the index, streaming its matches.
+func (s *QR) Find(ctx context.Context, a *dimse.Association, req *dimse.FindRequest) iter.Seq2[*dicom.Dataset, error] {
+	return func(yield func(*dicom.Dataset, error) bool) {
+		q, err := s.query(req.SOPClassUID, req.Identifier)
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		q.Hierarchical = true
+		unsupported, err := q.UnsupportedKeys()
+		if err != nil {
+			yield(nil, queryStatus(err))
+			return
+		}
+		if len(unsupported) > 0 {
+			req.OptionalKeysNotSupported()
+			s.log().Info("C-FIND matches some keys as return keys only", "keys", fmt.Sprint(unsupported))
+		}
+		level := req.Identifier.First(tag.QueryRetrieveLevel)
+		n := 0
+		for ds, err := range s.Index.Find(ctx, q) {
+			if err != nil {
+				yield(nil, queryStatus(err))
+				return
+			}
+			if s.MaxMatches > 0 && n == s.MaxMatches {
+				yield(nil, dimse.Errorf(dimse.StatusOutOfResources, "more than %d matches; narrow the query", s.MaxMatches))
+				return
+			}
+			n++
+			s.answer(ds, req, level)
+			if !yield(ds, nil) {
+				return
+			}
+		}
+	}
+}
+
+// answer adds to a match what the SCP itself answers: the level, where
+// to retrieve from, availability, and the character set its text is in.
+func (s *QR) answer(ds *dicom.Dataset, req *dimse.FindRequest, level string) {
+	add := func(t tag.Tag, vr, v string) {
+		ds.Elements = slices.DeleteFunc(ds.Elements, func(e dicom.Element) bool { return e.Tag == t })
+		ds.Elements = append(ds.Elements, dicom.Element{Tag: t, VR: vr, Values: []string{v}})
+	}
+	add(tag.QueryRetrieveLevel, "CS", level)
+	// Where to retrieve a match from is answered whether asked or not
+	// (PS3.4 C.4.1.1.3.2 lets the SCP add it); it is what a C-MOVE
+	// needs next.
+	add(tag.RetrieveAETitle, "AE", s.AETitle)
+	if _, ok := req.Identifier.Find(tag.InstanceAvailability); ok {
+		add(tag.InstanceAvailability, "CS", "ONLINE")
+	}
+	add(tag.SpecificCharacterSet, "CS", dicom.ResponseCharset(req.CharacterSets, ds))
+	slices.SortFunc(ds.Elements, func(a, b dicom.Element) int { return int(int64(a.Tag) - int64(b.Tag)) })
+}
+
+// Move answers C-MOVE: it stores the matching instances at the
+// destination over an association of its own.
+func (s *QR) Move(ctx context.Context, a *dimse.Association, req *dimse.MoveRequest, progress func(dimse.SubOperations)) (dimse.SubOperations, error) {
+	dest, ok := s.Remotes[req.Destination]
+	if !ok {
+		return dimse.SubOperations{}, dimse.Errorf(dimse.StatusMoveDestinationUnknown, "move destination %q is not configured", req.Destination)
+	}
+	q, err := s.query(req.SOPClassUID, req.Identifier)
+	if err != nil {
+		return dimse.SubOperations{}, err
+	}
+	plan, err := s.plan(ctx, q)
+	if err != nil {
+		return dimse.SubOperations{}, err
+	}
+	if plan.total == 0 {
+		return dimse.SubOperations{}, nil
+	}
+	d := &dimse.Dialer{CallingAE: s.AETitle, CalledAE: dest.AETitle, Proposals: plan.proposals(), Logger: s.log()}
+	peer, err := s.dial(ctx, d, dest)
+	if err != nil {
+		s.log().Warn("C-MOVE destination unreachable", "destination", req.Destination, "addr", dest.Addr, "err", err)
+		return dimse.SubOperations{}, dimse.Errorf(dimse.StatusOutOfResourcesSubOperations, "cannot reach %s: %v", req.Destination, err)
+	}
+	subs := s.send(ctx, peer, q, plan.total, a.CallingAE(), req.MessageID, progress)
+	if err := peer.Release(context.WithoutCancel(ctx)); err != nil && subs.Failed == 0 {
+		s.log().Warn("C-MOVE destination association not released cleanly", "destination", req.Destination, "err", err)
+	}
+	return subs, nil
+}
+
+// Get answers C-GET: it stores the matching instances on the requesting
+// association itself.
+func (s *QR) Get(ctx context.Context, a *dimse.Association, req *dimse.GetRequest, progress func(dimse.SubOperations)) (dimse.SubOperations, error) {
+	q, err := s.query(req.SOPClassUID, req.Identifier)
+	if err != nil {
+		return dimse.SubOperations{}, err
+	}
+	n, err := s.Index.CountInstances(ctx, q)
+	if err != nil {
+		return dimse.SubOperations{}, queryStatus(err)
+	}
+	return s.send(ctx, a, q, n, "", 0, progress), nil
+}
+
+// dial opens an association to a remote, over TLS if it asks for it.
+func (s *QR) dial(ctx context.Context, d *dimse.Dialer, r Remote) (*dimse.Association, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if !r.TLS {
+		return d.Dial(ctx, r.Addr)
+	}
+	var nd net.Dialer
+	conn, err := nd.DialContext(ctx, "tcp", r.Addr)
+	if err != nil {
+		return nil, err
+	}
+	host, _, _ := net.SplitHostPort(r.Addr)
+	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if s.TLSConfig != nil {
+		cfg = s.TLSConfig.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName = host
+		}
+	}
+	tc := tls.Client(conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return d.DialConn(ctx, tc)
+}
+
+// plan is what a C-MOVE will send: how many instances, and the SOP class
+// and stored transfer syntax pairs to propose.
+type plan struct {
+	total int
+	pairs [][2]string
+}
+
+func (s *QR) plan(ctx context.Context, q *index.Query) (*plan, error) {
+	p := &plan{}
+	seen := map[[2]string]bool{}
+	for in, err := range s.Index.FindInstances(ctx, q) {
+		if err != nil {
+			return nil, queryStatus(err)
+		}
+		p.total++
+		k := [2]string{in.SOPClassUID, in.TransferSyntaxUID}
+		if !seen[k] {
+			seen[k] = true
+			p.pairs = append(p.pairs, k)
+		}
+	}
+	return p, nil
+}
+
+// uncompressedSyntaxes are the syntaxes pacsd converts between when a
+// destination refuses the stored one.
+var uncompressedSyntaxes = []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian, uid.ExplicitVRBigEndian, uid.DeflatedExplicitVRLittleEndian}
+
+// proposals proposes a presentation context per SOP class and stored
+// transfer syntax holding that syntax alone, so that a destination that
+// can take the data as stored is not led to choose another, and for
+// uncompressed data a second context with the other uncompressed
+// syntaxes, to convert to when it cannot. An association holds at most
+// 128 contexts; pairs beyond are left out, their instances failing.
+func (p *plan) proposals() []dimse.Proposal {
+	var out []dimse.Proposal
+	for _, k := range p.pairs {
+		out = append(out, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: []string{k[1]}})
+	}
+	for _, k := range p.pairs {
+		if !slices.Contains(uncompressedSyntaxes, k[1]) {
+			continue
+		}
+		var others []string
+		for _, u := range uncompressedSyntaxes {
+			if u != k[1] {
+				others = append(others, u)
+			}
+		}
+		out = append(out, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: others})
+	}
+	if len(out) > 128 {
+		out = out[:128]
+	}
+	return out
+}
+
+// storer is the side of an association that sends C-STOREs: an
+// association pacsd requested (C-MOVE) or the one a C-GET came on.
+type storer interface {
+	Store(ctx context.Context, req *dimse.StoreRequest) (dimse.Status, error)
+	Contexts() []dimse.PresentationContext
+	Done() <-chan struct{}
+}
+
+// send stores every instance q finds through peer, counting the
+// sub-operations and reporting them after each.
+func (s *QR) send(ctx context.Context, peer storer, q *index.Query, total int, originator string, originatorID uint16, progress func(dimse.SubOperations)) dimse.SubOperations {
+	subs := dimse.SubOperations{Remaining: total}
+	fail := func(in *index.Instance, why error) {
+		subs.Failed++
+		subs.FailedInstances = append(subs.FailedInstances, in.SOPInstanceUID)
+		s.log().Warn("sub-operation failed", "sop_instance_uid", in.SOPInstanceUID, "err", why)
+	}
+	for in, err := range s.Index.FindInstances(ctx, q) {
+		if err != nil {
+			s.log().Warn("retrieve: index failed mid-way", "err", err)
+			break
+		}
+		if context.Cause(ctx) != nil {
+			break
+		}
+		subs.Remaining--
+		select {
+		case <-peer.Done():
+			fail(in, errors.New("the destination ended the association"))
+			progress(subs)
+			continue
+		default:
+		}
+		st, err := s.store(ctx, peer, in, originator, originatorID)
+		switch {
+		case err != nil:
+			fail(in, err)
+		case st.IsWarning():
+			subs.Warning++
+		default:
+			subs.Completed++
+		}
+		progress(subs)
+	}
+	if subs.Remaining < 0 {
+		subs.Remaining = 0
+	}
+	return subs
+}
+
+// store sends one archived instance, in its stored transfer syntax if the
+// peer accepted it, or converted to another uncompressed syntax it
+// accepted.
+func (s *QR) store(ctx context.Context, peer storer, in *index.Instance, originator string, originatorID uint16) (dimse.Status, error) {
+	target := ""
+	for _, pc := range peer.Contexts() {
+		if !pc.Accepted() || pc.AbstractSyntax != in.SOPClassUID {
+			continue
+		}
+		if pc.TransferSyntax == in.TransferSyntaxUID {
+			target = pc.TransferSyntax
+			break
+		}
+		if target == "" && slices.Contains(uncompressedSyntaxes, in.TransferSyntaxUID) && slices.Contains(uncompressedSyntaxes, pc.TransferSyntax) {
+			target = pc.TransferSyntax
+		}
+	}
+	if target == "" {
+		return 0, fmt.Errorf("the peer accepted neither %s nor a syntax it can be converted to for %s", uid.Name(in.TransferSyntaxUID), uid.Name(in.SOPClassUID))
+	}
+	obj, err := s.Objects.Open(ctx, in)
+	if err != nil {
+		return 0, err
+	}
+	defer obj.Close()
+	br := bufio.NewReaderSize(obj, 64<<10)
+	if _, _, err := dicom.ReadFileMeta(br); err != nil {
+		return 0, fmt.Errorf("stored object %s: %w", in.Key, err)
+	}
+	var data io.Reader = br
+	if target != in.TransferSyntaxUID {
+		from, _ := uid.LookupTransferSyntax(in.TransferSyntaxUID)
+		to, _ := uid.LookupTransferSyntax(target)
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(dicom.Transcode(pw, br, from, to)) }()
+		defer pr.Close()
+		data = pr
+	}
+	return peer.Store(ctx, &dimse.StoreRequest{
+		SOPClassUID:             in.SOPClassUID,
+		SOPInstanceUID:          in.SOPInstanceUID,
+		TransferSyntaxUID:       target,
+		MoveOriginatorAE:        originator,
+		MoveOriginatorMessageID: originatorID,
+		Dataset:                 data,
+	})
+}
