@@ -127,6 +127,9 @@ type StoreRequest struct {
 	// file's File Meta Information); empty when it declared nothing.
 	SOPClassUID    string
 	SOPInstanceUID string
+	// StudyInstanceUID, when set, is the study the data set must belong
+	// to (a STOW-RS request to /studies/{study}).
+	StudyInstanceUID string
 	// TransferSyntaxUID is the encoding of Dataset.
 	TransferSyntaxUID string
 	// CallingAE and CalledAE record who sent the instance to whom.
@@ -300,6 +303,9 @@ func (s *Service) check(req *StoreRequest, id dicom.Identity) error {
 	}
 	if req.SOPInstanceUID != "" && req.SOPInstanceUID != id.SOPInstanceUID {
 		return fmt.Errorf("%w: SOP Instance UID is %s in the data set, %s in the request", ErrMismatch, id.SOPInstanceUID, req.SOPInstanceUID)
+	}
+	if req.StudyInstanceUID != "" && req.StudyInstanceUID != id.StudyInstanceUID {
+		return fmt.Errorf("%w: Study Instance UID is %s in the data set, %s in the request", ErrMismatch, id.StudyInstanceUID, req.StudyInstanceUID)
 	}
 	return nil
 }
