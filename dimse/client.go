@@ -36,7 +36,14 @@ type Dialer struct {
 	ARTIMTimeout time.Duration
 	// Store, if set, handles the C-STOREs the peer sends on the
 	// association (the sub-operations of a C-GET).
-	Store  StoreHandler
+	Store StoreHandler
+	// CommitResult, if set, receives the Storage Commitment results the
+	// peer sends on the association.
+	CommitResult CommitResultHandler
+	// SCPRoles are SOP classes for which this side asks to act as SCP
+	// (PS3.7 D.3.3.4): Storage Commitment Push Model, to send results
+	// on an association it requests.
+	SCPRoles []string
 	Logger *slog.Logger
 }
 
@@ -65,8 +72,8 @@ func (d *Dialer) DialConn(ctx context.Context, conn net.Conn) (*Association, err
 	log = log.With("remote", conn.RemoteAddr().String(), "called_ae", d.CalledAE)
 	a := newAssociation(conn, log, true, d.ARTIMTimeout)
 	a.callingAE, a.calledAE = d.CallingAE, d.CalledAE
-	if d.Store != nil {
-		a.handler = &clientHandler{store: d.Store}
+	if d.Store != nil || d.CommitResult != nil {
+		a.handler = &clientHandler{store: d.Store, commitResult: d.CommitResult}
 	}
 	if len(d.Proposals) == 0 || len(d.Proposals) > pdu.MaxPresentationContexts {
 		conn.Close()
@@ -104,6 +111,9 @@ func (d *Dialer) DialConn(ctx context.Context, conn net.Conn) (*Association, err
 				rq.UserInfo.RoleSelections = append(rq.UserInfo.RoleSelections, pdu.RoleSelection{SOPClassUID: p.AbstractSyntax, SCU: true, SCP: true})
 			}
 		}
+	}
+	for _, class := range d.SCPRoles {
+		rq.UserInfo.RoleSelections = append(rq.UserInfo.RoleSelections, pdu.RoleSelection{SOPClassUID: class, SCU: false, SCP: true})
 	}
 
 	fail := func(err error) (*Association, error) {
@@ -163,11 +173,14 @@ func (d *Dialer) DialConn(ctx context.Context, conn net.Conn) (*Association, err
 }
 
 // clientHandler serves the requests a peer sends to the requestor: the
-// C-STOREs of a C-GET.
-type clientHandler struct{ store StoreHandler }
+// C-STOREs of a C-GET, Storage Commitment results.
+type clientHandler struct {
+	store        StoreHandler
+	commitResult CommitResultHandler
+}
 
 func (h *clientHandler) request(a *Association, cmd *cmdset.Command, pc *PresentationContext) (sink, error) {
-	s := &Server{Store: h.store}
+	s := &Server{Store: h.store, CommitResult: h.commitResult}
 	return s.request(a, cmd, pc)
 }
 

@@ -79,6 +79,10 @@ type Server struct {
 	Find  FindHandler
 	Move  MoveHandler
 	Get   GetHandler
+	// Commit serves Storage Commitment requests; CommitResult receives
+	// Storage Commitment results sent on associations the peer requests.
+	Commit       CommitHandler
+	CommitResult CommitResultHandler
 
 	// MaxPDULength is the Maximum Length announced for received PDUs
 	// (default 256 KiB); it bounds the memory one association reads into.
@@ -380,7 +384,10 @@ func (s *Server) negotiate(a *Association, rq *pdu.AssociateRQ) (*pdu.AssociateA
 	for _, rs := range rq.UserInfo.RoleSelections {
 		// The requestor may act as SCP of a storage class only to
 		// receive a C-GET's sub-operations.
-		scp := rs.SCP && s.Get != nil && uid.IsStorage(rs.SOPClassUID)
+		// It may act as SCP of Storage Commitment to send results on
+		// an association it requests.
+		scp := rs.SCP && (s.Get != nil && uid.IsStorage(rs.SOPClassUID) ||
+			s.CommitResult != nil && rs.SOPClassUID == uid.StorageCommitmentPushModel)
 		ac.UserInfo.RoleSelections = append(ac.UserInfo.RoleSelections, pdu.RoleSelection{SOPClassUID: rs.SOPClassUID, SCU: rs.SCU, SCP: scp})
 		if scp {
 			a.peerSCP[rs.SOPClassUID] = true
@@ -433,7 +440,8 @@ func (s *Server) choose(p pdu.PresentationContextRQ) (string, byte) {
 	case uid.IsStorage(p.AbstractSyntax) && (s.Store != nil || s.Get != nil):
 		storable := storageSyntaxes()
 		ok = func(ts string) bool { return storable[ts] }
-	case slices.Contains(findModels, p.AbstractSyntax) && s.Find != nil,
+	case p.AbstractSyntax == uid.StorageCommitmentPushModel && (s.Commit != nil || s.CommitResult != nil),
+		slices.Contains(findModels, p.AbstractSyntax) && s.Find != nil,
 		slices.Contains(moveModels, p.AbstractSyntax) && s.Move != nil,
 		slices.Contains(getModels, p.AbstractSyntax) && s.Get != nil:
 		ok = func(ts string) bool { return slices.Contains(uncompressed, ts) || ts == uid.ExplicitVRBigEndian }
@@ -534,6 +542,12 @@ func (s *Server) request(a *Association, cmd *cmdset.Command, pc *PresentationCo
 		if sk, err := s.queryRequest(a, cmd, pc); sk != nil || err != nil {
 			return sk, err
 		}
+
+	case cmdset.NActionRQ, cmdset.NEventReportRQ:
+		respond := func(field cmdset.Field, err error) { s.respond(a, pc, cmd, field, err, StatusProcessingFailure) }
+		if sk, err := commitRequest(a, cmd, pc, s.Commit, s.CommitResult, respond); sk != nil || err != nil {
+			return sk, err
+		}
 	}
 	a.log.Warn("request not supported on its presentation context", "command", cmd.CommandField, "context", uid.Name(pc.AbstractSyntax))
 	a.startOp(id, func(ctx context.Context) {
@@ -550,6 +564,13 @@ func (s *Server) respond(a *Association, pc *PresentationContext, rq *cmdset.Com
 		MessageIDBeingRespondedTo: rq.MessageID,
 		AffectedSOPClassUID:       rq.AffectedSOPClassUID,
 		AffectedSOPInstanceUID:    rq.AffectedSOPInstanceUID,
+		EventTypeID:               rq.EventTypeID,
+		ActionTypeID:              rq.ActionTypeID,
+	}
+	if rq.AffectedSOPClassUID == "" {
+		// N-ACTION and other N- requests name their object as
+		// Requested; the response names it as Affected (PS3.7 10.3).
+		rsp.AffectedSOPClassUID, rsp.AffectedSOPInstanceUID = rq.RequestedSOPClassUID, rq.RequestedSOPInstanceUID
 	}
 	v := uint16(st)
 	rsp.Status = &v

@@ -44,6 +44,13 @@ const (
 	StatusMoveDestinationUnknown      Status = 0xA801
 	StatusDataSetMismatch             Status = 0xA900 // C-STORE: data set does not match SOP Class; C-FIND: identifier does not match
 	StatusCannotUnderstand            Status = 0xC000
+	// N-ACTION and N-EVENT-REPORT (PS3.7 Annex C).
+	StatusNoSuchActionType      Status = 0x0123
+	StatusNoSuchEventType       Status = 0x0113
+	StatusMissingAttribute      Status = 0x0120
+	StatusInvalidArgumentValue  Status = 0x0115
+	StatusNoSuchObjectInstance  Status = 0x0112
+	StatusClassInstanceConflict Status = 0x0119
 )
 
 // IsSuccess reports whether s means success.

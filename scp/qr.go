@@ -184,7 +184,7 @@ func (s *QR) Move(ctx context.Context, a *dimse.Association, req *dimse.MoveRequ
 		return dimse.SubOperations{}, nil
 	}
 	d := &dimse.Dialer{CallingAE: s.AETitle, CalledAE: dest.AETitle, Proposals: plan.proposals(), Logger: s.log()}
-	peer, err := s.dial(ctx, d, dest)
+	peer, err := dialRemote(ctx, d, dest, s.TLSConfig)
 	if err != nil {
 		s.log().Warn("C-MOVE destination unreachable", "destination", req.Destination, "addr", dest.Addr, "err", err)
 		return dimse.SubOperations{}, dimse.Errorf(dimse.StatusOutOfResourcesSubOperations, "cannot reach %s: %v", req.Destination, err)
@@ -210,8 +210,8 @@ func (s *QR) Get(ctx context.Context, a *dimse.Association, req *dimse.GetReques
 	return s.send(ctx, a, q, n, "", 0, progress), nil
 }
 
-// dial opens an association to a remote, over TLS if it asks for it.
-func (s *QR) dial(ctx context.Context, d *dimse.Dialer, r Remote) (*dimse.Association, error) {
+// dialRemote opens an association to a remote, over TLS if it asks for it.
+func dialRemote(ctx context.Context, d *dimse.Dialer, r Remote, tlsConfig *tls.Config) (*dimse.Association, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if !r.TLS {
@@ -224,8 +224,8 @@ func (s *QR) dial(ctx context.Context, d *dimse.Dialer, r Remote) (*dimse.Associ
 	}
 	host, _, _ := net.SplitHostPort(r.Addr)
 	cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
-	if s.TLSConfig != nil {
-		cfg = s.TLSConfig.Clone()
+	if tlsConfig != nil {
+		cfg = tlsConfig.Clone()
 		if cfg.ServerName == "" {
 			cfg.ServerName = host
 		}
