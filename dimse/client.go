@@ -44,7 +44,7 @@ type Dialer struct {
 	// (PS3.7 D.3.3.4): Storage Commitment Push Model, to send results
 	// on an association it requests.
 	SCPRoles []string
-	Logger *slog.Logger
+	Logger   *slog.Logger
 }
 
 // Dial connects to addr ("host:port") over TCP and requests an association.
