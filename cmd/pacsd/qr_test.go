@@ -136,7 +136,10 @@ func values(rs []map[uint32]string, tg tag.Tag) []string {
 	return out
 }
 
+// sorted returns a sorted copy: called as sorted(s...), it must not
+// reorder s itself.
 func sorted(v ...string) []string {
+	v = slices.Clone(v)
 	sort.Strings(v)
 	return v
 }
