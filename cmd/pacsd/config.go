@@ -36,6 +36,9 @@ type config struct {
 	RemoteAEs       []string
 	MaxMatches      int
 	CaseSensitivePN bool
+	DICOMwebRoot    string
+	CORSOrigins     []string
+	MaxBody         int64
 	LogLevel        string
 	LogFormat       string
 }
@@ -58,7 +61,7 @@ var options = []option{
 		func(c *config, v string) error { c.AETitle = v; return validAETitle(v) }},
 	{"dimse_addr", "DIMSE listen address (default 127.0.0.1:11112 without an allow-list, :11112 with one)", "",
 		func(c *config, v string) error { c.DIMSEAddr = v; return nil }},
-	{"http_addr", "HTTP listen address for health checks", "127.0.0.1:8042",
+	{"http_addr", "HTTP listen address: DICOMweb, WADO-URI and health checks", "127.0.0.1:8042",
 		func(c *config, v string) error { c.HTTPAddr = v; return nil }},
 	{"storage", "object storage URL: file:///path (default file://DATA/objects)", "",
 		func(c *config, v string) error { c.Storage = v; return nil }},
@@ -84,6 +87,18 @@ var options = []option{
 		func(c *config, v string) (err error) { c.MaxMatches, err = strconv.Atoi(v); return }},
 	{"case_sensitive_names", "match person names case-sensitively in C-FIND", "false",
 		func(c *config, v string) (err error) { c.CaseSensitivePN, err = strconv.ParseBool(v); return }},
+	{"dicomweb_root", "path of the DICOMweb services", "/dicom-web",
+		func(c *config, v string) error {
+			if !strings.HasPrefix(v, "/") {
+				return fmt.Errorf("dicomweb_root %q does not start with /", v)
+			}
+			c.DICOMwebRoot = v
+			return nil
+		}},
+	{"cors_origins", "comma-separated origins allowed to call DICOMweb from a browser (* for any)", "*",
+		func(c *config, v string) error { c.CORSOrigins = splitList(v); return nil }},
+	{"max_body", "largest STOW-RS request body, in bytes", "4294967296",
+		func(c *config, v string) (err error) { c.MaxBody, err = strconv.ParseInt(v, 10, 64); return }},
 	{"log_level", "debug, info, warn or error", "info",
 		func(c *config, v string) error { c.LogLevel = v; return nil }},
 	{"log_format", "text or json", "text",

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pacsd/pacsd/archive"
+	"github.com/pacsd/pacsd/dicomweb"
 	"github.com/pacsd/pacsd/dimse"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/index/sqlite"
@@ -71,6 +73,12 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		CaseSensitiveNames: cfg.CaseSensitivePN,
 		Logger:             log.With("component", "qr"),
 	}
+	commit := &scp.Commitment{
+		AETitle: strings.TrimSpace(cfg.AETitle),
+		Archive: arch,
+		Remotes: remotes,
+		Logger:  log.With("component", "commitment"),
+	}
 	allow, err := allowCaller(ctx, cfg.AllowAE, cfg.AllowAnyAE)
 	if err != nil {
 		return err
@@ -83,6 +91,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		Find:            qr,
 		Move:            qr,
 		Get:             qr,
+		Commit:          commit,
 		MaxPDULength:    uint32(cfg.MaxPDU),
 		MaxAssociations: cfg.MaxAssociations,
 		IdleTimeout:     cfg.IdleTimeout,
@@ -99,7 +108,23 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		dl.Close()
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
-	hsrv := &http.Server{Handler: httpHandler(store, db), ReadHeaderTimeout: 10 * time.Second}
+	web := &dicomweb.Server{
+		Index:              db,
+		Archive:            arch,
+		Root:               cfg.DICOMwebRoot,
+		MaxBodyBytes:       cfg.MaxBody,
+		MaxMatches:         cfg.MaxMatches,
+		CaseSensitiveNames: cfg.CaseSensitivePN,
+		AETitle:            strings.TrimSpace(cfg.AETitle),
+		Logger:             log.With("component", "dicomweb"),
+	}
+	if !slices.Contains(cfg.CORSOrigins, "*") {
+		web.CORSOrigins = cfg.CORSOrigins
+		if web.CORSOrigins == nil {
+			web.CORSOrigins = []string{} // none
+		}
+	}
+	hsrv := &http.Server{Handler: httpHandler(store, db, web), ReadHeaderTimeout: 10 * time.Second}
 
 	switch {
 	case cfg.AllowAnyAE:
@@ -141,6 +166,11 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		hsrv.Shutdown(sctx)
 	}()
 	wg.Wait()
+	// Commitment results still being worked out are dropped; the
+	// modality asks again.
+	if err := commit.Shutdown(sctx); err != nil {
+		log.Warn("storage commitment reports still in progress were dropped", "err", err)
+	}
 	log.Info("pacsd stopped")
 	if runErr != nil && !errors.Is(runErr, dimse.ErrServerClosed) && !errors.Is(runErr, http.ErrServerClosed) {
 		return runErr
@@ -264,9 +294,10 @@ func allowCaller(ctx context.Context, list []string, any bool) (func(string, net
 
 // httpHandler serves the health checks: /healthz says the process is up,
 // /readyz that storage and the index answer.
-func httpHandler(store storage.Store, db *index.DB) http.Handler {
+func httpHandler(store storage.Store, db *index.DB, web *dicomweb.Server) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	web.Register(e)
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.String(http.StatusOK, "ok\n")
 	})

@@ -1,0 +1,206 @@
+package dicomweb
+
+import (
+	"encoding/binary"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pacsd/pacsd/archive"
+	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/tag"
+	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/storage"
+)
+
+// frameMediaTypes are the media types of encapsulated frames by transfer
+// syntax (PS3.18 Table 8.7.3-2).
+var frameMediaTypes = map[string]string{
+	"1.2.840.10008.1.2.4.50":  "image/jpeg",
+	"1.2.840.10008.1.2.4.51":  "image/jpeg",
+	"1.2.840.10008.1.2.4.57":  "image/jpeg",
+	"1.2.840.10008.1.2.4.70":  "image/jpeg",
+	"1.2.840.10008.1.2.4.80":  "image/jls",
+	"1.2.840.10008.1.2.4.81":  "image/jls",
+	"1.2.840.10008.1.2.4.90":  "image/jp2",
+	"1.2.840.10008.1.2.4.91":  "image/jp2",
+	"1.2.840.10008.1.2.4.92":  "image/jpx",
+	"1.2.840.10008.1.2.4.93":  "image/jpx",
+	"1.2.840.10008.1.2.4.201": "image/jphc",
+	"1.2.840.10008.1.2.4.202": "image/jphc",
+	"1.2.840.10008.1.2.4.203": "image/jphc",
+	"1.2.840.10008.1.2.5":     "image/dicom-rle",
+	"1.2.840.10008.1.2.4.100": "video/mpeg",
+	"1.2.840.10008.1.2.4.101": "video/mpeg",
+	"1.2.840.10008.1.2.4.102": "video/mp4",
+	"1.2.840.10008.1.2.4.103": "video/mp4",
+	"1.2.840.10008.1.2.4.104": "video/mp4",
+	"1.2.840.10008.1.2.4.105": "video/mp4",
+	"1.2.840.10008.1.2.4.106": "video/mp4",
+	"1.2.840.10008.1.2.4.107": "video/H265",
+	"1.2.840.10008.1.2.4.108": "video/H265",
+}
+
+// frames answers a WADO-RS frames request: the listed frames of an
+// instance's pixel data, each read from storage by its byte ranges.
+func (s *Server) frames(c echo.Context) error {
+	ins, err := s.instances(c)
+	if err != nil {
+		return err
+	}
+	in := ins[0]
+	ctx := c.Request().Context()
+	md, err := s.Archive.Metadata(ctx, in)
+	if err != nil {
+		return err
+	}
+	if len(md.Frames) == 0 {
+		return errorf(http.StatusNotFound, "instance %s has no pixel data whose frames pacsd can locate", in.SOPInstanceUID)
+	}
+	list, err := parseFrameList(c.Param("frames"), len(md.Frames))
+	if err != nil {
+		return err
+	}
+	ts, _ := uid.LookupTransferSyntax(md.TransferSyntaxUID)
+	// Native frames are sent as Explicit VR Little Endian bytes: the same
+	// bytes for both little endian syntaxes, swapped from big endian.
+	stored, sentSyntax := "application/octet-stream", uid.ExplicitVRLittleEndian
+	if ts.Encapsulated {
+		stored, sentSyntax = frameMediaTypes[ts.UID], ts.UID
+		if stored == "" {
+			stored = "application/octet-stream"
+		}
+	}
+	partType, single, err := negotiateFrames(c.Request(), stored, sentSyntax, len(list))
+	if err != nil {
+		return err
+	}
+	obj, err := s.Archive.Open(ctx, in)
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	swap := 0
+	if ts.BigEndian {
+		ds, err := dicom.ParseJSON(md.JSON)
+		if err == nil {
+			swap, _ = strconv.Atoi(ds.First(tag.BitsAllocated))
+			swap /= 8
+		}
+	}
+	readers := make([]part, len(list))
+	for i, n := range list {
+		readers[i] = part{partType + "; transfer-syntax=" + sentSyntax, frameReader(obj, md.Frames[n-1], swap)}
+	}
+	if single {
+		c.Response().Header().Set("Content-Type", readers[0].contentType)
+		c.Response().Header().Set("Content-Length", strconv.FormatInt(md.Frames[list[0]-1].Size(), 10))
+		c.Response().WriteHeader(http.StatusOK)
+		_, err := io.Copy(c.Response(), readers[0].body)
+		return err
+	}
+	return sendParts(c, partType, readers)
+}
+
+// negotiateFrames chooses the media type of the frame parts from the
+// Accept header: the stored type, or application/octet-stream for any
+// frames when the client accepts every syntax, as viewers ask.
+func negotiateFrames(r *http.Request, stored, syntax string, n int) (typ string, single bool, err error) {
+	for _, m := range parseAccept(r.Header.Values("Accept")) {
+		want := m.param("transfer-syntax")
+		okSyntax := want == "" || want == "*" || want == syntax ||
+			syntax == uid.ExplicitVRLittleEndian && want == uid.ImplicitVRLittleEndian
+		switch {
+		case m.typ == "multipart/related":
+			t := m.param("type")
+			switch {
+			case t == "" || t == stored:
+				if okSyntax || want == "" {
+					return stored, false, nil
+				}
+			case t == "application/octet-stream" && (want == "*" || okSyntax && stored == "application/octet-stream"):
+				return "application/octet-stream", false, nil
+			}
+		case m.typ == "*/*" || m.typ == "multipart/*":
+			return stored, false, nil
+		case n == 1 && m.matches(stored) && okSyntax:
+			return stored, true, nil
+		}
+	}
+	return "", false, errorf(http.StatusNotAcceptable, `the frames are available as multipart/related; type=%q; transfer-syntax=%s (or type="application/octet-stream"; transfer-syntax=*); pacsd does not transcode pixel data; Accept was %q`,
+		stored, syntax, r.Header.Get("Accept"))
+}
+
+// parseFrameList reads "1,3,5": frame numbers, from 1.
+func parseFrameList(s string, frames int) ([]int, error) {
+	var list []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, errorf(http.StatusBadRequest, "frame list %q: %q is not a frame number", s, f)
+		}
+		if n > frames {
+			return nil, errorf(http.StatusNotFound, "frame %d does not exist: the instance has %d", n, frames)
+		}
+		list = append(list, n)
+	}
+	return list, nil
+}
+
+// frameReader reads a frame's ranges of an object in turn, swapping the
+// bytes of each word of swap bytes (big endian pixel data).
+func frameReader(obj storage.Object, f archive.Frame, swap int) io.Reader {
+	rs := make([]io.Reader, len(f))
+	for i, r := range f {
+		rs[i] = io.NewSectionReader(obj, r.Offset, r.Length)
+	}
+	mr := io.MultiReader(rs...)
+	if swap == 2 || swap == 4 {
+		return &swapper{r: mr, size: swap}
+	}
+	return mr
+}
+
+// swapper reverses the bytes of each word it reads. Frames are of whole
+// words, so a read that ends inside one keeps the rest for the next.
+type swapper struct {
+	r    io.Reader
+	size int
+	buf  []byte
+	pend []byte
+}
+
+func (s *swapper) Read(p []byte) (int, error) {
+	if len(s.pend) > 0 {
+		n := copy(p, s.pend)
+		s.pend = s.pend[n:]
+		return n, nil
+	}
+	if cap(s.buf) == 0 {
+		s.buf = make([]byte, 32<<10)
+	}
+	// Frames are whole words, so only a malformed object ends inside one;
+	// its odd bytes are dropped.
+	n, err := io.ReadFull(s.r, s.buf)
+	n -= n % s.size
+	if n == 0 {
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+		return 0, err
+	}
+	b := s.buf[:n]
+	for i := 0; i+s.size <= len(b); i += s.size {
+		if s.size == 2 {
+			binary.LittleEndian.PutUint16(b[i:], binary.BigEndian.Uint16(b[i:]))
+		} else {
+			binary.LittleEndian.PutUint32(b[i:], binary.BigEndian.Uint32(b[i:]))
+		}
+	}
+	c := copy(p, b)
+	s.pend = b[c:]
+	return c, nil
+}

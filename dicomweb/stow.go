@@ -1,0 +1,222 @@
+package dicomweb
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pacsd/pacsd/archive"
+	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/tag"
+	"github.com/pacsd/pacsd/dicom/uid"
+)
+
+// Failure and warning reasons of a STOW-RS response (PS3.18 §10.5.3.1,
+// which takes them from the C-STORE statuses of PS3.4 B.2.3).
+const (
+	reasonProcessingFailure = 0x0110
+	reasonDuplicate         = 0x0111
+	reasonClassNotSupported = 0x0122
+	reasonOutOfResources    = 0xA700
+	reasonMismatch          = 0xA900
+	reasonCannotUnderstand  = 0xC000
+	reasonElementsDiscarded = 0xB007
+)
+
+// stowResult collects the outcome of each part of a STOW-RS request.
+type stowResult struct {
+	stored, failed []*dicom.Dataset
+	unavailable    bool
+	studies        map[string]bool
+}
+
+// store answers a STOW-RS request: each part of the multipart body is
+// handed to the archive as it is read, so a body of any size passes
+// through bounded memory.
+func (s *Server) store(c echo.Context) error {
+	r := c.Request()
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, s.maxBody())
+	mediaType, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return errorf(http.StatusUnsupportedMediaType, "Content-Type %q: %v", r.Header.Get("Content-Type"), err)
+	}
+	study := c.Param("study")
+	if study != "" {
+		if err := uid.Valid(study); err != nil {
+			return errorf(http.StatusBadRequest, "study %q: %v", study, err)
+		}
+	}
+	base := s.baseURL(r)
+	res := &stowResult{studies: map[string]bool{}}
+	switch {
+	case mediaType == "application/dicom":
+		if err := s.storePart(c, r.Body, study, base, res); err != nil {
+			return err
+		}
+	case mediaType == "multipart/related":
+		if t := strings.ToLower(params["type"]); t != "" && t != "application/dicom" {
+			return errorf(http.StatusUnsupportedMediaType, "multipart/related type %q: pacsd stores application/dicom parts only (no DICOM JSON or XML with bulk data)", params["type"])
+		}
+		if params["boundary"] == "" {
+			return errorf(http.StatusBadRequest, "multipart/related without a boundary")
+		}
+		mr := multipart.NewReader(r.Body, params["boundary"])
+		for {
+			p, err := mr.NextPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				if tooLarge(err) {
+					return err
+				}
+				if len(res.stored)+len(res.failed) == 0 {
+					return errorf(http.StatusBadRequest, "multipart body: %v", err)
+				}
+				// Parts before the break are stored and must be
+				// reported; the client learns the rest failed.
+				res.failed = append(res.failed, failedItem("", "", reasonCannotUnderstand))
+				s.log().Warn("STOW-RS body broken after some parts", "err", err)
+				break
+			}
+			ct := p.Header.Get("Content-Type")
+			if pt, _, _ := mime.ParseMediaType(ct); ct != "" && pt != "application/dicom" {
+				res.failed = append(res.failed, failedItem("", "", reasonClassNotSupported))
+				s.log().Warn("STOW-RS part refused", "content_type", ct)
+				p.Close()
+				continue
+			}
+			if err := s.storePart(c, p, study, base, res); err != nil {
+				return err
+			}
+			p.Close()
+		}
+	default:
+		return errorf(http.StatusUnsupportedMediaType, `Content-Type %q: STOW-RS takes multipart/related; type="application/dicom" or application/dicom`, mediaType)
+	}
+	return s.stowResponse(c, res, study, base)
+}
+
+// storePart archives one Part-10 object. It returns an error only when
+// the whole request must fail: the body exceeds the limit.
+func (s *Server) storePart(c echo.Context, body io.Reader, study, base string, res *stowResult) error {
+	br := bufio.NewReaderSize(body, 64<<10)
+	fm, _, err := dicom.ReadFileMeta(br)
+	if err != nil {
+		if tooLarge(err) {
+			return err
+		}
+		res.failed = append(res.failed, failedItem("", "", reasonCannotUnderstand))
+		s.log().Warn("STOW-RS part is not a DICOM file", "err", err)
+		return nil
+	}
+	r, err := s.Archive.Store(c.Request().Context(), &archive.StoreRequest{
+		SOPClassUID:       fm.MediaStorageSOPClassUID,
+		SOPInstanceUID:    fm.MediaStorageSOPInstanceUID,
+		StudyInstanceUID:  study,
+		TransferSyntaxUID: fm.TransferSyntaxUID,
+		CalledAE:          s.AETitle,
+		Dataset:           br,
+	})
+	if err != nil {
+		if tooLarge(err) {
+			return err
+		}
+		reason := reasonProcessingFailure
+		switch {
+		case errors.Is(err, archive.ErrMismatch):
+			reason = reasonMismatch
+		case errors.Is(err, archive.ErrInvalid):
+			reason = reasonCannotUnderstand
+		case errors.Is(err, archive.ErrDuplicate):
+			reason = reasonDuplicate
+		case errors.Is(err, archive.ErrUnavailable):
+			reason, res.unavailable = reasonOutOfResources, true
+		}
+		res.failed = append(res.failed, failedItem(fm.MediaStorageSOPClassUID, fm.MediaStorageSOPInstanceUID, reason))
+		s.log().Warn("STOW-RS instance not stored", "sop_instance_uid", fm.MediaStorageSOPInstanceUID, "reason", fmt.Sprintf("%04X", reason), "err", err)
+		return nil
+	}
+	in := r.Instance
+	item := &dicom.Dataset{Elements: []dicom.Element{
+		{Tag: tag.ReferencedSOPClassUID, VR: "UI", Values: []string{in.SOPClassUID}},
+		{Tag: tag.ReferencedSOPInstanceUID, VR: "UI", Values: []string{in.SOPInstanceUID}},
+		{Tag: tag.RetrieveURL, VR: "UR", Values: []string{instanceURL(base, in.StudyInstanceUID, in.SeriesInstanceUID, in.SOPInstanceUID)}},
+	}}
+	if r.Warning != nil {
+		item.Elements = append(item.Elements, dicom.Element{Tag: tag.WarningReason, VR: "US", Values: []string{strconv.Itoa(reasonElementsDiscarded)}})
+	}
+	res.stored = append(res.stored, item)
+	res.studies[in.StudyInstanceUID] = true
+	return nil
+}
+
+func tooLarge(err error) bool {
+	var mb *http.MaxBytesError
+	return errors.As(err, &mb)
+}
+
+func failedItem(class, instance string, reason int) *dicom.Dataset {
+	return &dicom.Dataset{Elements: []dicom.Element{
+		{Tag: tag.FailureReason, VR: "US", Values: []string{strconv.Itoa(reason)}},
+		{Tag: tag.ReferencedSOPClassUID, VR: "UI", Values: nonEmpty(class)},
+		{Tag: tag.ReferencedSOPInstanceUID, VR: "UI", Values: nonEmpty(instance)},
+	}}
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}
+
+// stowResponse answers with the Store Instances Response Module (PS3.18
+// §10.5.3.2): 200 when every instance was stored, 202 when some were or
+// were stored with warnings, 409 when none was, 503 when none was for
+// want of storage.
+func (s *Server) stowResponse(c echo.Context, res *stowResult, study, base string) error {
+	ds := &dicom.Dataset{}
+	if study == "" && len(res.studies) == 1 {
+		for st := range res.studies {
+			study = st
+		}
+	}
+	if study != "" && len(res.stored) > 0 {
+		ds.Elements = append(ds.Elements, dicom.Element{Tag: tag.RetrieveURL, VR: "UR", Values: []string{studyURL(base, study)}})
+	}
+	if len(res.failed) > 0 {
+		ds.Elements = append(ds.Elements, dicom.Element{Tag: tag.FailedSOPSequence, VR: "SQ", Items: res.failed})
+	}
+	if len(res.stored) > 0 {
+		ds.Elements = append(ds.Elements, dicom.Element{Tag: tag.ReferencedSOPSequence, VR: "SQ", Items: res.stored})
+	}
+	status := http.StatusOK
+	warned := false
+	for _, it := range res.stored {
+		if _, ok := it.Find(tag.WarningReason); ok {
+			warned = true
+		}
+	}
+	switch {
+	case len(res.stored) == 0 && res.unavailable:
+		status = http.StatusServiceUnavailable
+		c.Response().Header().Set("Retry-After", "10")
+	case len(res.stored) == 0:
+		status = http.StatusConflict
+		if len(res.failed) == 0 {
+			return errorf(http.StatusBadRequest, "the request holds no instance")
+		}
+	case len(res.failed) > 0 || warned:
+		status = http.StatusAccepted
+	}
+	return c.Blob(status, "application/dicom+json", ds.AppendJSON(nil, dicom.JSONOptions{}))
+}

@@ -1,0 +1,63 @@
+package dicomweb
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/tag"
+	"github.com/pacsd/pacsd/index"
+)
+
+// wadoURI answers a WADO-URI request (PS3.18 §9): one instance, named by
+// its three UIDs in the query, as application/dicom or as an image.
+func (s *Server) wadoURI(c echo.Context) error {
+	q := c.QueryParams()
+	if rt := q.Get("requestType"); rt != "WADO" {
+		return errorf(http.StatusBadRequest, "requestType=%q: only WADO is served", rt)
+	}
+	study, series, object := q.Get("studyUID"), q.Get("seriesUID"), q.Get("objectUID")
+	if study == "" || series == "" || object == "" {
+		return errorf(http.StatusBadRequest, "studyUID, seriesUID and objectUID are required")
+	}
+	ids := &dicom.Dataset{Elements: []dicom.Element{
+		{Tag: tag.StudyInstanceUID, VR: "UI", Values: []string{study}},
+		{Tag: tag.SeriesInstanceUID, VR: "UI", Values: []string{series}},
+		{Tag: tag.SOPInstanceUID, VR: "UI", Values: []string{object}},
+	}}
+	var in *index.Instance
+	for found, err := range s.Index.FindInstances(c.Request().Context(), &index.Query{Level: index.ImageLevel, Identifier: ids}) {
+		if err != nil {
+			return err
+		}
+		in = found
+	}
+	if in == nil {
+		return errorf(http.StatusNotFound, "no instance %s in series %s of study %s", object, series, study)
+	}
+	// contentType may list several types in order of preference; the
+	// default is image/jpeg (PS3.18 §9.1.2.1.5).
+	types := q.Get("contentType")
+	if types == "" {
+		types = "image/jpeg"
+	}
+	for t := range strings.SplitSeq(types, ",") {
+		t, _, _ = strings.Cut(strings.TrimSpace(t), ";")
+		switch t {
+		case "application/dicom":
+			ts, err := targetSyntax(in.TransferSyntaxUID, q.Get("transferSyntax"))
+			if err != nil {
+				return err
+			}
+			if q.Get("transferSyntax") == "" {
+				ts = in.TransferSyntaxUID // WADO-URI sends the object as stored by default
+			}
+			return s.sendObject(c.Request().Context(), c.Response(), in, ts, true)
+		case "image/jpeg", "image/png", "image/gif", "*/*", "image/*":
+			return s.renderURI(c, in, t)
+		}
+	}
+	return errorf(http.StatusNotAcceptable, "contentType=%q: pacsd serves application/dicom, image/jpeg and image/png", types)
+}

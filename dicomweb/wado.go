@@ -1,0 +1,317 @@
+package dicomweb
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pacsd/pacsd/archive"
+	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/tag"
+	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/index"
+)
+
+// instances returns the records of the instances a WADO-RS path names, in
+// the order the archive received them.
+func (s *Server) instances(c echo.Context) ([]*index.Instance, error) {
+	ids := &dicom.Dataset{}
+	level := index.StudyLevel
+	add := func(t tag.Tag, v string) error {
+		if err := uid.Valid(v); err != nil {
+			return errorf(http.StatusBadRequest, "%s %q: %v", keyword(t), v, err)
+		}
+		ids.Elements = append(ids.Elements, dicom.Element{Tag: t, VR: "UI", Values: []string{v}})
+		return nil
+	}
+	if err := add(tag.StudyInstanceUID, c.Param("study")); err != nil {
+		return nil, err
+	}
+	if v := c.Param("series"); v != "" {
+		level = index.SeriesLevel
+		if err := add(tag.SeriesInstanceUID, v); err != nil {
+			return nil, err
+		}
+	}
+	if v := c.Param("instance"); v != "" {
+		level = index.ImageLevel
+		if err := add(tag.SOPInstanceUID, v); err != nil {
+			return nil, err
+		}
+	}
+	sortElements(ids)
+	var out []*index.Instance
+	for in, err := range s.Index.FindInstances(c.Request().Context(), &index.Query{Level: level, Identifier: ids}) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, in)
+	}
+	if len(out) == 0 {
+		return nil, errorf(http.StatusNotFound, "no %s %s in the archive", strings.ToLower(level.String()), c.Param(map[index.Level]string{
+			index.StudyLevel: "study", index.SeriesLevel: "series", index.ImageLevel: "instance"}[level]))
+	}
+	return out, nil
+}
+
+// retrieve answers a WADO-RS retrieve of a study, series or instance:
+// the Part-10 objects as a multipart/related stream, each read from
+// storage as it is sent.
+func (s *Server) retrieve(c echo.Context) error {
+	ins, err := s.instances(c)
+	if err != nil {
+		return err
+	}
+	want, single, err := negotiateDICOM(c.Request(), c.Param("instance") != "")
+	if err != nil {
+		return err
+	}
+	targets := make([]string, len(ins))
+	for i, in := range ins {
+		if targets[i], err = targetSyntax(in.TransferSyntaxUID, want); err != nil {
+			return err
+		}
+	}
+	ctx := c.Request().Context()
+	if single {
+		return s.sendObject(ctx, c.Response(), ins[0], targets[0], true)
+	}
+	mw := multipart.NewWriter(c.Response())
+	c.Response().Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
+	c.Response().WriteHeader(http.StatusOK)
+	for i, in := range ins {
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Type", "application/dicom; transfer-syntax="+targets[i])
+		h.Set("Content-Location", instanceURL(s.baseURL(c.Request()), in.StudyInstanceUID, in.SeriesInstanceUID, in.SOPInstanceUID))
+		if targets[i] == in.TransferSyntaxUID {
+			h.Set("Content-Length", strconv.FormatInt(in.Size, 10))
+		}
+		pw, err := mw.CreatePart(h)
+		if err != nil {
+			return err
+		}
+		if err := s.sendObject(ctx, pw, in, targets[i], false); err != nil {
+			return err
+		}
+	}
+	return mw.Close()
+}
+
+// negotiateDICOM reads the Accept header of a retrieve of objects: the
+// transfer syntax wanted ("" for the default, "*" for as stored) and
+// whether the client wants a single application/dicom body rather than a
+// multipart one (only for one instance).
+func negotiateDICOM(r *http.Request, oneInstance bool) (ts string, single bool, err error) {
+	for _, m := range parseAccept(r.Header.Values("Accept")) {
+		switch {
+		case m.typ == "multipart/related" && (m.param("type") == "" || m.param("type") == "application/dicom"):
+			return m.param("transfer-syntax"), false, nil
+		case m.typ == "*/*", m.typ == "multipart/*":
+			return "", false, nil
+		case m.typ == "application/dicom" && oneInstance:
+			return m.param("transfer-syntax"), true, nil
+		}
+	}
+	return "", false, errorf(http.StatusNotAcceptable, `objects are available as multipart/related; type="application/dicom" (with transfer-syntax=* for the stored syntax); Accept was %q`, r.Header.Get("Accept"))
+}
+
+// targetSyntax decides the transfer syntax an instance stored in
+// stored is sent in, given what the client asked for. PS3.18 §8.7.3.5
+// makes Explicit VR Little Endian the default; pacsd sends that for
+// uncompressed objects and the stored syntax for compressed ones, which
+// it does not decompress. "*" sends every object as stored.
+func targetSyntax(stored, want string) (string, error) {
+	if want == "*" || want == stored {
+		return stored, nil
+	}
+	from, _ := uid.LookupTransferSyntax(stored)
+	if want == "" {
+		if convertible(from) {
+			return uid.ExplicitVRLittleEndian, nil
+		}
+		return stored, nil
+	}
+	to, ok := uid.LookupTransferSyntax(want)
+	if !ok {
+		return "", errorf(http.StatusBadRequest, "transfer-syntax %q is not a transfer syntax", want)
+	}
+	if convertible(from) && convertible(to) {
+		return want, nil
+	}
+	return "", errorf(http.StatusNotAcceptable, "an instance stored in %s cannot be sent in %s: pacsd converts only between the uncompressed syntaxes; ask with transfer-syntax=* for the stored syntax",
+		uid.Name(stored), uid.Name(want))
+}
+
+func convertible(ts uid.TransferSyntax) bool {
+	switch ts.UID {
+	case uid.ImplicitVRLittleEndian, uid.ExplicitVRLittleEndian, uid.ExplicitVRBigEndian, uid.DeflatedExplicitVRLittleEndian:
+		return true
+	}
+	return false
+}
+
+// sendObject writes an instance's object to w, converted to syntax ts if
+// that is not the stored one. With header set, w is the response and
+// gets its headers.
+func (s *Server) sendObject(ctx context.Context, w io.Writer, in *index.Instance, ts string, header bool) error {
+	obj, err := s.Archive.Open(ctx, in)
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	if resp, ok := w.(*echo.Response); ok && header {
+		resp.Header().Set("Content-Type", "application/dicom; transfer-syntax="+ts)
+		if ts == in.TransferSyntaxUID {
+			resp.Header().Set("Content-Length", strconv.FormatInt(obj.Size(), 10))
+		}
+		resp.WriteHeader(http.StatusOK)
+	}
+	if ts == in.TransferSyntaxUID {
+		if _, err := io.Copy(w, obj); err != nil {
+			return fmt.Errorf("send %s: %w", in.SOPInstanceUID, err)
+		}
+		return nil
+	}
+	br := bufio.NewReaderSize(obj, 64<<10)
+	fm, _, err := dicom.ReadFileMeta(br)
+	if err != nil {
+		return fmt.Errorf("send %s: %w", in.SOPInstanceUID, err)
+	}
+	fm.TransferSyntaxUID = ts
+	if _, err := w.Write(dicom.AppendFileMeta(nil, fm)); err != nil {
+		return fmt.Errorf("send %s: %w", in.SOPInstanceUID, err)
+	}
+	from, _ := uid.LookupTransferSyntax(in.TransferSyntaxUID)
+	to, _ := uid.LookupTransferSyntax(ts)
+	if err := dicom.Transcode(w, br, from, to); err != nil {
+		return fmt.Errorf("send %s in %s: %w", in.SOPInstanceUID, uid.Name(ts), err)
+	}
+	return nil
+}
+
+// metadata answers a WADO-RS metadata request: the DICOM JSON of each
+// instance, from what the archive computed at ingest.
+func (s *Server) metadata(c echo.Context) error {
+	if err := acceptsJSON(c.Request()); err != nil {
+		return err
+	}
+	ins, err := s.instances(c)
+	if err != nil {
+		return err
+	}
+	// The objects of an instance never change in place: a replaced
+	// instance has another digest, so the digests tag the response.
+	h := sha256.New()
+	for _, in := range ins {
+		fmt.Fprintf(h, "%s %s\n", in.SOPInstanceUID, in.SHA256)
+	}
+	base := s.baseURL(c.Request())
+	h.Write([]byte(base))
+	etag := `"` + hex.EncodeToString(h.Sum(nil)[:16]) + `"`
+	if match := c.Request().Header.Get("If-None-Match"); match != "" && (match == etag || match == "*" || strings.Contains(match, etag)) {
+		c.Response().Header().Set("ETag", etag)
+		return c.NoContent(http.StatusNotModified)
+	}
+	ctx := c.Request().Context()
+	var w *jsonWriter
+	defer func() {
+		if w != nil {
+			w.Close()
+		}
+	}()
+	for i, in := range ins {
+		md, err := s.Archive.Metadata(ctx, in)
+		if err != nil {
+			return err
+		}
+		if w == nil {
+			w = newJSONWriter(c, etag)
+			w.WriteString("[")
+		}
+		if i > 0 {
+			w.WriteString(",")
+		}
+		w.Write(bulkURIs(md.JSON, instanceURL(base, in.StudyInstanceUID, in.SeriesInstanceUID, in.SOPInstanceUID)))
+		if i%64 == 63 {
+			w.Flush()
+		}
+	}
+	w.WriteString("]")
+	return w.Close()
+}
+
+// bulkURIs makes the relative BulkDataURIs of stored metadata absolute.
+func bulkURIs(doc []byte, instance string) []byte {
+	return bytes.ReplaceAll(doc, []byte(`"BulkDataURI":"`+archive.BulkDataPrefix), []byte(`"BulkDataURI":"`+instance+"/"+archive.BulkDataPrefix))
+}
+
+// bulkdata answers a bulk data request: a run of bytes of an object,
+// as a multipart/related body or, when the client asks for
+// application/octet-stream, a plain one honouring Range.
+func (s *Server) bulkdata(c echo.Context) error {
+	ins, err := s.instances(c)
+	if err != nil {
+		return err
+	}
+	off, err1 := strconv.ParseInt(c.Param("offset"), 10, 64)
+	n, err2 := strconv.ParseInt(c.Param("length"), 10, 64)
+	if err1 != nil || err2 != nil || off < 132 || n < 0 {
+		return errorf(http.StatusNotFound, "no bulk data at %s/%s", c.Param("offset"), c.Param("length"))
+	}
+	obj, err := s.Archive.Open(c.Request().Context(), ins[0])
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	if off+n > obj.Size() {
+		return errorf(http.StatusNotFound, "no bulk data at %d/%d: the object has %d bytes", off, n, obj.Size())
+	}
+	section := io.NewSectionReader(obj, off, n)
+	for _, m := range parseAccept(c.Request().Header.Values("Accept")) {
+		switch {
+		case m.typ == "multipart/related" && (m.param("type") == "" || m.param("type") == "application/octet-stream"):
+			return sendParts(c, "application/octet-stream", []part{{"application/octet-stream", section}})
+		case m.typ == "application/octet-stream", m.typ == "*/*", m.typ == "application/*":
+			c.Response().Header().Set("Content-Type", "application/octet-stream")
+			http.ServeContent(c.Response(), c.Request(), "", time.Time{}, section)
+			return nil
+		}
+	}
+	return errorf(http.StatusNotAcceptable, `bulk data is available as multipart/related; type="application/octet-stream" or application/octet-stream`)
+}
+
+type part struct {
+	contentType string
+	body        io.Reader
+}
+
+// sendParts writes a multipart/related response of the given type.
+func sendParts(c echo.Context, typ string, parts []part) error {
+	mw := multipart.NewWriter(c.Response())
+	c.Response().Header().Set("Content-Type", `multipart/related; type="`+typ+`"; boundary=`+mw.Boundary())
+	c.Response().WriteHeader(http.StatusOK)
+	for _, p := range parts {
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Type", p.contentType)
+		pw, err := mw.CreatePart(h)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(pw, p.body); err != nil {
+			return err
+		}
+	}
+	return mw.Close()
+}
