@@ -35,9 +35,12 @@ fmt:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 # Benchmarks pacsd side by side with dcmtk's storescp and Orthanc on the
-# same corpus, printing instances/s and ratios, and pacsd's peak RSS while
-# it stores one 1 GiB instance. It measures the pacsd that `build` made.
-# Quick run: make bench BENCHFLAGS='-rounds 1 -instances 50 -skip-big'
+# same corpora in one run, printing figures, ratios and targets: C-STORE
+# throughput, pacsd's peak RSS while it stores one 1 GiB instance, C-FIND
+# latency on an index of 100,000 instances, and C-MOVE of a 300-instance
+# study to storescp. It measures the pacsd that `build` made. The whole run
+# takes some 30 minutes; a quick one:
+# make bench BENCHFLAGS='-rounds 1 -instances 50 -skip-big -find-instances 5000 -find-reps 10'
 bench: deps build
 	$(GO) run ./internal/bench -pacsd bin/pacsd $(BENCHFLAGS)
 

@@ -26,8 +26,11 @@ type peer struct {
 	// success response; the report prints it, because a peer that answers
 	// before the data reaches the disk is doing less work than one that
 	// answers after an fsync.
-	acks  string
-	start func(ctx context.Context, dir string) (*server, error)
+	acks string
+	// start starts the peer in dir. dests are the remote AEs it may
+	// C-MOVE to; storescp, which has no query/retrieve service, ignores
+	// them.
+	start func(ctx context.Context, dir string, dests ...testpeer.Modality) (*server, error)
 }
 
 // server is a running peer.
@@ -43,6 +46,9 @@ type server struct {
 	log    string
 }
 
+// addr is where s listens for DIMSE, for pacsd's own SCU.
+func (s *server) addr() string { return net.JoinHostPort(s.host, strconv.Itoa(s.port)) }
+
 // startTimeout bounds how long a peer may take to listen; testpeer uses
 // the same bound for storescp and Orthanc.
 const startTimeout = time.Minute
@@ -53,17 +59,18 @@ func pacsdPeer(bin string) peer {
 	return peer{
 		name: "pacsd",
 		acks: "after fsync of the object file and of its directory, and the commit of its index row (SQLite WAL, synchronous=FULL: an fsync of the WAL)",
-		start: func(ctx context.Context, dir string) (*server, error) {
-			return startPacsd(ctx, bin, dir)
+		start: func(ctx context.Context, dir string, dests ...testpeer.Modality) (*server, error) {
+			return startPacsd(ctx, bin, dir, dests)
 		},
 	}
 }
 
 // startPacsd starts pacsd with its data under dir on two free ports of
-// 127.0.0.1 and waits until its DIMSE port listens. As testpeer does for
-// the other peers, it retries with new ports if pacsd exits first, which
-// is what happens when another program took a port in the meantime.
-func startPacsd(ctx context.Context, bin, dir string) (*server, error) {
+// 127.0.0.1, with dests as its remote AEs (--remote-ae), and waits until
+// its DIMSE port listens. As testpeer does for the other peers, it retries
+// with new ports if pacsd exits first, which is what happens when another
+// program took a port in the meantime.
+func startPacsd(ctx context.Context, bin, dir string, dests []testpeer.Modality) (*server, error) {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	data := filepath.Join(dir, "data")
@@ -77,14 +84,14 @@ func startPacsd(ctx context.Context, bin, dir string) (*server, error) {
 			return nil, err
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(dport))
-		p, err := testpeer.Start(ctx, testpeer.Cmd{
-			Name: bin,
-			Args: []string{"serve", "--data", data,
-				"--dimse-addr", addr,
-				"--http-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(hport)),
-				"--log-level", "warn"},
-			Dir: dir,
-		})
+		args := []string{"serve", "--data", data,
+			"--dimse-addr", addr,
+			"--http-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(hport)),
+			"--log-level", "warn"}
+		for _, d := range dests {
+			args = append(args, "--remote-ae", d.AET+"="+net.JoinHostPort(d.Host, strconv.Itoa(d.Port)))
+		}
+		p, err := testpeer.Start(ctx, testpeer.Cmd{Name: bin, Args: args, Dir: dir})
 		if err != nil {
 			return nil, err
 		}
@@ -135,7 +142,7 @@ func storescpPeer() peer {
 		// been sent, so it cannot make one durable either; the fair
 		// statement is that storescp does less work than pacsd here.
 		acks: "after writing the file into the page cache; storescp never calls fsync (dcmtk 3.6.7 has no option for it)",
-		start: func(ctx context.Context, dir string) (*server, error) {
+		start: func(ctx context.Context, dir string, _ ...testpeer.Modality) (*server, error) {
 			s, err := testpeer.StartStoreSCP(ctx, testpeer.StoreSCPOptions{Dir: dir})
 			if err != nil {
 				return nil, err
@@ -174,8 +181,14 @@ func orthancPeer(sync bool) peer {
 		p.acks = "after writing the file and fdatasync of it, but not of its directory (SyncStorageArea=true, the Debian package's setting), and committing its SQLite index without fsync"
 		config = map[string]any{"SyncStorageArea": true}
 	}
-	p.start = func(ctx context.Context, dir string) (*server, error) {
-		o, err := testpeer.StartOrthanc(ctx, testpeer.OrthancOptions{Dir: dir, Config: config})
+	p.start = func(ctx context.Context, dir string, dests ...testpeer.Modality) (*server, error) {
+		// Orthanc finds a C-MOVE destination among its DicomModalities
+		// by AE title; the names only serve its REST API.
+		modalities := map[string]testpeer.Modality{}
+		for _, d := range dests {
+			modalities[strings.ToLower(d.AET)] = d
+		}
+		o, err := testpeer.StartOrthanc(ctx, testpeer.OrthancOptions{Dir: dir, Config: config, Modalities: modalities})
 		if err != nil {
 			return nil, err
 		}
