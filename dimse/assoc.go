@@ -2,6 +2,7 @@ package dimse
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -609,6 +610,12 @@ func (a *Association) sendMessage(ctx context.Context, pc byte, cmd *cmdset.Comm
 		}
 	}()
 	chunk := int(a.maxSend) - 6 // a PDV item header is 6 bytes
+	if b, ok := data.(*bytes.Buffer); ok && len(enc) <= chunk && b.Len() <= chunk {
+		// A small message (a C-FIND match, say) goes out as its two
+		// P-DATA-TF PDUs in one write, without a copy buffer: a query
+		// sends one per match.
+		return ctxErr(ctx, a.sendSmall(pc, enc, b.Bytes()))
+	}
 	for off := 0; off < len(enc); off += chunk {
 		end := min(off+chunk, len(enc))
 		if err := a.sendPDV(pc, true, end == len(enc), enc[off:end]); err != nil {
@@ -648,6 +655,28 @@ func (a *Association) sendMessage(ctx context.Context, pc byte, cmd *cmdset.Comm
 func ctxErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return err
+}
+
+// sendSmall sends a whole message, command and data set each in one
+// PDV of its own P-DATA-TF PDU, in one write.
+func (a *Association) sendSmall(pc byte, cmd, data []byte) error {
+	h1, err := pdu.AppendPDataHeader(make([]byte, 0, 12), pc, true, true, len(cmd))
+	if err != nil {
+		return err
+	}
+	h2, err := pdu.AppendPDataHeader(make([]byte, 0, 12), pc, false, true, len(data))
+	if err != nil {
+		return err
+	}
+	_, err = a.fire(evt9, &input{data: net.Buffers{h1, cmd, h2, data}})
+	var nt *errNoTransition
+	if errors.As(err, &nt) {
+		if e := a.Err(); e != nil {
+			return e
+		}
+		return ErrReleased
 	}
 	return err
 }
