@@ -3,7 +3,10 @@ package index
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 )
@@ -59,26 +62,75 @@ func (d Dialect) bind(query string) string {
 // SQLite does, and a writer that waits for the lock inside SQLite polls
 // for it with sleeps; the DB then queues its writers itself, in the
 // order they came, and SQLite's busy timeout is left to arbitrate between
-// processes.
+// processes. PostgreSQL runs writers side by side, each holding the locks
+// of the rows it changes (see lock.go).
 func (d Dialect) singleWriter() bool { return d == SQLite }
 
-// writeLockKey is the PostgreSQL advisory lock that serializes the index's
-// write transactions (the bytes of "pacsdidx").
-const writeLockKey = 0x7061637364696478
+// migrationLockKey is the PostgreSQL advisory lock that serializes
+// migrations (the bytes of "pacsdmig"): several nodes starting at once
+// on a new database migrate it one after the other, and the later ones
+// find it done.
+const migrationLockKey = 0x70616373646d6967
 
-// lockWrites makes a write transaction wait for the others. Put and
-// Delete read the hierarchy, then change it; run side by side, two of them
-// could each miss what the other did (a parent left empty by both).
-// SQLite's BEGIN IMMEDIATE already serializes them; PostgreSQL takes a
+// lockMigrations makes a migration wait for the others. SQLite's BEGIN
+// IMMEDIATE already serializes them; PostgreSQL takes a
 // transaction-scoped advisory lock, released at commit or rollback.
-func (d Dialect) lockWrites(ctx context.Context, tx *sql.Tx) error {
+func (d Dialect) lockMigrations(ctx context.Context, tx *sql.Tx) error {
 	if d != PostgreSQL {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", int64(writeLockKey)); err != nil {
-		return fmt.Errorf("lock writes: %w", err)
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrationLockKey)); err != nil {
+		return fmt.Errorf("lock migrations: %w", err)
 	}
 	return nil
+}
+
+// transient reports whether err ended a write transaction before it
+// committed, in a way that running it again can get past: a conflict
+// with another transaction (a serialization failure, a deadlock, a unique
+// key another writer took first), or the loss of the connection or of
+// the server, as a restart or failover of PostgreSQL causes. The index's
+// locks keep writers from conflicts; retrying is what is left to do
+// should one happen all the same.
+func (d Dialect) transient(err error) bool {
+	if d != PostgreSQL {
+		return false
+	}
+	if e, ok := errors.AsType[safeToRetryError](err); ok && e.SafeToRetry() {
+		return true
+	}
+	if _, ok := errors.AsType[net.Error](err); ok || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	e, ok := errors.AsType[sqlStateError](err)
+	if !ok {
+		return false
+	}
+	switch code := e.SQLState(); {
+	case code == "40001", // serialization_failure
+		code == "40P01",               // deadlock_detected
+		code == "23505",               // unique_violation
+		code == "57P01",               // admin_shutdown
+		code == "57P02",               // crash_shutdown
+		code == "57P03",               // cannot_connect_now
+		strings.HasPrefix(code, "08"): // connection_exception
+		return true
+	}
+	return false
+}
+
+// sqlStateError is an error of PostgreSQL, which its drivers give with
+// its SQLSTATE code.
+type sqlStateError interface {
+	error
+	SQLState() string
+}
+
+// safeToRetryError is an error of pgx that says whether it came before
+// anything was sent to the server.
+type safeToRetryError interface {
+	error
+	SafeToRetry() bool
 }
 
 // pattern returns a condition that expr, a column of one value, matches

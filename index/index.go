@@ -26,7 +26,7 @@
 // deleted.
 //
 // The SQL is shared by the dialects (see Dialect); the backends open the
-// database and call New: index/sqlite now, PostgreSQL later. The package
+// database and call New: index/sqlite and index/postgres. The package
 // index/indextest holds the conformance suite every backend passes.
 package index
 
@@ -35,8 +35,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pacsd/pacsd/dicom"
 )
@@ -148,27 +152,37 @@ func (db *DB) Close() error {
 }
 
 // write runs fn in a write transaction and commits it if fn returns nil.
-// Write transactions run one at a time (see Dialect.lockWrites).
+// A transaction that conflicts with another runs again (see retry), so fn
+// must do all its work through tx.
 func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, release, err := db.begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer release()
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	db.prepareWanted(ctx)
-	return nil
+	return db.retry(ctx, func() error {
+		tx, release, err := db.begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
+		defer tx.Rollback()
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return final{fmt.Errorf("commit: %w", err)}
+		}
+		db.prepareWanted(ctx)
+		return nil
+	})
 }
 
+// final is an error that retry returns as it is: a commit that failed
+// may have been carried out all the same, and must not run twice.
+type final struct{ error }
+
+func (f final) Unwrap() error { return f.error }
+
 // begin starts a write transaction, after the writers queued before it
-// (see Dialect.lockWrites). The caller must call release once the
-// transaction is over.
+// where the dialect takes one writer at a time. The caller must call
+// release once the transaction is over. Writers to PostgreSQL lock the
+// rows they change themselves (see lockHierarchy).
 func (db *DB) begin(ctx context.Context) (tx *sql.Tx, release func(), err error) {
 	release = func() {}
 	if db.writers != nil {
@@ -184,12 +198,53 @@ func (db *DB) begin(ctx context.Context) (tx *sql.Tx, release func(), err error)
 		release()
 		return nil, nil, fmt.Errorf("begin: %w", err)
 	}
-	if err := db.dialect.lockWrites(ctx, tx); err != nil {
-		tx.Rollback()
-		release()
-		return nil, nil, err
-	}
 	return tx, release, nil
+}
+
+// Bounds on running a write transaction again: relocks (errRelock) end
+// as soon as the rows stop changing under the writer, and conflicts
+// (Dialect.transient) are rare, the index's locks keeping writers apart.
+const (
+	maxRelocks   = 100
+	maxConflicts = 8
+)
+
+// retry runs fn, which runs one write transaction, until it succeeds,
+// fails otherwise than on a conflict with another transaction, or has
+// conflicted too often. After a conflict it waits a little, longer each
+// time and by a random part, so that the transactions that conflicted
+// do not meet again.
+func (db *DB) retry(ctx context.Context, fn func() error) error {
+	relocks, conflicts := 0, 0
+	for {
+		err := fn()
+		if f, ok := err.(final); ok {
+			return f.error
+		}
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, errRelock):
+			if relocks++; relocks < maxRelocks {
+				continue
+			}
+			return fmt.Errorf("the rows to change kept changing: %w", err)
+		case !db.dialect.transient(err):
+			return err
+		}
+		if conflicts++; conflicts >= maxConflicts {
+			return err
+		}
+		wait := time.Duration(conflicts) * time.Millisecond
+		wait += rand.N(wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }
 
 // prepareWanted prepares the queries stmtFor met inside transactions.
@@ -218,15 +273,53 @@ type querier interface {
 }
 
 func (db *DB) exec(ctx context.Context, q querier, query string, args ...any) (sql.Result, error) {
-	return db.stmtFor(ctx, q, query).ExecContext(ctx, args...)
+	return db.stmtFor(ctx, q, query).ExecContext(ctx, cleanArgs(args)...)
 }
 
 func (db *DB) query(ctx context.Context, q querier, query string, args ...any) (*sql.Rows, error) {
-	return db.stmtFor(ctx, q, query).QueryContext(ctx, args...)
+	return db.stmtFor(ctx, q, query).QueryContext(ctx, cleanArgs(args)...)
 }
 
 func (db *DB) queryRow(ctx context.Context, q querier, query string, args ...any) *sql.Row {
-	return db.stmtFor(ctx, q, query).QueryRowContext(ctx, args...)
+	return db.stmtFor(ctx, q, query).QueryRowContext(ctx, cleanArgs(args)...)
+}
+
+// Text in the index is UTF-8 without NUL characters, which is what
+// PostgreSQL's text holds; SQLite would keep anything. A header that
+// holds other bytes (a value in a character set it did not declare, a
+// NUL inside a value) is indexed all the same: cleanText replaces each
+// byte that is not UTF-8 with U+FFFD and drops NULs, and every string
+// the index writes or looks up goes through it, so that a key matches
+// what the same value became when it was put.
+
+// validText reports whether s is text the index keeps as it is.
+func validText(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
+// cleanText returns s as the index keeps it.
+func cleanText(s string) string {
+	if validText(s) {
+		return s
+	}
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
+}
+
+// cleanArgs returns args with every string made clean text, copying args
+// only when one is not.
+func cleanArgs(args []any) []any {
+	for i, a := range args {
+		if s, ok := a.(string); ok && !validText(s) {
+			out := slices.Clone(args)
+			for j := i; j < len(out); j++ {
+				if s, ok := out[j].(string); ok {
+					out[j] = cleanText(s)
+				}
+			}
+			return out
+		}
+	}
+	return args
 }
 
 // stmtFor returns query, prepared once per DB (and by database/sql once

@@ -88,13 +88,17 @@ func migrations(fsys fs.FS, d Dialect) ([]migration, error) {
 
 // migrate brings the schema up to date in one transaction, so that a
 // database is always at one version or the next, never in between. Two
-// processes opening the same database at once take turns.
+// processes opening the same database at once take turns (see
+// Dialect.lockMigrations), and the second finds the work done.
 func (db *DB) migrate(ctx context.Context) error {
 	ms, err := migrations(migrationFS, db.dialect)
 	if err != nil {
 		return err
 	}
 	return db.write(ctx, func(tx *sql.Tx) error {
+		if err := db.dialect.lockMigrations(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version INTEGER PRIMARY KEY,
 	name TEXT NOT NULL,

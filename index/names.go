@@ -110,7 +110,7 @@ func tidyName(v string) string {
 func nameValues(lv *level, h *dicom.Dataset) []string {
 	out := make([]string, len(lv.names))
 	for i := range lv.names {
-		out[i] = h.String(lv.names[i].tag)
+		out[i] = cleanText(h.String(lv.names[i].tag))
 	}
 	return out
 }

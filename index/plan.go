@@ -461,6 +461,7 @@ func (db *DB) plan(q *Query, retrieve bool) (*plan, error) {
 			return nil, err
 		}
 	}
+	p.args = cleanArgs(p.args)
 	return p, nil
 }
 

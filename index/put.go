@@ -51,9 +51,11 @@ func (db *DB) Put(ctx context.Context, in *Instance) (replaced *Instance, err er
 }
 
 // Pending is a Put done but not yet committed: its transaction holds the
-// index's write lock until Commit or Rollback, one of which must be
-// called. It lets the archive do the work of indexing while an object's
-// fsync is still under way, and commit only once the object is durable.
+// index's write lock (on SQLite) or the locks of the patient, study,
+// series and instance it changes (on PostgreSQL, see lock.go) until
+// Commit or Rollback, one of which must be called. It lets the archive
+// do the work of indexing while an object's fsync is still under way,
+// and commit only once the object is durable.
 type Pending struct {
 	db       *DB
 	tx       *sql.Tx
@@ -100,11 +102,11 @@ func (db *DB) PreparePut(ctx context.Context, in *Instance) (_ *Pending, err err
 	// Instances without a Patient ID are filed under a patient of their
 	// own study: merging every unidentified patient into one would put
 	// unrelated people's studies together.
-	patientID, unidentified := h.String(tag.PatientID), ""
+	patientID, issuer, unidentified := cleanText(h.String(tag.PatientID)), cleanText(h.String(tag.IssuerOfPatientID)), ""
 	if patientID == "" {
 		unidentified = in.StudyInstanceUID
 	}
-	patientKey := []any{patientID, h.String(tag.IssuerOfPatientID), unidentified}
+	patientKey := []any{patientID, issuer, unidentified}
 	var attrs [4][]any
 	for i, cols := range [][]column{patientColumns, studyColumns, seriesColumns, instanceColumns} {
 		if attrs[i], err = values(cols, h, false); err != nil {
@@ -112,62 +114,88 @@ func (db *DB) PreparePut(ctx context.Context, in *Instance) (_ *Pending, err err
 		}
 	}
 
-	tx, release, err := db.begin(ctx)
+	locks := []int64{instanceLock(in.SOPInstanceUID), seriesLock(in.SeriesInstanceUID), studyLock(in.StudyInstanceUID),
+		patientLock(patientID, issuer, unidentified)}
+	var p *Pending
+	err = db.retry(ctx, func() error {
+		tx, release, err := db.begin(ctx)
+		if err != nil {
+			return err
+		}
+		replaced, err := db.put(ctx, tx, in, &locks, patientKey, attrs, micros(received))
+		if err != nil {
+			tx.Rollback()
+			release()
+			return err
+		}
+		p = &Pending{db: db, tx: tx, release: release, sop: in.SOPInstanceUID, replaced: replaced}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("index: put %s: %w", in.SOPInstanceUID, err)
 	}
-	var replaced *Instance
-	err = func() error {
-		now := micros(db.now())
-		recv := micros(received)
-		old, err := db.lookup(ctx, tx, in.SOPInstanceUID)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		patient, _, err := db.upsert(ctx, tx, db.stmt.patient, patientKey, 0, attrs[0], nameValues(db.stmt.patient, h), recv, now)
-		if err != nil {
-			return err
-		}
-		study, studyPatient, err := db.upsert(ctx, tx, db.stmt.study, []any{in.StudyInstanceUID}, patient, attrs[1], nameValues(db.stmt.study, h), recv, now)
-		if err != nil {
-			return err
-		}
-		series, seriesStudy, err := db.upsert(ctx, tx, db.stmt.series, []any{in.SeriesInstanceUID}, study, attrs[2], nameValues(db.stmt.series, h), recv, now)
-		if err != nil {
-			return err
-		}
-
-		row := append([]any{series, in.SOPInstanceUID, in.SOPClassUID, in.StudyInstanceUID, in.SeriesInstanceUID,
-			in.Key, in.Size, in.SHA256, in.TransferSyntaxUID,
-			in.CallingAE, in.CalledAE, recv, now}, attrs[3]...)
-		r := refresh{now: now}
-		if old != nil {
-			if err := db.removeSOPClass(ctx, tx, old.series, old.SOPClassUID); err != nil {
-				return err
-			}
-			if _, err := db.exec(ctx, tx, db.stmt.updateInstance, append(row, old.pk)...); err != nil {
-				return fmt.Errorf("update instance: %w", err)
-			}
-			r.add(old.series, old.study, old.patient)
-			replaced = &old.Instance
-		} else if _, err := db.exec(ctx, tx, db.stmt.insertInstance, row...); err != nil {
-			return fmt.Errorf("insert instance: %w", err)
-		}
-		if err := db.addSOPClass(ctx, tx, series, in.SOPClassUID); err != nil {
-			return err
-		}
-		r.add(series, study, patient)
-		r.add(0, seriesStudy, studyPatient)
-		return r.run(ctx, db, tx)
-	}()
-	if err != nil {
-		tx.Rollback()
-		release()
-		return nil, fmt.Errorf("index: put %s: %w", in.SOPInstanceUID, err)
-	}
-	return &Pending{db: db, tx: tx, release: release, sop: in.SOPInstanceUID, replaced: replaced}, nil
+	return p, nil
 }
 
+// put does the work of PreparePut in tx, after taking the locks of the
+// rows it changes, starting with locks.
+func (db *DB) put(ctx context.Context, tx *sql.Tx, in *Instance, locks *[]int64, patientKey []any, attrs [4][]any, recv int64) (replaced *Instance, err error) {
+	err = db.lockHierarchy(ctx, tx, locks, func() ([]int64, error) {
+		return db.relatedLocks(ctx, tx, in.SOPInstanceUID, in.SeriesInstanceUID, in.StudyInstanceUID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	h := in.Header
+	now := micros(db.now())
+	old, err := db.lookup(ctx, tx, in.SOPInstanceUID)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	patient, _, err := db.upsert(ctx, tx, db.stmt.patient, patientKey, 0, attrs[0], nameValues(db.stmt.patient, h), recv, now)
+	if err != nil {
+		return nil, err
+	}
+	study, studyPatient, err := db.upsert(ctx, tx, db.stmt.study, []any{in.StudyInstanceUID}, patient, attrs[1], nameValues(db.stmt.study, h), recv, now)
+	if err != nil {
+		return nil, err
+	}
+	series, seriesStudy, err := db.upsert(ctx, tx, db.stmt.series, []any{in.SeriesInstanceUID}, study, attrs[2], nameValues(db.stmt.series, h), recv, now)
+	if err != nil {
+		return nil, err
+	}
+
+	row := append([]any{series, in.SOPInstanceUID, in.SOPClassUID, in.StudyInstanceUID, in.SeriesInstanceUID,
+		in.Key, in.Size, in.SHA256, in.TransferSyntaxUID,
+		in.CallingAE, in.CalledAE, recv, now}, attrs[3]...)
+	r := refresh{now: now}
+	if old != nil {
+		if err := db.removeSOPClass(ctx, tx, old.series, old.SOPClassUID); err != nil {
+			return nil, err
+		}
+		if _, err := db.exec(ctx, tx, db.stmt.updateInstance, append(row, old.pk)...); err != nil {
+			return nil, fmt.Errorf("update instance: %w", err)
+		}
+		r.add(old.series, old.study, old.patient)
+		replaced = &old.Instance
+	} else if _, err := db.exec(ctx, tx, db.stmt.insertInstance, row...); err != nil {
+		return nil, fmt.Errorf("insert instance: %w", err)
+	}
+	if err := db.addSOPClass(ctx, tx, series, in.SOPClassUID); err != nil {
+		return nil, err
+	}
+	r.add(series, study, patient)
+	r.add(0, seriesStudy, studyPatient)
+	if err := r.run(ctx, db, tx); err != nil {
+		return nil, err
+	}
+	return replaced, nil
+}
+
+// checkUIDs checks the record of in: the three UIDs are there, and no
+// field holds what a database may not keep as text (see cleanText). The
+// record names the object in storage, so it is refused rather than
+// changed.
 func checkUIDs(in *Instance) error {
 	if in == nil {
 		return errors.New("index: put: nil instance")
@@ -181,13 +209,35 @@ func checkUIDs(in *Instance) error {
 			return fmt.Errorf("index: put: instance has no %s", f.name)
 		}
 	}
+	for _, f := range []struct{ name, v string }{
+		{"SOP Instance UID", in.SOPInstanceUID},
+		{"Series Instance UID", in.SeriesInstanceUID},
+		{"Study Instance UID", in.StudyInstanceUID},
+		{"SOP Class UID", in.SOPClassUID},
+		{"key", in.Key},
+		{"SHA-256", in.SHA256},
+		{"Transfer Syntax UID", in.TransferSyntaxUID},
+		{"calling AE", in.CallingAE},
+		{"called AE", in.CalledAE},
+	} {
+		if !validText(f.v) {
+			return fmt.Errorf("index: put: the instance's %s %q is not UTF-8 text without NUL characters", f.name, f.v)
+		}
+	}
 	return nil
 }
 
 // Delete removes the record of an instance. Its series, study and patient
 // lose it from their aggregates, and are deleted when left empty.
 func (db *DB) Delete(ctx context.Context, sopInstanceUID string) error {
+	locks := []int64{instanceLock(sopInstanceUID)}
 	err := db.write(ctx, func(tx *sql.Tx) error {
+		err := db.lockHierarchy(ctx, tx, &locks, func() ([]int64, error) {
+			return db.relatedLocks(ctx, tx, sopInstanceUID, "", "")
+		})
+		if err != nil {
+			return err
+		}
 		old, err := db.lookup(ctx, tx, sopInstanceUID)
 		if err != nil {
 			return err

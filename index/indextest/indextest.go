@@ -1,5 +1,5 @@
 // Package indextest is the conformance suite for index.DB. Every backend
-// (SQLite now, PostgreSQL later) runs it from its own tests, so that all
+// (SQLite and PostgreSQL) runs it from its own tests, so that all
 // of them keep the contract written on index.DB.
 package indextest
 
@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T, opts ...index.Option) *index.DB) 
 		{"PatientIssuer", testPatientIssuer, nil},
 		{"LatestInstanceWins", testLatestInstanceWins, nil},
 		{"NonASCII", testNonASCII, nil},
+		{"InvalidText", testInvalidText, nil},
 		{"AllAttributes", testAllAttributes, nil},
 		{"PartialHeader", testPartialHeader, nil},
 		{"Concurrent", testConcurrent, nil},
