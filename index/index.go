@@ -83,6 +83,13 @@ type Instance struct {
 	// nil, or partial when the header could not be read to its end: what
 	// it lacks is indexed as empty. Instance and Instances leave it nil.
 	Header *dicom.Dataset
+
+	// Metadata, when not nil, is a document the index keeps with the
+	// instance for the archive, opaque to the index: what DICOMweb serves
+	// of the instance without reading its object. Put replaces the
+	// document of a replaced instance, or drops it when Metadata is nil.
+	// Instance and Instances leave it nil; see DB.Metadata.
+	Metadata []byte
 }
 
 // Option configures a DB.

@@ -111,6 +111,7 @@ func TestMigrationsAgree(t *testing.T) {
 		// PostgreSQL answers LIKE 'prefix%' from an index only with this
 		// operator class, unless the database's collation is C.
 		" text_pattern_ops", "",
+		"BYTEA", "BLOB",
 	)
 	fromSQLite := strings.NewReplacer(") STRICT, WITHOUT ROWID;", ");", ") STRICT;", ");")
 	for i := range lite {

@@ -150,3 +150,13 @@ func (db *DB) checkSchema(ctx context.Context) error {
 	}
 	return nil
 }
+
+// SchemaVersion returns the version of the schema New migrates a
+// database of dialect d to: the number of its migrations.
+func SchemaVersion(d Dialect) (int, error) {
+	ms, err := migrations(migrationFS, d)
+	if err != nil {
+		return 0, err
+	}
+	return len(ms), nil
+}

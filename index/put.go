@@ -181,6 +181,9 @@ func (db *DB) put(ctx context.Context, tx *sql.Tx, in *Instance, locks *[]int64,
 	} else if _, err := db.exec(ctx, tx, db.stmt.insertInstance, row...); err != nil {
 		return nil, fmt.Errorf("insert instance: %w", err)
 	}
+	if err := db.putMetadata(ctx, tx, in, old); err != nil {
+		return nil, err
+	}
 	if err := db.addSOPClass(ctx, tx, series, in.SOPClassUID); err != nil {
 		return nil, err
 	}
@@ -483,4 +486,25 @@ func (db *DB) distinct(ctx context.Context, tx *sql.Tx, query string, args ...an
 	}
 	slices.Sort(vs)
 	return strings.Join(vs, `\`), nil
+}
+
+// putMetadata records the metadata document of an instance just written,
+// or drops the document of the instance it replaced.
+func (db *DB) putMetadata(ctx context.Context, tx *sql.Tx, in *Instance, old *stored) error {
+	if in.Metadata == nil {
+		if old == nil {
+			return nil
+		}
+		if _, err := db.exec(ctx, tx, `DELETE FROM instance_metadata WHERE instance_fk = ?`, old.pk); err != nil {
+			return fmt.Errorf("delete metadata: %w", err)
+		}
+		return nil
+	}
+	_, err := db.exec(ctx, tx, `INSERT INTO instance_metadata (instance_fk, document)
+SELECT pk, ? FROM instance WHERE sop_instance_uid = ?
+ON CONFLICT (instance_fk) DO UPDATE SET document = excluded.document`, in.Metadata, in.SOPInstanceUID)
+	if err != nil {
+		return fmt.Errorf("put metadata: %w", err)
+	}
+	return nil
 }

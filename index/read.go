@@ -281,3 +281,19 @@ func split(v string) []string {
 	}
 	return strings.Split(v, `\`)
 }
+
+// Metadata returns the metadata document kept with an instance (see
+// Instance.Metadata). It returns an error wrapping ErrNotFound when the
+// instance has none, or is not indexed.
+func (db *DB) Metadata(ctx context.Context, sopInstanceUID string) ([]byte, error) {
+	var doc []byte
+	err := db.queryRow(ctx, db.db, `SELECT m.document FROM instance_metadata m JOIN instance i ON i.pk = m.instance_fk
+WHERE i.sop_instance_uid = ?`, sopInstanceUID).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("index: metadata of %s: %w", sopInstanceUID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("index: metadata of %s: %w", sopInstanceUID, err)
+	}
+	return doc, nil
+}

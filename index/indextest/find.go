@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -730,7 +731,7 @@ func testFindInstances(t *testing.T, db *index.DB) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if *in != *want {
+		if !reflect.DeepEqual(*in, *want) {
 			t.Errorf("FindInstances yielded %+v, want %+v", *in, *want)
 		}
 	}

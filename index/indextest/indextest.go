@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T, opts ...index.Option) *index.DB) 
 		{"NotFound", testNotFound, nil},
 		{"Replace", testReplace, nil},
 		{"Delete", testDelete, nil},
+		{"Metadata", testMetadata, nil},
 		{"Move", testMove, nil},
 		{"Aggregates", testAggregates, nil},
 		{"Model", testModel, nil},
@@ -84,7 +86,7 @@ func put(t *testing.T, db *index.DB, in *index.Instance) *index.Instance {
 // the microsecond in UTC.
 func stored(in *index.Instance) index.Instance {
 	out := *in
-	out.Header = nil
+	out.Header, out.Metadata = nil, nil
 	out.ReceivedAt = in.ReceivedAt.Truncate(time.Microsecond).UTC()
 	return out
 }
@@ -95,7 +97,7 @@ func checkInstance(t *testing.T, db *index.DB, want *index.Instance) {
 	if err != nil {
 		t.Fatalf("Instance(%s): %v", want.SOPInstanceUID, err)
 	}
-	if w := stored(want); *got != w {
+	if w := stored(want); !reflect.DeepEqual(*got, w) {
 		t.Errorf("Instance(%s) = %+v, want %+v", want.SOPInstanceUID, *got, w)
 	}
 }
@@ -244,7 +246,7 @@ func testReplace(t *testing.T, db *index.DB) {
 	if replaced == nil {
 		t.Fatalf("Put of an indexed instance returned no replaced record")
 	}
-	if w := stored(first); *replaced != w {
+	if w := stored(first); !reflect.DeepEqual(*replaced, w) {
 		t.Errorf("replaced = %+v, want %+v", *replaced, w)
 	}
 	checkInstance(t, db, second)
@@ -883,7 +885,7 @@ func testInstances(t *testing.T, db *index.DB) {
 		}
 		got = append(got, *in)
 	}
-	if !slices.Equal(got, want) {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Instances yielded %d records, want %d in order:\n got %+v\nwant %+v", len(got), len(want), got, want)
 	}
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -143,7 +144,7 @@ func (m *model) check(t *testing.T, db *index.DB, step string) {
 	}
 	for sop, want := range m.instances {
 		got, err := db.Instance(ctx, sop)
-		if err != nil || *got != want.rec {
+		if err != nil || !reflect.DeepEqual(*got, want.rec) {
 			t.Fatalf("%s: Instance(%s) = %+v, %v; want %+v", step, sop, got, err, want.rec)
 		}
 	}
@@ -262,7 +263,7 @@ func testModel(t *testing.T, db *index.DB) {
 		switch {
 		case prev == nil && replaced != nil:
 			t.Fatalf("step %d: Put of a new instance replaced %+v", i, replaced)
-		case prev != nil && (replaced == nil || *replaced != prev.rec):
+		case prev != nil && (replaced == nil || !reflect.DeepEqual(*replaced, prev.rec)):
 			t.Fatalf("step %d: Put replaced %+v, want %+v", i, replaced, prev.rec)
 		}
 		m.put(in, pk, name, description, modality)
