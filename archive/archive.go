@@ -50,6 +50,9 @@ type Index interface {
 	// index.Pending.
 	PreparePut(ctx context.Context, in *index.Instance) (*index.Pending, error)
 	Instance(ctx context.Context, sopInstanceUID string) (*index.Instance, error)
+	// Metadata returns the document kept with an instance (see
+	// index.Instance.Metadata), or an error wrapping index.ErrNotFound.
+	Metadata(ctx context.Context, sopInstanceUID string) ([]byte, error)
 }
 
 // DuplicatePolicy says what to do with an instance whose SOP Instance UID is
@@ -231,6 +234,7 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 				CalledAE:          req.CalledAE,
 				ReceivedAt:        s.now().UTC(),
 				Header:            h.Dataset,
+				Metadata:          ingestMetadata(h, int64(len(meta)), ts),
 			}
 			p, err := s.cfg.Index.PreparePut(ctx, in)
 			prepared <- preparedPut{in, h, p, err}

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -61,9 +62,25 @@ func (f Frame) Size() int64 {
 // from its object.
 var ErrNoMetadata = errors.New("archive: no metadata")
 
-// Metadata returns the metadata of an archived instance, reading its
-// object's header.
+// Metadata returns the metadata of an archived instance: the document
+// the index keeps, computed at ingest, or, for an instance without one,
+// the object's header read back.
 func (s *Service) Metadata(ctx context.Context, in *index.Instance) (*Metadata, error) {
+	doc, err := s.cfg.Index.Metadata(ctx, in.SOPInstanceUID)
+	switch {
+	case err == nil:
+		if m, err := decodeMetadata(doc); err == nil {
+			return m, nil
+		}
+		s.log.Warn("metadata kept in the index cannot be read; reading the object", "sop_instance_uid", in.SOPInstanceUID)
+	case !errors.Is(err, index.ErrNotFound):
+		return nil, fmt.Errorf("%w: index: %v", ErrUnavailable, err)
+	}
+	return s.readMetadata(ctx, in)
+}
+
+// readMetadata computes the metadata of an instance from its object.
+func (s *Service) readMetadata(ctx context.Context, in *index.Instance) (*Metadata, error) {
 	obj, err := s.Open(ctx, in)
 	if err != nil {
 		return nil, err
@@ -93,9 +110,57 @@ func (s *Service) Metadata(ctx context.Context, in *index.Instance) (*Metadata, 
 	return newMetadata(h, metaLen, ts, obj)
 }
 
+// ingestMetadata returns the metadata document of an instance being
+// stored, for the index; nil when it cannot be made from the header
+// alone (a header not read to its end, frames that can only be told
+// apart by reading them), and is then computed from the object when
+// first asked for.
+func ingestMetadata(h dicom.Header, dataStart int64, ts uid.TransferSyntax) []byte {
+	if h.Err != nil || h.Dataset == nil {
+		return nil
+	}
+	m, err := newMetadata(h, dataStart, ts, nil)
+	if err != nil {
+		return nil
+	}
+	return m.encode()
+}
+
+// The document kept in the index is the Metadata without its JSON,
+// encoded as JSON on one line, then a newline and the DICOM JSON as it
+// is: reading it does not copy or scan the large part.
+func (m *Metadata) encode() []byte {
+	head, _ := json.Marshal(struct {
+		TransferSyntaxUID string  `json:"ts"`
+		Frames            []Frame `json:"frames,omitempty"`
+	}{m.TransferSyntaxUID, m.Frames}) // plain strings and numbers
+	return append(append(head, '\n'), m.JSON...)
+}
+
+func decodeMetadata(doc []byte) (*Metadata, error) {
+	i := bytes.IndexByte(doc, '\n')
+	if i < 0 {
+		return nil, errors.New("archive: metadata document without a head")
+	}
+	m := &Metadata{}
+	var head struct {
+		TransferSyntaxUID string  `json:"ts"`
+		Frames            []Frame `json:"frames"`
+	}
+	if err := json.Unmarshal(doc[:i], &head); err != nil {
+		return nil, fmt.Errorf("archive: metadata document: %w", err)
+	}
+	m.TransferSyntaxUID, m.Frames, m.JSON = head.TransferSyntaxUID, head.Frames, doc[i+1:]
+	return m, nil
+}
+
+// errNeedObject reports frames that only the object's bytes can locate.
+var errNeedObject = errors.New("archive: frames need the object to be located")
+
 // newMetadata builds the metadata of a data set that starts at offset
 // dataStart of an object; r reads the object, for the few encapsulated
-// data sets whose frames can only be told apart by their content.
+// data sets whose frames can only be told apart by their content (with r
+// nil, those give errNeedObject).
 func newMetadata(h dicom.Header, dataStart int64, ts uid.TransferSyntax, r io.ReaderAt) (*Metadata, error) {
 	m := &Metadata{TransferSyntaxUID: ts.UID}
 	bulk := func(_ []tag.Tag, b *dicom.Binary) string {
@@ -173,12 +238,12 @@ func locateFrames(h dicom.Header, dataStart int64, ts uid.TransferSyntax, r io.R
 			frames[i] = Frame{abs(fr)}
 		}
 		return frames, nil
-	case bot.Length == 4*int64(n) && r != nil:
+	case r == nil:
+		return nil, errNeedObject
+	case bot.Length == 4*int64(n):
 		return framesByOffsetTable(bot, frags, dataStart, n, r)
-	case r != nil:
-		return framesByMarker(frags, dataStart, n, r)
 	}
-	return nil, nil
+	return framesByMarker(frags, dataStart, n, r)
 }
 
 // framesByOffsetTable splits fragments into frames at the offsets of the
