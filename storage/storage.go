@@ -1,9 +1,10 @@
 // Package storage defines where pacsd keeps the bytes of the objects it
 // archives: a small key/value interface, Store, that the archive service
 // calls and that each backend implements. The filesystem backend lives in
-// storage/file, an in-memory fake for tests of other packages in
-// storage/mem, and the conformance suite every backend must pass in
-// storage/storagetest.
+// storage/file, the S3 backend in storage/s3, a local spool in front of a
+// remote Store in storage/spool, an in-memory fake for tests of other
+// packages in storage/mem, and the conformance suite every backend must
+// pass in storage/storagetest.
 //
 // Keys are slash-separated relative paths (see ValidKey). The archive
 // decides how DICOM identifiers map onto keys; this package only makes sure
@@ -30,6 +31,15 @@ var (
 	// ErrSizeMismatch reports that the reader given to Put yielded more or
 	// fewer bytes than the size the caller announced.
 	ErrSizeMismatch = errors.New("storage: size mismatch")
+
+	// ErrUnavailable reports that the backing storage could not be
+	// reached or did not answer in time: a server that is down, refuses
+	// connections, times out or answers that it is overloaded. Nothing is
+	// known about the object from such an error, neither that it exists
+	// nor that it does not; the same operation may succeed later. Callers
+	// that must answer someone now (a C-STORE waiting for its response)
+	// report a temporary failure, and callers that can wait retry.
+	ErrUnavailable = errors.New("storage: unavailable")
 )
 
 // Info describes a stored object.

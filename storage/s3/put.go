@@ -53,9 +53,13 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (s
 		// end of ctx) explains more than minio-go's report of the
 		// request it broke off, and is what errors.Is must find.
 		if rerr != nil {
-			err = rerr
+			// The reader's error is never the server's unavailability,
+			// even when it is a network error of the caller's own
+			// connection.
+			err = withContext(ctx, rerr)
+		} else {
+			err = s.translate(ctx, err)
 		}
-		err = s.translate(ctx, err)
 		if aerr := u.abort(); aerr != nil {
 			err = fmt.Errorf("%w; aborting the multipart upload failed too, so its parts stay on the server until a lifecycle rule removes them: %v", err, aerr)
 		}

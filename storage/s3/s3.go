@@ -45,20 +45,26 @@
 //
 // # Errors
 //
-// A missing object is storage.ErrNotFound. A missing bucket, refused
-// credentials and an unreachable server are other errors, never
-// ErrNotFound, so that a broken configuration is not taken for missing
-// data.
+// A missing object is storage.ErrNotFound. A server that cannot be
+// reached, breaks the connection, times out or answers that it cannot
+// serve now (5xx, Slow Down) is storage.ErrUnavailable, once minio-go has
+// retried the request as Config.MaxRetries allows. A missing bucket and
+// refused credentials are other errors, and none of these is ever
+// ErrNotFound, so that a broken configuration or an outage is not taken
+// for missing data.
 package s3
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -217,7 +223,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 func (s *Store) ensureBucket(ctx context.Context, region string) error {
 	ok, err := s.client.BucketExists(ctx, s.bucket)
 	if err != nil {
-		return fmt.Errorf("s3: checking bucket %q at %s: %w", s.bucket, s.client.EndpointURL().Host, err)
+		return fmt.Errorf("s3: checking bucket %q at %s: %w", s.bucket, s.client.EndpointURL().Host, s.translate(ctx, err))
 	}
 	if ok {
 		return nil
@@ -350,8 +356,9 @@ func errorCode(err error) string {
 // translate turns an error of minio-go into one that callers can test
 // with errors.Is: a missing key into storage.ErrNotFound, a failure after
 // ctx ended into one that wraps ctx.Err() (minio-go sometimes returns only
-// its own description of the broken connection), and a missing bucket into
-// a message that says so rather than into ErrNotFound.
+// its own description of the broken connection), a server that cannot be
+// reached or says it cannot serve now into storage.ErrUnavailable, and a
+// missing bucket into a message that says so rather than into ErrNotFound.
 func (s *Store) translate(ctx context.Context, err error) error {
 	switch errorCode(err) {
 	case minio.NoSuchKey:
@@ -359,10 +366,44 @@ func (s *Store) translate(ctx context.Context, err error) error {
 	case minio.NoSuchBucket:
 		return fmt.Errorf("bucket %q does not exist: %w", s.bucket, err)
 	}
+	if cerr := ctx.Err(); cerr != nil {
+		return withContext(ctx, err)
+	}
+	if unavailable(err) {
+		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+	}
+	return err
+}
+
+// withContext makes err wrap ctx.Err() if ctx has ended and err does not
+// say so already.
+func withContext(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 		return fmt.Errorf("%w: %w", cerr, err)
 	}
 	return err
+}
+
+// unavailable reports whether err says that the server could not be
+// reached, broke the connection, timed out or answered that it cannot
+// serve now, rather than that the request itself was wrong. minio-go has
+// already retried such a request (Config.MaxRetries) when this is asked.
+func unavailable(err error) bool {
+	if er, ok := errors.AsType[minio.ErrorResponse](err); ok {
+		switch er.Code {
+		case "SlowDown", "ServiceUnavailable", "RequestTimeout", "InternalError", "XMinioServerNotInitialized":
+			return true
+		}
+		return er.StatusCode >= 500
+	}
+	if _, ok := errors.AsType[*net.OpError](err); ok {
+		return true
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // headError translates the error of a HEAD request for an object. A

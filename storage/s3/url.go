@@ -15,12 +15,13 @@ const DefaultEndpoint = "s3.amazonaws.com"
 // ParseURL parses the URL by which pacsd's --storage flag names an S3
 // bucket, and returns the Config for New:
 //
-//	s3://BUCKET[/PREFIX][?endpoint=HOST[:PORT]][&secure=BOOL][&region=REGION][&prefix=PREFIX][&part_size=SIZE]
+//	s3://BUCKET[/PREFIX][?endpoint=HOST[:PORT]][&secure=BOOL][&region=REGION][&prefix=PREFIX][&part_size=SIZE][&max_retries=N]
 //
 // endpoint defaults to DefaultEndpoint and secure to true. The prefix may
 // be given as the URL's path or as a parameter, not both. part_size is a
-// number of bytes, optionally followed by KiB, MiB or GiB. Any other
-// parameter is an error, so that a misspelt one is not silently ignored.
+// number of bytes, optionally followed by KiB, MiB or GiB. max_retries is
+// Config.MaxRetries, at least 1. Any other parameter is an error, so that
+// a misspelt one is not silently ignored.
 //
 // The credentials are read with getenv (os.Getenv in production) from
 // AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and AWS_SESSION_TOKEN for
@@ -91,6 +92,12 @@ func ParseURL(rawURL string, getenv func(string) string) (Config, error) {
 				return Config{}, fmt.Errorf("s3: URL %q: part_size: %w", where, err)
 			}
 			cfg.PartSize = n
+		case "max_retries":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 100 {
+				return Config{}, fmt.Errorf("s3: URL %q: max_retries=%q is not a number from 1 to 100", where, v)
+			}
+			cfg.MaxRetries = n
 		default:
 			return Config{}, fmt.Errorf("s3: URL %q: unknown parameter %q", where, name)
 		}

@@ -32,6 +32,7 @@ func TestParseURL(t *testing.T) {
 		{"s3://archive?prefix=/trust-a/", creds(s3.Config{Endpoint: s3.DefaultEndpoint, Secure: true, Bucket: "archive", Prefix: "trust-a"})},
 		{"s3://archive?part_size=32MiB", creds(s3.Config{Endpoint: s3.DefaultEndpoint, Secure: true, Bucket: "archive", PartSize: 32 << 20})},
 		{"s3://archive?part_size=6000000&secure=1", creds(s3.Config{Endpoint: s3.DefaultEndpoint, Secure: true, Bucket: "archive", PartSize: 6000000})},
+		{"s3://archive?max_retries=3", creds(s3.Config{Endpoint: s3.DefaultEndpoint, Secure: true, Bucket: "archive", MaxRetries: 3})},
 	} {
 		got, err := s3.ParseURL(tc.url, getenv)
 		if err != nil {
@@ -64,6 +65,8 @@ func TestParseURL(t *testing.T) {
 		{"s3://archive?part_size=-5MiB", "part_size"},
 		{"s3://archive?part_size=5MB", "part_size"},
 		{"s3://archive?part_size=99999999999GiB", "part_size"},
+		{"s3://archive?max_retries=0", "max_retries"},
+		{"s3://archive?max_retries=many", "max_retries"},
 		{"s3://archive?%zz", "query"},
 		{"s3://arch ive", "parse"},
 	} {
