@@ -221,21 +221,7 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 	body.atEnd = func(size int64) {
 		go func() {
 			h := sc.Header()
-			in := &index.Instance{
-				SOPInstanceUID:    id.SOPInstanceUID,
-				SOPClassUID:       id.SOPClassUID,
-				SeriesInstanceUID: id.SeriesInstanceUID,
-				StudyInstanceUID:  id.StudyInstanceUID,
-				Key:               key,
-				Size:              size,
-				SHA256:            sum.Sum(),
-				TransferSyntaxUID: ts.UID,
-				CallingAE:         req.CallingAE,
-				CalledAE:          req.CalledAE,
-				ReceivedAt:        s.now().UTC(),
-				Header:            h.Dataset,
-				Metadata:          ingestMetadata(h, int64(len(meta)), ts),
-			}
+			in := instanceRecord(id, key, size, sum.Sum(), ts, req.CallingAE, req.CalledAE, s.now(), h, int64(len(meta)))
 			p, err := s.cfg.Index.PreparePut(ctx, in)
 			prepared <- preparedPut{in, h, p, err}
 		}()

@@ -1,0 +1,246 @@
+package archive
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"sync"
+	"time"
+
+	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/storage"
+)
+
+// Indexer is what Reindex needs of the index.
+type Indexer interface {
+	Put(ctx context.Context, in *index.Instance) (replaced *index.Instance, err error)
+}
+
+// Progress is Reindex's account of its work, given to its progress
+// function after every object and returned at the end.
+type Progress struct {
+	// Objects counts the objects indexed, Failed those that could not be.
+	Objects, Failed int
+	// Bytes counts the bytes read.
+	Bytes int64
+	// Elapsed is the time since Reindex started.
+	Elapsed time.Duration
+	// Key is the object just handled and Err, when not nil, why it
+	// could not be indexed; both are empty in the final Progress.
+	Key string
+	Err error
+}
+
+// scanWorkers is how many objects Reindex and Verify read at once: a
+// remote store answers each read after a round trip, and a few reads in
+// parallel keep it busy. Each holds at most one header in memory (see
+// dicom.Limits).
+const scanWorkers = 8
+
+// Reindex rebuilds the index from storage, for an index that was lost or
+// is suspected wrong: it lists every object, reads each whole (its File
+// Meta Information, the header up to Pixel Data, and the rest of the
+// bytes only to hash them) and puts into the index the same record Store
+// made when the instance arrived. Who sent the instance to whom comes
+// from the File Meta Information Store wrote; when it arrived, from the
+// object's modification time, which is when Store wrote it.
+//
+// Reindex only adds and replaces records: records of instances whose
+// objects are gone stay, and Verify reports them. An object that cannot be
+// indexed (not Part-10, unreadable header, UIDs that disagree) is counted
+// in Progress.Failed and reported to progress with its error, and
+// Reindex goes on. It stops with an error only when storage cannot be
+// listed or ctx ends. progress, if not nil, is called from one goroutine
+// at a time.
+func Reindex(ctx context.Context, store storage.Store, idx Indexer, progress func(Progress)) (Progress, error) {
+	start := time.Now()
+	var (
+		mu sync.Mutex
+		p  Progress
+	)
+	err := forEach(ctx, scanWorkers, store.List(ctx, ""), func(ctx context.Context, info storage.Info) error {
+		n, err := reindexObject(ctx, store, idx, info)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			p.Failed++
+		} else {
+			p.Objects++
+		}
+		p.Bytes += n
+		p.Elapsed = time.Since(start)
+		p.Key, p.Err = info.Key, err
+		if progress != nil {
+			progress(p)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	p.Key, p.Err = "", nil
+	p.Elapsed = time.Since(start)
+	if err != nil {
+		return p, fmt.Errorf("archive: reindex: %w", err)
+	}
+	return p, nil
+}
+
+// reindexObject indexes one object and returns the bytes it read.
+func reindexObject(ctx context.Context, store storage.Store, idx Indexer, info storage.Info) (int64, error) {
+	in, n, err := readInstance(ctx, store, info, dicom.Limits{})
+	if err != nil {
+		return n, fmt.Errorf("archive: reindex %s: %w", info.Key, err)
+	}
+	replaced, err := idx.Put(ctx, in)
+	if err != nil {
+		return n, fmt.Errorf("archive: reindex %s: index: %w", info.Key, err)
+	}
+	if replaced != nil && replaced.Key != in.Key {
+		// Two objects hold one instance; the index now points at this
+		// one, and Verify will call the other an orphan.
+		return n, fmt.Errorf("archive: reindex %s: instance %s was also stored as %s, which the index no longer points to", info.Key, in.SOPInstanceUID, replaced.Key)
+	}
+	return n, nil
+}
+
+// readInstance reads the object info names whole and returns the index
+// record of its instance, as Store built it when the instance arrived,
+// and the number of bytes read.
+func readInstance(ctx context.Context, store storage.Store, info storage.Info, lim dicom.Limits) (*index.Instance, int64, error) {
+	obj, err := store.Open(ctx, info.Key)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer obj.Close()
+	sum := newHasher()
+	defer sum.close()
+	src := &countingReader{r: io.TeeReader(ctxReader{ctx, obj}, sum)}
+	br := bufio.NewReaderSize(src, 64<<10)
+	meta, dataStart, err := dicom.ReadFileMeta(br)
+	if err != nil {
+		return nil, src.n, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	ts, ok := uid.LookupTransferSyntax(meta.TransferSyntaxUID)
+	if !ok {
+		return nil, src.n, fmt.Errorf("%w: transfer syntax %q is unknown", ErrInvalid, meta.TransferSyntaxUID)
+	}
+	sc := dicom.NewScanner(br, ts, lim)
+	defer sc.Close()
+	id, err := sc.Identify()
+	switch {
+	case errors.Is(err, dicom.ErrTooLarge), errors.Is(err, dicom.ErrMalformed):
+		return nil, src.n, fmt.Errorf("%w: %v", ErrInvalid, err)
+	case err != nil:
+		return nil, src.n, err
+	}
+	// The checks Store made of the data set against its sender's
+	// declaration, here the File Meta Information Store wrote.
+	decl := &StoreRequest{SOPClassUID: meta.MediaStorageSOPClassUID, SOPInstanceUID: meta.MediaStorageSOPInstanceUID}
+	if err := (&Service{}).check(decl, id); err != nil {
+		return nil, src.n, err
+	}
+	if _, err := io.Copy(io.Discard, sc.Rest()); err != nil {
+		return nil, src.n, err
+	}
+	h := sc.Header()
+	return instanceRecord(id, info.Key, src.n, sum.Sum(), ts, meta.SendingApplicationEntityTitle,
+		meta.ReceivingApplicationEntityTitle, info.ModTime, h, dataStart), src.n, nil
+}
+
+// instanceRecord is the index record of an archived instance, as Store
+// builds it once the object's last byte is read and as Reindex rebuilds
+// it from the object; dataStart is the length of the File Meta
+// Information before the data set.
+func instanceRecord(id dicom.Identity, key string, size int64, sha256 string, ts uid.TransferSyntax, callingAE, calledAE string, receivedAt time.Time, h dicom.Header, dataStart int64) *index.Instance {
+	return &index.Instance{
+		SOPInstanceUID:    id.SOPInstanceUID,
+		SOPClassUID:       id.SOPClassUID,
+		SeriesInstanceUID: id.SeriesInstanceUID,
+		StudyInstanceUID:  id.StudyInstanceUID,
+		Key:               key,
+		Size:              size,
+		SHA256:            sha256,
+		TransferSyntaxUID: ts.UID,
+		CallingAE:         callingAE,
+		CalledAE:          calledAE,
+		ReceivedAt:        receivedAt.UTC(),
+		Header:            h.Dataset,
+		Metadata:          ingestMetadata(h, dataStart, ts),
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ctxReader fails once ctx is done, so that reading a large object from
+// a store whose reads do not watch ctx (a file) stops when asked to.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// forEach calls fn for each item seq yields, on n goroutines at once,
+// until seq ends; it stops early and returns the error if seq yields one,
+// fn returns one, or ctx ends.
+func forEach[T any](ctx context.Context, n int, seq iter.Seq2[T, error], fn func(context.Context, T) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	items := make(chan T)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for it := range items {
+				if ctx.Err() != nil {
+					continue
+				}
+				if err := fn(ctx, it); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+	var err error
+	for it, e := range seq {
+		if e != nil {
+			err = e
+			break
+		}
+		select {
+		case items <- it:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(items)
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	return context.Cause(ctx)
+}

@@ -1,0 +1,214 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/tag"
+	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/index/sqlite"
+)
+
+// patientInstance builds a data set of an instance of the given patient
+// and modality, with pixel data, so that the header ends where reading
+// for the index stops.
+func patientInstance(study, series, sop, name, id, modality string, number int) *ds {
+	d := &ds{}
+	d.str(tag.SOPClassUID, "UI", uid.CTImageStorage).str(tag.SOPInstanceUID, "UI", sop).
+		str(tag.StudyDate, "DA", "20240131").str(tag.Modality, "CS", modality).
+		str(tag.PatientName, "PN", name).str(tag.PatientID, "LO", id).
+		str(tag.StudyInstanceUID, "UI", study).str(tag.SeriesInstanceUID, "UI", series).
+		str(tag.InstanceNumber, "IS", fmt.Sprint(number))
+	d.el(tag.PixelData, "OW", bytes.Repeat([]byte{byte(number)}, 8192))
+	return d
+}
+
+// archiveSome stores instances of two patients, three studies and four
+// series through f's archive and returns their SOP Instance UIDs.
+func archiveSome(t *testing.T, f *fixture) []string {
+	t.Helper()
+	var sops []string
+	for i, c := range []struct{ study, series, name, id, modality string }{
+		{"1.2.1", "1.2.1.1", "Doe^Jane", "P1", "CT"},
+		{"1.2.1", "1.2.1.1", "Doe^Jane", "P1", "CT"},
+		{"1.2.1", "1.2.1.2", "Doe^Jane", "P1", "MR"},
+		{"1.2.2", "1.2.2.1", "Doe^Jane", "P1", "CT"},
+		{"1.2.3", "1.2.3.1", "Roe^Richard", "P2", "US"},
+		{"1.2.3", "1.2.3.1", "Roe^Richard", "P2", "US"},
+	} {
+		sop := fmt.Sprintf("%s.%d", c.series, i+1)
+		d := patientInstance(c.study, c.series, sop, c.name, c.id, c.modality, i+1)
+		if _, err := f.put(d, sop); err != nil {
+			t.Fatalf("Store %s: %v", sop, err)
+		}
+		sops = append(sops, sop)
+	}
+	return sops
+}
+
+// studies returns what a study-level query of everything answers.
+func studies(t *testing.T, db *index.DB) []string {
+	t.Helper()
+	q := &index.Query{Level: index.StudyLevel, Identifier: &dicom.Dataset{Elements: []dicom.Element{
+		{Tag: tag.StudyDate, VR: "DA"},
+		{Tag: tag.PatientName, VR: "PN"},
+		{Tag: tag.PatientID, VR: "LO"},
+		{Tag: tag.StudyInstanceUID, VR: "UI"},
+		{Tag: tag.ModalitiesInStudy, VR: "CS"},
+		{Tag: tag.NumberOfStudyRelatedSeries, VR: "IS"},
+		{Tag: tag.NumberOfStudyRelatedInstances, VR: "IS"},
+	}}}
+	var out []string
+	for m, err := range db.Find(t.Context(), q) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vals []string
+		for _, e := range m.Elements {
+			vals = append(vals, e.Tag.String()+"="+strings.Join(e.Values, `\`))
+		}
+		out = append(out, strings.Join(vals, " "))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func openIndex(t *testing.T) *index.DB {
+	t.Helper()
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestReindex archives instances, rebuilds the index from storage alone
+// into an empty database, and checks that it answers as the original did,
+// record for record.
+func TestReindex(t *testing.T) {
+	f := newFixture(t, Config{})
+	sops := archiveSome(t, f)
+	ctx := t.Context()
+
+	db := openIndex(t)
+	var calls []Progress
+	p, err := Reindex(ctx, f.store, db, func(p Progress) { calls = append(calls, p) })
+	if err != nil {
+		t.Fatalf("Reindex: %v", err)
+	}
+	if p.Objects != len(sops) || p.Failed != 0 || p.Bytes == 0 || len(calls) != len(sops) {
+		t.Errorf("Reindex = %+v after %d progress calls, want %d objects", p, len(calls), len(sops))
+	}
+
+	want, err := f.db.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.Counts(ctx); err != nil || got != want {
+		t.Errorf("Counts = %+v, %v; the original index has %+v", got, err, want)
+	}
+	if got, want := studies(t, db), studies(t, f.db); len(want) != 3 || !slices.Equal(got, want) {
+		t.Errorf("study query answers\n%s\nthe original index\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, sop := range sops {
+		orig, err := f.db.Instance(ctx, sop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.Instance(ctx, sop)
+		if err != nil {
+			t.Fatalf("reindexed %s: %v", sop, err)
+		}
+		// When the instance arrived is the object's time, within the
+		// moment between Store's clock and storage's.
+		if d := got.ReceivedAt.Sub(orig.ReceivedAt).Abs(); d > 5*time.Second {
+			t.Errorf("%s: received at %v, originally %v", sop, got.ReceivedAt, orig.ReceivedAt)
+		}
+		got.ReceivedAt = orig.ReceivedAt
+		if fmt.Sprintf("%+v", *got) != fmt.Sprintf("%+v", *orig) {
+			t.Errorf("%s: reindexed record\n%+v\noriginal\n%+v", sop, *got, *orig)
+		}
+		gm, err1 := db.Metadata(ctx, sop)
+		om, err2 := f.db.Metadata(ctx, sop)
+		if err1 != nil || err2 != nil || !bytes.Equal(gm, om) {
+			t.Errorf("%s: metadata document after reindex (%v)\n%s\noriginally (%v)\n%s", sop, err1, gm, err2, om)
+		}
+		ga, err1 := db.InstanceAttributes(ctx, sop)
+		oa, err2 := f.db.InstanceAttributes(ctx, sop)
+		if err1 != nil || err2 != nil || fmt.Sprint(ga) != fmt.Sprint(oa) {
+			t.Errorf("%s: instance attributes %v (%v), originally %v (%v)", sop, ga, err1, oa, err2)
+		}
+	}
+
+	// Reindexing into the same index again changes nothing.
+	if _, err := Reindex(ctx, f.store, db, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.Counts(ctx); err != nil || got != want {
+		t.Errorf("Counts after a second Reindex = %+v, %v", got, err)
+	}
+}
+
+// TestReindexBadObjects checks that objects that cannot be indexed are
+// counted and reported, and do not stop the others.
+func TestReindexBadObjects(t *testing.T) {
+	f := newFixture(t, Config{})
+	sops := archiveSome(t, f)
+	ctx := t.Context()
+	bad := map[string][]byte{
+		"junk/not-dicom.dcm": []byte("this is not DICOM"),
+		// File Meta Information that names another instance than the
+		// data set holds.
+		"9/9/9.dcm": append(dicom.AppendFileMeta(nil, dicom.FileMeta{
+			MediaStorageSOPClassUID: uid.CTImageStorage, MediaStorageSOPInstanceUID: "9.9",
+			TransferSyntaxUID: uid.ExplicitVRLittleEndian, ImplementationClassUID: dicom.ImplementationClassUID,
+		}), patientInstance("9", "9.1", "9.1.1", "X", "X", "OT", 1).b.Bytes()...),
+	}
+	for key, b := range bad {
+		if _, err := f.store.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := openIndex(t)
+	failed := map[string]string{}
+	p, err := Reindex(ctx, f.store, db, func(p Progress) {
+		if p.Err != nil {
+			failed[p.Key] = p.Err.Error()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Objects != len(sops) || p.Failed != 2 || len(failed) != 2 {
+		t.Errorf("Reindex = %+v, failures %q", p, failed)
+	}
+	for key := range bad {
+		if !strings.Contains(failed[key], key) {
+			t.Errorf("failure of %s reported as %q", key, failed[key])
+		}
+	}
+	if !strings.Contains(failed["9/9/9.dcm"], "does not match") {
+		t.Errorf("mismatched meta reported as %q", failed["9/9/9.dcm"])
+	}
+}
+
+// TestReindexCancelled checks that Reindex stops when its context ends.
+func TestReindexCancelled(t *testing.T) {
+	f := newFixture(t, Config{})
+	archiveSome(t, f)
+	ctx, cancel := context.WithCancel(t.Context())
+	db := openIndex(t)
+	_, err := Reindex(ctx, f.store, db, func(Progress) { cancel() })
+	if err == nil || ctx.Err() == nil {
+		t.Errorf("Reindex with a cancelled context = %v", err)
+	}
+}
