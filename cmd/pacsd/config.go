@@ -63,7 +63,7 @@ var options = []option{
 		func(c *config, v string) error { c.DIMSEAddr = v; return nil }},
 	{"http_addr", "HTTP listen address: DICOMweb, WADO-URI and health checks", "127.0.0.1:8042",
 		func(c *config, v string) error { c.HTTPAddr = v; return nil }},
-	{"storage", "object storage URL: file:///path (default file://DATA/objects)", "",
+	{"storage", "object storage URL: file:///path (default file://DATA/objects) or s3://BUCKET?endpoint=HOST:PORT&ack=direct|spool, with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", "",
 		func(c *config, v string) error { c.Storage = v; return nil }},
 	{"index", "index URL: sqlite:///path (default sqlite://DATA/index.db)", "",
 		func(c *config, v string) error { c.Index = v; return nil }},
@@ -223,6 +223,7 @@ func (c *config) complete() error {
 	if c.Storage == "" {
 		c.Storage = "file://" + filepath.Join(c.Data, "objects")
 	}
+	c.Storage = withSpoolDir(c.Storage, c.Data)
 	if c.Index == "" {
 		c.Index = "sqlite://" + filepath.Join(c.Data, "index.db")
 	}

@@ -6,6 +6,8 @@
 //
 //	pacsd serve [flags]     run the archive
 //	pacsd retrieve [flags]  pull studies from another archive into this one
+//	pacsd reindex [flags]   rebuild the index from the objects in storage
+//	pacsd verify [flags]    compare the index with storage; exit 1 on any problem
 //	pacsd version           print the version
 //
 // Run "pacsd serve -h" for the flags; each can also be set in a JSON
@@ -56,11 +58,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, cfg, stdout, stderr)
 	case "retrieve":
 		return retrieveCommand(ctx, args, getenv, stdout, stderr)
+	case "reindex":
+		return reindexCommand(ctx, args, getenv, stdout, stderr)
+	case "verify":
+		return verifyCommand(ctx, args, getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "pacsd", version)
 		return nil
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: pacsd serve [flags] | pacsd retrieve [flags] | pacsd version\nRun \"pacsd serve -h\" and \"pacsd retrieve -h\" for the flags.")
+		fmt.Fprintln(stdout, "usage: pacsd serve [flags] | pacsd retrieve [flags] | pacsd reindex [flags] | pacsd verify [flags] | pacsd version\nRun \"pacsd serve -h\" and \"pacsd retrieve -h\" for the flags; reindex and verify take serve's.")
 		return nil
 	}
 	return fmt.Errorf("unknown command %q; try \"pacsd help\"", cmd)

@@ -105,10 +105,19 @@ func retrieveCommand(ctx context.Context, args []string, getenv func(string) str
 // association holds only 128 presentation contexts, fewer than there are
 // storage classes.
 func getInto(ctx context.Context, cfg *config, log *slog.Logger, r remote, aet, model string, ident *dicom.Dataset, progress func(dimse.SubOperations)) (dimse.SubOperations, error) {
-	store, err := openStorage(ctx, cfg.Storage, log)
+	store, closeStore, err := openStorage(ctx, cfg.Storage, log)
 	if err != nil {
 		return dimse.SubOperations{}, err
 	}
+	defer func() {
+		// Uploads a spool has not finished in this time resume when
+		// pacsd next starts on it.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := closeStore(cctx); err != nil {
+			log.Warn("storage not closed cleanly", "err", err)
+		}
+	}()
 	db, err := openIndex(ctx, cfg.Index)
 	if err != nil {
 		return dimse.SubOperations{}, err

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -21,10 +20,9 @@ import (
 	"github.com/pacsd/pacsd/dicomweb"
 	"github.com/pacsd/pacsd/dimse"
 	"github.com/pacsd/pacsd/index"
-	"github.com/pacsd/pacsd/index/sqlite"
 	"github.com/pacsd/pacsd/scp"
 	"github.com/pacsd/pacsd/storage"
-	"github.com/pacsd/pacsd/storage/file"
+	"github.com/pacsd/pacsd/storage/spool"
 )
 
 // serve runs the archive until ctx ends, then shuts down gracefully:
@@ -35,7 +33,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := openStorage(ctx, cfg.Storage, log)
+	store, closeStore, err := openStorage(ctx, cfg.Storage, log)
 	if err != nil {
 		return err
 	}
@@ -171,6 +169,11 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err := commit.Shutdown(sctx); err != nil {
 		log.Warn("storage commitment reports still in progress were dropped", "err", err)
 	}
+	// A spool finishes the uploads in progress within what is left of
+	// the timeout; the others resume at the next start.
+	if err := closeStore(sctx); err != nil {
+		log.Warn("storage not closed cleanly", "err", err)
+	}
 	log.Info("pacsd stopped")
 	if runErr != nil && !errors.Is(runErr, dimse.ErrServerClosed) && !errors.Is(runErr, http.ErrServerClosed) {
 		return runErr
@@ -191,56 +194,6 @@ func newLogger(cfg *config, w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("log_format: %q is not text or json", cfg.LogFormat)
-}
-
-// pathOf returns the path of a file:// or sqlite:// URL; a bare path is
-// taken as it is.
-func pathOf(u, scheme string) (string, error) {
-	if rest, ok := strings.CutPrefix(u, scheme+"://"); ok {
-		return rest, nil
-	}
-	if strings.Contains(u, "://") {
-		return "", fmt.Errorf("%q: only %s:// is supported", u, scheme)
-	}
-	return u, nil
-}
-
-func openStorage(ctx context.Context, u string, log *slog.Logger) (storage.Store, error) {
-	root, err := pathOf(u, "file")
-	if err != nil {
-		return nil, fmt.Errorf("storage: %w", err)
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return nil, fmt.Errorf("storage: %w", err)
-	}
-	fs, err := file.New(root)
-	if err != nil {
-		return nil, fmt.Errorf("storage: %w", err)
-	}
-	// Temporary files left by a crash mid-write are removed in the
-	// background; an archive of millions of files must not delay start.
-	go func() {
-		n, err := fs.Clean(ctx, time.Hour)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			log.Warn("storage clean-up failed", "err", err)
-		case n > 0:
-			log.Info("removed temporary files left by an interrupted write", "files", n)
-		}
-	}()
-	return fs, nil
-}
-
-func openIndex(ctx context.Context, u string) (*index.DB, error) {
-	path, err := pathOf(u, "sqlite")
-	if err != nil {
-		return nil, fmt.Errorf("index: %w", err)
-	}
-	db, err := sqlite.Open(ctx, path)
-	if err != nil {
-		return nil, fmt.Errorf("index: %w", err)
-	}
-	return db, nil
 }
 
 // allowCaller builds the calling AE check from the allow-list. Host names
@@ -305,6 +258,10 @@ func httpHandler(store storage.Store, db *index.DB, web *dicomweb.Server) http.H
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
 		defer cancel()
 		if _, err := store.Stat(ctx, "readyz"); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			if _, spooled := store.(*spool.Store); spooled && errors.Is(err, storage.ErrUnavailable) {
+				// The spool takes images in while S3 is away.
+				return c.String(http.StatusOK, "ready, spooling: "+err.Error()+"\n")
+			}
 			return c.String(http.StatusServiceUnavailable, "storage: "+err.Error()+"\n")
 		}
 		if _, err := db.Instance(ctx, "0"); err != nil && !errors.Is(err, index.ErrNotFound) {

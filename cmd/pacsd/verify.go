@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/pacsd/pacsd/archive"
+)
+
+// verifyCommand compares the index with storage and prints every
+// disagreement, one line each: instances whose objects are missing,
+// objects no index record points to, and objects whose size or SHA-256
+// differs from the index's. It returns an error, so that pacsd exits
+// non-zero, if there is any. It takes serve's flags, of which it uses
+// --storage, --index and --data, and only reads. Run it on a quiet
+// archive: objects stored or deleted meanwhile may be reported.
+func verifyCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig("verify", args, getenv, stderr, nil)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	store, closeStore, err := openStorageReadOnly(ctx, cfg.Storage, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore(context.Background())
+	db, err := openIndex(ctx, cfg.Index)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	res, err := archive.Verify(ctx, store, db, func(p archive.Problem) { fmt.Fprintln(stdout, p) })
+	fmt.Fprintf(stdout, "verified %d objects (%.1f MiB) and %d index records in %v: %d problems\n",
+		res.Objects, float64(res.Bytes)/(1<<20), res.Records, res.Elapsed.Round(time.Millisecond), res.Problems)
+	if err != nil {
+		return err
+	}
+	if res.Problems > 0 {
+		return fmt.Errorf("verify: %d problems between the index and storage", res.Problems)
+	}
+	return nil
+}
