@@ -5,10 +5,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/dimse"
+	"github.com/pacsd/pacsd/index/sqlite"
 	"github.com/pacsd/pacsd/internal/dcmgen"
 	"github.com/pacsd/pacsd/internal/testpeer"
 )
@@ -81,6 +91,176 @@ func TestPostgresRestartMidIngest(t *testing.T) {
 		url := "http://" + p.httpAddr + "/dicom-web/studies/" + study + "/series/" + series + "/instances/" + sop
 		if obj := wadoObject(t, url); len(obj) < 132 {
 			t.Errorf("%s: object of %d bytes", sop, len(obj))
+		}
+	}
+}
+
+// TestS3OutageDuringIngest stops the S3 server in the middle of a
+// 500-instance ingest and starts it again. With ack=spool every instance
+// is acknowledged and reaches the bucket once the spool drains; with
+// ack=direct the instances sent during the outage are refused with 0xA7xx
+// and the others acknowledged. Either way every acknowledged instance is
+// indexed and in the bucket, and pacsd verify finds no problem.
+func TestS3OutageDuringIngest(t *testing.T) {
+	for _, ack := range []string{"spool", "direct"} {
+		t.Run(ack, func(t *testing.T) {
+			a := newS3Archive(t)
+			data := t.TempDir()
+			url := a.url("ack="+ack, "max_retries=2")
+			p := startPacsd(t, data, "--storage", url)
+			assoc, _ := dial(t, p)
+			study, series := dcmgen.UID(), dcmgen.UID()
+			var acked, refused []string
+			down := false
+			for i := range 500 {
+				switch {
+				case i == 100:
+					if err := a.srv.Stop(); err != nil {
+						t.Fatal(err)
+					}
+					down = true
+				case down && (ack == "direct" && len(refused) >= 5 || ack == "spool" && i == 300):
+					if err := a.srv.Restart(t.Context()); err != nil {
+						t.Fatal(err)
+					}
+					down = false
+				}
+				sop := fmt.Sprintf("%s.%d", series, i+1)
+				st, err := assoc.Store(t.Context(), &dimse.StoreRequest{SOPClassUID: uid.CTImageStorage, SOPInstanceUID: sop,
+					TransferSyntaxUID: uid.ExplicitVRLittleEndian, Dataset: bytes.NewReader(dataset(t, study, series, sop))})
+				var se *dimse.StatusError
+				switch {
+				case err == nil && st.IsSuccess():
+					acked = append(acked, sop)
+				case ack == "direct" && errors.As(err, &se) && se.Status&0xFF00 == 0xA700:
+					refused = append(refused, sop)
+				default:
+					t.Fatalf("instance %d (S3 down: %v): status %v, %v", i+1, down, st, err)
+				}
+			}
+			if err := assoc.Release(t.Context()); err != nil {
+				t.Errorf("release: %v", err)
+			}
+			t.Logf("ack=%s: %d acknowledged, %d refused", ack, len(acked), len(refused))
+			if ack == "direct" && len(refused) == 0 {
+				t.Errorf("no instance refused while S3 was down")
+			}
+			if ack == "spool" {
+				spoolDir := filepath.Join(data, "spool")
+				for deadline := time.Now().Add(2 * time.Minute); countFiles(t, spoolDir) > 0 && time.Now().Before(deadline); {
+					time.Sleep(100 * time.Millisecond)
+				}
+				if n := countFiles(t, spoolDir); n > 0 {
+					t.Fatalf("%d objects still in the spool", n)
+				}
+			}
+			p.stop()
+
+			db, err := sqlite.Open(t.Context(), filepath.Join(data, "index.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			bucket := a.store(t)
+			for _, sop := range acked {
+				in, err := db.Instance(t.Context(), sop)
+				if err != nil {
+					t.Errorf("%s acknowledged but not indexed: %v", sop, err)
+					continue
+				}
+				if info, err := bucket.Stat(t.Context(), in.Key); err != nil || info.Size != in.Size {
+					t.Errorf("%s acknowledged but not in the bucket: %+v %v", sop, info, err)
+				}
+			}
+			stdout, stderr, err := pacsd(t, "verify", "--data", data, "--storage", url)
+			if err != nil {
+				t.Errorf("pacsd verify: %v\n%s%s", err, stdout, stderr)
+			}
+		})
+	}
+}
+
+// faultyS3 is a proxy in front of an S3 server that can answer 503 to
+// everything or delay every request, as an overloaded or failing object
+// store does.
+type faultyS3 struct {
+	mode  atomic.Int32 // 0 pass, 1 answer 503, 2 delay
+	delay time.Duration
+	srv   *httptest.Server
+}
+
+func newFaultyS3(t *testing.T, target string) *faultyS3 {
+	u, err := neturl.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &faultyS3{delay: 300 * time.Millisecond}
+	proxy := httputil.NewSingleHostReverseProxy(u) // keeps the Host header the client signed
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch f.mode.Load() {
+		case 1:
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error>`)
+			return
+		case 2:
+			time.Sleep(f.delay)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// TestS3ServerErrors puts a proxy between pacsd and MinIO that answers
+// 503 for a while, then is slow: C-STOREs fail with 0xA7xx while it
+// answers 503, succeed again when it recovers, and succeed, slower, when
+// it is slow; no index row is written for a refused instance.
+func TestS3ServerErrors(t *testing.T) {
+	a := newS3Archive(t)
+	proxy := newFaultyS3(t, a.srv.URL)
+	endpoint := strings.TrimPrefix(proxy.srv.URL, "http://")
+	url := fmt.Sprintf("s3://%s?endpoint=%s&secure=false&region=%s&max_retries=2", a.bucket, endpoint, a.srv.Region)
+	data := t.TempDir()
+	p := startPacsd(t, data, "--storage", url)
+	assoc, _ := dial(t, p)
+	study, series := dcmgen.UID(), dcmgen.UID()
+	store := func(i int) (dimse.Status, error) {
+		sop := fmt.Sprintf("%s.%d", series, i)
+		return assoc.Store(t.Context(), &dimse.StoreRequest{SOPClassUID: uid.CTImageStorage, SOPInstanceUID: sop,
+			TransferSyntaxUID: uid.ExplicitVRLittleEndian, Dataset: bytes.NewReader(dataset(t, study, series, sop))})
+	}
+	if st, err := store(1); err != nil || !st.IsSuccess() {
+		t.Fatalf("store before the faults: %v %v", st, err)
+	}
+	proxy.mode.Store(1)
+	start := time.Now()
+	st, err := store(2)
+	var se *dimse.StatusError
+	if !errors.As(err, &se) || se.Status&0xFF00 != 0xA700 {
+		t.Fatalf("store while S3 answers 503: %v %v, want 0xA7xx", st, err)
+	}
+	t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	proxy.mode.Store(2)
+	start = time.Now()
+	if st, err := store(3); err != nil || !st.IsSuccess() {
+		t.Fatalf("store while S3 is slow: %v %v", st, err)
+	}
+	t.Logf("stored through a slow S3 in %v", time.Since(start).Round(time.Millisecond))
+	proxy.mode.Store(0)
+	if st, err := store(4); err != nil || !st.IsSuccess() {
+		t.Fatalf("store after the faults: %v %v", st, err)
+	}
+	assoc.Release(t.Context())
+	found := map[string]bool{}
+	for _, m := range qido(t, p, "/studies/"+study+"/instances") {
+		e, _ := m["00080018"].(map[string]any)
+		v, _ := e["Value"].([]any)
+		found[v[0].(string)] = true
+	}
+	for i, want := range []bool{true, false, true, true} {
+		if sop := fmt.Sprintf("%s.%d", series, i+1); found[sop] != want {
+			t.Errorf("%s indexed: %v, want %v", sop, found[sop], want)
 		}
 	}
 }
