@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/big"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,9 +37,13 @@ func (d *Dataset) MarshalJSON() ([]byte, error) {
 
 func (d *Dataset) appendJSON(dst []byte, opts JSONOptions, path []tag.Tag) []byte {
 	dst = append(dst, '{')
+	n := 0
 	for i := range d.Elements {
 		e := &d.Elements[i]
-		if i > 0 {
+		if e.Tag.Element() == 0x0000 {
+			continue // Group Length is not part of DICOM JSON (PS3.18 §F.2.2)
+		}
+		if n++; n > 1 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, '"')
@@ -67,6 +72,11 @@ func (e *Element) appendValue(dst []byte, opts JSONOptions, path []tag.Tag) []by
 		}
 		return append(dst, ']')
 	case e.Binary != nil && (e.VR != "SV" && e.VR != "UV" || e.Values == nil):
+		if len(e.Binary.Data) == 0 && e.Binary.Length <= 0 {
+			// An empty value has neither InlineBinary nor a URI
+			// (PS3.18 §F.2.5); the walker holds it as nil Data.
+			return dst
+		}
 		if e.Binary.Data != nil {
 			dst = append(dst, `,"InlineBinary":"`...)
 			dst = base64.StdEncoding.AppendEncode(dst, e.Binary.Data)
@@ -75,7 +85,8 @@ func (e *Element) appendValue(dst []byte, opts JSONOptions, path []tag.Tag) []by
 		if opts.BulkDataURI != nil {
 			if uri := opts.BulkDataURI(path, e.Binary); uri != "" {
 				dst = append(dst, `,"BulkDataURI":`...)
-				return strconv.AppendQuote(dst, uri)
+				// Not strconv.Quote: its \x and \v escapes are not JSON.
+				return appendString(dst, uri)
 			}
 		}
 		return dst
@@ -126,11 +137,37 @@ func appendJSONValue(dst []byte, vr, v string) []byte {
 		}
 	case "DS", "FL", "FD":
 		if f, err := strconv.ParseFloat(v, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
-			return strconv.AppendFloat(dst, f, 'g', -1, 64)
+			n := strconv.AppendFloat(dst, f, 'g', -1, 64)
+			if vr != "DS" || sameDecimal(v, n[len(dst):]) {
+				return n
+			}
+			// A DS of 16 significant digits that no float64 holds
+			// stays a string, as PS3.18 §F.2.3 allows, rather than lose
+			// precision.
+			dst = n[:len(dst)]
 		}
 	}
 	// Text, and numbers too malformed to be JSON numbers, as strings.
 	return appendString(dst, v)
+}
+
+// sameDecimal reports whether the decimal texts a and b, b the shortest
+// form of the float64 that a parses to, denote the same number. A float64
+// keeps any 15 significant decimal digits, so only longer texts need an
+// exact comparison.
+func sameDecimal(a string, b []byte) bool {
+	digits := 0
+	for _, c := range strings.TrimLeft(strings.Split(strings.ToLower(a), "e")[0], "+-0.") {
+		if c >= '0' && c <= '9' {
+			digits++
+		}
+	}
+	if digits <= 15 {
+		return true
+	}
+	x, okx := new(big.Rat).SetString(a)
+	y, oky := new(big.Rat).SetString(string(b))
+	return okx && oky && x.Cmp(y) == 0
 }
 
 // appendString appends s as a JSON string; unlike strconv.Quote it leaves
