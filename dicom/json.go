@@ -2,11 +2,13 @@ package dicom
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,9 +39,17 @@ func (d *Dataset) MarshalJSON() ([]byte, error) {
 
 func (d *Dataset) appendJSON(dst []byte, opts JSONOptions, path []tag.Tag) []byte {
 	dst = append(dst, '{')
+	els := d.Elements
+	byTag := func(a, b Element) int { return cmp.Compare(a.Tag, b.Tag) }
+	if !slices.IsSortedFunc(els, byTag) {
+		// DICOM JSON lists attributes in ascending tag order (PS3.18
+		// §F.2.2); a malformed data set may not have been.
+		els = slices.Clone(els)
+		slices.SortStableFunc(els, byTag)
+	}
 	n := 0
-	for i := range d.Elements {
-		e := &d.Elements[i]
+	for i := range els {
+		e := &els[i]
 		if e.Tag.Element() == 0x0000 {
 			continue // Group Length is not part of DICOM JSON (PS3.18 §F.2.2)
 		}

@@ -72,14 +72,6 @@ var knownBugs = map[string]string{
 	// A Specific Character Set inside a sequence item, which governs
 	// that item (PS3.5), is not applied to the item's values.
 	"charset_files/chrSQEncoding.dcm 00321064[0]/00100010": "Specific Character Set of a sequence item ignored",
-	// In implicit VR, encapsulated Pixel Data is OB (PS3.5 §A.4); the
-	// walker takes "OB or OW" for OW whatever the length.
-	"test_files/SC_rgb_jpeg.dcm 7FE00010": "implicit VR encapsulated Pixel Data labelled OW, not OB",
-	// In implicit VR, "US or SS" follows Pixel Representation
-	// (0028,0103); the walker always takes US, so a negative value would
-	// come out as a large positive one. These values are positive.
-	"test_files/MR_small_implicit.dcm 00280106": "implicit VR US or SS taken for US despite Pixel Representation 1",
-	"test_files/MR_small_implicit.dcm 00280107": "implicit VR US or SS taken for US despite Pixel Representation 1",
 }
 
 // TestJSONMatchesPydicom compares pacsd's DICOM JSON of every sample file

@@ -28,11 +28,12 @@ func TestJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The elements are out of order; DICOM JSON lists them in order.
 	want := `{"00080008":{"vr":"CS","Value":["ORIGINAL",null,"AXIAL"]},"00080050":{"vr":"SH"},` +
 		`"00081110":{"vr":"SQ","Value":[{"00081155":{"vr":"UI","Value":["1.2.3"]}}]},` +
-		`"00100010":{"vr":"PN","Value":[{"Alphabetic":"Yamada^Tarou","Ideographic":"山田^太郎","Phonetic":"やまだ^たろう"},{"Alphabetic":"Doe^John"}]},` +
-		`"00101030":{"vr":"DS","Value":[72.5]},"00200011":{"vr":"IS","Value":[3]},"00280010":{"vr":"US","Value":[512]},` +
-		`"00280009":{"vr":"AT","Value":["00181063"]},"00091010":{"vr":"OB","InlineBinary":"AQID"},"7FE00010":{"vr":"OW"}}`
+		`"00091010":{"vr":"OB","InlineBinary":"AQID"},"00100010":{"vr":"PN","Value":[{"Alphabetic":"Yamada^Tarou","Ideographic":"山田^太郎","Phonetic":"やまだ^たろう"},{"Alphabetic":"Doe^John"}]},` +
+		`"00101030":{"vr":"DS","Value":[72.5]},"00200011":{"vr":"IS","Value":[3]},` +
+		`"00280009":{"vr":"AT","Value":["00181063"]},"00280010":{"vr":"US","Value":[512]},"7FE00010":{"vr":"OW"}}`
 	if string(got) != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}

@@ -315,7 +315,7 @@ func (t *transcoder) dataset(in, out syntax, end int64, depth int, top bool) err
 // element transcodes one element whose header has been read.
 func (t *transcoder) element(in, out syntax, lv *level, tg tag.Tag, vr string, length uint32, at int64, depth int) error {
 	if vr == "" {
-		vr = implicitVR(tg, length)
+		vr = implicitVR(tg, length, false)
 		if info, ok := tag.Lookup(tg); ok && info.VR == "US or SS" && lv.pixelRep == 1 && pixelValue(tg) {
 			vr = "SS"
 		}

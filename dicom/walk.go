@@ -50,6 +50,9 @@ type walker struct {
 	out      []byte // the normalized copy
 	overflow bool   // the current top-level element no longer fits in out
 	omitted  []tag.Tag
+	// signedPixels is Pixel Representation 1, read at the top level:
+	// it decides the VR of implicit VR "US or SS" elements.
+	signedPixels bool
 
 	bulk     []bulkValue
 	nonce    [8]byte
@@ -155,7 +158,7 @@ func (w *walker) header(sx syntax) (t tag.Tag, vr string, length uint32, err err
 			return 0, "", 0, err
 		}
 		length = binary.LittleEndian.Uint32(b)
-		return t, implicitVR(t, length), length, nil
+		return t, implicitVR(t, length, w.signedPixels), length, nil
 	}
 	if b, err = w.read(2); err != nil {
 		return 0, "", 0, err
@@ -199,8 +202,9 @@ func binaryVR(vr string) bool {
 }
 
 // implicitVR chooses the VR of an element of an implicit VR data set from
-// the data dictionary.
-func implicitVR(t tag.Tag, length uint32) string {
+// the data dictionary; signed says whether Pixel Representation (0028,0103)
+// is 1, which makes the "US or SS" pixel values SS (PS3.5 Annex A.1).
+func implicitVR(t tag.Tag, length uint32, signed bool) string {
 	switch {
 	case t.Element() == 0x0000:
 		return "UL" // group length
@@ -216,8 +220,14 @@ func implicitVR(t tag.Tag, length uint32) string {
 	}
 	switch info.VR {
 	case "OB or OW", "US or OW":
+		if length == undefinedLength {
+			return "OB" // encapsulated (PS3.5 §A.4)
+		}
 		return "OW" // PS3.5 §8.1.2 and §8.2: OW in implicit VR
 	case "US or SS", "US or SS or OW":
+		if signed && pixelValue(t) {
+			return "SS"
+		}
 		return "US"
 	case "NONE":
 		return "UN"
@@ -483,6 +493,9 @@ func (w *walker) value(sx syntax, t tag.Tag, vr string, length uint32, depth int
 	}
 	if top {
 		w.id.capture(t, v)
+		if t == tag.PixelRepresentation && len(v) == 2 {
+			w.signedPixels = binary.LittleEndian.Uint16(v) == 1
+		}
 	}
 	w.emitHeader(t, vr, length)
 	w.emit(v...)
