@@ -15,12 +15,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/internal/keylock"
 	"github.com/pacsd/pacsd/storage"
 )
 
@@ -108,7 +108,7 @@ type Service struct {
 	cfg   Config
 	log   *slog.Logger
 	now   func() time.Time
-	locks keyedMutex
+	locks keylock.Map
 }
 
 // New returns a Service.
@@ -184,7 +184,7 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		return nil, err
 	}
 
-	unlock := s.locks.lock(id.SOPInstanceUID)
+	unlock := s.locks.Lock(id.SOPInstanceUID)
 	defer unlock()
 	if s.cfg.Duplicates != DuplicateReplace {
 		prev, err := s.cfg.Index.Instance(ctx, id.SOPInstanceUID)
@@ -375,42 +375,6 @@ type sourceError struct{ err error }
 
 func (e *sourceError) Error() string { return e.err.Error() }
 func (e *sourceError) Unwrap() error { return e.err }
-
-// keyedMutex serializes the archiving of one SOP Instance UID, so that the
-// object in storage and the row in the index always come from the same
-// copy when a sender sends one instance twice at once.
-type keyedMutex struct {
-	mu    sync.Mutex
-	locks map[string]*keyLock
-}
-
-type keyLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = make(map[string]*keyLock)
-	}
-	l := k.locks[key]
-	if l == nil {
-		l = &keyLock{}
-		k.locks[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		k.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
-}
 
 // Open opens the object of an indexed instance for reading: a Part-10
 // file, File Meta Information first. The caller closes it.

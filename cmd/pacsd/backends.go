@@ -312,3 +312,28 @@ func openIndex(ctx context.Context, u string) (*index.DB, error) {
 	}
 	return db, nil
 }
+
+// openMaintenance loads the configuration of a maintenance command
+// (reindex, verify), which takes serve's flags, and opens its storage
+// read-only and its index. done closes both.
+func openMaintenance(ctx context.Context, name string, args []string, getenv func(string) string, stderr io.Writer) (cfg *config, store storage.Store, db *index.DB, done func(), err error) {
+	if cfg, err = loadConfig(name, args, getenv, stderr, nil); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	store, closeStore, err := openStorageReadOnly(ctx, cfg.Storage, log)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if db, err = openIndex(ctx, cfg.Index); err != nil {
+		closeStore(context.Background())
+		return nil, nil, nil, nil, err
+	}
+	return cfg, store, db, func() {
+		db.Close()
+		closeStore(context.Background())
+	}, nil
+}

@@ -16,24 +16,11 @@ import (
 // for pacsd serve to upload. Run it while pacsd serve is stopped, or
 // objects stored meanwhile may be missed.
 func reindexCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig("reindex", args, getenv, stderr, nil)
+	cfg, store, db, done, err := openMaintenance(ctx, "reindex", args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg, stderr)
-	if err != nil {
-		return err
-	}
-	store, closeStore, err := openStorageReadOnly(ctx, cfg.Storage, log)
-	if err != nil {
-		return err
-	}
-	defer closeStore(context.Background())
-	db, err := openIndex(ctx, cfg.Index)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+	defer done()
 
 	fmt.Fprintf(stdout, "reindexing the objects of %s\n", cfg.Storage)
 	var last time.Time

@@ -17,24 +17,11 @@ import (
 // --storage, --index and --data, and only reads. Run it on a quiet
 // archive: objects stored or deleted meanwhile may be reported.
 func verifyCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := loadConfig("verify", args, getenv, stderr, nil)
+	_, store, db, done, err := openMaintenance(ctx, "verify", args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg, stderr)
-	if err != nil {
-		return err
-	}
-	store, closeStore, err := openStorageReadOnly(ctx, cfg.Storage, log)
-	if err != nil {
-		return err
-	}
-	defer closeStore(context.Background())
-	db, err := openIndex(ctx, cfg.Index)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+	defer done()
 
 	res, err := archive.Verify(ctx, store, db, func(p archive.Problem) { fmt.Fprintln(stdout, p) })
 	fmt.Fprintf(stdout, "verified %d objects (%.1f MiB) and %d index records in %v: %d problems\n",

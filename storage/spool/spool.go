@@ -70,6 +70,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pacsd/pacsd/internal/keylock"
 	"github.com/pacsd/pacsd/storage"
 	"github.com/pacsd/pacsd/storage/file"
 )
@@ -148,7 +149,7 @@ type Store struct {
 	// keys serializes, per key, a Put's write to the spool, a Delete,
 	// and the uploader's removal of the spool copy, so that the removal
 	// can never take a newer object that a Put is committing.
-	keys keyedMutex
+	keys keylock.Map
 
 	queue  chan string   // keys of recent Puts, for the dispatcher
 	wake   chan struct{} // capacity 1: the dispatcher has something to do
@@ -340,7 +341,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (s
 	if s.cfg.ReadOnly {
 		return storage.Info{}, fmt.Errorf("spool: put %s: %w", key, ErrReadOnly)
 	}
-	unlock := s.keys.lock(key)
+	unlock := s.keys.Lock(key)
 	info, err := s.local.Put(ctx, key, r, size)
 	// Whether or not the Put failed, the key may now hold a new object,
 	// which is not uploaded yet.
@@ -415,7 +416,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 			return fmt.Errorf("spool: delete %s: waiting for its upload to stop: %w", key, ctx.Err())
 		}
 	}
-	unlock := s.keys.lock(key)
+	unlock := s.keys.Lock(key)
 	defer unlock()
 	if err := s.remote.Delete(ctx, key); err != nil {
 		return fmt.Errorf("spool: delete %s from the remote: %w", key, err)
@@ -603,38 +604,4 @@ func hashOf(r io.Reader) ([sha256.Size]byte, int64, error) {
 	h := sha256.New()
 	n, err := io.Copy(h, r)
 	return [sha256.Size]byte(h.Sum(nil)), n, err
-}
-
-// keyedMutex is a mutex per key, held only by those who want it.
-type keyedMutex struct {
-	mu    sync.Mutex
-	locks map[string]*keyLock
-}
-
-type keyLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = make(map[string]*keyLock)
-	}
-	l := k.locks[key]
-	if l == nil {
-		l = &keyLock{}
-		k.locks[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		k.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
 }

@@ -285,7 +285,7 @@ func (s *Store) verify(ctx context.Context, key string, size int64, sum [sha256.
 // queued the new one. While a List runs it only notes the removal for
 // later.
 func (s *Store) release(ctx context.Context, key string, fi fs.FileInfo) error {
-	unlock := s.keys.lock(key)
+	unlock := s.keys.Lock(key)
 	defer unlock()
 	same, err := s.local.SameFile(key, fi)
 	if err != nil {
@@ -323,7 +323,7 @@ func (s *Store) releaseDeferred() {
 	}
 	s.mu.Unlock()
 	for _, key := range keys {
-		unlock := s.keys.lock(key)
+		unlock := s.keys.Lock(key)
 		s.mu.Lock()
 		if s.listing > 0 {
 			s.mu.Unlock()
