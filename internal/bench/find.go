@@ -73,8 +73,8 @@ var (
 
 // findStudy is one study of the corpus, with what the queries match on.
 type findStudy struct {
-	uid, patientID, patientName, date, accession string
-	modalities                                   []string // distinct, sorted
+	uid, patientID, patientName, date, accession, description string
+	modalities                                                []string // distinct, sorted
 }
 
 // findCorpus is the corpus of the C-FIND measurement, written into one
@@ -133,7 +133,8 @@ func writeFindCorpus(ctx context.Context, dir string, n, shards int) (*findCorpu
 			ReferringPhysicianName: familyNames[rng.IntN(len(familyNames))] + "^" + givenNames[rng.IntN(len(givenNames))],
 		}
 		pl := plan{study: st, patient: p}
-		fs := &findStudy{uid: st.UID, patientID: p.ID, patientName: p.Name, date: st.Date, accession: st.AccessionNumber}
+		fs := &findStudy{uid: st.UID, patientID: p.ID, patientName: p.Name, date: st.Date, accession: st.AccessionNumber,
+			description: st.Description}
 		for j, m := range kind.modalities {
 			pl.series[j] = dcmgen.Series{UID: dcmgen.UID(), Modality: m, Number: j + 1,
 				Description: kind.description + " " + m, FrameOfReferenceUID: dcmgen.UID()}
@@ -346,13 +347,89 @@ type findSample struct {
 
 // findResult is the whole C-FIND measurement.
 type findResult struct {
-	corpus  *findCorpus
-	peers   []string
-	loads   map[string]loadResult
+	*corpusLoad
 	samples []findSample
 	reps    int
 	peerCPU map[string]time.Duration // over all timed queries
 	cpuRead map[string]bool
+}
+
+// corpusLoad is the corpus and what loading it into each peer cost.
+type corpusLoad struct {
+	corpus *findCorpus
+	peers  []string // in the order they were loaded
+	loads  map[string]loadResult
+	// orthancWeb says that the Orthanc of the corpus loaded the DICOMweb
+	// plugin, to serve the DICOMweb searches too.
+	orthancWeb bool
+}
+
+// corpusPeers are the peers loaded with the corpus, left running so that
+// the C-FIND and the DICOMweb measurements read from the same ones rather
+// than loading 100,000 instances twice.
+type corpusPeers struct {
+	*corpusLoad
+	dir     string
+	servers []*server // in the order of peers
+}
+
+// loadCorpus writes the corpus, starts every peer fresh in its own
+// directory under tmp and loads the corpus into it. The caller stops the
+// peers with stop; on error loadCorpus stops what it started.
+func loadCorpus(ctx context.Context, o options, peers []peer, tmp string, orthancWeb bool, logf func(string, ...any)) (_ *corpusPeers, err error) {
+	cp := &corpusPeers{dir: filepath.Join(tmp, "find")}
+	defer func() {
+		if err != nil {
+			cp.stop(ctx)
+		}
+	}()
+	logf("corpus: writing %d instances in studies of %d", o.findInstances, studySize)
+	t := time.Now()
+	c, err := writeFindCorpus(ctx, filepath.Join(cp.dir, "corpus"), o.findInstances, o.findLoaders)
+	if err != nil {
+		return nil, err
+	}
+	logf("corpus: written in %.1f s", time.Since(t).Seconds())
+	cp.corpusLoad = &corpusLoad{corpus: c, loads: map[string]loadResult{}, orthancWeb: orthancWeb}
+	for _, p := range peers {
+		pdir := filepath.Join(cp.dir, p.name)
+		if err := os.Mkdir(pdir, 0o755); err != nil {
+			return nil, err
+		}
+		s, err := p.start(ctx, pdir)
+		if err != nil {
+			return nil, err
+		}
+		cp.servers = append(cp.servers, s)
+		cp.peers = append(cp.peers, p.name)
+		logf("corpus: loading %d instances into %s with %d storescu associations in parallel", c.instances, p.name, len(c.shards))
+		l, err := loadFind(ctx, s, p.name, c)
+		if err != nil {
+			return nil, fmt.Errorf("corpus, %s: %w", p.name, err)
+		}
+		logf("corpus: %s loaded in %.1f s, %.1f instances/s", p.name, l.wall.Seconds(), perSecond(c.instances, l.wall))
+		cp.loads[p.name] = l
+	}
+	// The corpus files are no longer needed, and 100,000 of them take a
+	// while to remove; better now than after the report.
+	if err := os.RemoveAll(filepath.Join(cp.dir, "corpus")); err != nil {
+		return nil, err
+	}
+	return cp, nil
+}
+
+// stop stops the peers and removes their directory. A peer that died
+// during the measurements is news, unless the run was interrupted.
+func (cp *corpusPeers) stop(ctx context.Context) error {
+	var errs []error
+	for _, s := range cp.servers {
+		if err := s.stop(); err != nil && ctx.Err() == nil {
+			errs = append(errs, err)
+		}
+	}
+	cp.servers = nil
+	errs = append(errs, os.RemoveAll(cp.dir))
+	return errors.Join(errs...)
 }
 
 // findPeer is a loaded peer with its association.
@@ -362,70 +439,30 @@ type findPeer struct {
 	a    *dimse.Association
 }
 
-// measureFind writes the corpus, loads it into every peer (each started
-// fresh in its own directory under tmp, and left running), and sends
-// every peer the same sequence of queries over one association each.
-func measureFind(ctx context.Context, o options, peers []peer, tmp string, logf func(string, ...any)) (_ *findResult, err error) {
-	dir := filepath.Join(tmp, "find")
-	defer func() {
-		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
-			err = rerr
-		}
-	}()
-	logf("C-FIND: writing %d instances in studies of %d", o.findInstances, studySize)
-	t := time.Now()
-	c, err := writeFindCorpus(ctx, filepath.Join(dir, "corpus"), o.findInstances, o.findLoaders)
-	if err != nil {
-		return nil, err
-	}
-	logf("C-FIND: written in %.1f s", time.Since(t).Seconds())
-	res := &findResult{corpus: c, loads: map[string]loadResult{}, reps: o.findReps,
+// measureFind sends every peer of cp the same sequence of queries over
+// one association each.
+func measureFind(ctx context.Context, o options, cp *corpusPeers, logf func(string, ...any)) (_ *findResult, err error) {
+	c := cp.corpus
+	res := &findResult{corpusLoad: cp.corpusLoad, reps: o.findReps,
 		peerCPU: map[string]time.Duration{}, cpuRead: map[string]bool{}}
 	var fps []*findPeer
 	defer func() {
 		for _, fp := range fps {
-			if fp.a != nil {
-				fp.a.Release(context.WithoutCancel(ctx))
-			}
-			if serr := fp.s.stop(); serr != nil && err == nil && ctx.Err() == nil {
-				err = serr
-			}
+			fp.a.Release(context.WithoutCancel(ctx))
 		}
 	}()
-	for _, p := range peers {
-		pdir := filepath.Join(dir, p.name)
-		if err := os.Mkdir(pdir, 0o755); err != nil {
-			return nil, err
-		}
-		s, err := p.start(ctx, pdir)
-		if err != nil {
-			return nil, err
-		}
-		fp := &findPeer{name: p.name, s: s}
-		fps = append(fps, fp)
-		res.cpuRead[p.name] = true
-		logf("C-FIND: loading %d instances into %s with %d storescu associations in parallel", c.instances, p.name, len(c.shards))
-		l, err := loadFind(ctx, s, p.name, c)
-		if err != nil {
-			return nil, fmt.Errorf("C-FIND corpus, %s: %w", p.name, err)
-		}
-		logf("C-FIND: %s loaded in %.1f s, %.1f instances/s", p.name, l.wall.Seconds(), perSecond(c.instances, l.wall))
-		res.loads[p.name] = l
-		res.peers = append(res.peers, p.name)
-	}
-	// The corpus files are no longer needed, and 100,000 of them take a
-	// while to remove; better now than after the report.
-	if err := os.RemoveAll(filepath.Join(dir, "corpus")); err != nil {
-		return nil, err
-	}
-	for _, fp := range fps {
-		d := &dimse.Dialer{CallingAE: "BENCH", CalledAE: fp.s.aet, Proposals: []dimse.Proposal{
+	for i, s := range cp.servers {
+		name := cp.peers[i]
+		res.cpuRead[name] = true
+		d := &dimse.Dialer{CallingAE: "BENCH", CalledAE: s.aet, Proposals: []dimse.Proposal{
 			{AbstractSyntax: uid.StudyRootQueryRetrieveInformationModelFind, TransferSyntaxes: []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}},
 			{AbstractSyntax: uid.Verification, TransferSyntaxes: []string{uid.ImplicitVRLittleEndian}},
 		}}
-		if fp.a, err = d.Dial(ctx, fp.s.addr()); err != nil {
-			return nil, fmt.Errorf("C-FIND, %s: %w", fp.name, err)
+		a, err := d.Dial(ctx, s.addr())
+		if err != nil {
+			return nil, fmt.Errorf("C-FIND, %s: %w", name, err)
 		}
+		fps = append(fps, &findPeer{name: name, s: s, a: a})
 	}
 
 	// The same queries for every peer: repetition 0 warms the peers up
@@ -525,22 +562,8 @@ func (r *report) printFind(w io.Writer) {
 		p("")
 		return
 	}
-	c := f.corpus
 	p("C-FIND latency, STUDY level, Study Root")
-	p("index     %d instances: %d studies of %d instances in two series (CT, MR or PET/CT), %d patients,",
-		c.instances, len(c.studies), studySize, c.patients)
-	p("          study dates over the year from %s, one accession number per study; images of 8×8 pixels,", c.first)
-	p("          %.1f MB in all, written by dcmgen", float64(c.bytes)/1e6)
-	p("loading   %d storescu associations in parallel (storescu %s -aec <peer AE> +sd <shard>),", len(c.shards), strings.Join(storescuArgs, " "))
-	p("          each with 1/%d of the studies; wall time from the first start to the last exit:", len(c.shards))
-	for _, name := range f.peers {
-		l := f.loads[name]
-		cpu := "n/a"
-		if l.peerRead {
-			cpu = fmt.Sprintf("%.1f s", l.peerCPU.Seconds())
-		}
-		p("  %-13s %7.1f s  %7.1f instances/s  peer CPU %s", name, l.wall.Seconds(), perSecond(c.instances, l.wall), cpu)
-	}
+	f.corpusLoad.print(w)
 	p("queries   %d kinds × %d repetitions = %d per peer, after one untimed pass of every kind; each query is made from", len(findKinds), f.reps, len(findKinds)*f.reps)
 	p("          a random study of the corpus (fixed seed), sent to every peer, the peers taking turns to go first;")
 	p("          return keys %s", tagNames(findReturnKeys[:6]))
@@ -616,6 +639,30 @@ func (r *report) printFind(w io.Writer) {
 		}
 	}
 	p("")
+}
+
+// print describes the corpus and its loading.
+func (l *corpusLoad) print(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	c := l.corpus
+	p("index     %d instances: %d studies of %d instances in two series (CT, MR or PET/CT), %d patients,",
+		c.instances, len(c.studies), studySize, c.patients)
+	p("          study dates over the year from %s, one accession number per study; images of 8×8 pixels,", c.first)
+	p("          %.1f MB in all, written by dcmgen", float64(c.bytes)/1e6)
+	p("loading   %d storescu associations in parallel (storescu %s -aec <peer AE> +sd <shard>),", len(c.shards), strings.Join(storescuArgs, " "))
+	p("          each with 1/%d of the studies; wall time from the first start to the last exit:", len(c.shards))
+	for _, name := range l.peers {
+		ld := l.loads[name]
+		cpu := "n/a"
+		if ld.peerRead {
+			cpu = fmt.Sprintf("%.1f s", ld.peerCPU.Seconds())
+		}
+		p("  %-13s %7.1f s  %7.1f instances/s  peer CPU %s", name, ld.wall.Seconds(), perSecond(c.instances, ld.wall), cpu)
+	}
+	if l.orthancWeb {
+		p("          Orthanc runs with its DICOMweb plugin loaded, so that the same loaded peers serve the DICOMweb")
+		p("          searches too")
+	}
 }
 
 // tagNames returns the keywords of ts, space-separated.

@@ -22,7 +22,9 @@
 // C-FIND: a corpus of small instances (-find-instances, in studies of 50
 // instances in two series, about two studies per patient, dates over one
 // year) is loaded into one pacsd and one Orthanc by several storescu
-// associations in parallel, and the report says how long each took. Then
+// associations in parallel, and the report says how long each took. The
+// same loaded peers serve the DICOMweb searches below, so this Orthanc
+// loads the DICOMweb plugin unless -skip-web. Then
 // a fixed mix of STUDY-level Study Root queries (by Patient ID, patient
 // name prefix, a week of study dates, accession number, Study Instance
 // UID, one day) with a study list's return keys, Modalities in Study and
@@ -39,12 +41,31 @@
 // response, gives instances/s, median over the rounds, peers rotating as
 // above.
 //
+// DICOMweb, pacsd beside Orthanc's DICOMweb plugin (Debian's
+// orthanc-dicomweb), every request from this program's Go HTTP client and
+// timed to the last byte of the answer, every answer checked:
+//
+//   - STOW-RS: the series of the C-STORE measurement in one POST of a
+//     multipart/related body with one part per instance, streamed from the
+//     files, into fresh peers, rounds and rotation as above; instances/s.
+//   - QIDO-RS: study searches (PatientName=A*, and StudyDate, PatientID
+//     and no key with a limit) on the C-FIND corpus, sent to the same
+//     loaded peers, alternating; p50 and p99 per kind (-web-reps).
+//   - WADO-RS metadata of a series of -metadata-instances instances of
+//     -size, stored into the same peers afterwards; p50 and p99
+//     (-metadata-reps).
+//   - WADO-RS retrieve of the series of the C-STORE measurement, stored
+//     into the same peers, in MB/s beside reading the same objects' files
+//     straight from pacsd's storage directory and beside a plain net/http
+//     server of this program sending those files (-wado-reps).
+//
 // Usage:
 //
 //	go run ./internal/bench [-rounds 5] [-instances 300] [-size 512KiB]
 //	    [-big-size 1GiB] [-find-instances 100000] [-find-reps 100]
-//	    [-find-loaders 4] [-pacsd path] [-skip-orthanc] [-skip-store]
-//	    [-skip-big] [-skip-find] [-skip-move]
+//	    [-find-loaders 4] [-web-reps 100] [-metadata-instances 1000]
+//	    [-metadata-reps 30] [-wado-reps 10] [-pacsd path] [-skip-orthanc]
+//	    [-skip-store] [-skip-big] [-skip-find] [-skip-move] [-skip-web]
 //
 // Without -pacsd, pacsd is built from this module into the temporary
 // directory. Everything the run creates lives in one temporary directory,
@@ -82,41 +103,56 @@ const (
 	targetFindP99       = 50 * time.Millisecond // pacsd's p99 of STUDY-level C-FIND
 	targetFindVsOrthanc = 5.0                   // Orthanc's C-FIND times ≥ 5 × pacsd's
 	targetMoveVsOrthanc = 3.0                   // pacsd C-MOVE instances/s ≥ 3 × Orthanc's
+	targetStowVsOrthanc = 3.0                   // pacsd STOW-RS instances/s ≥ 3 × Orthanc's
+	targetQidoP99       = 50 * time.Millisecond // pacsd's p99 of QIDO-RS study searches
+	targetMetadataP99   = 100 * time.Millisecond
+	targetWadoVsRaw     = 0.7 // pacsd's WADO-RS series retrieve MB/s ≥ 0.7 × a raw read of its files
 )
 
 type options struct {
-	rounds        int
-	instances     int
-	size          byteSize
-	bigSize       byteSize
-	findInstances int
-	findReps      int
-	findLoaders   int
-	pacsd         string
-	skipOrthanc   bool
-	skipStore     bool
-	skipBig       bool
-	skipFind      bool
-	skipMove      bool
+	rounds            int
+	instances         int
+	size              byteSize
+	bigSize           byteSize
+	findInstances     int
+	findReps          int
+	findLoaders       int
+	webReps           int
+	metadataInstances int
+	metadataReps      int
+	wadoReps          int
+	pacsd             string
+	skipOrthanc       bool
+	skipStore         bool
+	skipBig           bool
+	skipFind          bool
+	skipMove          bool
+	skipWeb           bool
 }
 
 func main() {
 	o := options{size: 512 << 10, bigSize: 1 << 30}
-	flag.IntVar(&o.rounds, "rounds", 5, "rounds; each stores the series once into every peer, and moves it once out of pacsd and Orthanc")
-	flag.IntVar(&o.instances, "instances", 300, "instances in the series (one study) of the C-STORE and C-MOVE measurements")
+	flag.IntVar(&o.rounds, "rounds", 5, "rounds; each stores the series once into every peer (with C-STORE, and with STOW-RS into pacsd and Orthanc), and moves it once out of pacsd and Orthanc")
+	flag.IntVar(&o.instances, "instances", 300, "instances in the series (one study) of the C-STORE, C-MOVE, STOW-RS and WADO-RS retrieve measurements")
 	flag.Var(&o.size, "size", "size of each instance of the series (e.g. 512KiB)")
 	flag.Var(&o.bigSize, "big-size", "size of the multi-frame instance of the memory measurement (e.g. 1GiB)")
 	flag.IntVar(&o.findInstances, "find-instances", 100000, "instances in the index of the C-FIND measurement, in studies of 50")
 	flag.IntVar(&o.findReps, "find-reps", 100, "repetitions of the mix of C-FIND queries per peer")
 	flag.IntVar(&o.findLoaders, "find-loaders", 4, "storescu associations in parallel loading the C-FIND corpus")
+	flag.IntVar(&o.webReps, "web-reps", 100, "repetitions of the mix of QIDO-RS searches per peer")
+	flag.IntVar(&o.metadataInstances, "metadata-instances", 1000, "instances in the series of the WADO-RS metadata measurement")
+	flag.IntVar(&o.metadataReps, "metadata-reps", 30, "repetitions of the WADO-RS metadata request per peer")
+	flag.IntVar(&o.wadoReps, "wado-reps", 10, "repetitions of the WADO-RS series retrieve per peer, and of the raw read and the net/http reference")
 	flag.StringVar(&o.pacsd, "pacsd", "", "pacsd binary to measure (default: build it from this module)")
 	flag.BoolVar(&o.skipOrthanc, "skip-orthanc", false, "leave Orthanc out")
 	flag.BoolVar(&o.skipStore, "skip-store", false, "leave out the C-STORE throughput measurement")
 	flag.BoolVar(&o.skipBig, "skip-big", false, "leave out the memory measurement with one large instance")
 	flag.BoolVar(&o.skipFind, "skip-find", false, "leave out the C-FIND latency measurement")
 	flag.BoolVar(&o.skipMove, "skip-move", false, "leave out the C-MOVE throughput measurement")
+	flag.BoolVar(&o.skipWeb, "skip-web", false, "leave out the DICOMweb measurements (STOW-RS, QIDO-RS, WADO-RS)")
 	flag.Parse()
-	if flag.NArg() > 0 || o.rounds < 1 || o.instances < 1 || o.findInstances < studySize || o.findReps < 1 || o.findLoaders < 1 {
+	if flag.NArg() > 0 || o.rounds < 1 || o.instances < 1 || o.findInstances < studySize || o.findReps < 1 || o.findLoaders < 1 ||
+		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -164,22 +200,27 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	}
 	pacsd := pacsdPeer(bin)
 	peers := []peer{pacsd, storescpPeer()}
-	// C-FIND and C-MOVE compare pacsd with the Orthanc testpeer
-	// configures; whether Orthanc fsyncs its files matters little to
-	// either.
-	qrPeers := []peer{pacsd}
+	// C-FIND, C-MOVE and DICOMweb compare pacsd with the Orthanc testpeer
+	// configures; whether Orthanc fsyncs its files matters little to the
+	// first two. The corpus of C-FIND is loaded once, into peers that
+	// serve the DICOMweb searches too, so its Orthanc loads the DICOMweb
+	// plugin when they are measured.
+	web := !o.skipWeb
+	qrPeers, corpusPeers, webPeers := []peer{pacsd}, []peer{pacsd}, []peer{pacsd}
 	if !o.skipOrthanc {
-		peers = append(peers, orthancPeer(false), orthancPeer(true))
-		qrPeers = append(qrPeers, orthancPeer(false))
+		peers = append(peers, orthancPeer(false, false), orthancPeer(true, false))
+		qrPeers = append(qrPeers, orthancPeer(false, false))
+		corpusPeers = append(corpusPeers, orthancPeer(false, web))
+		webPeers = append(webPeers, orthancPeer(false, true))
 	}
-	versions := peerVersions(ctx, bin, !o.skipOrthanc)
+	versions := peerVersions(ctx, bin, !o.skipOrthanc, web)
 
-	r := report{opts: o, peers: peers, qrPeers: qrPeers, versions: versions, tmp: tmp}
+	r := report{opts: o, peers: peers, qrPeers: qrPeers, webPeers: webPeers, versions: versions, tmp: tmp}
 	r.load[0] = loadAverage()
 	start := time.Now()
 	var files []dcmgen.File
 	corpus := filepath.Join(tmp, "series")
-	if !o.skipStore || !o.skipBig || !o.skipMove {
+	if !o.skipStore || !o.skipBig || !o.skipMove || web {
 		logf("writing %d instances of %s", o.instances, o.size)
 		if err := os.Mkdir(corpus, 0o755); err != nil {
 			return err
@@ -204,12 +245,12 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 			return err
 		}
 	}
-	if !o.skipFind {
+	if !o.skipFind || web {
 		t := time.Now()
-		if r.find, err = measureFind(ctx, o, qrPeers, tmp, logf); err != nil {
+		if err := r.measureCorpus(ctx, corpusPeers, corpus, files, logf); err != nil {
 			return err
 		}
-		r.elapsedFind = time.Since(t)
+		r.elapsedFind = time.Since(t) - r.elapsedWeb
 	}
 	if !o.skipMove {
 		t := time.Now()
@@ -218,9 +259,60 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 		}
 		r.elapsedMove = time.Since(t)
 	}
+	if web {
+		t := time.Now()
+		if r.web.stows, err = measureStow(ctx, o, webPeers, tmp, files, logf); err != nil {
+			return err
+		}
+		r.elapsedWeb += time.Since(t)
+	}
 	r.elapsed = time.Since(start)
 	r.load[1] = loadAverage()
 	r.print(out)
+	return nil
+}
+
+// measureCorpus loads the C-FIND corpus into peers, runs the C-FIND
+// measurement on them unless skipped, and then the DICOMweb measurements
+// that read: QIDO-RS on the same corpus, and metadata and retrieve of two
+// series stored into the same peers afterwards, the series of the
+// C-STORE measurement (in seriesDir) and a longer one.
+func (r *report) measureCorpus(ctx context.Context, peers []peer, seriesDir string, series []dcmgen.File, logf func(string, ...any)) (err error) {
+	o := r.opts
+	cp, err := loadCorpus(ctx, o, peers, r.tmp, !o.skipWeb && !o.skipOrthanc, logf)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := cp.stop(ctx); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	r.corpus = cp.corpusLoad
+	if !o.skipFind {
+		if r.find, err = measureFind(ctx, o, cp, logf); err != nil {
+			return err
+		}
+	}
+	if o.skipWeb {
+		return nil
+	}
+	t := time.Now()
+	defer func() { r.elapsedWeb += time.Since(t) }()
+	r.web = &webResult{}
+	if r.web.qido, err = measureQido(ctx, o, cp, logf); err != nil {
+		return err
+	}
+	meta, retrieve, err := loadWebSeries(ctx, o, cp, filepath.Join(cp.dir, "metadata-series"), seriesDir, series, logf)
+	if err != nil {
+		return err
+	}
+	if r.web.metadata, err = measureMetadata(ctx, o, cp, meta, logf); err != nil {
+		return err
+	}
+	if r.web.retrieve, err = measureRetrieve(ctx, o, cp, retrieve, logf); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -414,10 +506,10 @@ func buildPacsd(ctx context.Context, bin string) error {
 
 // versions are the first lines the peers print about themselves.
 type versions struct {
-	pacsd, pacsdBuild, storescu, storescp, orthanc string
+	pacsd, pacsdBuild, storescu, storescp, orthanc, orthancWeb string
 }
 
-func peerVersions(ctx context.Context, bin string, orthanc bool) versions {
+func peerVersions(ctx context.Context, bin string, orthanc, web bool) versions {
 	first := func(name string, args ...string) string {
 		stdout, stderr, err := testpeer.Run(ctx, name, args...)
 		if err != nil {
@@ -435,6 +527,9 @@ func peerVersions(ctx context.Context, bin string, orthanc bool) versions {
 		v.orthanc = first("Orthanc", "--version")
 		if f := strings.Fields(v.orthanc); len(f) == 2 && strings.Contains(f[0], "/") {
 			v.orthanc = filepath.Base(f[0]) + " " + f[1]
+		}
+		if web {
+			v.orthancWeb = "orthanc-dicomweb " + first("dpkg-query", "-W", "-f", "${Version}", "orthanc-dicomweb")
 		}
 	}
 	// The version stamp says what was built only if the build set it;
@@ -472,17 +567,20 @@ type report struct {
 	opts        options
 	peers       []peer // of the C-STORE measurement
 	qrPeers     []peer // of the C-FIND and C-MOVE measurements
+	webPeers    []peer // of the STOW-RS measurement
 	corpusBytes int64
 	runs        []runResult
 	big         *bigResult
+	corpus      *corpusLoad // of C-FIND and QIDO-RS
 	find        *findResult
 	moves       []moveResult
+	web         *webResult
 	versions    versions
 	tmp         string
 	load        [2]string
 	elapsed     time.Duration
 	// The times of the parts; the memory measurement is quick.
-	elapsedStore, elapsedFind, elapsedMove time.Duration
+	elapsedStore, elapsedFind, elapsedMove, elapsedWeb time.Duration
 }
 
 // stats summarises the runs of one peer.
@@ -520,7 +618,7 @@ func (r *report) stats(name string) stats {
 func (r *report) print(w io.Writer) {
 	o := r.opts
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("pacsd benchmark: C-STORE, memory, C-FIND, C-MOVE")
+	p("pacsd benchmark: C-STORE, memory, C-FIND, C-MOVE, DICOMweb")
 	p("")
 	p("machine   %d CPUs (%s), %s RAM, Linux %s, %s", runtime.NumCPU(), cpuModel(), memTotal(), kernelRelease(), runtime.Version())
 	p("          temporary directory on %s; load average %s at start, %s at end", fsType(r.tmp), r.load[0], r.load[1])
@@ -548,11 +646,16 @@ func (r *report) print(w io.Writer) {
 	r.printBig(w)
 	r.printFind(w)
 	r.printMove(w)
+	r.printWeb(w)
 	var parts []string
+	findPart := "C-FIND with loading"
+	if r.find == nil {
+		findPart = "loading the C-FIND corpus"
+	}
 	for _, pt := range []struct {
 		name string
 		d    time.Duration
-	}{{"C-STORE", r.elapsedStore}, {"C-FIND with loading", r.elapsedFind}, {"C-MOVE", r.elapsedMove}} {
+	}{{"C-STORE", r.elapsedStore}, {findPart, r.elapsedFind}, {"C-MOVE", r.elapsedMove}, {"DICOMweb without loading the corpus", r.elapsedWeb}} {
 		if pt.d > 0 {
 			parts = append(parts, pt.name+" "+pt.d.Round(time.Second).String())
 		}

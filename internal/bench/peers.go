@@ -39,6 +39,13 @@ type server struct {
 	host string
 	port int
 	pid  int
+	// web is the root of the peer's DICOMweb services
+	// ("http://127.0.0.1:port/dicom-web"), empty if it serves none.
+	web string
+	// objects is the directory of pacsd's filesystem store, whose files
+	// are the stored objects, for reading them straight from the disk;
+	// empty for the other peers.
+	objects string
 	// stored counts the instances the peer holds, to show that a run
 	// stored what it was given rather than failed fast.
 	stored func(ctx context.Context) (int, error)
@@ -67,7 +74,7 @@ func pacsdPeer(bin string) peer {
 
 // startPacsd starts pacsd with its data under dir on two free ports of
 // 127.0.0.1, with dests as its remote AEs (--remote-ae), and waits until
-// its DIMSE port listens. As testpeer does for the other peers, it retries
+// its DIMSE and HTTP ports listen. As testpeer does for the other peers, it retries
 // with new ports if pacsd exits first, which is what happens when another
 // program took a port in the meantime.
 func startPacsd(ctx context.Context, bin, dir string, dests []testpeer.Modality) (*server, error) {
@@ -84,9 +91,10 @@ func startPacsd(ctx context.Context, bin, dir string, dests []testpeer.Modality)
 			return nil, err
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(dport))
+		haddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(hport))
 		args := []string{"serve", "--data", data,
 			"--dimse-addr", addr,
-			"--http-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(hport)),
+			"--http-addr", haddr,
 			"--log-level", "warn"}
 		for _, d := range dests {
 			args = append(args, "--remote-ae", d.AET+"="+net.JoinHostPort(d.Host, strconv.Itoa(d.Port)))
@@ -96,11 +104,16 @@ func startPacsd(ctx context.Context, bin, dir string, dests []testpeer.Modality)
 			return nil, err
 		}
 		if err = p.WaitTCP(ctx, addr); err == nil {
+			err = p.WaitTCP(ctx, haddr)
+		}
+		if err == nil {
 			return &server{
-				aet:  "PACSD",
-				host: "127.0.0.1",
-				port: dport,
-				pid:  p.PID(),
+				aet:     "PACSD",
+				host:    "127.0.0.1",
+				port:    dport,
+				pid:     p.PID(),
+				web:     "http://" + haddr + "/dicom-web",
+				objects: filepath.Join(data, "objects"),
 				stored: func(context.Context) (int, error) {
 					return countObjects(filepath.Join(data, "objects"))
 				},
@@ -169,8 +182,10 @@ func storescpPeer() peer {
 // it, so that the report also has an Orthanc that fsyncs its files as
 // pacsd does. Either way Orthanc 1.10.1 commits its SQLite index without
 // an fsync (strace shows no fsync or fdatasync of the index), so a crash
-// can lose index rows of acknowledged instances.
-func orthancPeer(sync bool) peer {
+// can lose index rows of acknowledged instances. With web, Orthanc loads
+// the DICOMweb plugin of the Debian package orthanc-dicomweb and serves
+// DICOMweb under /dicom-web.
+func orthancPeer(sync, web bool) peer {
 	p := peer{
 		name: "orthanc",
 		acks: "after writing the file without fsync (SyncStorageArea=false, as testpeer configures it) and committing its SQLite index without fsync",
@@ -188,7 +203,7 @@ func orthancPeer(sync bool) peer {
 		for _, d := range dests {
 			modalities[strings.ToLower(d.AET)] = d
 		}
-		o, err := testpeer.StartOrthanc(ctx, testpeer.OrthancOptions{Dir: dir, Config: config, Modalities: modalities})
+		o, err := testpeer.StartOrthanc(ctx, testpeer.OrthancOptions{Dir: dir, Config: config, Modalities: modalities, DICOMweb: web})
 		if err != nil {
 			return nil, err
 		}
@@ -197,6 +212,7 @@ func orthancPeer(sync bool) peer {
 			host: "127.0.0.1",
 			port: o.DICOMPort,
 			pid:  o.Process().PID(),
+			web:  strings.TrimSuffix(o.DICOMwebURL, "/"),
 			stored: func(ctx context.Context) (int, error) {
 				var stats struct{ CountInstances int }
 				err := o.GetJSON(ctx, "/statistics", &stats)
