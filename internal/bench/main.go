@@ -15,6 +15,13 @@
 // or last would otherwise always get the same share of the noise. The
 // report gives the median of the rounds, with minimum and maximum.
 //
+// pacsd also runs on S3, a MinIO server started for the run behind a proxy
+// that adds -s3-latency to every request (S3 is across a network in
+// production, and its latency is what makes the modes differ), in both
+// acknowledgement modes: ack=direct (success after S3 confirms) and
+// ack=spool (success after the local spool's fsync; a spooled run counts
+// once its spool has drained, and the report gives how long that took).
+//
 // Then a fresh pacsd stores one multi-frame instance of a gigabyte, and
 // the report gives how far its resident set grew above what it was after
 // storing one ordinary instance.
@@ -66,6 +73,7 @@
 //	    [-find-loaders 4] [-web-reps 100] [-metadata-instances 1000]
 //	    [-metadata-reps 30] [-wado-reps 10] [-pacsd path] [-skip-orthanc]
 //	    [-skip-store] [-skip-big] [-skip-find] [-skip-move] [-skip-web]
+//	    [-skip-s3] [-s3-latency 10ms]
 //
 // Without -pacsd, pacsd is built from this module into the temporary
 // directory. Everything the run creates lives in one temporary directory,
@@ -128,6 +136,8 @@ type options struct {
 	skipFind          bool
 	skipMove          bool
 	skipWeb           bool
+	skipS3            bool
+	s3Latency         time.Duration
 }
 
 func main() {
@@ -150,6 +160,8 @@ func main() {
 	flag.BoolVar(&o.skipFind, "skip-find", false, "leave out the C-FIND latency measurement")
 	flag.BoolVar(&o.skipMove, "skip-move", false, "leave out the C-MOVE throughput measurement")
 	flag.BoolVar(&o.skipWeb, "skip-web", false, "leave out the DICOMweb measurements (STOW-RS, QIDO-RS, WADO-RS)")
+	flag.DurationVar(&o.s3Latency, "s3-latency", 10*time.Millisecond, "latency added to every request to MinIO, as S3 across a network has")
+	flag.BoolVar(&o.skipS3, "skip-s3", false, "leave pacsd on S3 (MinIO, ack=direct and ack=spool) out of the C-STORE measurement")
 	flag.Parse()
 	if flag.NArg() > 0 || o.rounds < 1 || o.instances < 1 || o.findInstances < studySize || o.findReps < 1 || o.findLoaders < 1 ||
 		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 {
@@ -200,6 +212,25 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	}
 	pacsd := pacsdPeer(bin)
 	peers := []peer{pacsd, storescpPeer()}
+	drains := map[string][]time.Duration{}
+	if !o.skipS3 && !o.skipStore {
+		// One MinIO serves every run, each run into a bucket of its own.
+		logf("starting MinIO")
+		srv, err := testpeer.StartMinIO(ctx, filepath.Join(tmp, "minio"))
+		if err != nil {
+			return err
+		}
+		defer srv.Stop()
+		endpoint := srv.Endpoint
+		if o.s3Latency > 0 {
+			var stop func()
+			if endpoint, stop, err = latencyProxy(srv.URL, o.s3Latency); err != nil {
+				return err
+			}
+			defer stop()
+		}
+		peers = append(peers, s3Peers(bin, srv, endpoint, o.s3Latency, drains)...)
+	}
 	// C-FIND, C-MOVE and DICOMweb compare pacsd with the Orthanc testpeer
 	// configures; whether Orthanc fsyncs its files matters little to the
 	// first two. The corpus of C-FIND is loaded once, into peers that
@@ -215,7 +246,7 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	}
 	versions := peerVersions(ctx, bin, !o.skipOrthanc, web)
 
-	r := report{opts: o, peers: peers, qrPeers: qrPeers, webPeers: webPeers, versions: versions, tmp: tmp}
+	r := report{opts: o, drains: drains, peers: peers, qrPeers: qrPeers, webPeers: webPeers, versions: versions, tmp: tmp}
 	r.load[0] = loadAverage()
 	start := time.Now()
 	var files []dcmgen.File
@@ -576,9 +607,12 @@ type report struct {
 	moves       []moveResult
 	web         *webResult
 	versions    versions
-	tmp         string
-	load        [2]string
-	elapsed     time.Duration
+	// drains are the times spooled peers took to upload everything
+	// after storescu ended, by peer.
+	drains  map[string][]time.Duration
+	tmp     string
+	load    [2]string
+	elapsed time.Duration
 	// The times of the parts; the memory measurement is quick.
 	elapsedStore, elapsedFind, elapsedMove, elapsedWeb time.Duration
 }
@@ -715,6 +749,21 @@ func (r *report) printStore(w io.Writer) {
 	ratio("storescp", targetVsStoreSCP, "storescp does not fsync")
 	ratio("orthanc", targetVsOrthanc, "this Orthanc does not fsync its files")
 	ratio("orthanc-sync", targetVsOrthanc, "this Orthanc fsyncs its files, not its directories or index")
+	if d, ok := all["pacsd-s3-direct"]; ok {
+		sp := all["pacsd-s3-spool"]
+		p("")
+		p("pacsd on S3 (MinIO on this machine, same disk, %v added to every request)", o.s3Latency)
+		p("  ack=spool / ack=direct  %5.2f", sp.median/d.median)
+		p("  ack=direct / filesystem %5.2f", d.median/all["pacsd"].median)
+		p("  ack=spool / filesystem  %5.2f", sp.median/all["pacsd"].median)
+		var secs []float64
+		for _, x := range r.drains["pacsd-s3-spool"] {
+			secs = append(secs, x.Seconds())
+		}
+		if len(secs) > 0 {
+			p("  the spool finished uploading a median %.2f s after storescu ended (%d runs)", median(secs), len(secs))
+		}
+	}
 	p("")
 
 	p("every run (order: slot within its round; CPU in seconds)")

@@ -78,6 +78,12 @@ func pacsdPeer(bin string) peer {
 // with new ports if pacsd exits first, which is what happens when another
 // program took a port in the meantime.
 func startPacsd(ctx context.Context, bin, dir string, dests []testpeer.Modality) (*server, error) {
+	return startPacsdWith(ctx, bin, dir, dests, nil, nil)
+}
+
+// startPacsdWith starts pacsd as startPacsd does, with more flags and
+// environment variables.
+func startPacsdWith(ctx context.Context, bin, dir string, dests []testpeer.Modality, flags, env []string) (*server, error) {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	data := filepath.Join(dir, "data")
@@ -99,7 +105,8 @@ func startPacsd(ctx context.Context, bin, dir string, dests []testpeer.Modality)
 		for _, d := range dests {
 			args = append(args, "--remote-ae", d.AET+"="+net.JoinHostPort(d.Host, strconv.Itoa(d.Port)))
 		}
-		p, err := testpeer.Start(ctx, testpeer.Cmd{Name: bin, Args: args, Dir: dir})
+		args = append(args, flags...)
+		p, err := testpeer.Start(ctx, testpeer.Cmd{Name: bin, Args: args, Dir: dir, Env: env})
 		if err != nil {
 			return nil, err
 		}
