@@ -17,7 +17,9 @@ type spooled struct {
 	uploaded atomic.Bool
 }
 
-func (s *spooled) Uploaded(ctx context.Context, key string) (bool, error) { return s.uploaded.Load(), nil }
+func (s *spooled) Uploaded(ctx context.Context, key string) (bool, error) {
+	return s.uploaded.Load(), nil
+}
 
 func TestCommitted(t *testing.T) {
 	st := &spooled{Store: mem.New()}
