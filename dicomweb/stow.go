@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 
@@ -31,11 +32,25 @@ const (
 	reasonElementsDiscarded = 0xB007
 )
 
-// stowResult collects the outcome of each part of a STOW-RS request.
+// stowResult collects the outcome of each part of a STOW-RS request; parts
+// finish concurrently.
 type stowResult struct {
+	mu             sync.Mutex
 	stored, failed []*dicom.Dataset
 	unavailable    bool
 	studies        map[string]bool
+}
+
+func (r *stowResult) fail(item *dicom.Dataset) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failed = append(r.failed, item)
+}
+
+func (r *stowResult) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.stored) + len(r.failed)
 }
 
 // store answers a STOW-RS request: each part of the multipart body is
@@ -68,42 +83,119 @@ func (s *Server) store(c echo.Context) error {
 		if params["boundary"] == "" {
 			return errorf(http.StatusBadRequest, "multipart/related without a boundary")
 		}
-		mr := multipart.NewReader(r.Body, params["boundary"])
-		for {
-			p, err := mr.NextPart()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				if tooLarge(err) {
-					return err
-				}
-				if len(res.stored)+len(res.failed) == 0 {
-					return errorf(http.StatusBadRequest, "multipart body: %v", err)
-				}
-				// Parts before the break are stored and must be
-				// reported; the client learns the rest failed.
-				res.failed = append(res.failed, failedItem("", "", reasonCannotUnderstand))
-				s.log().Warn("STOW-RS body broken after some parts", "err", err)
-				break
-			}
-			ct := p.Header.Get("Content-Type")
-			if pt, _, _ := mime.ParseMediaType(ct); ct != "" && pt != "application/dicom" {
-				res.failed = append(res.failed, failedItem("", "", reasonClassNotSupported))
-				s.log().Warn("STOW-RS part refused", "content_type", ct)
-				p.Close()
-				continue
-			}
-			if err := s.storePart(c, p, study, base, res); err != nil {
-				return err
-			}
-			p.Close()
+		if err := s.storeParts(c, multipart.NewReader(r.Body, params["boundary"]), study, base, res); err != nil {
+			return err
 		}
 	default:
 		return errorf(http.StatusUnsupportedMediaType, `Content-Type %q: STOW-RS takes multipart/related; type="application/dicom" or application/dicom`, mediaType)
 	}
 	return s.stowResponse(c, res, study, base)
 }
+
+// stowPipeline is how many parts of one request may be in the archive at
+// once: a part is read from the body in full before the next, but the
+// fsyncs and index commit that make it durable overlap with reading the
+// next ones. The response waits for all of them.
+const stowPipeline = 4
+
+// storeParts archives the parts of a multipart body in turn, each handed
+// to the archive as it is read.
+func (s *Server) storeParts(c echo.Context, mr *multipart.Reader, study, base string, res *stowResult) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, stowPipeline)
+	var fatal error
+	var mu sync.Mutex
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if tooLarge(err) {
+				return err
+			}
+			wg.Wait()
+			if res.count() == 0 {
+				return errorf(http.StatusBadRequest, "multipart body: %v", err)
+			}
+			// Parts before the break are stored and must be
+			// reported; the client learns the rest failed.
+			res.fail(failedItem("", "", reasonCannotUnderstand))
+			s.log().Warn("STOW-RS body broken after some parts", "err", err)
+			break
+		}
+		ct := p.Header.Get("Content-Type")
+		if pt, _, _ := mime.ParseMediaType(ct); ct != "" && pt != "application/dicom" {
+			res.fail(failedItem("", "", reasonClassNotSupported))
+			s.log().Warn("STOW-RS part refused", "content_type", ct)
+			p.Close()
+			continue
+		}
+		sem <- struct{}{}
+		body := newPartReader(p)
+		wg.Go(func() {
+			defer func() { <-sem }()
+			err := s.storePart(c, body, study, base, res)
+			body.release()
+			if err != nil {
+				mu.Lock()
+				fatal = err
+				mu.Unlock()
+			}
+		})
+		// The next part may be read once this one has been read to
+		// its end, or the archive has stopped reading it.
+		<-body.done
+		mu.Lock()
+		err = fatal
+		mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	wg.Wait()
+	return fatal
+}
+
+// partReader reads a part for the archive and says when the part is
+// done with: read to its end or to an error, or released by the archive.
+// After that it never reads the part again, so the multipart reader may
+// move on to the next part while the archive finishes this one.
+type partReader struct {
+	mu   sync.Mutex
+	r    io.Reader
+	err  error
+	done chan struct{}
+}
+
+func newPartReader(r io.Reader) *partReader { return &partReader{r: r, done: make(chan struct{})} }
+
+func (p *partReader) Read(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return 0, p.err
+	}
+	n, err := p.r.Read(b)
+	if err != nil {
+		p.err = err
+		close(p.done)
+	}
+	return n, err
+}
+
+// release ends the part for the archive, if it has not ended.
+func (p *partReader) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err == nil {
+		p.err = errReleased
+		close(p.done)
+	}
+}
+
+var errReleased = errors.New("dicomweb: part released")
 
 // storePart archives one Part-10 object. It returns an error only when
 // the whole request must fail: the body exceeds the limit.
@@ -114,7 +206,7 @@ func (s *Server) storePart(c echo.Context, body io.Reader, study, base string, r
 		if tooLarge(err) {
 			return err
 		}
-		res.failed = append(res.failed, failedItem("", "", reasonCannotUnderstand))
+		res.fail(failedItem("", "", reasonCannotUnderstand))
 		s.log().Warn("STOW-RS part is not a DICOM file", "err", err)
 		return nil
 	}
@@ -139,9 +231,12 @@ func (s *Server) storePart(c echo.Context, body io.Reader, study, base string, r
 		case errors.Is(err, archive.ErrDuplicate):
 			reason = reasonDuplicate
 		case errors.Is(err, archive.ErrUnavailable):
-			reason, res.unavailable = reasonOutOfResources, true
+			reason = reasonOutOfResources
+			res.mu.Lock()
+			res.unavailable = true
+			res.mu.Unlock()
 		}
-		res.failed = append(res.failed, failedItem(fm.MediaStorageSOPClassUID, fm.MediaStorageSOPInstanceUID, reason))
+		res.fail(failedItem(fm.MediaStorageSOPClassUID, fm.MediaStorageSOPInstanceUID, reason))
 		s.log().Warn("STOW-RS instance not stored", "sop_instance_uid", fm.MediaStorageSOPInstanceUID, "reason", fmt.Sprintf("%04X", reason), "err", err)
 		return nil
 	}
@@ -154,8 +249,10 @@ func (s *Server) storePart(c echo.Context, body io.Reader, study, base string, r
 	if r.Warning != nil {
 		item.Elements = append(item.Elements, dicom.Element{Tag: tag.WarningReason, VR: "US", Values: []string{strconv.Itoa(reasonElementsDiscarded)}})
 	}
+	res.mu.Lock()
 	res.stored = append(res.stored, item)
 	res.studies[in.StudyInstanceUID] = true
+	res.mu.Unlock()
 	return nil
 }
 
