@@ -52,6 +52,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzScanner -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzTranscode -fuzztime $(FUZZTIME)
+	$(GO) test ./dicom -run '^$$' -fuzz FuzzTextDecoder -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom/render -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME)
 	$(GO) test ./dimse/internal/pdu -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
 	$(GO) test ./dimse/internal/cmdset -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)

@@ -4,8 +4,9 @@
 // its offset instead of held in memory. The bytes themselves are never
 // changed; the caller keeps them verbatim.
 //
-// Attribute values are decoded by github.com/suyashkumar/dicom; its types
-// stay inside this package so that it can be replaced.
+// Attribute values are read by github.com/suyashkumar/dicom, and their text
+// decoded from its character set here; the library's types stay inside this
+// package so that it can be replaced.
 package dicom
 
 import (
@@ -25,8 +26,9 @@ type Element struct {
 	Tag tag.Tag
 	VR  string
 	// Values holds the values of every VR but SQ and the binary VRs, as
-	// text: strings decoded to UTF-8 from the data set's character set,
-	// numbers in decimal, AT as eight hexadecimal digits.
+	// text: strings decoded to UTF-8 from the character set of their data
+	// set or sequence item (left as they are where no Specific Character
+	// Set names one), numbers in decimal, AT as eight hexadecimal digits.
 	Values []string
 	// Items holds the items of a sequence (SQ).
 	Items []*Dataset

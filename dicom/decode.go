@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode"
 
 	sdicom "github.com/suyashkumar/dicom"
 	stag "github.com/suyashkumar/dicom/pkg/tag"
@@ -16,10 +17,36 @@ import (
 )
 
 // decode turns the walker's normalized copy of a header into a Dataset,
-// with suyashkumar/dicom decoding the values and character sets. It
-// returns what it decoded before any error.
+// with suyashkumar/dicom reading the elements and their values, and
+// textDecoder their text. It returns what it decoded before any error.
 func decode(copy []byte, bulk []bulkValue, nonce [8]byte, pixelIdx int) (ds *Dataset, err error) {
 	ds = &Dataset{}
+	if len(copy) == 0 {
+		return ds, nil
+	}
+	els, err := readCopy(copy)
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("decoder: %v", r)
+		}
+	}()
+	d := decoder{bulk: bulk, nonce: nonce, pixelIdx: pixelIdx}
+	// The Specific Character Set of the data set applies to all its
+	// text, including elements before it (group 0004 of a DICOMDIR).
+	text := charsetOf(els, nil)
+	for _, el := range els {
+		e, err := d.element(el, true, text)
+		if err != nil {
+			return ds, err
+		}
+		ds.Elements = append(ds.Elements, e)
+	}
+	return ds, err
+}
+
+// readCopy returns the top-level elements that suyashkumar/dicom reads
+// from the copy, up to any error.
+func readCopy(copy []byte) (els []*sdicom.Element, err error) {
 	// The decoder panics on some input it finds inconsistent (log.Panicf
 	// in its value accessors). Whatever a sender puts in a data set must
 	// not stop the archive: a panic is a decoding error like any other.
@@ -28,9 +55,6 @@ func decode(copy []byte, bulk []bulkValue, nonce [8]byte, pixelIdx int) (ds *Dat
 			err = fmt.Errorf("decoder: %v", r)
 		}
 	}()
-	if len(copy) == 0 {
-		return ds, nil
-	}
 	// File Meta Information naming Explicit VR Little Endian, the copy's
 	// encoding, spares the decoder its guess at the transfer syntax: a
 	// guess that reads header bytes as lengths and allocates accordingly.
@@ -39,26 +63,21 @@ func decode(copy []byte, bulk []bulkValue, nonce [8]byte, pixelIdx int) (ds *Dat
 		sdicom.AllowUnknownSpecificCharacterSet(),
 		sdicom.SkipPixelData())
 	if err != nil {
-		return ds, err
+		return nil, err
 	}
 	p.SetTransferSyntax(binary.LittleEndian, false)
-	d := decoder{bulk: bulk, nonce: nonce, pixelIdx: pixelIdx}
 	for {
 		el, err := p.Next()
 		if errors.Is(err, sdicom.ErrorEndOfDICOM) {
-			return ds, nil
+			return els, nil
 		}
 		if err != nil {
-			return ds, err
+			return els, err
 		}
 		if el.Tag == stag.DataSetTrailingPadding {
 			continue
 		}
-		e, err := d.element(el, true)
-		if err != nil {
-			return ds, err
-		}
-		ds.Elements = append(ds.Elements, e)
+		els = append(els, el)
 	}
 }
 
@@ -79,11 +98,45 @@ type decoder struct {
 	pixelIdx int
 }
 
-func (d *decoder) element(el *sdicom.Element, top bool) (Element, error) {
+// charsetOf returns the decoder of the text of a data set or item of
+// elements els: the one its own Specific Character Set names, or else
+// inherited, the enclosing data set's (PS3.5 §7.5.3).
+func charsetOf(els []*sdicom.Element, inherited *textDecoder) *textDecoder {
+	for _, el := range els {
+		if el.Tag == stag.SpecificCharacterSet {
+			if v, ok := el.Value.GetValue().([]string); ok {
+				return newTextDecoder(charsetValues(v))
+			}
+		}
+	}
+	return inherited
+}
+
+// charsetValues returns the values of a Specific Character Set as the
+// decoder read them, less the walker's charsetMark.
+func charsetValues(v []string) []string {
+	return splitValues("CS", strings.TrimPrefix(strings.Join(v, `\`), charsetMark))
+}
+
+func (d *decoder) element(el *sdicom.Element, top bool, text *textDecoder) (Element, error) {
 	e := Element{Tag: tag.New(el.Tag.Group, el.Tag.Element), VR: el.RawValueRepresentation}
 	switch v := el.Value.GetValue().(type) {
 	case []string:
-		e.Values = splitValues(e.VR, v)
+		if e.Tag == tag.SpecificCharacterSet {
+			e.Values = charsetValues(v)
+			break
+		}
+		// The decoder leaves text as the bytes it read (see
+		// charsetMark), split at every backslash, even where one is
+		// the second byte of a GBK character: joined again, the value
+		// is whole. It trims the padding of a value that is not all
+		// white space; here again, after decoding, for padding that an
+		// escape sequence hid from it.
+		s := text.decode(e.VR, strings.Join(v, `\`))
+		if strings.TrimFunc(s, unicode.IsSpace) != "" {
+			s = strings.Trim(s, " \x00")
+		}
+		e.Values = splitValues(e.VR, s)
 	case []int:
 		if e.VR == "AT" {
 			for i := 0; i+1 < len(v); i += 2 {
@@ -117,9 +170,11 @@ func (d *decoder) element(el *sdicom.Element, top bool) (Element, error) {
 	case []*sdicom.SequenceItemValue:
 		e.VR = "SQ"
 		for _, it := range v {
+			els := it.GetValue().([]*sdicom.Element)
+			itemText := charsetOf(els, text)
 			item := &Dataset{}
-			for _, sub := range it.GetValue().([]*sdicom.Element) {
-				se, err := d.element(sub, false)
+			for _, sub := range els {
+				se, err := d.element(sub, false, itemText)
 				if err != nil {
 					return e, err
 				}
@@ -141,10 +196,10 @@ func (d *decoder) element(el *sdicom.Element, top bool) (Element, error) {
 	return e, nil
 }
 
-// splitValues undoes the decoder's splitting where it does not apply and
-// trims the padding PS3.5 §6.2 says is not significant.
-func splitValues(vr string, v []string) []string {
-	s := strings.Join(v, `\`)
+// splitValues splits the text s of a value of vr into its values where
+// vr has several, and trims the padding PS3.5 §6.2 says is not
+// significant.
+func splitValues(vr, s string) []string {
 	switch vr {
 	case "LT", "ST", "UT":
 		// Single-valued; a backslash is text (PS3.5 §6.2).

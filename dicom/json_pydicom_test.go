@@ -57,22 +57,7 @@ json.dump(out, sys.stdout)
 // the JSON encoder, keyed by sample and element path. The test logs them
 // instead of failing, and fails once one is gone, so that its entry is
 // removed with the fix.
-var knownBugs = map[string]string{
-	// The decoder turns JIS X 0201 katakana (ISO 2022 IR 13, the
-	// single-byte half of the Japanese character sets) into U+FFFD.
-	"charset_files/chrH32.dcm 00100010":                     "ISO 2022 IR 13 katakana decoded as U+FFFD",
-	"charset_files/chrSQEncoding1.dcm 00321064[0]/00100010": "ISO 2022 IR 13 katakana decoded as U+FFFD",
-	// The decoder leaves the escape sequences of ISO 2022 IR 149
-	// (Korean, KS X 1001) in the text.
-	"charset_files/chrI2.dcm 00100010":          "ISO 2022 IR 149 escape sequences left in the text",
-	"charset_files/chrKoreanMulti.dcm 00081070": "ISO 2022 IR 149 escape sequences left in the text",
-	"charset_files/chrKoreanMulti.dcm 00100010": "ISO 2022 IR 149 escape sequences left in the text",
-	"charset_files/chrKoreanMulti.dcm 00101001": "ISO 2022 IR 149 escape sequences left in the text",
-	"charset_files/chrKoreanMulti.dcm 001021B0": "ISO 2022 IR 149 escape sequences left in the text",
-	// A Specific Character Set inside a sequence item, which governs
-	// that item (PS3.5), is not applied to the item's values.
-	"charset_files/chrSQEncoding.dcm 00321064[0]/00100010": "Specific Character Set of a sequence item ignored",
-}
+var knownBugs = map[string]string{}
 
 // TestJSONMatchesPydicom compares pacsd's DICOM JSON of every sample file
 // with pydicom's, an independent implementation, element by element:

@@ -421,7 +421,7 @@ func (w *walker) walkUntil(stop tag.Tag) (more bool, err error) {
 
 // value walks the value of an element whose header has been read.
 func (w *walker) value(sx syntax, t tag.Tag, vr string, length uint32, depth int, top bool) error {
-	if t == tag.SpecificCharacterSet && vr != "CS" {
+	if t == tag.SpecificCharacterSet {
 		return w.charset(length)
 	}
 	switch {
@@ -502,24 +502,35 @@ func (w *walker) value(sx syntax, t tag.Tag, vr string, length uint32, depth int
 	return nil
 }
 
-// charset copies a Specific Character Set sent with a VR other than CS as
-// CS: the decoder takes it for text whatever its VR says, and fails
-// otherwise. A value of undefined or absurd length is left out.
+// charset copies a Specific Character Set into the copy as CS, whatever
+// its VR (the decoder takes it for text whatever its VR says, and fails
+// otherwise), with charsetMark before its value. A value of undefined or
+// absurd length is left out.
 func (w *walker) charset(length uint32) error {
 	if length == undefinedLength {
 		return malformed("Specific Character Set of undefined length at offset %d", w.pos)
 	}
-	if length > math.MaxUint16 {
+	if length > math.MaxUint16-uint32(len(charsetMark)) {
 		return w.skip(int64(length))
 	}
 	v, err := w.read(int(length))
 	if err != nil {
 		return err
 	}
-	w.emitHeader(tag.SpecificCharacterSet, "CS", length)
+	w.emitHeader(tag.SpecificCharacterSet, "CS", length+uint32(len(charsetMark)))
+	w.emit([]byte(charsetMark)...)
 	w.emit(v...)
 	return nil
 }
+
+// charsetMark is what the walker puts before every Specific Character Set
+// value in the copy. A value that begins with it names no character set
+// suyashkumar/dicom knows, so that decoder, which would decode the text
+// after a top-level Specific Character Set (wrongly with code extensions,
+// and ignoring those of sequence items), leaves every text value as the
+// bytes it read. decode removes the mark and decodes the text itself (see
+// textDecoder).
+const charsetMark = "\x01"
 
 // maxText is the longest text value kept in the copy; longer ones (UT,
 // UC, UR can be up to 4 GiB) are located like bulk data.
