@@ -27,6 +27,10 @@ type SOPRef struct {
 type CommitRequest struct {
 	TransactionUID string
 	Instances      []SOPRef
+	// Answered is closed once the N-ACTION response has been sent (or
+	// could not be): the peer expects the response before the result, so
+	// a result for the same association waits for it.
+	Answered <-chan struct{}
 }
 
 // CommitResult is a Storage Commitment result (N-EVENT-REPORT): the
@@ -50,7 +54,8 @@ type FailedSOP struct {
 // Commitment Push Model). Commit is called once the request has arrived;
 // returning nil answers Success, which only acknowledges the request: the
 // handler reports the result later, with Association.ReportCommit on
-// the same association while a is open, or on a new one.
+// the same association while a is open (after req.Answered is closed),
+// or on a new one.
 type CommitHandler interface {
 	Commit(ctx context.Context, a *Association, req *CommitRequest) error
 }
@@ -73,6 +78,7 @@ func commitRequest(a *Association, cmd *cmdset.Command, pc *PresentationContext,
 	}
 	var field cmdset.Field
 	var handle func(ctx context.Context, ds *dicom.Dataset) error
+	answered := make(chan struct{})
 	switch cmd.CommandField {
 	case cmdset.NActionRQ:
 		if commit == nil {
@@ -86,7 +92,7 @@ func commitRequest(a *Association, cmd *cmdset.Command, pc *PresentationContext,
 			if cmd.RequestedSOPInstanceUID != uid.StorageCommitmentPushModelInstance {
 				return Errorf(StatusNoSuchObjectInstance, "Requested SOP Instance UID must be %s", uid.StorageCommitmentPushModelInstance)
 			}
-			req := &CommitRequest{TransactionUID: ds.First(tag.TransactionUID), Instances: refs(ds.Items(tag.ReferencedSOPSequence))}
+			req := &CommitRequest{TransactionUID: ds.First(tag.TransactionUID), Instances: refs(ds.Items(tag.ReferencedSOPSequence)), Answered: answered}
 			if req.TransactionUID == "" || len(req.Instances) == 0 {
 				return Errorf(StatusMissingAttribute, "Transaction UID and Referenced SOP Sequence are required")
 			}
@@ -126,6 +132,7 @@ func commitRequest(a *Association, cmd *cmdset.Command, pc *PresentationContext,
 		if data == nil {
 			return
 		}
+		defer close(answered)
 		ts, _ := uid.LookupTransferSyntax(pc.TransferSyntax)
 		ds, err := dicom.Parse(data, ts)
 		if err != nil {

@@ -17,6 +17,7 @@ type committer struct{ got chan *CommitRequest }
 func (c *committer) Commit(ctx context.Context, a *Association, req *CommitRequest) error {
 	c.got <- req
 	go func() {
+		<-req.Answered // the N-ACTION response goes first
 		res := &CommitResult{TransactionUID: req.TransactionUID}
 		for _, r := range req.Instances {
 			if r.InstanceUID[len(r.InstanceUID)-2:] == ".9" {
@@ -49,7 +50,7 @@ func TestStorageCommitmentOverPipe(t *testing.T) {
 	if err := a.RequestCommit(t.Context(), req); err != nil {
 		t.Fatalf("RequestCommit: %v", err)
 	}
-	if r := <-c.got; !reflect.DeepEqual(r, req) {
+	if r := <-c.got; r.TransactionUID != req.TransactionUID || !reflect.DeepEqual(r.Instances, req.Instances) {
 		t.Errorf("SCP received %+v, want %+v", r, req)
 	}
 	select {

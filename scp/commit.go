@@ -84,7 +84,7 @@ func (c *Commitment) Commit(ctx context.Context, a *dimse.Association, req *dims
 			c.mu.Unlock()
 		}()
 		res := c.check(base, req)
-		c.report(base, a, res)
+		c.report(base, a, req, res)
 	}()
 	return nil
 }
@@ -133,8 +133,16 @@ func (c *Commitment) check(ctx context.Context, req *dimse.CommitRequest) *dimse
 
 // report sends a result on the requesting association if it is still
 // open, or on a new one.
-func (c *Commitment) report(ctx context.Context, a *dimse.Association, res *dimse.CommitResult) {
+func (c *Commitment) report(ctx context.Context, a *dimse.Association, req *dimse.CommitRequest, res *dimse.CommitResult) {
 	log := c.log().With("calling_ae", a.CallingAE(), "transaction_uid", res.TransactionUID)
+	if req.Answered != nil {
+		select {
+		case <-req.Answered:
+		case <-a.Done():
+		case <-ctx.Done():
+			return
+		}
+	}
 	select {
 	case <-a.Done():
 	default:
