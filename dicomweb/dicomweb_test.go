@@ -579,3 +579,26 @@ func pixelFrames(t *testing.T, s sample) [][]byte {
 	}
 	return out
 }
+
+// TestSearchLimit checks that a search cut at the server's maximum says
+// so, in a Warning trailer.
+func TestSearchLimit(t *testing.T) {
+	f := newFixture(t, func(s *dicomweb.Server) { s.MaxMatches = 2 })
+	var bodies [][]byte
+	for _, s := range localSamples(t) {
+		bodies = append(bodies, s.data)
+	}
+	stow(t, f.url+"/studies", bodies...)
+	resp, b := get(t, f.url+"/studies")
+	var got []map[string]any
+	if err := json.Unmarshal(b, &got); err != nil || len(got) != 2 {
+		t.Fatalf("%d matches (%v), want the maximum, 2", len(got), err)
+	}
+	if w := resp.Trailer.Get("Warning"); !strings.HasPrefix(w, "299 ") {
+		t.Errorf("Warning trailer %q, want a 299 warning", w)
+	}
+	resp, b = get(t, f.url+"/studies?limit=2")
+	if err := json.Unmarshal(b, &got); err != nil || len(got) != 2 || resp.Trailer.Get("Warning") != "" {
+		t.Errorf("limit=2: %d matches, Warning %q; want 2 and none", len(got), resp.Trailer.Get("Warning"))
+	}
+}

@@ -1,6 +1,7 @@
 package dicomweb
 
 import (
+	"fmt"
 	"iter"
 	"net/http"
 	"slices"
@@ -92,15 +93,22 @@ func (s *Server) search(c echo.Context, level index.Level) error {
 		return c.NoContent(http.StatusNoContent) // PS3.18 §8.3.4.2: no matches
 	}
 	base := s.baseURL(c.Request())
+	if limited {
+		// Whether the search is cut short is known only at its end,
+		// after the status line: the warning goes in a trailer.
+		c.Response().Header().Set("Trailer", "Warning")
+	}
 	w := newJSONWriter(c, "")
 	defer w.Close()
 	w.WriteString("[")
 	n := 0
 	for ds := first; ; {
 		if limited && n == s.MaxMatches {
-			// The status line is sent: the warning goes in a trailer
-			// header too late for most clients, so it is logged as well.
+			// Clients that do not read trailers miss the warning, so
+			// it is logged as well.
 			s.log().Warn("search cut at the maximum number of matches", "path", c.Request().URL.Path, "max", s.MaxMatches)
+			c.Response().Header().Set(http.TrailerPrefix+"Warning",
+				fmt.Sprintf("299 pacsd %q", fmt.Sprintf("the search matches more than %d results; the first %d are returned, ask for more with offset", s.MaxMatches, s.MaxMatches)))
 			break
 		}
 		if n > 0 {

@@ -15,7 +15,6 @@ import (
 	"iter"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -254,9 +253,4 @@ func seriesURL(base, study, series string) string {
 }
 func instanceURL(base, study, series, instance string) string {
 	return seriesURL(base, study, series) + "/instances/" + instance
-}
-
-// warning sets a Warning header (RFC 9111 §5.5, as PS3.18 §8.4.3 uses it).
-func warning(c echo.Context, text string) {
-	c.Response().Header().Add("Warning", "299 pacsd "+strconv.Quote(text))
 }
