@@ -83,7 +83,7 @@ var options = []option{
 		func(c *config, v string) (err error) { c.ShutdownTimeout, err = time.ParseDuration(v); return }},
 	{"remote_aes", "remote AEs (C-MOVE destinations), comma-separated AET=HOST:PORT or AET=tls://HOST:PORT; the flag --remote-ae may be repeated", "",
 		func(c *config, v string) error { c.RemoteAEs = splitList(v); return nil }},
-	{"max_matches", "most matches a C-FIND returns before it ends with 0xA700 (0: no limit)", "10000",
+	{"max_matches", "most matches a C-FIND returns before it ends with 0xA700, and a QIDO-RS search without a smaller limit (0: no limit)", "10000",
 		func(c *config, v string) (err error) { c.MaxMatches, err = strconv.Atoi(v); return }},
 	{"case_sensitive_names", "match person names case-sensitively in C-FIND", "false",
 		func(c *config, v string) (err error) { c.CaseSensitivePN, err = strconv.ParseBool(v); return }},
