@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	neturl "net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -261,6 +262,95 @@ func TestS3ServerErrors(t *testing.T) {
 	for i, want := range []bool{true, false, true, true} {
 		if sop := fmt.Sprintf("%s.%d", series, i+1); found[sop] != want {
 			t.Errorf("%s indexed: %v, want %v", sop, found[sop], want)
+		}
+	}
+}
+
+// TestSpoolDiskFull fills the spool's disk while S3 is away: pacsd, with
+// its spool on a 2 MiB filesystem of its own (a tmpfs mounted in a mount
+// namespace of the pacsd process, so that nothing else sees it), refuses
+// what it cannot spool with 0xA7xx and stores nothing of it, keeps
+// serving, and takes instances in again, without a restart, once S3 is
+// back and the spool has drained.
+func TestSpoolDiskFull(t *testing.T) {
+	testpeer.Need(t, "unshare")
+	a := newS3Archive(t)
+	data := t.TempDir()
+	spoolDir := filepath.Join(data, "spool")
+	if err := os.MkdirAll(spoolDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// unshare makes a user namespace in which the test's user is root,
+	// with a mount namespace of its own, so that mounting needs no
+	// privilege and the mount ends with the process.
+	wrap := []string{"unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+		`mount -t tmpfs -o size=2m tmpfs "$0" && exec "$@"`, spoolDir}
+	p := startPacsdIn(t, wrap, data, "--storage", a.url("ack=spool", "spool_dir="+spoolDir))
+	if err := a.srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	assoc, _ := dial(t, p)
+	study, series := dcmgen.UID(), dcmgen.UID()
+	store := func(i int) (dimse.Status, error) {
+		sop := fmt.Sprintf("%s.%d", series, i)
+		return assoc.Store(t.Context(), &dimse.StoreRequest{SOPClassUID: uid.CTImageStorage, SOPInstanceUID: sop,
+			TransferSyntaxUID: uid.ExplicitVRLittleEndian, Dataset: bytes.NewReader(dataset(t, study, series, sop))})
+	}
+	var acked []int
+	refused := -1
+	for i := 1; i <= 1000 && refused < 0; i++ {
+		st, err := store(i)
+		var se *dimse.StatusError
+		switch {
+		case err == nil && st.IsSuccess():
+			acked = append(acked, i)
+		case errors.As(err, &se) && se.Status&0xFF00 == 0xA700:
+			refused = i
+			t.Logf("instance %d refused with the spool full: %v", i, err)
+		default:
+			t.Fatalf("instance %d: %v %v", i, st, err)
+		}
+	}
+	if refused < 0 || len(acked) == 0 {
+		t.Fatalf("%d acknowledged and none refused: the spool never filled", len(acked))
+	}
+	if st, err := store(refused); err == nil {
+		t.Fatalf("a store into the full spool succeeded: %v", st)
+	}
+	if code, err := httpGet("http://" + p.httpAddr + "/healthz"); err != nil || code != 200 {
+		t.Errorf("/healthz with the spool full: %d %v", code, err)
+	}
+
+	// S3 returns; the spool drains and makes room; the refused instance
+	// goes in on the same association.
+	if err := a.srv.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st, err := store(refused)
+		if err == nil && st.IsSuccess() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the refused instance is still refused two minutes after S3 came back: %v %v", st, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	acked = append(acked, refused)
+	assoc.Release(t.Context())
+	found := map[string]bool{}
+	for _, m := range qido(t, p, "/studies/"+study+"/instances") {
+		e, _ := m["00080018"].(map[string]any)
+		v, _ := e["Value"].([]any)
+		found[v[0].(string)] = true
+	}
+	if len(found) != len(acked) {
+		t.Errorf("%d instances indexed, %d acknowledged", len(found), len(acked))
+	}
+	for _, i := range acked {
+		if sop := fmt.Sprintf("%s.%d", series, i); !found[sop] {
+			t.Errorf("%s acknowledged but not indexed", sop)
 		}
 	}
 }

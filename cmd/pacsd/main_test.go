@@ -56,6 +56,14 @@ func (p *instance) port() string { _, port, _ := net.SplitHostPort(p.dimseAddr);
 // waits until it listens.
 func startPacsd(t *testing.T, data string, flags ...string) *instance {
 	t.Helper()
+	return startPacsdIn(t, nil, data, flags...)
+}
+
+// startPacsdIn runs pacsd serve as startPacsd does, through the command
+// wrap (a program and its arguments, which end by running the program
+// given after them), if not nil.
+func startPacsdIn(t *testing.T, wrap []string, data string, flags ...string) *instance {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +71,11 @@ func startPacsd(t *testing.T, data string, flags ...string) *instance {
 	dir := t.TempDir()
 	args := append([]string{"serve", "--data", data, "--dimse-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--log-format", "json", "--shutdown-timeout", "10s"}, flags...)
-	proc := testpeer.StartT(t, testpeer.Cmd{Name: exe, Args: args, Dir: dir, Env: []string{"PACSD_TEST_AS_MAIN=1"}})
+	cmd := testpeer.Cmd{Name: exe, Args: args, Dir: dir, Env: []string{"PACSD_TEST_AS_MAIN=1"}}
+	if wrap != nil {
+		cmd.Name, cmd.Args = wrap[0], append(append(wrap[1:len(wrap):len(wrap)], exe), args...)
+	}
+	proc := testpeer.StartT(t, cmd)
 	p := &instance{t: t, proc: proc, data: data}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
