@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # would add 40 ms to every DIMSE message they send.
 export TCP_NODELAY := 1
 
-.PHONY: build run test deps lint vet fmt bench fuzz clean
+.PHONY: build run test deps lint vet fmt staticcheck bench fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/pacsd ./cmd/pacsd
@@ -18,17 +18,24 @@ run:
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/pacsd serve
 
 # Installs the peers the tests run against if any is missing, checks
-# formatting and vet, then runs every test with the race detector.
+# formatting, vet and staticcheck, then runs every test with the race
+# detector.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 deps:
 	@scripts/install-test-deps
 
-lint: vet fmt
+lint: vet fmt staticcheck
 
 vet:
 	$(GO) vet ./...
+
+# staticcheck runs from the module proxy at a pinned version, cached after
+# the first run.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+staticcheck:
+	$(GO) run $(STATICCHECK) ./...
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

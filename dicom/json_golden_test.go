@@ -220,7 +220,7 @@ func readSample(t *testing.T, path string) Header {
 	if !ok {
 		t.Fatalf("transfer syntax %q unknown", m.TransferSyntaxUID)
 	}
-	_, err, h := scanAll(t, data, ts, Limits{})
+	_, h, err := scanAll(t, data, ts, Limits{})
 	if err != nil {
 		t.Fatalf("Identify: %v", err)
 	}

@@ -109,7 +109,7 @@ func TestJSONMatchesPydicom(t *testing.T) {
 			if !ok {
 				t.Fatalf("transfer syntax %q unknown", m.TransferSyntaxUID)
 			}
-			_, err, h := scanAll(t, data, ts, Limits{})
+			_, h, err := scanAll(t, data, ts, Limits{})
 			if err == nil {
 				err = h.Err
 			}

@@ -26,7 +26,7 @@ func TestSamples(t *testing.T) {
 				t.Fatal(err)
 			}
 			ts, _ := uid.LookupTransferSyntax(m.TransferSyntaxUID)
-			id, err, h := scanAll(t, data, ts, Limits{})
+			id, h, err := scanAll(t, data, ts, Limits{})
 			if err != nil || h.Err != nil {
 				t.Fatalf("%v / %v", err, h.Err)
 			}

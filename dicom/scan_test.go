@@ -18,13 +18,13 @@ import (
 
 // scanAll runs a Scanner over data the way the archive does and checks
 // that the bytes it passes on are the bytes it was given.
-func scanAll(t *testing.T, data []byte, ts uid.TransferSyntax, lim Limits) (Identity, error, Header) {
+func scanAll(t *testing.T, data []byte, ts uid.TransferSyntax, lim Limits) (Identity, Header, error) {
 	t.Helper()
 	s := NewScanner(bytes.NewReader(data), ts, lim)
 	id, err := s.Identify()
 	if err != nil {
 		s.Close()
-		return id, err, s.Header()
+		return id, s.Header(), err
 	}
 	var got bytes.Buffer
 	got.Write(s.Prefix())
@@ -34,7 +34,7 @@ func scanAll(t *testing.T, data []byte, ts uid.TransferSyntax, lim Limits) (Iden
 	if !bytes.Equal(got.Bytes(), data) {
 		t.Fatalf("bytes passed on differ from the input: %d bytes vs %d", got.Len(), len(data))
 	}
-	return id, nil, s.Header()
+	return id, s.Header(), nil
 }
 
 func readPart10(path string) (FileMeta, []byte, error) {
@@ -82,7 +82,7 @@ func TestScanMatchesDcmdump(t *testing.T) {
 			if !ok {
 				t.Fatalf("transfer syntax %q unknown", m.TransferSyntaxUID)
 			}
-			id, err, h := scanAll(t, data, ts, Limits{})
+			id, h, err := scanAll(t, data, ts, Limits{})
 			if err != nil {
 				t.Fatalf("Identify: %v", err)
 			}

@@ -98,7 +98,7 @@ func TestScanStructures(t *testing.T) {
 		e.el(tag.Item, "", 2, []byte("f2"))
 		e.el(tag.SequenceDelimitationItem, "", 0, nil)
 
-		id, err, h := scanAll(t, e.b.Bytes(), uid.TransferSyntax{ExplicitVR: true, Encapsulated: true}, Limits{})
+		id, h, err := scanAll(t, e.b.Bytes(), uid.TransferSyntax{ExplicitVR: true, Encapsulated: true}, Limits{})
 		if err != nil || h.Err != nil {
 			t.Fatalf("Identify: %v; header: %v", err, h.Err)
 		}
@@ -136,7 +136,7 @@ func TestScanStructures(t *testing.T) {
 		e.el(tag.New(0x0028, 0x1201), "OW", 4, []byte{0x12, 0x34, 0x56, 0x78}) // small: inline, swapped
 		big := bytes.Repeat([]byte{7}, 5000)
 		e.el(tag.PixelData, "OW", uint32(len(big)), big)
-		_, err, h := scanAll(t, e.b.Bytes(), explicitBE, Limits{})
+		_, h, err := scanAll(t, e.b.Bytes(), explicitBE, Limits{})
 		if err != nil || h.Err != nil {
 			t.Fatalf("%v / %v", err, h.Err)
 		}
@@ -158,7 +158,7 @@ func TestScanStructures(t *testing.T) {
 		e.ids()
 		e.str(tag.New(0x0011, 0x0010), "", "ACME 1.0")
 		e.str(tag.New(0x0011, 0x1010), "", "opaque")
-		_, err, h := scanAll(t, e.b.Bytes(), implicitLE, Limits{})
+		_, h, err := scanAll(t, e.b.Bytes(), implicitLE, Limits{})
 		if err != nil || h.Err != nil {
 			t.Fatalf("%v / %v", err, h.Err)
 		}
@@ -176,7 +176,7 @@ func TestScanStructures(t *testing.T) {
 	t.Run("implicit data set labelled explicit", func(t *testing.T) {
 		e := &enc{sx: syntax{}}
 		e.ids()
-		id, err, h := scanAll(t, e.b.Bytes(), explicitLE, Limits{})
+		id, h, err := scanAll(t, e.b.Bytes(), explicitLE, Limits{})
 		if err != nil || h.Err != nil || id.StudyInstanceUID != "1.2.3" {
 			t.Fatalf("%+v %v / %v", id, err, h.Err)
 		}
@@ -187,7 +187,7 @@ func TestScanStructures(t *testing.T) {
 		e.str(tag.SOPClassUID, "UI", uid.CTImageStorage).str(tag.SOPInstanceUID, "UI", "1.2.3.4")
 		e.str(tag.StudyInstanceUID, "UI", "1.2.3").str(tag.Modality, "CS", "MR")
 		e.str(tag.SeriesInstanceUID, "UI", "1.2.3.5")
-		id, err, _ := scanAll(t, e.b.Bytes(), explicitLE, Limits{})
+		id, _, err := scanAll(t, e.b.Bytes(), explicitLE, Limits{})
 		if err != nil || id.SeriesInstanceUID != "1.2.3.5" {
 			t.Fatalf("%+v %v", id, err)
 		}
@@ -199,7 +199,7 @@ func TestScanStructures(t *testing.T) {
 		e.str(tag.StudyDescription, "LO", "kept")
 		e.str(tag.New(0x0040, 0xA160), "UT", strings.Repeat("x", 4000))
 		e.str(tag.New(0x0040, 0xA161), "LT", "after")
-		_, err, h := scanAll(t, e.b.Bytes(), explicitLE, Limits{Header: 1024})
+		_, h, err := scanAll(t, e.b.Bytes(), explicitLE, Limits{Header: 1024})
 		if err != nil || h.Err != nil {
 			t.Fatalf("%v / %v", err, h.Err)
 		}
@@ -255,7 +255,7 @@ func TestScanMalformed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := &enc{sx: syntax{explicit: true}}
 			tt.build(e)
-			id, err, h := scanAll(t, e.b.Bytes(), explicitLE, Limits{})
+			id, h, err := scanAll(t, e.b.Bytes(), explicitLE, Limits{})
 			if !tt.identified {
 				if err == nil && id.StudyInstanceUID != "" && id.SeriesInstanceUID != "" {
 					t.Fatalf("identified %+v", id)

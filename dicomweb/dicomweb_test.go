@@ -262,7 +262,7 @@ func TestStoreSearchRetrieve(t *testing.T) {
 				t.Errorf("%s: %d matches, want %d", c.query, len(got), c.want)
 			}
 		}
-		resp, b = get(t, f.url+"/studies?includefield=PatientAge&includefield=00081030")
+		_, b = get(t, f.url+"/studies?includefield=PatientAge&includefield=00081030")
 		if !bytes.Contains(b, []byte(`"00101010"`)) || !bytes.Contains(b, []byte(`"00081030"`)) {
 			t.Errorf("includefield: %s", b)
 		}

@@ -226,10 +226,7 @@ func (s *Server) parseSearch(c echo.Context, level index.Level) (*index.Query, e
 		}
 		// Several values of one key match any of them, as a multi-valued
 		// C-FIND key does; UID lists may also be comma-separated.
-		var vals []string
-		for _, v := range values {
-			vals = append(vals, v)
-		}
+		vals := values
 		switch len(path) {
 		case 1:
 			keys[path[0]] = append(keys[path[0]], vals...)

@@ -178,12 +178,6 @@ func (a *Association) armIdleLocked() {
 	}
 }
 
-func (a *Association) activeOps() int {
-	a.opMu.Lock()
-	defer a.opMu.Unlock()
-	return len(a.active)
-}
-
 // cancelOp cancels the context of an operation in progress (C-CANCEL),
 // with cause ErrCancelled.
 func (a *Association) cancelOp(id uint16) {

@@ -28,7 +28,7 @@ import (
 type special uint8
 
 const (
-	byValue special = iota
+	_ special = iota // matched by value, as most attributes are
 	// returnOnly attributes are returned, never matched: the numbers
 	// of related entities.
 	returnOnly
@@ -375,12 +375,11 @@ type plan struct {
 }
 
 type outKey struct {
-	tag   tag.Tag
-	vr    string
-	kind  kind
-	multi bool           // values are joined by backslashes
-	sel   int            // the select that holds its value, or -1
-	item  *dicom.Dataset // a sequence key's item
+	tag  tag.Tag
+	vr   string
+	kind kind
+	sel  int            // the select that holds its value, or -1
+	item *dicom.Dataset // a sequence key's item
 }
 
 // residual is a check a row must pass besides the SQL conditions, on the

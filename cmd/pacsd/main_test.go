@@ -105,18 +105,6 @@ func findLog(log, msg string) map[string]any {
 	return nil
 }
 
-// countLog counts the JSON log records with message msg.
-func countLog(log, msg string) int {
-	n := 0
-	for _, line := range strings.Split(log, "\n") {
-		var rec map[string]any
-		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
-			n++
-		}
-	}
-	return n
-}
-
 // dcmtk runs a dcmtk tool against p with calling AE DCMTK.
 func (p *instance) dcmtk(tool string, args ...string) (string, error) {
 	p.t.Helper()

@@ -736,11 +736,11 @@ func testConcurrent(t *testing.T, db *index.DB) {
 			default:
 			}
 			if _, err := db.Study(ctx, "1"); err != nil && !errors.Is(err, index.ErrNotFound) {
-				errs <- fmt.Errorf("Study: %w", err)
+				errs <- fmt.Errorf("study: %w", err)
 				return
 			}
 			if _, err := db.Counts(ctx); err != nil {
-				errs <- fmt.Errorf("Counts: %w", err)
+				errs <- fmt.Errorf("counts: %w", err)
 				return
 			}
 		}

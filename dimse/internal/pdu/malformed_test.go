@@ -79,11 +79,6 @@ func patch(b []byte, off int, v ...byte) []byte {
 	return b
 }
 
-// userOffset is where the first user information sub-item of rqUser()
-// starts: the header, the fixed part, the application context item, the
-// presentation context item and the user information item header.
-var userOffset = HeaderLength + fixedAssociateLength + len(appCtx) + len(pcRQ1) + 4
-
 func TestMalformed(t *testing.T) {
 	manyContexts := make([][]byte, 0, 130)
 	manyContexts = append(manyContexts, appCtx)
