@@ -121,33 +121,14 @@ func commitRequest(a *Association, cmd *cmdset.Command, pc *PresentationContext,
 	if !cmd.HasDataSet() {
 		return nil, protocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "%v without a data set", cmd.CommandField)
 	}
-	ready := make(chan []byte, 1)
-	a.startOp(*cmd.MessageID, func(ctx context.Context) {
-		var data []byte
-		select {
-		case data = <-ready:
-		case <-ctx.Done():
-			return
-		}
-		if data == nil {
-			return
-		}
+	return withDataSet(a, *cmd.MessageID, pc, maxCommitDataSet, func(ctx context.Context, ds *dicom.Dataset, err error) {
 		defer close(answered)
-		ts, _ := uid.LookupTransferSyntax(pc.TransferSyntax)
-		ds, err := dicom.Parse(data, ts)
 		if err != nil {
 			respond(field, Errorf(StatusInvalidArgumentValue, "data set: %v", err))
 			return
 		}
 		respond(field, handle(ctx, ds))
-	})
-	return &bufferSink{limit: maxCommitDataSet, done: func(data []byte, err error) {
-		if err != nil {
-			ready <- nil
-			return
-		}
-		ready <- bytes.Clone(data)
-	}}, nil
+	}), nil
 }
 
 func refs(items []*dicom.Dataset) []SOPRef {

@@ -158,8 +158,23 @@ func (s *Server) queryRequest(a *Association, cmd *cmdset.Command, pc *Presentat
 	if !cmd.HasDataSet() {
 		return nil, protocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "%v without an identifier", cmd.CommandField)
 	}
-	// The operation counts from its command, so that a C-CANCEL arriving
-	// with the identifier still in transit finds it.
+	return withDataSet(a, id, pc, maxIdentifier, func(ctx context.Context, ident *dicom.Dataset, err error) {
+		if err != nil {
+			s.respond(a, pc, cmd, cmd.CommandField|0x8000, Errorf(StatusCannotUnderstand, "identifier: %v", err), StatusCannotUnderstand)
+			return
+		}
+		start(ctx, ident, ident.Strings(tag.SpecificCharacterSet))
+	}), nil
+}
+
+// withDataSet starts operation id of a request whose data set is small
+// enough to hold: run is called once the data set has arrived whole (at
+// most limit bytes) and been parsed in the context's transfer syntax,
+// with the data set or the parse error. The operation counts from its
+// command, so that a C-CANCEL arriving with the data set still in transit
+// finds it; if the association or the operation ends first, run is not
+// called. The returned sink receives the data set.
+func withDataSet(a *Association, id uint16, pc *PresentationContext, limit int, run func(ctx context.Context, ds *dicom.Dataset, err error)) sink {
 	ready := make(chan []byte, 1)
 	a.startOp(id, func(ctx context.Context) {
 		var data []byte
@@ -169,23 +184,19 @@ func (s *Server) queryRequest(a *Association, cmd *cmdset.Command, pc *Presentat
 			return
 		}
 		if data == nil {
-			return // the association ended under the identifier
+			return // the association ended under the data set
 		}
 		ts, _ := uid.LookupTransferSyntax(pc.TransferSyntax)
-		ident, err := dicom.Parse(data, ts)
-		if err != nil {
-			s.respond(a, pc, cmd, cmd.CommandField|0x8000, Errorf(StatusCannotUnderstand, "identifier: %v", err), StatusCannotUnderstand)
-			return
-		}
-		start(ctx, ident, ident.Strings(tag.SpecificCharacterSet))
+		ds, err := dicom.Parse(data, ts)
+		run(ctx, ds, err)
 	})
-	return &bufferSink{limit: maxIdentifier, done: func(data []byte, err error) {
+	return &bufferSink{limit: limit, done: func(data []byte, err error) {
 		if err != nil {
 			ready <- nil
 			return
 		}
 		ready <- bytes.Clone(data)
-	}}, nil
+	}}
 }
 
 func priority(cmd *cmdset.Command) uint16 {
