@@ -6,8 +6,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/pacsd/pacsd/dicom"
-	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/index"
 )
 
@@ -22,17 +20,13 @@ func (s *Server) wadoURI(c echo.Context) error {
 	if study == "" || series == "" || object == "" {
 		return errorf(http.StatusBadRequest, "studyUID, seriesUID and objectUID are required")
 	}
-	ids := &dicom.Dataset{Elements: []dicom.Element{
-		{Tag: tag.StudyInstanceUID, VR: "UI", Values: []string{study}},
-		{Tag: tag.SeriesInstanceUID, VR: "UI", Values: []string{series}},
-		{Tag: tag.SOPInstanceUID, VR: "UI", Values: []string{object}},
-	}}
+	found, err := s.lookup(c.Request().Context(), study, series, object)
+	if err != nil {
+		return err
+	}
 	var in *index.Instance
-	for found, err := range s.Index.FindInstances(c.Request().Context(), &index.Query{Level: index.ImageLevel, Identifier: ids}) {
-		if err != nil {
-			return err
-		}
-		in = found
+	if len(found) > 0 {
+		in = found[0]
 	}
 	if in == nil {
 		return errorf(http.StatusNotFound, "no instance %s in series %s of study %s", object, series, study)

@@ -28,41 +28,54 @@ import (
 // instances returns the records of the instances a WADO-RS path names, in
 // the order the archive received them.
 func (s *Server) instances(c echo.Context) ([]*index.Instance, error) {
+	study, series, instance := c.Param("study"), c.Param("series"), c.Param("instance")
+	for _, u := range []struct {
+		t tag.Tag
+		v string
+	}{{tag.StudyInstanceUID, study}, {tag.SeriesInstanceUID, series}, {tag.SOPInstanceUID, instance}} {
+		if u.v == "" && u.t != tag.StudyInstanceUID {
+			continue
+		}
+		if err := uid.Valid(u.v); err != nil {
+			return nil, errorf(http.StatusBadRequest, "%s %q: %v", keyword(u.t), u.v, err)
+		}
+	}
+	out, err := s.lookup(c.Request().Context(), study, series, instance)
+	if err == nil && len(out) == 0 {
+		what, which := "study", study
+		switch {
+		case instance != "":
+			what, which = "image", instance
+		case series != "":
+			what, which = "series", series
+		}
+		err = errorf(http.StatusNotFound, "no %s %s in the archive", what, which)
+	}
+	return out, err
+}
+
+// lookup returns the records of the instances of a study, of one of its
+// series, or the one instance, as the UIDs given name them.
+func (s *Server) lookup(ctx context.Context, study, series, instance string) ([]*index.Instance, error) {
 	ids := &dicom.Dataset{}
 	level := index.StudyLevel
-	add := func(t tag.Tag, v string) error {
-		if err := uid.Valid(v); err != nil {
-			return errorf(http.StatusBadRequest, "%s %q: %v", keyword(t), v, err)
-		}
-		ids.Elements = append(ids.Elements, dicom.Element{Tag: t, VR: "UI", Values: []string{v}})
-		return nil
-	}
-	if err := add(tag.StudyInstanceUID, c.Param("study")); err != nil {
-		return nil, err
-	}
-	if v := c.Param("series"); v != "" {
-		level = index.SeriesLevel
-		if err := add(tag.SeriesInstanceUID, v); err != nil {
-			return nil, err
-		}
-	}
-	if v := c.Param("instance"); v != "" {
-		level = index.ImageLevel
-		if err := add(tag.SOPInstanceUID, v); err != nil {
-			return nil, err
+	for _, u := range []struct {
+		t     tag.Tag
+		v     string
+		level index.Level
+	}{{tag.StudyInstanceUID, study, index.StudyLevel}, {tag.SeriesInstanceUID, series, index.SeriesLevel}, {tag.SOPInstanceUID, instance, index.ImageLevel}} {
+		if u.v != "" {
+			ids.Elements = append(ids.Elements, dicom.Element{Tag: u.t, VR: "UI", Values: []string{u.v}})
+			level = u.level
 		}
 	}
 	sortElements(ids)
 	var out []*index.Instance
-	for in, err := range s.Index.FindInstances(c.Request().Context(), &index.Query{Level: level, Identifier: ids}) {
+	for in, err := range s.Index.FindInstances(ctx, &index.Query{Level: level, Identifier: ids}) {
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, in)
-	}
-	if len(out) == 0 {
-		return nil, errorf(http.StatusNotFound, "no %s %s in the archive", strings.ToLower(level.String()), c.Param(map[index.Level]string{
-			index.StudyLevel: "study", index.SeriesLevel: "series", index.ImageLevel: "instance"}[level]))
 	}
 	return out, nil
 }
