@@ -44,8 +44,7 @@ func TestPostgresRestartMidIngest(t *testing.T) {
 			go func() { restarted <- pg.Restart(context.Background()) }()
 		}
 		sop := fmt.Sprintf("%s.%d", series, i+1)
-		st, err := a.Store(t.Context(), &dimse.StoreRequest{SOPClassUID: uid.CTImageStorage, SOPInstanceUID: sop,
-			TransferSyntaxUID: uid.ExplicitVRLittleEndian, Dataset: bytes.NewReader(dataset(t, study, series, sop))})
+		st, err := storeCT(t, a, study, series, sop)
 		var se *dimse.StatusError
 		switch {
 		case err == nil && st.IsSuccess():
@@ -65,8 +64,7 @@ func TestPostgresRestartMidIngest(t *testing.T) {
 	}
 	// After the restart, stores succeed again on the same association.
 	sop := series + ".9999"
-	if st, err := a.Store(t.Context(), &dimse.StoreRequest{SOPClassUID: uid.CTImageStorage, SOPInstanceUID: sop,
-		TransferSyntaxUID: uid.ExplicitVRLittleEndian, Dataset: bytes.NewReader(dataset(t, study, series, sop))}); err != nil || !st.IsSuccess() {
+	if st, err := storeCT(t, a, study, series, sop); err != nil || !st.IsSuccess() {
 		t.Fatalf("store after the restart: %v %v", st, err)
 	}
 	acked = append(acked, sop)
@@ -127,8 +125,7 @@ func TestS3OutageDuringIngest(t *testing.T) {
 					down = false
 				}
 				sop := fmt.Sprintf("%s.%d", series, i+1)
-				st, err := assoc.Store(t.Context(), &dimse.StoreRequest{SOPClassUID: uid.CTImageStorage, SOPInstanceUID: sop,
-					TransferSyntaxUID: uid.ExplicitVRLittleEndian, Dataset: bytes.NewReader(dataset(t, study, series, sop))})
+				st, err := storeCT(t, assoc, study, series, sop)
 				var se *dimse.StatusError
 				switch {
 				case err == nil && st.IsSuccess():
@@ -228,8 +225,7 @@ func TestS3ServerErrors(t *testing.T) {
 	study, series := dcmgen.UID(), dcmgen.UID()
 	store := func(i int) (dimse.Status, error) {
 		sop := fmt.Sprintf("%s.%d", series, i)
-		return assoc.Store(t.Context(), &dimse.StoreRequest{SOPClassUID: uid.CTImageStorage, SOPInstanceUID: sop,
-			TransferSyntaxUID: uid.ExplicitVRLittleEndian, Dataset: bytes.NewReader(dataset(t, study, series, sop))})
+		return storeCT(t, assoc, study, series, sop)
 	}
 	if st, err := store(1); err != nil || !st.IsSuccess() {
 		t.Fatalf("store before the faults: %v %v", st, err)
@@ -293,8 +289,7 @@ func TestSpoolDiskFull(t *testing.T) {
 	study, series := dcmgen.UID(), dcmgen.UID()
 	store := func(i int) (dimse.Status, error) {
 		sop := fmt.Sprintf("%s.%d", series, i)
-		return assoc.Store(t.Context(), &dimse.StoreRequest{SOPClassUID: uid.CTImageStorage, SOPInstanceUID: sop,
-			TransferSyntaxUID: uid.ExplicitVRLittleEndian, Dataset: bytes.NewReader(dataset(t, study, series, sop))})
+		return storeCT(t, assoc, study, series, sop)
 	}
 	var acked []int
 	refused := -1
@@ -353,4 +348,12 @@ func TestSpoolDiskFull(t *testing.T) {
 			t.Errorf("%s acknowledged but not indexed", sop)
 		}
 	}
+}
+
+// storeCT sends a small CT instance of the given UIDs on a and returns
+// the status, as a modality would.
+func storeCT(t *testing.T, a *dimse.Association, study, series, sop string) (dimse.Status, error) {
+	t.Helper()
+	return a.Store(t.Context(), &dimse.StoreRequest{SOPClassUID: uid.CTImageStorage, SOPInstanceUID: sop,
+		TransferSyntaxUID: uid.ExplicitVRLittleEndian, Dataset: bytes.NewReader(dataset(t, study, series, sop))})
 }
