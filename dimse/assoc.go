@@ -664,15 +664,7 @@ func (a *Association) sendSmall(pc byte, cmd, data []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = a.fire(evt9, &input{data: net.Buffers{h1, cmd, h2, data}})
-	var nt *errNoTransition
-	if errors.As(err, &nt) {
-		if e := a.Err(); e != nil {
-			return e
-		}
-		return ErrReleased
-	}
-	return err
+	return a.sendPData(net.Buffers{h1, cmd, h2, data})
 }
 
 // sendPDV sends one P-DATA-TF PDU holding one PDV.
@@ -681,7 +673,13 @@ func (a *Association) sendPDV(pc byte, command, last bool, b []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = a.fire(evt9, &input{data: net.Buffers{hdr, b}})
+	return a.sendPData(net.Buffers{hdr, b})
+}
+
+// sendPData sends encoded P-DATA-TF PDUs through the state machine, which
+// refuses them once the association is ending.
+func (a *Association) sendPData(b net.Buffers) error {
+	_, err := a.fire(evt9, &input{data: b})
 	var nt *errNoTransition
 	if errors.As(err, &nt) {
 		if e := a.Err(); e != nil {
