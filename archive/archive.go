@@ -9,6 +9,7 @@
 package archive
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -375,6 +376,52 @@ type sourceError struct{ err error }
 
 func (e *sourceError) Error() string { return e.err.Error() }
 func (e *sourceError) Unwrap() error { return e.err }
+
+// OpenDataset opens the data set of an indexed instance, in transfer
+// syntax ts: as stored, or converted when both syntaxes are ones
+// dicom.Transcode converts between. It returns the object's File Meta
+// Information as stored. The caller closes the reader, which stops a
+// conversion in progress.
+func (s *Service) OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error) {
+	if ts != in.TransferSyntaxUID && !(dicom.Transcodable(in.TransferSyntaxUID) && dicom.Transcodable(ts)) {
+		return dicom.FileMeta{}, nil, fmt.Errorf("archive: %s stored in %s: %w to %s", in.SOPInstanceUID,
+			uid.Name(in.TransferSyntaxUID), dicom.ErrUnsupported, uid.Name(ts))
+	}
+	obj, err := s.Open(ctx, in)
+	if err != nil {
+		return dicom.FileMeta{}, nil, err
+	}
+	br := bufio.NewReaderSize(obj, 64<<10)
+	fm, _, err := dicom.ReadFileMeta(br)
+	if err != nil {
+		obj.Close()
+		return dicom.FileMeta{}, nil, fmt.Errorf("archive: object %s: %w", in.Key, err)
+	}
+	if ts == in.TransferSyntaxUID {
+		return fm, &datasetReader{Reader: br, close: obj.Close}, nil
+	}
+	from, _ := uid.LookupTransferSyntax(in.TransferSyntaxUID)
+	to, _ := uid.LookupTransferSyntax(ts)
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(dicom.Transcode(pw, br, from, to))
+	}()
+	return fm, &datasetReader{Reader: pr, close: func() error {
+		pr.Close() // ends the conversion at its next write
+		<-done
+		return obj.Close()
+	}}, nil
+}
+
+// datasetReader is a data set read from an object, which Close closes.
+type datasetReader struct {
+	io.Reader
+	close func() error
+}
+
+func (d *datasetReader) Close() error { return d.close() }
 
 // Open opens the object of an indexed instance for reading: a Part-10
 // file, File Meta Information first. The caller closes it.

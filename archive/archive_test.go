@@ -282,3 +282,52 @@ type errReader struct{}
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("association aborted") }
 
 func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
+
+// TestOpenDataset reads an archived data set back as stored and
+// converted, and stops a conversion by closing it.
+func TestOpenDataset(t *testing.T) {
+	f := newFixture(t, Config{})
+	d := instance("1.2.3", "1.2.3.4", "1.2.3.4.5")
+	res, err := f.put(d, "1.2.3.4.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	read := func(ts string) []byte {
+		t.Helper()
+		fm, r, err := f.svc.OpenDataset(ctx, res.Instance, ts)
+		if err != nil {
+			t.Fatalf("OpenDataset in %s: %v", ts, err)
+		}
+		defer r.Close()
+		if fm.MediaStorageSOPInstanceUID != "1.2.3.4.5" || fm.TransferSyntaxUID != uid.ExplicitVRLittleEndian {
+			t.Errorf("File Meta Information %+v", fm)
+		}
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if got := read(uid.ExplicitVRLittleEndian); !bytes.Equal(got, d.b.Bytes()) {
+		t.Errorf("data set as stored differs from the one sent")
+	}
+	be := read(uid.ExplicitVRBigEndian)
+	var back bytes.Buffer
+	from, _ := uid.LookupTransferSyntax(uid.ExplicitVRBigEndian)
+	to, _ := uid.LookupTransferSyntax(uid.ExplicitVRLittleEndian)
+	if err := dicom.Transcode(&back, bytes.NewReader(be), from, to); err != nil || !bytes.Equal(back.Bytes(), d.b.Bytes()) {
+		t.Errorf("big endian copy does not convert back (%v)", err)
+	}
+	if _, _, err := f.svc.OpenDataset(ctx, res.Instance, uid.JPEGBaseline8Bit); !errors.Is(err, dicom.ErrUnsupported) {
+		t.Errorf("OpenDataset in JPEG Baseline: %v, want ErrUnsupported", err)
+	}
+	_, r, err := f.svc.OpenDataset(ctx, res.Instance, uid.ImplicitVRLittleEndian)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Read(make([]byte, 10))
+	if err := r.Close(); err != nil { // must not wait for a reader that is gone
+		t.Errorf("Close mid-conversion: %v", err)
+	}
+}

@@ -81,7 +81,7 @@ func (d *Dataset) Encode(w io.Writer, ts uid.TransferSyntax, opts EncodeOptions)
 // encode returns d encoded, not deflated. The whole encoding is held
 // because it must be checked before a byte of it is written.
 func (d *Dataset) encode(ts uid.TransferSyntax, opts EncodeOptions) ([]byte, error) {
-	if !transcodable(ts) {
+	if !Transcodable(ts.UID) {
 		return nil, fmt.Errorf("%w: encoding in %s", ErrUnsupported, uid.Name(ts.UID))
 	}
 	cs, ok := lookupCharset(opts.CharacterSet)

@@ -77,7 +77,7 @@ const copyBuffer = 64 << 10
 // ErrUnsupported. On error, dst has received part of the data set.
 func Transcode(dst io.Writer, src io.Reader, from, to uid.TransferSyntax) error {
 	for _, ts := range []uid.TransferSyntax{from, to} {
-		if !transcodable(ts) {
+		if !Transcodable(ts.UID) {
 			return fmt.Errorf("%w: transcoding %s", ErrUnsupported, uid.Name(ts.UID))
 		}
 	}
@@ -143,10 +143,10 @@ func (f inflater) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// transcodable reports whether ts is one of the four uncompressed
-// syntaxes Transcode converts between.
-func transcodable(ts uid.TransferSyntax) bool {
-	switch ts.UID {
+// Transcodable reports whether Transcode converts from and to transfer
+// syntax ts: one of the four uncompressed syntaxes.
+func Transcodable(ts string) bool {
+	switch ts {
 	case uid.ImplicitVRLittleEndian, uid.ExplicitVRLittleEndian, uid.ExplicitVRBigEndian, uid.DeflatedExplicitVRLittleEndian:
 		return true
 	}

@@ -155,7 +155,7 @@ func dcmconvCompare(t *testing.T, dir, path string, mu *sync.Mutex, compared, id
 			return // not Part-10: no syntax to start from
 		}
 		from, ok := uid.LookupTransferSyntax(m.TransferSyntaxUID)
-		if !ok || !transcodable(from) {
+		if !ok || !Transcodable(from.UID) {
 			return
 		}
 		base := strings.TrimSuffix(filepath.Base(path), ".dcm")
@@ -517,7 +517,7 @@ func roundTripInputs(t *testing.T) map[string]struct {
 			continue
 		}
 		ts, ok := uid.LookupTransferSyntax(m.TransferSyntaxUID)
-		if !ok || !transcodable(ts) || Transcode(io.Discard, bytes.NewReader(data), ts, ts) != nil {
+		if !ok || !Transcodable(ts.UID) || Transcode(io.Discard, bytes.NewReader(data), ts, ts) != nil {
 			continue // malformed on purpose
 		}
 		out[filepath.Base(filepath.Dir(p))+"/"+filepath.Base(p)] = struct {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"log/slog"
 	"net/http"
@@ -35,6 +36,7 @@ type Index interface {
 type Archive interface {
 	Store(ctx context.Context, req *archive.StoreRequest) (*archive.Result, error)
 	Open(ctx context.Context, in *index.Instance) (storage.Object, error)
+	OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error)
 	Metadata(ctx context.Context, in *index.Instance) (*archive.Metadata, error)
 }
 

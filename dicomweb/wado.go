@@ -1,7 +1,6 @@
 package dicomweb
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -150,30 +149,20 @@ func targetSyntax(stored, want string) (string, error) {
 	if want == "*" || want == stored {
 		return stored, nil
 	}
-	from, _ := uid.LookupTransferSyntax(stored)
 	if want == "" {
-		if convertible(from) {
+		if dicom.Transcodable(stored) {
 			return uid.ExplicitVRLittleEndian, nil
 		}
 		return stored, nil
 	}
-	to, ok := uid.LookupTransferSyntax(want)
-	if !ok {
+	if _, ok := uid.LookupTransferSyntax(want); !ok {
 		return "", errorf(http.StatusBadRequest, "transfer-syntax %q is not a transfer syntax", want)
 	}
-	if convertible(from) && convertible(to) {
+	if dicom.Transcodable(stored) && dicom.Transcodable(want) {
 		return want, nil
 	}
 	return "", errorf(http.StatusNotAcceptable, "an instance stored in %s cannot be sent in %s: pacsd converts only between the uncompressed syntaxes; ask with transfer-syntax=* for the stored syntax",
 		uid.Name(stored), uid.Name(want))
-}
-
-func convertible(ts uid.TransferSyntax) bool {
-	switch ts.UID {
-	case uid.ImplicitVRLittleEndian, uid.ExplicitVRLittleEndian, uid.ExplicitVRBigEndian, uid.DeflatedExplicitVRLittleEndian:
-		return true
-	}
-	return false
 }
 
 // sendObject writes an instance's object to w, converted to syntax ts if
@@ -203,18 +192,16 @@ func (s *Server) sendObject(ctx context.Context, w io.Writer, in *index.Instance
 		}
 		return nil
 	}
-	br := bufio.NewReaderSize(obj, 64<<10)
-	fm, _, err := dicom.ReadFileMeta(br)
+	fm, data, err := s.Archive.OpenDataset(ctx, in, ts)
 	if err != nil {
-		return fmt.Errorf("send %s: %w", in.SOPInstanceUID, err)
+		return fmt.Errorf("send %s in %s: %w", in.SOPInstanceUID, uid.Name(ts), err)
 	}
+	defer data.Close()
 	fm.TransferSyntaxUID = ts
 	if _, err := w.Write(dicom.AppendFileMeta(nil, fm)); err != nil {
 		return fmt.Errorf("send %s: %w", in.SOPInstanceUID, err)
 	}
-	from, _ := uid.LookupTransferSyntax(in.TransferSyntaxUID)
-	to, _ := uid.LookupTransferSyntax(ts)
-	if err := dicom.Transcode(w, br, from, to); err != nil {
+	if _, err := io.Copy(w, data); err != nil {
 		return fmt.Errorf("send %s in %s: %w", in.SOPInstanceUID, uid.Name(ts), err)
 	}
 	return nil

@@ -1,7 +1,6 @@
 package scp
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -18,7 +17,6 @@ import (
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/dimse"
 	"github.com/pacsd/pacsd/index"
-	"github.com/pacsd/pacsd/storage"
 )
 
 // Index is what the query/retrieve providers need of the index.
@@ -30,7 +28,9 @@ type Index interface {
 
 // Objects opens archived objects.
 type Objects interface {
-	Open(ctx context.Context, in *index.Instance) (storage.Object, error)
+	// OpenDataset opens the data set of an instance in transfer syntax
+	// ts, converted if it is not the stored one (see archive).
+	OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error)
 }
 
 // Remote is a DICOM application entity pacsd may connect to: a C-MOVE
@@ -263,7 +263,8 @@ func (s *QR) plan(ctx context.Context, q *index.Query) (*plan, error) {
 }
 
 // uncompressedSyntaxes are the syntaxes pacsd converts between when a
-// destination refuses the stored one.
+// destination refuses the stored one (dicom.Transcodable), in the order
+// it proposes them.
 var uncompressedSyntaxes = []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian, uid.ExplicitVRBigEndian, uid.DeflatedExplicitVRLittleEndian}
 
 // proposals proposes a presentation context per SOP class and stored
@@ -278,7 +279,7 @@ func (p *plan) proposals() []dimse.Proposal {
 		out = append(out, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: []string{k[1]}})
 	}
 	for _, k := range p.pairs {
-		if !slices.Contains(uncompressedSyntaxes, k[1]) {
+		if !dicom.Transcodable(k[1]) {
 			continue
 		}
 		var others []string
@@ -358,31 +359,18 @@ func (s *QR) store(ctx context.Context, peer storer, in *index.Instance, origina
 			target = pc.TransferSyntax
 			break
 		}
-		if target == "" && slices.Contains(uncompressedSyntaxes, in.TransferSyntaxUID) && slices.Contains(uncompressedSyntaxes, pc.TransferSyntax) {
+		if target == "" && dicom.Transcodable(in.TransferSyntaxUID) && dicom.Transcodable(pc.TransferSyntax) {
 			target = pc.TransferSyntax
 		}
 	}
 	if target == "" {
 		return 0, fmt.Errorf("the peer accepted neither %s nor a syntax it can be converted to for %s", uid.Name(in.TransferSyntaxUID), uid.Name(in.SOPClassUID))
 	}
-	obj, err := s.Objects.Open(ctx, in)
+	_, data, err := s.Objects.OpenDataset(ctx, in, target)
 	if err != nil {
 		return 0, err
 	}
-	defer obj.Close()
-	br := bufio.NewReaderSize(obj, 64<<10)
-	if _, _, err := dicom.ReadFileMeta(br); err != nil {
-		return 0, fmt.Errorf("stored object %s: %w", in.Key, err)
-	}
-	var data io.Reader = br
-	if target != in.TransferSyntaxUID {
-		from, _ := uid.LookupTransferSyntax(in.TransferSyntaxUID)
-		to, _ := uid.LookupTransferSyntax(target)
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(dicom.Transcode(pw, br, from, to)) }()
-		defer pr.Close()
-		data = pr
-	}
+	defer data.Close()
 	return peer.Store(ctx, &dimse.StoreRequest{
 		SOPClassUID:             in.SOPClassUID,
 		SOPInstanceUID:          in.SOPInstanceUID,
