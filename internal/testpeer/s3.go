@@ -91,8 +91,10 @@ func (s *S3Server) start(ctx context.Context, nports int, launch func(ports []in
 	return nil
 }
 
-// StartMinIO starts MinIO in dir and waits until its liveness endpoint
-// (/minio/health/live) answers. MinIO is built with `go install`, so it is
+// StartMinIO starts MinIO in dir and waits until its cluster health
+// endpoint (/minio/health/cluster) answers 200: the liveness endpoint
+// answers some milliseconds before the object layer is up, and requests in
+// that window fail with "Server not initialized yet". MinIO is built with `go install`, so it is
 // looked up with Lookup, which searches there.
 //
 // The server runs in single-drive mode on dir/data. Its web console is
@@ -128,7 +130,7 @@ func StartMinIO(ctx context.Context, dir string) (*S3Server, error) {
 			if err != nil {
 				return nil, err
 			}
-			return p, waitHTTP(ctx, p, s.URL+"/minio/health/live")
+			return p, waitHTTP(ctx, p, s.URL+"/minio/health/cluster")
 		}
 		return s.launch(ctx)
 	})
