@@ -28,7 +28,8 @@ import (
 //
 //	file:///PATH, or a bare PATH
 //	s3://BUCKET[/PREFIX]?endpoint=HOST:PORT&secure=BOOL&region=REGION&prefix=PREFIX
-//	    &part_size=SIZE&max_retries=N&ack=direct|spool&spool_dir=PATH
+//	    &part_size=SIZE&max_retries=N&stall_timeout=DURATION
+//	    &ack=direct|spool&spool_dir=PATH
 //
 // s3:// takes its credentials from AWS_ACCESS_KEY_ID and
 // AWS_SECRET_ACCESS_KEY (see s3.ParseURL) and creates the bucket if it is

@@ -48,7 +48,8 @@
 // A missing object is storage.ErrNotFound. A server that cannot be
 // reached, breaks the connection, times out or answers that it cannot
 // serve now (5xx, Slow Down) is storage.ErrUnavailable, once minio-go has
-// retried the request as Config.MaxRetries allows. A missing bucket and
+// retried the request as Config.MaxRetries allows. A server that hangs
+// times out after Config.StallTimeout without progress. A missing bucket and
 // refused credentials are other errors, and none of these is ever
 // ErrNotFound, so that a broken configuration or an outage is not taken
 // for missing data.
@@ -130,6 +131,14 @@ type Config struct {
 	// Only a request whose body can be sent again is retried, which a
 	// streaming Put of known size cannot.
 	MaxRetries int
+	// StallTimeout is how long a request may wait for the server, to
+	// accept the next bytes of a body or to send the next bytes of an
+	// answer, before it fails with storage.ErrUnavailable (and is retried
+	// as MaxRetries allows). It bounds how long a server that hangs holds
+	// an operation, without limiting how long a large object may take.
+	// Zero means DefaultStallTimeout. It applies to minio-go's default
+	// transport, not to a Transport set below.
+	StallTimeout time.Duration
 	// Transport, when set, carries every request instead of minio-go's
 	// default transport, for a custom TLS configuration or for
 	// instrumentation.
@@ -183,6 +192,13 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.MaxRetries < 0 {
 		return nil, fmt.Errorf("s3: negative MaxRetries %d", cfg.MaxRetries)
 	}
+	stall := cfg.StallTimeout
+	switch {
+	case stall == 0:
+		stall = DefaultStallTimeout
+	case stall < 0:
+		return nil, fmt.Errorf("s3: negative StallTimeout %v", stall)
+	}
 
 	transport := cfg.Transport
 	if transport == nil {
@@ -190,6 +206,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("s3: %w", err)
 		}
+		d := &stallDialer{timeout: stall}
+		d.dialer.Timeout = min(stall, 30*time.Second)
+		d.dialer.KeepAlive = 30 * time.Second
+		t.DialContext = d.DialContext
 		transport = t
 	}
 	client, err := minio.New(cfg.Endpoint, &minio.Options{

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DefaultEndpoint is the endpoint of a URL that names none: Amazon S3,
@@ -15,12 +16,13 @@ const DefaultEndpoint = "s3.amazonaws.com"
 // ParseURL parses the URL by which pacsd's --storage flag names an S3
 // bucket, and returns the Config for New:
 //
-//	s3://BUCKET[/PREFIX][?endpoint=HOST[:PORT]][&secure=BOOL][&region=REGION][&prefix=PREFIX][&part_size=SIZE][&max_retries=N]
+//	s3://BUCKET[/PREFIX][?endpoint=HOST[:PORT]][&secure=BOOL][&region=REGION][&prefix=PREFIX][&part_size=SIZE][&max_retries=N][&stall_timeout=DURATION]
 //
 // endpoint defaults to DefaultEndpoint and secure to true. The prefix may
 // be given as the URL's path or as a parameter, not both. part_size is a
 // number of bytes, optionally followed by KiB, MiB or GiB. max_retries is
-// Config.MaxRetries, at least 1. Any other parameter is an error, so that
+// Config.MaxRetries, at least 1. stall_timeout is Config.StallTimeout, a
+// Go duration such as 30s. Any other parameter is an error, so that
 // a misspelt one is not silently ignored.
 //
 // The credentials are read with getenv (os.Getenv in production) from
@@ -98,6 +100,12 @@ func ParseURL(rawURL string, getenv func(string) string) (Config, error) {
 				return Config{}, fmt.Errorf("s3: URL %q: max_retries=%q is not a number from 1 to 100", where, v)
 			}
 			cfg.MaxRetries = n
+		case "stall_timeout":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return Config{}, fmt.Errorf("s3: URL %q: stall_timeout=%q is not a positive duration such as 30s", where, v)
+			}
+			cfg.StallTimeout = d
 		default:
 			return Config{}, fmt.Errorf("s3: URL %q: unknown parameter %q", where, name)
 		}

@@ -33,6 +33,7 @@ func TestParseURL(t *testing.T) {
 		{"s3://archive?part_size=32MiB", creds(s3.Config{Endpoint: s3.DefaultEndpoint, Secure: true, Bucket: "archive", PartSize: 32 << 20})},
 		{"s3://archive?part_size=6000000&secure=1", creds(s3.Config{Endpoint: s3.DefaultEndpoint, Secure: true, Bucket: "archive", PartSize: 6000000})},
 		{"s3://archive?max_retries=3", creds(s3.Config{Endpoint: s3.DefaultEndpoint, Secure: true, Bucket: "archive", MaxRetries: 3})},
+		{"s3://archive?stall_timeout=2m30s", creds(s3.Config{Endpoint: s3.DefaultEndpoint, Secure: true, Bucket: "archive", StallTimeout: 150 * time.Second})},
 	} {
 		got, err := s3.ParseURL(tc.url, getenv)
 		if err != nil {
@@ -67,6 +68,8 @@ func TestParseURL(t *testing.T) {
 		{"s3://archive?part_size=99999999999GiB", "part_size"},
 		{"s3://archive?max_retries=0", "max_retries"},
 		{"s3://archive?max_retries=many", "max_retries"},
+		{"s3://archive?stall_timeout=30", "stall_timeout"},
+		{"s3://archive?stall_timeout=-1s", "stall_timeout"},
 		{"s3://archive?%zz", "query"},
 		{"s3://arch ive", "parse"},
 	} {
