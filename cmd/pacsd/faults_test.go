@@ -179,11 +179,12 @@ func TestS3OutageDuringIngest(t *testing.T) {
 }
 
 // faultyS3 is a proxy in front of an S3 server that can answer 503 to
-// everything or delay every request, as an overloaded or failing object
-// store does.
+// everything, delay every request, or take requests and never answer, as
+// an overloaded, failing or hung object store does.
 type faultyS3 struct {
-	mode  atomic.Int32 // 0 pass, 1 answer 503, 2 delay
+	mode  atomic.Int32 // 0 pass, 1 answer 503, 2 delay, 3 hang
 	delay time.Duration
+	hung  chan struct{} // closed when the test ends, to end hung requests
 	srv   *httptest.Server
 }
 
@@ -192,7 +193,7 @@ func newFaultyS3(t *testing.T, target string) *faultyS3 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &faultyS3{delay: 300 * time.Millisecond}
+	f := &faultyS3{delay: 300 * time.Millisecond, hung: make(chan struct{})}
 	proxy := httputil.NewSingleHostReverseProxy(u) // keeps the Host header the client signed
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch f.mode.Load() {
@@ -203,22 +204,31 @@ func newFaultyS3(t *testing.T, target string) *faultyS3 {
 			return
 		case 2:
 			time.Sleep(f.delay)
+		case 3:
+			// Until the test ends: the body is left unread, so the
+			// server cannot see the client give up.
+			<-f.hung
+			return
 		}
 		proxy.ServeHTTP(w, r)
 	}))
-	t.Cleanup(f.srv.Close)
+	t.Cleanup(func() {
+		close(f.hung)
+		f.srv.Close()
+	})
 	return f
 }
 
 // TestS3ServerErrors puts a proxy between pacsd and MinIO that answers
-// 503 for a while, then is slow: C-STOREs fail with 0xA7xx while it
-// answers 503, succeed again when it recovers, and succeed, slower, when
-// it is slow; no index row is written for a refused instance.
+// 503 for a while, then is slow, then hangs: C-STOREs fail with 0xA7xx
+// while it answers 503 or hangs (within the stall timeout), succeed again
+// when it recovers, and succeed, slower, when it is slow; no index row is
+// written for a refused instance.
 func TestS3ServerErrors(t *testing.T) {
 	a := newS3Archive(t)
 	proxy := newFaultyS3(t, a.srv.URL)
 	endpoint := strings.TrimPrefix(proxy.srv.URL, "http://")
-	url := fmt.Sprintf("s3://%s?endpoint=%s&secure=false&region=%s&max_retries=2", a.bucket, endpoint, a.srv.Region)
+	url := fmt.Sprintf("s3://%s?endpoint=%s&secure=false&region=%s&max_retries=2&stall_timeout=1s", a.bucket, endpoint, a.srv.Region)
 	data := t.TempDir()
 	p := startPacsd(t, data, "--storage", url)
 	assoc, _ := dial(t, p)
@@ -244,8 +254,20 @@ func TestS3ServerErrors(t *testing.T) {
 		t.Fatalf("store while S3 is slow: %v %v", st, err)
 	}
 	t.Logf("stored through a slow S3 in %v", time.Since(start).Round(time.Millisecond))
+	proxy.mode.Store(3)
+	start = time.Now()
+	st, err = store(4)
+	if !errors.As(err, &se) || se.Status&0xFF00 != 0xA700 {
+		t.Fatalf("store while S3 hangs: %v %v, want 0xA7xx", st, err)
+	}
+	// Two attempts of a one-second stall, and a margin for a loaded
+	// machine; without the stall timeout it would wait for minutes.
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("store while S3 hangs took %v to be refused", took)
+	}
+	t.Logf("refused after %v while S3 hangs: %v", time.Since(start).Round(time.Millisecond), err)
 	proxy.mode.Store(0)
-	if st, err := store(4); err != nil || !st.IsSuccess() {
+	if st, err := store(5); err != nil || !st.IsSuccess() {
 		t.Fatalf("store after the faults: %v %v", st, err)
 	}
 	assoc.Release(t.Context())
@@ -255,7 +277,7 @@ func TestS3ServerErrors(t *testing.T) {
 		v, _ := e["Value"].([]any)
 		found[v[0].(string)] = true
 	}
-	for i, want := range []bool{true, false, true, true} {
+	for i, want := range []bool{true, false, true, false, true} {
 		if sop := fmt.Sprintf("%s.%d", series, i+1); found[sop] != want {
 			t.Errorf("%s indexed: %v, want %v", sop, found[sop], want)
 		}
