@@ -21,6 +21,9 @@
 // acknowledgement modes: ack=direct (success after S3 confirms) and
 // ack=spool (success after the local spool's fsync; a spooled run counts
 // once its spool has drained, and the report gives how long that took).
+// Beside them, as the yardstick of ack=direct, a loop of plain minio-go
+// PutObject calls sends the files of the same series, one at a time,
+// through the same proxy into a fresh bucket.
 //
 // Then a fresh pacsd stores one multi-frame instance of a gigabyte, and
 // the report gives how far its resident set grew above what it was after
@@ -40,6 +43,11 @@
 // query by query. Every answer is checked against the corpus; the report
 // gives p50 and p99 of the query times per peer and per kind of query,
 // and a C-ECHO round trip on the same associations as the floor.
+//
+// Reindex: once the searches below are done, pacsd is stopped and pacsd
+// reindex rebuilds the index of everything it holds (the corpus and the
+// DICOMweb series) from its filesystem store into a new SQLite file; the
+// report gives instances/s.
 //
 // C-MOVE: the series of the C-STORE measurement, which is one study, is
 // stored into a fresh pacsd and a fresh Orthanc, each configured with a
@@ -115,6 +123,8 @@ const (
 	targetQidoP99       = 50 * time.Millisecond // pacsd's p99 of QIDO-RS study searches
 	targetMetadataP99   = 100 * time.Millisecond
 	targetWadoVsRaw     = 0.7 // pacsd's WADO-RS series retrieve MB/s ≥ 0.7 × a raw read of its files
+	targetDirectVsPut   = 0.7 // pacsd ack=direct instances/s ≥ 0.7 × a minio-go PutObject loop's
+	targetSpoolVsFile   = 0.8 // pacsd ack=spool instances/s ≥ 0.8 × pacsd on the filesystem
 )
 
 type options struct {
@@ -230,6 +240,7 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 			defer stop()
 		}
 		peers = append(peers, s3Peers(bin, srv, endpoint, o.s3Latency, drains)...)
+		peers = append(peers, putObjectPeer(srv, endpoint))
 	}
 	// C-FIND, C-MOVE and DICOMweb compare pacsd with the Orthanc testpeer
 	// configures; whether Orthanc fsyncs its files matters little to the
@@ -246,7 +257,7 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	}
 	versions := peerVersions(ctx, bin, !o.skipOrthanc, web)
 
-	r := report{opts: o, drains: drains, peers: peers, qrPeers: qrPeers, webPeers: webPeers, versions: versions, tmp: tmp}
+	r := report{opts: o, bin: bin, drains: drains, peers: peers, qrPeers: qrPeers, webPeers: webPeers, versions: versions, tmp: tmp}
 	r.load[0] = loadAverage()
 	start := time.Now()
 	var files []dcmgen.File
@@ -281,7 +292,7 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 		if err := r.measureCorpus(ctx, corpusPeers, corpus, files, logf); err != nil {
 			return err
 		}
-		r.elapsedFind = time.Since(t) - r.elapsedWeb
+		r.elapsedFind = time.Since(t) - r.elapsedWeb - r.elapsedReindex
 	}
 	if !o.skipMove {
 		t := time.Now()
@@ -307,7 +318,8 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 // measurement on them unless skipped, and then the DICOMweb measurements
 // that read: QIDO-RS on the same corpus, and metadata and retrieve of two
 // series stored into the same peers afterwards, the series of the
-// C-STORE measurement (in seriesDir) and a longer one.
+// C-STORE measurement (in seriesDir) and a longer one. Last, it stops
+// pacsd and times pacsd reindex of everything it holds.
 func (r *report) measureCorpus(ctx context.Context, peers []peer, seriesDir string, series []dcmgen.File, logf func(string, ...any)) (err error) {
 	o := r.opts
 	cp, err := loadCorpus(ctx, o, peers, r.tmp, !o.skipWeb && !o.skipOrthanc, logf)
@@ -325,9 +337,21 @@ func (r *report) measureCorpus(ctx context.Context, peers []peer, seriesDir stri
 			return err
 		}
 	}
-	if o.skipWeb {
-		return nil
+	if !o.skipWeb {
+		if err := r.measureWebReads(ctx, cp, seriesDir, series, logf); err != nil {
+			return err
+		}
 	}
+	t := time.Now()
+	r.reindex, err = measureReindex(ctx, r.bin, cp, logf)
+	r.elapsedReindex = time.Since(t)
+	return err
+}
+
+// measureWebReads runs the DICOMweb measurements that read from the
+// loaded peers of cp.
+func (r *report) measureWebReads(ctx context.Context, cp *corpusPeers, seriesDir string, series []dcmgen.File, logf func(string, ...any)) (err error) {
+	o := r.opts
 	t := time.Now()
 	defer func() { r.elapsedWeb += time.Since(t) }()
 	r.web = &webResult{}
@@ -385,6 +409,10 @@ func measureRounds(ctx context.Context, o options, peers []peer, tmp, corpus str
 // (storescp writes the whole series without one) would be written back
 // during the next peer's run and charged to its fsyncs.
 func storeInto(ctx context.Context, p peer, dir string, n int, corpus string) (res sendResult, err error) {
+	if p.run != nil {
+		syscall.Sync()
+		return p.run(ctx, corpus)
+	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return res, err
 	}
@@ -596,6 +624,7 @@ func firstLine(s string) string {
 // report prints the results.
 type report struct {
 	opts        options
+	bin         string // pacsd
 	peers       []peer // of the C-STORE measurement
 	qrPeers     []peer // of the C-FIND and C-MOVE measurements
 	webPeers    []peer // of the STOW-RS measurement
@@ -604,6 +633,7 @@ type report struct {
 	big         *bigResult
 	corpus      *corpusLoad // of C-FIND and QIDO-RS
 	find        *findResult
+	reindex     *reindexResult
 	moves       []moveResult
 	web         *webResult
 	versions    versions
@@ -614,7 +644,7 @@ type report struct {
 	load    [2]string
 	elapsed time.Duration
 	// The times of the parts; the memory measurement is quick.
-	elapsedStore, elapsedFind, elapsedMove, elapsedWeb time.Duration
+	elapsedStore, elapsedFind, elapsedReindex, elapsedMove, elapsedWeb time.Duration
 }
 
 // stats summarises the runs of one peer.
@@ -679,6 +709,7 @@ func (r *report) print(w io.Writer) {
 	}
 	r.printBig(w)
 	r.printFind(w)
+	r.printReindex(w)
 	r.printMove(w)
 	r.printWeb(w)
 	var parts []string
@@ -689,7 +720,7 @@ func (r *report) print(w io.Writer) {
 	for _, pt := range []struct {
 		name string
 		d    time.Duration
-	}{{"C-STORE", r.elapsedStore}, {findPart, r.elapsedFind}, {"C-MOVE", r.elapsedMove}, {"DICOMweb without loading the corpus", r.elapsedWeb}} {
+	}{{"C-STORE", r.elapsedStore}, {findPart, r.elapsedFind}, {"reindex", r.elapsedReindex}, {"C-MOVE", r.elapsedMove}, {"DICOMweb without loading the corpus", r.elapsedWeb}} {
 		if pt.d > 0 {
 			parts = append(parts, pt.name+" "+pt.d.Round(time.Second).String())
 		}
@@ -753,9 +784,15 @@ func (r *report) printStore(w io.Writer) {
 		sp := all["pacsd-s3-spool"]
 		p("")
 		p("pacsd on S3 (MinIO on this machine, same disk, %v added to every request)", o.s3Latency)
-		p("  ack=spool / ack=direct  %5.2f", sp.median/d.median)
-		p("  ack=direct / filesystem %5.2f", d.median/all["pacsd"].median)
-		p("  ack=spool / filesystem  %5.2f", sp.median/all["pacsd"].median)
+		target := func(x, t float64) string { return fmt.Sprintf("target ≥ %.1f  %s", t, verdict(x >= t)) }
+		if put, ok := all[putObjectName]; ok {
+			x := d.median / put.median
+			p("  ack=direct / %s  %5.2f   %s", putObjectName, x, target(x, targetDirectVsPut))
+		}
+		x := sp.median / all["pacsd"].median
+		p("  ack=spool / filesystem    %5.2f   %s", x, target(x, targetSpoolVsFile))
+		p("  ack=spool / ack=direct    %5.2f", sp.median/d.median)
+		p("  ack=direct / filesystem   %5.2f", d.median/all["pacsd"].median)
 		var secs []float64
 		for _, x := range r.drains["pacsd-s3-spool"] {
 			secs = append(secs, x.Seconds())

@@ -31,6 +31,9 @@ type peer struct {
 	// C-MOVE to; storescp, which has no query/retrieve service, ignores
 	// them.
 	start func(ctx context.Context, dir string, dests ...testpeer.Modality) (*server, error)
+	// run, for a yardstick that is not a DICOM peer, stores the files of
+	// the directory corpus itself, in place of start and storescu.
+	run func(ctx context.Context, corpus string) (sendResult, error)
 }
 
 // server is a running peer.

@@ -11,7 +11,11 @@ import (
 	neturl "net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/pacsd/pacsd/index/sqlite"
 	"github.com/pacsd/pacsd/internal/testpeer"
@@ -66,6 +70,90 @@ func s3Peers(bin string, srv *testpeer.S3Server, endpoint string, latency time.D
 		mk("direct", "after "+where+" confirmed the object, and the commit of its index row"),
 		mk("spool", "after fsync of the object into the local spool and the commit of its index row; uploaded to "+where+" in the background"),
 	}
+}
+
+// putObjectName is the name of the yardstick of the S3 peers.
+const putObjectName = "s3-putobject"
+
+// putObjectPeer is the yardstick of the S3 peers, with no DICOM in it: a
+// plain minio-go PutObject of each file of the series, one after the
+// other as storescu sends them, into a fresh bucket of the same server
+// through the same endpoint. What pacsd with ack=direct reaches is set
+// against it.
+func putObjectPeer(srv *testpeer.S3Server, endpoint string) peer {
+	return peer{
+		name: putObjectName,
+		acks: "not a DICOM peer: a loop of minio-go PutObject calls, one file of the series at a time, each returning once S3 confirmed the object " +
+			"(its storescu CPU column is the loop's own CPU)",
+		run: func(ctx context.Context, corpus string) (sendResult, error) {
+			return putObjects(ctx, srv, endpoint, corpus)
+		},
+	}
+}
+
+// putObjects puts every file of the directory corpus into a fresh bucket
+// and checks that the bucket then holds them all.
+func putObjects(ctx context.Context, srv *testpeer.S3Server, endpoint, corpus string) (sendResult, error) {
+	var res sendResult
+	client, err := minio.New(endpoint, &minio.Options{
+		Creds:  credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""),
+		Region: srv.Region,
+	})
+	if err != nil {
+		return res, err
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	bucket := "bench-put-" + hex.EncodeToString(b[:])
+	if err := client.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: srv.Region}); err != nil {
+		return res, err
+	}
+	entries, err := os.ReadDir(corpus)
+	if err != nil {
+		return res, err
+	}
+	put := func(name string) error {
+		f, err := os.Open(filepath.Join(corpus, name))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		_, err = client.PutObject(ctx, bucket, name, f, fi.Size(), minio.PutObjectOptions{ContentType: "application/dicom"})
+		return err
+	}
+	cpu0 := selfCPU()
+	start := time.Now()
+	for _, e := range entries {
+		if err := put(e.Name()); err != nil {
+			return res, fmt.Errorf("PutObject %s: %w", e.Name(), err)
+		}
+	}
+	res.wall = time.Since(start)
+	res.cpu = selfCPU() - cpu0
+	n := 0
+	for obj := range client.ListObjects(ctx, bucket, minio.ListObjectsOptions{}) {
+		if obj.Err != nil {
+			return res, obj.Err
+		}
+		n++
+	}
+	if n != len(entries) {
+		return res, fmt.Errorf("bucket %s holds %d of %d objects", bucket, n, len(entries))
+	}
+	return res, nil
+}
+
+// selfCPU returns the user and system time of this process so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // indexedInstances counts the instances in the SQLite index at path,
