@@ -32,7 +32,8 @@ import (
 //	    &ack=direct|spool&spool_dir=PATH
 //
 // s3:// takes its credentials from AWS_ACCESS_KEY_ID and
-// AWS_SECRET_ACCESS_KEY (see s3.ParseURL) and creates the bucket if it is
+// AWS_SECRET_ACCESS_KEY (see s3.ParseURL), or else from the config file's
+// s3_access_key_id and s3_secret_access_key, and creates the bucket if it is
 // missing. ack says when a C-STORE is acknowledged:
 //
 //   - direct (the default): once S3 has confirmed the object. While S3 is
@@ -59,26 +60,27 @@ const spoolRetries = 2
 // uploads in progress.
 type closer func(ctx context.Context) error
 
-// openStorage opens the object storage that u names, for serve and
+// openStorage opens the object storage that cfg names, for serve and
 // retrieve, which write to it. A spool's uploader runs until the store is
 // closed: uploads go on while associations drain at shutdown, and those
 // that the close cuts short leave their objects in the spool for the next
 // start.
-func openStorage(ctx context.Context, u string, log *slog.Logger) (storage.Store, closer, error) {
-	return openBackend(ctx, u, log, false)
+func openStorage(ctx context.Context, cfg *config, log *slog.Logger) (storage.Store, closer, error) {
+	return openBackend(ctx, cfg, log, false)
 }
 
-// openStorageReadOnly opens the object storage that u names for the
+// openStorageReadOnly opens the object storage that cfg names for the
 // maintenance commands, which only read: a spool is opened read-only,
 // uploading nothing and leaving its lock to a running pacsd serve. The
 // caller calls the returned function when done.
-func openStorageReadOnly(ctx context.Context, u string, log *slog.Logger) (storage.Store, closer, error) {
-	return openBackend(ctx, u, log, true)
+func openStorageReadOnly(ctx context.Context, cfg *config, log *slog.Logger) (storage.Store, closer, error) {
+	return openBackend(ctx, cfg, log, true)
 }
 
-func openBackend(ctx context.Context, u string, log *slog.Logger, readOnly bool) (storage.Store, closer, error) {
+func openBackend(ctx context.Context, cfg *config, log *slog.Logger, readOnly bool) (storage.Store, closer, error) {
+	u := cfg.Storage
 	if strings.HasPrefix(u, "s3://") {
-		return openS3(ctx, u, log, readOnly)
+		return openS3(ctx, u, cfg.s3Env(), log, readOnly)
 	}
 	root, err := pathOf(u, "file")
 	if err != nil {
@@ -111,8 +113,8 @@ func openBackend(ctx context.Context, u string, log *slog.Logger, readOnly bool)
 }
 
 // openS3 opens an s3:// storage URL, with the spool in front if it says
-// ack=spool.
-func openS3(ctx context.Context, u string, log *slog.Logger, readOnly bool) (storage.Store, closer, error) {
+// ack=spool; getenv gives the credentials.
+func openS3(ctx context.Context, u string, getenv func(string) string, log *slog.Logger, readOnly bool) (storage.Store, closer, error) {
 	// The parameters of the spool are taken out before s3.ParseURL sees
 	// the rest; what does not parse is left for it to explain, without
 	// quoting the query.
@@ -122,7 +124,7 @@ func openS3(ctx context.Context, u string, log *slog.Logger, readOnly bool) (sto
 		q, err = url.ParseQuery(parsed.RawQuery)
 	}
 	if err != nil {
-		if _, perr := s3.ParseURL(u, os.Getenv); perr != nil {
+		if _, perr := s3.ParseURL(u, getenv); perr != nil {
 			err = perr
 		}
 		return nil, nil, fmt.Errorf("storage: %w", err)
@@ -136,7 +138,7 @@ func openS3(ctx context.Context, u string, log *slog.Logger, readOnly bool) (sto
 	q.Del("ack")
 	q.Del("spool_dir")
 	parsed.RawQuery = q.Encode()
-	cfg, err := s3.ParseURL(parsed.String(), os.Getenv)
+	cfg, err := s3.ParseURL(parsed.String(), getenv)
 	if err != nil {
 		return nil, nil, fmt.Errorf("storage: %w", err)
 	}
@@ -325,7 +327,7 @@ func openMaintenance(ctx context.Context, name string, args []string, getenv fun
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	store, closeStore, err := openStorageReadOnly(ctx, cfg.Storage, log)
+	store, closeStore, err := openStorageReadOnly(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,16 @@ type config struct {
 	MaxBody         int64
 	LogLevel        string
 	LogFormat       string
+
+	// S3 credentials, for storage URLs that name a bucket. They are
+	// secrets, so they have no flag, which would show them in process
+	// listings; see s3Env.
+	S3AccessKeyID     string
+	S3SecretAccessKey string
+	S3SessionToken    string
+
+	// getenv is the environment the configuration was read from.
+	getenv func(string) string
 }
 
 // option describes one setting.
@@ -105,6 +116,43 @@ var options = []option{
 		func(c *config, v string) error { c.LogFormat = v; return nil }},
 }
 
+// secretOptions are settings that have no flag, which would show them in
+// process listings: only the config file and the environment set them.
+var secretOptions = []option{
+	{"s3_access_key_id", "S3 access key; AWS_ACCESS_KEY_ID overrides it", "",
+		func(c *config, v string) error { c.S3AccessKeyID = v; return nil }},
+	{"s3_secret_access_key", "S3 secret key; AWS_SECRET_ACCESS_KEY overrides it", "",
+		func(c *config, v string) error { c.S3SecretAccessKey = v; return nil }},
+	{"s3_session_token", "S3 session token of temporary credentials; AWS_SESSION_TOKEN overrides it", "",
+		func(c *config, v string) error { c.S3SessionToken = v; return nil }},
+}
+
+// s3Env is the lookup by which s3.ParseURL reads the credentials of a
+// bucket: the AWS_ variables of the environment, as AWS's own tools read
+// them, or else the s3_ settings of the config file (or their PACSD_
+// variables). The pair comes from one place, never a key from one and the
+// secret from the other.
+func (c *config) s3Env() func(string) string {
+	getenv := c.getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	if getenv("AWS_ACCESS_KEY_ID") != "" || getenv("AWS_SECRET_ACCESS_KEY") != "" {
+		return getenv
+	}
+	return func(name string) string {
+		switch name {
+		case "AWS_ACCESS_KEY_ID":
+			return c.S3AccessKeyID
+		case "AWS_SECRET_ACCESS_KEY":
+			return c.S3SecretAccessKey
+		case "AWS_SESSION_TOKEN":
+			return c.S3SessionToken
+		}
+		return getenv(name)
+	}
+}
+
 func splitList(v string) []string {
 	var out []string
 	for _, s := range strings.Split(v, ",") {
@@ -129,8 +177,7 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	configFile := fs.String("config", getenv("PACSD_CONFIG"), "JSON configuration file (env PACSD_CONFIG)")
 	flagVals := map[string]*string{}
 	for _, o := range options {
-		def := o.def
-		flagVals[o.name] = fs.String(o.flagName(), def, fmt.Sprintf("%s (env %s)", o.usage, o.envName()))
+		flagVals[o.name] = fs.String(o.flagName(), o.def, fmt.Sprintf("%s (env %s)", o.usage, o.envName()))
 	}
 	// --remote-ae AET=HOST:PORT may be given once per remote.
 	var remotes []string
@@ -139,7 +186,9 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		return nil
 	})
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: pacsd %s [flags]\n\nEvery flag can also be set in the config file and the environment.\n\n", name)
+		fmt.Fprintf(stderr, "Usage: pacsd %s [flags]\n\nEvery flag can also be set in the config file and the environment.\n"+
+			"S3 credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or else from the config file's\n"+
+			"s3_access_key_id and s3_secret_access_key (and s3_session_token); there is no flag for them.\n\n", name)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -151,8 +200,9 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 
-	c := &config{}
-	for _, o := range options {
+	all := append(slices.Clip(options), secretOptions...)
+	c := &config{getenv: getenv}
+	for _, o := range all {
 		if err := o.set(c, o.def); err != nil {
 			return nil, fmt.Errorf("default of %s: %w", o.name, err)
 		}
@@ -162,10 +212,10 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 			return nil, err
 		}
 	}
-	for _, o := range options {
+	for _, o := range all {
 		v := getenv(o.envName())
 		switch {
-		case explicit[o.flagName()]:
+		case explicit[o.flagName()] && flagVals[o.name] != nil:
 			v = *flagVals[o.name]
 		case v == "":
 			continue
@@ -191,9 +241,9 @@ func (c *config) readFile(path string) error {
 	}
 	for k, raw := range m {
 		var o *option
-		for i := range options {
-			if options[i].name == k {
-				o = &options[i]
+		for _, opt := range append(slices.Clip(options), secretOptions...) {
+			if opt.name == k {
+				o = &opt
 			}
 		}
 		if o == nil {

@@ -105,7 +105,7 @@ func retrieveCommand(ctx context.Context, args []string, getenv func(string) str
 // association holds only 128 presentation contexts, fewer than there are
 // storage classes.
 func getInto(ctx context.Context, cfg *config, log *slog.Logger, r remote, aet, model string, ident *dicom.Dataset, progress func(dimse.SubOperations)) (dimse.SubOperations, error) {
-	store, closeStore, err := openStorage(ctx, cfg.Storage, log)
+	store, closeStore, err := openStorage(ctx, cfg, log)
 	if err != nil {
 		return dimse.SubOperations{}, err
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -144,6 +145,31 @@ func TestS3Storage(t *testing.T) {
 	}
 	p.stop()
 	checkObjects(t, a.store(t), data, files)
+}
+
+// TestS3CredentialsFromConfig runs pacsd on a bucket whose credentials
+// are in its config file, not in the environment, and checks that the
+// secret never reaches the log.
+func TestS3CredentialsFromConfig(t *testing.T) {
+	a := newS3Archive(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	conf := filepath.Join(t.TempDir(), "pacsd.json")
+	js := fmt.Sprintf(`{"storage": %q, "s3_access_key_id": %q, "s3_secret_access_key": %q}`, a.url(), a.srv.AccessKey, a.srv.SecretKey)
+	if err := os.WriteFile(conf, []byte(js), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir, files := writeSeries(t, 3)
+	data := t.TempDir()
+	p := startPacsd(t, data, "--config", conf)
+	if out, err := p.dcmtk("storescu", "+sd", dir); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	p.stop()
+	checkObjects(t, a.store(t), data, files)
+	if strings.Contains(p.log(), a.srv.SecretKey) {
+		t.Errorf("the secret key is in pacsd's log")
+	}
 }
 
 // storeOne sends one file with storescu and returns its output.
@@ -291,7 +317,7 @@ func TestS3BadURL(t *testing.T) {
 		var stderr bytes.Buffer
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		err := run(ctx, []string{"serve", "--data", t.TempDir(), "--storage", tc.url, "--dimse-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"},
-			func(string) string { return "" }, io.Discard, &stderr)
+			os.Getenv, io.Discard, &stderr)
 		cancel()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("serve --storage %s = %v, want an error saying %q", tc.url, err, tc.want)
@@ -299,7 +325,7 @@ func TestS3BadURL(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
-	err := run(t.Context(), []string{"serve", "--data", t.TempDir(), "--storage", "s3://bucket"}, func(string) string { return "" }, io.Discard, &stderr)
+	err := run(t.Context(), []string{"serve", "--data", t.TempDir(), "--storage", "s3://bucket"}, os.Getenv, io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "AWS_SECRET_ACCESS_KEY") {
 		t.Errorf("serve on S3 without credentials = %v", err)
 	}

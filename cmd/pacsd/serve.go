@@ -33,7 +33,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, closeStore, err := openStorage(ctx, cfg.Storage, log)
+	store, closeStore, err := openStorage(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
