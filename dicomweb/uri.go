@@ -48,7 +48,7 @@ func (s *Server) wadoURI(c echo.Context) error {
 			if q.Get("transferSyntax") == "" {
 				ts = in.TransferSyntaxUID // WADO-URI sends the object as stored by default
 			}
-			return s.sendObject(c.Request().Context(), c.Response(), in, ts, true)
+			return s.sendObject(c.Request().Context(), c.Response(), in, nil, ts, true)
 		case "image/jpeg", "image/png", "image/gif", "*/*", "image/*":
 			return s.renderURI(c, in, t)
 		}

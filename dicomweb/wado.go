@@ -22,6 +22,7 @@ import (
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/storage"
 )
 
 // instances returns the records of the instances a WADO-RS path names, in
@@ -99,8 +100,17 @@ func (s *Server) retrieve(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	if single {
-		return s.sendObject(ctx, c.Response(), ins[0], targets[0], true)
+		return s.sendObject(ctx, c.Response(), ins[0], nil, targets[0], true)
 	}
+	// The first object is opened before the status line goes out, so that
+	// storage that cannot serve gets an answer the client can act on (503
+	// with Retry-After, 404), not a 200 cut short. Later objects can only
+	// cut the response short, which the client sees as an error too.
+	first, err := s.Archive.Open(ctx, ins[0])
+	if err != nil {
+		return err
+	}
+	defer first.Close()
 	mw := multipart.NewWriter(c.Response())
 	c.Response().Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
 	c.Response().WriteHeader(http.StatusOK)
@@ -115,7 +125,11 @@ func (s *Server) retrieve(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := s.sendObject(ctx, pw, in, targets[i], false); err != nil {
+		var obj storage.Object
+		if i == 0 {
+			obj = first
+		}
+		if err := s.sendObject(ctx, pw, in, obj, targets[i], false); err != nil {
 			return err
 		}
 	}
@@ -166,14 +180,17 @@ func targetSyntax(stored, want string) (string, error) {
 }
 
 // sendObject writes an instance's object to w, converted to syntax ts if
-// that is not the stored one. With header set, w is the response and
-// gets its headers.
-func (s *Server) sendObject(ctx context.Context, w io.Writer, in *index.Instance, ts string, header bool) error {
-	obj, err := s.Archive.Open(ctx, in)
-	if err != nil {
-		return err
+// that is not the stored one. obj is the object if the caller opened it
+// already (and closes it), or nil. With header set, w is the response
+// and gets its headers.
+func (s *Server) sendObject(ctx context.Context, w io.Writer, in *index.Instance, obj storage.Object, ts string, header bool) error {
+	if obj == nil {
+		var err error
+		if obj, err = s.Archive.Open(ctx, in); err != nil {
+			return err
+		}
+		defer obj.Close()
 	}
-	defer obj.Close()
 	if resp, ok := w.(*echo.Response); ok && header {
 		resp.Header().Set("Content-Type", "application/dicom; transfer-syntax="+ts)
 		if ts == in.TransferSyntaxUID {
