@@ -223,7 +223,8 @@ func newFaultyS3(t *testing.T, target string) *faultyS3 {
 // 503 for a while, then is slow, then hangs: C-STOREs fail with 0xA7xx
 // while it answers 503 or hangs (within the stall timeout), succeed again
 // when it recovers, and succeed, slower, when it is slow; no index row is
-// written for a refused instance.
+// written for a refused instance. While it answers 503 or hangs, WADO-RS
+// and STOW-RS answer 503 with Retry-After.
 func TestS3ServerErrors(t *testing.T) {
 	a := newS3Archive(t)
 	proxy := newFaultyS3(t, a.srv.URL)
@@ -233,9 +234,9 @@ func TestS3ServerErrors(t *testing.T) {
 	p := startPacsd(t, data, "--storage", url)
 	assoc, _ := dial(t, p)
 	study, series := dcmgen.UID(), dcmgen.UID()
+	sop := func(i int) string { return fmt.Sprintf("%s.%d", series, i) }
 	store := func(i int) (dimse.Status, error) {
-		sop := fmt.Sprintf("%s.%d", series, i)
-		return storeCT(t, assoc, study, series, sop)
+		return storeCT(t, assoc, study, series, sop(i))
 	}
 	if st, err := store(1); err != nil || !st.IsSuccess() {
 		t.Fatalf("store before the faults: %v %v", st, err)
@@ -248,6 +249,7 @@ func TestS3ServerErrors(t *testing.T) {
 		t.Fatalf("store while S3 answers 503: %v %v, want 0xA7xx", st, err)
 	}
 	t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	checkWebUnavailable(t, p, "S3 answers 503", study, series, sop(1), series+".901")
 	proxy.mode.Store(2)
 	start = time.Now()
 	if st, err := store(3); err != nil || !st.IsSuccess() {
@@ -266,6 +268,7 @@ func TestS3ServerErrors(t *testing.T) {
 		t.Errorf("store while S3 hangs took %v to be refused", took)
 	}
 	t.Logf("refused after %v while S3 hangs: %v", time.Since(start).Round(time.Millisecond), err)
+	checkWebUnavailable(t, p, "S3 hangs", study, series, sop(1), series+".902")
 	proxy.mode.Store(0)
 	if st, err := store(5); err != nil || !st.IsSuccess() {
 		t.Fatalf("store after the faults: %v %v", st, err)
@@ -278,10 +281,50 @@ func TestS3ServerErrors(t *testing.T) {
 		found[v[0].(string)] = true
 	}
 	for i, want := range []bool{true, false, true, false, true} {
-		if sop := fmt.Sprintf("%s.%d", series, i+1); found[sop] != want {
-			t.Errorf("%s indexed: %v, want %v", sop, found[sop], want)
+		if found[sop(i+1)] != want {
+			t.Errorf("%s indexed: %v, want %v", sop(i+1), found[sop(i+1)], want)
 		}
 	}
+	for _, s := range []string{series + ".901", series + ".902"} {
+		if found[s] {
+			t.Errorf("%s, refused by STOW-RS, is indexed", s)
+		}
+	}
+}
+
+// checkWebUnavailable checks, while S3 cannot serve, that a WADO-RS
+// retrieve of the stored instance sop and a STOW-RS of a new instance
+// (newSOP) are answered 503 with Retry-After, as a client that may try
+// again later needs.
+func checkWebUnavailable(t *testing.T, p *instance, when, study, series, sop, newSOP string) {
+	t.Helper()
+	check := func(what string, resp *http.Response, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s while %s: %v", what, when, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s while %s: %s, Retry-After %q, want 503 with Retry-After: %s",
+				what, when, resp.Status, resp.Header.Get("Retry-After"), bytes.TrimSpace(body))
+		}
+	}
+	base := "http://" + p.httpAddr + "/dicom-web/studies/" + study
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", base+"/series/"+series+"/instances/"+sop, nil)
+	req.Header.Set("Accept", `multipart/related; type="application/dicom"; transfer-syntax=*`)
+	resp, err := http.DefaultClient.Do(req)
+	check("WADO-RS", resp, err)
+
+	var b bytes.Buffer
+	in := &dcmgen.Instance{Study: dcmgen.Study{UID: study}, Series: dcmgen.Series{UID: series, Modality: "CT"}, SOPInstanceUID: newSOP, Rows: 16, Columns: 16}
+	if _, err := dcmgen.WriteFile(&b, in); err != nil {
+		t.Fatal(err)
+	}
+	req, _ = http.NewRequestWithContext(t.Context(), "POST", base, &b)
+	req.Header.Set("Content-Type", "application/dicom")
+	resp, err = http.DefaultClient.Do(req)
+	check("STOW-RS", resp, err)
 }
 
 // TestSpoolDiskFull fills the spool's disk while S3 is away: pacsd, with
