@@ -91,7 +91,7 @@ func TestOrthanc(t *testing.T) {
 		var out, errb bytes.Buffer
 		args := append([]string{"retrieve", "--data", data, "--remote-ae", remote, "--from", "ORTHANC",
 			"--key", "StudyInstanceUID=" + st.uid, "--log-format", "json"}, extra...)
-		if err := run(ctx, args, func(string) string { return "" }, &out, &errb); err != nil {
+		if err := run(ctx, args, testEnv, &out, &errb); err != nil {
 			t.Fatalf("pacsd retrieve: %v\n%s\n%s", err, out.String(), errb.String())
 		}
 		t.Logf("%s", out.String())

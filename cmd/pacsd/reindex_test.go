@@ -78,8 +78,18 @@ func pacsd(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	var out, errb bytes.Buffer
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	err = run(ctx, args, func(string) string { return "" }, &out, &errb)
+	err = run(ctx, args, testEnv, &out, &errb)
 	return out.String(), errb.String(), err
+}
+
+// testEnv is the environment of pacsd run in the test process: the AWS_
+// credentials that tests set with t.Setenv, and nothing else, so that a
+// developer's PACSD_ variables do not change what a test runs.
+func testEnv(name string) string {
+	if strings.HasPrefix(name, "AWS_") {
+		return os.Getenv(name)
+	}
+	return ""
 }
 
 // exitCode runs pacsd as a process, as an operator's script would, and
