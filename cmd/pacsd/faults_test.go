@@ -73,14 +73,7 @@ func TestPostgresRestartMidIngest(t *testing.T) {
 	}
 
 	// Every acknowledged instance is indexed, with its object.
-	found := map[string]bool{}
-	for _, m := range qido(t, p, "/studies/"+study+"/instances") {
-		e, _ := m["00080018"].(map[string]any)
-		v, _ := e["Value"].([]any)
-		if len(v) == 1 {
-			found[v[0].(string)] = true
-		}
-	}
+	found := indexedSOPs(t, p, study)
 	for _, sop := range acked {
 		if !found[sop] {
 			t.Errorf("%s was acknowledged but is not indexed", sop)
@@ -274,12 +267,7 @@ func TestS3ServerErrors(t *testing.T) {
 		t.Fatalf("store after the faults: %v %v", st, err)
 	}
 	assoc.Release(t.Context())
-	found := map[string]bool{}
-	for _, m := range qido(t, p, "/studies/"+study+"/instances") {
-		e, _ := m["00080018"].(map[string]any)
-		v, _ := e["Value"].([]any)
-		found[v[0].(string)] = true
-	}
+	found := indexedSOPs(t, p, study)
 	for i, want := range []bool{true, false, true, false, true} {
 		if found[sop(i+1)] != want {
 			t.Errorf("%s indexed: %v, want %v", sop(i+1), found[sop(i+1)], want)
@@ -399,12 +387,7 @@ func TestSpoolDiskFull(t *testing.T) {
 	}
 	acked = append(acked, refused)
 	assoc.Release(t.Context())
-	found := map[string]bool{}
-	for _, m := range qido(t, p, "/studies/"+study+"/instances") {
-		e, _ := m["00080018"].(map[string]any)
-		v, _ := e["Value"].([]any)
-		found[v[0].(string)] = true
-	}
+	found := indexedSOPs(t, p, study)
 	if len(found) != len(acked) {
 		t.Errorf("%d instances indexed, %d acknowledged", len(found), len(acked))
 	}
@@ -421,4 +404,19 @@ func storeCT(t *testing.T, a *dimse.Association, study, series, sop string) (dim
 	t.Helper()
 	return a.Store(t.Context(), &dimse.StoreRequest{SOPClassUID: uid.CTImageStorage, SOPInstanceUID: sop,
 		TransferSyntaxUID: uid.ExplicitVRLittleEndian, Dataset: bytes.NewReader(dataset(t, study, series, sop))})
+}
+
+// indexedSOPs returns the SOP Instance UIDs that a QIDO-RS search of the
+// study's instances on p finds.
+func indexedSOPs(t *testing.T, p *instance, study string) map[string]bool {
+	t.Helper()
+	found := map[string]bool{}
+	for _, m := range qido(t, p, "/studies/"+study+"/instances") {
+		e, _ := m["00080018"].(map[string]any)
+		v, _ := e["Value"].([]any)
+		if len(v) == 1 {
+			found[v[0].(string)] = true
+		}
+	}
+	return found
 }
