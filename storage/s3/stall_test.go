@@ -60,15 +60,21 @@ func (f *freezer) serve() {
 	}
 }
 
-// pipe copies src to dst, holding each chunk while the proxy is frozen.
+// pipe copies src to dst. A chunk read while the proxy is frozen is
+// held until it thaws and then dropped with the connection, as a server
+// that hung never processes what it took in; passing it on late would
+// let a request the client gave up on complete after all.
 func (f *freezer) pipe(dst, src net.Conn) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		for n > 0 && f.frozen.Load() {
-			time.Sleep(10 * time.Millisecond)
+		if n > 0 && f.frozen.Load() {
+			for f.frozen.Load() {
+				time.Sleep(10 * time.Millisecond)
+			}
+			return
 		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
