@@ -89,7 +89,10 @@ type Header struct {
 	Omitted []tag.Tag
 	// Err, when not nil, says why the data set could not be read to its
 	// end; Dataset then holds what came before. It wraps ErrMalformed
-	// when the data set itself is at fault.
+	// when the data set itself is at fault, and ErrTruncated as well when
+	// the data set ended before its structure did (see ErrTruncated).
+	// Truncation is reported here only: the reader returned by Rest
+	// passes the source's bytes and its io.EOF on unchanged.
 	Err error
 }
 
@@ -130,7 +133,7 @@ func NewScanner(r io.Reader, ts uid.TransferSyntax, lim Limits) *Scanner {
 	s.sw.r = &recorder{s: s}
 	var view io.Reader = &s.sw
 	if ts.Deflated {
-		view = flate.NewReader(view)
+		view = inflater{flate.NewReader(view)}
 	}
 	s.w = &walker{
 		r:        bufio.NewReaderSize(view, 64<<10),
@@ -171,7 +174,9 @@ func (s *switchReader) Read(p []byte) (int, error) { return s.r.Read(p) }
 // Identify reads until the identifying UIDs are known: up to the first
 // top-level element after Series Instance UID (0020,000E), or the end of
 // the data set. Empty fields of the Identity are absent from the data set.
-// The error wraps ErrMalformed, ErrTooLarge, or the source's own error.
+// The error wraps ErrMalformed (and ErrTruncated if the data set ends
+// before the identity is complete), ErrTooLarge, or the source's own
+// error. Damage met after the identity is complete is left to Header.
 func (s *Scanner) Identify() (Identity, error) {
 	if !s.identified {
 		s.identified = true
@@ -212,7 +217,7 @@ func (s *Scanner) Rest() io.Reader {
 		}
 		if err == nil && s.rest.skip > 0 {
 			// The source ended inside a value the walker left to it.
-			err = malformed("data set ends %d bytes short of the end of a bulk value", s.rest.skip)
+			err = truncated("data set ends %d bytes short of the end of a bulk value", s.rest.skip)
 		}
 		// Keep Rest flowing whatever the walker made of the data.
 		if _, cerr := io.Copy(io.Discard, pr); err == nil && cerr != nil && !errors.Is(cerr, errStopped) {

@@ -130,15 +130,18 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// inflater reports a corrupt or truncated deflate stream as a malformed
-// data set; the source's own errors pass through.
+// inflater reports a corrupt deflate stream as a malformed data set and
+// one cut short as a truncated one; the source's own errors pass through.
 type inflater struct{ r io.Reader }
 
 func (f inflater) Read(p []byte) (int, error) {
 	n, err := f.r.Read(p)
 	var corrupt flate.CorruptInputError
-	if errors.As(err, &corrupt) || errors.Is(err, io.ErrUnexpectedEOF) {
+	switch {
+	case errors.As(err, &corrupt):
 		err = fmt.Errorf("%w: deflated stream: %v", ErrMalformed, err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		err = truncated("deflated stream: %v", err)
 	}
 	return n, err
 }
@@ -202,7 +205,7 @@ func (t *transcoder) read(n int) ([]byte, error) {
 	t.pos += int64(m)
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, malformed("data set ends inside an element header at offset %d", t.pos)
+			return nil, truncated("data set ends inside an element header at offset %d", t.pos)
 		}
 		return nil, err
 	}
@@ -471,7 +474,7 @@ func (t *transcoder) skip(n int64, tg tag.Tag, at int64) error {
 
 func (t *transcoder) valueErr(err error, tg tag.Tag, at int64) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return malformed("data set ends inside the value of element %v (offset %d) at offset %d", tg, at, t.pos)
+		return truncated("data set ends inside the value of element %v (offset %d) at offset %d", tg, at, t.pos)
 	}
 	return fmt.Errorf("element %v at offset %d: %w", tg, at, err)
 }

@@ -17,6 +17,25 @@ import (
 // beyond Limits.Depth, a stream that ends inside an element.
 var ErrMalformed = errors.New("dicom: malformed data set")
 
+// ErrTruncated reports a data set that ends before its structure does:
+// inside an element's header or value (a length runs past the bytes
+// received), or inside a sequence or item of undefined length that is
+// never closed. An error that wraps it wraps ErrMalformed too, since a
+// truncated data set is a malformed one; an ErrMalformed that does not
+// wrap ErrTruncated is a data set complete by its lengths with parts that
+// cannot be interpreted.
+var ErrTruncated = errors.New("dicom: data set truncated")
+
+// truncation is an error wrapping both ErrTruncated and ErrMalformed.
+type truncation struct{ msg string }
+
+func (e *truncation) Error() string   { return ErrTruncated.Error() + ": " + e.msg }
+func (e *truncation) Unwrap() []error { return []error{ErrTruncated, ErrMalformed} }
+
+func truncated(format string, args ...any) error {
+	return &truncation{fmt.Sprintf(format, args...)}
+}
+
 const undefinedLength = 0xFFFFFFFF
 
 // syntax is the encoding of one level of a data set. Items of a sequence
@@ -129,11 +148,11 @@ func (w *walker) skip(n int64) error {
 	return nil
 }
 
-// eof turns the end of the stream inside an element into ErrMalformed;
+// eof turns the end of the stream inside an element into ErrTruncated;
 // any other read error is the stream's own and passes through.
 func (w *walker) eof(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return malformed("data set ends inside an element at offset %d", w.pos)
+		return truncated("data set ends inside an element at offset %d", w.pos)
 	}
 	return err
 }
@@ -292,7 +311,7 @@ func (w *walker) peekTag() (t tag.Tag, ok bool, err error) {
 	case len(b) == 0 && errors.Is(err, io.EOF):
 		return 0, false, nil
 	case errors.Is(err, io.EOF):
-		return 0, false, malformed("%d trailing bytes after the last element", len(b))
+		return 0, false, truncated("data set ends inside an element header at offset %d", w.pos+int64(len(b)))
 	}
 	return 0, false, err
 }

@@ -217,39 +217,40 @@ func TestScanMalformed(t *testing.T) {
 		name       string
 		build      func(e *enc)
 		identified bool // the identity is complete despite the damage
+		truncated  bool // the data set ends inside an element
 	}{
 		{"element overruns item", func(e *enc) {
 			e.ids()
 			e.el(tag.ContentSequence, "SQ", undefinedLength, nil)
 			e.el(tag.Item, "", 10, nil)
 			e.el(tag.ReferencedSOPClassUID, "UI", 20, []byte("1.2.3.4.5.6.7.8.9.10"))
-		}, true},
+		}, true, false},
 		{"truncated value", func(e *enc) {
 			e.ids()
 			e.el(tag.ImageComments, "LT", 40, []byte("short"))
-		}, true},
+		}, true, true},
 		{"item outside sequence", func(e *enc) {
 			e.ids()
 			e.el(tag.Item, "", 0, nil)
-		}, true},
+		}, true, false},
 		{"trailing bytes", func(e *enc) {
 			e.ids()
 			e.b.Write([]byte{1, 2})
-		}, true},
+		}, true, true},
 		{"broken before the study UID", func(e *enc) {
 			e.str(tag.SOPClassUID, "UI", uid.CTImageStorage).str(tag.SOPInstanceUID, "UI", "1.2.3.4")
 			e.el(tag.PatientName, "PN", 60000, []byte("x"))
-		}, false},
+		}, false, false},
 		{"not DICOM at all", func(e *enc) {
 			e.b.WriteString("GET / HTTP/1.1\r\nHost: pacs\r\n\r\n")
-		}, false},
+		}, false, false},
 		{"nesting too deep", func(e *enc) {
 			e.ids()
 			for i := 0; i < 40; i++ {
 				e.el(tag.ContentSequence, "SQ", undefinedLength, nil)
 				e.el(tag.Item, "", undefinedLength, nil)
 			}
-		}, true},
+		}, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -267,6 +268,9 @@ func TestScanMalformed(t *testing.T) {
 			}
 			if !errors.Is(h.Err, ErrMalformed) {
 				t.Fatalf("header error %v, want ErrMalformed", h.Err)
+			}
+			if errors.Is(h.Err, ErrTruncated) != tt.truncated {
+				t.Errorf("header error %v: truncated %v, want %v", h.Err, !tt.truncated, tt.truncated)
 			}
 			if h.Dataset.First(tag.PatientName) != "Doe^Jane" {
 				t.Errorf("elements before the damage lost: %+v", h.Dataset.Elements)
