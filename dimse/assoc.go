@@ -1,32 +1,29 @@
 package dimse
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/pacsd/pacsd/dimse/internal/cmdset"
 	"github.com/pacsd/pacsd/dimse/internal/pdu"
+	"github.com/pacsd/pacsd/dimse/internal/ul"
 )
 
 // Errors an association reports to the operations it fails.
 var (
 	// ErrAborted reports an association that ended by A-ABORT, from
 	// either side, or by the loss of its connection.
-	ErrAborted = errors.New("dimse: association aborted")
+	ErrAborted = ul.ErrAborted
 	// ErrReleased reports an operation attempted on an association that
 	// is released or being released.
-	ErrReleased = errors.New("dimse: association released")
+	ErrReleased = ul.ErrReleased
 	// ErrRejected reports an association request the peer rejected.
-	ErrRejected = errors.New("dimse: association rejected")
+	ErrRejected = ul.ErrRejected
 	// ErrNoContext reports an operation for which no presentation
 	// context was accepted.
 	ErrNoContext = errors.New("dimse: no accepted presentation context")
@@ -36,7 +33,7 @@ var (
 const (
 	// maxCommandLength bounds a command set as it is reassembled; the
 	// longest legitimate one is a few hundred bytes.
-	maxCommandLength = 64 << 10
+	maxCommandLength = cmdset.MaxLength
 	// defaultMaxPDULength is the Maximum Length announced for P-DATA-TF
 	// PDUs received: large enough that a peer sends few PDUs per
 	// instance, small enough to hold one per association.
@@ -47,7 +44,9 @@ const (
 	// minPDULength is the smallest Maximum Length honoured; a peer that
 	// announces less still gets PDUs of this size, as dcmtk does.
 	minPDULength = 4096
-	defaultARTIM = 30 * time.Second
+	// defaultReadTimeout bounds the wait for each PDU of a message that
+	// has started to arrive.
+	defaultReadTimeout = 60 * time.Second
 )
 
 // PresentationContext is a negotiated presentation context.
@@ -67,15 +66,19 @@ type PresentationContext struct {
 func (pc *PresentationContext) Accepted() bool { return pc.Result == 0 }
 
 // Association is one DICOM association, from either side: the requestor
-// (a Client's Dial) or the acceptor (a Server). An SCU uses the methods
-// that send requests; an SCP handler receives the Association its request
-// arrived on.
+// (a Dialer's Dial) or the acceptor (a Server). It carries DIMSE
+// messages (PS3.7): it puts commands and data sets into P-DATA and back
+// together, runs the operations the peer requests with the Server's or
+// Dialer's handlers, and sends this side's requests. The upper layer
+// beneath it (PS3.8: PDUs, the state machine, ARTIM) is a ul.Conn.
+//
+// An SCU uses the methods that send requests (Echo, Store, Find, Move,
+// Get, RequestCommit); an SCP handler receives the Association its
+// request arrived on.
 type Association struct {
-	conn      net.Conn
-	rd        *pdu.Reader
+	ul        *ul.Conn
 	log       *slog.Logger
 	requestor bool
-	artimDur  time.Duration
 
 	callingAE, calledAE string
 	contexts            map[byte]*PresentationContext
@@ -85,39 +88,26 @@ type Association struct {
 	peerSCP         map[string]bool
 	peerImplClass   string
 	peerImplVersion string
-
-	mu    sync.Mutex // guards st, artim, err
-	st    state
-	artim *time.Timer
-	err   error // why the association ended, when it ended badly
-
-	wmu     sync.Mutex // serializes writes to conn
-	wbuf    []byte
-	maxSend uint32 // longest P-DATA-TF PDU the peer accepts
-
-	closeOnce sync.Once
-	done      chan struct{} // closed when the transport is closed
-
-	// onPData receives P-DATA indications, in the reader goroutine.
-	onPData func(*pdu.PDataTF) error
-	// onRelease receives an A-RELEASE indication (AR-2) in the reader
-	// goroutine and must answer it with respondRelease.
-	onRelease func()
-	// released is closed when an A-RELEASE confirmation arrives.
-	released chan struct{}
+	maxSend         uint32 // longest P-DATA-TF PDU the peer accepts
 
 	// handler starts the operations of requests from the peer.
 	handler requestHandler
 	// idle, if not zero, aborts the association after this long without
-	// a PDU while no operation is in progress.
+	// a PDU while no operation is in progress and no message arrives.
 	idle time.Duration
+	// readTimeout bounds the wait for each PDU while a message arrives.
+	readTimeout time.Duration
 
 	// ctx is the context of operations; it ends with the association.
 	ctx    context.Context
 	cancel context.CancelFunc
-	opMu   sync.Mutex
-	active map[uint16]context.CancelCauseFunc // operations in progress, by message ID
-	ops    sync.WaitGroup
+	opMu   sync.Mutex // guards active, stopping, deadlineWhy and the read deadline
+	active map[uint16]*operation
+	// stopping is set once the server shuts down: every operation,
+	// running or to come, is asked to stop.
+	stopping    error
+	deadlineWhy string // what the read deadline set last bounds
+	ops         sync.WaitGroup
 
 	// pending holds the waiters for responses to requests this side
 	// sent, by message ID.
@@ -127,6 +117,16 @@ type Association struct {
 	asm     assembler
 }
 
+// operation is one operation the peer requested, in progress.
+type operation struct {
+	// cancel cancels the operation's context: the association ended, or
+	// the peer cancelled a C-FIND.
+	cancel context.CancelCauseFunc
+	// stop asks a C-MOVE or C-GET to stop after the sub-operation in
+	// flight (C-CANCEL, shutdown); nil for other operations.
+	stop *stopSignal
+}
+
 // requestHandler starts the operations the peer's requests ask for. It is
 // called in the reader goroutine and must not block; the sink it returns,
 // if any, receives the request's data set.
@@ -134,13 +134,133 @@ type requestHandler interface {
 	request(a *Association, cmd *cmdset.Command, pc *PresentationContext) (sink, error)
 }
 
+func newAssociation(c *ul.Conn, log *slog.Logger, requestor bool) *Association {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Association{
+		ul:          c,
+		log:         log,
+		requestor:   requestor,
+		ctx:         ctx,
+		cancel:      cancel,
+		active:      map[uint16]*operation{},
+		contexts:    map[byte]*PresentationContext{},
+		peerSCP:     map[string]bool{},
+		readTimeout: defaultReadTimeout,
+	}
+}
+
+// CallingAE returns the AE title of the association requestor.
+func (a *Association) CallingAE() string { return a.callingAE }
+
+// CalledAE returns the AE title the requestor called.
+func (a *Association) CalledAE() string { return a.calledAE }
+
+// RemoteAddr returns the peer's network address.
+func (a *Association) RemoteAddr() net.Addr { return a.ul.RemoteAddr() }
+
+// Contexts returns the negotiated presentation contexts, by ID.
+func (a *Association) Contexts() []PresentationContext {
+	out := make([]PresentationContext, 0, len(a.contexts))
+	for id := range 256 {
+		if pc, ok := a.contexts[byte(id)]; ok {
+			out = append(out, *pc)
+		}
+	}
+	return out
+}
+
+// Done returns a channel closed when the association's connection is
+// closed, by release, abort or failure.
+func (a *Association) Done() <-chan struct{} { return a.ul.Done() }
+
+// Err returns why the association ended: nil while it is up or after an
+// orderly release, an error wrapping ErrAborted otherwise.
+func (a *Association) Err() error { return a.ul.Err() }
+
+// Abort aborts the association (A-ABORT, service-user source) and closes
+// its connection without waiting for the peer.
+func (a *Association) Abort() error { return a.ul.Abort(nil) }
+
+// run reads the association until it ends, then fails whatever was
+// waiting on it.
+func (a *Association) run() {
+	a.ul.Serve(indications{a})
+	a.cancel()
+	a.asm.abort(a.ul.EndErr())
+}
+
+// indications receives what the upper layer indicates to the message
+// layer.
+type indications struct{ a *Association }
+
+func (in indications) PData(p *pdu.PDataTF) error { return in.a.onPData(p) }
+
+func (in indications) Release() {
+	a := in.a
+	if a.requestor {
+		// Release collision (AR-8): answer as the requestor.
+		go a.ul.RespondRelease()
+		return
+	}
+	// The reply waits for operations still running, which may send
+	// their responses meanwhile (AR-7).
+	go func() {
+		a.ops.Wait()
+		if err := a.ul.RespondRelease(); err != nil {
+			a.log.Debug("release response", "err", err)
+		}
+	}()
+}
+
+func (in indications) BeforeRead() {
+	a := in.a
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	a.armReadDeadlineLocked()
+}
+
+func (in indications) ReadTimeout() error {
+	a := in.a
+	a.opMu.Lock()
+	why := a.deadlineWhy
+	a.opMu.Unlock()
+	a.log.Warn("aborting the association: "+why, "idle_timeout", a.idle, "read_timeout", a.readTimeout)
+	return fmt.Errorf("%w: %s", ErrAborted, why)
+}
+
+// armReadDeadlineLocked sets the read deadline for what the association
+// waits for: each PDU of a message that has started to arrive within
+// readTimeout, whether or not an operation is working on it; the next
+// message within the idle timeout when no operation is in progress; and
+// no deadline while an operation works, which may take long to answer.
+// a.opMu is held, so that the reader and the operations finishing never
+// undo each other's setting.
+func (a *Association) armReadDeadlineLocked() {
+	switch {
+	case a.asm.inTransit.Load():
+		a.deadlineWhy = fmt.Sprintf("no PDU for %v in the middle of a message", a.readTimeout)
+		a.ul.SetReadDeadline(time.Now().Add(a.readTimeout))
+	case a.idle > 0 && len(a.active) == 0:
+		a.deadlineWhy = fmt.Sprintf("idle for %v", a.idle)
+		a.ul.SetReadDeadline(time.Now().Add(a.idle))
+	default:
+		a.deadlineWhy = ""
+		a.ul.SetReadDeadline(time.Time{})
+	}
+}
+
 // startOp runs an operation in a goroutine of its own, tracked until it
-// finishes so that release and shutdown can wait for it.
-func (a *Association) startOp(id uint16, f func(ctx context.Context)) {
+// finishes so that release and shutdown can wait for it. stop, if not
+// nil, is how a C-MOVE or C-GET is asked to stop.
+func (a *Association) startOp(id uint16, stop *stopSignal, f func(ctx context.Context)) {
 	ctx, cancel := context.WithCancelCause(a.ctx)
 	a.opMu.Lock()
-	a.active[id] = cancel
-	a.armIdleLocked()
+	a.active[id] = &operation{cancel: cancel, stop: stop}
+	if a.stopping != nil {
+		cancel(a.stopping)
+		stop.fire(a.stopping)
+	}
+	a.armReadDeadlineLocked()
 	a.opMu.Unlock()
 	a.ops.Add(1)
 	go func() {
@@ -157,35 +277,47 @@ func (a *Association) startOp(id uint16, f func(ctx context.Context)) {
 func (a *Association) finishOp(id uint16) {
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
+	if _, ok := a.active[id]; !ok {
+		return
+	}
 	delete(a.active, id)
 	// The reader may be waiting without a deadline, having looked while
 	// this operation still ran: the idle clock starts now.
-	a.armIdleLocked()
+	a.armReadDeadlineLocked()
 }
 
-// armIdleLocked sets the read deadline for the idle timeout: none while an
-// operation is in progress, which may take long to answer, and the idle
-// timeout from now otherwise. a.opMu is held, so that the reader and the
-// operations finishing never undo each other's setting.
-func (a *Association) armIdleLocked() {
-	if a.idle <= 0 {
-		return
-	}
-	if len(a.active) == 0 {
-		a.conn.SetReadDeadline(time.Now().Add(a.idle))
-	} else {
-		a.conn.SetReadDeadline(time.Time{})
-	}
-}
-
-// cancelOp cancels the context of an operation in progress (C-CANCEL),
+// cancelOp handles a C-CANCEL: a C-MOVE or C-GET is asked to stop after
+// its sub-operation in flight; any other operation's context is cancelled
 // with cause ErrCancelled.
 func (a *Association) cancelOp(id uint16) {
 	a.opMu.Lock()
-	cancel := a.active[id]
+	op := a.active[id]
 	a.opMu.Unlock()
-	if cancel != nil {
-		cancel(ErrCancelled)
+	switch {
+	case op == nil:
+		a.log.Debug("C-CANCEL of no operation in progress", "message_id", id)
+	case op.stop != nil:
+		op.stop.fire(ErrCancelled)
+	default:
+		op.cancel(ErrCancelled)
+	}
+}
+
+// stopOps asks every operation, running or to come, to stop with cause
+// why: C-MOVEs and C-GETs after their sub-operation in flight, the
+// others at once.
+func (a *Association) stopOps(why error) {
+	a.opMu.Lock()
+	defer a.opMu.Unlock()
+	if a.stopping == nil {
+		a.stopping = why
+	}
+	for _, op := range a.active {
+		if op.stop != nil {
+			op.stop.fire(why)
+		} else {
+			op.cancel(why)
+		}
 	}
 }
 
@@ -194,7 +326,7 @@ func (a *Association) cancelOp(id uint16) {
 func (a *Association) onMessage(cmd *cmdset.Command, pc *PresentationContext) (sink, error) {
 	if cmd.CommandField.IsResponse() {
 		if cmd.MessageIDBeingRespondedTo == nil {
-			return nil, protocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "%v without Message ID Being Responded To", cmd.CommandField)
+			return nil, ul.ProtocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "%v without Message ID Being Responded To", cmd.CommandField)
 		}
 		id := *cmd.MessageIDBeingRespondedTo
 		w, ok := a.pending.Load(id)
@@ -218,7 +350,7 @@ func (a *Association) onMessage(cmd *cmdset.Command, pc *PresentationContext) (s
 		return nil, nil
 	}
 	if a.handler == nil {
-		return nil, protocolErrorf(pdu.AbortReasonUnexpectedPDUParameter, "%v: this side accepts no requests", cmd.CommandField)
+		return nil, ul.ProtocolErrorf(pdu.AbortReasonUnexpectedPDUParameter, "%v: this side accepts no requests", cmd.CommandField)
 	}
 	return a.handler.request(a, cmd, pc)
 }
@@ -226,469 +358,6 @@ func (a *Association) onMessage(cmd *cmdset.Command, pc *PresentationContext) (s
 // maxResponseDataSet bounds the data set of a response held in memory (a
 // C-FIND identifier, say).
 const maxResponseDataSet = 16 << 20
-
-func newAssociation(conn net.Conn, log *slog.Logger, requestor bool, artim time.Duration) *Association {
-	if artim <= 0 {
-		artim = defaultARTIM
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Association{
-		ctx:       ctx,
-		cancel:    cancel,
-		active:    map[uint16]context.CancelCauseFunc{},
-		conn:      conn,
-		rd:        pdu.NewReader(bufio.NewReaderSize(conn, 64<<10), pdu.DefaultMaxLength),
-		log:       log,
-		requestor: requestor,
-		artimDur:  artim,
-		contexts:  map[byte]*PresentationContext{},
-		peerSCP:   map[string]bool{},
-		st:        sta1,
-		done:      make(chan struct{}),
-		released:  make(chan struct{}),
-	}
-}
-
-// CallingAE returns the AE title of the association requestor.
-func (a *Association) CallingAE() string { return a.callingAE }
-
-// CalledAE returns the AE title the requestor called.
-func (a *Association) CalledAE() string { return a.calledAE }
-
-// RemoteAddr returns the peer's network address.
-func (a *Association) RemoteAddr() net.Addr { return a.conn.RemoteAddr() }
-
-// Contexts returns the negotiated presentation contexts.
-func (a *Association) Contexts() []PresentationContext {
-	out := make([]PresentationContext, 0, len(a.contexts))
-	for id := 1; id < 256; id += 2 {
-		if pc, ok := a.contexts[byte(id)]; ok {
-			out = append(out, *pc)
-		}
-	}
-	return out
-}
-
-// Done returns a channel closed when the association's connection is
-// closed, by release, abort or failure.
-func (a *Association) Done() <-chan struct{} { return a.done }
-
-// Err returns why the association ended: nil while it is up or after an
-// orderly release, an error wrapping ErrAborted otherwise.
-func (a *Association) Err() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.err
-}
-
-func (a *Association) state() state {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.st
-}
-
-// input is what an event brings to its action.
-type input struct {
-	recv       pdu.PDU         // the PDU received, for PDU events
-	send       pdu.PDU         // the PDU to send, for AE-2, AE-6 (reject), AE-7, AE-8
-	data       net.Buffers     // a P-DATA-TF PDU to send, for DT-1 and AR-7
-	acceptable bool            // AE-6: the request is acceptable
-	reason     pdu.AbortReason // AA-7, AA-8
-	abortErr   error           // what to report to operations (AA-x)
-}
-
-// errNoTransition reports an event that Table 9-10 says cannot occur in
-// the current state; for a local primitive, the caller's mistake.
-type errNoTransition struct {
-	st state
-	ev event
-}
-
-func (e *errNoTransition) Error() string {
-	return fmt.Sprintf("dimse: %v is not possible in %v", e.ev, e.st)
-}
-
-// fire moves the state machine with event ev and performs the action the
-// table names.
-func (a *Association) fire(ev event, in *input) (action, error) {
-	if in == nil {
-		in = &input{}
-	}
-	a.mu.Lock()
-	cell, ok := table[a.st][ev]
-	if !ok {
-		st := a.st
-		a.mu.Unlock()
-		return noAction, &errNoTransition{st, ev}
-	}
-	next := cell.next
-	switch {
-	case cell.action == ae6 && !in.acceptable:
-		next = cell.alt
-	case cell.action == ar8 && !a.requestor:
-		next = cell.alt
-	}
-	prev := a.st
-	a.st = next
-	a.mu.Unlock()
-	if a.log.Enabled(context.Background(), slog.LevelDebug-4) {
-		a.log.Log(context.Background(), slog.LevelDebug-4, "state machine", "from", prev, "event", ev, "action", cell.action, "to", next)
-	}
-	return cell.action, a.perform(cell.action, in)
-}
-
-// perform carries out an action of PS3.8 §9.2 Table 9-7 to 9-9.
-func (a *Association) perform(act action, in *input) error {
-	switch act {
-	case ae1, ae3, aa6:
-		// AE-1 (connect) is Dial's; AE-3 is reported by Dial on its
-		// return; AA-6 ignores the PDU.
-	case ae2, ae7:
-		return a.writePDU(in.send)
-	case ae4:
-		a.closeTransport(fmt.Errorf("%w: %v", ErrRejected, rejectText(in.recv)))
-	case ae5:
-		a.startARTIM()
-	case ae6:
-		a.stopARTIM()
-		if !in.acceptable {
-			err := a.writePDU(in.send)
-			a.startARTIM()
-			return err
-		}
-	case ae8:
-		err := a.writePDU(in.send)
-		a.startARTIM()
-		return err
-	case dt1, ar7:
-		return a.writeBuffers(in.data)
-	case dt2, ar6:
-		if a.onPData != nil {
-			return a.onPData(in.recv.(*pdu.PDataTF))
-		}
-	case ar1:
-		return a.writePDU(&pdu.ReleaseRQ{})
-	case ar2, ar8:
-		if a.onRelease != nil {
-			a.onRelease()
-		}
-	case ar3:
-		a.confirmRelease()
-		a.closeTransport(nil)
-	case ar4:
-		err := a.writePDU(&pdu.ReleaseRP{})
-		a.startARTIM()
-		return err
-	case ar5:
-		a.stopARTIM()
-		a.closeTransport(nil)
-	case ar9:
-		return a.writePDU(&pdu.ReleaseRP{})
-	case ar10:
-		a.confirmRelease()
-	case aa1:
-		err := a.writePDU(&pdu.Abort{Source: pdu.AbortSourceServiceUser})
-		a.setErr(in.abortErr)
-		a.startARTIM()
-		return err
-	case aa2:
-		a.stopARTIM()
-		a.closeTransport(in.abortErr)
-	case aa3:
-		ab, _ := in.recv.(*pdu.Abort)
-		a.closeTransport(fmt.Errorf("%w by the peer: %v", ErrAborted, abortText(ab)))
-	case aa4:
-		a.closeTransport(in.abortErr)
-	case aa5:
-		a.stopARTIM()
-		a.closeTransport(in.abortErr)
-	case aa7:
-		return a.writePDU(&pdu.Abort{Source: pdu.AbortSourceServiceProvider, Reason: in.reason})
-	case aa8:
-		err := a.writePDU(&pdu.Abort{Source: pdu.AbortSourceServiceProvider, Reason: in.reason})
-		a.setErr(in.abortErr)
-		a.startARTIM()
-		return err
-	}
-	return nil
-}
-
-func (a *Association) startARTIM() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.artim != nil {
-		a.artim.Stop()
-	}
-	a.artim = time.AfterFunc(a.artimDur, func() {
-		a.fire(evt18, &input{abortErr: fmt.Errorf("%w: ARTIM timer expired", ErrAborted)})
-	})
-}
-
-func (a *Association) stopARTIM() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.artim != nil {
-		a.artim.Stop()
-		a.artim = nil
-	}
-}
-
-// setErr records why the association is ending, keeping the first reason.
-func (a *Association) setErr(err error) {
-	if err == nil {
-		return
-	}
-	a.mu.Lock()
-	if a.err == nil {
-		a.err = err
-	}
-	a.mu.Unlock()
-}
-
-func (a *Association) closeTransport(err error) {
-	a.setErr(err)
-	a.closeOnce.Do(func() {
-		a.stopARTIM()
-		a.conn.Close()
-		a.cancel()
-		a.mu.Lock()
-		a.st = sta1
-		a.mu.Unlock()
-		close(a.done)
-	})
-}
-
-func (a *Association) confirmRelease() {
-	select {
-	case <-a.released:
-	default:
-		close(a.released)
-	}
-}
-
-func (a *Association) writePDU(p pdu.PDU) error {
-	a.wmu.Lock()
-	defer a.wmu.Unlock()
-	b, err := p.AppendTo(a.wbuf[:0])
-	if err != nil {
-		return fmt.Errorf("dimse: encode %s: %w", p.Type(), err)
-	}
-	a.wbuf = b
-	if _, err := a.conn.Write(b); err != nil {
-		return fmt.Errorf("dimse: send %s: %w", p.Type(), err)
-	}
-	return nil
-}
-
-func (a *Association) writeBuffers(b net.Buffers) error {
-	a.wmu.Lock()
-	defer a.wmu.Unlock()
-	if _, err := b.WriteTo(a.conn); err != nil {
-		return fmt.Errorf("dimse: send P-DATA-TF: %w", err)
-	}
-	return nil
-}
-
-// readLoop reads PDUs until the transport closes, feeding each to the
-// state machine.
-func (a *Association) readLoop() {
-	for {
-		a.opMu.Lock()
-		a.armIdleLocked()
-		a.opMu.Unlock()
-		p, err := a.rd.Next()
-		if err != nil && a.idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) && a.state() == sta6 {
-			a.log.Warn("association idle too long; aborting", "idle", a.idle)
-			a.Abort()
-			return
-		}
-		if err != nil {
-			var pe *pdu.Error
-			if errors.As(err, &pe) {
-				a.fire(evt19, &input{reason: pe.AbortReason(), abortErr: fmt.Errorf("%w: invalid PDU from the peer: %v", ErrAborted, err)})
-				a.drain()
-				return
-			}
-			a.fire(evt17, &input{abortErr: fmt.Errorf("%w: connection lost: %v", ErrAborted, err)})
-			return
-		}
-		ev := pduEvent(p)
-		_, err = a.fire(ev, &input{recv: p})
-		if err != nil {
-			var pe *protocolError
-			if errors.As(err, &pe) {
-				a.fire(evt19, &input{reason: pe.reason, abortErr: fmt.Errorf("%w: %v", ErrAborted, pe)})
-				a.drain()
-				return
-			}
-			a.log.Debug("association action failed", "event", ev, "err", err)
-		}
-		if a.state() == sta1 {
-			return
-		}
-	}
-}
-
-// drain discards what the peer sends after an invalid PDU, until it
-// closes the connection or ARTIM closes it for us: nothing it says can be
-// trusted to be framed any more.
-func (a *Association) drain() {
-	io.Copy(io.Discard, a.conn)
-	a.fire(evt17, &input{})
-}
-
-func pduEvent(p pdu.PDU) event {
-	switch p.(type) {
-	case *pdu.AssociateAC:
-		return evt3
-	case *pdu.AssociateRJ:
-		return evt4
-	case *pdu.AssociateRQ:
-		return evt6
-	case *pdu.PDataTF:
-		return evt10
-	case *pdu.ReleaseRQ:
-		return evt12
-	case *pdu.ReleaseRP:
-		return evt13
-	case *pdu.Abort:
-		return evt16
-	}
-	return evt19
-}
-
-// protocolError is a violation of PS3.7/PS3.8 found above the PDU codec,
-// answered with an A-ABORT.
-type protocolError struct {
-	reason pdu.AbortReason
-	msg    string
-}
-
-func (e *protocolError) Error() string { return e.msg }
-
-func protocolErrorf(reason pdu.AbortReason, format string, args ...any) *protocolError {
-	return &protocolError{reason: reason, msg: fmt.Sprintf(format, args...)}
-}
-
-// Abort aborts the association (A-ABORT, service-user source) and closes
-// its connection without waiting for the peer.
-func (a *Association) Abort() error {
-	_, err := a.fire(evt15, &input{abortErr: fmt.Errorf("%w locally", ErrAborted)})
-	a.closeTransport(fmt.Errorf("%w locally", ErrAborted))
-	var nt *errNoTransition
-	if errors.As(err, &nt) {
-		return nil // already ended
-	}
-	return err
-}
-
-// sendMessage sends a command and, if data is not nil, a data set read from
-// data, on presentation context pc, in P-DATA-TF PDUs no longer than the
-// peer accepts. It fails with ctx's error if ctx ends first; the
-// association is then aborted, since a message cut short cannot be
-// resumed.
-func (a *Association) sendMessage(ctx context.Context, pc byte, cmd *cmdset.Command, data io.Reader) error {
-	if data != nil {
-		cmd.CommandDataSetType = cmdset.DataSetPresent
-	} else {
-		cmd.CommandDataSetType = cmdset.NoDataSet
-	}
-	enc, err := cmd.AppendTo(nil)
-	if err != nil {
-		return fmt.Errorf("dimse: encode %v: %w", cmd.CommandField, err)
-	}
-	stop := context.AfterFunc(ctx, func() { a.conn.SetWriteDeadline(time.Unix(1, 0)) })
-	defer func() {
-		if !stop() && ctx.Err() != nil {
-			a.Abort()
-		}
-	}()
-	chunk := int(a.maxSend) - 6 // a PDV item header is 6 bytes
-	if b, ok := data.(*bytes.Buffer); ok && len(enc) <= chunk && b.Len() <= chunk {
-		// A small message (a C-FIND match, say) goes out as its two
-		// P-DATA-TF PDUs in one write, without a copy buffer: a query
-		// sends one per match.
-		return ctxErr(ctx, a.sendSmall(pc, enc, b.Bytes()))
-	}
-	for off := 0; off < len(enc); off += chunk {
-		end := min(off+chunk, len(enc))
-		if err := a.sendPDV(pc, true, end == len(enc), enc[off:end]); err != nil {
-			return ctxErr(ctx, err)
-		}
-	}
-	if data == nil {
-		return nil
-	}
-	buf := make([]byte, chunk)
-	br := bufio.NewReaderSize(data, 64<<10)
-	for {
-		n, err := io.ReadFull(br, buf)
-		last := false
-		switch {
-		case err == io.EOF || err == io.ErrUnexpectedEOF:
-			last = true
-		case err != nil:
-			// The data set cannot be finished; the peer is waiting
-			// for its last fragment, so only an abort ends this.
-			a.Abort()
-			return fmt.Errorf("dimse: read data set to send: %w", err)
-		default:
-			if _, perr := br.Peek(1); perr == io.EOF {
-				last = true
-			}
-		}
-		if err := a.sendPDV(pc, false, last, buf[:n]); err != nil {
-			return ctxErr(ctx, err)
-		}
-		if last {
-			return nil
-		}
-	}
-}
-
-func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%v)", ctx.Err(), err)
-	}
-	return err
-}
-
-// sendSmall sends a whole message, command and data set each in one
-// PDV of its own P-DATA-TF PDU, in one write.
-func (a *Association) sendSmall(pc byte, cmd, data []byte) error {
-	h1, err := pdu.AppendPDataHeader(make([]byte, 0, 12), pc, true, true, len(cmd))
-	if err != nil {
-		return err
-	}
-	h2, err := pdu.AppendPDataHeader(make([]byte, 0, 12), pc, false, true, len(data))
-	if err != nil {
-		return err
-	}
-	return a.sendPData(net.Buffers{h1, cmd, h2, data})
-}
-
-// sendPDV sends one P-DATA-TF PDU holding one PDV.
-func (a *Association) sendPDV(pc byte, command, last bool, b []byte) error {
-	hdr, err := pdu.AppendPDataHeader(make([]byte, 0, 12), pc, command, last, len(b))
-	if err != nil {
-		return err
-	}
-	return a.sendPData(net.Buffers{hdr, b})
-}
-
-// sendPData sends encoded P-DATA-TF PDUs through the state machine, which
-// refuses them once the association is ending.
-func (a *Association) sendPData(b net.Buffers) error {
-	_, err := a.fire(evt9, &input{data: b})
-	var nt *errNoTransition
-	if errors.As(err, &nt) {
-		if e := a.Err(); e != nil {
-			return e
-		}
-		return ErrReleased
-	}
-	return err
-}
 
 // response is a response message to a request this side sent.
 type response struct {
@@ -707,20 +376,44 @@ func (a *Association) nextMessageID() uint16 {
 	return a.msgID
 }
 
-func rejectText(p pdu.PDU) string {
-	rj, ok := p.(*pdu.AssociateRJ)
-	if !ok {
-		return "rejected"
-	}
-	return fmt.Sprintf("result %d, source %d, reason %d", rj.Result, rj.Source, rj.Reason)
+// stopSignal asks a C-MOVE or C-GET to stop before its next
+// sub-operation, with a cause.
+type stopSignal struct {
+	once  sync.Once
+	ch    chan struct{}
+	cause error
 }
 
-func abortText(p *pdu.Abort) string {
-	if p == nil {
-		return "A-ABORT"
+func newStopSignal() *stopSignal { return &stopSignal{ch: make(chan struct{})} }
+
+func (s *stopSignal) fire(cause error) {
+	if s == nil {
+		return
 	}
-	if p.Source == pdu.AbortSourceServiceUser {
-		return "A-ABORT (service user)"
+	s.once.Do(func() {
+		s.cause = cause
+		close(s.ch)
+	})
+}
+
+// done returns the channel closed when the signal fires; nil, which
+// blocks forever, for no signal.
+func (s *stopSignal) done() <-chan struct{} {
+	if s == nil {
+		return nil
 	}
-	return fmt.Sprintf("A-ABORT (source %d, %v)", p.Source, p.Reason)
+	return s.ch
+}
+
+// err returns the cause once the signal has fired, nil before.
+func (s *stopSignal) err() error {
+	if s == nil {
+		return nil
+	}
+	select {
+	case <-s.ch:
+		return s.cause
+	default:
+		return nil
+	}
 }

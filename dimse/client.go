@@ -13,6 +13,7 @@ import (
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/dimse/internal/cmdset"
 	"github.com/pacsd/pacsd/dimse/internal/pdu"
+	"github.com/pacsd/pacsd/dimse/internal/ul"
 )
 
 // Proposal is a presentation context to propose: an abstract syntax and
@@ -70,11 +71,6 @@ func (d *Dialer) DialConn(ctx context.Context, conn net.Conn) (*Association, err
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("remote", conn.RemoteAddr().String(), "called_ae", d.CalledAE)
-	a := newAssociation(conn, log, true, d.ARTIMTimeout)
-	a.callingAE, a.calledAE = d.CallingAE, d.CalledAE
-	if d.Store != nil || d.CommitResult != nil {
-		a.handler = &clientHandler{store: d.Store, commitResult: d.CommitResult}
-	}
 	if len(d.Proposals) == 0 || len(d.Proposals) > pdu.MaxPresentationContexts {
 		conn.Close()
 		return nil, fmt.Errorf("dimse: %d presentation contexts proposed; 1 to %d are possible", len(d.Proposals), pdu.MaxPresentationContexts)
@@ -89,7 +85,7 @@ func (d *Dialer) DialConn(ctx context.Context, conn net.Conn) (*Association, err
 		CallingAETitle:     d.CallingAE,
 		ApplicationContext: pdu.ApplicationContextName,
 		UserInfo: pdu.UserInfo{
-			MaxLength:                 maxRecv,
+			MaxLength:                 max(maxRecv, minPDULength),
 			ImplementationClassUID:    dicom.ImplementationClassUID,
 			ImplementationVersionName: dicom.ImplementationVersionName,
 		},
@@ -116,60 +112,36 @@ func (d *Dialer) DialConn(ctx context.Context, conn net.Conn) (*Association, err
 		rq.UserInfo.RoleSelections = append(rq.UserInfo.RoleSelections, pdu.RoleSelection{SOPClassUID: class, SCU: false, SCP: true})
 	}
 
-	fail := func(err error) (*Association, error) {
-		a.closeTransport(err)
+	c, ac, err := ul.Request(ctx, conn, ul.Config{ARTIM: d.ARTIMTimeout, Logger: log}, rq)
+	if err != nil {
+		var rje *ul.RejectError
+		if errors.As(err, &rje) {
+			return nil, fmt.Errorf("%w by %s: %s", ErrRejected, d.CalledAE, ul.RejectText(rje.RJ))
+		}
 		return nil, err
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	a.fire(evt1, nil) // AE-1: the transport connection is conn
-	if _, err := a.fire(evt2, &input{send: rq}); err != nil {
-		return fail(ctxErr(ctx, err))
+	a := newAssociation(c, log, true)
+	a.callingAE, a.calledAE = d.CallingAE, d.CalledAE
+	if d.Store != nil || d.CommitResult != nil {
+		a.handler = &clientHandler{store: d.Store, commitResult: d.CommitResult}
 	}
-	a.startARTIM() // the wait for the answer is bounded too
-	p, err := a.rd.Next()
-	a.stopARTIM()
-	if err != nil {
-		return fail(ctxErr(ctx, fmt.Errorf("dimse: association request to %s: %w", d.CalledAE, err)))
-	}
-	switch p := p.(type) {
-	case *pdu.AssociateAC:
-		a.fire(evt3, &input{recv: p})
-		for _, pc := range p.PresentationContexts {
-			as, ok := proposed[pc.ID]
-			if !ok {
-				a.Abort()
-				return nil, fmt.Errorf("%w: A-ASSOCIATE-AC answers presentation context %d, which was not proposed", ErrAborted, pc.ID)
-			}
-			a.contexts[pc.ID] = &PresentationContext{ID: pc.ID, AbstractSyntax: as, TransferSyntax: pc.TransferSyntax, Result: byte(pc.Result)}
-			if pc.Result != resultAccepted {
-				a.contexts[pc.ID].TransferSyntax = ""
-			}
+	for _, pc := range ac.PresentationContexts {
+		as, ok := proposed[pc.ID]
+		if !ok {
+			err := fmt.Errorf("%w: A-ASSOCIATE-AC answers presentation context %d, which was not proposed", ErrAborted, pc.ID)
+			c.Abort(err)
+			return nil, err
 		}
-		a.maxSend = sendLimit(p.UserInfo.MaxLength)
-		a.peerImplClass, a.peerImplVersion = p.UserInfo.ImplementationClassUID, p.UserInfo.ImplementationVersionName
-		a.rd.SetMaxLength(max(maxRecv, minPDULength))
-		a.onPData = a.onPDataMessages
-		a.onRelease = func() {
-			// Release collision (AR-8): answer as the requestor.
-			go a.fire(evt14, nil)
+		a.contexts[pc.ID] = &PresentationContext{ID: pc.ID, AbstractSyntax: as, TransferSyntax: pc.TransferSyntax, Result: byte(pc.Result)}
+		if pc.Result != resultAccepted {
+			a.contexts[pc.ID].TransferSyntax = ""
 		}
-		stop()
-		conn.SetDeadline(time.Time{})
-		go func() {
-			a.readLoop()
-			a.asm.abort(a.endErr())
-		}()
-		log.Debug("association established", "contexts", len(p.PresentationContexts))
-		return a, nil
-	case *pdu.AssociateRJ:
-		a.fire(evt4, &input{recv: p})
-		return nil, fmt.Errorf("%w by %s: %s", ErrRejected, d.CalledAE, rejectWhy(p))
-	default:
-		a.fire(pduEvent(p), &input{recv: p, abortErr: fmt.Errorf("%w: %s in answer to A-ASSOCIATE-RQ", ErrAborted, p.Type())})
-		a.closeTransport(nil)
-		return nil, a.endErr()
 	}
+	a.maxSend = sendLimit(ac.UserInfo.MaxLength)
+	a.peerImplClass, a.peerImplVersion = ac.UserInfo.ImplementationClassUID, ac.UserInfo.ImplementationVersionName
+	go a.run()
+	log.Debug("association established", "contexts", len(ac.PresentationContexts))
+	return a, nil
 }
 
 // clientHandler serves the requests a peer sends to the requestor: the
@@ -268,8 +240,8 @@ func (a *Association) roundTrip(ctx context.Context, pc byte, cmd *cmdset.Comman
 	select {
 	case r := <-ch:
 		return r, r.err
-	case <-a.done:
-		return nil, fmt.Errorf("dimse: awaiting %v response: %w", cmd.CommandField, a.endErr())
+	case <-a.Done():
+		return nil, fmt.Errorf("dimse: awaiting %v response: %w", cmd.CommandField, a.ul.EndErr())
 	case <-ctx.Done():
 		// A request in flight cannot be taken back; only an abort
 		// frees the association from waiting for its response.
@@ -286,29 +258,5 @@ func responseStatus(c *cmdset.Command) Status {
 }
 
 // Release releases the association (A-RELEASE) and closes its connection.
-func (a *Association) Release(ctx context.Context) error {
-	if _, err := a.fire(evt11, nil); err != nil {
-		var nt *errNoTransition
-		if errors.As(err, &nt) {
-			if e := a.Err(); e != nil {
-				return e
-			}
-			return ErrReleased
-		}
-		a.Abort()
-		return fmt.Errorf("dimse: release: %w", err)
-	}
-	select {
-	case <-a.released:
-		<-a.done
-		return a.Err()
-	case <-a.done:
-		if err := a.Err(); err != nil {
-			return err
-		}
-		return nil
-	case <-ctx.Done():
-		a.Abort()
-		return fmt.Errorf("dimse: release: %w", ctx.Err())
-	}
-}
+// If ctx ends first, it aborts the association.
+func (a *Association) Release(ctx context.Context) error { return a.ul.Release(ctx) }

@@ -11,6 +11,7 @@ import (
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/dimse/internal/cmdset"
 	"github.com/pacsd/pacsd/dimse/internal/pdu"
+	"github.com/pacsd/pacsd/dimse/internal/ul"
 )
 
 // Storage Commitment Push Model (PS3.4 Annex J): an SCU asks with
@@ -119,9 +120,9 @@ func commitRequest(a *Association, cmd *cmdset.Command, pc *PresentationContext,
 		return nil, nil
 	}
 	if !cmd.HasDataSet() {
-		return nil, protocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "%v without a data set", cmd.CommandField)
+		return nil, ul.ProtocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "%v without a data set", cmd.CommandField)
 	}
-	return withDataSet(a, *cmd.MessageID, pc, maxCommitDataSet, func(ctx context.Context, ds *dicom.Dataset, err error) {
+	return withDataSet(a, *cmd.MessageID, nil, pc, maxCommitDataSet, func(ctx context.Context, ds *dicom.Dataset, err error) {
 		defer close(answered)
 		if err != nil {
 			respond(field, Errorf(StatusInvalidArgumentValue, "data set: %v", err))

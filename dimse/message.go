@@ -1,13 +1,19 @@
 package dimse
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"sync/atomic"
+	"time"
 
 	"github.com/pacsd/pacsd/dimse/internal/cmdset"
 	"github.com/pacsd/pacsd/dimse/internal/pdu"
+	"github.com/pacsd/pacsd/dimse/internal/ul"
 )
 
 // A DIMSE message is a command set followed, when the command says so, by
@@ -15,6 +21,7 @@ import (
 // (PS3.7 §6.3.1, PS3.8 Annex E). The assembler puts the fragments of the
 // P-DATA-TF PDUs the reader goroutine receives back together: the command
 // in memory (it is small), the data set streamed to a sink as it arrives.
+// sendMessage does the reverse.
 
 // sink receives the data set of a message, fragment by fragment.
 type sink interface {
@@ -34,26 +41,30 @@ type assembler struct {
 	// discard is true when the sink refused a write: the rest of the
 	// data set is read and dropped.
 	discard bool
+	// inTransit is true while a message has started to arrive and not
+	// ended, for the read deadline, which another goroutine may set.
+	inTransit atomic.Bool
 }
 
 // onPData is the P-DATA indication: it reassembles messages and hands
 // each to onMessage as soon as its command is complete.
-func (a *Association) onPDataMessages(p *pdu.PDataTF) error {
+func (a *Association) onPData(p *pdu.PDataTF) error {
 	m := &a.asm
+	defer func() { m.inTransit.Store(len(m.cmd) > 0 || m.data != nil) }()
 	for _, v := range p.PDVs {
 		pc, ok := a.contexts[v.ContextID]
 		if !ok || !pc.Accepted() {
-			return protocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "P-DATA on presentation context %d, which is not accepted", v.ContextID)
+			return ul.ProtocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "P-DATA on presentation context %d, which is not accepted", v.ContextID)
 		}
 		if v.Command {
 			if m.data != nil {
-				return protocolErrorf(pdu.AbortReasonUnexpectedPDUParameter, "command fragment while the data set of the previous message is incomplete")
+				return ul.ProtocolErrorf(pdu.AbortReasonUnexpectedPDUParameter, "command fragment while the data set of the previous message is incomplete")
 			}
 			if len(m.cmd) > 0 && m.cmdPC != v.ContextID {
-				return protocolErrorf(pdu.AbortReasonUnexpectedPDUParameter, "command fragments on presentation contexts %d and %d", m.cmdPC, v.ContextID)
+				return ul.ProtocolErrorf(pdu.AbortReasonUnexpectedPDUParameter, "command fragments on presentation contexts %d and %d", m.cmdPC, v.ContextID)
 			}
 			if len(m.cmd)+len(v.Data) > maxCommandLength {
-				return protocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "command set longer than %d bytes", maxCommandLength)
+				return ul.ProtocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "command set longer than %d bytes", maxCommandLength)
 			}
 			m.cmd = append(m.cmd, v.Data...)
 			m.cmdPC = v.ContextID
@@ -63,7 +74,7 @@ func (a *Association) onPDataMessages(p *pdu.PDataTF) error {
 			cmd, err := cmdset.Decode(m.cmd)
 			m.cmd = m.cmd[:0]
 			if err != nil {
-				return protocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "undecodable command set: %v", err)
+				return ul.ProtocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "undecodable command set: %v", err)
 			}
 			s, err := a.onMessage(cmd, pc)
 			if err != nil {
@@ -78,10 +89,10 @@ func (a *Association) onPDataMessages(p *pdu.PDataTF) error {
 			continue
 		}
 		if m.data == nil {
-			return protocolErrorf(pdu.AbortReasonUnexpectedPDUParameter, "data set fragment without a command announcing it")
+			return ul.ProtocolErrorf(pdu.AbortReasonUnexpectedPDUParameter, "data set fragment without a command announcing it")
 		}
 		if v.ContextID != m.dataPC {
-			return protocolErrorf(pdu.AbortReasonUnexpectedPDUParameter, "data set fragment on presentation context %d, its command on %d", v.ContextID, m.dataPC)
+			return ul.ProtocolErrorf(pdu.AbortReasonUnexpectedPDUParameter, "data set fragment on presentation context %d, its command on %d", v.ContextID, m.dataPC)
 		}
 		if !m.discard {
 			if _, err := m.data.Write(v.Data); err != nil {
@@ -104,12 +115,20 @@ func (m *assembler) abort(err error) {
 		m.data.finish(err)
 		m.data = nil
 	}
+	m.inTransit.Store(false)
 }
 
 type discardSink struct{}
 
 func (discardSink) Write(p []byte) (int, error) { return len(p), nil }
 func (discardSink) finish(error)                {}
+
+// drainSink drops a data set and closes its channel once the data set
+// has been read whole, or the association has ended.
+type drainSink struct{ done chan struct{} }
+
+func (drainSink) Write(p []byte) (int, error) { return len(p), nil }
+func (s drainSink) finish(error)              { close(s.done) }
 
 // pipeSink streams a data set to a reader in another goroutine; Write
 // returns once that reader has taken the fragment, so the connection is
@@ -155,4 +174,98 @@ func (s *bufferSink) finish(err error) {
 		err = fmt.Errorf("%w (%d bytes)", errDataSetTooLong, s.limit)
 	}
 	s.done(s.buf.Bytes(), err)
+}
+
+// sendMessage sends a command and, if data is not nil, a data set read from
+// data, on presentation context pc, in P-DATA-TF PDUs no longer than the
+// peer accepts. It fails with ctx's error if ctx ends first; the
+// association is then aborted, since a message cut short cannot be
+// resumed.
+func (a *Association) sendMessage(ctx context.Context, pc byte, cmd *cmdset.Command, data io.Reader) error {
+	if data != nil {
+		cmd.CommandDataSetType = cmdset.DataSetPresent
+	} else {
+		cmd.CommandDataSetType = cmdset.NoDataSet
+	}
+	enc, err := cmd.AppendTo(nil)
+	if err != nil {
+		return fmt.Errorf("dimse: encode %v: %w", cmd.CommandField, err)
+	}
+	stop := context.AfterFunc(ctx, func() { a.ul.SetWriteDeadline(time.Unix(1, 0)) })
+	defer func() {
+		if !stop() && ctx.Err() != nil {
+			a.Abort()
+		}
+	}()
+	chunk := int(a.maxSend) - 6 // a PDV item header is 6 bytes
+	if b, ok := data.(*bytes.Buffer); ok && len(enc) <= chunk && b.Len() <= chunk {
+		// A small message (a C-FIND match, say) goes out as its two
+		// P-DATA-TF PDUs in one write, without a copy buffer: a query
+		// sends one per match.
+		return ctxErr(ctx, a.sendSmall(pc, enc, b.Bytes()))
+	}
+	for off := 0; off < len(enc); off += chunk {
+		end := min(off+chunk, len(enc))
+		if err := a.sendPDV(pc, true, end == len(enc), enc[off:end]); err != nil {
+			return ctxErr(ctx, err)
+		}
+	}
+	if data == nil {
+		return nil
+	}
+	buf := make([]byte, chunk)
+	br := bufio.NewReaderSize(data, 64<<10)
+	for {
+		n, err := io.ReadFull(br, buf)
+		last := false
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			last = true
+		case err != nil:
+			// The data set cannot be finished; the peer is waiting
+			// for its last fragment, so only an abort ends this.
+			a.Abort()
+			return fmt.Errorf("dimse: read data set to send: %w", err)
+		default:
+			if _, perr := br.Peek(1); perr == io.EOF {
+				last = true
+			}
+		}
+		if err := a.sendPDV(pc, false, last, buf[:n]); err != nil {
+			return ctxErr(ctx, err)
+		}
+		if last {
+			return nil
+		}
+	}
+}
+
+func ctxErr(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return err
+}
+
+// sendSmall sends a whole message, command and data set each in one
+// PDV of its own P-DATA-TF PDU, in one write.
+func (a *Association) sendSmall(pc byte, cmd, data []byte) error {
+	h1, err := pdu.AppendPDataHeader(make([]byte, 0, 12), pc, true, true, len(cmd))
+	if err != nil {
+		return err
+	}
+	h2, err := pdu.AppendPDataHeader(make([]byte, 0, 12), pc, false, true, len(data))
+	if err != nil {
+		return err
+	}
+	return a.ul.Send(net.Buffers{h1, cmd, h2, data})
+}
+
+// sendPDV sends one P-DATA-TF PDU holding one PDV.
+func (a *Association) sendPDV(pc byte, command, last bool, b []byte) error {
+	hdr, err := pdu.AppendPDataHeader(make([]byte, 0, 12), pc, command, last, len(b))
+	if err != nil {
+		return err
+	}
+	return a.ul.Send(net.Buffers{hdr, b})
 }

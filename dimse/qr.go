@@ -15,6 +15,7 @@ import (
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/dimse/internal/cmdset"
 	"github.com/pacsd/pacsd/dimse/internal/pdu"
+	"github.com/pacsd/pacsd/dimse/internal/ul"
 )
 
 // The Query/Retrieve service class (PS3.4 Annex C): C-FIND, C-MOVE and
@@ -26,7 +27,9 @@ import (
 // sends them, one Pending response each: a handler streams matches from its
 // database without holding the result set. The server stops consuming when
 // the peer cancels the request (C-CANCEL: ctx is then cancelled with cause
-// ErrCancelled and the final response says Cancel) or the association ends.
+// ErrCancelled and the final response says Cancel), when the server shuts
+// down (cause ErrServerClosed, final response 0xA700) or when the
+// association ends.
 // An error yielded ends the operation with the status it carries (a
 // *StatusError), or Unable to Process (0xC001).
 type FindHandler interface {
@@ -52,8 +55,9 @@ type FindRequest struct {
 // handler did not match on some optional keys (PS3.4 C.4.1.1.4).
 func (r *FindRequest) OptionalKeysNotSupported() { r.optionalKeys = true }
 
-// ErrCancelled is the cause of a handler's context when the peer cancels
-// its request with C-CANCEL.
+// ErrCancelled is why an operation stops when the peer cancels its request
+// with C-CANCEL: the cause of a C-FIND handler's context, of a C-MOVE's or
+// C-GET's stop.
 var ErrCancelled = errors.New("dimse: cancelled by the peer")
 
 // SubOperations counts the C-STORE sub-operations of a C-MOVE or C-GET.
@@ -72,8 +76,13 @@ type SubOperations struct {
 // Pending responses. The returned counts make the final response: Success
 // when nothing failed, Warning (0xB000) when some did, and the status of a
 // returned *StatusError otherwise (0xA801 for an unknown destination, say).
-// ctx is cancelled with cause ErrCancelled on C-CANCEL; Move should then
-// stop and return the counts so far.
+//
+// req.Stopped is closed when the peer cancels the request (C-CANCEL) or
+// the server shuts down: Move then finishes the sub-operation in flight,
+// counts it as what it came to, and returns the counts so far without
+// starting another (PS3.4 C.4.2.3.1); the server answers Cancel (0xFE00),
+// or 0xA702 on shutdown. ctx ends when the association does, or when the
+// shutdown's time is up: Move must then return at once.
 type MoveHandler interface {
 	Move(ctx context.Context, a *Association, req *MoveRequest, progress func(SubOperations)) (SubOperations, error)
 }
@@ -87,11 +96,20 @@ type MoveRequest struct {
 	MessageID   uint16
 	Destination string
 	Identifier  *dicom.Dataset
+
+	stop *stopSignal
 }
 
+// Stopped returns a channel closed when the handler is to stop after its
+// sub-operation in flight: the peer sent C-CANCEL, or the server is
+// shutting down.
+func (r *MoveRequest) Stopped() <-chan struct{} { return r.stop.done() }
+
 // GetHandler answers C-GET requests: it sends the matching instances with
-// C-STORE on the association the request arrived on, with Store. Progress
-// and the final status work as for MoveHandler.
+// C-STORE on the association the request arrived on, with Store. Progress,
+// stopping and the final status work as for MoveHandler (PS3.4 C.4.3.3.1):
+// a C-STORE sub-operation in flight when the C-CANCEL arrives is still
+// answered by the peer, and its response is waited for.
 type GetHandler interface {
 	Get(ctx context.Context, a *Association, req *GetRequest, progress func(SubOperations)) (SubOperations, error)
 }
@@ -102,7 +120,14 @@ type GetRequest struct {
 	Priority    uint16
 	MessageID   uint16
 	Identifier  *dicom.Dataset
+
+	stop *stopSignal
 }
+
+// Stopped returns a channel closed when the handler is to stop after its
+// sub-operation in flight: the peer sent C-CANCEL, or the server is
+// shutting down.
+func (r *GetRequest) Stopped() <-chan struct{} { return r.stop.done() }
 
 // Information models of PS3.4 Annex C that the server offers.
 var (
@@ -119,6 +144,7 @@ const maxIdentifier = 1 << 20
 func (s *Server) queryRequest(a *Association, cmd *cmdset.Command, pc *PresentationContext) (sink, error) {
 	id := *cmd.MessageID
 	var models []string
+	var stop *stopSignal
 	var start func(ctx context.Context, ident *dicom.Dataset, charsets []string)
 	switch cmd.CommandField {
 	case cmdset.CFindRQ:
@@ -134,9 +160,10 @@ func (s *Server) queryRequest(a *Association, cmd *cmdset.Command, pc *Presentat
 			return nil, nil
 		}
 		models = moveModels
+		stop = newStopSignal()
 		start = func(ctx context.Context, ident *dicom.Dataset, _ []string) {
-			req := &MoveRequest{SOPClassUID: cmd.AffectedSOPClassUID, Priority: priority(cmd), MessageID: id, Destination: cmd.MoveDestination, Identifier: ident}
-			s.retrieve(ctx, a, pc, cmd, cmdset.CMoveRSP, func(ctx context.Context, progress func(SubOperations)) (SubOperations, error) {
+			req := &MoveRequest{SOPClassUID: cmd.AffectedSOPClassUID, Priority: priority(cmd), MessageID: id, Destination: cmd.MoveDestination, Identifier: ident, stop: stop}
+			s.retrieve(ctx, a, pc, cmd, cmdset.CMoveRSP, stop, func(ctx context.Context, progress func(SubOperations)) (SubOperations, error) {
 				return s.Move.Move(ctx, a, req, progress)
 			})
 		}
@@ -145,9 +172,10 @@ func (s *Server) queryRequest(a *Association, cmd *cmdset.Command, pc *Presentat
 			return nil, nil
 		}
 		models = getModels
+		stop = newStopSignal()
 		start = func(ctx context.Context, ident *dicom.Dataset, _ []string) {
-			req := &GetRequest{SOPClassUID: cmd.AffectedSOPClassUID, Priority: priority(cmd), MessageID: id, Identifier: ident}
-			s.retrieve(ctx, a, pc, cmd, cmdset.CGetRSP, func(ctx context.Context, progress func(SubOperations)) (SubOperations, error) {
+			req := &GetRequest{SOPClassUID: cmd.AffectedSOPClassUID, Priority: priority(cmd), MessageID: id, Identifier: ident, stop: stop}
+			s.retrieve(ctx, a, pc, cmd, cmdset.CGetRSP, stop, func(ctx context.Context, progress func(SubOperations)) (SubOperations, error) {
 				return s.Get.Get(ctx, a, req, progress)
 			})
 		}
@@ -156,9 +184,9 @@ func (s *Server) queryRequest(a *Association, cmd *cmdset.Command, pc *Presentat
 		return nil, nil
 	}
 	if !cmd.HasDataSet() {
-		return nil, protocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "%v without an identifier", cmd.CommandField)
+		return nil, ul.ProtocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "%v without an identifier", cmd.CommandField)
 	}
-	return withDataSet(a, id, pc, maxIdentifier, func(ctx context.Context, ident *dicom.Dataset, err error) {
+	return withDataSet(a, id, stop, pc, maxIdentifier, func(ctx context.Context, ident *dicom.Dataset, err error) {
 		if err != nil {
 			s.respond(a, pc, cmd, cmd.CommandField|0x8000, Errorf(StatusCannotUnderstand, "identifier: %v", err), StatusCannotUnderstand)
 			return
@@ -173,10 +201,11 @@ func (s *Server) queryRequest(a *Association, cmd *cmdset.Command, pc *Presentat
 // with the data set or the parse error. The operation counts from its
 // command, so that a C-CANCEL arriving with the data set still in transit
 // finds it; if the association or the operation ends first, run is not
-// called. The returned sink receives the data set.
-func withDataSet(a *Association, id uint16, pc *PresentationContext, limit int, run func(ctx context.Context, ds *dicom.Dataset, err error)) sink {
+// called. stop, if not nil, is how the operation is asked to stop. The
+// returned sink receives the data set.
+func withDataSet(a *Association, id uint16, stop *stopSignal, pc *PresentationContext, limit int, run func(ctx context.Context, ds *dicom.Dataset, err error)) sink {
 	ready := make(chan []byte, 1)
-	a.startOp(id, func(ctx context.Context) {
+	a.startOp(id, stop, func(ctx context.Context) {
 		var data []byte
 		select {
 		case data = <-ready:
@@ -240,8 +269,12 @@ func (s *Server) find(ctx context.Context, a *Association, pc *PresentationConte
 		}
 		n++
 	}
-	if errors.Is(context.Cause(ctx), ErrCancelled) && final == nil {
+	switch cause := context.Cause(ctx); {
+	case final != nil || cause == nil:
+	case errors.Is(cause, ErrCancelled):
 		final = &StatusError{Status: StatusCancel}
+	case errors.Is(cause, ErrServerClosed):
+		final = Errorf(StatusOutOfResources, "stopped: the server is shutting down")
 	}
 	a.log.Info("C-FIND", "model", uid.Name(req.SOPClassUID), "level", req.Identifier.First(tag.QueryRetrieveLevel), "matches", n, "status", statusText(final))
 	s.respond(a, pc, rq, cmdset.CFindRSP, final, StatusUnableToProcess)
@@ -249,15 +282,16 @@ func (s *Server) find(ctx context.Context, a *Association, pc *PresentationConte
 
 // retrieve runs a C-MOVE or C-GET: Pending responses as the handler
 // reports progress, then the final one with the counts.
-func (s *Server) retrieve(ctx context.Context, a *Association, pc *PresentationContext, rq *cmdset.Command, field cmdset.Field, run func(context.Context, func(SubOperations)) (SubOperations, error)) {
+func (s *Server) retrieve(ctx context.Context, a *Association, pc *PresentationContext, rq *cmdset.Command, field cmdset.Field, stop *stopSignal, run func(context.Context, func(SubOperations)) (SubOperations, error)) {
 	var mu sync.Mutex
 	last := time.Time{}
 	progress := func(p SubOperations) {
 		mu.Lock()
 		defer mu.Unlock()
 		// A pending response per sub-operation, as dcmtk sends them,
-		// but no more than a few hundred a second.
-		if time.Since(last) < 5*time.Millisecond && p.Remaining > 0 {
+		// but no more than a few hundred a second, and none once the
+		// operation is asked to stop: the final response follows.
+		if time.Since(last) < 5*time.Millisecond && p.Remaining > 0 || stop.err() != nil {
 			return
 		}
 		last = time.Now()
@@ -269,10 +303,15 @@ func (s *Server) retrieve(ctx context.Context, a *Association, pc *PresentationC
 	mu.Lock() // no pending response after the final one
 	defer mu.Unlock()
 	st, comment := statusOf(err, StatusUnableToProcess)
+	stopped := stop.err()
 	switch {
 	case err != nil:
-	case errors.Is(context.Cause(ctx), ErrCancelled):
+	case errors.Is(stopped, ErrCancelled):
 		st = StatusCancel
+	case stopped != nil:
+		// The server is shutting down: what was not performed failed.
+		st, comment = StatusOutOfResourcesSubOperations, "stopped: the server is shutting down"
+		subs.Failed += max(subs.Remaining, 0)
 	case subs.Failed > 0 || subs.Warning > 0:
 		st = StatusSubOperationsWarning
 		if subs.Completed == 0 && subs.Warning == 0 {

@@ -181,8 +181,8 @@ func (rs *responses) next(ctx context.Context) (*response, error) {
 	select {
 	case r := <-rs.ch:
 		return r, r.err
-	case <-rs.a.done:
-		return nil, fmt.Errorf("dimse: awaiting a response: %w", rs.a.endErr())
+	case <-rs.a.Done():
+		return nil, fmt.Errorf("dimse: awaiting a response: %w", rs.a.ul.EndErr())
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

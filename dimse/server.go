@@ -17,6 +17,7 @@ import (
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/dimse/internal/cmdset"
 	"github.com/pacsd/pacsd/dimse/internal/pdu"
+	"github.com/pacsd/pacsd/dimse/internal/ul"
 )
 
 // EchoHandler answers C-ECHO (the Verification service, PS3.4 Annex A).
@@ -58,7 +59,8 @@ type StoreRequest struct {
 	Dataset io.Reader
 }
 
-// ErrServerClosed is returned by Serve after Shutdown or Close.
+// ErrServerClosed is returned by Serve after Shutdown or Close. It is also
+// the cause of the contexts of operations that Shutdown stops.
 var ErrServerClosed = errors.New("dimse: server closed")
 
 // Server accepts associations and answers the requests they carry with its
@@ -89,24 +91,55 @@ type Server struct {
 	MaxPDULength uint32
 	// MaxAssociations limits concurrent associations (0: no limit);
 	// further ones are rejected as transient (local-limit-exceeded).
+	// Only negotiated associations count: connections still to send
+	// their A-ASSOCIATE-RQ are limited by MaxNegotiatingPerHost.
 	MaxAssociations int
+	// MaxNegotiatingPerHost limits the connections from one IP address
+	// that have not yet negotiated an association (default 8; negative:
+	// no limit). Further ones are closed at once, so that a host opening
+	// connections and sending nothing holds no more than this for the
+	// ARTIM time, and locks no other host out.
+	MaxNegotiatingPerHost int
 	// ARTIMTimeout bounds the wait for an A-ASSOCIATE-RQ after connect and
 	// for the peer to close after a release or abort (default 30 s).
 	ARTIMTimeout time.Duration
 	// IdleTimeout aborts an association that sends nothing for this long
 	// while no operation is in progress (0: never).
 	IdleTimeout time.Duration
+	// ReadTimeout aborts an association that stops sending in the middle
+	// of a message: it bounds the wait for each PDU once a command or
+	// data set has started to arrive (default 60 s). The time a handler
+	// takes with what has arrived does not count.
+	ReadTimeout time.Duration
 	// WriteTimeout bounds sending one response (default 60 s).
 	WriteTimeout time.Duration
 
 	Logger *slog.Logger
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	assocs    map[*Association]struct{}
-	closing   bool
-	conns     sync.WaitGroup
+	mu          sync.Mutex
+	listeners   map[net.Listener]struct{}
+	negotiating map[net.Conn]string // connections before their association, and their host
+	perHost     map[string]int      // negotiating connections by host
+	established int                 // associations negotiated and not yet ended
+	assocs      map[*Association]struct{}
+	phase       shutdownPhase
+	conns       sync.WaitGroup
 }
+
+// shutdownPhase is how far Shutdown or Close has gone.
+type shutdownPhase int
+
+const (
+	running    shutdownPhase = iota
+	draining                 // no new associations; the others run on
+	stopping                 // operations are asked to stop; idle associations are aborted
+	terminated               // every association is aborted
+)
+
+// defaultMaxNegotiatingPerHost is MaxNegotiatingPerHost's default: more
+// than a modality opens at once, few enough that one host cannot hold
+// many sockets for nothing.
+const defaultMaxNegotiatingPerHost = 8
 
 func (s *Server) logger() *slog.Logger {
 	if s.Logger != nil {
@@ -119,7 +152,7 @@ func (s *Server) logger() *slog.Logger {
 // Shutdown or Close, then returns ErrServerClosed.
 func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
-	if s.closing {
+	if s.phase != running {
 		s.mu.Unlock()
 		return ErrServerClosed
 	}
@@ -138,7 +171,7 @@ func (s *Server) Serve(l net.Listener) error {
 		conn, err := l.Accept()
 		if err != nil {
 			s.mu.Lock()
-			closing := s.closing
+			closing := s.phase != running
 			s.mu.Unlock()
 			if closing {
 				return ErrServerClosed
@@ -173,52 +206,44 @@ func isTemporary(err error) bool {
 // connection accepted elsewhere (TLS, tests over net.Pipe).
 func (s *Server) ServeConn(conn net.Conn) {
 	log := s.logger().With("remote", conn.RemoteAddr().String())
-	a := newAssociation(conn, log, false, s.ARTIMTimeout)
-	a.handler = s
-	a.idle = s.IdleTimeout
-	if !s.track(a) {
+	host := hostOf(conn.RemoteAddr())
+	if !s.admit(conn, host) {
+		log.Warn("connection closed: too many connections from this host waiting to associate", "max_negotiating_per_host", s.maxNegotiating())
 		conn.Close()
 		return
 	}
-	defer s.untrack(a)
-
-	a.fire(evt5, nil) // AE-5: ARTIM runs until the A-ASSOCIATE-RQ arrives
-	p, err := a.rd.Next()
+	var agreed *agreement
+	c, rq, err := ul.Accept(conn, ul.Config{ARTIM: s.ARTIMTimeout, Logger: log}, func(rq *pdu.AssociateRQ) (*pdu.AssociateAC, *pdu.AssociateRJ) {
+		ac, rj, ag := s.negotiate(rq, conn.RemoteAddr(), log)
+		agreed = ag
+		return ac, rj
+	})
+	s.admitted(conn, host)
 	if err != nil {
-		var pe *pdu.Error
-		if errors.As(err, &pe) {
-			log.Warn("invalid PDU instead of an association request; aborting", "err", err)
-			a.fire(evt19, &input{reason: pe.AbortReason(), abortErr: fmt.Errorf("%w: %v", ErrAborted, err)})
-			a.drain()
-		} else {
-			a.fire(evt17, &input{abortErr: fmt.Errorf("%w: %v", ErrAborted, err)})
+		var rje *ul.RejectError
+		switch {
+		case errors.As(err, &rje):
+			log.Warn("association rejected", "calling_ae", rq.CallingAETitle, "called_ae", rq.CalledAETitle,
+				"result", rje.RJ.Result, "source", rje.RJ.Source, "reason", rje.RJ.Reason, "why", ul.RejectText(rje.RJ))
+		case rq != nil:
+			s.release()
+			log.Warn("association not accepted", "err", err)
+		default:
+			log.Debug("connection ended before an association request", "err", err)
 		}
 		return
 	}
-	rq, ok := p.(*pdu.AssociateRQ)
-	if !ok {
-		log.Warn("unexpected PDU instead of an association request; aborting", "pdu", p.Type())
-		a.fire(pduEvent(p), &input{recv: p, abortErr: fmt.Errorf("%w: %s before A-ASSOCIATE-RQ", ErrAborted, p.Type())})
-		a.readLoop()
-		return
-	}
+	defer s.release()
+	log = log.With("calling_ae", rq.CallingAETitle, "called_ae", rq.CalledAETitle)
+	a := newAssociation(c, log, false)
+	a.handler = s
+	a.idle = s.IdleTimeout
+	a.readTimeout = orDefault(s.ReadTimeout, defaultReadTimeout)
 	a.callingAE, a.calledAE = rq.CallingAETitle, rq.CalledAETitle
-	log = log.With("calling_ae", a.callingAE, "called_ae", a.calledAE)
-	a.log = log
-	ac, rj := s.negotiate(a, rq)
-	if rj != nil {
-		log.Warn("association rejected", "result", rj.Result, "source", rj.Source, "reason", rj.Reason, "why", rejectWhy(rj))
-		a.fire(evt6, &input{acceptable: false, send: rj})
-		a.readLoop()
-		return
-	}
-	a.fire(evt6, &input{acceptable: true})
-	if _, err := a.fire(evt7, &input{send: ac}); err != nil {
-		log.Warn("association not accepted", "err", err)
-		a.closeTransport(err)
-		return
-	}
-	a.rd.SetMaxLength(s.maxPDU())
+	agreed.apply(a)
+	s.track(a)
+	defer s.untrack(a)
+
 	var accepted []string
 	for _, pc := range a.Contexts() {
 		if pc.Accepted() {
@@ -227,20 +252,8 @@ func (s *Server) ServeConn(conn net.Conn) {
 	}
 	log.Info("association accepted", "contexts", len(accepted), "peer_implementation", a.peerImplClass+" "+a.peerImplVersion, "max_pdu_send", a.maxSend)
 	log.Debug("accepted presentation contexts", "contexts", accepted)
-	a.onPData = a.onPDataMessages
-	a.onRelease = func() {
-		// The reply waits for operations still running, which may
-		// send their responses meanwhile (AR-7).
-		go func() {
-			a.ops.Wait()
-			if _, err := a.fire(evt14, nil); err != nil {
-				log.Debug("release response", "err", err)
-			}
-		}()
-	}
 	start := time.Now()
-	a.readLoop()
-	a.asm.abort(a.endErr())
+	a.run()
 	a.ops.Wait()
 	if err := a.Err(); err != nil {
 		log.Warn("association ended", "err", err, "duration", time.Since(start))
@@ -249,31 +262,88 @@ func (s *Server) ServeConn(conn net.Conn) {
 	}
 }
 
-func (a *Association) endErr() error {
-	if err := a.Err(); err != nil {
-		return err
+// hostOf returns the IP address of a peer, or its whole address when it
+// has none (a net.Pipe).
+func hostOf(addr net.Addr) string {
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		return ta.IP.String()
 	}
-	return fmt.Errorf("%w: connection closed", ErrAborted)
+	return addr.String()
 }
 
-func (s *Server) maxPDU() uint32 {
-	if s.MaxPDULength == 0 {
-		return defaultMaxPDULength
+func (s *Server) maxNegotiating() int {
+	if s.MaxNegotiatingPerHost == 0 {
+		return defaultMaxNegotiatingPerHost
 	}
-	return max(s.MaxPDULength, minPDULength)
+	return s.MaxNegotiatingPerHost
 }
 
-func (s *Server) track(a *Association) bool {
+// admit counts a connection that has yet to negotiate an association, if
+// its host has room for one more and the server is running.
+func (s *Server) admit(conn net.Conn, host string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
+	if s.phase != running {
 		return false
 	}
+	if limit := s.maxNegotiating(); limit > 0 && s.perHost[host] >= limit {
+		return false
+	}
+	if s.negotiating == nil {
+		s.negotiating, s.perHost = map[net.Conn]string{}, map[string]int{}
+	}
+	s.negotiating[conn] = host
+	s.perHost[host]++
+	return true
+}
+
+// admitted uncounts a connection once its association is negotiated, or
+// not.
+func (s *Server) admitted(conn net.Conn, host string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.negotiating, conn)
+	if s.perHost[host]--; s.perHost[host] <= 0 {
+		delete(s.perHost, host)
+	}
+}
+
+// reserve takes a place for an association about to be accepted, if
+// MaxAssociations and the server's state allow one; release gives it back.
+func (s *Server) reserve() (pdu.RejectReason, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.phase != running:
+		return pdu.RejectReasonTemporaryCongestion, false
+	case s.MaxAssociations > 0 && s.established >= s.MaxAssociations:
+		return pdu.RejectReasonLocalLimitExceeded, false
+	}
+	s.established++
+	return 0, true
+}
+
+func (s *Server) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.established--
+}
+
+// track registers an established association, bringing it to the phase
+// Shutdown has reached.
+func (s *Server) track(a *Association) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.assocs == nil {
 		s.assocs = map[*Association]struct{}{}
 	}
 	s.assocs[a] = struct{}{}
-	return true
+	switch s.phase {
+	case stopping:
+		go a.stop()
+	case terminated:
+		go a.Abort()
+	}
 }
 
 func (s *Server) untrack(a *Association) {
@@ -282,90 +352,134 @@ func (s *Server) untrack(a *Association) {
 	delete(s.assocs, a)
 }
 
-func (s *Server) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.assocs)
+// stop is what Shutdown does to an association when its time is nearly
+// up: it asks the operations in progress to stop (a C-MOVE or C-GET after
+// its sub-operation in flight, with a final response), then aborts the
+// association once they have answered.
+func (a *Association) stop() {
+	a.stopOps(ErrServerClosed)
+	a.ops.Wait()
+	a.ul.Abort(fmt.Errorf("%w: the server is shutting down", ErrAborted))
 }
 
-// Shutdown stops accepting associations and waits for those in progress to
-// be released by their peers. When ctx ends first, it aborts every
-// association between operations, waits for the operations in progress to
-// send their responses, and aborts those associations too. It returns
-// ctx's error in that case, nil otherwise.
-func (s *Server) Shutdown(ctx context.Context) error {
+// enter moves the server to a phase of its shutdown and returns the
+// associations to act on. It closes the listeners and the connections
+// not yet associated.
+func (s *Server) enter(p shutdownPhase) []*Association {
 	s.mu.Lock()
-	s.closing = true
+	defer s.mu.Unlock()
+	s.phase = max(s.phase, p)
 	for l := range s.listeners {
 		l.Close()
 	}
-	s.mu.Unlock()
+	for c := range s.negotiating {
+		c.Close()
+	}
+	out := make([]*Association, 0, len(s.assocs))
+	for a := range s.assocs {
+		out = append(out, a)
+	}
+	return out
+}
 
+// shutdownLead is the most of Shutdown's time that is kept for the
+// operations it stops to send their final responses.
+const shutdownLead = time.Second
+
+// Shutdown stops accepting associations and waits for those in progress to
+// be released by their peers. When ctx is about to end — a quarter of the
+// time left before its deadline, at most a second, or when it ends if it
+// has no deadline — it asks every operation still running to stop: C-FIND
+// and C-STORE handlers see their context cancelled with cause
+// ErrServerClosed, a C-MOVE or C-GET finishes its sub-operation in flight
+// and sends its final response with the counts. Each association is
+// aborted as soon as its operations have answered, and any left when ctx
+// ends is aborted then. Shutdown returns nil if every association ended on
+// its own, an error wrapping context.DeadlineExceeded (or ctx's error)
+// otherwise. It returns once every handler has returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.enter(draining)
 	done := make(chan struct{})
 	go func() {
 		s.conns.Wait()
 		close(done)
 	}()
+	var stopAt <-chan time.Time
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		t := time.NewTimer(left - min(left/4, shutdownLead))
+		defer t.Stop()
+		stopAt = t.C
+	}
 	select {
 	case <-done:
 		return nil
+	case <-stopAt:
 	case <-ctx.Done():
 	}
-	s.mu.Lock()
-	assocs := make([]*Association, 0, len(s.assocs))
-	for a := range s.assocs {
-		assocs = append(assocs, a)
+	for _, a := range s.enter(stopping) {
+		go a.stop()
 	}
-	s.mu.Unlock()
-	for _, a := range assocs {
-		go func() {
-			a.ops.Wait()
-			a.Abort()
-		}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		for _, a := range s.enter(terminated) {
+			a.ul.Abort(fmt.Errorf("%w: the server shut down", ErrAborted))
+		}
+		<-done
 	}
-	<-done
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("dimse: associations stopped at the shutdown deadline: %w", context.DeadlineExceeded)
 }
 
 // Close stops accepting and aborts every association at once.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closing = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	assocs := make([]*Association, 0, len(s.assocs))
-	for a := range s.assocs {
-		assocs = append(assocs, a)
-	}
-	s.mu.Unlock()
-	for _, a := range assocs {
+	for _, a := range s.enter(terminated) {
 		a.Abort()
 	}
 	s.conns.Wait()
 	return nil
 }
 
+// agreement is what negotiation settled, for the association to come.
+type agreement struct {
+	contexts                       map[byte]*PresentationContext
+	peerSCP                        map[string]bool
+	peerImplClass, peerImplVersion string
+	maxSend                        uint32
+}
+
+func (ag *agreement) apply(a *Association) {
+	a.contexts, a.peerSCP = ag.contexts, ag.peerSCP
+	a.peerImplClass, a.peerImplVersion = ag.peerImplClass, ag.peerImplVersion
+	a.maxSend = ag.maxSend
+}
+
 // negotiate answers an A-ASSOCIATE-RQ with an A-ASSOCIATE-AC, or with an
 // A-ASSOCIATE-RJ when the association as a whole is unacceptable. An
-// unsupported abstract syntax rejects its presentation context only.
-func (s *Server) negotiate(a *Association, rq *pdu.AssociateRQ) (*pdu.AssociateAC, *pdu.AssociateRJ) {
-	reject := func(res pdu.RejectResult, src pdu.RejectSource, why pdu.RejectReason) (*pdu.AssociateAC, *pdu.AssociateRJ) {
-		return nil, &pdu.AssociateRJ{Result: res, Source: src, Reason: why}
+// unsupported abstract syntax rejects its presentation context only. An
+// accepted association holds a place (reserve) until it ends.
+func (s *Server) negotiate(rq *pdu.AssociateRQ, addr net.Addr, log *slog.Logger) (*pdu.AssociateAC, *pdu.AssociateRJ, *agreement) {
+	reject := func(res pdu.RejectResult, src pdu.RejectSource, why pdu.RejectReason) (*pdu.AssociateAC, *pdu.AssociateRJ, *agreement) {
+		return nil, &pdu.AssociateRJ{Result: res, Source: src, Reason: why}, nil
 	}
 	switch {
 	case rq.ProtocolVersion&pdu.ProtocolVersion == 0:
 		return reject(pdu.RejectedPermanent, pdu.RejectSourceACSE, pdu.RejectReasonProtocolVersionNotSupported)
 	case rq.ApplicationContext != pdu.ApplicationContextName:
 		return reject(pdu.RejectedPermanent, pdu.RejectSourceServiceUser, pdu.RejectReasonApplicationContextNameNotSupported)
-	case s.AETitle != "" && a.calledAE != s.AETitle:
+	case s.AETitle != "" && rq.CalledAETitle != s.AETitle:
 		return reject(pdu.RejectedPermanent, pdu.RejectSourceServiceUser, pdu.RejectReasonCalledAETitleNotRecognized)
-	case s.AllowCaller != nil && !s.AllowCaller(a.callingAE, a.conn.RemoteAddr()):
+	case s.AllowCaller != nil && !s.AllowCaller(rq.CallingAETitle, addr):
 		return reject(pdu.RejectedPermanent, pdu.RejectSourceServiceUser, pdu.RejectReasonCallingAETitleNotRecognized)
-	case s.MaxAssociations > 0 && s.count() > s.MaxAssociations:
-		return reject(pdu.RejectedTransient, pdu.RejectSourcePresentation, pdu.RejectReasonLocalLimitExceeded)
+	}
+	if why, ok := s.reserve(); !ok {
+		return reject(pdu.RejectedTransient, pdu.RejectSourcePresentation, why)
 	}
 
+	ag := &agreement{contexts: map[byte]*PresentationContext{}, peerSCP: map[string]bool{}}
 	ac := &pdu.AssociateAC{
 		ProtocolVersion:    pdu.ProtocolVersion,
 		CalledAETitle:      rq.CalledAETitle,
@@ -390,21 +504,34 @@ func (s *Server) negotiate(a *Association, rq *pdu.AssociateRQ) (*pdu.AssociateA
 			s.CommitResult != nil && rs.SOPClassUID == uid.StorageCommitmentPushModel)
 		ac.UserInfo.RoleSelections = append(ac.UserInfo.RoleSelections, pdu.RoleSelection{SOPClassUID: rs.SOPClassUID, SCU: rs.SCU, SCP: scp})
 		if scp {
-			a.peerSCP[rs.SOPClassUID] = true
+			ag.peerSCP[rs.SOPClassUID] = true
 		}
 	}
 	for _, p := range rq.PresentationContexts {
+		if p.ID%2 == 0 {
+			// Some peers (dcm4che's stgcmtscu) number their contexts
+			// 2, 4...: harmless, so answered by the same ID.
+			log.Warn("presentation context ID is even, which PS3.8 9.3.2.2 forbids; accepted and answered by that ID",
+				"context_id", p.ID, "abstract_syntax", p.AbstractSyntax, "peer_implementation", rq.UserInfo.ImplementationClassUID+" "+rq.UserInfo.ImplementationVersionName)
+		}
 		pc := &PresentationContext{ID: p.ID, AbstractSyntax: p.AbstractSyntax}
 		pc.TransferSyntax, pc.Result = s.choose(p)
-		a.contexts[p.ID] = pc
+		ag.contexts[p.ID] = pc
 		ac.PresentationContexts = append(ac.PresentationContexts, pdu.PresentationContextAC{
 			ID: p.ID, Result: pdu.ContextResult(pc.Result), TransferSyntax: pc.TransferSyntax,
 		})
 	}
-	a.peerImplClass = rq.UserInfo.ImplementationClassUID
-	a.peerImplVersion = rq.UserInfo.ImplementationVersionName
-	a.maxSend = sendLimit(rq.UserInfo.MaxLength)
-	return ac, nil
+	ag.peerImplClass = rq.UserInfo.ImplementationClassUID
+	ag.peerImplVersion = rq.UserInfo.ImplementationVersionName
+	ag.maxSend = sendLimit(rq.UserInfo.MaxLength)
+	return ac, nil, ag
+}
+
+func (s *Server) maxPDU() uint32 {
+	if s.MaxPDULength == 0 {
+		return defaultMaxPDULength
+	}
+	return max(s.MaxPDULength, minPDULength)
 }
 
 // sendLimit turns a peer's Maximum Length into the PDU length to send.
@@ -464,36 +591,28 @@ var storageSyntaxes = sync.OnceValue(func() map[string]bool {
 	return m
 })
 
-func rejectWhy(rj *pdu.AssociateRJ) string {
-	switch {
-	case rj.Source == pdu.RejectSourceACSE && rj.Reason == pdu.RejectReasonProtocolVersionNotSupported:
-		return "protocol version not supported"
-	case rj.Source == pdu.RejectSourcePresentation:
-		return "too many associations"
-	case rj.Reason == pdu.RejectReasonApplicationContextNameNotSupported:
-		return "application context not supported"
-	case rj.Reason == pdu.RejectReasonCalledAETitleNotRecognized:
-		return "called AE title not ours"
-	case rj.Reason == pdu.RejectReasonCallingAETitleNotRecognized:
-		return "calling AE title not allowed"
-	}
-	return "rejected"
-}
-
 // request starts the operation a request asks for. It runs in the reader
 // goroutine, so the operation itself runs in a goroutine of its own; the
 // returned sink, if any, receives the request's data set.
 func (s *Server) request(a *Association, cmd *cmdset.Command, pc *PresentationContext) (sink, error) {
 	if cmd.MessageID == nil {
-		return nil, protocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "%v without a Message ID", cmd.CommandField)
+		return nil, ul.ProtocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "%v without a Message ID", cmd.CommandField)
 	}
 	id := *cmd.MessageID
+	if err := cmd.Check(); err != nil {
+		// A UID or AE title too long: the rest of the request is
+		// understood, so it gets a failure status, not an abort.
+		var ve *cmdset.ValueError
+		errors.As(err, &ve)
+		a.log.Warn("request with an invalid value refused", "command", cmd.CommandField, "err", err)
+		return s.refuse(a, pc, cmd, Errorf(StatusCannotUnderstand, "%v: value of %d bytes, more than %d", ve.Tag, ve.Length, ve.Limit)), nil
+	}
 	switch cmd.CommandField {
 	case cmdset.CEchoRQ:
 		if s.Echo == nil || pc.AbstractSyntax != uid.Verification {
 			break
 		}
-		a.startOp(id, func(ctx context.Context) {
+		a.startOp(id, nil, func(ctx context.Context) {
 			err := s.Echo.Echo(ctx, a)
 			s.respond(a, pc, cmd, cmdset.CEchoRSP, err, StatusProcessingFailure)
 		})
@@ -504,7 +623,7 @@ func (s *Server) request(a *Association, cmd *cmdset.Command, pc *PresentationCo
 			break
 		}
 		if !cmd.HasDataSet() {
-			return nil, protocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "C-STORE-RQ without a data set")
+			return nil, ul.ProtocolErrorf(pdu.AbortReasonInvalidPDUParameterValue, "C-STORE-RQ without a data set")
 		}
 		pr, pw := newPipe()
 		req := &StoreRequest{
@@ -520,7 +639,7 @@ func (s *Server) request(a *Association, cmd *cmdset.Command, pc *PresentationCo
 		if cmd.MoveOriginatorMessageID != nil {
 			req.MoveOriginatorMessageID = *cmd.MoveOriginatorMessageID
 		}
-		a.startOp(id, func(ctx context.Context) {
+		a.startOp(id, nil, func(ctx context.Context) {
 			var err error
 			switch {
 			case req.SOPClassUID != pc.AbstractSyntax:
@@ -550,10 +669,30 @@ func (s *Server) request(a *Association, cmd *cmdset.Command, pc *PresentationCo
 		}
 	}
 	a.log.Warn("request not supported on its presentation context", "command", cmd.CommandField, "context", uid.Name(pc.AbstractSyntax))
-	a.startOp(id, func(ctx context.Context) {
-		s.respond(a, pc, cmd, cmd.CommandField|0x8000, Errorf(StatusUnrecognizedOperation, "%v not supported for %s", cmd.CommandField, uid.Name(pc.AbstractSyntax)), StatusUnrecognizedOperation)
+	return s.refuse(a, pc, cmd, Errorf(StatusUnrecognizedOperation, "%v not supported for %s", cmd.CommandField, uid.Name(pc.AbstractSyntax))), nil
+}
+
+// refuse answers a request with the failure err once its data set, if it
+// has one, has been read off the association: a peer expects the
+// response after the whole request. The returned sink, if any, receives
+// and drops the data set.
+func (s *Server) refuse(a *Association, pc *PresentationContext, cmd *cmdset.Command, err error) sink {
+	var sk sink
+	arrived := make(chan struct{})
+	if cmd.HasDataSet() {
+		sk = drainSink{arrived}
+	} else {
+		close(arrived)
+	}
+	a.startOp(*cmd.MessageID, nil, func(ctx context.Context) {
+		select {
+		case <-arrived:
+		case <-ctx.Done():
+			return
+		}
+		s.respond(a, pc, cmd, cmd.CommandField|0x8000, err, StatusProcessingFailure)
 	})
-	return nil, nil
+	return sk
 }
 
 // respond sends the final response to a request.
@@ -571,6 +710,12 @@ func (s *Server) respond(a *Association, pc *PresentationContext, rq *cmdset.Com
 		// N-ACTION and other N- requests name their object as
 		// Requested; the response names it as Affected (PS3.7 10.3).
 		rsp.AffectedSOPClassUID, rsp.AffectedSOPInstanceUID = rq.RequestedSOPClassUID, rq.RequestedSOPInstanceUID
+	}
+	if rsp.Check() != nil {
+		// A UID too long to send back, which the request was refused
+		// for: the responses' Affected UIDs are optional (U(=), PS3.7
+		// 9.3), so they are left out.
+		rsp.AffectedSOPClassUID, rsp.AffectedSOPInstanceUID = "", ""
 	}
 	v := uint16(st)
 	rsp.Status = &v

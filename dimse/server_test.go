@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/pacsd/pacsd/dicom/uid"
@@ -175,4 +176,28 @@ func TestServeTCP(t *testing.T) {
 	if !errors.Is(a.Err(), ErrAborted) {
 		t.Errorf("association ended with %v", a.Err())
 	}
+}
+
+// TestIdleTimeout checks that an association which sends nothing is
+// aborted after the idle timeout.
+func TestIdleTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &Server{AETitle: "PACSD", Echo: echoOK{}, Logger: testLogger(t), IdleTimeout: time.Minute}
+		d := &Dialer{CallingAE: "SCU", CalledAE: "PACSD", Proposals: []Proposal{{uid.Verification, []string{uid.ImplicitVRLittleEndian}}}}
+		a := pipePair(t, s, d)
+		if err := a.Echo(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(59 * time.Second)
+		synctest.Wait()
+		if a.Err() != nil {
+			t.Fatalf("aborted early: %v", a.Err())
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		<-a.Done()
+		if !errors.Is(a.Err(), ErrAborted) {
+			t.Errorf("association ended with %v", a.Err())
+		}
+	})
 }

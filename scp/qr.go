@@ -189,7 +189,7 @@ func (s *QR) Move(ctx context.Context, a *dimse.Association, req *dimse.MoveRequ
 		s.log().Warn("C-MOVE destination unreachable", "destination", req.Destination, "addr", dest.Addr, "err", err)
 		return dimse.SubOperations{}, dimse.Errorf(dimse.StatusOutOfResourcesSubOperations, "cannot reach %s: %v", req.Destination, err)
 	}
-	subs := s.send(ctx, peer, q, plan.total, a.CallingAE(), req.MessageID, progress)
+	subs := s.send(ctx, req.Stopped(), peer, q, plan.total, a.CallingAE(), req.MessageID, progress)
 	if err := peer.Release(context.WithoutCancel(ctx)); err != nil && subs.Failed == 0 {
 		s.log().Warn("C-MOVE destination association not released cleanly", "destination", req.Destination, "err", err)
 	}
@@ -207,7 +207,7 @@ func (s *QR) Get(ctx context.Context, a *dimse.Association, req *dimse.GetReques
 	if err != nil {
 		return dimse.SubOperations{}, queryStatus(err)
 	}
-	return s.send(ctx, a, q, n, "", 0, progress), nil
+	return s.send(ctx, req.Stopped(), a, q, n, "", 0, progress), nil
 }
 
 // dialRemote opens an association to a remote, over TLS if it asks for it.
@@ -305,8 +305,11 @@ type storer interface {
 }
 
 // send stores every instance q finds through peer, counting the
-// sub-operations and reporting them after each.
-func (s *QR) send(ctx context.Context, peer storer, q *index.Query, total int, originator string, originatorID uint16, progress func(dimse.SubOperations)) dimse.SubOperations {
+// sub-operations and reporting them after each. It starts no new one once
+// stopped is closed (C-CANCEL, shutdown): the one in flight then is
+// finished and counted as what it came to, since ctx is not cancelled by
+// a stop, and the counts so far are returned.
+func (s *QR) send(ctx context.Context, stopped <-chan struct{}, peer storer, q *index.Query, total int, originator string, originatorID uint16, progress func(dimse.SubOperations)) dimse.SubOperations {
 	subs := dimse.SubOperations{Remaining: total}
 	fail := func(in *index.Instance, why error) {
 		subs.Failed++
@@ -318,7 +321,7 @@ func (s *QR) send(ctx context.Context, peer storer, q *index.Query, total int, o
 			s.log().Warn("retrieve: index failed mid-way", "err", err)
 			break
 		}
-		if context.Cause(ctx) != nil {
+		if ctx.Err() != nil || isClosed(stopped) {
 			break
 		}
 		subs.Remaining--
@@ -344,6 +347,15 @@ func (s *QR) send(ctx context.Context, peer storer, q *index.Query, total int, o
 		subs.Remaining = 0
 	}
 	return subs
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // store sends one archived instance, in its stored transfer syntax if the

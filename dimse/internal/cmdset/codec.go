@@ -161,14 +161,11 @@ func decodeElement(c *Command, e *element, v []byte) error {
 			*e.us(c) = &x
 		}
 	case kindUI:
-		if len(v) > maxUI {
-			return fmt.Errorf("UI of length %d, more than %d", len(v), maxUI)
-		}
+		// A UID longer than PS3.5 allows is kept, for Check to find:
+		// the command is otherwise understood, and answered with a
+		// failure status rather than an abort.
 		*e.str(c) = string(trimRight(v))
 	case kindAE:
-		if len(v) > maxAE {
-			return fmt.Errorf("AE of length %d, more than %d", len(v), maxAE)
-		}
 		*e.str(c) = string(trimLeft(trimRight(v)))
 	case kindLO:
 		// PS3.5 limits LO to 64 characters, but a longer error comment
@@ -236,16 +233,14 @@ func (c *Command) AppendTo(dst []byte) ([]byte, error) {
 			}
 		case kindUI:
 			if s := *e.str(c); s != "" {
-				if len(s) > maxUI {
-					err = fmt.Errorf("%w: %s: UID %q is longer than %d bytes", ErrInvalid, e.tag, s, maxUI)
+				if err = checkLength(e, s); err != nil {
 					break
 				}
 				dst = appendString(dst, e.tag, s, 0)
 			}
 		case kindAE:
 			if s := string(trimLeft(trimRight([]byte(*e.str(c))))); s != "" {
-				if len(s) > maxAE {
-					err = fmt.Errorf("%w: %s: AE title %q is longer than %d bytes", ErrInvalid, e.tag, s, maxAE)
+				if err = checkLength(e, s); err != nil {
 					break
 				}
 				dst = appendString(dst, e.tag, s, ' ')
@@ -278,6 +273,49 @@ func (c *Command) AppendTo(dst []byte) ([]byte, error) {
 	// The group length counts the bytes after its own element.
 	binary.LittleEndian.PutUint32(dst[start+elementHeaderLength:], uint32(len(dst)-start-elementHeaderLength-4))
 	return dst, nil
+}
+
+// ValueError is a UID or AE title longer than its VR allows (PS3.5
+// §6.2). It wraps ErrInvalid.
+type ValueError struct {
+	Tag           tag.Tag
+	Length, Limit int
+}
+
+func (e *ValueError) Error() string {
+	return fmt.Sprintf("%v: %s value of %d bytes, more than %d", ErrInvalid, e.Tag, e.Length, e.Limit)
+}
+
+func (e *ValueError) Unwrap() error { return ErrInvalid }
+
+// checkLength checks the length of the value s of a UI or AE element.
+func checkLength(e *element, s string) error {
+	limit := maxUI
+	if e.kind == kindAE {
+		limit = maxAE
+	}
+	if len(s) > limit {
+		return &ValueError{Tag: e.tag, Length: len(s), Limit: limit}
+	}
+	return nil
+}
+
+// Check reports the first UID or AE title of c longer than its VR allows,
+// as a *ValueError. Decode accepts such values, since the rest of the
+// command can be understood and deserves an answer: a request with one is
+// answered with a failure status, where AppendTo would refuse to encode
+// the value.
+func (c *Command) Check() error {
+	for i := range elements {
+		e := &elements[i]
+		switch e.kind {
+		case kindUI, kindAE:
+			if err := checkLength(e, *e.str(c)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func appendHeader(dst []byte, t tag.Tag, n uint32) []byte {

@@ -10,8 +10,9 @@ import (
 )
 
 // FuzzDecode feeds arbitrary bytes to Decode. It must never panic and must
-// fail only with ErrMalformed. Whatever decodes must encode, and the
-// encoding must decode to the same Command and encode to the same bytes.
+// fail only with ErrMalformed. Whatever decodes and passes Check must
+// encode, and the encoding must decode to the same Command and encode to
+// the same bytes; what fails Check must fail to encode.
 //
 // The seed corpus is the dcmtk captures plus testdata/fuzz/FuzzDecode,
 // which holds the golden fixtures, edge cases and anything the fuzzer
@@ -33,6 +34,12 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("Decode failed with %v, which is not ErrMalformed", err)
+			}
+			return
+		}
+		if cerr := c.Check(); cerr != nil {
+			if _, err := c.AppendTo(nil); !errors.Is(err, ErrInvalid) || !errors.Is(cerr, ErrInvalid) {
+				t.Fatalf("Check = %v, but AppendTo = %v", cerr, err)
 			}
 			return
 		}

@@ -49,8 +49,6 @@ func TestMalformed(t *testing.T) {
 		{"Status of length 1", set(field, noData, elem(tag.Status, 0))},
 		{"Priority of length 4", set(field, noData, elem(tag.Priority, 0, 0, 0, 0))},
 		{"group length of length 2", set(elem(tag.CommandGroupLength, 0, 0), field, noData)},
-		{"UID of 65 bytes", set(field, noData, elem(tag.AffectedSOPClassUID, []byte(strings.Repeat("1", 65))...))},
-		{"AE title of 17 bytes", set(field, noData, elem(tag.MoveDestination, []byte(strings.Repeat("A", 17))...))},
 		{"Offending Element of length 6", set(field, noData, elem(tag.OffendingElement, 0x10, 0, 0x10, 0, 0x20, 0))},
 		{"Attribute Identifier List of length 2", set(field, noData, elem(tag.AttributeIdentifierList, 0x10, 0))},
 		{"Command Field twice", set(field, field, noData)},
@@ -72,6 +70,40 @@ func TestMalformed(t *testing.T) {
 				t.Errorf("error %q lacks the package prefix", err)
 			}
 		})
+	}
+}
+
+// TestOverlongValues checks that a UID or AE title longer than PS3.5
+// allows decodes, for the request to be answered with a failure status,
+// and that Check names it.
+func TestOverlongValues(t *testing.T) {
+	long := strings.Repeat("1", 65)
+	tests := []struct {
+		name string
+		b    []byte
+		want ValueError
+	}{
+		{"UID of 65 bytes", set(field, noData, elem(tag.AffectedSOPInstanceUID, []byte(long+"\x00")...)), ValueError{tag.AffectedSOPInstanceUID, 65, 64}},
+		{"AE title of 17 bytes", set(field, noData, elem(tag.MoveDestination, []byte(strings.Repeat("A", 17)+" ")...)), ValueError{tag.MoveDestination, 17, 16}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Decode(tt.b)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			err = c.Check()
+			var ve *ValueError
+			if !errors.As(err, &ve) || *ve != tt.want || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Check = %v, want %+v", err, tt.want)
+			}
+			if _, err := c.AppendTo(nil); !errors.Is(err, ErrInvalid) {
+				t.Errorf("AppendTo = %v, want ErrInvalid", err)
+			}
+		})
+	}
+	if err := (&Command{AffectedSOPInstanceUID: strings.Repeat("1", 64), MoveDestination: "ABCDEFGHIJKLMNOP"}).Check(); err != nil {
+		t.Errorf("values at the limit: %v", err)
 	}
 }
 

@@ -23,7 +23,7 @@ type AssociateRQ struct {
 // PresentationContextRQ is a presentation context item of an
 // A-ASSOCIATE-RQ (PS3.8 §9.3.2.2).
 type PresentationContextRQ struct {
-	ID               byte // odd, 1 to 255
+	ID               byte // odd, 1 to 255; an even one received is kept, see checkUnique
 	AbstractSyntax   string
 	TransferSyntaxes []string // at least one
 }
@@ -124,7 +124,7 @@ func (p *AssociateAC) AppendTo(dst []byte) ([]byte, error) {
 		}
 		var ids idSet
 		for _, pc := range p.PresentationContexts {
-			if msg := ids.checkID(pc.ID); msg != "" {
+			if msg := ids.checkUnique(pc.ID); msg != "" {
 				return dst, invalid("%s", msg)
 			}
 			if pc.Result > resultMax {
@@ -192,11 +192,21 @@ func (s *idSet) add(id byte) bool {
 	return true
 }
 
-// checkID reports a presentation context ID that is even or used twice.
+// checkID reports a presentation context ID that is even or used twice,
+// for what this side proposes: PS3.8 §9.3.2.2 numbers contexts 1, 3...
 func (s *idSet) checkID(id byte) string {
 	if id%2 == 0 {
 		return fmt.Sprintf("presentation context ID %d is not odd", id)
 	}
+	return s.checkUnique(id)
+}
+
+// checkUnique reports a presentation context ID used twice. It is the
+// only check of what is received and answered: an even ID, which some
+// peers propose (dcm4che's stgcmtscu numbers from 2), still names its
+// context without ambiguity, so the association layer accepts it and
+// answers by that ID.
+func (s *idSet) checkUnique(id byte) string {
 	if !s.add(id) {
 		return fmt.Sprintf("presentation context ID %d is used twice", id)
 	}
@@ -249,7 +259,7 @@ func decodeAssociate(t Type, b []byte) (PDU, error) {
 				return nil, malformed(AbortReasonInvalidPDUParameterValue, "presentation context item of length %d", len(it.value))
 			}
 			id := it.value[0]
-			if msg := ids.checkID(id); msg != "" {
+			if msg := ids.checkUnique(id); msg != "" {
 				return nil, malformed(AbortReasonInvalidPDUParameterValue, "%s", msg)
 			}
 			if t == TypeAssociateRQ {

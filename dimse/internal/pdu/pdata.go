@@ -32,7 +32,7 @@ type PDataTF struct {
 // PDV is a presentation data value: one fragment of a DIMSE command or data
 // set (PS3.8 Annex E).
 type PDV struct {
-	ContextID byte // odd, 1 to 255
+	ContextID byte // the presentation context, odd as negotiated (or even, as a peer proposed it)
 	Command   bool // the fragment belongs to a command set, not a data set
 	Last      bool // the fragment is the last of its command set or data set
 	Data      []byte
@@ -49,9 +49,6 @@ func (p *PDataTF) AppendTo(dst []byte) ([]byte, error) {
 	}
 	var n uint64
 	for _, v := range p.PDVs {
-		if v.ContextID%2 == 0 {
-			return dst, invalid("P-DATA-TF: presentation context ID %d is not odd", v.ContextID)
-		}
 		n += PDVHeaderLength + uint64(len(v.Data))
 	}
 	if n > math.MaxUint32 {
@@ -73,9 +70,6 @@ func (p *PDataTF) AppendTo(dst []byte) ([]byte, error) {
 // message control header: whether the data is a fragment of a command set
 // rather than a data set, and whether it is the last fragment of it.
 func AppendPDataHeader(dst []byte, contextID byte, command, last bool, n int) ([]byte, error) {
-	if contextID%2 == 0 {
-		return dst, invalid("P-DATA-TF: presentation context ID %d is not odd", contextID)
-	}
 	if n < 0 || uint64(n) > math.MaxUint32-PDVHeaderLength {
 		return dst, invalid("P-DATA-TF: PDV of %d bytes", n)
 	}
@@ -113,9 +107,6 @@ func decodePData(b []byte, p *PDataTF) error {
 			return malformed(AbortReasonInvalidPDUParameterValue, "PDV item of length %d overruns the %d bytes left", n, len(b)-4)
 		}
 		id, mch := b[4], b[5]
-		if id%2 == 0 {
-			return malformed(AbortReasonInvalidPDUParameterValue, "PDV presentation context ID %d is not odd", id)
-		}
 		end := 4 + int(n)
 		p.PDVs = append(p.PDVs, PDV{
 			ContextID: id,

@@ -236,7 +236,7 @@ func TestEncodeInvalid(t *testing.T) {
 		{"no transfer syntax", &AssociateRQ{PresentationContexts: []PresentationContextRQ{{ID: 1, AbstractSyntax: uidVerification}}}},
 		{"abstract syntax of 65 bytes", &AssociateRQ{PresentationContexts: []PresentationContextRQ{{ID: 1, AbstractSyntax: long, TransferSyntaxes: []string{uidImplicitLE}}}}},
 		{"transfer syntax of 65 bytes", &AssociateRQ{PresentationContexts: []PresentationContextRQ{{ID: 1, AbstractSyntax: uidVerification, TransferSyntaxes: []string{long}}}}},
-		{"AC even context ID", &AssociateAC{PresentationContexts: []PresentationContextAC{{ID: 0}}}},
+		{"AC context ID twice", &AssociateAC{PresentationContexts: []PresentationContextAC{{ID: 3}, {ID: 3}}}},
 		{"AC result 5", &AssociateAC{PresentationContexts: []PresentationContextAC{{ID: 1, Result: 5}}}},
 		{"AC transfer syntax of 65 bytes", &AssociateAC{PresentationContexts: []PresentationContextAC{{ID: 1, TransferSyntax: long}}}},
 		{"implementation class UID of 65 bytes", &AssociateRQ{UserInfo: UserInfo{ImplementationClassUID: long}}},
@@ -252,7 +252,6 @@ func TestEncodeInvalid(t *testing.T) {
 		{"A-ASSOCIATE-RJ source 0", &AssociateRJ{Result: 1}},
 		{"A-ABORT source 3", &Abort{Source: 3}},
 		{"P-DATA-TF without PDV", &PDataTF{}},
-		{"P-DATA-TF with context ID 0", &PDataTF{PDVs: []PDV{{}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,13 +1,14 @@
-package dimse
+package ul
 
 import (
 	"errors"
 	"net"
+	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
-	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/dimse/internal/pdu"
 )
 
@@ -84,51 +85,133 @@ func inputFor(ev event) *input {
 	return in
 }
 
-// TestStateMachineTable walks every cell of PS3.8 Table 9-10: for each
-// state and each event it puts an association in that state, fires the
-// event, and checks the next state and what the action visibly did. Events
-// with no cell must leave the state alone and report an error.
-func TestStateMachineTable(t *testing.T) {
+// standardGrid is PS3.8 Table 9-10 transcribed as the standard prints it:
+// a row per event, a column per state, the action of each cell, "." for
+// an empty one. It is written apart from table, in another layout, so
+// that a cell mistyped in either fails TestTableIsTheStandard.
+var standardGrid = [...]string{
+	//        Sta1  Sta2  Sta3  Sta4  Sta5  Sta6  Sta7  Sta8  Sta9  Sta10 Sta11 Sta12 Sta13
+	evt1:  "  AE-1  .     .     .     .     .     .     .     .     .     .     .     .    ",
+	evt2:  "  .     .     .     AE-2  .     .     .     .     .     .     .     .     .    ",
+	evt3:  "  .     AA-1  AA-8  .     AE-3  AA-8  AA-8  AA-8  AA-8  AA-8  AA-8  AA-8  AA-6 ",
+	evt4:  "  .     AA-1  AA-8  .     AE-4  AA-8  AA-8  AA-8  AA-8  AA-8  AA-8  AA-8  AA-6 ",
+	evt5:  "  AE-5  .     .     .     .     .     .     .     .     .     .     .     .    ",
+	evt6:  "  .     AE-6  AA-8  .     AA-8  AA-8  AA-8  AA-8  AA-8  AA-8  AA-8  AA-8  AA-7 ",
+	evt7:  "  .     .     AE-7  .     .     .     .     .     .     .     .     .     .    ",
+	evt8:  "  .     .     AE-8  .     .     .     .     .     .     .     .     .     .    ",
+	evt9:  "  .     .     .     .     .     DT-1  .     AR-7  .     .     .     .     .    ",
+	evt10: "  .     AA-1  AA-8  .     AA-8  DT-2  AR-6  AA-8  AA-8  AA-8  AA-8  AA-8  AA-6 ",
+	evt11: "  .     .     .     .     .     AR-1  .     .     .     .     .     .     .    ",
+	evt12: "  .     AA-1  AA-8  .     AA-8  AR-2  AR-8  AA-8  AA-8  AA-8  AA-8  AA-8  AA-6 ",
+	evt13: "  .     AA-1  AA-8  .     AA-8  AA-8  AR-3  AA-8  AA-8  AR-10 AR-3  AA-8  AA-6 ",
+	evt14: "  .     .     .     .     .     .     .     AR-4  AR-9  .     .     AR-4  .    ",
+	evt15: "  .     .     AA-1  AA-2  AA-1  AA-1  AA-1  AA-1  AA-1  AA-1  AA-1  AA-1  .    ",
+	evt16: "  .     AA-2  AA-3  .     AA-3  AA-3  AA-3  AA-3  AA-3  AA-3  AA-3  AA-3  AA-2 ",
+	evt17: "  .     AA-5  AA-4  AA-4  AA-4  AA-4  AA-4  AA-4  AA-4  AA-4  AA-4  AA-4  AR-5 ",
+	evt18: "  .     AA-2  .     .     .     .     .     .     .     .     .     .     AA-2 ",
+	evt19: "  .     AA-1  AA-8  .     AA-8  AA-8  AA-8  AA-8  AA-8  AA-8  AA-8  AA-8  AA-7 ",
+}
+
+// standardNext is the next state of each action, from PS3.8 Tables 9-6
+// to 9-9; AE-6 and AR-8 name two, the first when the request is
+// acceptable (AE-6) or this side is the requestor (AR-8).
+var standardNext = map[string][]state{
+	"AE-1": {sta4}, "AE-2": {sta5}, "AE-3": {sta6}, "AE-4": {sta1}, "AE-5": {sta2},
+	"AE-6": {sta3, sta13}, "AE-7": {sta6}, "AE-8": {sta13},
+	"DT-1": {sta6}, "DT-2": {sta6},
+	"AR-1": {sta7}, "AR-2": {sta8}, "AR-3": {sta1}, "AR-4": {sta13}, "AR-5": {sta1},
+	"AR-6": {sta7}, "AR-7": {sta8}, "AR-8": {sta9, sta10}, "AR-9": {sta11}, "AR-10": {sta12},
+	"AA-1": {sta13}, "AA-2": {sta1}, "AA-3": {sta1}, "AA-4": {sta1}, "AA-5": {sta1},
+	"AA-6": {sta13}, "AA-7": {sta13}, "AA-8": {sta13},
+}
+
+// TestTableIsTheStandard compares table with the transcription of the
+// standard, cell by cell: the action, and the next state Tables 9-6 to
+// 9-9 give it.
+func TestTableIsTheStandard(t *testing.T) {
 	cells := 0
+	for ev := evt1; ev <= evt19; ev++ {
+		row := strings.Fields(standardGrid[ev])
+		if len(row) != 13 {
+			t.Fatalf("%v: the transcription has %d columns", ev, len(row))
+		}
+		for i, want := range row {
+			st := state(i + 1)
+			cell, ok := table[st][ev]
+			if want == "." {
+				if ok {
+					t.Errorf("%v/%v: table has %v, the standard no cell", st, ev, cell.action)
+				}
+				continue
+			}
+			cells++
+			if !ok {
+				t.Errorf("%v/%v: table has no cell, the standard %s", st, ev, want)
+				continue
+			}
+			if cell.action.String() != want {
+				t.Errorf("%v/%v: table has %v, the standard %s", st, ev, cell.action, want)
+			}
+			next := standardNext[want]
+			got := []state{cell.next}
+			if len(next) == 2 {
+				got = append(got, cell.alt)
+			}
+			if !slices.Equal(got, next) {
+				t.Errorf("%v/%v: %s leads to %v, the standard says %v", st, ev, want, got, next)
+			}
+		}
+	}
+	// Table 9-10 has this many non-empty cells.
+	if cells != 123 {
+		t.Errorf("the transcription has %d cells", cells)
+	}
+}
+
+// TestStateMachineCells walks every cell of the table: for each state and
+// each event it puts a Conn in that state, fires the event, and checks
+// the next state and what the action visibly did. Events with no cell
+// must leave the state alone and report an error.
+func TestStateMachineCells(t *testing.T) {
 	for st := sta1; st <= sta13; st++ {
 		for ev := evt1; ev <= evt19; ev++ {
 			cell, ok := table[st][ev]
 			for _, requestor := range []bool{true, false} {
-				if !ok && !requestor {
-					continue
-				}
 				name := st.String() + "/" + ev.String()
-				if requestor && cell.action == ar8 {
+				switch {
+				case ok && cell.action == ar8 && requestor:
 					name += "/requestor"
-				} else if cell.action == ar8 {
+				case ok && cell.action == ar8:
 					name += "/acceptor"
-				} else if !requestor {
+				case !requestor:
 					continue
 				}
 				t.Run(name, func(t *testing.T) {
 					checkCell(t, st, ev, requestor)
 				})
 			}
-			if ok {
-				cells++
-			}
 		}
 	}
-	// PS3.8 Table 9-10 has this many non-empty cells.
-	if cells != 123 {
-		t.Errorf("table has %d cells", cells)
-	}
 }
+
+// recorder is a Handler that notes the indications.
+type recorder struct {
+	pdata, release bool
+}
+
+func (r *recorder) PData(*pdu.PDataTF) error { r.pdata = true; return nil }
+func (r *recorder) Release()                 { r.release = true }
+func (r *recorder) BeforeRead()              {}
+func (r *recorder) ReadTimeout() error       { return ErrAborted }
 
 func checkCell(t *testing.T, st state, ev event, requestor bool) {
 	local, peer := net.Pipe()
 	defer peer.Close()
-	a := newAssociation(local, testLogger(t), requestor, time.Hour)
+	a := newConn(local, Config{ARTIM: time.Hour}, requestor)
 	defer a.closeTransport(nil)
 	a.st = st
-	var pdata, release bool
-	a.onPData = func(*pdu.PDataTF) error { pdata = true; return nil }
-	a.onRelease = func() { release = true }
+	rec := &recorder{}
+	a.h = rec
 	if st == sta13 || st == sta2 {
 		a.startARTIM() // these states run ARTIM
 	}
@@ -201,8 +284,8 @@ func checkCell(t *testing.T, st state, ev event, requestor bool) {
 	if wantARTIM := e.artim || (!e.closes && (st == sta2 || st == sta13) && act != ae6 && act != ar5 && act != aa5); artim != wantARTIM && !e.closes {
 		t.Errorf("ARTIM running: %v, want %v", artim, wantARTIM)
 	}
-	if pdata != e.pdata || release != e.release {
-		t.Errorf("P-DATA indication %v (want %v), release indication %v (want %v)", pdata, e.pdata, release, e.release)
+	if rec.pdata != e.pdata || rec.release != e.release {
+		t.Errorf("P-DATA indication %v (want %v), release indication %v (want %v)", rec.pdata, e.pdata, rec.release, e.release)
 	}
 	select {
 	case <-a.released:
@@ -221,7 +304,7 @@ func checkCell(t *testing.T, st state, ev event, requestor bool) {
 func TestAE6Reject(t *testing.T) {
 	local, peer := net.Pipe()
 	defer peer.Close()
-	a := newAssociation(local, testLogger(t), false, time.Hour)
+	a := newConn(local, Config{ARTIM: time.Hour}, false)
 	defer a.closeTransport(nil)
 	a.st = sta2
 	got := make(chan pdu.PDU, 1)
@@ -247,7 +330,7 @@ func TestARTIMExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		local, peer := net.Pipe()
 		defer peer.Close()
-		a := newAssociation(local, testLogger(t), false, 30*time.Second)
+		a := newConn(local, Config{ARTIM: 30 * time.Second}, false)
 		a.st = sta13
 		a.startARTIM()
 		time.Sleep(29 * time.Second)
@@ -270,17 +353,18 @@ func TestARTIMExpiry(t *testing.T) {
 	})
 }
 
-// TestNoAssociationRequest checks that a server closes a connection on
-// which no A-ASSOCIATE-RQ arrives within ARTIM.
+// TestNoAssociationRequest checks that Accept closes a connection on
+// which no A-ASSOCIATE-RQ arrives within ARTIM, and not before.
 func TestNoAssociationRequest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c1, c2 := net.Pipe()
 		defer c1.Close()
-		s := &Server{AETitle: "PACSD", Echo: echoOK{}, Logger: testLogger(t), ARTIMTimeout: 10 * time.Second}
-		done := make(chan struct{})
+		done := make(chan error, 1)
 		go func() {
-			s.ServeConn(c2)
-			close(done)
+			_, _, err := Accept(c2, Config{ARTIM: 10 * time.Second}, func(*pdu.AssociateRQ) (*pdu.AssociateAC, *pdu.AssociateRJ) {
+				panic("no request was sent")
+			})
+			done <- err
 		}()
 		time.Sleep(9 * time.Second)
 		synctest.Wait()
@@ -292,33 +376,12 @@ func TestNoAssociationRequest(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
 		select {
-		case <-done:
+		case err := <-done:
+			if !errors.Is(err, ErrAborted) {
+				t.Errorf("Accept = %v", err)
+			}
 		default:
-			t.Fatal("connection still served after ARTIM expired")
-		}
-	})
-}
-
-// TestIdleTimeout checks that an association which sends nothing is
-// aborted after the idle timeout.
-func TestIdleTimeout(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		s := &Server{AETitle: "PACSD", Echo: echoOK{}, Logger: testLogger(t), IdleTimeout: time.Minute}
-		d := &Dialer{CallingAE: "SCU", CalledAE: "PACSD", Proposals: []Proposal{{uid.Verification, []string{uid.ImplicitVRLittleEndian}}}}
-		a := pipePair(t, s, d)
-		if err := a.Echo(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(59 * time.Second)
-		synctest.Wait()
-		if a.Err() != nil {
-			t.Fatalf("aborted early: %v", a.Err())
-		}
-		time.Sleep(2 * time.Second)
-		synctest.Wait()
-		<-a.Done()
-		if !errors.Is(a.Err(), ErrAborted) {
-			t.Errorf("association ended with %v", a.Err())
+			t.Fatal("connection still open after ARTIM expired")
 		}
 	})
 }

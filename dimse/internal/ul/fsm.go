@@ -1,12 +1,13 @@
-package dimse
+package ul
 
 import "fmt"
 
 // The DICOM Upper Layer state machine (PS3.8 §9.2, Table 9-10), as data:
 // the states, the events, the actions, and the table that maps a state and
-// an event to an action and the next state. The association code looks up
-// every event here and performs the action it names, so that the table,
-// which a test walks cell by cell, is the behaviour.
+// an event to an action and the next state. Conn looks up every event here
+// and performs the action it names, so that the table is the behaviour; a
+// test compares it with a transcription of the standard's grid and walks
+// every cell.
 
 type state uint8
 
@@ -98,9 +99,10 @@ var actionNames = [...]string{
 
 func (a action) String() string { return actionNames[a] }
 
-// transition is one cell of Table 9-10. Three actions decide their next
-// state themselves (AE-6 on the acceptability of the request, AR-8 on
-// whether this side requested the association); their cells name both.
+// transition is one cell of Table 9-10 with the next state that Tables 9-6
+// to 9-9 give its action. Two actions decide their next state themselves
+// (AE-6 on the acceptability of the request, AR-8 on whether this side
+// requested the association); their cells name both.
 type transition struct {
 	action action
 	next   state
@@ -108,7 +110,9 @@ type transition struct {
 }
 
 // table is PS3.8 Table 9-10. A missing cell is an event that cannot occur
-// in that state; the association treats it as a protocol error.
+// in that state. Every PDU event has a cell in every state in which the
+// connection is read, so a missing cell is met only by a local primitive
+// out of turn (a P-DATA request after release, say), which fails.
 var table = map[state]map[event]transition{
 	sta1: {
 		evt1: {ae1, sta4, 0},
