@@ -194,3 +194,160 @@ func TestGetOverPipe(t *testing.T) {
 		t.Errorf("received %d data sets", len(c.got))
 	}
 }
+
+// getCanceller is a C-GET SCU's StoreHandler that cancels the C-GET when
+// the n-th C-STORE sub-operation arrives, while that one is in flight:
+// its response goes out after the C-CANCEL.
+type getCanceller struct {
+	collect
+	n      int
+	cancel context.CancelFunc
+	scp    *stoppingGet
+}
+
+func (g *getCanceller) Store(ctx context.Context, a *Association, req *StoreRequest) error {
+	g.mu.Lock()
+	if len(g.got)+1 == g.n {
+		g.cancel()
+		// The C-CANCEL reaches the SCP before this response does.
+		<-<-g.scp.stopped
+	}
+	g.mu.Unlock()
+	return g.collect.Store(ctx, a, req)
+}
+
+// stoppingGet is a GetHandler as scp's: one C-STORE sub-operation per
+// data set, none started once the request is stopped. It hands its
+// request's Stopped channel to the test.
+type stoppingGet struct {
+	data    [][]byte
+	stopped chan (<-chan struct{})
+}
+
+func (q *stoppingGet) Get(ctx context.Context, a *Association, req *GetRequest, progress func(SubOperations)) (SubOperations, error) {
+	q.stopped <- req.Stopped()
+	s := SubOperations{Remaining: len(q.data)}
+	for i, data := range q.data {
+		select {
+		case <-req.Stopped():
+			return s, nil
+		default:
+		}
+		s.Remaining--
+		st, err := a.Store(ctx, &StoreRequest{SOPClassUID: uid.CTImageStorage, SOPInstanceUID: fmt.Sprintf("9.9.%d", i),
+			TransferSyntaxUID: uid.ExplicitVRLittleEndian, Dataset: bytes.NewReader(data)})
+		if err != nil || !st.IsSuccess() {
+			s.Failed++
+			s.FailedInstances = append(s.FailedInstances, fmt.Sprintf("9.9.%d", i))
+		} else {
+			s.Completed++
+		}
+		progress(s)
+	}
+	return s, nil
+}
+
+// TestGetCancel: a C-CANCEL during a C-GET used to cancel the handler's
+// context, which aborted the association while a C-STORE sub-operation
+// waited for its response. Now the sub-operation in flight is answered
+// and counted, the final C-GET-RSP says Cancel with the counts (PS3.4
+// C.4.3.3.1), and the association carries on.
+func TestGetCancel(t *testing.T) {
+	data := make([][]byte, 10)
+	for i := range data {
+		data[i] = bytes.Repeat([]byte{byte(i)}, 5000)
+	}
+	q := &stoppingGet{data: data, stopped: make(chan (<-chan struct{}), 1)}
+	s := &Server{AETitle: "PACSD", Echo: echoOK{}, Get: q, Logger: testLogger(t)}
+	ctx, cancel := context.WithCancel(t.Context())
+	c := &getCanceller{n: 3, cancel: cancel, scp: q}
+	a := pipePair(t, s, qrDialer(c))
+	subs, err := a.Get(ctx, uid.StudyRootQueryRetrieveInformationModelGet, ident("STUDY"), nil)
+	var se *StatusError
+	if !errors.As(err, &se) || se.Status != StatusCancel {
+		t.Fatalf("Get = %+v, %v; want status Cancel", subs, err)
+	}
+	if subs.Completed != 3 || subs.Failed != 0 || subs.Remaining != 7 {
+		t.Errorf("final counts %+v; want 3 completed, 0 failed, 7 remaining", subs)
+	}
+	if n := len(c.got); n != 3 {
+		t.Errorf("SCU received %d instances, want 3", n)
+	}
+	if err := a.Echo(t.Context()); err != nil {
+		t.Fatalf("Echo after the cancelled C-GET: %v", err)
+	}
+}
+
+// inFlightMove is a MoveHandler whose sub-operations each wait for a
+// signal, so that a test can cancel while one is in flight.
+type inFlightMove struct {
+	total   int
+	started chan int      // receives the number of each sub-operation as it starts
+	proceed chan struct{} // lets the one in flight complete
+	ctxErr  chan error    // the handler's ctx error when the sub-operation in flight ends
+	stopped chan (<-chan struct{})
+}
+
+func (m *inFlightMove) Move(ctx context.Context, a *Association, req *MoveRequest, progress func(SubOperations)) (SubOperations, error) {
+	m.stopped <- req.Stopped()
+	s := SubOperations{Remaining: m.total}
+	for i := range m.total {
+		select {
+		case <-req.Stopped():
+			return s, nil
+		default:
+		}
+		s.Remaining--
+		m.started <- i + 1
+		<-m.proceed
+		m.ctxErr <- ctx.Err()
+		s.Completed++
+		progress(s)
+	}
+	return s, nil
+}
+
+// TestMoveCancelCountsInFlight: a C-CANCEL during a C-MOVE used to cut the
+// sub-operation in flight short and count it failed although the
+// destination had it. Now the handler's context lives on, the
+// sub-operation completes and counts as completed.
+func TestMoveCancelCountsInFlight(t *testing.T) {
+	m := &inFlightMove{total: 10, started: make(chan int), proceed: make(chan struct{}), ctxErr: make(chan error, 10), stopped: make(chan (<-chan struct{}), 1)}
+	s := &Server{AETitle: "PACSD", Echo: echoOK{}, Move: m, Logger: testLogger(t)}
+	a := pipePair(t, s, qrDialer(nil))
+	ctx, cancel := context.WithCancel(t.Context())
+	type result struct {
+		subs SubOperations
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		subs, err := a.Move(ctx, uid.StudyRootQueryRetrieveInformationModelMove, "DEST", ident("STUDY"), nil)
+		done <- result{subs, err}
+	}()
+	stopped := <-m.stopped
+	for range 3 {
+		<-m.started
+		m.proceed <- struct{}{}
+	}
+	<-m.started // the fourth is in flight
+	cancel()    // C-CANCEL
+	<-stopped
+	m.proceed <- struct{}{}
+	r := <-done
+	var se *StatusError
+	if !errors.As(r.err, &se) || se.Status != StatusCancel {
+		t.Fatalf("Move = %+v, %v; want status Cancel", r.subs, r.err)
+	}
+	if r.subs.Completed != 4 || r.subs.Failed != 0 || r.subs.Remaining != 6 {
+		t.Errorf("final counts %+v; want 4 completed, 0 failed, 6 remaining", r.subs)
+	}
+	for range 4 {
+		if err := <-m.ctxErr; err != nil {
+			t.Errorf("handler's context ended during a sub-operation: %v", err)
+		}
+	}
+	if err := a.Echo(t.Context()); err != nil {
+		t.Fatalf("Echo after the cancelled C-MOVE: %v", err)
+	}
+}

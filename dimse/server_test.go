@@ -201,3 +201,82 @@ func TestIdleTimeout(t *testing.T) {
 		}
 	})
 }
+
+// longMove is a MoveHandler whose sub-operations take a while each, far
+// more of them than a shutdown waits for.
+type longMove struct{ started chan struct{} }
+
+func (m *longMove) Move(ctx context.Context, a *Association, req *MoveRequest, progress func(SubOperations)) (SubOperations, error) {
+	s := SubOperations{Remaining: 10000}
+	for range 10000 {
+		select {
+		case <-req.Stopped():
+			return s, nil
+		case <-ctx.Done():
+			return s, ctx.Err()
+		default:
+		}
+		s.Remaining--
+		time.Sleep(10 * time.Millisecond) // a sub-operation in flight
+		s.Completed++
+		progress(s)
+		if s.Completed == 5 {
+			close(m.started)
+		}
+	}
+	return s, nil
+}
+
+// TestShutdownDeadline: Shutdown with a 200 ms deadline while a long
+// C-MOVE runs stops its sub-operations, sends the final response with the
+// counts, aborts the association, and returns by the deadline.
+func TestShutdownDeadline(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &longMove{started: make(chan struct{})}
+	s := &Server{AETitle: "PACSD", Move: m, Logger: testLogger(t)}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	a, err := qrDialer(nil).Dial(t.Context(), l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		subs SubOperations
+		err  error
+	}
+	moved := make(chan result, 1)
+	go func() {
+		subs, err := a.Move(t.Context(), uid.StudyRootQueryRetrieveInformationModelMove, "DEST", ident("STUDY"), nil)
+		moved <- result{subs, err}
+	}()
+	<-m.started
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = s.Shutdown(ctx)
+	took := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown = %v, want DeadlineExceeded", err)
+	}
+	if took > 500*time.Millisecond {
+		t.Errorf("Shutdown took %v with a 200 ms deadline", took)
+	}
+	r := <-moved
+	var se *StatusError
+	if !errors.As(r.err, &se) || se.Status != StatusOutOfResourcesSubOperations {
+		t.Fatalf("C-MOVE ended with %+v, %v; want a final response 0xA702", r.subs, r.err)
+	}
+	if r.subs.Completed < 5 || r.subs.Completed+r.subs.Failed != 10000 {
+		t.Errorf("final counts %+v: want the completed ones and the rest failed", r.subs)
+	}
+	<-a.Done()
+	if !errors.Is(a.Err(), ErrAborted) {
+		t.Errorf("association ended with %v, want an abort", a.Err())
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve = %v", err)
+	}
+}
