@@ -269,8 +269,10 @@ func (s *Server) find(ctx context.Context, a *Association, pc *PresentationConte
 		}
 		n++
 	}
+	// A handler's error once the operation was stopped comes of the
+	// stop (a query cut short): the response says why it stopped.
 	switch cause := context.Cause(ctx); {
-	case final != nil || cause == nil:
+	case cause == nil:
 	case errors.Is(cause, ErrCancelled):
 		final = &StatusError{Status: StatusCancel}
 	case errors.Is(cause, ErrServerClosed):

@@ -13,6 +13,7 @@ import (
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/dimse/internal/cmdset"
 )
 
 // qrServer is a fake Query/Retrieve SCP: Find yields n matches (forever
@@ -349,5 +350,42 @@ func TestMoveCancelCountsInFlight(t *testing.T) {
 	}
 	if err := a.Echo(t.Context()); err != nil {
 		t.Fatalf("Echo after the cancelled C-MOVE: %v", err)
+	}
+}
+
+// failingFind is a FindHandler whose query fails once its context ends,
+// as a database query cut short does.
+type failingFind struct{ started chan struct{} }
+
+func (f *failingFind) Find(ctx context.Context, a *Association, req *FindRequest) iter.Seq2[*dicom.Dataset, error] {
+	return func(yield func(*dicom.Dataset, error) bool) {
+		close(f.started)
+		<-ctx.Done()
+		yield(nil, fmt.Errorf("query: %w", ctx.Err()))
+	}
+}
+
+// TestFindCancelStatus: a C-CANCEL that cut a query short used to be
+// answered with the query's error (0xC001); the final response says
+// Cancel.
+func TestFindCancelStatus(t *testing.T) {
+	f := &failingFind{started: make(chan struct{})}
+	s := &Server{AETitle: "PACSD", Find: f, Logger: testLogger(t)}
+	a := pipePair(t, s, qrDialer(nil))
+	rs, err := a.request(t.Context(), cmdset.CFindRQ, uid.StudyRootQueryRetrieveInformationModelFind, "", ident("STUDY"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.close()
+	<-f.started
+	if err := rs.sendCancel(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := rs.next(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := responseStatus(r.cmd); st != StatusCancel {
+		t.Errorf("final status %v, want Cancel", st)
 	}
 }
