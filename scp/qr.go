@@ -190,7 +190,15 @@ func (s *QR) Move(ctx context.Context, a *dimse.Association, req *dimse.MoveRequ
 		return dimse.SubOperations{}, dimse.Errorf(dimse.StatusOutOfResourcesSubOperations, "cannot reach %s: %v", req.Destination, err)
 	}
 	subs := s.send(ctx, req.Stopped(), peer, q, plan.total, a.CallingAE(), req.MessageID, progress)
-	if err := peer.Release(context.WithoutCancel(ctx)); err != nil && subs.Failed == 0 {
+	if ctx.Err() != nil {
+		// The requesting association is gone or the server's time is
+		// up: nothing waits for the destination's goodbye.
+		peer.Abort()
+		return subs, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := peer.Release(rctx); err != nil && subs.Failed == 0 {
 		s.log().Warn("C-MOVE destination association not released cleanly", "destination", req.Destination, "err", err)
 	}
 	return subs, nil
