@@ -95,7 +95,7 @@ type Server struct {
 	// their A-ASSOCIATE-RQ are limited by MaxNegotiatingPerHost.
 	MaxAssociations int
 	// MaxNegotiatingPerHost limits the connections from one IP address
-	// that have not yet negotiated an association (default 8; negative:
+	// that have not yet negotiated an association (default 32; negative:
 	// no limit). Further ones are closed at once, so that a host opening
 	// connections and sending nothing holds no more than this for the
 	// ARTIM time, and locks no other host out.
@@ -137,9 +137,9 @@ const (
 )
 
 // defaultMaxNegotiatingPerHost is MaxNegotiatingPerHost's default: more
-// than a modality opens at once, few enough that one host cannot hold
-// many sockets for nothing.
-const defaultMaxNegotiatingPerHost = 8
+// than a router or archive forwarding from one host opens at once, few
+// enough that one host cannot hold many sockets for nothing.
+const defaultMaxNegotiatingPerHost = 32
 
 func (s *Server) logger() *slog.Logger {
 	if s.Logger != nil {
