@@ -1,12 +1,9 @@
 package dimsetest
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,7 +79,7 @@ func val(p *int) int {
 // counted the sub-operation in flight as failed although the destination
 // stored it.
 func TestDcmjsDimse(t *testing.T) {
-	needNodeModules(t)
+	testpeer.NeedNodeModules(t, nodeDir(t))
 	const n = 12
 	files, err := dcmgen.WriteSeries(t.TempDir(), n, 64<<10, dcmgen.Instance{Series: dcmgen.Series{Modality: "CT"}})
 	if err != nil {
@@ -92,8 +89,12 @@ func TestDcmjsDimse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startPacsd(t, "--remote-ae", "DCMJS-DEST=127.0.0.1:"+strconv.Itoa(destPort))
-	host, port := p.dimse(t)
+	p := testpeer.StartPacsdT(t, raceEnabled, "--remote-ae", "DCMJS-DEST=127.0.0.1:"+strconv.Itoa(destPort))
+	host, portText, _ := strings.Cut(p.DIMSEAddr, ":")
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		t.Fatalf("DIMSE address %q", p.DIMSEAddr)
+	}
 	pl := plan{Host: host, Port: port, CallingAE: "DCMJS", CalledAE: "PACSD", DestAE: "DCMJS-DEST", DestPort: destPort,
 		DestDelayMs: 300, Study: files[0].StudyInstanceUID, Series: files[0].SeriesInstanceUID,
 		Steps: []string{"echo", "store", "find", "move", "get", "cancelFind", "cancelMove", "cancelGet"}}
@@ -101,7 +102,7 @@ func TestDcmjsDimse(t *testing.T) {
 		pl.Files = append(pl.Files, planFile{f.Path, f.SOPInstanceUID})
 	}
 	var res map[string]json.RawMessage
-	runNode(t, 3*time.Minute, "dimse.mjs", pl, &res)
+	testpeer.RunNode(t, nodeDir(t), 3*time.Minute, "scripts/dimse.mjs", pl, &res)
 
 	released := func(t *testing.T, a association) {
 		t.Helper()
@@ -114,7 +115,7 @@ func TestDcmjsDimse(t *testing.T) {
 			Status int
 			association
 		}
-		step(t, res, "echo", &got)
+		testpeer.Step(t, res, "echo", &got)
 		if got.Status != success {
 			t.Errorf("status 0x%04X", got.Status)
 		}
@@ -125,7 +126,7 @@ func TestDcmjsDimse(t *testing.T) {
 			Statuses map[string]int
 			association
 		}
-		step(t, res, "store", &got)
+		testpeer.Step(t, res, "store", &got)
 		for _, f := range files {
 			if st, ok := got.Statuses[f.SOPInstanceUID]; !ok || st != success {
 				t.Errorf("%s: status 0x%04X (answered: %v)", f.SOPInstanceUID, st, ok)
@@ -140,7 +141,7 @@ func TestDcmjsDimse(t *testing.T) {
 			StudyStatus, ImageStatus int
 			association
 		}
-		step(t, res, "find", &got)
+		testpeer.Step(t, res, "find", &got)
 		if len(got.Study) != 1 || got.Study[0]["StudyInstanceUID"] != pl.Study || fmt.Sprint(got.Study[0]["NumberOfStudyRelatedInstances"]) != strconv.Itoa(n) {
 			t.Errorf("study matches %v, want study %s with %d instances", got.Study, pl.Study, n)
 		}
@@ -164,7 +165,7 @@ func TestDcmjsDimse(t *testing.T) {
 			Received int
 			association
 		}
-		step(t, res, "move", &got)
+		testpeer.Step(t, res, "move", &got)
 		if got.Final == nil || got.Final.Status != success || val(got.Final.Completed) != n || val(got.Final.Failed) != 0 || got.Received != n {
 			t.Errorf("final response %v, destination received %d; want success with %d completed", got.Final, got.Received, n)
 		}
@@ -176,7 +177,7 @@ func TestDcmjsDimse(t *testing.T) {
 			Received []string
 			association
 		}
-		step(t, res, "get", &got)
+		testpeer.Step(t, res, "get", &got)
 		if got.Final == nil || got.Final.Status != success || val(got.Final.Completed) != n || len(got.Received) != n {
 			t.Errorf("final response %v, received %d; want success with %d completed", got.Final, len(got.Received), n)
 		}
@@ -187,7 +188,7 @@ func TestDcmjsDimse(t *testing.T) {
 			Matches, Status, EchoAfter int
 			association
 		}
-		step(t, res, "cancelFind", &got)
+		testpeer.Step(t, res, "cancelFind", &got)
 		if got.Status != cancel || got.Matches >= n {
 			t.Errorf("final status 0x%04X after %d matches; want 0xFE00 before all %d", got.Status, got.Matches, n)
 		}
@@ -203,7 +204,7 @@ func TestDcmjsDimse(t *testing.T) {
 			Received, EchoAfter      int
 			association
 		}
-		step(t, res, "cancelMove", &got)
+		testpeer.Step(t, res, "cancelMove", &got)
 		f := got.Final
 		if f == nil || f.Status != cancel {
 			t.Fatalf("final response %v, want 0xFE00", f)
@@ -228,7 +229,7 @@ func TestDcmjsDimse(t *testing.T) {
 			Received, EchoAfter int
 			association
 		}
-		step(t, res, "cancelGet", &got)
+		testpeer.Step(t, res, "cancelGet", &got)
 		f := got.Final
 		// PS3.4 C.4.3.3.1: the C-STORE in flight is answered, the
 		// final response says Cancel with the counts, and the
@@ -243,90 +244,6 @@ func TestDcmjsDimse(t *testing.T) {
 	})
 }
 
-// step decodes the result of one step of the script, failing the test
-// with the step's error if it failed.
-func step(t *testing.T, res map[string]json.RawMessage, name string, v any) {
-	t.Helper()
-	raw, ok := res[name]
-	if !ok {
-		t.Fatalf("no result for %s", name)
-	}
-	var failed struct{ Error *string }
-	if json.Unmarshal(raw, &failed) == nil && failed.Error != nil {
-		t.Fatalf("%s failed: %s", name, *failed.Error)
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		t.Fatalf("%s: %v\n%s", name, err, raw)
-	}
-}
-
-// pacsd is a running pacsd serve.
-type pacsd struct {
-	proc      *testpeer.Process
-	dimseAddr string
-}
-
-func (p *pacsd) dimse(t *testing.T) (string, int) {
-	t.Helper()
-	host, port, _ := strings.Cut(p.dimseAddr, ":")
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		t.Fatalf("DIMSE address %q", p.dimseAddr)
-	}
-	return host, n
-}
-
-// startPacsd builds pacsd (with the race detector if the test has it) and
-// starts it with an empty archive, on ports of 127.0.0.1 the kernel picks,
-// with the extra arguments given. When the test ends pacsd is stopped, and
-// a data race it reported fails the test.
-func startPacsd(t *testing.T, args ...string) *pacsd {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "pacsd")
-	build := []string{"build", "-o", bin}
-	if raceEnabled {
-		build = append(build, "-race")
-	}
-	build = append(build, "github.com/pacsd/pacsd/cmd/pacsd")
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, "go", build...).CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(build, " "), err, out)
-	}
-	dir := t.TempDir()
-	proc := testpeer.StartT(t, testpeer.Cmd{Name: bin, Dir: dir, Args: append([]string{
-		"serve", "--data", filepath.Join(dir, "data"),
-		"--dimse-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--log-format", "json", "--shutdown-timeout", "10s",
-	}, args...)})
-	t.Cleanup(func() {
-		_ = proc.Stop() // the cleanup of StartT reports its error
-		if b, _ := os.ReadFile(proc.Log()); strings.Contains(string(b), "WARNING: DATA RACE") {
-			t.Errorf("pacsd reported a data race; its log is %s", proc.Log())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		b, _ := os.ReadFile(proc.Log())
-		for line := range strings.SplitSeq(string(b), "\n") {
-			var rec struct {
-				Msg       string `json:"msg"`
-				DIMSEAddr string `json:"dimse_addr"`
-			}
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "pacsd started" {
-				return &pacsd{proc: proc, dimseAddr: rec.DIMSEAddr}
-			}
-		}
-		select {
-		case <-proc.Exited():
-			t.Fatalf("pacsd exited at start:\n%s", proc.LogTail(40))
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatalf("pacsd did not start:\n%s", proc.LogTail(40))
-	return nil
-}
-
 // nodeDir is the directory of the node project: the test's working
 // directory.
 func nodeDir(t *testing.T) string {
@@ -336,55 +253,4 @@ func nodeDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-// needNodeModules makes sure that node and the node project's packages
-// are installed, skipping the test, or failing it under CI=true, as
-// testpeer.Need does for a missing program.
-func needNodeModules(t *testing.T) {
-	t.Helper()
-	testpeer.Need(t, "node")
-	dir := nodeDir(t)
-	lock, err := os.Stat(filepath.Join(dir, "package-lock.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	installed, err := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json"))
-	if err == nil && !installed.ModTime().Before(lock.ModTime()) {
-		return
-	}
-	msg := "the node packages of internal/dimsetest are not installed, or older than its package-lock.json"
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s, and under CI=true a missing peer fails the test: the CI setup must run scripts/install-test-deps, as `make test` does", msg)
-	}
-	t.Skipf("%s; run `make test`, which installs them (npm ci)", msg)
-}
-
-// runNode runs a script of scripts/ with node, handing it pl as a JSON
-// file, and decodes the JSON it prints into result. The script's standard
-// error is logged with the test.
-func runNode(t *testing.T, timeout time.Duration, script string, pl, result any) {
-	t.Helper()
-	b, err := json.MarshalIndent(pl, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	planFile := filepath.Join(t.TempDir(), "plan.json")
-	if err := os.WriteFile(planFile, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), timeout)
-	defer cancel()
-	start := time.Now()
-	stdout, stderr, err := testpeer.Run(ctx, "node", filepath.Join(nodeDir(t), "scripts", script), planFile)
-	t.Logf("node %s: %v", script, time.Since(start).Round(time.Millisecond))
-	if strings.TrimSpace(stderr) != "" {
-		t.Logf("node %s standard error:\n%s", script, stderr)
-	}
-	if err != nil {
-		t.Fatalf("node %s: %v", script, err)
-	}
-	if err := json.Unmarshal([]byte(stdout), result); err != nil {
-		t.Fatalf("node %s printed no JSON result: %v\n%s", script, err, stdout)
-	}
 }

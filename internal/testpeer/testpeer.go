@@ -1,6 +1,8 @@
 // Package testpeer starts and drives the real DICOM peers that pacsd's
 // tests and benchmarks talk to: dcmtk's command-line tools, dcmtk's
-// storescp, and Orthanc with or without its DICOMweb plugin.
+// storescp, Orthanc with or without its DICOMweb plugin, the node scripts
+// that drive JavaScript clients (RunNode), and pacsd itself, built from
+// this module (StartPacsdT), for tests that drive the whole program.
 //
 // Every peer listens on a free port of 127.0.0.1 and keeps its files in a
 // directory the caller gives (a test's TempDir), so tests can run in
