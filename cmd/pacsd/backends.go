@@ -56,31 +56,30 @@ const (
 // request: the spool retries failed uploads itself, after pauses.
 const spoolRetries = 2
 
-// closer releases a store; for a spool it waits, up to ctx, for the
+// closeFunc releases a store; for a spool it waits, up to ctx, for the
 // uploads in progress.
-type closer func(ctx context.Context) error
+type closeFunc func(ctx context.Context) error
 
-// openStorage opens the object storage that cfg names, for serve and
-// retrieve, which write to it. A spool's uploader runs until the store is
-// closed: uploads go on while associations drain at shutdown, and those
-// that the close cuts short leave their objects in the spool for the next
-// start.
-func openStorage(ctx context.Context, cfg *config, log *slog.Logger) (storage.Store, closer, error) {
-	return openBackend(ctx, cfg, log, false)
+// openStorage opens the object storage that s names, for serve and
+// retrieve, which write to it; s3Env gives the credentials of a bucket. A
+// spool's uploader runs until the store is closed: uploads go on while
+// associations drain at shutdown, and those that the close cuts short
+// leave their objects in the spool for the next start.
+func openStorage(ctx context.Context, s *storeSettings, s3Env func(string) string, log *slog.Logger) (storage.Store, closeFunc, error) {
+	return openBackend(ctx, s.Storage, s3Env, log, false)
 }
 
-// openStorageReadOnly opens the object storage that cfg names for the
+// openStorageReadOnly opens the object storage that s names for the
 // maintenance commands, which only read: a spool is opened read-only,
 // uploading nothing and leaving its lock to a running pacsd serve. The
 // caller calls the returned function when done.
-func openStorageReadOnly(ctx context.Context, cfg *config, log *slog.Logger) (storage.Store, closer, error) {
-	return openBackend(ctx, cfg, log, true)
+func openStorageReadOnly(ctx context.Context, s *storeSettings, s3Env func(string) string, log *slog.Logger) (storage.Store, closeFunc, error) {
+	return openBackend(ctx, s.Storage, s3Env, log, true)
 }
 
-func openBackend(ctx context.Context, cfg *config, log *slog.Logger, readOnly bool) (storage.Store, closer, error) {
-	u := cfg.Storage
+func openBackend(ctx context.Context, u string, s3Env func(string) string, log *slog.Logger, readOnly bool) (storage.Store, closeFunc, error) {
 	if strings.HasPrefix(u, "s3://") {
-		return openS3(ctx, u, cfg.s3Env(), log, readOnly)
+		return openS3(ctx, u, s3Env, log, readOnly)
 	}
 	root, err := pathOf(u, "file")
 	if err != nil {
@@ -95,26 +94,34 @@ func openBackend(ctx context.Context, cfg *config, log *slog.Logger, readOnly bo
 	if err != nil {
 		return nil, nil, fmt.Errorf("storage: %w", err)
 	}
-	if !readOnly {
-		// Temporary files left by a crash mid-write are removed in the
-		// background; an archive of millions of files must not delay
-		// start.
-		go func() {
-			n, err := fst.Clean(ctx, time.Hour)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				log.Warn("storage clean-up failed", "err", err)
-			case n > 0:
-				log.Info("removed temporary files left by an interrupted write", "files", n)
-			}
-		}()
+	if readOnly {
+		return fst, func(context.Context) error { return fst.Close() }, nil
 	}
-	return fst, func(context.Context) error { return fst.Close() }, nil
+	// Temporary files left by a crash mid-write are removed in the
+	// background, as an archive of millions of files must not delay
+	// start; closing the store stops the clean-up and waits for it.
+	cleanCtx, stopClean := context.WithCancel(context.WithoutCancel(ctx))
+	cleaned := make(chan struct{})
+	go func() {
+		defer close(cleaned)
+		n, err := fst.Clean(cleanCtx, time.Hour)
+		switch {
+		case err != nil && cleanCtx.Err() == nil:
+			log.Warn("storage clean-up failed", "err", err)
+		case n > 0:
+			log.Info("removed temporary files left by an interrupted write", "files", n)
+		}
+	}()
+	return fst, func(context.Context) error {
+		stopClean()
+		<-cleaned
+		return fst.Close()
+	}, nil
 }
 
 // openS3 opens an s3:// storage URL, with the spool in front if it says
 // ack=spool; getenv gives the credentials.
-func openS3(ctx context.Context, u string, getenv func(string) string, log *slog.Logger, readOnly bool) (storage.Store, closer, error) {
+func openS3(ctx context.Context, u string, getenv func(string) string, log *slog.Logger, readOnly bool) (storage.Store, closeFunc, error) {
 	// The parameters of the spool are taken out before s3.ParseURL sees
 	// the rest; what does not parse is left for it to explain, without
 	// quoting the query.
@@ -316,26 +323,31 @@ func openIndex(ctx context.Context, u string) (*index.DB, error) {
 	return db, nil
 }
 
-// openMaintenance loads the configuration of a maintenance command
-// (reindex, verify), which takes serve's flags, and opens its storage
-// read-only and its index. done closes both.
-func openMaintenance(ctx context.Context, name string, args []string, getenv func(string) string, stderr io.Writer) (cfg *config, store storage.Store, db *index.DB, done func(), err error) {
-	if cfg, err = loadConfig(name, args, getenv, stderr, nil); err != nil {
-		return nil, nil, nil, nil, err
+// maintenanceSettings are those of the maintenance commands (reindex,
+// verify), which open storage read-only and the index.
+type maintenanceSettings struct {
+	baseSettings
+	storeSettings
+}
+
+// open opens the storage read-only and the index; done closes both.
+func (m *maintenanceSettings) open(ctx context.Context, p *process) (store storage.Store, db *index.DB, done func(), err error) {
+	if err := complete(&m.storeSettings); err != nil {
+		return nil, nil, nil, err
 	}
-	log, err := newLogger(cfg, stderr)
+	log, err := m.logger(p.stderr)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, err
 	}
-	store, closeStore, err := openStorageReadOnly(ctx, cfg, log)
+	store, closeStore, err := openStorageReadOnly(ctx, &m.storeSettings, m.s3Env(p.getenv), log)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, err
 	}
-	if db, err = openIndex(ctx, cfg.Index); err != nil {
+	if db, err = openIndex(ctx, m.Index); err != nil {
 		closeStore(context.Background())
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, err
 	}
-	return cfg, store, db, func() {
+	return store, db, func() {
 		db.Close()
 		closeStore(context.Background())
 	}, nil

@@ -1,25 +1,301 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
-// TestS3Env checks where the credentials of a bucket come from: the AWS_
-// variables when set, else the config file, never half from each, and
-// never from a flag.
-func TestS3Env(t *testing.T) {
-	conf := filepath.Join(t.TempDir(), "pacsd.json")
-	js := `{"s3_access_key_id": "file-key", "s3_secret_access_key": "file-secret"}`
-	if err := os.WriteFile(conf, []byte(js), 0o600); err != nil {
+// parseSettings parses a command line as pacsd does, with the environment
+// env, and returns the command it selects, its settings completed.
+func parseSettings(t *testing.T, args []string, env map[string]string) (any, error) {
+	t.Helper()
+	kctx, err := parse(args, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	if kctx == nil {
+		t.Fatalf("pacsd %s printed help", strings.Join(args, " "))
+	}
+	cmd := kctx.Selected().Target.Addr().Interface()
+	if c, ok := cmd.(*serveCommand); ok {
+		err = complete(&c.storeSettings, &c.archiveSettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings)
+	}
+	return cmd, err
+}
+
+// parseServe parses the settings of pacsd serve.
+func parseServe(t *testing.T, args []string, env map[string]string) (*serveCommand, error) {
+	t.Helper()
+	cmd, err := parseSettings(t, append([]string{"serve"}, args...), env)
+	if err != nil {
+		return nil, err
+	}
+	return cmd.(*serveCommand), nil
+}
+
+// writeConfig writes a config file and returns its path.
+func writeConfig(t *testing.T, js string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pacsd.json")
+	if err := os.WriteFile(path, []byte(js), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := func(m map[string]string) func(string) string {
-		return func(k string) string { return m[k] }
+	return path
+}
+
+// documented are the settings the README documents, each with its flag,
+// environment variable and config file key, a value in each of their
+// forms, and the default. These names are an interface: a change here is a
+// change for every operator.
+var documented = []struct {
+	flag, env, key string
+	arg            string // on the command line; "" for a boolean flag alone
+	file           string // in the config file, as JSON
+	want, def      any
+	get            func(*serveCommand) any
+}{
+	{"--data", "PACSD_DATA", "data", "/srv/pacsd", `"/srv/pacsd"`, "/srv/pacsd", "data",
+		func(c *serveCommand) any { return c.Data }},
+	{"--ae-title", "PACSD_AE_TITLE", "ae_title", "TRUST_PACS", `"TRUST_PACS"`, "TRUST_PACS", "PACSD",
+		func(c *serveCommand) any { return c.AETitle }},
+	{"--dimse-addr", "PACSD_DIMSE_ADDR", "dimse_addr", "127.0.0.2:104", `"127.0.0.2:104"`, "127.0.0.2:104", "127.0.0.1:11112",
+		func(c *serveCommand) any { return c.DIMSEAddr }},
+	{"--http-addr", "PACSD_HTTP_ADDR", "http_addr", "127.0.0.1:8080", `"127.0.0.1:8080"`, "127.0.0.1:8080", "127.0.0.1:8042",
+		func(c *serveCommand) any { return c.HTTPAddr }},
+	{"--dicomweb-root", "PACSD_DICOMWEB_ROOT", "dicomweb_root", "/web", `"/web"`, "/web", "/dicom-web",
+		func(c *serveCommand) any { return c.DICOMwebRoot }},
+	{"--cors-origins", "PACSD_CORS_ORIGINS", "cors_origins", "https://a.example,https://b.example", `["https://a.example", "https://b.example"]`,
+		[]string{"https://a.example", "https://b.example"}, []string{"*"},
+		func(c *serveCommand) any { return c.CORSOrigins }},
+	{"--max-body", "PACSD_MAX_BODY", "max_body", "1048576", `1048576`, int64(1 << 20), int64(4 << 30),
+		func(c *serveCommand) any { return c.MaxBody }},
+	{"--storage", "PACSD_STORAGE", "storage", "file:///srv/objects", `"file:///srv/objects"`, "file:///srv/objects", "file://data/objects",
+		func(c *serveCommand) any { return c.Storage }},
+	{"--index", "PACSD_INDEX", "index", "postgres://pacsd@db:5432/pacsd", `"postgres://pacsd@db:5432/pacsd"`, "postgres://pacsd@db:5432/pacsd", "sqlite://data/index.db",
+		func(c *serveCommand) any { return c.Index }},
+	{"--allow-ae", "PACSD_ALLOW_AE", "allow_ae", "CT01@10.0.0.1,MR02", `["CT01@10.0.0.1", "MR02"]`, []string{"CT01@10.0.0.1", "MR02"}, []string(nil),
+		func(c *serveCommand) any { return c.AllowAE }},
+	{"--allow-any-ae", "PACSD_ALLOW_ANY_AE", "allow_any_ae", "", `true`, true, false,
+		func(c *serveCommand) any { return c.AllowAnyAE }},
+	{"--duplicates", "PACSD_DUPLICATES", "duplicates", "keep", `"keep"`, "keep", "replace",
+		func(c *serveCommand) any { return c.Duplicates }},
+	{"--max-associations", "PACSD_MAX_ASSOCIATIONS", "max_associations", "8", `8`, 8, 64,
+		func(c *serveCommand) any { return c.MaxAssociations }},
+	{"--max-pdu", "PACSD_MAX_PDU", "max_pdu", "65536", `65536`, 65536, 262144,
+		func(c *serveCommand) any { return c.MaxPDU }},
+	{"--idle-timeout", "PACSD_IDLE_TIMEOUT", "idle_timeout", "1m", `"1m"`, time.Minute, 5 * time.Minute,
+		func(c *serveCommand) any { return c.IdleTimeout }},
+	{"--shutdown-timeout", "PACSD_SHUTDOWN_TIMEOUT", "shutdown_timeout", "5s", `"5s"`, 5 * time.Second, 30 * time.Second,
+		func(c *serveCommand) any { return c.ShutdownTimeout }},
+	{"--remote-ae", "PACSD_REMOTE_AES", "remote_aes", "ORTHANC=127.0.0.1:4242,SECURE=tls://pacs.example:2762",
+		`["ORTHANC=127.0.0.1:4242", "SECURE=tls://pacs.example:2762"]`,
+		[]string{"ORTHANC=127.0.0.1:4242", "SECURE=tls://pacs.example:2762"}, []string(nil),
+		func(c *serveCommand) any { return c.RemoteAEs }},
+	{"--max-matches", "PACSD_MAX_MATCHES", "max_matches", "100", `100`, 100, 10000,
+		func(c *serveCommand) any { return c.MaxMatches }},
+	{"--case-sensitive-names", "PACSD_CASE_SENSITIVE_NAMES", "case_sensitive_names", "", `true`, true, false,
+		func(c *serveCommand) any { return c.CaseSensitivePN }},
+	{"--log-level", "PACSD_LOG_LEVEL", "log_level", "debug", `"debug"`, "debug", "info",
+		func(c *serveCommand) any { return c.LogLevel }},
+	{"--log-format", "PACSD_LOG_FORMAT", "log_format", "json", `"json"`, "json", "text",
+		func(c *serveCommand) any { return c.LogFormat }},
+}
+
+// TestDocumentedSettings sets each documented setting by its flag, its
+// environment variable and its config file key, and checks its default.
+func TestDocumentedSettings(t *testing.T) {
+	for _, s := range documented {
+		t.Run(s.key, func(t *testing.T) {
+			check := func(form string, c *serveCommand, err error, want any) {
+				t.Helper()
+				if err != nil {
+					t.Fatalf("%s: %v", form, err)
+				}
+				if got := s.get(c); !reflect.DeepEqual(got, want) {
+					t.Errorf("%s: %#v, want %#v", form, got, want)
+				}
+			}
+			c, err := parseServe(t, nil, nil)
+			check("default", c, err, s.def)
+
+			args := []string{s.flag}
+			envValue := "true"
+			if s.arg != "" {
+				args, envValue = append(args, s.arg), s.arg
+			}
+			c, err = parseServe(t, args, nil)
+			check(strings.Join(args, " "), c, err, s.want)
+
+			c, err = parseServe(t, nil, map[string]string{s.env: envValue})
+			check(s.env+"="+envValue, c, err, s.want)
+
+			conf := writeConfig(t, `{"`+s.key+`": `+s.file+`}`)
+			c, err = parseServe(t, []string{"--config", conf}, nil)
+			check(`{"`+s.key+`": `+s.file+`}`, c, err, s.want)
+			c, err = parseServe(t, nil, map[string]string{"PACSD_CONFIG": conf})
+			check("PACSD_CONFIG with "+s.file, c, err, s.want)
+		})
 	}
+}
+
+// TestPrecedence checks that a flag wins over the environment, which wins
+// over the config file, which wins over the default, for each kind of
+// value.
+func TestPrecedence(t *testing.T) {
+	conf := writeConfig(t, `{"ae_title": "FILE", "max_pdu": 16384, "allow_any_ae": true, "remote_aes": ["FILE=h:1"], "idle_timeout": "1m"}`)
+	env := map[string]string{"PACSD_CONFIG": conf, "PACSD_AE_TITLE": "ENV", "PACSD_ALLOW_ANY_AE": "false", "PACSD_REMOTE_AES": "ENV=h:2"}
+	c, err := parseServe(t, []string{"--ae-title", "FLAG", "--remote-ae", "FLAG=h:3"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		got, want any
+	}{
+		{"flag over environment and file", c.AETitle, "FLAG"},
+		{"flag over environment and file, lists", c.RemoteAEs, []string{"FLAG=h:3"}},
+		{"environment over file", c.AllowAnyAE, false},
+		{"file over default", c.MaxPDU, 16384},
+		{"file over default, durations", c.IdleTimeout, time.Minute},
+		{"default", c.MaxAssociations, 64},
+	} {
+		if !reflect.DeepEqual(tc.got, tc.want) {
+			t.Errorf("%s: %#v, want %#v", tc.name, tc.got, tc.want)
+		}
+	}
+	c, err = parseServe(t, []string{"--allow-any-ae=false", "--config", conf}, map[string]string{"PACSD_ALLOW_ANY_AE": "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AllowAnyAE {
+		t.Error("--allow-any-ae=false lost to the environment")
+	}
+	if c.AETitle != "FILE" {
+		t.Errorf("--config on the command line: ae_title %q, want FILE", c.AETitle)
+	}
+}
+
+// TestBooleanFlags checks that a boolean flag takes no value unless
+// written --flag=value, so that the argument after it is left alone.
+func TestBooleanFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args                 []string
+		anyAE, caseSensitive bool
+		data                 string
+	}{
+		{[]string{"--allow-any-ae", "--data", "/d"}, true, false, "/d"},
+		{[]string{"--data", "/d", "--allow-any-ae"}, true, false, "/d"},
+		{[]string{"--allow-any-ae=true", "--case-sensitive-names", "--data", "/d"}, true, true, "/d"},
+		{[]string{"--allow-any-ae=false", "--data", "/d"}, false, false, "/d"},
+	} {
+		c, err := parseServe(t, tc.args, nil)
+		if err != nil {
+			t.Errorf("%v: %v", tc.args, err)
+			continue
+		}
+		if c.AllowAnyAE != tc.anyAE || c.CaseSensitivePN != tc.caseSensitive || c.Data != tc.data {
+			t.Errorf("%v: allow_any_ae %v, case_sensitive_names %v, data %q; want %v, %v, %q",
+				tc.args, c.AllowAnyAE, c.CaseSensitivePN, c.Data, tc.anyAE, tc.caseSensitive, tc.data)
+		}
+	}
+	// A value that is no boolean is refused, not taken for true.
+	for _, env := range []map[string]string{{"PACSD_ALLOW_ANY_AE": "sometimes"}, {"PACSD_CONFIG": writeConfig(t, `{"allow_any_ae": "sometimes"}`)}} {
+		if _, err := parseServe(t, nil, env); err == nil || !strings.Contains(err.Error(), "allow") {
+			t.Errorf("%v: %v, want an error about allow_any_ae", env, err)
+		}
+	}
+}
+
+// TestRepeatedSettings checks the forms of a list: a repeated flag, a
+// comma-separated flag or variable, and a JSON list or string.
+func TestRepeatedSettings(t *testing.T) {
+	want := []string{"A=h:1", "B=h:2", "C=tls://h:3"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"repeated flag", []string{"--remote-ae", "A=h:1", "--remote-ae", "B=h:2", "--remote-ae", "C=tls://h:3"}, nil},
+		{"comma-separated flag", []string{"--remote-ae", "A=h:1,B=h:2", "--remote-ae", "C=tls://h:3"}, nil},
+		{"--remote-aes", []string{"--remote-aes", "A=h:1,B=h:2,C=tls://h:3"}, nil},
+		{"variable", nil, map[string]string{"PACSD_REMOTE_AES": "A=h:1, B=h:2 ,C=tls://h:3"}},
+		{"JSON list", []string{"--config", writeConfig(t, `{"remote_aes": ["A=h:1", "B=h:2", "C=tls://h:3"]}`)}, nil},
+		{"JSON string", []string{"--config", writeConfig(t, `{"remote_aes": "A=h:1,B=h:2,C=tls://h:3"}`)}, nil},
+	} {
+		c, err := parseServe(t, tc.args, tc.env)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if !reflect.DeepEqual(c.RemoteAEs, want) {
+			t.Errorf("%s: %q, want %q", tc.name, c.RemoteAEs, want)
+		}
+	}
+}
+
+// TestBadSettings checks that a wrong setting is refused with a message
+// naming it and where it came from.
+func TestBadSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		wants []string
+	}{
+		{"unknown key", []string{"--config", writeConfig(t, `{"ae_titel": "X"}`)}, nil, []string{"unknown setting", "ae_titel"}},
+		{"flag of the command line only", []string{"--config", writeConfig(t, `{"from": "X"}`)}, nil, []string{"unknown setting", "from"}},
+		{"not JSON", []string{"--config", writeConfig(t, `ae_title = X`)}, nil, []string{"config", "invalid character"}},
+		{"no file", []string{"--config", "/nonexistent/pacsd.json"}, nil, []string{"/nonexistent/pacsd.json"}},
+		{"object for a string", []string{"--config", writeConfig(t, `{"ae_title": {"a": 1}}`)}, nil, []string{"ae_title in", "want a string"}},
+		{"number in the file", []string{"--config", writeConfig(t, `{"max_pdu": "big"}`)}, nil, []string{"max_pdu in", "big"}},
+		{"number in the environment", nil, map[string]string{"PACSD_MAX_PDU": "big"}, []string{"PACSD_MAX_PDU", "big"}},
+		{"duration", nil, map[string]string{"PACSD_IDLE_TIMEOUT": "5 minutes"}, []string{"PACSD_IDLE_TIMEOUT"}},
+		{"AE title", []string{"--ae-title", "MUCH_TOO_LONG_AE_TITLE"}, nil, []string{"ae_title", "16 characters"}},
+		{"duplicates", []string{"--duplicates", "merge"}, nil, []string{"duplicates", "merge"}},
+		{"max PDU", []string{"--max-pdu", "100"}, nil, []string{"max_pdu", "4096"}},
+		{"remote AE", []string{"--remote-ae", "ORTHANC"}, nil, []string{"ORTHANC", "AET=HOST:PORT"}},
+		{"allow-list", []string{"--allow-ae", "CT01@"}, nil, []string{"allow_ae", "empty host"}},
+		{"DICOMweb root", []string{"--dicomweb-root", "dicom-web"}, nil, []string{"dicomweb_root"}},
+		{"beyond loopback without an allow-list", []string{"--dimse-addr", ":104"}, nil, []string{"allow-list"}},
+	} {
+		_, err := parseServe(t, tc.args, tc.env)
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		for _, w := range tc.wants {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q does not say %q", tc.name, err, w)
+			}
+		}
+	}
+	// A file holds the settings of every command: serve's are no error
+	// for verify, which has no use for them.
+	conf := writeConfig(t, `{"http_addr": "127.0.0.1:8080", "allow_any_ae": true, "s3_access_key_id": "k", "data": "/srv/pacsd"}`)
+	cmd, err := parseSettings(t, []string{"verify", "--config", conf}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := cmd.(*verifyCommand); v.Data != "/srv/pacsd" || v.S3AccessKeyID != "k" {
+		t.Errorf("verify: data %q, s3_access_key_id %q", v.Data, v.S3AccessKeyID)
+	}
+	// Settings of the command line only are not read from elsewhere.
+	if _, err := parseSettings(t, []string{"retrieve"}, map[string]string{"PACSD_FROM": "ORTHANC"}); err == nil || !strings.Contains(err.Error(), "--from") {
+		t.Errorf("retrieve took --from from the environment: %v", err)
+	}
+}
+
+// TestS3Env checks where the credentials of a bucket come from: the AWS_
+// variables when set, else the config file or the PACSD_ variables, never
+// half from each, and never from a flag.
+func TestS3Env(t *testing.T) {
+	conf := writeConfig(t, `{"s3_access_key_id": "file-key", "s3_secret_access_key": "file-secret"}`)
 	for _, tc := range []struct {
 		name        string
 		env         map[string]string
@@ -31,21 +307,27 @@ func TestS3Env(t *testing.T) {
 		{"PACSD_ variables", map[string]string{"PACSD_S3_ACCESS_KEY_ID": "pacsd-key", "PACSD_S3_SECRET_ACCESS_KEY": "pacsd-secret"}, "pacsd-key", "pacsd-secret"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := loadConfig("serve", []string{"--config", conf}, env(tc.env), io.Discard, nil)
+			c, err := parseServe(t, []string{"--config", conf}, tc.env)
 			if err != nil {
 				t.Fatal(err)
 			}
-			get := c.s3Env()
+			get := c.s3Env(func(k string) string { return tc.env[k] })
 			if k, s := get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY"); k != tc.key || s != tc.secret {
 				t.Errorf("credentials %q/%q, want %q/%q", k, s, tc.key, tc.secret)
 			}
 		})
 	}
-	var usage strings.Builder
-	if _, err := loadConfig("serve", []string{"--s3-secret-access-key", "x"}, env(nil), &usage, nil); err == nil {
-		t.Errorf("a flag set the secret key")
-	}
-	if strings.Contains(usage.String(), "  -s3-secret") {
-		t.Errorf("usage offers a flag for the secret key:\n%s", usage.String())
+	for _, cmd := range []string{"serve", "retrieve", "reindex", "verify"} {
+		_, err := parse([]string{cmd, "--s3-secret-access-key", "x"}, func(string) string { return "" }, io.Discard, io.Discard)
+		if _, ok := errors.AsType[*usageError](err); !ok {
+			t.Errorf("%s: a flag set the secret key: %v", cmd, err)
+		}
+		var help strings.Builder
+		if _, err := parse([]string{cmd, "-h"}, func(string) string { return "" }, &help, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(help.String(), "--s3") || !strings.Contains(help.String(), "PACSD_S3_SECRET_ACCESS_KEY") {
+			t.Errorf("%s -h offers a flag for the secret key, or does not say where it comes from:\n%s", cmd, help.String())
+		}
 	}
 }

@@ -10,19 +10,67 @@
 //	pacsd verify [flags]    compare the index with storage; exit 1 on any problem
 //	pacsd version           print the version
 //
-// Run "pacsd serve -h" for the flags; each can also be set in a JSON
-// config file (--config) and in the environment (PACSD_...).
+// "pacsd COMMAND -h" lists the flags of a command. Each of them can also
+// be set in the environment (PACSD_ and its name in capitals, with
+// underscores) and in a JSON config file (--config), and pacsd exits 2 on
+// a command line it cannot run, 1 when a command fails.
+//
+// # Adding a command
+//
+// The command line is parsed by github.com/alecthomas/kong from the struct
+// commands below. A command is a struct type, in a file named for it, with
+// a Run method; it embeds the settings groups it uses (config.go), which
+// become its flags, and has fields of its own:
+//
+//	// queueCommand lists the send queue, one line per destination.
+//	type queueCommand struct {
+//		baseSettings
+//		storeSettings
+//		JSON bool `config:"-" help:"print JSON instead of lines"`
+//	}
+//
+//	func (c *queueCommand) Run(ctx context.Context, p *process) error {
+//		if err := complete(&c.storeSettings); err != nil {
+//			return err
+//		}
+//		…
+//	}
+//
+// and one line in commands:
+//
+//	Queue queueCommand `cmd:"" help:"list the send queue"`
+//
+// A command with subcommands (queue retry, migrate report) is a struct of
+// such fields; a positional argument is a field tagged arg:"".
+//
+// # Adding a setting
+//
+// A setting is one field in the settings group it belongs to, or in the
+// command that alone uses it; its tags give the flag, help and default,
+// and its environment variable and config file key follow from its name
+// (config.go explains the tags):
+//
+//	PublicURL string `name:"public-url" placeholder:"URL" help:"the URL clients reach pacsd by"`
+//
+// If it has a default that depends on other settings, or must be checked
+// against them, do that in its group's complete method. A secret, or a
+// structure only a config file can hold (routes, rules), has no flag:
+//
+//	RemoteWebTokens map[string]string `kong:"-" config:"remote_web_tokens" help:"bearer tokens of the DICOMweb destinations, by name"`
+//
+// Document the setting in the README's table.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/alecthomas/kong"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -30,44 +78,123 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pacsd:", err)
+	}
+	os.Exit(exitStatus(err))
+}
+
+// exitStatus is pacsd's exit status after run returned err: 0 on success, 2
+// for a command line pacsd cannot run, 1 for a command that failed.
+func exitStatus(err error) int {
+	var usage *usageError
 	switch {
 	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "pacsd:", err)
-		os.Exit(1)
+		return 0
+	case errors.As(err, &usage):
+		return 2
 	}
+	return 1
+}
+
+// usageError is a command line pacsd cannot run.
+type usageError struct {
+	err  error
+	help string // the command line that explains, "pacsd serve -h"
+}
+
+func (e *usageError) Error() string { return fmt.Sprintf("%v (see %q)", e.err, e.help) }
+func (e *usageError) Unwrap() error { return e.err }
+
+// commands are pacsd's commands.
+type commands struct {
+	Serve    serveCommand    `cmd:"" help:"Run the archive: DIMSE and DICOMweb in front of storage and index."`
+	Retrieve retrieveCommand `cmd:"" help:"Pull studies from another archive into this one, by C-GET or C-MOVE."`
+	Reindex  reindexCommand  `cmd:"" help:"Rebuild the index from the objects in storage."`
+	Verify   verifyCommand   `cmd:"" help:"Compare the index with storage; exit 1 on any difference."`
+	Version  versionCommand  `cmd:"" help:"Print pacsd's version."`
+}
+
+// process is what a command's Run gets of pacsd's process besides its
+// settings: the environment, and standard output and error.
+type process struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
 }
 
 // run is pacsd without the process: arguments, environment and output are
 // passed in, so that tests run the real program in-process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cmd := "serve"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+	kctx, err := parse(args, getenv, stdout, stderr)
+	if kctx == nil {
+		return err // or help was asked for, and given
 	}
-	switch cmd {
-	case "serve":
-		cfg, err := loadConfig(cmd, args, getenv, stderr, nil)
-		if err != nil {
-			return err
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	return kctx.Run(&process{getenv: getenv, stdout: stdout, stderr: stderr})
+}
+
+// parse reads the command line args, and the environment and config file
+// for the settings it leaves unset, into the command it selects. After
+// printing help, as -h asks, it returns nil and no error.
+func parse(args []string, getenv func(string) string, stdout, stderr io.Writer) (*kong.Context, error) {
+	if len(args) > 0 && args[0] == "help" {
+		args = append(args[1:len(args):len(args)], "--help")
+	}
+	var cmds commands
+	src := &source{getenv: getenv}
+	helped := false
+	parser, err := kong.New(&cmds,
+		kong.Name("pacsd"),
+		kong.Description("pacsd is a DICOM archive: modalities and other archives store to it over DIMSE and DICOMweb, and it keeps every instance, byte for byte as received, in object storage, with an index to find them."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(int) { helped = true }), // only -h exits
+		kong.Resolvers(src),
+		kong.ValueFormatter(flagHelp),
+		kong.Help(func(opts kong.HelpOptions, kctx *kong.Context) error {
+			if err := kong.DefaultHelpPrinter(opts, kctx); err != nil {
+				return err
+			}
+			return settingsHelp(kctx.Stdout, kctx.Selected())
+		}),
+	)
+	if err != nil {
+		return nil, err // a mistake in commands
+	}
+	if len(args) == 0 {
+		// Which command is for the operator to say: list them.
+		parser.Stdout = stderr
+		kctx, err := kong.Trace(parser, nil)
+		if err == nil {
+			err = kctx.PrintUsage(false)
 		}
-		return serve(ctx, cfg, stdout, stderr)
-	case "retrieve":
-		return retrieveCommand(ctx, args, getenv, stdout, stderr)
-	case "reindex":
-		return reindexCommand(ctx, args, getenv, stdout, stderr)
-	case "verify":
-		return verifyCommand(ctx, args, getenv, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "pacsd", version)
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: pacsd serve [flags] | pacsd retrieve [flags] | pacsd reindex [flags] | pacsd verify [flags] | pacsd version\nRun \"pacsd serve -h\" and \"pacsd retrieve -h\" for the flags; reindex and verify take serve's.")
-		return nil
+		return nil, &usageError{errors.Join(errors.New("no command given"), err), "pacsd -h"}
 	}
-	return fmt.Errorf("unknown command %q; try \"pacsd help\"", cmd)
+	kctx, err := parser.Parse(args)
+	if helped {
+		return nil, nil
+	}
+	if perr, ok := errors.AsType[*kong.ParseError](err); ok {
+		help := "pacsd -h"
+		if cmd := perr.Context.Selected(); cmd != nil {
+			help = cmd.FullPath() + " -h"
+		}
+		return nil, &usageError{perr.Unwrap(), help}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := src.fill(kctx, kctx.Selected().Target); err != nil {
+		return nil, err
+	}
+	return kctx, nil
+}
+
+// versionCommand prints pacsd's version.
+type versionCommand struct{}
+
+func (versionCommand) Run(p *process) error {
+	_, err := fmt.Fprintln(p.stdout, "pacsd", version)
+	return err
 }

@@ -7,10 +7,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -278,6 +280,94 @@ func TestHealth(t *testing.T) {
 		resp, err := httpGet("http://" + p.httpAddr + path)
 		if err != nil || resp != 200 {
 			t.Errorf("GET %s = %d, %v", path, resp, err)
+		}
+	}
+}
+
+// TestUsage runs pacsd's command line as an operator would type it, and
+// checks what it prints and its exit status.
+func TestUsage(t *testing.T) {
+	commands := []string{"serve", "retrieve", "reindex", "verify", "version"}
+	// Each command's -h lists its own flags and not those of others.
+	store := []string{"--config", "--log-level", "--log-format", "--data", "--storage", "--index"}
+	serveOnly := []string{"--dimse-addr", "--http-addr", "--allow-ae", "--allow-any-ae", "--max-associations", "--max-pdu",
+		"--idle-timeout", "--shutdown-timeout", "--max-matches", "--case-sensitive-names", "--dicomweb-root", "--cors-origins", "--max-body"}
+	retrieveOnly := []string{"--from", "--level", "--key", "--move"}
+	stores := append(append([]string{}, store...), "--ae-title", "--duplicates", "--remote-ae")
+	for _, tc := range []struct {
+		args           []string
+		status         int
+		stdout, stderr []string // what they must say
+		not            []string // flags stdout must not list
+	}{
+		{args: nil, status: 2, stderr: append([]string{"no command"}, commands...)},
+		{args: []string{"-h"}, stdout: commands},
+		{args: []string{"help"}, stdout: commands},
+		{args: []string{"serve", "-h"}, stdout: append(append([]string{}, stores...), serveOnly...), not: retrieveOnly},
+		{args: []string{"help", "serve"}, stdout: serveOnly},
+		{args: []string{"retrieve", "--help"}, stdout: append(append([]string{}, stores...), retrieveOnly...), not: serveOnly},
+		{args: []string{"reindex", "-h"}, stdout: store, not: append(append([]string{"--ae-title", "--remote-ae"}, serveOnly...), retrieveOnly...)},
+		{args: []string{"verify", "-h"}, stdout: store, not: append(append([]string{"--ae-title", "--remote-ae"}, serveOnly...), retrieveOnly...)},
+		{args: []string{"version", "-h"}, stdout: []string{"version"}, not: store},
+		{args: []string{"version"}, stdout: []string{"pacsd " + version}},
+		{args: []string{"serve", "--bogus"}, status: 2, stderr: []string{"unknown flag --bogus", `"pacsd serve -h"`}},
+		{args: []string{"serve", "--max-pdu"}, status: 2, stderr: []string{"--max-pdu", "expected int"}},
+		{args: []string{"serve", "extra"}, status: 2, stderr: []string{"unexpected argument extra"}},
+		{args: []string{"bogus"}, status: 2, stderr: []string{"bogus", `"pacsd -h"`}},
+		{args: []string{"--data", "data"}, status: 2, stderr: []string{"--data"}},
+		{args: []string{"retrieve", "--remote-ae", "X=h:1"}, status: 2, stderr: []string{"--from", `"pacsd retrieve -h"`}},
+		{args: []string{"verify", "--http-addr", "127.0.0.1:0"}, status: 2, stderr: []string{"unknown flag --http-addr"}},
+	} {
+		t.Run(strings.Join(append([]string{"pacsd"}, tc.args...), " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(t.Context(), tc.args, func(string) string { return "" }, &stdout, &stderr)
+			if err != nil {
+				// What main prints.
+				fmt.Fprintln(&stderr, "pacsd:", err)
+			}
+			if got := exitStatus(err); got != tc.status {
+				t.Errorf("exit status %d, want %d (%v)", got, tc.status, err)
+			}
+			for _, w := range tc.stdout {
+				if !strings.Contains(stdout.String(), w) {
+					t.Errorf("standard output does not say %q:\n%s", w, stdout.String())
+				}
+			}
+			for _, w := range tc.stderr {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("standard error does not say %q:\n%s", w, stderr.String())
+				}
+			}
+			listed := map[string]bool{}
+			for _, m := range flagLine.FindAllStringSubmatch(stdout.String(), -1) {
+				listed[m[1]] = true
+			}
+			for _, f := range tc.not {
+				if listed[f] {
+					t.Errorf("lists %s, a flag of another command:\n%s", f, stdout.String())
+				}
+			}
+		})
+	}
+}
+
+// flagLine matches the flag a line of -h describes.
+var flagLine = regexp.MustCompile(`(?m)^\s+(?:-\w, )?(--[a-z0-9-]+)`)
+
+// TestExitStatus runs pacsd as a process: a command line it cannot run
+// exits 2, help 0.
+func TestExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		status int
+	}{
+		{nil, 2},
+		{[]string{"serve", "--bogus"}, 2},
+		{[]string{"serve", "-h"}, 0},
+		{[]string{"verify", "--data", t.TempDir(), "--storage", "gs://bucket"}, 1},
+	} {
+		if got := exitCode(t, tc.args...); got != tc.status {
+			t.Errorf("pacsd %s: exit status %d, want %d", strings.Join(tc.args, " "), got, tc.status)
 		}
 	}
 }

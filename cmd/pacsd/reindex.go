@@ -3,26 +3,29 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/pacsd/pacsd/archive"
 )
 
 // reindexCommand rebuilds the index from the objects in storage: after the
-// loss of the index, or to move it to another database. It takes serve's
-// flags, of which it uses --storage, --index and --data, and reads storage
+// loss of the index, or to move it to another database. It reads storage
 // only: with a spool, the spool's objects are read where they are and left
 // for pacsd serve to upload. Run it while pacsd serve is stopped, or
 // objects stored meanwhile may be missed.
-func reindexCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, store, db, done, err := openMaintenance(ctx, "reindex", args, getenv, stderr)
+type reindexCommand struct {
+	maintenanceSettings
+}
+
+func (c *reindexCommand) Run(ctx context.Context, proc *process) error {
+	store, db, done, err := c.open(ctx, proc)
 	if err != nil {
 		return err
 	}
 	defer done()
+	stdout, stderr := proc.stdout, proc.stderr
 
-	fmt.Fprintf(stdout, "reindexing the objects of %s\n", cfg.Storage)
+	fmt.Fprintf(stdout, "reindexing the objects of %s\n", c.Storage)
 	var last time.Time
 	p, err := archive.Reindex(ctx, store, db, func(p archive.Progress) {
 		if p.Err != nil {

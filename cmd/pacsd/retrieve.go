@@ -4,9 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -25,55 +23,54 @@ import (
 // association and are archived by this process; with --move the remote is
 // asked to C-MOVE them to pacsd's AE title, which a running pacsd serve
 // must receive. It is the building block of migrating a trust's archive.
-func retrieveCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var from, level string
-	var keys []string
-	var move bool
-	cfg, err := loadConfig("retrieve", args, getenv, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&from, "from", "", "the remote AE to retrieve from (one of --remote-ae)")
-		fs.StringVar(&level, "level", "STUDY", "Query/Retrieve level: PATIENT, STUDY, SERIES or IMAGE")
-		fs.Func("key", "a unique key of the retrieve, e.g. StudyInstanceUID=1.2.3 (repeat for each level above too)", func(v string) error {
-			keys = append(keys, v)
-			return nil
-		})
-		fs.BoolVar(&move, "move", false, "ask the remote to C-MOVE to this pacsd's AE title instead of using C-GET")
-	})
+type retrieveCommand struct {
+	baseSettings
+	storeSettings
+	archiveSettings
+	remoteSettings
+	From  string   `config:"-" required:"" placeholder:"AET" help:"the remote AE to retrieve from (one of --remote-ae)"`
+	Level string   `config:"-" default:"STUDY" placeholder:"LEVEL" help:"Query/Retrieve level: PATIENT, STUDY, SERIES or IMAGE"`
+	Keys  []string `name:"key" config:"-" sep:"none" placeholder:"KEYWORD=VALUE" help:"a unique key of the retrieve, e.g. StudyInstanceUID=1.2.3; repeat for each, and for each level above too"`
+	Move  bool     `config:"-" help:"ask the remote to C-MOVE to this pacsd's AE title instead of using C-GET"`
+}
+
+func (c *retrieveCommand) Run(ctx context.Context, p *process) error {
+	if err := complete(&c.storeSettings, &c.archiveSettings, &c.remoteSettings); err != nil {
+		return err
+	}
+	remotes, err := c.remotes()
 	if err != nil {
 		return err
 	}
-	remotes, err := parseRemotes(cfg.RemoteAEs)
-	if err != nil {
-		return err
-	}
-	r, ok := remotes[from]
+	r, ok := remotes[c.From]
 	if !ok {
-		return fmt.Errorf("retrieve: --from %q is not among the remote AEs (--remote-ae)", from)
+		return fmt.Errorf("retrieve: --from %q is not among the remote AEs (--remote-ae)", c.From)
 	}
-	ident, err := retrieveIdentifier(level, keys)
+	ident, err := retrieveIdentifier(c.Level, c.Keys)
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg, stderr)
+	log, err := c.logger(p.stderr)
 	if err != nil {
 		return err
 	}
-	aet := strings.TrimSpace(cfg.AETitle)
+	aet := c.AETitle
 	model := uid.StudyRootQueryRetrieveInformationModelGet
-	if move {
+	if c.Move {
 		model = uid.StudyRootQueryRetrieveInformationModelMove
 	}
-	if strings.EqualFold(level, "PATIENT") {
+	if strings.EqualFold(c.Level, "PATIENT") {
 		model = uid.PatientRootQueryRetrieveInformationModelGet
-		if move {
+		if c.Move {
 			model = uid.PatientRootQueryRetrieveInformationModelMove
 		}
 	}
 	progress := func(s dimse.SubOperations) {
-		fmt.Fprintf(stdout, "remaining %d, completed %d, failed %d, warning %d\n", s.Remaining, s.Completed, s.Failed, s.Warning)
+		fmt.Fprintf(p.stdout, "remaining %d, completed %d, failed %d, warning %d\n", s.Remaining, s.Completed, s.Failed, s.Warning)
 	}
 	start := time.Now()
 	var subs dimse.SubOperations
-	if move {
+	if c.Move {
 		d := &dimse.Dialer{CallingAE: aet, CalledAE: r.ae, Logger: log, Proposals: []dimse.Proposal{
 			{AbstractSyntax: model, TransferSyntaxes: []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}},
 		}}
@@ -87,12 +84,12 @@ func retrieveCommand(ctx context.Context, args []string, getenv func(string) str
 			return fmt.Errorf("retrieve: C-MOVE: %w (%d completed, %d failed)", err, subs.Completed, subs.Failed)
 		}
 	} else {
-		subs, err = getInto(ctx, cfg, log, r, aet, model, ident, progress)
+		subs, err = c.getInto(ctx, p, log, r, model, ident, progress)
 		if err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "retrieved %d instances (%d failed, %d with warnings) from %s in %v\n",
+	fmt.Fprintf(p.stdout, "retrieved %d instances (%d failed, %d with warnings) from %s in %v\n",
 		subs.Completed+subs.Warning, subs.Failed, subs.Warning, r.ae, time.Since(start).Round(time.Millisecond))
 	if subs.Failed > 0 {
 		return fmt.Errorf("retrieve: %d sub-operations failed", subs.Failed)
@@ -104,8 +101,9 @@ func retrieveCommand(ctx context.Context, args []string, getenv func(string) str
 // SOP classes to propose are learnt first with a C-FIND at IMAGE level: an
 // association holds only 128 presentation contexts, fewer than there are
 // storage classes.
-func getInto(ctx context.Context, cfg *config, log *slog.Logger, r remote, aet, model string, ident *dicom.Dataset, progress func(dimse.SubOperations)) (dimse.SubOperations, error) {
-	store, closeStore, err := openStorage(ctx, cfg, log)
+func (c *retrieveCommand) getInto(ctx context.Context, p *process, log *slog.Logger, r remote, model string, ident *dicom.Dataset, progress func(dimse.SubOperations)) (dimse.SubOperations, error) {
+	aet := c.AETitle
+	store, closeStore, err := openStorage(ctx, &c.storeSettings, c.s3Env(p.getenv), log)
 	if err != nil {
 		return dimse.SubOperations{}, err
 	}
@@ -118,12 +116,15 @@ func getInto(ctx context.Context, cfg *config, log *slog.Logger, r remote, aet, 
 			log.Warn("storage not closed cleanly", "err", err)
 		}
 	}()
-	db, err := openIndex(ctx, cfg.Index)
+	db, err := openIndex(ctx, c.Index)
 	if err != nil {
 		return dimse.SubOperations{}, err
 	}
 	defer db.Close()
-	dup, _ := archive.ParseDuplicatePolicy(cfg.Duplicates)
+	dup, err := archive.ParseDuplicatePolicy(c.Duplicates)
+	if err != nil {
+		return dimse.SubOperations{}, err
+	}
 	arch := archive.New(archive.Config{Store: store, Index: db, AETitle: aet, Duplicates: dup, Logger: log})
 
 	classes, err := remoteClasses(ctx, aet, r, ident)

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,36 +23,69 @@ import (
 	"github.com/pacsd/pacsd/storage/spool"
 )
 
-// serve runs the archive until ctx ends, then shuts down gracefully:
-// associations in progress finish (up to ShutdownTimeout) before the index
-// and storage close.
-func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
-	log, err := newLogger(cfg, stderr)
+// serveCommand runs the archive until ctx ends, then shuts down
+// gracefully: associations in progress finish (up to ShutdownTimeout)
+// before the index and storage close.
+type serveCommand struct {
+	baseSettings
+	storeSettings
+	archiveSettings
+	remoteSettings
+	dimseSettings
+	querySettings
+	httpSettings
+	ShutdownTimeout time.Duration `name:"shutdown-timeout" default:"30s" placeholder:"DURATION" help:"how long shutdown waits for associations to finish"`
+}
+
+// shutdownGrace is how long serve waits, past the shutdown timeout, for
+// what it closes to return before it gives up on it: the process then
+// ends, which loses nothing acknowledged.
+const shutdownGrace = 5 * time.Second
+
+func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
+	if err := complete(&c.storeSettings, &c.archiveSettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings); err != nil {
+		return err
+	}
+	log, err := c.logger(p.stderr)
 	if err != nil {
 		return err
 	}
-	store, closeStore, err := openStorage(ctx, cfg, log)
+	// What serve opens it closes, last first, on every way out, within
+	// the shutdown timeout from the moment it begins to stop.
+	var opened closers
+	started := false
+	defer func() {
+		if cerr := opened.close(c.ShutdownTimeout, log); err == nil {
+			err = cerr
+		}
+		if started {
+			log.Info("pacsd stopped")
+		}
+	}()
+
+	store, closeStore, err := openStorage(ctx, &c.storeSettings, c.s3Env(p.getenv), log)
 	if err != nil {
 		return err
 	}
-	db, err := openIndex(ctx, cfg.Index)
+	opened.add("storage", closeStore)
+	db, err := openIndex(ctx, c.Index)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	dup, err := archive.ParseDuplicatePolicy(cfg.Duplicates)
+	opened.add("index", func(context.Context) error { return db.Close() })
+	dup, err := archive.ParseDuplicatePolicy(c.Duplicates)
 	if err != nil {
 		return err
 	}
 	arch := archive.New(archive.Config{
 		Store:      store,
 		Index:      db,
-		AETitle:    cfg.AETitle,
+		AETitle:    c.AETitle,
 		Duplicates: dup,
 		Logger:     log.With("component", "archive"),
 	})
 	svc := &scp.Service{Archive: arch, Logger: log}
-	rs, err := parseRemotes(cfg.RemoteAEs)
+	rs, err := c.remotes()
 	if err != nil {
 		return err
 	}
@@ -63,26 +94,26 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		remotes[ae] = scp.Remote{AETitle: ae, Addr: r.addr, TLS: r.tls}
 	}
 	qr := &scp.QR{
-		AETitle:            strings.TrimSpace(cfg.AETitle),
+		AETitle:            c.AETitle,
 		Index:              db,
 		Objects:            arch,
 		Remotes:            remotes,
-		MaxMatches:         cfg.MaxMatches,
-		CaseSensitiveNames: cfg.CaseSensitivePN,
+		MaxMatches:         c.MaxMatches,
+		CaseSensitiveNames: c.CaseSensitivePN,
 		Logger:             log.With("component", "qr"),
 	}
 	commit := &scp.Commitment{
-		AETitle: strings.TrimSpace(cfg.AETitle),
+		AETitle: c.AETitle,
 		Archive: arch,
 		Remotes: remotes,
 		Logger:  log.With("component", "commitment"),
 	}
-	allow, err := allowCaller(ctx, cfg.AllowAE, cfg.AllowAnyAE)
+	allow, err := allowCaller(ctx, c.AllowAE, c.AllowAnyAE)
 	if err != nil {
 		return err
 	}
 	dsrv := &dimse.Server{
-		AETitle:         strings.TrimSpace(cfg.AETitle),
+		AETitle:         c.AETitle,
 		AllowCaller:     allow,
 		Echo:            svc,
 		Store:           svc,
@@ -90,110 +121,156 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		Move:            qr,
 		Get:             qr,
 		Commit:          commit,
-		MaxPDULength:    uint32(cfg.MaxPDU),
-		MaxAssociations: cfg.MaxAssociations,
-		IdleTimeout:     cfg.IdleTimeout,
+		MaxPDULength:    uint32(c.MaxPDU),
+		MaxAssociations: c.MaxAssociations,
+		IdleTimeout:     c.IdleTimeout,
 		Logger:          log.With("component", "dimse"),
-	}
-
-	var lc net.ListenConfig
-	dl, err := lc.Listen(ctx, "tcp", cfg.DIMSEAddr)
-	if err != nil {
-		return fmt.Errorf("DIMSE listener: %w", err)
-	}
-	hl, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
-	if err != nil {
-		dl.Close()
-		return fmt.Errorf("HTTP listener: %w", err)
 	}
 	web := &dicomweb.Server{
 		Index:              db,
 		Archive:            arch,
-		Root:               cfg.DICOMwebRoot,
-		MaxBodyBytes:       cfg.MaxBody,
-		MaxMatches:         cfg.MaxMatches,
-		CaseSensitiveNames: cfg.CaseSensitivePN,
-		AETitle:            strings.TrimSpace(cfg.AETitle),
+		Root:               c.DICOMwebRoot,
+		MaxBodyBytes:       c.MaxBody,
+		MaxMatches:         c.MaxMatches,
+		CaseSensitiveNames: c.CaseSensitivePN,
+		AETitle:            c.AETitle,
 		Logger:             log.With("component", "dicomweb"),
 	}
-	if !slices.Contains(cfg.CORSOrigins, "*") {
-		web.CORSOrigins = cfg.CORSOrigins
+	if !slices.Contains(c.CORSOrigins, "*") {
+		web.CORSOrigins = c.CORSOrigins
 		if web.CORSOrigins == nil {
 			web.CORSOrigins = []string{} // none
 		}
 	}
 	hsrv := &http.Server{Handler: httpHandler(store, db, web), ReadHeaderTimeout: 10 * time.Second}
 
+	var lc net.ListenConfig
+	dl, err := lc.Listen(ctx, "tcp", c.DIMSEAddr)
+	if err != nil {
+		return fmt.Errorf("DIMSE listener: %w", err)
+	}
+	opened.add("DIMSE listener", closeListener(dl))
+	hl, err := lc.Listen(ctx, "tcp", c.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("HTTP listener: %w", err)
+	}
+	opened.add("HTTP listener", closeListener(hl))
+
 	switch {
-	case cfg.AllowAnyAE:
+	case c.AllowAnyAE:
 		log.Warn("accepting associations from any calling AE title", "dimse_addr", dl.Addr().String())
-	case len(cfg.AllowAE) == 0:
+	case len(c.AllowAE) == 0:
 		log.Info("no calling AE allow-list: listening on loopback only; set --allow-ae to accept other hosts", "dimse_addr", dl.Addr().String())
 	default:
-		log.Info("calling AE titles allowed", "allow_ae", cfg.AllowAE)
+		log.Info("calling AE titles allowed", "allow_ae", c.AllowAE)
 	}
-	if len(cfg.RemoteAEs) > 0 {
-		log.Info("remote AEs (C-MOVE destinations)", "remote_aes", cfg.RemoteAEs)
+	if len(c.RemoteAEs) > 0 {
+		log.Info("remote AEs (C-MOVE destinations)", "remote_aes", c.RemoteAEs)
 	}
-	log.Info("pacsd started", "version", version, "ae_title", cfg.AETitle, "dimse_addr", dl.Addr().String(),
-		"http_addr", hl.Addr().String(), "storage", cfg.Storage, "index", cfg.Index, "duplicates", cfg.Duplicates)
 
-	errc := make(chan error, 2)
-	go func() { errc <- dsrv.Serve(dl) }()
-	go func() { errc <- hsrv.Serve(hl) }()
-	var runErr error
+	var serving sync.WaitGroup
+	failed := make(chan error, 2)
+	serving.Go(func() {
+		if err := dsrv.Serve(dl); !errors.Is(err, dimse.ErrServerClosed) {
+			failed <- err
+		}
+	})
+	serving.Go(func() {
+		if err := hsrv.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
+			failed <- err
+		}
+	})
+	opened.add("servers", func(ctx context.Context) error {
+		var stopping sync.WaitGroup
+		stopping.Go(func() {
+			if err := dsrv.Shutdown(ctx); err != nil {
+				log.Warn("associations still open at the shutdown timeout were aborted", "err", err)
+			}
+		})
+		stopping.Go(func() {
+			if err := hsrv.Shutdown(ctx); err != nil {
+				log.Warn("HTTP requests still running at the shutdown timeout were cut off", "err", err)
+				hsrv.Close()
+			}
+		})
+		stopping.Wait()
+		serving.Wait()
+		// Commitment results still being worked out are dropped; the
+		// modality asks again.
+		if err := commit.Shutdown(ctx); err != nil {
+			log.Warn("storage commitment reports still in progress were dropped", "err", err)
+		}
+		return nil
+	})
+	log.Info("pacsd started", "version", version, "ae_title", c.AETitle, "dimse_addr", dl.Addr().String(),
+		"http_addr", hl.Addr().String(), "storage", c.Storage, "index", c.Index, "duplicates", c.Duplicates)
+	started = true
+
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
-	case runErr = <-errc:
-		log.Error("server failed; shutting down", "err", runErr)
+		log.Info("shutting down", "timeout", c.ShutdownTimeout)
+		return nil
+	case err := <-failed:
+		log.Error("server failed; shutting down", "err", err)
+		return err
 	}
-
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		if err := dsrv.Shutdown(sctx); err != nil {
-			log.Warn("associations still open at the shutdown timeout were aborted", "err", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		hsrv.Shutdown(sctx)
-	}()
-	wg.Wait()
-	// Commitment results still being worked out are dropped; the
-	// modality asks again.
-	if err := commit.Shutdown(sctx); err != nil {
-		log.Warn("storage commitment reports still in progress were dropped", "err", err)
-	}
-	// A spool finishes the uploads in progress within what is left of
-	// the timeout; the others resume at the next start.
-	if err := closeStore(sctx); err != nil {
-		log.Warn("storage not closed cleanly", "err", err)
-	}
-	log.Info("pacsd stopped")
-	if runErr != nil && !errors.Is(runErr, dimse.ErrServerClosed) && !errors.Is(runErr, http.ErrServerClosed) {
-		return runErr
-	}
-	return nil
 }
 
-func newLogger(cfg *config, w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		return nil, fmt.Errorf("log_level: %w", err)
+// closers are what serve has opened, to be closed in reverse order.
+type closers []closer
+
+// A closer closes one thing serve opened, within ctx.
+type closer struct {
+	what  string
+	close func(ctx context.Context) error
+}
+
+func (cs *closers) add(what string, close func(context.Context) error) {
+	*cs = append(*cs, closer{what, close})
+}
+
+// close closes everything, last first, within timeout: a spool, last,
+// gets what is left of it to finish its uploads (the others resume at the
+// next start). It waits up to shutdownGrace more for a closer that does
+// not honour the deadline, then returns an error naming it.
+func (cs closers) close(timeout time.Duration, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var mu sync.Mutex
+	current := ""
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := len(cs) - 1; i >= 0; i-- {
+			mu.Lock()
+			current = cs[i].what
+			mu.Unlock()
+			if err := cs[i].close(ctx); err != nil {
+				log.Warn("not closed cleanly", "what", cs[i].what, "err", err)
+			}
+		}
+	}()
+	grace := time.NewTimer(timeout + shutdownGrace)
+	defer grace.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-grace.C:
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Errorf("shutdown: %s still closing %v after the shutdown timeout; giving up on it", current, shutdownGrace)
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch cfg.LogFormat {
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// closeListener returns a closer of l, which a server may have closed
+// already.
+func closeListener(l net.Listener) func(context.Context) error {
+	return func(context.Context) error {
+		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
 	}
-	return nil, fmt.Errorf("log_format: %q is not text or json", cfg.LogFormat)
 }
 
 // allowCaller builds the calling AE check from the allow-list. Host names

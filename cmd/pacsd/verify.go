@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/pacsd/pacsd/archive"
@@ -13,15 +12,19 @@ import (
 // disagreement, one line each: instances whose objects are missing,
 // objects no index record points to, and objects whose size or SHA-256
 // differs from the index's. It returns an error, so that pacsd exits
-// non-zero, if there is any. It takes serve's flags, of which it uses
-// --storage, --index and --data, and only reads. Run it on a quiet
-// archive: objects stored or deleted meanwhile may be reported.
-func verifyCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	_, store, db, done, err := openMaintenance(ctx, "verify", args, getenv, stderr)
+// non-zero, if there is any. It only reads. Run it on a quiet archive:
+// objects stored or deleted meanwhile may be reported.
+type verifyCommand struct {
+	maintenanceSettings
+}
+
+func (c *verifyCommand) Run(ctx context.Context, p *process) error {
+	store, db, done, err := c.open(ctx, p)
 	if err != nil {
 		return err
 	}
 	defer done()
+	stdout := p.stdout
 
 	res, err := archive.Verify(ctx, store, db, func(p archive.Problem) { fmt.Fprintln(stdout, p) })
 	fmt.Fprintf(stdout, "verified %d objects (%.1f MiB) and %d index records in %v: %d problems\n",
