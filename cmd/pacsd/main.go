@@ -10,17 +10,18 @@
 //	pacsd verify [flags]    compare the index with storage; exit 1 on any problem
 //	pacsd version           print the version
 //
-// "pacsd COMMAND -h" lists the flags of a command. Each of them can also
-// be set in the environment (PACSD_ and its name in capitals, with
-// underscores) and in a JSON config file (--config), and pacsd exits 2 on
-// a command line it cannot run, 1 when a command fails.
+// "pacsd COMMAND -h" lists the flags of a command. The settings among them
+// can also be given in the environment (PACSD_ and the name in capitals,
+// with underscores) and in a JSON config file (--config). pacsd exits 2
+// on a command line it cannot run, 1 when a command fails.
 //
 // # Adding a command
 //
 // The command line is parsed by github.com/alecthomas/kong from the struct
 // commands below. A command is a struct type, in a file named for it, with
 // a Run method; it embeds the settings groups it uses (config.go), which
-// become its flags, and has fields of its own:
+// become its flags (baseSettings, with --config and logging, always), and
+// has fields of its own:
 //
 //	// queueCommand lists the send queue, one line per destination.
 //	type queueCommand struct {
@@ -41,7 +42,15 @@
 //	Queue queueCommand `cmd:"" help:"list the send queue"`
 //
 // A command with subcommands (queue retry, migrate report) is a struct of
-// such fields; a positional argument is a field tagged arg:"".
+// such fields, with no Run of its own (kong would run it as well); the one
+// that runs when none is named is tagged default:"withargs". Settings the
+// subcommands share can be embedded in the parent, whose struct a
+// subcommand's Run then takes as a parameter:
+//
+//	func (c *queueRetryCommand) Run(ctx context.Context, p *process, queue *queueCommand) error
+//
+// A positional argument is a field tagged arg:"" (and name:"…" for its
+// name in -h).
 //
 // # Adding a setting
 //
@@ -52,9 +61,10 @@
 //
 //	PublicURL string `name:"public-url" placeholder:"URL" help:"the URL clients reach pacsd by"`
 //
-// If it has a default that depends on other settings, or must be checked
-// against them, do that in its group's complete method. A secret, or a
-// structure only a config file can hold (routes, rules), has no flag:
+// If it has a default that depends on other settings, or must be checked,
+// do that in its group's complete method, which the commands' Run methods
+// call. A secret, or a structure only a config file can hold (routes,
+// rules), has no flag:
 //
 //	RemoteWebTokens map[string]string `kong:"-" config:"remote_web_tokens" help:"bearer tokens of the DICOMweb destinations, by name"`
 //
