@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -329,5 +330,42 @@ func TestS3Env(t *testing.T) {
 		if strings.Contains(help.String(), "--s3") || !strings.Contains(help.String(), "PACSD_S3_SECRET_ACCESS_KEY") {
 			t.Errorf("%s -h offers a flag for the secret key, or does not say where it comes from:\n%s", cmd, help.String())
 		}
+	}
+}
+
+// TestSettingsWithoutFlag checks the settings a flag cannot carry: a
+// secret from the environment or the file, and a structure from the file.
+func TestSettingsWithoutFlag(t *testing.T) {
+	var cmd struct {
+		storeSettings
+		Tokens map[string]string `kong:"-" config:"remote_web_tokens" help:"tokens by name"`
+		Rules  []struct {
+			When map[string]string `json:"when"`
+			Keep string            `json:"keep"`
+		} `kong:"-" config:"rules" help:"rules"`
+	}
+	src := &source{
+		getenv: func(k string) string { return map[string]string{"PACSD_S3_SECRET_ACCESS_KEY": "env-secret"}[k] },
+		read:   true,
+		path:   "pacsd.json",
+		file: map[string]json.RawMessage{
+			"s3_access_key_id":     json.RawMessage(`"file-key"`),
+			"s3_secret_access_key": json.RawMessage(`"file-secret"`),
+			"remote_web_tokens":    json.RawMessage(`{"RESEARCH": "t0k3n"}`),
+			"rules":                json.RawMessage(`[{"when": {"Modality": "MG"}, "keep": "8y"}]`),
+		},
+	}
+	if err := src.fill(nil, reflect.ValueOf(&cmd).Elem()); err != nil {
+		t.Fatal(err)
+	}
+	if cmd.S3AccessKeyID != "file-key" || cmd.S3SecretAccessKey != "env-secret" {
+		t.Errorf("credentials %q/%q, want file-key/env-secret", cmd.S3AccessKeyID, cmd.S3SecretAccessKey)
+	}
+	if cmd.Tokens["RESEARCH"] != "t0k3n" || len(cmd.Rules) != 1 || cmd.Rules[0].When["Modality"] != "MG" || cmd.Rules[0].Keep != "8y" {
+		t.Errorf("tokens %v, rules %+v", cmd.Tokens, cmd.Rules)
+	}
+	src.file["rules"] = json.RawMessage(`{"when": "always"}`)
+	if err := src.fill(nil, reflect.ValueOf(&cmd).Elem()); err == nil || !strings.Contains(err.Error(), "rules") {
+		t.Errorf("rules of the wrong shape: %v", err)
 	}
 }
