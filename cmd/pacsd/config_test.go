@@ -194,6 +194,8 @@ func TestBooleanFlags(t *testing.T) {
 		{[]string{"--data", "/d", "--allow-any-ae"}, true, false, "/d"},
 		{[]string{"--allow-any-ae=true", "--case-sensitive-names", "--data", "/d"}, true, true, "/d"},
 		{[]string{"--allow-any-ae=false", "--data", "/d"}, false, false, "/d"},
+		// One dash, as Go's flag package and earlier versions of pacsd take them.
+		{[]string{"-allow-any-ae", "-data=/d", "-case-sensitive-names=true"}, true, true, "/d"},
 	} {
 		c, err := parseServe(t, tc.args, nil)
 		if err != nil {

@@ -78,6 +78,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
@@ -181,7 +183,7 @@ func parse(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 		}
 		return nil, &usageError{errors.Join(errors.New("no command given"), err), "pacsd -h"}
 	}
-	kctx, err := parser.Parse(args)
+	kctx, err := parser.Parse(singleDash(parser.Model, args))
 	if helped {
 		return nil, nil
 	}
@@ -199,6 +201,33 @@ func parse(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 		return nil, err
 	}
 	return kctx, nil
+}
+
+// singleDash returns args with the long flags written with one dash, as
+// Go's flag package takes them and pacsd did before, written with two:
+// -data DIR is --data DIR.
+func singleDash(app *kong.Application, args []string) []string {
+	long := map[string]bool{}
+	kong.Visit(app, func(n kong.Visitable, next kong.Next) error {
+		if f, ok := n.(*kong.Flag); ok {
+			long[f.Name] = true
+			for _, a := range f.Aliases {
+				long[a] = true
+			}
+		}
+		return next(nil)
+	})
+	out := slices.Clone(args)
+	for i, a := range out {
+		if a == "--" {
+			break
+		}
+		name, _, _ := strings.Cut(strings.TrimPrefix(a, "-"), "=")
+		if !strings.HasPrefix(a, "--") && len(name) > 1 && long[name] {
+			out[i] = "-" + a
+		}
+	}
+	return out
 }
 
 // versionCommand prints pacsd's version.
