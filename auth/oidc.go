@@ -1,0 +1,333 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// OIDCConfig configures bearer token checks against an OpenID Connect
+// provider.
+type OIDCConfig struct {
+	// Issuer is the provider's issuer URL (--oidc-issuer); discovery
+	// reads ISSUER/.well-known/openid-configuration, and tokens must
+	// carry exactly this iss.
+	Issuer string
+	// Audience must be among the token's aud (--oidc-audience).
+	Audience string
+	// RolesClaim names the claim whose values are scopes
+	// (--oidc-roles-claim, default "scope"): a space-separated string or
+	// an array of strings. A name with dots that is not itself a claim
+	// is a path into nested objects, e.g. "realm_access.roles".
+	RolesClaim string
+	// IssuersClaim names the claim listing the issuers of patient IDs
+	// the caller may see (--oidc-issuers-claim, default "issuers"): an
+	// array of strings, or a string of issuers separated by "|". Absent
+	// means all.
+	IssuersClaim string
+	// Leeway is the clock skew allowed on exp and nbf (default and most
+	// 60 s).
+	Leeway time.Duration
+	// MinRefresh is the shortest interval between two fetches of the
+	// provider's keys (default 10 s).
+	MinRefresh time.Duration
+	// HTTPClient reaches the provider (default: a client with a 10 s
+	// timeout).
+	HTTPClient *http.Client
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// MaxLeeway is the most clock skew OIDC allows on a token's times.
+const MaxLeeway = 60 * time.Second
+
+// OIDC authenticates bearer tokens issued by an OpenID Connect provider.
+type OIDC struct {
+	cfg      OIDCConfig
+	verifier *oidc.IDTokenVerifier
+	keys     *remoteKeys
+}
+
+// signingAlgs are the signature algorithms accepted. HMAC and "none" are
+// left out: a provider's tokens are checked with its public keys only.
+var signingAlgs = []string{
+	"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512", "EdDSA",
+}
+
+// NewOIDC discovers the provider at cfg.Issuer and returns an
+// authenticator of its tokens. It fetches the provider's keys once, so
+// that a misconfigured provider is reported at start.
+func NewOIDC(ctx context.Context, cfg OIDCConfig) (*OIDC, error) {
+	if cfg.Issuer == "" {
+		return nil, errors.New("auth: OIDC needs an issuer URL (--oidc-issuer)")
+	}
+	if cfg.Audience == "" {
+		return nil, errors.New("auth: OIDC needs an audience (--oidc-audience): without one, tokens issued for any other application would be accepted")
+	}
+	if cfg.RolesClaim == "" {
+		cfg.RolesClaim = "scope"
+	}
+	if cfg.IssuersClaim == "" {
+		cfg.IssuersClaim = "issuers"
+	}
+	if cfg.Leeway <= 0 || cfg.Leeway > MaxLeeway {
+		cfg.Leeway = MaxLeeway
+	}
+	if cfg.MinRefresh <= 0 {
+		cfg.MinRefresh = 10 * time.Second
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	provider, err := oidc.NewProvider(oidc.ClientContext(ctx, cfg.HTTPClient), cfg.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("auth: OIDC discovery at %s: %w", cfg.Issuer, err)
+	}
+	var meta struct {
+		JWKSURI string   `json:"jwks_uri"`
+		Algs    []string `json:"id_token_signing_alg_values_supported"`
+	}
+	if err := provider.Claims(&meta); err != nil {
+		return nil, fmt.Errorf("auth: OIDC discovery at %s: %w", cfg.Issuer, err)
+	}
+	if meta.JWKSURI == "" {
+		return nil, fmt.Errorf("auth: OIDC discovery at %s: no jwks_uri", cfg.Issuer)
+	}
+	keys := &remoteKeys{url: meta.JWKSURI, client: cfg.HTTPClient, minRefresh: cfg.MinRefresh, now: cfg.Now}
+	if err := keys.refresh(ctx, time.Time{}); err != nil {
+		return nil, err
+	}
+	o := &OIDC{cfg: cfg, keys: keys}
+	o.verifier = oidc.NewVerifier(cfg.Issuer, keys, &oidc.Config{
+		ClientID:             cfg.Audience,
+		SupportedSigningAlgs: signingAlgs,
+		// Expiry is checked below, with the leeway go-oidc lacks.
+		SkipExpiryCheck: true,
+	})
+	return o, nil
+}
+
+// Authenticate checks a bearer token and returns its principal.
+func (o *OIDC) Authenticate(ctx context.Context, token string) (*Principal, error) {
+	if strings.Count(token, ".") != 2 {
+		return nil, fmt.Errorf("%w: not a JWT", ErrInvalidToken)
+	}
+	t, err := o.verifier.Verify(ctx, token)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	var claims map[string]any
+	if err := t.Claims(&claims); err != nil {
+		return nil, fmt.Errorf("%w: claims: %w", ErrInvalidToken, err)
+	}
+	now := o.cfg.Now()
+	if t.Expiry.IsZero() {
+		return nil, fmt.Errorf("%w: no expiry (exp)", ErrInvalidToken)
+	}
+	if now.After(t.Expiry.Add(o.cfg.Leeway)) {
+		return nil, fmt.Errorf("%w: expired at %s", ErrInvalidToken, t.Expiry.UTC().Format(time.RFC3339))
+	}
+	if nbf, ok := numericDate(claims["nbf"]); ok && now.Add(o.cfg.Leeway).Before(nbf) {
+		return nil, fmt.Errorf("%w: not valid before %s", ErrInvalidToken, nbf.UTC().Format(time.RFC3339))
+	}
+	p := &Principal{Name: t.Subject, Kind: KindOIDC}
+	if p.Name == "" {
+		return nil, fmt.Errorf("%w: no subject (sub)", ErrInvalidToken)
+	}
+	for _, v := range claimStrings(claims, o.cfg.RolesClaim, " ") {
+		if s, err := ParseScope(v); err == nil {
+			p.Scopes |= s
+		}
+	}
+	if raw, ok := lookupClaim(claims, o.cfg.IssuersClaim); ok {
+		list := claimStrings(claims, o.cfg.IssuersClaim, "|")
+		if p.Issuers, err = parseIssuers(strings.Join(list, "|")); err != nil {
+			return nil, fmt.Errorf("%w: claim %s: %w", ErrInvalidToken, o.cfg.IssuersClaim, err)
+		}
+		if raw != nil && p.Issuers == nil && !slices.Contains(list, "*") {
+			// A claim that is present but empty grants no issuer,
+			// rather than all of them.
+			p.Issuers = []string{}
+		}
+	}
+	return p, nil
+}
+
+// numericDate reads a JWT NumericDate.
+func numericDate(v any) (time.Time, bool) {
+	f, ok := v.(float64)
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(f), 0), true
+}
+
+// lookupClaim finds a claim by its name, or else by a dotted path into
+// nested objects.
+func lookupClaim(claims map[string]any, name string) (any, bool) {
+	if v, ok := claims[name]; ok {
+		return v, true
+	}
+	var cur any = claims
+	for part := range strings.SplitSeq(name, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[part]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// claimStrings returns a claim's values: the elements of an array of
+// strings, or a string split at sep.
+func claimStrings(claims map[string]any, name, sep string) []string {
+	v, _ := lookupClaim(claims, name)
+	var out []string
+	switch v := v.(type) {
+	case string:
+		if sep == " " {
+			return strings.Fields(v)
+		}
+		for s := range strings.SplitSeq(v, sep) {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if s, ok := e.(string); ok && strings.TrimSpace(s) != "" {
+				out = append(out, strings.TrimSpace(s))
+			}
+		}
+	}
+	return out
+}
+
+// remoteKeys is the provider's key set (JWKS), fetched from its jwks_uri
+// and cached. A token signed with a key ID not in the cache makes it fetch
+// the set again (the provider has rotated its keys), at most once per
+// minRefresh; a token whose key is known but whose signature is wrong is
+// refused without a fetch.
+type remoteKeys struct {
+	url        string
+	client     *http.Client
+	minRefresh time.Duration
+	now        func() time.Time
+
+	fetchMu sync.Mutex // one fetch at a time
+	mu      sync.RWMutex
+	keys    []jose.JSONWebKey
+	fetched time.Time
+}
+
+// maxJWKS bounds a key set response.
+const maxJWKS = 1 << 20
+
+// VerifySignature implements oidc.KeySet.
+func (k *remoteKeys) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+	algs := make([]jose.SignatureAlgorithm, len(signingAlgs))
+	for i, a := range signingAlgs {
+		algs[i] = jose.SignatureAlgorithm(a)
+	}
+	jws, err := jose.ParseSigned(raw, algs)
+	if err != nil {
+		return nil, fmt.Errorf("malformed JWT: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("want exactly one signature")
+	}
+	kid := jws.Signatures[0].Header.KeyID
+	k.mu.RLock()
+	keys, fetched := k.keys, k.fetched
+	k.mu.RUnlock()
+	if !hasKey(keys, kid) {
+		if err := k.refresh(ctx, fetched); err != nil {
+			return nil, err
+		}
+		k.mu.RLock()
+		keys = k.keys
+		k.mu.RUnlock()
+	}
+	for i := range keys {
+		if kid != "" && keys[i].KeyID != kid {
+			continue
+		}
+		if payload, err := jws.Verify(&keys[i]); err == nil {
+			return payload, nil
+		}
+	}
+	if !hasKey(keys, kid) {
+		return nil, fmt.Errorf("no key %q in the provider's key set", kid)
+	}
+	return nil, errors.New("signature does not match the provider's key")
+}
+
+func hasKey(keys []jose.JSONWebKey, kid string) bool {
+	if kid == "" {
+		return len(keys) > 0
+	}
+	return slices.ContainsFunc(keys, func(k jose.JSONWebKey) bool { return k.KeyID == kid })
+}
+
+// refresh fetches the key set unless it was fetched after seen (by
+// another caller meanwhile) or less than minRefresh ago.
+func (k *remoteKeys) refresh(ctx context.Context, seen time.Time) error {
+	k.fetchMu.Lock()
+	defer k.fetchMu.Unlock()
+	k.mu.RLock()
+	fetched := k.fetched
+	k.mu.RUnlock()
+	if fetched.After(seen) || (!fetched.IsZero() && k.now().Sub(fetched) < k.minRefresh) {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	if err != nil {
+		return fmt.Errorf("auth: key set: %w", err)
+	}
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("auth: key set: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("auth: key set %s: %s", k.url, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKS+1))
+	if err != nil {
+		return fmt.Errorf("auth: key set: %w", err)
+	}
+	if len(body) > maxJWKS {
+		return fmt.Errorf("auth: key set %s is larger than %d bytes", k.url, maxJWKS)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(body, &set); err != nil {
+		return fmt.Errorf("auth: key set %s: %w", k.url, err)
+	}
+	var keys []jose.JSONWebKey
+	for _, key := range set.Keys {
+		if key.Use == "" || key.Use == "sig" {
+			keys = append(keys, key)
+		}
+	}
+	k.mu.Lock()
+	k.keys, k.fetched = keys, k.now()
+	k.mu.Unlock()
+	return nil
+}
