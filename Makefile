@@ -63,6 +63,8 @@ fuzz:
 	$(GO) test ./dicom/render -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME)
 	$(GO) test ./dimse/internal/pdu -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
 	$(GO) test ./dimse/internal/cmdset -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./auth -run '^$$' -fuzz FuzzParseTokenFile -fuzztime $(FUZZTIME)
+	$(GO) test ./auth -run '^$$' -fuzz FuzzParseAEEntry -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin
