@@ -246,7 +246,7 @@ func (k *remoteKeys) VerifySignature(ctx context.Context, raw string) ([]byte, e
 	for i, a := range signingAlgs {
 		algs[i] = jose.SignatureAlgorithm(a)
 	}
-	jws, err := jose.ParseSigned(raw, algs)
+	jws, err := jose.ParseSignedCompact(raw, algs)
 	if err != nil {
 		return nil, fmt.Errorf("malformed JWT: %w", err)
 	}
