@@ -65,6 +65,7 @@ fuzz:
 	$(GO) test ./dimse/internal/cmdset -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./auth -run '^$$' -fuzz FuzzParseTokenFile -fuzztime $(FUZZTIME)
 	$(GO) test ./auth -run '^$$' -fuzz FuzzParseAEEntry -fuzztime $(FUZZTIME)
+	$(GO) test ./deid -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin
