@@ -13,10 +13,10 @@
 // latest record's hash. Journal.Log only queues a message: records are
 // encoded, written and synced by the journal's own goroutine, in batches,
 // so that auditing costs the C-STORE path a channel send. A record is
-// durable once the batch holding it has been synced, at most a few
-// milliseconds after Log under load; a crash can lose the records of the
-// last unsynced batch, which the head store then still describes as
-// missing-free, since the head is saved only after the sync.
+// durable once the batch holding it has been synced, a few milliseconds
+// after Log; a crash can lose the last unsynced batch, and only that: the
+// head is saved after the sync, so the head store never names a record
+// that a crash could take away.
 //
 // Query reads the journal, while a Journal writes it, for records about a
 // patient, a study or a user since a time.
