@@ -1,0 +1,29 @@
+// Package codec decodes and encodes the pixel data of the compressed
+// DICOM transfer syntaxes, one frame at a time, and converts whole data
+// sets between transfer syntaxes (Transcoder).
+//
+// Each codec lives in a file of its own and is reached through a
+// Registry keyed by transfer syntax UID:
+//
+//   - JPEG Baseline (Process 1) and JPEG Extended (Process 2 and 4): 8-bit
+//     frames through libjpeg-turbo, 12-bit frames through the 12-bit build
+//     of the IJG library that GDCM ships (libgdcmjpeg12): Debian builds
+//     libjpeg-turbo 2.1 for 8 bits only.
+//   - JPEG Lossless, Non-Hierarchical (Process 14), every predictor, SV1
+//     included, 2 to 16 bits: written in Go. Debian's libjpeg-turbo 2.1
+//     has no lossless mode, and the format is small: Huffman-coded
+//     differences of a predictor.
+//   - JPEG-LS lossless and near-lossless: CharLS.
+//   - JPEG 2000 lossless and lossy: OpenJPEG.
+//   - HTJ2K lossless, lossless RPCL and lossy: OpenJPH.
+//   - RLE Lossless (PS3.5 Annex G): written in Go; it is PackBits.
+//
+// Deflated Explicit VR Little Endian compresses the whole data set rather
+// than its pixels; dicom.Transcode handles it, and Transcoder calls it.
+//
+// Every decoder checks what a code stream declares (size, components,
+// precision) against the data set's Image Pixel attributes before it
+// allocates anything for the frame, so that a hostile or broken code
+// stream costs at most one frame of the size the data set declares, and
+// Limits bounds that size.
+package codec
