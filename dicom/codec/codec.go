@@ -88,6 +88,11 @@ func (l Limits) withDefaults() Limits {
 // check reports whether im is an image the codecs can hold a frame of,
 // within lim.
 func (im Image) check(lim Limits) error {
+	return im.checkBits(lim, 8, 16)
+}
+
+// checkBits is check for codecs that take the given Bits Allocated.
+func (im Image) checkBits(lim Limits, allocated ...int) error {
 	if im.Rows <= 0 || im.Columns <= 0 || im.Rows > 0xFFFF || im.Columns > 0xFFFF {
 		return fmt.Errorf("%w: %d rows, %d columns", ErrMalformed, im.Rows, im.Columns)
 	}
@@ -96,9 +101,7 @@ func (im Image) check(lim Limits) error {
 	default:
 		return fmt.Errorf("%w: %d samples per pixel", ErrUnsupported, im.SamplesPerPixel)
 	}
-	switch im.BitsAllocated {
-	case 8, 16:
-	default:
+	if !slices.Contains(allocated, im.BitsAllocated) {
 		return fmt.Errorf("%w: %d bits allocated", ErrUnsupported, im.BitsAllocated)
 	}
 	if im.BitsStored < 1 || im.BitsStored > im.BitsAllocated {

@@ -138,8 +138,10 @@ extern "C" int pacsd_ojph_encode(const unsigned char *src, int w, int h, int com
 		siz.set_tile_size(ojph::size(w, h));
 		siz.set_tile_offset(ojph::point(0, 0));
 		ojph::param_cod cod = cs.access_cod();
+		// OpenJPH 0.9 decodes a lossy subband of a single row wrongly, so
+		// the lowest band keeps at least two.
 		int side = w < h ? w : h, levels = 5;
-		while (levels > 0 && (1 << levels) > side) levels--;
+		while (levels > 0 && (1 << levels) > side / 2) levels--;
 		cod.set_num_decomposition(levels);
 		cod.set_block_dims(64, 64);
 		cod.set_progression_order(rpcl ? "RPCL" : "LRCP");

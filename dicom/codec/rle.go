@@ -14,7 +14,10 @@ func (rleCodec) Lossy() bool    { return false }
 func (rleCodec) Method() string { return "" }
 
 func (c rleCodec) Decode(dst, src []byte, im Image) ([]byte, Image, error) {
-	if err := im.check(c.lim); err != nil {
+	if im.BitsAllocated%8 != 0 {
+		return nil, im, fmt.Errorf("%w: RLE Lossless of %d bits allocated", ErrMalformed, im.BitsAllocated)
+	}
+	if err := im.checkBits(c.lim, 8, 16, 32); err != nil {
 		return nil, im, err
 	}
 	if im.Photometric() == YBRFull422 {
@@ -95,8 +98,11 @@ func unpackBits(dst []byte, stride, want int, seg []byte) error {
 }
 
 func (c rleCodec) Encode(dst, src []byte, im Image) ([]byte, Image, error) {
-	if err := checkNative(src, im, c.lim); err != nil {
+	if err := im.checkBits(c.lim, 8, 16, 32); err != nil {
 		return dst, im, err
+	}
+	if int64(len(src)) < im.FrameSize() {
+		return dst, im, fmt.Errorf("%w: native frame of %d bytes, %d expected", ErrMalformed, len(src), im.FrameSize())
 	}
 	if im.Photometric() == YBRFull422 {
 		return dst, im, fmt.Errorf("%w: RLE Lossless of YBR_FULL_422", ErrUnsupported)

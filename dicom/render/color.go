@@ -143,3 +143,16 @@ func (t LUT) entries() ([]uint8, error) {
 	}
 	return out, nil
 }
+
+// ybrToRGB converts full-range YCbCr to RGB with the equations of PS3.3
+// §C.7.6.3.1.2 (those of JFIF), in 16-bit fixed point rounded as libjpeg
+// rounds them, so that native frames convert as JPEG frames do.
+func ybrToRGB(y, cb, cr uint8) (uint8, uint8, uint8) {
+	const half = 1 << 15
+	yy, b, r := int(y), int(cb)-128, int(cr)-128
+	return sat(yy + (91881*r+half)>>16), sat(yy + (-22554*b-46802*r+half)>>16), sat(yy + (116130*b+half)>>16)
+}
+
+func sat(v int) uint8 {
+	return uint8(min(max(v, 0), 255))
+}

@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pacsd/pacsd/dicom/codec"
 	"github.com/pacsd/pacsd/dicom/uid"
 )
 
@@ -42,6 +43,10 @@ var ErrUnsupported = errors.New("render: unsupported")
 // Stored larger than Bits Allocated, a frame shorter than Rows × Columns
 // samples, a compressed bitstream that does not decode.
 var ErrMalformed = errors.New("render: malformed pixel data")
+
+// ErrTooLarge reports a frame of more pixels than Options.MaxPixels
+// allows.
+var ErrTooLarge = errors.New("render: image too large")
 
 // ErrBadOption reports a rendering option outside its range, such as a
 // window width of zero or a viewport that does not parse: the request is
@@ -157,6 +162,11 @@ type Options struct {
 	// Viewport is the largest size of the output; the image is scaled
 	// down to fit it, keeping its aspect ratio, and never scaled up.
 	Viewport Viewport
+	// MaxPixels refuses, with ErrTooLarge, a frame of more than this many
+	// pixels (Rows × Columns); 0 means 2^26. A server that renders
+	// concurrently sets it to bound the memory of each rendering: a frame
+	// costs about 8 bytes a pixel while it is decoded and rendered.
+	MaxPixels int64
 	// BitOffset is the Span.BitOffset that Frame returned for a frame of
 	// 1-bit pixel data: the bits of the first byte read that belong to
 	// the frame before.
@@ -252,6 +262,9 @@ func Render(ctx context.Context, p Params, ts string, frame io.Reader, opts Opti
 	if opts.Viewport.Width < 0 || opts.Viewport.Height < 0 {
 		return nil, fmt.Errorf("%w: negative viewport %dx%d", ErrBadOption, opts.Viewport.Width, opts.Viewport.Height)
 	}
+	if opts.MaxPixels > 0 && int64(p.Rows)*int64(p.Columns) > opts.MaxPixels {
+		return nil, fmt.Errorf("%w: %dx%d pixels, more than %d", ErrTooLarge, p.Columns, p.Rows, opts.MaxPixels)
+	}
 	var src rows
 	var err error
 	switch ts {
@@ -260,18 +273,12 @@ func Render(ctx context.Context, p Params, ts string, frame io.Reader, opts Opti
 		src, err = native(p, frame, false, opts)
 	case uid.ExplicitVRBigEndian:
 		src, err = native(p, frame, true, opts)
-	case uid.RLELossless:
-		src, err = rle(p, frame, opts)
-	case uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit:
-		var img image.Image
-		img, src, err = decodeJPEG(p, frame, opts)
-		if err == nil && src == nil {
-			if fits(img.Bounds().Dx(), img.Bounds().Dy(), opts.Viewport) {
-				return img, nil
-			}
-			src = imageRows(img)
-		}
 	default:
+		reg := codec.New(codec.Options{Limits: codec.Limits{MaxFrameBytes: opts.maxFrameBytes()}})
+		if c, ok := reg.Lookup(ts); ok {
+			src, err = compressed(reg, c, p, frame, opts)
+			break
+		}
 		name := uid.Name(ts)
 		if name == ts {
 			name = "transfer syntax " + strconv.Quote(ts)
@@ -285,6 +292,16 @@ func Render(ctx context.Context, p Params, ts string, frame io.Reader, opts Opti
 		return nil, err
 	}
 	return output(ctx, src, opts.Viewport)
+}
+
+// maxFrameBytes bounds the native frame a codec decodes for rendering:
+// the pixel budget in samples of up to 16 bits, three a pixel.
+func (o Options) maxFrameBytes() int64 {
+	px := o.MaxPixels
+	if px <= 0 {
+		px = maxPixels
+	}
+	return px * 3 * 2
 }
 
 // fits reports whether a w × h image needs no scaling to fit vp.

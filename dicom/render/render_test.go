@@ -488,8 +488,11 @@ func TestJPEG(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(img.(*image.Gray).Pix, dpix) {
-			t.Error("differs from the decoded image")
+		// libjpeg's integer IDCT and image/jpeg's differ by at most 1.
+		for i, v := range img.(*image.Gray).Pix {
+			if d := int(v) - int(dpix[i]); d > 1 || d < -1 {
+				t.Fatalf("pixel %d: %d, image/jpeg decodes %d", i, v, dpix[i])
+			}
 		}
 	})
 	t.Run("gray windowed", func(t *testing.T) {
@@ -499,6 +502,9 @@ func TestJPEG(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, v := range img.(*image.Gray).Pix {
+			if dpix[i] == 100 || dpix[i] == 101 {
+				continue // either side of the threshold, by IDCT
+			}
 			if want := map[bool]uint8{true: 255, false: 0}[dpix[i] > 100]; v != want {
 				t.Fatalf("pixel %d: %d from %d", i, v, dpix[i])
 			}
@@ -512,7 +518,7 @@ func TestJPEG(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, v := range img.(*image.Gray).Pix {
-			if v != 255-dpix[i] {
+			if d := int(v) - int(255-dpix[i]); d > 1 || d < -1 {
 				t.Fatalf("pixel %d: %d from %d", i, v, dpix[i])
 			}
 		}
@@ -594,9 +600,9 @@ func TestErrors(t *testing.T) {
 		opts Options
 		err  error
 	}{
-		{"JPEG 2000", ok, uid.JPEG2000, nil, Options{}, ErrUnsupported},
-		{"JPEG-LS", ok, uid.JPEGLSLossless, nil, Options{}, ErrUnsupported},
-		{"JPEG lossless", ok, uid.JPEGLossless, nil, Options{}, ErrUnsupported},
+		{"JPEG 2000", ok, uid.JPEG2000, nil, Options{}, ErrMalformed},
+		{"JPEG-LS", ok, uid.JPEGLSLossless, nil, Options{}, ErrMalformed},
+		{"JPEG lossless", ok, uid.JPEGLossless, nil, Options{}, ErrMalformed},
 		{"unknown syntax", ok, "1.2.3.4", nil, Options{}, ErrUnsupported},
 		{"YBR_ICT", with(func(p *Params) { p.PhotometricInterpretation = "YBR_ICT"; p.SamplesPerPixel = 3 }), uid.ExplicitVRLittleEndian, nil, Options{}, ErrUnsupported},
 		{"12 bits allocated", with(func(p *Params) { p.BitsAllocated = 12 }), uid.ExplicitVRLittleEndian, nil, Options{}, ErrUnsupported},
