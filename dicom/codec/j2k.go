@@ -10,6 +10,7 @@ package codec
 import "C"
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"unsafe"
@@ -59,6 +60,9 @@ func decodeJ2K(dst, src []byte, im Image, lim Limits, name string, decode j2kDec
 	if len(src) < 4 {
 		return nil, im, fmt.Errorf("%w: %s frame of %d bytes", ErrMalformed, name, len(src))
 	}
+	if err := checkSIZ(src, im); err != nil {
+		return nil, im, err
+	}
 	out := grow(dst, int(im.FrameSize()))
 	var info [4]C.int
 	var msg [C.PACSD_MSG]C.char
@@ -83,6 +87,9 @@ func (c j2kCodec) Decode(dst, src []byte, im Image) ([]byte, Image, error) {
 }
 
 func (c htj2kCodec) Decode(dst, src []byte, im Image) ([]byte, Image, error) {
+	if err := checkQuantization(src); err != nil {
+		return nil, im, err
+	}
 	return decodeJ2K(dst, src, im, c.lim, "HTJ2K", func(s *C.uchar, n C.size_t, w, h, k, b C.int, d *C.uchar, size C.size_t, bps C.int, info *C.int, msg *C.char) C.int {
 		return C.pacsd_ojph_decode(s, n, w, h, k, b, d, size, bps, info, msg)
 	})
@@ -212,4 +219,129 @@ func appendWithTLM(dst, cs []byte) ([]byte, error) {
 		dst = binary.BigEndian.AppendUint32(dst, l)
 	}
 	return append(dst, cs[first:]...), nil
+}
+
+// checkSIZ checks the image and tile size (SIZ, ISO/IEC 15444-1 A.5.1)
+// of a JPEG 2000 code stream against im and the standard's constraints
+// before a library sees it: a code stream lying about its tiling makes
+// OpenJPH loop for a very long time.
+func checkSIZ(src []byte, im Image) error {
+	cs := src
+	if len(cs) >= 12 && string(cs[4:8]) == "jP  " {
+		// A JP2 file: the code stream is in the jp2c box.
+		i := bytes.Index(cs, []byte{0xFF, 0x4F, 0xFF, 0x51})
+		if i < 0 {
+			return fmt.Errorf("%w: JP2 without a code stream", ErrMalformed)
+		}
+		cs = cs[i:]
+	}
+	if len(cs) < 4+38 || cs[0] != 0xFF || cs[1] != 0x4F || cs[2] != 0xFF || cs[3] != 0x51 {
+		return fmt.Errorf("%w: JPEG 2000 code stream does not start with SOC and SIZ", ErrMalformed)
+	}
+	s := cs[4:]
+	u := func(i int) int64 { return int64(binary.BigEndian.Uint32(s[i:])) }
+	xsiz, ysiz, xo, yo := u(4), u(8), u(12), u(16)
+	xt, yt, xto, yto := u(20), u(24), u(28), u(32)
+	comps := int(binary.BigEndian.Uint16(s[36:]))
+	switch {
+	case xsiz <= xo || ysiz <= yo || xsiz-xo != int64(im.Columns) || ysiz-yo != int64(im.Rows):
+		return fmt.Errorf("%w: JPEG 2000 image of %dx%d in an image of %dx%d", ErrMalformed, xsiz-xo, ysiz-yo, im.Columns, im.Rows)
+	case comps != im.SamplesPerPixel:
+		return fmt.Errorf("%w: JPEG 2000 image of %d components in an image of %d samples", ErrMalformed, comps, im.SamplesPerPixel)
+	case xt == 0 || yt == 0 || xto > xo || yto > yo || xto+xt <= xo || yto+yt <= yo:
+		return fmt.Errorf("%w: JPEG 2000 tiling %dx%d at %d,%d", ErrMalformed, xt, yt, xto, yto)
+	}
+	if tiles := ((xsiz - xto + xt - 1) / xt) * ((ysiz - yto + yt - 1) / yt); tiles > 65535 {
+		return fmt.Errorf("%w: JPEG 2000 code stream of %d tiles", ErrMalformed, tiles)
+	}
+	return checkTileParts(cs)
+}
+
+// checkTileParts walks the marker segments of the main header and of
+// every tile-part header (A.4): each must lie within its tile-part, and
+// each tile-part must reach its SOD. OpenJPH 0.9 aborts the process on
+// a tile-part that does not.
+func checkTileParts(cs []byte) error {
+	bad := func(what string, at int) error {
+		return fmt.Errorf("%w: JPEG 2000 code stream: %s at offset %d", ErrMalformed, what, at)
+	}
+	pos := 2
+	for {
+		if pos+4 > len(cs) || cs[pos] != 0xFF {
+			return bad("no tile-part", pos)
+		}
+		if cs[pos+1] == 0x90 {
+			break
+		}
+		n := int(binary.BigEndian.Uint16(cs[pos+2:]))
+		if n < 2 || pos+2+n > len(cs) {
+			return bad("marker segment overruns the code stream", pos)
+		}
+		pos += 2 + n
+	}
+	for pos+2 <= len(cs) {
+		if cs[pos] == 0xFF && cs[pos+1] == 0xD9 {
+			return nil
+		}
+		if pos+12 > len(cs) || cs[pos] != 0xFF || cs[pos+1] != 0x90 || binary.BigEndian.Uint16(cs[pos+2:]) != 10 {
+			return bad("no SOT where a tile-part starts", pos)
+		}
+		end := len(cs)
+		if psot := int64(binary.BigEndian.Uint32(cs[pos+6:])); psot != 0 {
+			if psot < 14 || int64(pos)+psot > int64(len(cs)) {
+				return bad(fmt.Sprintf("tile-part of %d bytes", psot), pos)
+			}
+			end = pos + int(psot)
+		}
+		p := pos + 12
+		for {
+			if p+2 > end || cs[p] != 0xFF {
+				return bad("tile-part header without SOD", p)
+			}
+			if cs[p+1] == 0x93 {
+				break
+			}
+			if p+4 > end {
+				return bad("marker segment overruns its tile-part", p)
+			}
+			n := int(binary.BigEndian.Uint16(cs[p+2:]))
+			if n < 2 || p+2+n > end {
+				return bad("marker segment overruns its tile-part", p)
+			}
+			p += 2 + n
+		}
+		if end == len(cs) {
+			return nil
+		}
+		pos = end
+	}
+	return nil
+}
+
+// checkQuantization checks that the main header's quantization style
+// (QCD) agrees with its wavelet (COD): none for the reversible 5/3,
+// expounded for the irreversible 9/7, the only pairs OpenJPH 0.9 reads.
+// Its build asserts on any other, aborting the process.
+func checkQuantization(cs []byte) error {
+	transform, style := -1, -1
+	pos := 2
+	for pos+4 <= len(cs) && cs[pos] == 0xFF && cs[pos+1] != 0x90 {
+		n := int(binary.BigEndian.Uint16(cs[pos+2:]))
+		seg := cs[pos+4 : min(pos+2+n, len(cs))]
+		switch cs[pos+1] {
+		case 0x52: // COD
+			if len(seg) > 9 {
+				transform = int(seg[9])
+			}
+		case 0x5C: // QCD
+			if len(seg) > 0 {
+				style = int(seg[0] & 0x1F)
+			}
+		}
+		pos += 2 + n
+	}
+	if transform == 1 && style == 0 || transform == 0 && style == 2 {
+		return nil
+	}
+	return fmt.Errorf("%w: HTJ2K wavelet %d with quantization style %d", ErrMalformed, transform, style)
 }

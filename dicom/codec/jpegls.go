@@ -62,6 +62,7 @@ static int pacsd_jls_encode(const void *src, size_t n, int w, int h, int bits, i
 import "C"
 
 import (
+	"bytes"
 	"fmt"
 	"unsafe"
 )
@@ -82,6 +83,12 @@ func (c jlsCodec) Decode(dst, src []byte, im Image) ([]byte, Image, error) {
 	}
 	if len(src) < 4 {
 		return nil, im, fmt.Errorf("%w: JPEG-LS frame of %d bytes", ErrMalformed, len(src))
+	}
+	// CharLS 2.4 takes tens of seconds over some truncated streams; a
+	// stream without EOI in its last bytes (padding may follow it) is
+	// truncated, and refused before CharLS sees it.
+	if !bytes.Contains(src[max(len(src)-8, 0):], []byte{0xFF, 0xD9}) {
+		return nil, im, fmt.Errorf("%w: JPEG-LS frame does not end with EOI: truncated", ErrMalformed)
 	}
 	var info [6]C.int
 	cs := unsafe.Pointer(&src[0])
