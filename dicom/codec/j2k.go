@@ -327,7 +327,10 @@ func checkQuantization(cs []byte) error {
 	pos := 2
 	for pos+4 <= len(cs) && cs[pos] == 0xFF && cs[pos+1] != 0x90 {
 		n := int(binary.BigEndian.Uint16(cs[pos+2:]))
-		seg := cs[pos+4 : min(pos+2+n, len(cs))]
+		if n < 2 || pos+2+n > len(cs) {
+			return fmt.Errorf("%w: JPEG 2000 marker segment overruns the code stream", ErrMalformed)
+		}
+		seg := cs[pos+4 : pos+2+n]
 		switch cs[pos+1] {
 		case 0x52: // COD
 			if len(seg) > 9 {
