@@ -301,6 +301,13 @@ func checkTileParts(cs []byte) error {
 			if cs[p+1] == 0x93 {
 				break
 			}
+			switch cs[p+1] {
+			case 0x52, 0x53, 0x5C, 0x5D, 0x5E, 0x5F, 0x58, 0x61, 0x64:
+				// COD, COC, QCD, QCC, RGN, POC, PLT, PPT, COM: what a
+				// tile-part header may hold (A.2).
+			default:
+				return bad(fmt.Sprintf("marker %02X in a tile-part header", cs[p+1]), p)
+			}
 			if p+4 > end {
 				return bad("marker segment overruns its tile-part", p)
 			}
