@@ -7,14 +7,17 @@ LDFLAGS := -X main.version=$(VERSION)
 # would add 40 ms to every DIMSE message they send.
 export TCP_NODELAY := 1
 
-.PHONY: build run test deps lint vet fmt staticcheck bench fuzz clean
+.PHONY: build run test deps build-deps lint vet fmt staticcheck bench fuzz clean
 
-build:
+# The pixel data codecs link C libraries that Debian packages (see the
+# README, "Codecs: which library does what"); build-deps installs any that
+# is missing, or says what to install.
+build: build-deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/pacsd ./cmd/pacsd
 
 # Runs pacsd on the embedded defaults: objects and index under ./data,
 # DIMSE on 127.0.0.1:11112 (AE title PACSD), HTTP on 127.0.0.1:8042.
-run:
+run: build-deps
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/pacsd serve
 
 # Installs the peers the tests run against if any is missing, checks
@@ -25,6 +28,9 @@ test: deps lint
 
 deps:
 	@scripts/install-test-deps
+
+build-deps:
+	@scripts/install-test-deps --build
 
 lint: vet fmt staticcheck
 
@@ -61,6 +67,13 @@ fuzz:
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzTranscode -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzTextDecoder -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom/render -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME)
+	$(GO) test ./dicom/codec -run '^$$' -fuzz '^FuzzJPEG$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dicom/codec -run '^$$' -fuzz FuzzJPEGLossless -fuzztime $(FUZZTIME)
+	$(GO) test ./dicom/codec -run '^$$' -fuzz FuzzJPEGLS -fuzztime $(FUZZTIME)
+	$(GO) test ./dicom/codec -run '^$$' -fuzz FuzzJPEG2000 -fuzztime $(FUZZTIME)
+	$(GO) test ./dicom/codec -run '^$$' -fuzz FuzzHTJ2K -fuzztime $(FUZZTIME)
+	$(GO) test ./dicom/codec -run '^$$' -fuzz FuzzRLE -fuzztime $(FUZZTIME)
+	$(GO) test ./dicom/codec -run '^$$' -fuzz FuzzTranscode -fuzztime $(FUZZTIME)
 	$(GO) test ./dimse/internal/pdu -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
 	$(GO) test ./dimse/internal/cmdset -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./auth -run '^$$' -fuzz FuzzParseTokenFile -fuzztime $(FUZZTIME)
