@@ -147,6 +147,7 @@ type options struct {
 	skipMove          bool
 	skipWeb           bool
 	skipS3            bool
+	skipCodec         bool
 	s3Latency         time.Duration
 }
 
@@ -172,6 +173,7 @@ func main() {
 	flag.BoolVar(&o.skipWeb, "skip-web", false, "leave out the DICOMweb measurements (STOW-RS, QIDO-RS, WADO-RS)")
 	flag.DurationVar(&o.s3Latency, "s3-latency", 10*time.Millisecond, "latency added to every request to MinIO, as S3 across a network has")
 	flag.BoolVar(&o.skipS3, "skip-s3", false, "leave pacsd on S3 (MinIO, ack=direct and ack=spool) out of the C-STORE measurement")
+	flag.BoolVar(&o.skipCodec, "skip-codec", false, "leave out pixel data decoding beside dcmtk and GDCM, and render.Render's latency")
 	flag.Parse()
 	if flag.NArg() > 0 || o.rounds < 1 || o.instances < 1 || o.findInstances < studySize || o.findReps < 1 || o.findLoaders < 1 ||
 		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 {
@@ -223,6 +225,11 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	pacsd := pacsdPeer(bin)
 	peers := []peer{pacsd, storescpPeer()}
 	drains := map[string][]time.Duration{}
+	if !o.skipCodec {
+		if err := measureCodecs(ctx, out, tmp, 40, o.rounds, logf); err != nil {
+			return fmt.Errorf("codec bench: %w", err)
+		}
+	}
 	if !o.skipS3 && !o.skipStore {
 		// One MinIO serves every run, each run into a bucket of its own.
 		logf("starting MinIO")
