@@ -24,8 +24,7 @@ var errTruncated = errors.New("scan ends before the frame is complete")
 
 // ljComponent is one component of a lossless frame.
 type ljComponent struct {
-	id    byte
-	table int // of the current scan
+	id byte
 }
 
 // ljDecoder holds what the markers of a lossless frame declare.
