@@ -267,9 +267,20 @@ type encoder struct {
 	sx    syntax
 	cs    charset
 	depth int
+	// bitsAllocated is the Bits Allocated of the data set or item being
+	// written, for the byte order of its Pixel Data (see SwapUnit).
+	bitsAllocated int
 }
 
 func (e *encoder) appendElements(dst []byte, els []*Element) ([]byte, error) {
+	outer := e.bitsAllocated
+	defer func() { e.bitsAllocated = outer }()
+	e.bitsAllocated = 0
+	for _, el := range els {
+		if el.Tag == tag.BitsAllocated && len(el.Values) == 1 {
+			e.bitsAllocated, _ = strconv.Atoi(el.Values[0])
+		}
+	}
 	for i, el := range els {
 		if i > 0 && els[i-1].Tag == el.Tag {
 			return nil, fmt.Errorf("dicom: encode %v: element given twice", el.Tag)
@@ -383,7 +394,7 @@ func (e *encoder) appendValue(dst []byte, el *Element) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, el.Binary.Data...)
 	if e.sx.bigEndian {
-		swapUnits(dst[start:], swapSize(vr))
+		swapUnits(dst[start:], SwapUnit(el.Tag, vr, e.bitsAllocated))
 	}
 	return dst, nil
 }

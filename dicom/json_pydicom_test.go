@@ -379,7 +379,7 @@ func (c *pydicomComparison) oursBytes(o map[string]any) ([]byte, int64, bool) {
 			// byte order rules of PS3.5); pydicom encodes a big
 			// endian file's bytes as they are.
 			b = bytes.Clone(b)
-			swap(o["vr"].(string), b)
+			swapUnits(b, SwapUnit(0, o["vr"].(string), 0))
 		}
 		return b, int64(len(b)), true
 	}

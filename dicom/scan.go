@@ -136,11 +136,12 @@ func NewScanner(r io.Reader, ts uid.TransferSyntax, lim Limits) *Scanner {
 		view = inflater{flate.NewReader(view)}
 	}
 	s.w = &walker{
-		r:        bufio.NewReaderSize(view, 64<<10),
-		top:      syntax{explicit: ts.ExplicitVR, bigEndian: ts.BigEndian},
-		deflated: ts.Deflated,
-		lim:      s.lim,
-		pixelIdx: -1,
+		elementReader: elementReader{r: bufio.NewReaderSize(view, 64<<10)},
+		top:           syntax{explicit: ts.ExplicitVR, bigEndian: ts.BigEndian},
+		topLevel:      newLevel(),
+		deflated:      ts.Deflated,
+		lim:           s.lim,
+		pixelIdx:      -1,
 	}
 	if _, err := rand.Read(s.w.nonce[:]); err != nil {
 		panic(err) // crypto/rand does not fail on supported platforms

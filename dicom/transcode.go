@@ -3,11 +3,9 @@ package dicom
 import (
 	"bufio"
 	"compress/flate"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
@@ -90,7 +88,7 @@ func Transcode(dst io.Writer, src io.Reader, from, to uid.TransferSyntax) error 
 	if from.Deflated {
 		r = inflater{flate.NewReader(bufio.NewReaderSize(src, 32<<10))}
 	}
-	t.r = bufio.NewReaderSize(r, 32<<10)
+	t.elementReader.r = bufio.NewReaderSize(r, 32<<10)
 
 	var w io.Writer = dst
 	var fw *flate.Writer
@@ -157,99 +155,23 @@ func Transcodable(ts string) bool {
 }
 
 type transcoder struct {
-	r   *bufio.Reader
-	pos int64 // offset of the next unread byte of the (inflated) data set
-	w   *bufio.Writer
-	in  syntax // of the top level of the input
-	out syntax // of the top level of the output
-	buf []byte
-	hdr [12]byte
-}
-
-// level is what the transcoder remembers of one data set or item: the
-// Pixel Representation that chooses between US and SS in implicit VR.
-type level struct {
-	pixelRep int // -1 when not seen
+	elementReader
+	w    *bufio.Writer
+	in   syntax // of the top level of the input
+	out  syntax // of the top level of the output
+	buf  []byte
+	whdr [12]byte
 }
 
 func (t *transcoder) run() error {
-	t.detectSyntax()
+	t.in = t.detectSyntax(t.in)
 	return t.dataset(t.in, t.out, -1, 0, true)
-}
-
-// detectSyntax corrects the VR encoding of the input from its first
-// element when it contradicts the transfer syntax, as the Scanner does:
-// some writers label implicit VR data sets as explicit, and the other way
-// round, and every reader the output goes to would otherwise fail.
-func (t *transcoder) detectSyntax() {
-	b, err := t.r.Peek(6)
-	if err != nil || t.in.bigEndian {
-		return
-	}
-	letters := b[4] >= 'A' && b[4] <= 'Z' && b[5] >= 'A' && b[5] <= 'Z'
-	tg := tag.New(binary.LittleEndian.Uint16(b), binary.LittleEndian.Uint16(b[2:]))
-	switch {
-	case t.in.explicit && !letters:
-		t.in.explicit = false
-	case !t.in.explicit && letters:
-		if info, ok := tag.Lookup(tg); ok && strings.Contains(info.VR, string(b[4:6])) {
-			t.in.explicit = true
-		}
-	}
-}
-
-// read reads n ≤ len(t.hdr) bytes of a header.
-func (t *transcoder) read(n int) ([]byte, error) {
-	b := t.hdr[:n]
-	m, err := io.ReadFull(t.r, b)
-	t.pos += int64(m)
-	if err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, truncated("data set ends inside an element header at offset %d", t.pos)
-		}
-		return nil, err
-	}
-	return b, nil
-}
-
-// header reads an element, item or delimiter header in syntax sx. The VR
-// of an implicit VR element is left empty.
-func (t *transcoder) header(sx syntax) (tg tag.Tag, vr string, length uint32, err error) {
-	b, err := t.read(4)
-	if err != nil {
-		return 0, "", 0, err
-	}
-	bo := sx.order()
-	tg = tag.New(bo.Uint16(b), bo.Uint16(b[2:]))
-	if tg.Group() == 0xFFFE || !sx.explicit {
-		if b, err = t.read(4); err != nil {
-			return 0, "", 0, err
-		}
-		return tg, "", bo.Uint32(b), nil
-	}
-	if b, err = t.read(2); err != nil {
-		return 0, "", 0, err
-	}
-	if b[0] < 'A' || b[0] > 'Z' || b[1] < 'A' || b[1] > 'Z' {
-		return 0, "", 0, malformed("element %v at offset %d has VR %q", tg, t.pos-6, b)
-	}
-	vr = string(b)
-	if longVR(vr) {
-		if b, err = t.read(6); err != nil {
-			return 0, "", 0, err
-		}
-		return tg, vr, bo.Uint32(b[2:]), nil
-	}
-	if b, err = t.read(2); err != nil {
-		return 0, "", 0, err
-	}
-	return tg, vr, uint32(bo.Uint16(b)), nil
 }
 
 // writeHeader writes an element, item or delimiter header in syntax sx.
 func (t *transcoder) writeHeader(sx syntax, tg tag.Tag, vr string, length uint32) error {
 	bo := sx.order()
-	h := t.hdr[:]
+	h := t.whdr[:]
 	bo.PutUint16(h[0:], tg.Group())
 	bo.PutUint16(h[2:], tg.Element())
 	n := 8
@@ -272,7 +194,7 @@ func (t *transcoder) writeHeader(sx syntax, tg tag.Tag, vr string, length uint32
 // dataset transcodes the elements of the top level (top), or of an item
 // up to end, or to its item delimiter when end is -1.
 func (t *transcoder) dataset(in, out syntax, end int64, depth int, top bool) error {
-	lv := level{pixelRep: -1}
+	lv := newLevel()
 	for {
 		if top {
 			b, err := t.r.Peek(1)
@@ -318,10 +240,7 @@ func (t *transcoder) dataset(in, out syntax, end int64, depth int, top bool) err
 // element transcodes one element whose header has been read.
 func (t *transcoder) element(in, out syntax, lv *level, tg tag.Tag, vr string, length uint32, at int64, depth int) error {
 	if vr == "" {
-		vr = implicitVR(tg, length, false)
-		if info, ok := tag.Lookup(tg); ok && info.VR == "US or SS" && lv.pixelRep == 1 && pixelValue(tg) {
-			vr = "SS"
-		}
+		vr = lv.implicitVR(tg, length)
 	} else if !knownVR(vr) {
 		vr = "UN"
 	}
@@ -348,7 +267,10 @@ func (t *transcoder) element(in, out syntax, lv *level, tg tag.Tag, vr string, l
 
 	if tg.Element() == 0x0000 && tg.Group() != 0x0000 && tg.Group() != 0x0002 {
 		// Group lengths would be wrong after the change of layout.
-		return t.skip(int64(length), tg, at)
+		if err := t.skip(int64(length)); err != nil {
+			return t.valueErr(err, tg, at)
+		}
+		return nil
 	}
 	if vr == "SQ" {
 		if err := t.writeHeader(out, tg, "SQ", undefinedLength); err != nil {
@@ -366,19 +288,17 @@ func (t *transcoder) element(in, out syntax, lv *level, tg tag.Tag, vr string, l
 	if err := t.writeHeader(out, tg, outVR, padded); err != nil {
 		return err
 	}
-	size := 0
+	size := 1
 	if in.bigEndian != out.bigEndian && outVR != "UN" {
-		size = swapSize(vr)
+		size = lv.swapUnit(tg, vr)
 	}
-	if tg == tag.PixelRepresentation && length == 2 {
+	if (tg == tag.PixelRepresentation || tg == tag.BitsAllocated) && length == 2 {
 		b, err := t.read(2)
 		if err != nil {
-			return err
+			return t.valueErr(err, tg, at)
 		}
-		lv.pixelRep = int(in.order().Uint16(b))
-		if size > 0 {
-			b[0], b[1] = b[1], b[0]
-		}
+		lv.observe(tg, b, in.order())
+		swapUnits(b, size)
 		_, err = t.w.Write(b)
 		return err
 	}
@@ -395,107 +315,26 @@ func (t *transcoder) element(in, out syntax, lv *level, tg tag.Tag, vr string, l
 	return nil
 }
 
-// pixelValue reports whether t is one of the "US or SS" attributes whose
-// VR follows Pixel Representation. The LUT descriptors, also "US or SS",
-// are US whatever the pixels are (PS3.3 C.11.1.1.1 makes their first and
-// third values unsigned), as dcmtk writes them.
-func pixelValue(t tag.Tag) bool {
-	switch t {
-	case tag.LUTDescriptor,
-		tag.GrayLookupTableDescriptor,
-		tag.RedPaletteColorLookupTableDescriptor,
-		tag.GreenPaletteColorLookupTableDescriptor,
-		tag.BluePaletteColorLookupTableDescriptor,
-		tag.LargeRedPaletteColorLookupTableDescriptor,
-		tag.LargeGreenPaletteColorLookupTableDescriptor,
-		tag.LargeBluePaletteColorLookupTableDescriptor:
-		return false
-	}
-	return true
-}
-
-// knownVR reports whether vr is a VR of PS3.5 Table 6.2-1.
-func knownVR(vr string) bool {
-	switch vr {
-	case "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF", "OL", "OV", "OW",
-		"PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN", "UR", "US", "UT", "UV":
-		return true
-	}
-	return false
-}
-
-// swapSize returns the unit in which values of vr are swapped between
-// byte orders (PS3.5 §7.3), or 0 for byte strings.
-func swapSize(vr string) int {
-	switch vr {
-	case "US", "SS", "OW", "AT":
-		return 2
-	case "UL", "SL", "FL", "OF", "OL":
-		return 4
-	case "FD", "OD", "SV", "UV", "OV":
-		return 8
-	}
-	return 0
-}
-
 // copyValue copies n bytes of value through the buffer, reversing each
-// unit of size bytes when size > 1.
+// unit of size bytes.
 func (t *transcoder) copyValue(n int64, size int, tg tag.Tag, at int64) error {
 	for n > 0 {
 		chunk := t.buf[:min(n, int64(len(t.buf)))]
-		m, err := io.ReadFull(t.r, chunk)
-		t.pos += int64(m)
-		if err != nil {
+		if err := t.fill(chunk); err != nil {
 			return t.valueErr(err, tg, at)
 		}
-		if size > 1 {
-			swapUnits(chunk, size)
-		}
+		swapUnits(chunk, size)
 		if _, err := t.w.Write(chunk); err != nil {
 			return err
 		}
-		n -= int64(m)
+		n -= int64(len(chunk))
 	}
 	return nil
 }
 
-// skip discards n bytes of value.
-func (t *transcoder) skip(n int64, tg tag.Tag, at int64) error {
-	for n > 0 {
-		m, err := t.r.Discard(int(min(n, int64(len(t.buf)))))
-		t.pos += int64(m)
-		n -= int64(m)
-		if err != nil {
-			return t.valueErr(err, tg, at)
-		}
-	}
-	return nil
-}
-
+// valueErr names the element whose value could not be read.
 func (t *transcoder) valueErr(err error, tg tag.Tag, at int64) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return truncated("data set ends inside the value of element %v (offset %d) at offset %d", tg, at, t.pos)
-	}
 	return fmt.Errorf("element %v at offset %d: %w", tg, at, err)
-}
-
-// swapUnits reverses the bytes of each whole unit of size bytes in v; a
-// trailing partial unit, which only a malformed value has, is left alone.
-func swapUnits(v []byte, size int) {
-	switch size {
-	case 2:
-		for i := 0; i+2 <= len(v); i += 2 {
-			v[i], v[i+1] = v[i+1], v[i]
-		}
-	case 4:
-		for i := 0; i+4 <= len(v); i += 4 {
-			binary.LittleEndian.PutUint32(v[i:], binary.BigEndian.Uint32(v[i:]))
-		}
-	case 8:
-		for i := 0; i+8 <= len(v); i += 8 {
-			binary.LittleEndian.PutUint64(v[i:], binary.BigEndian.Uint64(v[i:]))
-		}
-	}
 }
 
 // items transcodes the items of sequence tg, whose header has been

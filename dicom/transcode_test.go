@@ -447,7 +447,7 @@ func TestTranscodeErrors(t *testing.T) {
 		{"value cut short", ex(func(e *enc) {
 			e.str(tag.SOPInstanceUID, "UI", "1.2")
 			e.el(tag.PixelData, "OW", 1<<30, []byte{1, 2, 3, 4})
-		}), explicitLE, explicitBE, ErrMalformed, "inside the value of element (7FE0,0010) (offset 12) at offset 28"},
+		}), explicitLE, explicitBE, ErrTruncated, "element (7FE0,0010) at offset 12: dicom: data set truncated: data set ends inside a value at offset 28"},
 		{"header cut short", []byte{8, 0, 0x18, 0, 'U'}, explicitLE, implicitLE, ErrMalformed, "inside an element header"},
 		{"item at the top level", ex(func(e *enc) { e.el(tag.Item, "", 0, nil) }), explicitLE, implicitLE, ErrMalformed, "(FFFE,E000) outside a sequence at offset 0"},
 		{"bad VR", ex(func(e *enc) {

@@ -1,57 +1,12 @@
 package dicom
 
 import (
-	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"math"
-	"strings"
 
 	"github.com/pacsd/pacsd/dicom/tag"
 )
-
-// ErrMalformed reports a data set whose element structure is broken:
-// lengths that overrun their container, items outside sequences, nesting
-// beyond Limits.Depth, a stream that ends inside an element.
-var ErrMalformed = errors.New("dicom: malformed data set")
-
-// ErrTruncated reports a data set that ends before its structure does:
-// inside an element's header or value (a length runs past the bytes
-// received), or inside a sequence or item of undefined length that is
-// never closed. An error that wraps it wraps ErrMalformed too, since a
-// truncated data set is a malformed one; an ErrMalformed that does not
-// wrap ErrTruncated is a data set complete by its lengths with parts that
-// cannot be interpreted.
-var ErrTruncated = errors.New("dicom: data set truncated")
-
-// truncation is an error wrapping both ErrTruncated and ErrMalformed.
-type truncation struct{ msg string }
-
-func (e *truncation) Error() string   { return ErrTruncated.Error() + ": " + e.msg }
-func (e *truncation) Unwrap() []error { return []error{ErrTruncated, ErrMalformed} }
-
-func truncated(format string, args ...any) error {
-	return &truncation{fmt.Sprintf(format, args...)}
-}
-
-const undefinedLength = 0xFFFFFFFF
-
-// syntax is the encoding of one level of a data set. Items of a sequence
-// encoded as UN are implicit VR little endian whatever the outer syntax
-// (PS3.5 §6.2.2), so it is a property of each level, not of the stream.
-type syntax struct {
-	explicit  bool
-	bigEndian bool
-}
-
-func (s syntax) order() binary.ByteOrder {
-	if s.bigEndian {
-		return binary.BigEndian
-	}
-	return binary.LittleEndian
-}
 
 // walker reads a data set element by element, keeping nothing of it but a
 // normalized copy of its header for decoding (explicit VR little endian,
@@ -60,18 +15,15 @@ func (s syntax) order() binary.ByteOrder {
 // what suyashkumar/dicom decodes: it never sees a length that the bytes do
 // not back, nor a value it cannot read, nor a byte of pixel data.
 type walker struct {
-	r        *bufio.Reader
-	pos      int64 // offset of the next unread byte of the data set
+	elementReader
 	top      syntax
+	topLevel level
 	deflated bool
 	lim      Limits
 
 	out      []byte // the normalized copy
 	overflow bool   // the current top-level element no longer fits in out
 	omitted  []tag.Tag
-	// signedPixels is Pixel Representation 1, read at the top level:
-	// it decides the VR of implicit VR "US or SS" elements.
-	signedPixels bool
 
 	bulk     []bulkValue
 	nonce    [8]byte
@@ -86,8 +38,6 @@ type walker struct {
 	// walkBuffered had buffered, that the walker does not need to see:
 	// the source passes them on to the caller only.
 	deferred int64
-
-	scratch []byte
 }
 
 type bulkValue struct {
@@ -114,145 +64,6 @@ type Fragment struct {
 
 // maxFragments bounds the fragment table a hostile sender can make us keep.
 const maxFragments = 1 << 20
-
-func malformed(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
-}
-
-func (w *walker) read(n int) ([]byte, error) {
-	if cap(w.scratch) < n {
-		w.scratch = make([]byte, n)
-	}
-	b := w.scratch[:n]
-	m, err := io.ReadFull(w.r, b)
-	w.pos += int64(m)
-	if err != nil {
-		return nil, w.eof(err)
-	}
-	return b, nil
-}
-
-func (w *walker) skip(n int64) error {
-	for n > 0 {
-		step := n
-		if step > math.MaxInt32 {
-			step = math.MaxInt32
-		}
-		m, err := w.r.Discard(int(step))
-		w.pos += int64(m)
-		n -= int64(m)
-		if err != nil {
-			return w.eof(err)
-		}
-	}
-	return nil
-}
-
-// eof turns the end of the stream inside an element into ErrTruncated;
-// any other read error is the stream's own and passes through.
-func (w *walker) eof(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return truncated("data set ends inside an element at offset %d", w.pos)
-	}
-	return err
-}
-
-// header reads an element, item or delimiter header.
-func (w *walker) header(sx syntax) (t tag.Tag, vr string, length uint32, err error) {
-	b, err := w.read(4)
-	if err != nil {
-		return 0, "", 0, err
-	}
-	bo := sx.order()
-	t = tag.New(bo.Uint16(b), bo.Uint16(b[2:]))
-	if t.Group() == 0xFFFE {
-		// Items and delimiters have no VR in any syntax (PS3.5 §7.5).
-		if b, err = w.read(4); err != nil {
-			return 0, "", 0, err
-		}
-		return t, "", bo.Uint32(b), nil
-	}
-	if !sx.explicit {
-		if b, err = w.read(4); err != nil {
-			return 0, "", 0, err
-		}
-		length = binary.LittleEndian.Uint32(b)
-		return t, implicitVR(t, length, w.signedPixels), length, nil
-	}
-	if b, err = w.read(2); err != nil {
-		return 0, "", 0, err
-	}
-	if b[0] < 'A' || b[0] > 'Z' || b[1] < 'A' || b[1] > 'Z' {
-		return 0, "", 0, malformed("element %v at offset %d has VR %q", t, w.pos-6, b)
-	}
-	vr = string(b)
-	if longVR(vr) {
-		if b, err = w.read(6); err != nil {
-			return 0, "", 0, err
-		}
-		return t, vr, bo.Uint32(b[2:]), nil
-	}
-	if b, err = w.read(2); err != nil {
-		return 0, "", 0, err
-	}
-	return t, vr, uint32(bo.Uint16(b)), nil
-}
-
-// longVR reports whether vr has the 12-byte explicit header (PS3.5
-// §7.1.2). VRs this code does not know are taken to, as later editions of
-// the standard give every new VR that form.
-func longVR(vr string) bool {
-	switch vr {
-	case "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US":
-		return false
-	}
-	return true
-}
-
-// binaryVR reports whether values of vr are kept out of the copy. SV and
-// UV are among them because the decoder does not know them; they are
-// decoded here.
-func binaryVR(vr string) bool {
-	switch vr {
-	case "OB", "OD", "OF", "OL", "OV", "OW", "UN", "SV", "UV":
-		return true
-	}
-	return false
-}
-
-// implicitVR chooses the VR of an element of an implicit VR data set from
-// the data dictionary; signed says whether Pixel Representation (0028,0103)
-// is 1, which makes the "US or SS" pixel values SS (PS3.5 Annex A.1).
-func implicitVR(t tag.Tag, length uint32, signed bool) string {
-	switch {
-	case t.Element() == 0x0000:
-		return "UL" // group length
-	case t.IsPrivate() && t.Element() >= 0x0010 && t.Element() <= 0x00FF:
-		return "LO" // private creator (PS3.5 §7.8.1)
-	}
-	info, ok := tag.Lookup(t)
-	if !ok {
-		if length == undefinedLength {
-			return "SQ" // only a sequence can have an undefined length here
-		}
-		return "UN"
-	}
-	switch info.VR {
-	case "OB or OW", "US or OW":
-		if length == undefinedLength {
-			return "OB" // encapsulated (PS3.5 §A.4)
-		}
-		return "OW" // PS3.5 §8.1.2 and §8.2: OW in implicit VR
-	case "US or SS", "US or SS or OW":
-		if signed && pixelValue(t) {
-			return "SS"
-		}
-		return "US"
-	case "NONE":
-		return "UN"
-	}
-	return info.VR
-}
 
 // emit appends b to the copy unless the current top-level element has
 // outgrown Limits.Header.
@@ -300,47 +111,20 @@ func (w *walker) emitMarker(t tag.Tag, vr string, b *Binary) {
 	w.emit(m[:]...)
 }
 
-// peekTag returns the tag of the next top-level element; ok is false at
-// the end of the stream.
-func (w *walker) peekTag() (t tag.Tag, ok bool, err error) {
-	b, err := w.r.Peek(4)
-	switch {
-	case len(b) == 4:
-		bo := w.top.order()
-		return tag.New(bo.Uint16(b), bo.Uint16(b[2:])), true, nil
-	case len(b) == 0 && errors.Is(err, io.EOF):
-		return 0, false, nil
-	case errors.Is(err, io.EOF):
-		return 0, false, truncated("data set ends inside an element header at offset %d", w.pos+int64(len(b)))
-	}
-	return 0, false, err
-}
-
-// detectSyntax corrects the VR encoding of the data set from its first
-// element when the transfer syntax claims the other one, as dcmtk and
-// pydicom do: some writers label implicit VR data sets with an explicit
-// syntax, and the other way round.
-func (w *walker) detectSyntax() {
-	b, err := w.r.Peek(6)
-	if err != nil || w.top.bigEndian {
-		return
-	}
-	letters := b[4] >= 'A' && b[4] <= 'Z' && b[5] >= 'A' && b[5] <= 'Z'
-	t := tag.New(binary.LittleEndian.Uint16(b), binary.LittleEndian.Uint16(b[2:]))
-	switch {
-	case w.top.explicit && !letters:
-		w.top.explicit = false
-	case !w.top.explicit && letters:
-		if info, ok := tag.Lookup(t); ok && strings.Contains(info.VR, string(b[4:6])) {
-			w.top.explicit = true
-		}
-	}
-}
-
 type pendingElement struct {
 	t      tag.Tag
 	vr     string
 	length uint32
+}
+
+// header reads an element, item or delimiter header, choosing the VR of an
+// implicit VR element from the dictionary.
+func (w *walker) header(sx syntax, lv *level) (t tag.Tag, vr string, length uint32, err error) {
+	t, vr, length, err = w.elementReader.header(sx)
+	if err == nil && vr == "" && t.Group() != 0xFFFE {
+		vr = lv.implicitVR(t, length)
+	}
+	return t, vr, length, err
 }
 
 // walkBuffered walks on, after the identity, through the top-level
@@ -355,7 +139,7 @@ func (w *walker) walkBuffered() error {
 		return nil // offsets in the inflated stream are not the source's
 	}
 	for w.r.Buffered() >= 12 {
-		t, vr, length, err := w.header(w.top)
+		t, vr, length, err := w.header(w.top, &w.topLevel)
 		if err != nil {
 			return err
 		}
@@ -392,7 +176,7 @@ func (w *walker) walkBuffered() error {
 // read, leaving it out of the header copy if it outgrows Limits.Header.
 func (w *walker) topElement(t tag.Tag, vr string, length uint32) error {
 	mark := len(w.out)
-	if err := w.value(w.top, t, vr, length, 0, true); err != nil {
+	if err := w.value(w.top, &w.topLevel, t, vr, length, 0, true); err != nil {
 		return err
 	}
 	if w.overflow {
@@ -409,7 +193,7 @@ func (w *walker) topElement(t tag.Tag, vr string, length uint32) error {
 // complete.
 func (w *walker) walkUntil(stop tag.Tag) (more bool, err error) {
 	if w.pos == 0 {
-		w.detectSyntax()
+		w.top = w.detectSyntax(w.top)
 	}
 	if p := w.pending; p != nil {
 		w.pending = nil
@@ -418,14 +202,14 @@ func (w *walker) walkUntil(stop tag.Tag) (more bool, err error) {
 		}
 	}
 	for {
-		t, ok, err := w.peekTag()
+		t, ok, err := w.peekTag(w.top)
 		if err != nil || !ok {
 			return false, err
 		}
 		if t > stop && w.id.complete() {
 			return true, nil
 		}
-		t, vr, length, err := w.header(w.top)
+		t, vr, length, err := w.header(w.top, &w.topLevel)
 		if err != nil {
 			return false, err
 		}
@@ -438,8 +222,9 @@ func (w *walker) walkUntil(stop tag.Tag) (more bool, err error) {
 	}
 }
 
-// value walks the value of an element whose header has been read.
-func (w *walker) value(sx syntax, t tag.Tag, vr string, length uint32, depth int, top bool) error {
+// value walks the value of an element whose header has been read; lv is
+// the level of the data set or item the element is in.
+func (w *walker) value(sx syntax, lv *level, t tag.Tag, vr string, length uint32, depth int, top bool) error {
 	if t == tag.SpecificCharacterSet {
 		return w.charset(length)
 	}
@@ -451,9 +236,10 @@ func (w *walker) value(sx syntax, t tag.Tag, vr string, length uint32, depth int
 		if vr == "UN" {
 			items = syntax{}
 		}
+		at := w.pos
 		w.emitHeader(t, "SQ", undefinedLength)
 		if err := w.sequence(items, length, depth+1); err != nil {
-			return err
+			return fmt.Errorf("sequence %v at offset %d: %w", t, at, err)
 		}
 		w.emitHeader(tag.SequenceDelimitationItem, "", 0)
 		return nil
@@ -469,7 +255,7 @@ func (w *walker) value(sx syntax, t tag.Tag, vr string, length uint32, depth int
 			px = &PixelData{Offset: start, Encapsulated: true}
 		}
 		if err := w.fragments(sx, px); err != nil {
-			return err
+			return fmt.Errorf("encapsulated %v at offset %d: %w", t, start, err)
 		}
 		b := &Binary{Offset: start, Length: w.pos - start, Encapsulated: true}
 		if px != nil {
@@ -494,7 +280,7 @@ func (w *walker) value(sx syntax, t tag.Tag, vr string, length uint32, depth int
 			}
 			b.Data = append([]byte(nil), v...)
 			if sx.bigEndian {
-				swap(vr, b.Data)
+				swapUnits(b.Data, lv.swapUnit(t, vr))
 			}
 		} else if err := w.skip(int64(length)); err != nil {
 			return err
@@ -508,13 +294,11 @@ func (w *walker) value(sx syntax, t tag.Tag, vr string, length uint32, depth int
 		return err
 	}
 	if sx.bigEndian {
-		swap(vr, v)
+		swapUnits(v, lv.swapUnit(t, vr))
 	}
+	lv.observe(t, v, binary.LittleEndian)
 	if top {
 		w.id.capture(t, v)
-		if t == tag.PixelRepresentation && len(v) == 2 {
-			w.signedPixels = binary.LittleEndian.Uint16(v) == 1
-		}
 	}
 	w.emitHeader(t, vr, length)
 	w.emit(v...)
@@ -555,7 +339,7 @@ const charsetMark = "\x01"
 // UC, UR can be up to 4 GiB) are located like bulk data.
 const maxText = 1 << 20
 
-// sequence walks the items of a sequence.
+// sequence walks the items of a sequence, each a level of its own.
 func (w *walker) sequence(sx syntax, length uint32, depth int) error {
 	if depth > w.lim.Depth {
 		return malformed("sequences nested deeper than %d at offset %d", w.lim.Depth, w.pos)
@@ -573,7 +357,7 @@ func (w *walker) sequence(sx syntax, length uint32, depth int) error {
 				return malformed("sequence overruns its length by %d bytes", w.pos-end)
 			}
 		}
-		t, _, n, err := w.header(sx)
+		t, _, n, err := w.elementReader.header(sx)
 		if err != nil {
 			return err
 		}
@@ -605,6 +389,7 @@ func (w *walker) sequence(sx syntax, length uint32, depth int) error {
 // item walks the elements of a sequence item up to end, or to its item
 // delimiter when end is -1.
 func (w *walker) item(sx syntax, end int64, depth int) error {
+	lv := newLevel()
 	for {
 		if end >= 0 {
 			if w.pos == end {
@@ -614,7 +399,7 @@ func (w *walker) item(sx syntax, end int64, depth int) error {
 				return malformed("item overruns its length by %d bytes", w.pos-end)
 			}
 		}
-		t, vr, length, err := w.header(sx)
+		t, vr, length, err := w.header(sx, &lv)
 		if err != nil {
 			return err
 		}
@@ -630,7 +415,7 @@ func (w *walker) item(sx syntax, end int64, depth int) error {
 		if end >= 0 && length != undefinedLength && w.pos+int64(length) > end {
 			return malformed("element %v overruns its item at offset %d", t, w.pos)
 		}
-		if err := w.value(sx, t, vr, length, depth, false); err != nil {
+		if err := w.value(sx, &lv, t, vr, length, depth, false); err != nil {
 			return err
 		}
 	}
@@ -640,7 +425,7 @@ func (w *walker) item(sx syntax, end int64, depth int) error {
 // delimiter, recording them in px if px is not nil.
 func (w *walker) fragments(sx syntax, px *PixelData) error {
 	for {
-		t, _, n, err := w.header(sx)
+		t, _, n, err := w.elementReader.header(sx)
 		if err != nil {
 			return err
 		}
@@ -655,24 +440,6 @@ func (w *walker) fragments(sx syntax, px *PixelData) error {
 		}
 		if err := w.skip(int64(n)); err != nil {
 			return err
-		}
-	}
-}
-
-// swap turns big endian values of vr into little endian in place.
-func swap(vr string, v []byte) {
-	size := 0
-	switch vr {
-	case "US", "SS", "OW", "AT":
-		size = 2
-	case "UL", "SL", "FL", "OF", "OL":
-		size = 4
-	case "FD", "OD", "SV", "UV", "OV":
-		size = 8
-	}
-	for i := 0; size > 1 && i+size <= len(v); i += size {
-		for a, b := i, i+size-1; a < b; a, b = a+1, b-1 {
-			v[a], v[b] = v[b], v[a]
 		}
 	}
 }
