@@ -122,6 +122,7 @@ func TestJSONMatchesPydicom(t *testing.T) {
 				t.Skipf("header incomplete: %v", err)
 			}
 			c := &pydicomComparison{data: data, ts: ts}
+			c.bitsAllocated, _ = strconv.Atoi(h.Dataset.First(tag.BitsAllocated))
 			ours := decodeJSON(t, h.Dataset.AppendJSON(nil, JSONOptions{BulkDataURI: c.uri}))
 			var their map[string]any
 			d := json.NewDecoder(strings.NewReader(res.JSON))
@@ -206,6 +207,9 @@ type pydicomDiff struct{ path, msg string }
 type pydicomComparison struct {
 	data []byte // the data set, for the values pacsd locates
 	ts   uid.TransferSyntax
+	// bitsAllocated is the data set's, for the byte order of its Pixel
+	// Data (see SwapUnit).
+	bitsAllocated int
 	// bulk holds the values given a URI, which is "bulk:" and the index.
 	bulk     []*Binary
 	compared int
@@ -318,7 +322,7 @@ func (c *pydicomComparison) element(path string, o, p map[string]any) {
 // Values are compared whichever way each side wrote them: bytes, or
 // pydicom's length and SHA-256 (see pydicomScript).
 func (c *pydicomComparison) binary(path string, o, p map[string]any) {
-	ours, oursLen, ok := c.oursBytes(o)
+	ours, oursLen, ok := c.oursBytes(path, o)
 	if !ok {
 		c.errorf(path, "pacsd's value unreadable: %v", o)
 		return
@@ -364,7 +368,7 @@ func (c *pydicomComparison) binary(path string, o, p map[string]any) {
 // the file, which is how pydicom gives it, and its length; the bytes are
 // nil when only the length is known (a located value of a deflated data
 // set).
-func (c *pydicomComparison) oursBytes(o map[string]any) ([]byte, int64, bool) {
+func (c *pydicomComparison) oursBytes(path string, o map[string]any) ([]byte, int64, bool) {
 	if s, ok := o["InlineBinary"].(string); ok {
 		b, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
@@ -379,7 +383,8 @@ func (c *pydicomComparison) oursBytes(o map[string]any) ([]byte, int64, bool) {
 			// byte order rules of PS3.5); pydicom encodes a big
 			// endian file's bytes as they are.
 			b = bytes.Clone(b)
-			swapUnits(b, SwapUnit(0, o["vr"].(string), 0))
+			t, _ := tag.Parse(path[strings.LastIndexAny(path, "/")+1:])
+			swapUnits(b, SwapUnit(t, o["vr"].(string), c.bitsAllocated))
 		}
 		return b, int64(len(b)), true
 	}

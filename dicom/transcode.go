@@ -55,12 +55,11 @@ const copyBuffer = 64 << 10
 //     a value too long for the 16-bit length of its VR.
 //   - Explicit VRs are kept, except that a VR this package does not know is
 //     written as UN.
-//   - Between byte orders, values are swapped in units of 2 bytes for US,
-//     SS, OW and AT, 4 for UL, SL, FL, OF and OL, 8 for FD, OD, SV, UV and
-//     OV; OB, UN and text are bytes. Pixel Data keeps its VR: OB is never
-//     swapped and OW always is, in 16-bit words even when Bits Allocated is
-//     8 or less (PS3.5 §8: OB is unaffected by byte order, OW is words),
-//     exactly as dcmtk converts it.
+//   - Between byte orders, values are swapped in the units SwapUnit gives:
+//     by VR, except Pixel Data, which keeps its VR and is swapped by pixel
+//     when Bits Allocated is 16, 32 or 64 (dcmtk swaps 32-bit pixels sent
+//     as OW in 16-bit words, which pydicom and dcm4che do not read as the
+//     same values), in 16-bit words in OW otherwise, and not at all in OB.
 //   - An element of VR UN and undefined length is a sequence whose items
 //     are Implicit VR Little Endian whatever the syntax around it (PS3.5
 //     §6.2.2); it is copied as such, items and all, in every output syntax.

@@ -433,9 +433,7 @@ func TestFramesOfRealFiles(t *testing.T) {
 	f := newFixture(t)
 	jpg := pydicomSample(t, "SC_rgb_jpeg_dcmtk.dcm")
 	j2k := pydicomSample(t, "JPEG2000.dcm")
-	be := pydicomSample(t, "MR_small_bigendian.dcm")
-	le := pydicomSample(t, "MR_small.dcm")
-	resp, res := stow(t, f.url+"/studies", jpg.data, j2k.data, be.data, le.data)
+	resp, res := stow(t, f.url+"/studies", jpg.data, j2k.data)
 	if resp.StatusCode != 200 {
 		t.Fatalf("STOW: %d %v", resp.StatusCode, res)
 	}
@@ -460,12 +458,36 @@ func TestFramesOfRealFiles(t *testing.T) {
 	if resp, _ := get(t, f.url+j2k.path()+"/rendered"); resp.StatusCode != 200 {
 		t.Errorf("J2K rendered: %d, want 200", resp.StatusCode)
 	}
-	// Big endian pixel data is served as little endian frames, equal to
-	// the little endian twin's.
-	_, b1 := get(t, f.url+be.path()+"/frames/1", "Accept", "application/octet-stream")
-	_, b2 := get(t, f.url+le.path()+"/frames/1", "Accept", "application/octet-stream")
-	if len(b1) == 0 || !bytes.Equal(b1, b2) {
-		t.Errorf("big endian frame (%d bytes) differs from the little endian one (%d bytes)", len(b1), len(b2))
+}
+
+// TestFramesBigEndian checks that big endian pixel data is served as
+// little endian frames equal to those of the little endian twin, 16-bit
+// and 32-bit (swapped by pixel, not by 16-bit word). Each twin has the
+// same UIDs, so each is stored in an archive of its own.
+func TestFramesBigEndian(t *testing.T) {
+	for _, tt := range []struct{ be, le, frame string }{
+		{"MR_small_bigendian.dcm", "MR_small.dcm", "1"},
+		{"rtdose_expb.dcm", "rtdose.dcm", "3"},
+	} {
+		t.Run(tt.be, func(t *testing.T) {
+			var frames [2][]byte
+			for i, name := range []string{tt.be, tt.le} {
+				f := newFixture(t)
+				s := pydicomSample(t, name)
+				// The rtdose files' File Meta Information names
+				// another SOP Instance UID than their data set.
+				m := s.meta
+				m.MediaStorageSOPInstanceUID = s.id
+				part10 := append(dicom.AppendFileMeta(nil, m), s.dataset...)
+				if resp, res := stow(t, f.url+"/studies", part10); resp.StatusCode != 200 {
+					t.Fatalf("STOW %s: %d %v", name, resp.StatusCode, res)
+				}
+				_, frames[i] = get(t, f.url+s.path()+"/frames/"+tt.frame, "Accept", "application/octet-stream")
+			}
+			if len(frames[0]) == 0 || !bytes.Equal(frames[0], frames[1]) {
+				t.Errorf("big endian frame (%d bytes) differs from the little endian one (%d bytes)", len(frames[0]), len(frames[1]))
+			}
+		})
 	}
 }
 

@@ -1,7 +1,6 @@
 package dicomweb
 
 import (
-	"encoding/binary"
 	"io"
 	"net/http"
 	"strconv"
@@ -83,12 +82,13 @@ func (s *Server) frames(c echo.Context) error {
 		return err
 	}
 	defer obj.Close()
-	swap := 0
+	swap := 1
 	if ts.BigEndian {
-		ds, err := dicom.ParseJSON(md.JSON)
-		if err == nil {
-			swap, _ = strconv.Atoi(ds.First(tag.BitsAllocated))
-			swap /= 8
+		if ds, err := dicom.ParseJSON(md.JSON); err == nil {
+			if px, ok := ds.Find(tag.PixelData); ok {
+				bits, _ := strconv.Atoi(ds.First(tag.BitsAllocated))
+				swap = dicom.SwapUnit(tag.PixelData, px.VR, bits)
+			}
 		}
 	}
 	readers := make([]part, len(list))
@@ -151,56 +151,12 @@ func parseFrameList(s string, frames int) ([]int, error) {
 }
 
 // frameReader reads a frame's ranges of an object in turn, swapping the
-// bytes of each word of swap bytes (big endian pixel data).
+// bytes of each unit of swap bytes (big endian pixel data, see
+// dicom.SwapUnit).
 func frameReader(obj storage.Object, f archive.Frame, swap int) io.Reader {
 	rs := make([]io.Reader, len(f))
 	for i, r := range f {
 		rs[i] = io.NewSectionReader(obj, r.Offset, r.Length)
 	}
-	mr := io.MultiReader(rs...)
-	if swap == 2 || swap == 4 {
-		return &swapper{r: mr, size: swap}
-	}
-	return mr
-}
-
-// swapper reverses the bytes of each word it reads. Frames are of whole
-// words, so a read that ends inside one keeps the rest for the next.
-type swapper struct {
-	r    io.Reader
-	size int
-	buf  []byte
-	pend []byte
-}
-
-func (s *swapper) Read(p []byte) (int, error) {
-	if len(s.pend) > 0 {
-		n := copy(p, s.pend)
-		s.pend = s.pend[n:]
-		return n, nil
-	}
-	if cap(s.buf) == 0 {
-		s.buf = make([]byte, 32<<10)
-	}
-	// Frames are whole words, so only a malformed object ends inside one;
-	// its odd bytes are dropped.
-	n, err := io.ReadFull(s.r, s.buf)
-	n -= n % s.size
-	if n == 0 {
-		if err == io.ErrUnexpectedEOF {
-			err = io.EOF
-		}
-		return 0, err
-	}
-	b := s.buf[:n]
-	for i := 0; i+s.size <= len(b); i += s.size {
-		if s.size == 2 {
-			binary.LittleEndian.PutUint16(b[i:], binary.BigEndian.Uint16(b[i:]))
-		} else {
-			binary.LittleEndian.PutUint32(b[i:], binary.BigEndian.Uint32(b[i:]))
-		}
-	}
-	c := copy(p, b)
-	s.pend = b[c:]
-	return c, nil
+	return dicom.NewSwapReader(io.MultiReader(rs...), swap)
 }
