@@ -24,7 +24,10 @@ type Dataset struct {
 // Element is one data element of a header.
 type Element struct {
 	Tag tag.Tag
-	VR  string
+	// VR is the element's VR as sent, except for an element sent as UN
+	// whose tag the data dictionary knows: it has the dictionary's VR
+	// and its value is decoded accordingly (PS3.5 §6.2.2).
+	VR string
 	// Values holds the values of every VR but SQ and the binary VRs, as
 	// text: strings decoded to UTF-8 from the character set of their data
 	// set or sequence item (left as they are where no Specific Character

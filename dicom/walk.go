@@ -147,17 +147,18 @@ func (w *walker) walkBuffered() error {
 			return malformed("%v outside a sequence at offset %d", t, w.pos-8)
 		}
 		buffered := w.r.Buffered()
+		valueVR, _ := w.topLevel.valueVR(w.top, t, vr, length)
 		switch {
 		case length != undefinedLength && int64(length) <= int64(buffered):
 			if err := w.topElement(t, vr, length); err != nil {
 				return err
 			}
-		case length != undefinedLength && binaryVR(vr) && int64(length) > int64(w.lim.Inline):
+		case length != undefinedLength && binaryVR(valueVR) && int64(length) > int64(w.lim.Inline):
 			b := &Binary{Offset: w.pos, Length: int64(length)}
 			if t == tag.PixelData || t == tag.FloatPixelData || t == tag.DoubleFloatPixelData {
 				w.pixel, w.pixelIdx = &PixelData{Offset: w.pos, Length: int64(length)}, len(w.bulk)
 			}
-			w.emitMarker(t, vr, b)
+			w.emitMarker(t, valueVR, b)
 			if err := w.skip(int64(buffered)); err != nil {
 				return err
 			}
@@ -222,23 +223,46 @@ func (w *walker) walkUntil(stop tag.Tag) (more bool, err error) {
 	}
 }
 
+// valueVR returns the VR to read the value of an element with and the
+// syntax it is in: an element sent as UN in explicit VR whose tag the
+// dictionary knows is read with the dictionary's VR, as little endian
+// whatever the transfer syntax (PS3.5 §6.2.2), so that standard
+// attributes forwarded by an application without their dictionary (as UN)
+// are still known. Its items, if it is a sequence, are implicit VR little
+// endian. The stored bytes are not changed. A value too long for the
+// dictionary VR's explicit header stays UN, and so does a big endian
+// Pixel Data, whose frames are read back by the transfer syntax's order.
+func (lv level) valueVR(sx syntax, t tag.Tag, vr string, length uint32) (string, syntax) {
+	if vr != "UN" || !sx.explicit {
+		return vr, sx
+	}
+	if length == undefinedLength {
+		return "SQ", syntax{} // what else an undefined length can be
+	}
+	dict := lv.implicitVR(t, length)
+	switch {
+	case dict == "UN":
+		return vr, sx
+	case !longVR(dict) && length > math.MaxUint16:
+		return vr, sx
+	case t == tag.PixelData && sx.bigEndian:
+		return vr, sx
+	}
+	return dict, syntax{}
+}
+
 // value walks the value of an element whose header has been read; lv is
 // the level of the data set or item the element is in.
 func (w *walker) value(sx syntax, lv *level, t tag.Tag, vr string, length uint32, depth int, top bool) error {
 	if t == tag.SpecificCharacterSet {
 		return w.charset(length)
 	}
+	vr, sx = lv.valueVR(sx, t, vr, length)
 	switch {
-	case vr == "SQ" || (vr == "UN" && length == undefinedLength):
-		// A sequence encoded as UN keeps implicit VR little endian
-		// items; decoding it as SQ recovers it.
-		items := sx
-		if vr == "UN" {
-			items = syntax{}
-		}
+	case vr == "SQ":
 		at := w.pos
 		w.emitHeader(t, "SQ", undefinedLength)
-		if err := w.sequence(items, length, depth+1); err != nil {
+		if err := w.sequence(sx, length, depth+1); err != nil {
 			return fmt.Errorf("sequence %v at offset %d: %w", t, at, err)
 		}
 		w.emitHeader(tag.SequenceDelimitationItem, "", 0)

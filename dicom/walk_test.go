@@ -361,3 +361,67 @@ func FuzzScanner(f *testing.F) {
 		}
 	})
 }
+
+// TestScanUN checks that standard elements sent as UN in explicit VR are
+// read with their dictionary VR, as little endian in every syntax (PS3.5
+// §6.2.2), while the bytes pass on unchanged.
+func TestScanUN(t *testing.T) {
+	for _, ts := range []uid.TransferSyntax{explicitLE, explicitBE} {
+		t.Run(uid.Name(ts.UID), func(t *testing.T) {
+			e := &enc{sx: syntax{explicit: true, bigEndian: ts.BigEndian}}
+			un := func(tg tag.Tag, v string) { e.el(tg, "UN", uint32(len(v)), []byte(v)) }
+			un(tag.SOPClassUID, uid.RTDoseStorage+"\x00")
+			un(tag.SOPInstanceUID, "1.2.3.4\x00")
+			un(tag.StudyDate, "20030805")
+			un(tag.PatientName, "Doe^Jane")
+			// A sequence of defined length sent as UN: implicit VR
+			// little endian items.
+			item := &enc{sx: syntax{}}
+			item.str(tag.ReferencedSOPInstanceUID, "", "9.8.7")
+			seq := &enc{sx: syntax{}}
+			seq.el(tag.Item, "", uint32(item.b.Len()), item.b.Bytes())
+			e.el(tag.ReferencedRTPlanSequence, "UN", uint32(seq.b.Len()), seq.b.Bytes())
+			un(tag.StudyInstanceUID, "1.2.3\x00")
+			un(tag.SeriesInstanceUID, "1.2.3.5\x00")
+			un(tag.FrameIncrementPointer, "\x04\x30\x0c\x00") // AT, little endian
+			un(tag.Rows, "\x0a\x00")                          // US, little endian
+			un(tag.New(0x0009, 0x0010), "ACME")               // private creator: LO
+			un(tag.New(0x0009, 0x1001), "opaque")             // private: stays UN
+			un(tag.ImageComments, strings.Repeat("x", 70000)) // LT, too long for its header
+			id, h, err := scanAll(t, e.b.Bytes(), ts, Limits{})
+			if err != nil || h.Err != nil {
+				t.Fatalf("%v / %v", err, h.Err)
+			}
+			if want := (Identity{uid.RTDoseStorage, "1.2.3.4", "1.2.3", "1.2.3.5"}); id != want {
+				t.Errorf("identity %+v, want %+v", id, want)
+			}
+			ds := h.Dataset
+			for _, c := range []struct {
+				tag   tag.Tag
+				vr, v string
+			}{
+				{tag.SOPClassUID, "UI", uid.RTDoseStorage},
+				{tag.SOPInstanceUID, "UI", "1.2.3.4"},
+				{tag.StudyDate, "DA", "20030805"},
+				{tag.PatientName, "PN", "Doe^Jane"},
+				{tag.StudyInstanceUID, "UI", "1.2.3"},
+				{tag.FrameIncrementPointer, "AT", "3004000C"},
+				{tag.Rows, "US", "10"},
+				{tag.New(0x0009, 0x0010), "LO", "ACME"},
+			} {
+				el, ok := ds.Find(c.tag)
+				if !ok || el.VR != c.vr || ds.String(c.tag) != c.v {
+					t.Errorf("%v: %+v, want %s %q", c.tag, el, c.vr, c.v)
+				}
+			}
+			if items := ds.Items(tag.ReferencedRTPlanSequence); len(items) != 1 || items[0].First(tag.ReferencedSOPInstanceUID) != "9.8.7" {
+				t.Errorf("sequence sent as UN: %+v", items)
+			}
+			for _, tg := range []tag.Tag{tag.New(0x0009, 0x1001), tag.ImageComments} {
+				if el, ok := ds.Find(tg); !ok || el.VR != "UN" || el.Binary == nil {
+					t.Errorf("%v: %+v, want UN", tg, el)
+				}
+			}
+		})
+	}
+}

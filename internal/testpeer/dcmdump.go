@@ -15,11 +15,12 @@ var dumpLine = regexp.MustCompile(`^\(([0-9a-f]{4}),([0-9a-f]{4})\) (\w\w) (?:\[
 // top-level text and integer elements outside the File Meta Information,
 // keyed by tag (group<<16 | element): text converted to UTF-8 (dcmdump
 // +U8), multiple values joined by backslashes, padding trimmed as PS3.5
-// allows. It gives tests an account of a file that owes nothing to pacsd's
-// own parser. dcmdump relabels the character set it converted from as
+// allows; standard elements sent as UN read with their dictionary VR
+// (dcmdump +uc, PS3.5 §6.2.2). It gives tests an account of a file that
+// owes nothing to pacsd's own parser. dcmdump relabels the character set it converted from as
 // ISO_IR 192, so Specific Character Set is left out.
 func Dump(ctx context.Context, path string) (map[uint32]string, error) {
-	out, _, err := Run(ctx, "dcmdump", "-q", "+U8", "+L", "-Un", path)
+	out, _, err := Run(ctx, "dcmdump", "-q", "+U8", "+L", "-Un", "+uc", path)
 	if err != nil {
 		return nil, err
 	}
