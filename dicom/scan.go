@@ -20,9 +20,14 @@ type Limits struct {
 	// Identify is the most bytes read before the identifying UIDs are
 	// known (default 16 MiB). They are held in memory until then.
 	Identify int
-	// Header is the most bytes of header kept for decoding (default
-	// 8 MiB). A top-level element that does not fit is left out of the
-	// header and listed in Header.Omitted.
+	// Header is the most memory, in bytes, the header takes (default
+	// 32 MiB): the bytes of its values kept for decoding, plus a fixed
+	// estimate of what each element, item and located value costs once
+	// decoded, so that a data set of many tiny elements is bounded as
+	// one of a few large ones. A top-level element that does not fit is
+	// left out of the header and listed in Header.Omitted; when not even
+	// that list fits, the header ends there and Header.Err wraps
+	// ErrHeaderTooLarge.
 	Header int
 	// Inline is the largest binary value kept in memory (default 1 KiB);
 	// larger ones are only located.
@@ -36,7 +41,7 @@ func (l Limits) withDefaults() Limits {
 		l.Identify = 16 << 20
 	}
 	if l.Header <= 0 {
-		l.Header = 8 << 20
+		l.Header = 32 << 20
 	}
 	if l.Inline <= 0 {
 		l.Inline = 1 << 10
@@ -50,6 +55,10 @@ func (l Limits) withDefaults() Limits {
 // ErrTooLarge reports that the identifying UIDs were not found within
 // Limits.Identify bytes.
 var ErrTooLarge = errors.New("dicom: identifying attributes not found within the limit")
+
+// ErrHeaderTooLarge reports a header that outgrew Limits.Header so far
+// that elements were left out without being listed in Header.Omitted.
+var ErrHeaderTooLarge = errors.New("dicom: header larger than the limit")
 
 // Identity is what files an instance: its class and the UIDs of the
 // instance, its series and its study, as found in the data set.
@@ -85,7 +94,7 @@ type Header struct {
 	// Length is the length of the data set in bytes.
 	Length int64
 	// Omitted lists top-level elements left out of Dataset because they
-	// did not fit within Limits.Header.
+	// did not fit within Limits.Header, as many as fit in it too.
 	Omitted []tag.Tag
 	// Err, when not nil, says why the data set could not be read to its
 	// end; Dataset then holds what came before. It wraps ErrMalformed
@@ -289,8 +298,12 @@ func (w *walker) result(err error) Header {
 	}
 	ds, derr := decode(w.out, w.bulk, w.nonce, w.pixelIdx)
 	h.Dataset = ds
-	if h.Err == nil && derr != nil {
+	switch {
+	case h.Err != nil:
+	case derr != nil:
 		h.Err = fmt.Errorf("%w: %v", ErrMalformed, derr)
+	case w.full:
+		h.Err = fmt.Errorf("%w: elements left out beyond %d bytes, after %d listed in Omitted", ErrHeaderTooLarge, w.lim.Header, len(w.omitted))
 	}
 	return h
 }

@@ -21,8 +21,13 @@ type walker struct {
 	deflated bool
 	lim      Limits
 
-	out      []byte // the normalized copy
-	overflow bool   // the current top-level element no longer fits in out
+	out []byte // the normalized copy
+	// kept counts the memory, in bytes, that the header takes beyond out
+	// (see elementCost); out and kept together are bounded by
+	// Limits.Header.
+	kept     int
+	overflow bool // the current top-level element does not fit
+	full     bool // not even the list of omitted elements fits
 	omitted  []tag.Tag
 
 	bulk     []bulkValue
@@ -65,20 +70,51 @@ type Fragment struct {
 // maxFragments bounds the fragment table a hostile sender can make us keep.
 const maxFragments = 1 << 20
 
-// emit appends b to the copy unless the current top-level element has
-// outgrown Limits.Header.
-func (w *walker) emit(b ...byte) {
-	if w.overflow {
-		return
+// What the header takes in memory beyond the bytes of its copy, counted
+// against Limits.Header so that the limit bounds memory, not bytes: a data
+// set of tiny elements (thousands of empty binary values) would otherwise
+// make the decoded header, and the list of the values located, many times
+// larger than the data set. The figures are measured, rounded up.
+const (
+	// elementCost is what one element or item of the copy becomes once
+	// decoded: an Element (or a Dataset) and its slices.
+	elementCost = 128
+	// bulkCost is one located value: its Binary and its entry in bulk.
+	bulkCost = 80
+	// omittedCost is one entry of Omitted.
+	omittedCost = 4
+)
+
+// fits reports whether n more bytes of the header stay within
+// Limits.Header; when they do not, the current top-level element is left
+// out (see keep).
+func (w *walker) fits(n int) bool {
+	if w.overflow || w.full {
+		return false
 	}
-	if len(w.out)+len(b) > w.lim.Header {
+	if len(w.out)+w.kept+n > w.lim.Header {
 		w.overflow = true
-		return
+		return false
 	}
-	w.out = append(w.out, b...)
+	return true
 }
 
+// emit appends b to the copy if it fits.
+func (w *walker) emit(b ...byte) {
+	if w.fits(len(b)) {
+		w.out = append(w.out, b...)
+	}
+}
+
+// emitHeader appends an element, item or delimiter header to the copy,
+// charging an element's or item's decoded cost.
 func (w *walker) emitHeader(t tag.Tag, vr string, length uint32) {
+	if vr != "" || t == tag.Item {
+		if !w.fits(elementCost) {
+			return
+		}
+		w.kept += elementCost
+	}
 	var h [12]byte
 	binary.LittleEndian.PutUint16(h[0:], t.Group())
 	binary.LittleEndian.PutUint16(h[2:], t.Element())
@@ -97,18 +133,63 @@ func (w *walker) emitHeader(t tag.Tag, vr string, length uint32) {
 	}
 }
 
-// emitMarker puts a binary value's marker in the copy: an OB value of the
-// walker's random nonce and the value's index in w.bulk.
-func (w *walker) emitMarker(t tag.Tag, vr string, b *Binary) {
+// emitMarker puts a located value in w.bulk and its marker in the copy:
+// an OB value of the walker's random nonce and the value's index in
+// w.bulk. data, the value when it is small enough to hold (see
+// Limits.Inline), is copied. pixel says that the value is the top-level
+// Pixel Data.
+func (w *walker) emitMarker(t tag.Tag, vr string, b Binary, data []byte, pixel bool) {
+	if !w.fits(bulkCost + len(data)) {
+		return
+	}
+	w.kept += bulkCost + len(data)
+	bin := new(Binary) // only now: b would escape, allocated for every value
+	*bin = b
 	if w.deflated {
-		b.Offset = -1
+		bin.Offset = -1
+	}
+	if data != nil {
+		bin.Data = append([]byte(nil), data...)
 	}
 	var m [16]byte
 	copy(m[:], w.nonce[:])
 	binary.LittleEndian.PutUint64(m[8:], uint64(len(w.bulk)))
-	w.bulk = append(w.bulk, bulkValue{vr, b})
+	if pixel {
+		w.pixelIdx = len(w.bulk)
+	}
+	w.bulk = append(w.bulk, bulkValue{vr, bin})
 	w.emitHeader(t, "OB", 16)
 	w.emit(m[:]...)
+}
+
+// topMark is where the header stood before a top-level element.
+type topMark struct{ out, kept, bulk int }
+
+func (w *walker) mark() topMark { return topMark{len(w.out), w.kept, len(w.bulk)} }
+
+// settle ends top-level element t begun at m. An element that did not
+// fit, or whose walk failed (err), is taken out of the header again; one
+// that did not fit is listed in Omitted, while that list fits. Past that
+// the header is full, and later elements are walked but not kept.
+func (w *walker) settle(m topMark, t tag.Tag, err error) error {
+	if !w.overflow && err == nil {
+		return nil
+	}
+	w.out, w.kept, w.bulk = w.out[:m.out], m.kept, w.bulk[:m.bulk]
+	if w.pixelIdx >= m.bulk {
+		w.pixelIdx = -1
+	}
+	if w.overflow && err == nil {
+		w.overflow = false
+		if w.fits(omittedCost) {
+			w.kept += omittedCost
+			w.omitted = append(w.omitted, t)
+		} else {
+			w.full = true
+		}
+	}
+	w.overflow = false
+	return err
 }
 
 type pendingElement struct {
@@ -154,12 +235,13 @@ func (w *walker) walkBuffered() error {
 				return err
 			}
 		case length != undefinedLength && binaryVR(valueVR) && int64(length) > int64(w.lim.Inline):
-			b := &Binary{Offset: w.pos, Length: int64(length)}
-			if t == tag.PixelData || t == tag.FloatPixelData || t == tag.DoubleFloatPixelData {
-				w.pixel, w.pixelIdx = &PixelData{Offset: w.pos, Length: int64(length)}, len(w.bulk)
+			pixel := isPixelData(t)
+			if pixel {
+				w.pixel = &PixelData{Offset: w.pos, Length: int64(length)}
 			}
-			w.emitMarker(t, valueVR, b)
-			if err := w.skip(int64(buffered)); err != nil {
+			m := w.mark()
+			w.emitMarker(t, valueVR, Binary{Offset: w.pos, Length: int64(length)}, nil, pixel)
+			if err := w.settle(m, t, w.skip(int64(buffered))); err != nil {
 				return err
 			}
 			w.deferred = int64(length) - int64(buffered)
@@ -176,16 +258,14 @@ func (w *walker) walkBuffered() error {
 // topElement walks the value of a top-level element whose header has been
 // read, leaving it out of the header copy if it outgrows Limits.Header.
 func (w *walker) topElement(t tag.Tag, vr string, length uint32) error {
-	mark := len(w.out)
-	if err := w.value(w.top, &w.topLevel, t, vr, length, 0, true); err != nil {
-		return err
-	}
-	if w.overflow {
-		w.out = w.out[:mark]
-		w.overflow = false
-		w.omitted = append(w.omitted, t)
-	}
-	return nil
+	m := w.mark()
+	return w.settle(m, t, w.value(w.top, &w.topLevel, t, vr, length, 0, true))
+}
+
+// isPixelData reports whether t is one of the pixel data elements, which
+// Header.PixelData locates at the top level.
+func isPixelData(t tag.Tag) bool {
+	return t == tag.PixelData || t == tag.FloatPixelData || t == tag.DoubleFloatPixelData
 }
 
 // walkUntil walks top-level elements up to and including those with tag
@@ -281,35 +361,36 @@ func (w *walker) value(sx syntax, lv *level, t tag.Tag, vr string, length uint32
 		if err := w.fragments(sx, px); err != nil {
 			return fmt.Errorf("encapsulated %v at offset %d: %w", t, start, err)
 		}
-		b := &Binary{Offset: start, Length: w.pos - start, Encapsulated: true}
 		if px != nil {
-			px.Length = b.Length
-			w.pixel, w.pixelIdx = px, len(w.bulk)
+			px.Length = w.pos - start
+			w.pixel = px
 		}
-		w.emitMarker(t, vr, b)
+		w.emitMarker(t, vr, Binary{Offset: start, Length: w.pos - start, Encapsulated: true}, nil, px != nil)
 		return nil
 
 	case binaryVR(vr) || length > maxText || (!longVR(vr) && length > math.MaxUint16):
 		// Oversized text is located like a binary value rather than
 		// held; the last case is an implicit VR value too long for
 		// its VR's explicit header.
-		b := &Binary{Offset: w.pos, Length: int64(length)}
-		if top && (t == tag.PixelData || t == tag.FloatPixelData || t == tag.DoubleFloatPixelData) {
-			w.pixel, w.pixelIdx = &PixelData{Offset: w.pos, Length: int64(length)}, len(w.bulk)
+		b := Binary{Offset: w.pos, Length: int64(length)}
+		pixel := top && isPixelData(t)
+		if pixel {
+			w.pixel = &PixelData{Offset: w.pos, Length: int64(length)}
 		}
+		var data []byte
 		if int(length) <= w.lim.Inline {
 			v, err := w.read(int(length))
 			if err != nil {
 				return err
 			}
-			b.Data = append([]byte(nil), v...)
+			data = v[:len(v):len(v)]
 			if sx.bigEndian {
-				swapUnits(b.Data, lv.swapUnit(t, vr))
+				swapUnits(data, lv.swapUnit(t, vr))
 			}
 		} else if err := w.skip(int64(length)); err != nil {
 			return err
 		}
-		w.emitMarker(t, vr, b)
+		w.emitMarker(t, vr, b, data, pixel)
 		return nil
 	}
 
