@@ -36,7 +36,9 @@ type Metadata struct {
 	// Frames locates the frames of the pixel data: each is one or more
 	// ranges of the object, concatenated (an encapsulated frame may span
 	// fragments). Empty when the instance has no pixel data or its frames
-	// cannot be located (a deflated data set).
+	// cannot be located. The ranges of a deflated object, and the
+	// offsets of its BulkDataURIs, are of the object as
+	// dicom.InflatedObject reads it: its data set inflated.
 	Frames []Frame `json:"frames,omitempty"`
 }
 
@@ -170,7 +172,7 @@ func newMetadata(h dicom.Header, dataStart int64, ts uid.TransferSyntax, r io.Re
 		return BulkDataPrefix + strconv.FormatInt(dataStart+b.Offset, 10) + "/" + strconv.FormatInt(b.Length, 10)
 	}
 	ds := h.Dataset
-	if pd := h.PixelData; pd != nil && !ts.Deflated {
+	if pd := h.PixelData; pd != nil {
 		// Pixel Data is always a BulkDataURI, however small: viewers
 		// read it by frame, and series metadata stays small.
 		if e, ok := ds.Find(tag.PixelData); ok && e.Binary != nil {

@@ -5,12 +5,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 
 	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/internal/testpeer"
 )
@@ -61,10 +64,20 @@ func TestMetadataAtIngest(t *testing.T) {
 		if !reflect.DeepEqual(atIngest.Frames, fromObject.Frames) || atIngest.TransferSyntaxUID != fromObject.TransferSyntaxUID {
 			t.Errorf("%s: frames at ingest %v, from the object %v", name, atIngest.Frames, fromObject.Frames)
 		}
+		size := in.Size
+		if ts, _ := uid.LookupTransferSyntax(fm.TransferSyntaxUID); ts.Deflated {
+			// Ranges of the object with its data set inflated: the
+			// file's inflated, less the file's own deflated length.
+			inflated, err := io.Copy(io.Discard, io.NewSectionReader(dicom.NewInflatedObject(bytes.NewReader(b)), 0, math.MaxInt64))
+			if err != nil {
+				t.Fatalf("%s: inflate: %v", name, err)
+			}
+			size += inflated - int64(len(b))
+		}
 		for i, fr := range atIngest.Frames {
 			for _, r := range fr {
-				if r.Offset < 132 || r.Offset+r.Length > in.Size {
-					t.Errorf("%s: frame %d range %+v outside the object of %d bytes", name, i+1, r, in.Size)
+				if r.Offset < 132 || r.Offset+r.Length > size {
+					t.Errorf("%s: frame %d range %+v outside the object of %d bytes", name, i+1, r, size)
 				}
 			}
 		}

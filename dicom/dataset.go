@@ -43,8 +43,9 @@ type Element struct {
 // Binary locates a binary value within the data set it came from.
 type Binary struct {
 	// Offset is where the value starts, counted from the first byte of
-	// the data set; -1 when the value cannot be read back by offset
-	// (deflated data sets).
+	// the data set: of the inflated data set when its transfer syntax is
+	// deflated, where an InflatedObject reads it. It is -1 for a value
+	// that did not come from a data set (ParseJSON's InlineBinary).
 	Offset int64
 	// Length is the value's length in bytes. For an encapsulated value
 	// (undefined length) it counts the items and the sequence delimiter.

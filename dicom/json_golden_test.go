@@ -56,7 +56,7 @@ var goldenSamples = []struct {
 	// Explicit VR Big Endian: inline values swapped to little endian.
 	{pydicomTestFiles, "ExplVR_BigEnd.dcm"},
 	{pydicomTestFiles, "rtdose_expb_1frame.dcm"},
-	// Deflated: bulk values without an offset.
+	// Deflated: bulk values located in the inflated data set.
 	{pydicomTestFiles, "image_dfl.dcm"},
 	// Structured reports: deep content trees, UT, and empty FD, FL, OF,
 	// SL, SS, UL and US values.

@@ -91,7 +91,9 @@ type Header struct {
 	Dataset *Dataset
 	// PixelData locates the top-level Pixel Data, if there is one.
 	PixelData *PixelData
-	// Length is the length of the data set in bytes.
+	// Length is the length of the data set in bytes; of the inflated
+	// data set, for a deflated transfer syntax, whose offsets all count
+	// bytes of the inflated data set (see InflatedObject).
 	Length int64
 	// Omitted lists top-level elements left out of Dataset because they
 	// did not fit within Limits.Header, as many as fit in it too.
@@ -293,9 +295,6 @@ func (r *restReader) Read(p []byte) (int, error) {
 
 func (w *walker) result(err error) Header {
 	h := Header{PixelData: w.pixel, Length: w.pos, Omitted: w.omitted, Err: err}
-	if w.deflated {
-		h.Length = -1 // inflated length; the caller counts the stored bytes
-	}
 	ds, derr := decode(w.out, w.bulk, w.nonce, w.pixelIdx)
 	h.Dataset = ds
 	switch {

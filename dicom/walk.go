@@ -53,7 +53,8 @@ type bulkValue struct {
 // PixelData locates the top-level Pixel Data element of a data set.
 type PixelData struct {
 	// Offset and Length locate the value, counted from the first byte
-	// of the data set.
+	// of the data set (of the inflated data set, for a deflated transfer
+	// syntax: see InflatedObject).
 	Offset, Length int64
 	// Encapsulated pixel data consists of Fragments; the first is the
 	// Basic Offset Table (PS3.5 §A.4).
@@ -63,7 +64,7 @@ type PixelData struct {
 
 // Fragment locates one item of encapsulated pixel data.
 type Fragment struct {
-	Offset int64 // of the item's value, from the first byte of the data set
+	Offset int64 // of the item's value, from the first byte of the data set, as PixelData.Offset
 	Length int64
 }
 
@@ -145,9 +146,6 @@ func (w *walker) emitMarker(t tag.Tag, vr string, b Binary, data []byte, pixel b
 	w.kept += bulkCost + len(data)
 	bin := new(Binary) // only now: b would escape, allocated for every value
 	*bin = b
-	if w.deflated {
-		bin.Offset = -1
-	}
 	if data != nil {
 		bin.Data = append([]byte(nil), data...)
 	}

@@ -3,6 +3,7 @@ package dicomweb_test
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"encoding/json"
 	"fmt"
 	"image/jpeg"
@@ -623,5 +624,76 @@ func TestSearchLimit(t *testing.T) {
 	resp, b = get(t, f.url+"/studies?limit=2")
 	if err := json.Unmarshal(b, &got); err != nil || len(got) != 2 || resp.Trailer.Get("Warning") != "" {
 		t.Errorf("limit=2: %d matches, Warning %q; want 2 and none", len(got), resp.Trailer.Get("Warning"))
+	}
+}
+
+// TestDeflatedInstance stores pydicom's deflated image_dfl.dcm and checks
+// that its metadata locates Pixel Data, and that the bulk data, the frame
+// and the rendered image are served by inflating the object on the fly.
+func TestDeflatedInstance(t *testing.T) {
+	f := newFixture(t)
+	s := pydicomSample(t, "image_dfl.dcm")
+	if resp, res := stow(t, f.url+"/studies", s.data); resp.StatusCode != 200 {
+		t.Fatalf("STOW: %d %v", resp.StatusCode, res)
+	}
+	// The image is the last 512×512 bytes of the inflated data set.
+	inflated, err := io.ReadAll(flate.NewReader(bytes.NewReader(s.dataset)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pixels := inflated[len(inflated)-512*512:]
+
+	resp, b := get(t, f.url+s.path()+"/metadata")
+	var docs []map[string]map[string]any
+	if err := json.Unmarshal(b, &docs); err != nil || resp.StatusCode != 200 || len(docs) != 1 {
+		t.Fatalf("metadata: %d %v %s", resp.StatusCode, err, b)
+	}
+	uri, _ := docs[0][tag.PixelData.Hex()]["BulkDataURI"].(string)
+	if uri == "" {
+		t.Fatalf("Pixel Data without a BulkDataURI: %v", docs[0][tag.PixelData.Hex()])
+	}
+	if resp, b := get(t, uri, "Accept", "application/octet-stream"); resp.StatusCode != 200 || !bytes.Equal(b, pixels) {
+		t.Errorf("bulk data: %d, %d bytes, equal %v", resp.StatusCode, len(b), bytes.Equal(b, pixels))
+	}
+	if resp, b := get(t, uri, "Accept", "application/octet-stream", "Range", "bytes=100-199"); resp.StatusCode != http.StatusPartialContent || !bytes.Equal(b, pixels[100:200]) {
+		t.Errorf("bulk data range: %d, %d bytes", resp.StatusCode, len(b))
+	}
+	if resp, b := get(t, f.url+s.path()+"/frames/1", "Accept", "application/octet-stream"); resp.StatusCode != 200 || !bytes.Equal(b, pixels) {
+		t.Errorf("frame 1: %d, %d bytes, equal %v", resp.StatusCode, len(b), bytes.Equal(b, pixels))
+	}
+	if resp, b := get(t, f.url+s.path()+"/rendered", "Accept", "image/png"); resp.StatusCode != 200 {
+		t.Errorf("rendered: %d %s", resp.StatusCode, b)
+	}
+	beyond := fmt.Sprintf("%s/bulkdata/%d/%d", f.url+s.path(), 2000, len(inflated))
+	if resp, _ := get(t, beyond, "Accept", "application/octet-stream"); resp.StatusCode != 404 {
+		t.Errorf("bulk data beyond the inflated data set: %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestUNInstance stores pydicom's rtdose_rle.dcm, whose standard elements,
+// identifying UIDs included, are all sent as UN, and checks that it is
+// archived and described with the dictionary's VRs.
+func TestUNInstance(t *testing.T) {
+	f := newFixture(t)
+	s := pydicomSample(t, "rtdose_rle.dcm")
+	if resp, res := stow(t, f.url+"/studies", s.data); resp.StatusCode != 200 {
+		t.Fatalf("STOW: %d %v", resp.StatusCode, res)
+	}
+	resp, b := get(t, f.url+"/studies?StudyInstanceUID="+s.study)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "RTDOSE") {
+		t.Errorf("search: %d %s", resp.StatusCode, b)
+	}
+	resp, b = get(t, f.url+s.path()+"/metadata")
+	var docs []map[string]map[string]any
+	if err := json.Unmarshal(b, &docs); err != nil || resp.StatusCode != 200 || len(docs) != 1 {
+		t.Fatalf("metadata: %d %v %s", resp.StatusCode, err, b)
+	}
+	for _, c := range []struct {
+		tag tag.Tag
+		vr  string
+	}{{tag.SOPInstanceUID, "UI"}, {tag.StudyDate, "DA"}, {tag.PatientName, "PN"}, {tag.FrameIncrementPointer, "AT"}, {tag.ReferencedRTPlanSequence, "SQ"}} {
+		if vr := docs[0][c.tag.Hex()]["vr"]; vr != c.vr {
+			t.Errorf("%v: VR %v, want %s", c.tag, vr, c.vr)
+		}
 	}
 }

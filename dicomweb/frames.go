@@ -93,7 +93,7 @@ func (s *Server) frames(c echo.Context) error {
 	}
 	readers := make([]part, len(list))
 	for i, n := range list {
-		readers[i] = part{partType + "; transfer-syntax=" + sentSyntax, frameReader(obj, md.Frames[n-1], swap)}
+		readers[i] = part{partType + "; transfer-syntax=" + sentSyntax, frameReader(valueReader(obj, ts), md.Frames[n-1], swap)}
 	}
 	if single {
 		c.Response().Header().Set("Content-Type", readers[0].contentType)
@@ -150,10 +150,20 @@ func parseFrameList(s string, frames int) ([]int, error) {
 	return list, nil
 }
 
+// valueReader returns what the ranges of an object's metadata are ranges
+// of: the object, or for a deflated one, the object with its data set
+// inflated on the fly.
+func valueReader(obj storage.Object, ts uid.TransferSyntax) io.ReaderAt {
+	if ts.Deflated {
+		return dicom.NewInflatedObject(obj)
+	}
+	return obj
+}
+
 // frameReader reads a frame's ranges of an object in turn, swapping the
 // bytes of each unit of swap bytes (big endian pixel data, see
 // dicom.SwapUnit).
-func frameReader(obj storage.Object, f archive.Frame, swap int) io.Reader {
+func frameReader(obj io.ReaderAt, f archive.Frame, swap int) io.Reader {
 	rs := make([]io.Reader, len(f))
 	for i, r := range f {
 		rs[i] = io.NewSectionReader(obj, r.Offset, r.Length)

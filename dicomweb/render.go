@@ -16,6 +16,7 @@ import (
 
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/render"
+	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
 )
 
@@ -156,7 +157,12 @@ func (s *Server) renderFrame(c echo.Context, in *index.Instance, frame int, opts
 		return nil, err
 	}
 	defer obj.Close()
-	img, err := render.Render(ctx, p, md.TransferSyntaxUID, frameReader(obj, md.Frames[frame-1], 0), opts)
+	ts, _ := uid.LookupTransferSyntax(md.TransferSyntaxUID)
+	syntax := md.TransferSyntaxUID
+	if ts.Deflated {
+		syntax = uid.ExplicitVRLittleEndian // the frame is read inflated
+	}
+	img, err := render.Render(ctx, p, syntax, frameReader(valueReader(obj, ts), md.Frames[frame-1], 0), opts)
 	if err != nil {
 		return nil, renderError(err)
 	}

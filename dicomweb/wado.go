@@ -301,10 +301,22 @@ func (s *Server) bulkdata(c echo.Context) error {
 		return err
 	}
 	defer obj.Close()
-	if off+n > obj.Size() {
+	ts, _ := uid.LookupTransferSyntax(ins[0].TransferSyntaxUID)
+	src := valueReader(obj, ts)
+	switch {
+	case ts.Deflated:
+		// The object's size says nothing of the inflated data set's:
+		// the run's last byte is read first.
+		if n == 0 {
+			break
+		}
+		if _, err := src.ReadAt(make([]byte, 1), off+n-1); err != nil {
+			return errorf(http.StatusNotFound, "no bulk data at %d/%d: %v", off, n, err)
+		}
+	case off+n > obj.Size():
 		return errorf(http.StatusNotFound, "no bulk data at %d/%d: the object has %d bytes", off, n, obj.Size())
 	}
-	section := io.NewSectionReader(obj, off, n)
+	section := io.NewSectionReader(src, off, n)
 	for _, m := range parseAccept(c.Request().Header.Values("Accept")) {
 		switch {
 		case m.typ == "multipart/related" && (m.param("type") == "" || m.param("type") == "application/octet-stream"):
