@@ -18,9 +18,10 @@ import (
 	"github.com/pacsd/pacsd/dicom/uid"
 )
 
-// Character sets Encode writes (PS3.3 C.12.1.1.2). The default repertoire
-// is also accepted as "" and is what an absent Specific Character Set
-// means.
+// Character sets named here for their use elsewhere; Encode writes these
+// and the other single-byte sets of PS3.3 Table C.12-2 (see
+// EncodeOptions). The default repertoire is also accepted as "" and is
+// what an absent Specific Character Set means.
 const (
 	CharsetDefault = "ISO_IR 6"
 	CharsetLatin1  = "ISO_IR 100"
@@ -30,8 +31,11 @@ const (
 // EncodeOptions control how Encode writes a Dataset.
 type EncodeOptions struct {
 	// CharacterSet is the Specific Character Set the text is written in:
-	// "" or CharsetDefault (ASCII), CharsetLatin1 or CharsetUTF8. Others
-	// are ErrUnsupported.
+	// "" or CharsetDefault (ASCII); one of the ISO 8859 sets without code
+	// extensions: ISO_IR 100 (Latin-1), 101 (Latin-2), 109 (Latin-3), 110
+	// (Latin-4), 144 (Cyrillic), 127 (Arabic), 126 (Greek), 138 (Hebrew),
+	// 148 (Latin-5) or 203 (Latin-9); or CharsetUTF8. Others (code
+	// extensions, the multi-byte sets) are ErrUnsupported.
 	CharacterSet string
 }
 
@@ -138,16 +142,48 @@ type charset struct {
 	encode func(dst []byte, s string) (out []byte, bad rune, ok bool)
 }
 
+// singleByteCharset returns the encoding of a character set of PS3.3
+// Table C.12-2, single byte without code extensions, by the defined term
+// of Specific Character Set: the ISO 8859 part whose G1 set PS3.3 names
+// for it, or nil. (ISO_IR 13 and 166 are left out: golang.org/x/text has
+// no encoder of exactly JIS X 0201 or TIS 620.)
+func singleByteCharset(name string) *charmap.Charmap {
+	switch name {
+	case "ISO_IR 100":
+		return charmap.ISO8859_1
+	case "ISO_IR 101":
+		return charmap.ISO8859_2
+	case "ISO_IR 109":
+		return charmap.ISO8859_3
+	case "ISO_IR 110":
+		return charmap.ISO8859_4
+	case "ISO_IR 144":
+		return charmap.ISO8859_5
+	case "ISO_IR 127":
+		return charmap.ISO8859_6
+	case "ISO_IR 126":
+		return charmap.ISO8859_7
+	case "ISO_IR 138":
+		return charmap.ISO8859_8
+	case "ISO_IR 148":
+		return charmap.ISO8859_9
+	case "ISO_IR 203":
+		return charmap.ISO8859_15
+	}
+	return nil
+}
+
 // lookupCharset returns the character set named by a value of Specific
 // Character Set, if Encode writes it.
 func lookupCharset(name string) (charset, bool) {
 	switch name {
 	case "", CharsetDefault:
 		return charset{"", appendASCII}, true
-	case CharsetLatin1:
-		return charset{CharsetLatin1, appendLatin1}, true
 	case CharsetUTF8:
 		return charset{CharsetUTF8, appendUTF8}, true
+	}
+	if cm := singleByteCharset(name); cm != nil {
+		return charset{name, appendCharmap(cm)}, true
 	}
 	return charset{}, false
 }
@@ -161,19 +197,21 @@ func appendASCII(dst []byte, s string) ([]byte, rune, bool) {
 	return append(dst, s...), 0, true
 }
 
-// appendLatin1 encodes s in ISO 8859-1, the repertoire of ISO_IR 100, with
-// the encoder of golang.org/x/text, which reports what it cannot map.
-func appendLatin1(dst []byte, s string) ([]byte, rune, bool) {
-	for _, r := range s {
-		if _, ok := charmap.ISO8859_1.EncodeRune(r); !ok || r == utf8.RuneError {
-			return dst, r, false
+// appendCharmap returns the encoder of text in the single-byte character
+// set cm, with golang.org/x/text's table, which reports what it cannot
+// map rather than replace it.
+func appendCharmap(cm *charmap.Charmap) func(dst []byte, s string) ([]byte, rune, bool) {
+	return func(dst []byte, s string) ([]byte, rune, bool) {
+		start := len(dst)
+		for _, r := range s {
+			b, ok := cm.EncodeRune(r)
+			if !ok || r == utf8.RuneError {
+				return dst[:start], r, false
+			}
+			dst = append(dst, b)
 		}
+		return dst, 0, true
 	}
-	b, err := charmap.ISO8859_1.NewEncoder().String(s)
-	if err != nil {
-		return dst, utf8.RuneError, false
-	}
-	return append(dst, b...), 0, true
 }
 
 func appendUTF8(dst []byte, s string) ([]byte, rune, bool) {

@@ -41,6 +41,11 @@ func syntaxName(ts uid.TransferSyntax) string {
 const (
 	latin1Name   = "Müller^Jürgen"
 	japaneseName = "Yamada^Tarou=山田^太郎=やまだ^たろう"
+	// Names in the scripts of ISO 8859-5, -7, -6 and -8.
+	cyrillicName = "Иванов^Пётр"
+	greekName    = "Διονυσιος"
+	arabicName   = "قباني^لنزار"
+	hebrewName   = "שרון^דבורה"
 )
 
 // queryDataset has an element of every VR that Encode writes from text,
@@ -410,6 +415,15 @@ func TestResponseCharset(t *testing.T) {
 		{[]string{"ISO 2022 IR 87"}, ascii, CharsetUTF8},
 		{[]string{"", "ISO 2022 IR 87"}, ascii, CharsetUTF8},
 		{[]string{"GB18030"}, latin, CharsetUTF8},
+		{[]string{"ISO_IR 144"}, queryDataset(cyrillicName, "Рентген"), "ISO_IR 144"},
+		{[]string{"ISO_IR 126"}, queryDataset(greekName, "Ακτινογραφία"), "ISO_IR 126"},
+		{[]string{"ISO_IR 127"}, queryDataset(arabicName, "أشعة"), "ISO_IR 127"},
+		{[]string{"ISO_IR 138"}, queryDataset(hebrewName, "צילום"), "ISO_IR 138"},
+		{[]string{"ISO_IR 144"}, ascii, "ISO_IR 144"},
+		{[]string{"ISO_IR 144"}, queryDataset(greekName, ""), CharsetUTF8},
+		{[]string{"ISO_IR 138"}, latin, CharsetUTF8},
+		{[]string{"ISO_IR 101"}, queryDataset("Dvořák^Antonín", ""), "ISO_IR 101"},
+		{[]string{"ISO_IR 166"}, ascii, CharsetUTF8},
 	}
 	for _, tt := range tests {
 		if got := ResponseCharset(tt.requested, tt.d); got != tt.want {
@@ -432,6 +446,10 @@ func TestEncodeDcmdump(t *testing.T) {
 		{"", "Doe^Jane", "plain"},
 		{CharsetLatin1, latin1Name, "Étude thoracique"},
 		{CharsetUTF8, japaneseName, "胸部 Σειρά"},
+		{"ISO_IR 144", cyrillicName, "Рентген грудной клетки"},
+		{"ISO_IR 126", greekName, "Ακτινογραφία θώρακος"},
+		{"ISO_IR 127", arabicName, "أشعة الصدر"},
+		{"ISO_IR 138", hebrewName, "צילום חזה"},
 	} {
 		for _, ts := range syntaxes {
 			name := syntaxName(ts) + "-" + strings.ReplaceAll(tt.charset, " ", "")
