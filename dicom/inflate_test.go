@@ -18,7 +18,7 @@ import (
 
 // deflatedObject returns a Part-10 object of a deflated data set and the
 // same object with its data set inflated.
-func deflatedObject(t *testing.T, dataset []byte) (object, inflated []byte) {
+func deflatedObject(t testing.TB, dataset []byte) (object, inflated []byte) {
 	t.Helper()
 	meta := AppendFileMeta(nil, FileMeta{
 		MediaStorageSOPClassUID:    uid.CTImageStorage,
@@ -114,4 +114,29 @@ func TestInflatedObjectErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzInflatedObject reads objects, deflated or not, well formed or not,
+// at any offset: a read never panics, and reads the same bytes however
+// the reads before it moved the decompressor.
+func FuzzInflatedObject(f *testing.F) {
+	sample := buildTruncationSample(syntax{explicit: true})
+	object, _ := deflatedObject(f, sample.data)
+	f.Add(object, uint16(0), uint16(300))
+	f.Add(object, uint16(200), uint16(40))
+	f.Add(object[:len(object)/2], uint16(250), uint16(100))
+	f.Fuzz(func(t *testing.T, object []byte, off, n uint16) {
+		obj := NewInflatedObject(bytes.NewReader(object))
+		first := make([]byte, n)
+		k1, err1 := obj.ReadAt(first, int64(off))
+		obj.ReadAt(make([]byte, 7), int64(off)+int64(n)) // moves on
+		second := make([]byte, n)
+		k2, err2 := obj.ReadAt(second, int64(off))
+		if k1 != k2 || (err1 == nil) != (err2 == nil) || !bytes.Equal(first[:k1], second[:k2]) {
+			t.Fatalf("read %d (%v), then %d (%v)", k1, err1, k2, err2)
+		}
+		if k1 < int(n) && err1 == nil {
+			t.Fatalf("short read of %d of %d bytes without an error", k1, n)
+		}
+	})
 }
