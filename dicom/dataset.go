@@ -1,12 +1,3 @@
-// Package dicom reads what the archive needs from a DICOM data set as it
-// streams past: the identifying UIDs first, then the whole header, with
-// every bulk value (Pixel Data and any other large binary value) located by
-// its offset instead of held in memory. The bytes themselves are never
-// changed; the caller keeps them verbatim.
-//
-// Attribute values are read by github.com/suyashkumar/dicom, and their text
-// decoded from its character set here; the library's types stay inside this
-// package so that it can be replaced.
 package dicom
 
 import (

@@ -1,6 +1,3 @@
-// Package uid validates DICOM unique identifiers (PS3.5 §9) and holds the
-// UID registry of PS3.6 Annex A, generated from pydicom's copy of it plus a
-// supplement for newer entries.
 package uid
 
 //go:generate go run ../internal/dictgen -uids zuids.go
