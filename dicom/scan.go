@@ -150,6 +150,7 @@ func NewScanner(r io.Reader, ts uid.TransferSyntax, lim Limits) *Scanner {
 		elementReader: elementReader{r: bufio.NewReaderSize(view, 64<<10)},
 		top:           syntax{explicit: ts.ExplicitVR, bigEndian: ts.BigEndian},
 		topLevel:      newLevel(),
+		limit:         -1,
 		deflated:      ts.Deflated,
 		lim:           s.lim,
 		pixelIdx:      -1,

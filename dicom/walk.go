@@ -2,6 +2,7 @@ package dicom
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 
@@ -43,6 +44,10 @@ type walker struct {
 	// walkBuffered had buffered, that the walker does not need to see:
 	// the source passes them on to the caller only.
 	deferred int64
+	// limit is the end of the innermost sequence or item of defined
+	// length being walked, or -1: nothing inside it, however it is
+	// delimited, may read past it.
+	limit int64
 }
 
 type bulkValue struct {
@@ -160,7 +165,7 @@ func (w *walker) emitMarker(t tag.Tag, vr string, b Binary, data []byte, pixel b
 	w.emit(m[:]...)
 }
 
-// topMark is where the header stood before a top-level element.
+// topMark is where the header stood before an element.
 type topMark struct{ out, kept, bulk int }
 
 func (w *walker) mark() topMark { return topMark{len(w.out), w.kept, len(w.bulk)} }
@@ -173,10 +178,7 @@ func (w *walker) settle(m topMark, t tag.Tag, err error) error {
 	if !w.overflow && err == nil {
 		return nil
 	}
-	w.out, w.kept, w.bulk = w.out[:m.out], m.kept, w.bulk[:m.bulk]
-	if w.pixelIdx >= m.bulk {
-		w.pixelIdx = -1
-	}
+	w.rollback(m)
 	if w.overflow && err == nil {
 		w.overflow = false
 		if w.fits(omittedCost) {
@@ -188,6 +190,14 @@ func (w *walker) settle(m topMark, t tag.Tag, err error) error {
 	}
 	w.overflow = false
 	return err
+}
+
+// rollback takes out of the header what was put in it since m.
+func (w *walker) rollback(m topMark) {
+	w.out, w.kept, w.bulk = w.out[:m.out], m.kept, w.bulk[:m.bulk]
+	if w.pixelIdx >= m.bulk {
+		w.pixelIdx = -1
+	}
 }
 
 type pendingElement struct {
@@ -335,13 +345,27 @@ func (w *walker) value(sx syntax, lv *level, t tag.Tag, vr string, length uint32
 	if t == tag.SpecificCharacterSet {
 		return w.charset(length)
 	}
+	sent := vr
 	vr, sx = lv.valueVR(sx, t, vr, length)
 	switch {
 	case vr == "SQ":
-		at := w.pos
+		at, m := w.pos, w.mark()
 		w.emitHeader(t, "SQ", undefinedLength)
 		if err := w.sequence(sx, length, depth+1); err != nil {
-			return fmt.Errorf("sequence %v at offset %d: %w", t, at, err)
+			end := at + int64(length)
+			if sent != "UN" || length == undefinedLength || errors.Is(err, ErrTruncated) || w.pos > end {
+				return fmt.Errorf("sequence %v at offset %d: %w", t, at, err)
+			}
+			// A sequence sent as UN whose value is not the implicit
+			// VR items PS3.5 §6.2.2 promises (some forwarders keep
+			// the items' original encoding) stays what it was sent
+			// as: a UN value, located.
+			w.rollback(m)
+			if err := w.skip(end - w.pos); err != nil {
+				return err
+			}
+			w.emitMarker(t, sent, Binary{Offset: at, Length: int64(length)}, nil, false)
+			return nil
 		}
 		w.emitHeader(tag.SequenceDelimitationItem, "", 0)
 		return nil
@@ -442,6 +466,24 @@ const charsetMark = "\x01"
 // UC, UR can be up to 4 GiB) are located like bulk data.
 const maxText = 1 << 20
 
+// enclose narrows w.limit to end, if end is defined, and returns the
+// limit to restore when the container is walked.
+func (w *walker) enclose(end int64) (outer int64) {
+	outer = w.limit
+	if end >= 0 && (outer < 0 || end < outer) {
+		w.limit = end
+	}
+	return outer
+}
+
+// room checks that n more bytes, of what, stay within w.limit.
+func (w *walker) room(n int64, what string) error {
+	if w.limit >= 0 && w.pos+n > w.limit {
+		return malformed("%s at offset %d runs past the end of its sequence or item at offset %d", what, w.pos, w.limit)
+	}
+	return nil
+}
+
 // sequence walks the items of a sequence, each a level of its own.
 func (w *walker) sequence(sx syntax, length uint32, depth int) error {
 	if depth > w.lim.Depth {
@@ -451,6 +493,7 @@ func (w *walker) sequence(sx syntax, length uint32, depth int) error {
 	if length != undefinedLength {
 		end = w.pos + int64(length)
 	}
+	defer func(outer int64) { w.limit = outer }(w.enclose(end))
 	for {
 		if end >= 0 {
 			if w.pos == end {
@@ -459,6 +502,9 @@ func (w *walker) sequence(sx syntax, length uint32, depth int) error {
 			if w.pos > end {
 				return malformed("sequence overruns its length by %d bytes", w.pos-end)
 			}
+		}
+		if err := w.room(8, "an item header"); err != nil {
+			return err
 		}
 		t, _, n, err := w.elementReader.header(sx)
 		if err != nil {
@@ -493,6 +539,7 @@ func (w *walker) sequence(sx syntax, length uint32, depth int) error {
 // delimiter when end is -1.
 func (w *walker) item(sx syntax, end int64, depth int) error {
 	lv := newLevel()
+	defer func(outer int64) { w.limit = outer }(w.enclose(end))
 	for {
 		if end >= 0 {
 			if w.pos == end {
@@ -501,6 +548,9 @@ func (w *walker) item(sx syntax, end int64, depth int) error {
 			if w.pos > end {
 				return malformed("item overruns its length by %d bytes", w.pos-end)
 			}
+		}
+		if err := w.room(8, "an element header"); err != nil {
+			return err
 		}
 		t, vr, length, err := w.header(sx, &lv)
 		if err != nil {
@@ -518,6 +568,11 @@ func (w *walker) item(sx syntax, end int64, depth int) error {
 		if end >= 0 && length != undefinedLength && w.pos+int64(length) > end {
 			return malformed("element %v overruns its item at offset %d", t, w.pos)
 		}
+		if length != undefinedLength {
+			if err := w.room(int64(length), "the value of "+t.String()); err != nil {
+				return err
+			}
+		}
 		if err := w.value(sx, &lv, t, vr, length, depth, false); err != nil {
 			return err
 		}
@@ -528,6 +583,9 @@ func (w *walker) item(sx syntax, end int64, depth int) error {
 // delimiter, recording them in px if px is not nil.
 func (w *walker) fragments(sx syntax, px *PixelData) error {
 	for {
+		if err := w.room(8, "a fragment header"); err != nil {
+			return err
+		}
 		t, _, n, err := w.elementReader.header(sx)
 		if err != nil {
 			return err
@@ -537,6 +595,9 @@ func (w *walker) fragments(sx syntax, px *PixelData) error {
 			return nil
 		case t != tag.Item || n == undefinedLength:
 			return malformed("%v of length %#x among pixel data fragments at offset %d", t, n, w.pos-8)
+		}
+		if err := w.room(int64(n), "a fragment"); err != nil {
+			return err
 		}
 		if px != nil && len(px.Fragments) < maxFragments {
 			px.Fragments = append(px.Fragments, Fragment{Offset: w.pos, Length: int64(n)})

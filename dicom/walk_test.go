@@ -388,6 +388,14 @@ func TestScanUN(t *testing.T) {
 			un(tag.New(0x0009, 0x0010), "ACME")               // private creator: LO
 			un(tag.New(0x0009, 0x1001), "opaque")             // private: stays UN
 			un(tag.ImageComments, strings.Repeat("x", 70000)) // LT, too long for its header
+			// A sequence sent as UN with its items in explicit VR, not
+			// the implicit VR the standard requires: kept as UN.
+			bad := &enc{sx: syntax{explicit: true}}
+			bad.el(tag.Item, "", undefinedLength, nil)
+			bad.str(tag.ReferencedSOPInstanceUID, "UI", "9.8.7")
+			bad.el(tag.ItemDelimitationItem, "", 0, nil)
+			e.el(tag.ReferencedImageSequence, "UN", uint32(bad.b.Len()), bad.b.Bytes())
+			un(tag.New(0x0029, 0x0010), "AFTER")
 			id, h, err := scanAll(t, e.b.Bytes(), ts, Limits{})
 			if err != nil || h.Err != nil {
 				t.Fatalf("%v / %v", err, h.Err)
@@ -408,6 +416,7 @@ func TestScanUN(t *testing.T) {
 				{tag.FrameIncrementPointer, "AT", "3004000C"},
 				{tag.Rows, "US", "10"},
 				{tag.New(0x0009, 0x0010), "LO", "ACME"},
+				{tag.New(0x0029, 0x0010), "LO", "AFTER"},
 			} {
 				el, ok := ds.Find(c.tag)
 				if !ok || el.VR != c.vr || ds.String(c.tag) != c.v {
@@ -417,7 +426,7 @@ func TestScanUN(t *testing.T) {
 			if items := ds.Items(tag.ReferencedRTPlanSequence); len(items) != 1 || items[0].First(tag.ReferencedSOPInstanceUID) != "9.8.7" {
 				t.Errorf("sequence sent as UN: %+v", items)
 			}
-			for _, tg := range []tag.Tag{tag.New(0x0009, 0x1001), tag.ImageComments} {
+			for _, tg := range []tag.Tag{tag.New(0x0009, 0x1001), tag.ImageComments, tag.ReferencedImageSequence} {
 				if el, ok := ds.Find(tg); !ok || el.VR != "UN" || el.Binary == nil {
 					t.Errorf("%v: %+v, want UN", tg, el)
 				}
