@@ -1,0 +1,328 @@
+package deploy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pacsd/pacsd/internal/testpeer"
+)
+
+var build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// pacsdBinary builds pacsd once per test run, with the race detector when
+// the tests have it, as the other packages that start pacsd build it.
+func pacsdBinary(t *testing.T) string {
+	t.Helper()
+	build.once.Do(func() {
+		dir, err := os.MkdirTemp("", "pacsd-deploy-")
+		if err != nil {
+			build.err = err
+			return
+		}
+		build.path = filepath.Join(dir, "pacsd")
+		args := []string{"build", "-o", build.path}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, "github.com/pacsd/pacsd/cmd/pacsd")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput(); err != nil {
+			build.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	})
+	if build.err != nil {
+		t.Fatal(build.err)
+	}
+	return build.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if build.path != "" {
+		os.RemoveAll(filepath.Dir(build.path))
+	}
+	os.Exit(code)
+}
+
+// TestSystemdUnit checks the unit with systemd's own tools: `verify`
+// (syntax, directives, the command exists and is executable) and
+// `security` (the exposure score of its sandboxing must stay "OK", at
+// most 2.0 of 10). The unit names /usr/local/bin/pacsd, which a test
+// machine lacks, so the copy checked runs a pacsd built for the test
+// instead; nothing else changes.
+func TestSystemdUnit(t *testing.T) {
+	testpeer.Need(t, "systemd-analyze")
+	unit, err := os.ReadFile(filepath.Join("systemd", "pacsd.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bin = "/usr/local/bin/pacsd"
+	if !strings.Contains(string(unit), "ExecStart="+bin+" serve --config /etc/pacsd/pacsd.json\n") {
+		t.Fatalf("the unit does not start %s serve --config /etc/pacsd/pacsd.json, as deploy/README.md says", bin)
+	}
+	for _, d := range []string{"DynamicUser=yes", "StateDirectory=pacsd", "ProtectSystem=strict", "ProtectHome=yes",
+		"NoNewPrivileges=yes", "PrivateTmp=yes", "CapabilityBoundingSet=\n", "SystemCallFilter=@system-service"} {
+		if !strings.Contains(string(unit), "\n"+d) {
+			t.Errorf("the unit lacks %q", strings.TrimSpace(d))
+		}
+	}
+	dir := t.TempDir()
+	copyPath := filepath.Join(dir, "pacsd.service")
+	if err := os.WriteFile(copyPath, []byte(strings.ReplaceAll(string(unit), bin, pacsdBinary(t))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(t.Context(), "systemd-analyze", "verify", copyPath).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	out, err := exec.CommandContext(t.Context(), "systemd-analyze", "security", "--offline=yes", "--threshold=20", copyPath).CombinedOutput()
+	score := regexp.MustCompile(`Overall exposure level for \S+: (\S+ \S+)`).FindSubmatch(out)
+	if err != nil || score == nil {
+		t.Errorf("systemd-analyze security --threshold=20: %v\n%s", err, out)
+	} else {
+		t.Logf("systemd-analyze security: exposure %s", score[1])
+	}
+}
+
+// node is a pacsd started from an example configuration.
+type node struct {
+	proc            *testpeer.Process
+	dimse, httpAddr string
+}
+
+// startNode runs `pacsd serve --config config` as the unit does, with the
+// environment env, and waits until it serves.
+func startNode(t *testing.T, config string, env ...string) *node {
+	t.Helper()
+	dir := t.TempDir()
+	env = append(env, "PACSD_DATA="+filepath.Join(dir, "data"), "PACSD_DIMSE_ADDR=127.0.0.1:0", "PACSD_HTTP_ADDR=127.0.0.1:0")
+	proc := testpeer.StartT(t, testpeer.Cmd{Name: pacsdBinary(t), Dir: dir, Env: env, Args: []string{"serve", "--config", config}})
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		f, _ := os.Open(proc.Log())
+		if f != nil {
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				var rec struct {
+					Msg       string `json:"msg"`
+					DIMSEAddr string `json:"dimse_addr"`
+					HTTPAddr  string `json:"http_addr"`
+				}
+				if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "pacsd started" {
+					f.Close()
+					return &node{proc: proc, dimse: rec.DIMSEAddr, httpAddr: rec.HTTPAddr}
+				}
+			}
+			f.Close()
+		}
+		select {
+		case <-proc.Exited():
+			t.Fatalf("pacsd --config %s exited at start:\n%s", config, proc.LogTail(30))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("pacsd --config %s did not start:\n%s", config, proc.LogTail(30))
+	return nil
+}
+
+func (n *node) hostPort(t *testing.T) (string, string) {
+	t.Helper()
+	h, p, err := net.SplitHostPort(n.dimse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, p
+}
+
+// echo runs echoscu against the node as callingAE and reports whether
+// the association was accepted.
+func (n *node) echo(t *testing.T, callingAE string) bool {
+	t.Helper()
+	h, p := n.hostPort(t)
+	_, _, err := testpeer.Run(t.Context(), "echoscu", "-aet", callingAE, "-aec", "PACSD", h, p)
+	return err == nil
+}
+
+func (n *node) store(t *testing.T, callingAE string, files ...string) {
+	t.Helper()
+	h, p := n.hostPort(t)
+	args := append([]string{"-aet", callingAE, "-aec", "PACSD", h, p}, files...)
+	if _, stderr, err := testpeer.Run(t.Context(), "storescu", args...); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, stderr)
+	}
+}
+
+// studies returns the Study Instance UIDs QIDO-RS finds on the node.
+func (n *node) studies(t *testing.T) []string {
+	t.Helper()
+	resp, err := http.Get("http://" + n.httpAddr + "/dicom-web/studies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	var matches []struct {
+		Study struct{ Value []string } `json:"0020000D"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&matches); err != nil {
+		t.Fatal(err)
+	}
+	var uids []string
+	for _, m := range matches {
+		uids = append(uids, m.Study.Value...)
+	}
+	return uids
+}
+
+func (n *node) ready(t *testing.T) {
+	t.Helper()
+	resp, err := http.Get("http://" + n.httpAddr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz: %s %s", resp.Status, b)
+	}
+}
+
+const sample = "../testdata/dicom/ct-explicit-le.dcm"
+
+// sampleStudy is the Study Instance UID of sample.
+func sampleStudy(t *testing.T) string {
+	t.Helper()
+	attrs, err := testpeer.Dump(t.Context(), sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return attrs[0x0020000D]
+}
+
+// TestSingleNode starts pacsd on the one-node example configuration
+// (filesystem and SQLite under the data directory), as the unit does. The
+// test's environment moves the data directory and the listen addresses to
+// its own, which the environment may do (it overrides the file); every
+// other setting is the example's. The allow-list of the example is in
+// force: its local QA title may store, a modality's title from another
+// host may not.
+func TestSingleNode(t *testing.T) {
+	testpeer.Need(t, "echoscu", "storescu", "dcmdump")
+	config, err := filepath.Abs(filepath.Join("single-node", "pacsd.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, config)
+	if !n.echo(t, "PACSD_QA") {
+		t.Fatal("C-ECHO as PACSD_QA from 127.0.0.1 was refused")
+	}
+	if n.echo(t, "CT01") {
+		t.Error("C-ECHO as CT01 from 127.0.0.1 was accepted; the example allows CT01 only from 10.20.0.11")
+	}
+	n.store(t, "PACSD_QA", sample)
+	if got, want := n.studies(t), sampleStudy(t); len(got) != 1 || got[0] != want {
+		t.Errorf("QIDO-RS finds studies %v, want [%s]", got, want)
+	}
+	n.ready(t)
+	if err := n.proc.Stop(); err != nil {
+		t.Error(err)
+	}
+	if b, _ := os.ReadFile(n.proc.Log()); !strings.Contains(string(b), `"msg":"pacsd stopped"`) {
+		t.Errorf("pacsd did not stop cleanly:\n%s", n.proc.LogTail(20))
+	}
+}
+
+// TestTwoNodes starts two pacsd nodes on the two-node example
+// configuration, sharing a MinIO bucket and a PostgreSQL database: what
+// one node stores, the other finds. The test replaces only what names the
+// servers of a trust — the S3 endpoint and its TLS, the PostgreSQL host,
+// user, database and TLS — with its own; the credentials come from the
+// environment, as the example's pacsd.env gives them.
+func TestTwoNodes(t *testing.T) {
+	testpeer.Need(t, "echoscu", "storescu", "dcmdump")
+	s3 := testpeer.StartMinIOT(t)
+	pg := testpeer.StartPostgresT(t)
+	b, err := os.ReadFile(filepath.Join("two-nodes", "pacsd.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	storage, err := url.Parse(cfg["storage"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := storage.Query()
+	if q.Get("endpoint") == "" || q.Get("secure") != "true" {
+		t.Fatalf("the example's storage %s names no endpoint or does not use TLS", storage)
+	}
+	q.Set("endpoint", s3.Endpoint)
+	q.Set("secure", "false")
+	storage.RawQuery = q.Encode()
+	cfg["storage"] = storage.String()
+	if idx := cfg["index"].(string); !strings.HasPrefix(idx, "postgres://") || !strings.Contains(idx, "sslmode=verify-full") {
+		t.Fatalf("the example's index %s is not PostgreSQL over verified TLS", idx)
+	}
+	cfg["index"] = pg.NewDatabaseT(t)
+	out, _ := json.Marshal(cfg)
+	config := filepath.Join(t.TempDir(), "pacsd.json")
+	if err := os.WriteFile(config, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"AWS_ACCESS_KEY_ID=" + s3.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s3.SecretKey}
+	a := startNode(t, config, env...)
+	bnode := startNode(t, config, env...)
+	a.store(t, "PACSD_QA", sample)
+	if got, want := bnode.studies(t), sampleStudy(t); len(got) != 1 || got[0] != want {
+		t.Errorf("the second node finds studies %v, want [%s] stored through the first", got, want)
+	}
+	if !bnode.echo(t, "PACSD_QA") {
+		t.Error("the second node refused C-ECHO")
+	}
+	a.ready(t)
+	bnode.ready(t)
+}
+
+// TestExamplesHoldNoSecrets: credentials belong in pacsd.env, readable by
+// root only, never in a configuration file that is copied around.
+func TestExamplesHoldNoSecrets(t *testing.T) {
+	for _, f := range []string{"single-node/pacsd.json", "two-nodes/pacsd.json"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg map[string]any
+		if err := json.Unmarshal(b, &cfg); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for k, v := range cfg {
+			s := fmt.Sprint(v)
+			if strings.Contains(k, "secret") || strings.Contains(k, "access_key") || strings.Contains(k, "token") ||
+				regexp.MustCompile(`://[^/@]+:[^/@]+@`).MatchString(s) {
+				t.Errorf("%s: %s holds a secret", f, k)
+			}
+		}
+	}
+}
