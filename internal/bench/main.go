@@ -318,7 +318,7 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	r.elapsed = time.Since(start)
 	r.load[1] = loadAverage()
 	r.print(out)
-	return nil
+	return measureUI(ctx, o, bin, tmp, out, logf)
 }
 
 // measureCorpus loads the C-FIND corpus into peers, runs the C-FIND
