@@ -56,7 +56,6 @@ func MatchingKeys() []Key {
 	cands := candidates()
 	var keys []Key
 	seen := map[tag.Tag]bool{}
-	var seqs []tag.Tag
 	for _, lvl := range queryLevels {
 		for _, info := range cands {
 			if seen[info.Tag] || skipKey(info.Tag) {
@@ -66,7 +65,6 @@ func MatchingKeys() []Key {
 			if vr == "SQ" {
 				if !seen[info.Tag] && keptSequence(lvl, info.Tag) {
 					seen[info.Tag] = true
-					seqs = append(seqs, info.Tag)
 					for _, child := range cands {
 						if cvr := firstVR(child.VR); cvr != "SQ" && matches(lvl, info.Tag, child.Tag, cvr) {
 							keys = append(keys, Key{Level: lvl.String(), Tag: child.Tag, In: info.Tag, Matching: matching(cvr)})

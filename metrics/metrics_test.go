@@ -77,6 +77,23 @@ func value(t *testing.T, mfs map[string]*dto.MetricFamily, name string, labels m
 	return 0
 }
 
+// series is a series with the value a test expects of it.
+type series struct {
+	name   string
+	labels map[string]string
+	want   float64
+}
+
+// expect checks each series in a scrape.
+func expect(t *testing.T, mfs map[string]*dto.MetricFamily, want []series) {
+	t.Helper()
+	for _, c := range want {
+		if got := value(t, mfs, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+}
+
 func l(kv ...string) map[string]string {
 	m := map[string]string{}
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -145,11 +162,7 @@ func TestDIMSE(t *testing.T) {
 	r.ObserveDIMSE("C-BOGUS", 0x0000, time.Millisecond)
 
 	mfs := scrape(t, r.Handler())
-	for _, c := range []struct {
-		name   string
-		labels map[string]string
-		want   float64
-	}{
+	expect(t, mfs, []series{
 		{"pacsd_dimse_associations_total", l("calling_ae", "CT01", "result", "accepted"), 2},
 		{"pacsd_dimse_associations_total", l("calling_ae", "MR02", "result", "rejected"), 1},
 		{"pacsd_dimse_associations_total", l("calling_ae", "other", "result", "rejected"), 1},
@@ -164,11 +177,7 @@ func TestDIMSE(t *testing.T) {
 		{"pacsd_stored_instances_total", l("source", "dimse", "calling_ae", "CT01"), 2},
 		{"pacsd_stored_instances_total", l("source", "dimse", "calling_ae", "other"), 1},
 		{"pacsd_stored_bytes_total", l("source", "dimse"), 1507},
-	} {
-		if got := value(t, mfs, c.name, c.labels); got != c.want {
-			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
-		}
-	}
+	})
 	// The C-STORE of 2 s falls in the bucket of 2.5 s, not below.
 	h := histogram(t, mfs, "pacsd_dimse_operation_duration_seconds", l("operation", "C-STORE"))
 	for _, b := range h.Bucket {
@@ -276,22 +285,14 @@ func TestEchoMiddleware(t *testing.T) {
 	do("GET", "/no/such/route")
 
 	mfs := scrape(t, r.Handler())
-	for _, c := range []struct {
-		name   string
-		labels map[string]string
-		want   float64
-	}{
+	expect(t, mfs, []series{
 		{"pacsd_http_requests_total", l("route", "/dicom-web/studies", "method", "GET", "status", "200"), 2},
 		{"pacsd_http_requests_total", l("route", "/dicom-web/studies/:study", "method", "GET", "status", "404"), 2},
 		{"pacsd_http_requests_total", l("route", "/dicom-web/studies", "method", "POST", "status", "500"), 1},
 		{"pacsd_http_request_duration_seconds", l("service", "qido", "route", "/dicom-web/studies"), 2},
 		{"pacsd_http_request_duration_seconds", l("service", "wado", "route", "/dicom-web/studies/:study"), 2},
 		{"pacsd_http_request_duration_seconds", l("service", "stow", "route", "/dicom-web/studies"), 1},
-	} {
-		if got := value(t, mfs, c.name, c.labels); got != c.want {
-			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
-		}
-	}
+	})
 	// A path no route matches must not become a label value.
 	for _, m := range mfs["pacsd_http_requests_total"].GetMetric() {
 		for _, lp := range m.Label {
@@ -335,18 +336,12 @@ func TestMiddleware(t *testing.T) {
 	resp.Body.Close()
 
 	mfs := scrape(t, r.Handler())
-	for _, c := range []struct {
-		labels map[string]string
-		want   float64
-	}{
-		{l("route", "/api/queue", "method", "GET", "status", "200"), 3},
-		{l("route", "/api/studies/{study}/send", "method", "POST", "status", "202"), 1},
-		{l("route", "unmatched", "method", "GET", "status", "404"), 1},
-	} {
-		if got := value(t, mfs, "pacsd_http_requests_total", c.labels); got != c.want {
-			t.Errorf("pacsd_http_requests_total%v = %v, want %v", c.labels, got, c.want)
-		}
-	}
+	const name = "pacsd_http_requests_total"
+	expect(t, mfs, []series{
+		{name, l("route", "/api/queue", "method", "GET", "status", "200"), 3},
+		{name, l("route", "/api/studies/{study}/send", "method", "POST", "status", "202"), 1},
+		{name, l("route", "unmatched", "method", "GET", "status", "404"), 1},
+	})
 }
 
 func TestListenerCountsBytes(t *testing.T) {
@@ -416,11 +411,7 @@ func TestState(t *testing.T) {
 	r.ObserveIndexError("query")
 
 	mfs := scrape(t, r.Handler())
-	for _, c := range []struct {
-		name   string
-		labels map[string]string
-		want   float64
-	}{
+	expect(t, mfs, []series{
 		{"pacsd_queue_tasks", l("destination", "REPORTING", "state", "pending"), 12},
 		{"pacsd_queue_tasks", l("destination", "REPORTING", "state", "in_flight"), 2},
 		{"pacsd_queue_tasks", l("destination", "REPORTING", "state", "failed"), 1},
@@ -440,11 +431,7 @@ func TestState(t *testing.T) {
 		{"pacsd_storage_errors_total", l("backend", "s3", "operation", "delete"), 1},
 		{"pacsd_index_operation_duration_seconds", l("operation", "commit"), 1},
 		{"pacsd_index_errors_total", l("operation", "query"), 1},
-	} {
-		if got := value(t, mfs, c.name, c.labels); got != c.want {
-			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
-		}
-	}
+	})
 	for _, m := range mfs["pacsd_queue_tasks"].GetMetric() {
 		for _, lp := range m.Label {
 			if lp.GetValue() == "GONE" {

@@ -24,6 +24,20 @@ export function every(ms, signal, load) {
   return tick(true);
 }
 
+// load fetches the JSON of a page's endpoint (a GET of path) into body's
+// place: when the server lacks it, body says so; when it fails, body
+// shows why. Either way it throws, which ends the page's refreshing for
+// a missing endpoint and skips one turn for a failure.
+export async function load(ctx, body, path, what) {
+  try {
+    return await api.getJSON(path, { optional: true, signal: ctx.signal });
+  } catch (err) {
+    if (err instanceof api.NotAvailableError) replace(body, unavailable(what, `GET ${path}`));
+    else if (err.name !== 'AbortError') replace(body, notice('error', `${what} could not be read`, err.message));
+    throw err;
+  }
+}
+
 // unavailable is the state of a page whose endpoint the server lacks.
 export function unavailable(what, endpoint) {
   return notice('unavailable', `${what} is not available on this server`,

@@ -5,7 +5,7 @@
 import * as api from '../api.js';
 import { date, personName } from '../dicom.js';
 import { formatBytes, formatDuration, formatNumber, formatTime, h, notice, replace } from '../dom.js';
-import { every, keepFocus, unavailable, updated } from './live.js';
+import { every, keepFocus, load, updated } from './live.js';
 
 const states = ['pending', 'done', 'verified', 'failed', 'conflict'];
 
@@ -13,15 +13,8 @@ export async function render(ctx) {
   const body = h('div', {});
   replace(ctx.main, h('h1', {}, 'Migrations'), body);
   ctx.setTitle('Migrations');
-  await every(5000, ctx.signal, async (first) => {
-    let m;
-    try {
-      m = await api.getJSON('/api/migrations', { optional: true, signal: ctx.signal });
-    } catch (err) {
-      if (err instanceof api.NotAvailableError) replace(body, unavailable('Migration status', 'GET /api/migrations'));
-      else if (first || err.name !== 'AbortError') replace(body, notice('error', 'The migrations could not be read', err.message));
-      throw err;
-    }
+  await every(5000, ctx.signal, async () => {
+    const m = await load(ctx, body, '/api/migrations', 'Migration status');
     const list = m?.migrations ?? [];
     const problems = await Promise.all(list.map(async (mg) => {
       if (!(mg.studies?.failed || mg.studies?.conflict)) return [mg.id, []];

@@ -5,22 +5,15 @@
 import * as api from '../api.js';
 import { personName } from '../dicom.js';
 import { announce, formatDuration, formatNumber, formatTime, h, notice, replace } from '../dom.js';
-import { every, keepFocus, unavailable, updated } from './live.js';
+import { every, keepFocus, load, unavailable, updated } from './live.js';
 
 export async function render(ctx) {
   const body = h('div', {});
   const messages = h('div', {});
   replace(ctx.main, h('h1', {}, 'Queue'), messages, body);
   ctx.setTitle('Queue');
-  await every(5000, ctx.signal, async (first) => {
-    let q;
-    try {
-      q = await api.getJSON('/api/queue', { optional: true, signal: ctx.signal });
-    } catch (err) {
-      if (err instanceof api.NotAvailableError) replace(body, unavailable('The forwarding queue', 'GET /api/queue'));
-      else if (first || err.name !== 'AbortError') replace(body, notice('error', 'The queue could not be read', err.message));
-      throw err;
-    }
+  await every(5000, ctx.signal, async () => {
+    const q = await load(ctx, body, '/api/queue', 'The forwarding queue');
     const dests = q?.destinations ?? [];
     const failed = await Promise.all(dests.filter((d) => d.failed > 0).map(async (d) => {
       try {
