@@ -1,8 +1,6 @@
 package deploy
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,61 +12,19 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/pacsd/pacsd/internal/testpeer"
 )
-
-var build struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// pacsdBinary builds pacsd once per test run, with the race detector when
-// the tests have it, as the other packages that start pacsd build it.
-func pacsdBinary(t *testing.T) string {
-	t.Helper()
-	build.once.Do(func() {
-		dir, err := os.MkdirTemp("", "pacsd-deploy-")
-		if err != nil {
-			build.err = err
-			return
-		}
-		build.path = filepath.Join(dir, "pacsd")
-		args := []string{"build", "-o", build.path}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "github.com/pacsd/pacsd/cmd/pacsd")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		if out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	})
-	if build.err != nil {
-		t.Fatal(build.err)
-	}
-	return build.path
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if build.path != "" {
-		os.RemoveAll(filepath.Dir(build.path))
-	}
-	os.Exit(code)
-}
 
 // TestSystemdUnit checks the unit with systemd's own tools: `verify`
 // (syntax, directives, the command exists and is executable) and
 // `security` (the exposure score of its sandboxing must stay "OK", at
 // most 2.0 of 10). The unit names /usr/local/bin/pacsd, which a test
-// machine lacks, so the copy checked runs a pacsd built for the test
-// instead; nothing else changes.
+// machine lacks; verify only checks that the command exists and is
+// executable, so the copy checked names this test's own executable in its
+// place, and nothing else changes. TestSingleNode runs pacsd with the
+// unit's arguments.
 func TestSystemdUnit(t *testing.T) {
 	testpeer.Need(t, "systemd-analyze")
 	unit, err := os.ReadFile(filepath.Join("systemd", "pacsd.service"))
@@ -85,9 +41,12 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("the unit lacks %q", strings.TrimSpace(d))
 		}
 	}
-	dir := t.TempDir()
-	copyPath := filepath.Join(dir, "pacsd.service")
-	if err := os.WriteFile(copyPath, []byte(strings.ReplaceAll(string(unit), bin, pacsdBinary(t))), 0o644); err != nil {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyPath := filepath.Join(t.TempDir(), "pacsd.service")
+	if err := os.WriteFile(copyPath, []byte(strings.ReplaceAll(string(unit), bin, self)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.CommandContext(t.Context(), "systemd-analyze", "verify", copyPath).CombinedOutput(); err != nil || len(out) > 0 {
@@ -103,49 +62,19 @@ func TestSystemdUnit(t *testing.T) {
 }
 
 // node is a pacsd started from an example configuration.
-type node struct {
-	proc            *testpeer.Process
-	dimse, httpAddr string
-}
+type node struct{ *testpeer.Pacsd }
 
-// startNode runs `pacsd serve --config config` as the unit does, with the
-// environment env, and waits until it serves.
-func startNode(t *testing.T, config string, env ...string) *node {
+// startNode runs `pacsd serve --config config`, as the unit does, and
+// waits until it serves. The data directory and the listen addresses are
+// the test's own (flags, which override the file).
+func startNode(t *testing.T, config string) *node {
 	t.Helper()
-	dir := t.TempDir()
-	env = append(env, "PACSD_DATA="+filepath.Join(dir, "data"), "PACSD_DIMSE_ADDR=127.0.0.1:0", "PACSD_HTTP_ADDR=127.0.0.1:0")
-	proc := testpeer.StartT(t, testpeer.Cmd{Name: pacsdBinary(t), Dir: dir, Env: env, Args: []string{"serve", "--config", config}})
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		f, _ := os.Open(proc.Log())
-		if f != nil {
-			sc := bufio.NewScanner(f)
-			for sc.Scan() {
-				var rec struct {
-					Msg       string `json:"msg"`
-					DIMSEAddr string `json:"dimse_addr"`
-					HTTPAddr  string `json:"http_addr"`
-				}
-				if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "pacsd started" {
-					f.Close()
-					return &node{proc: proc, dimse: rec.DIMSEAddr, httpAddr: rec.HTTPAddr}
-				}
-			}
-			f.Close()
-		}
-		select {
-		case <-proc.Exited():
-			t.Fatalf("pacsd --config %s exited at start:\n%s", config, proc.LogTail(30))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatalf("pacsd --config %s did not start:\n%s", config, proc.LogTail(30))
-	return nil
+	return &node{testpeer.StartPacsdT(t, raceEnabled, "--config", config)}
 }
 
 func (n *node) hostPort(t *testing.T) (string, string) {
 	t.Helper()
-	h, p, err := net.SplitHostPort(n.dimse)
+	h, p, err := net.SplitHostPort(n.DIMSEAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +102,7 @@ func (n *node) store(t *testing.T, callingAE string, files ...string) {
 // studies returns the Study Instance UIDs QIDO-RS finds on the node.
 func (n *node) studies(t *testing.T) []string {
 	t.Helper()
-	resp, err := http.Get("http://" + n.httpAddr + "/dicom-web/studies")
+	resp, err := http.Get("http://" + n.HTTPAddr + "/dicom-web/studies")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +125,7 @@ func (n *node) studies(t *testing.T) []string {
 
 func (n *node) ready(t *testing.T) {
 	t.Helper()
-	resp, err := http.Get("http://" + n.httpAddr + "/readyz")
+	resp, err := http.Get("http://" + n.HTTPAddr + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,10 +149,9 @@ func sampleStudy(t *testing.T) string {
 }
 
 // TestSingleNode starts pacsd on the one-node example configuration
-// (filesystem and SQLite under the data directory), as the unit does. The
-// test's environment moves the data directory and the listen addresses to
-// its own, which the environment may do (it overrides the file); every
-// other setting is the example's. The allow-list of the example is in
+// (filesystem and SQLite under the data directory), as the unit does.
+// The test moves the data directory and the listen addresses to its own;
+// every other setting is the example's. The allow-list of the example is in
 // force: its local QA title may store, a modality's title from another
 // host may not.
 func TestSingleNode(t *testing.T) {
@@ -244,11 +172,11 @@ func TestSingleNode(t *testing.T) {
 		t.Errorf("QIDO-RS finds studies %v, want [%s]", got, want)
 	}
 	n.ready(t)
-	if err := n.proc.Stop(); err != nil {
+	if err := n.Stop(); err != nil {
 		t.Error(err)
 	}
-	if b, _ := os.ReadFile(n.proc.Log()); !strings.Contains(string(b), `"msg":"pacsd stopped"`) {
-		t.Errorf("pacsd did not stop cleanly:\n%s", n.proc.LogTail(20))
+	if b, _ := os.ReadFile(n.Log()); !strings.Contains(string(b), `"msg":"pacsd stopped"`) {
+		t.Errorf("pacsd did not stop cleanly:\n%s", n.LogTail(20))
 	}
 }
 
@@ -291,9 +219,11 @@ func TestTwoNodes(t *testing.T) {
 	if err := os.WriteFile(config, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"AWS_ACCESS_KEY_ID=" + s3.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s3.SecretKey}
-	a := startNode(t, config, env...)
-	bnode := startNode(t, config, env...)
+	// As systemd passes what pacsd.env holds.
+	t.Setenv("AWS_ACCESS_KEY_ID", s3.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3.SecretKey)
+	a := startNode(t, config)
+	bnode := startNode(t, config)
 	a.store(t, "PACSD_QA", sample)
 	if got, want := bnode.studies(t), sampleStudy(t); len(got) != 1 || got[0] != want {
 		t.Errorf("the second node finds studies %v, want [%s] stored through the first", got, want)
