@@ -44,8 +44,11 @@ function authRequired() {
   return !config.auth.modes.includes('none');
 }
 
+// can reports whether the principal holds scope; admin implies read,
+// write and delete, as the server has it.
 function can(scope) {
-  return Boolean(config.principal?.scopes?.includes(scope));
+  const scopes = config.principal?.scopes ?? [];
+  return scopes.includes(scope) || (scopes.includes('admin') && ['read', 'write', 'delete'].includes(scope));
 }
 
 function renderAccount() {
