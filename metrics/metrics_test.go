@@ -284,6 +284,9 @@ func TestEchoMiddleware(t *testing.T) {
 	do("POST", "/dicom-web/studies")
 	do("GET", "/no/such/route")
 
+	// A handler counts its request after the response is sent; Close
+	// waits for the handlers to return.
+	srv.Close()
 	mfs := scrape(t, r.Handler())
 	expect(t, mfs, []series{
 		{"pacsd_http_requests_total", l("route", "/dicom-web/studies", "method", "GET", "status", "200"), 2},
@@ -335,6 +338,9 @@ func TestMiddleware(t *testing.T) {
 	}
 	resp.Body.Close()
 
+	// A handler counts its request after the response is sent; Close
+	// waits for the handlers to return.
+	srv.Close()
 	mfs := scrape(t, r.Handler())
 	const name = "pacsd_http_requests_total"
 	expect(t, mfs, []series{
