@@ -93,7 +93,7 @@ func (s *Server) frames(c echo.Context) error {
 	}
 	readers := make([]part, len(list))
 	for i, n := range list {
-		readers[i] = part{partType + "; transfer-syntax=" + sentSyntax, frameReader(valueReader(obj, ts), md.Frames[n-1], swap)}
+		readers[i] = part{partType + "; transfer-syntax=" + sentSyntax, frameReader(valueReader(obj, ts), md.Frames[n-1], swap), nil}
 	}
 	if single {
 		c.Response().Header().Set("Content-Type", readers[0].contentType)
@@ -102,27 +102,29 @@ func (s *Server) frames(c echo.Context) error {
 		_, err := io.Copy(c.Response(), readers[0].body)
 		return err
 	}
-	return sendParts(c, partType, readers)
+	return sendParts(c, http.StatusOK, partType, readers)
 }
 
 // negotiateFrames chooses the media type of the frame parts from the
 // Accept header: the stored type, or application/octet-stream for any
 // frames when the client accepts every syntax, as viewers ask.
 func negotiateFrames(r *http.Request, stored, syntax string, n int) (typ string, single bool, err error) {
-	for _, m := range parseAccept(r.Header.Values("Accept")) {
+	a := accepted(r)
+	for _, m := range a.ranges {
 		want := m.param("transfer-syntax")
 		okSyntax := want == "" || want == "*" || want == syntax ||
 			syntax == uid.ExplicitVRLittleEndian && want == uid.ImplicitVRLittleEndian
 		switch {
 		case m.typ == "multipart/related":
-			t := m.param("type")
-			switch {
-			case t == "" || t == stored:
-				if okSyntax || want == "" {
-					return stored, false, nil
+			switch t := m.param("type"); {
+			case t == "application/octet-stream" && stored != t:
+				// Encapsulated frames as octet-stream: as stored, when
+				// any syntax will do.
+				if want == "*" {
+					return t, false, nil
 				}
-			case t == "application/octet-stream" && (want == "*" || okSyntax && stored == "application/octet-stream"):
-				return "application/octet-stream", false, nil
+			case m.admits(stored) && okSyntax:
+				return stored, false, nil
 			}
 		case m.typ == "*/*" || m.typ == "multipart/*":
 			return stored, false, nil
@@ -130,22 +132,28 @@ func negotiateFrames(r *http.Request, stored, syntax string, n int) (typ string,
 			return stored, true, nil
 		}
 	}
-	return "", false, errorf(http.StatusNotAcceptable, `the frames are available as multipart/related; type=%q; transfer-syntax=%s (or type="application/octet-stream"; transfer-syntax=*); pacsd does not transcode pixel data; Accept was %q`,
-		stored, syntax, r.Header.Get("Accept"))
+	return "", false, errorf(http.StatusNotAcceptable, `the frames are available as multipart/related; type=%q; transfer-syntax=%s (or type="application/octet-stream"; transfer-syntax=*); pacsd does not transcode pixel data; %s`,
+		stored, syntax, a)
 }
 
-// parseFrameList reads "1,3,5": frame numbers, from 1.
+// parseFrameList reads "1,3,5": frame numbers, from 1, of an instance of
+// frames frames. A frame listed again is sent once, where first listed,
+// so that a list's length cannot multiply what a request costs.
 func parseFrameList(s string, frames int) ([]int, error) {
 	var list []int
+	seen := map[int]bool{}
 	for f := range strings.SplitSeq(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
-			return nil, errorf(http.StatusBadRequest, "frame list %q: %q is not a frame number", s, f)
+			return nil, errorf(http.StatusBadRequest, "frame list: %s is not a frame number", clip(f))
 		}
 		if n > frames {
 			return nil, errorf(http.StatusNotFound, "frame %d does not exist: the instance has %d", n, frames)
 		}
-		list = append(list, n)
+		if !seen[n] {
+			seen[n] = true
+			list = append(list, n)
+		}
 	}
 	return list, nil
 }
