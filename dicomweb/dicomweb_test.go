@@ -70,6 +70,12 @@ func readSample(t *testing.T, path string) sample {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sampleOf(t, path, b)
+}
+
+// sampleOf reads what a Part-10 file holds.
+func sampleOf(t *testing.T, path string, b []byte) sample {
+	t.Helper()
 	br := bufio.NewReader(bytes.NewReader(b))
 	fm, n, err := dicom.ReadFileMeta(br)
 	if err != nil {
