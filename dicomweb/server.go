@@ -298,9 +298,13 @@ func (s *Server) baseURL(r *http.Request) string {
 	return scheme + "://" + host + prefix + s.root()
 }
 
-// CheckPublicURL reports whether u can be a PublicURL: an absolute http or
-// https URL with a host, and without user, query or fragment.
+// CheckPublicURL reports whether u can be a PublicURL: empty (none), or an
+// absolute http or https URL with a host, and without user, query or
+// fragment.
 func CheckPublicURL(u string) error {
+	if u == "" {
+		return nil
+	}
 	p, err := url.Parse(u)
 	switch {
 	case err != nil:
