@@ -76,6 +76,12 @@ func TestSearchListSpellings(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(body, []byte("1000")) {
 		t.Errorf("40,000 UIDs: %d %.200s, want 400 naming the bound", resp.StatusCode, body)
 	}
+	// A key the index does not match on is named in a warning, not
+	// silently ignored.
+	resp, _ = get(t, f.url+"/studies?00091001=x")
+	if w := resp.Header.Get("Warning"); resp.StatusCode != 200 || !strings.HasPrefix(w, "299 ") || !strings.Contains(w, "00091001") {
+		t.Errorf("search on a private tag: %d, Warning %q", resp.StatusCode, w)
+	}
 	// A study in the query other than the path's matches nothing.
 	if n := searchCount(t, f.url+"/studies/"+s[0].study+"/series?StudyInstanceUID="+s[1].study); n != 0 {
 		t.Errorf("study in the path and another in the query: %d matches", n)
