@@ -436,8 +436,6 @@ func allFields(level index.Level) []tag.Tag {
 	return slices.Concat(instanceAll, seriesDefaults, seriesAll, studyDefaults, studyAll)
 }
 
-func last(v []string) string { return v[len(v)-1] }
-
 func sortElements(ds *dicom.Dataset) {
 	slices.SortFunc(ds.Elements, func(a, b dicom.Element) int { return int(int64(a.Tag) - int64(b.Tag)) })
 }
