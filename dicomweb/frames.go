@@ -77,6 +77,9 @@ func (s *Server) frames(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if ts.Deflated && descents(list) > maxDescents {
+		return errorf(http.StatusBadRequest, "frames of a deflated instance are read by inflating it from its start: list them in ascending order (at most %d steps back)", maxDescents)
+	}
 	obj, err := s.Archive.Open(ctx, in)
 	if err != nil {
 		return err
@@ -91,9 +94,12 @@ func (s *Server) frames(c echo.Context) error {
 			}
 		}
 	}
+	// One reader for every frame: a deflated object is inflated once
+	// for frames in ascending order.
+	src := valueReader(obj, ts)
 	readers := make([]part, len(list))
 	for i, n := range list {
-		readers[i] = part{partType + "; transfer-syntax=" + sentSyntax, frameReader(valueReader(obj, ts), md.Frames[n-1], swap), nil}
+		readers[i] = part{partType + "; transfer-syntax=" + sentSyntax, frameReader(src, md.Frames[n-1], swap), nil}
 	}
 	if single {
 		c.Response().Header().Set("Content-Type", readers[0].contentType)
@@ -156,6 +162,21 @@ func parseFrameList(s string, frames int) ([]int, error) {
 		}
 	}
 	return list, nil
+}
+
+// maxDescents bounds the steps back in a frame list of a deflated
+// instance, each of which inflates it again from its start.
+const maxDescents = 16
+
+// descents counts the steps back in a list of frames.
+func descents(list []int) int {
+	n := 0
+	for i := 1; i < len(list); i++ {
+		if list[i] < list[i-1] {
+			n++
+		}
+	}
+	return n
 }
 
 // valueReader returns what the ranges of an object's metadata are ranges
