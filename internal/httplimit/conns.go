@@ -61,11 +61,19 @@ func (s *connSet) admit(closed <-chan struct{}) bool {
 			return false
 		default:
 		}
-		if victim := s.idlest(); victim != nil {
+		victim, ripe := s.idlest(time.Now())
+		if victim != nil {
 			delete(s.open, victim)
 			s.mu.Unlock()
 			victim.Conn.Close()
 			s.mu.Lock()
+			continue
+		}
+		if !ripe.IsZero() {
+			// A silent connection will have had its chance then.
+			t := time.AfterFunc(time.Until(ripe), s.wake)
+			s.freed.Wait()
+			t.Stop()
 			continue
 		}
 		s.freed.Wait()
@@ -74,19 +82,33 @@ func (s *connSet) admit(closed <-chan struct{}) bool {
 	return true
 }
 
+// newGrace is how long a new connection may stay silent before it counts
+// as idle: its client may not have written its request yet, or the
+// server not read it.
+const newGrace = 100 * time.Millisecond
+
 // idlest returns the connection idle the longest: kept alive between
-// requests, or new and silent. One that has sent a byte of a request is
-// never taken from its client.
-func (s *connSet) idlest() *conn {
-	var victim *conn
+// requests, or new and silent for newGrace. One that has sent a byte of
+// a request is never taken from its client. With none, ripe is when the
+// first silent one will count as idle, if any.
+func (s *connSet) idlest(now time.Time) (victim *conn, ripe time.Time) {
 	var since time.Time
 	for c, info := range s.open {
-		idle := info.state == http.StateIdle || info.state == http.StateNew && !c.spoke.Load()
+		idle := info.state == http.StateIdle
+		if info.state == http.StateNew && !c.spoke.Load() {
+			if r := info.idleSince.Add(newGrace); r.After(now) {
+				if ripe.IsZero() || r.Before(ripe) {
+					ripe = r
+				}
+			} else {
+				idle = true
+			}
+		}
 		if idle && (victim == nil || info.idleSince.Before(since)) {
 			victim, since = c, info.idleSince
 		}
 	}
-	return victim
+	return victim, ripe
 }
 
 func (s *connSet) add(nc net.Conn) *conn {
