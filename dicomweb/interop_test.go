@@ -190,6 +190,21 @@ func TestURLsReachServer(t *testing.T) {
 		t.Errorf("the BulkDataURI does not reach the server: %d", resp.StatusCode)
 	}
 
+	// Behind a proxy that passes Host on, the listener's port is not
+	// the client's.
+	req, _ = http.NewRequest("GET", f.url+"/studies", nil)
+	req.Host = "pacs.example.org"
+	req.Header.Set("X-Forwarded-Proto", "https")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(body, []byte(`"https://pacs.example.org/dicom-web/studies/`)) {
+		t.Errorf("RetrieveURL behind a proxy: %.300s", body)
+	}
+
 	g := newFixture(t, func(s *dicomweb.Server) { s.PublicURL = "https://pacs.example.org/archive/" })
 	_, res := stow(t, g.url+"/studies", s.data)
 	if !strings.Contains(fmt.Sprint(res), "https://pacs.example.org/archive/dicom-web/studies/"+s.study) {

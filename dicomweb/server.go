@@ -200,7 +200,7 @@ func (s *Server) handle(fn func(echo.Context) error) echo.HandlerFunc {
 		}
 		status, reason := statusOf(err)
 		if len(reason) > maxReason {
-			reason = reason[:maxReason] + "…"
+			reason = strings.ToValidUTF8(reason[:maxReason], "") + "…"
 		}
 		if c.Response().Committed {
 			// The status line is sent; all that is left is to cut the
@@ -286,9 +286,11 @@ func (s *Server) baseURL(r *http.Request) string {
 		scheme = p
 	}
 	host := r.Host
-	if h := forwarded(r, "X-Forwarded-Host"); h != "" && !strings.ContainsAny(h, "/\\ \"") {
+	switch h := forwarded(r, "X-Forwarded-Host"); {
+	case h != "" && !strings.ContainsAny(h, "/\\ \""):
 		host = h
-	} else {
+	case forwarded(r, "X-Forwarded-Proto") == "" && forwarded(r, "X-Forwarded-Prefix") == "":
+		// No proxy in front, whose port the listener's would not be.
 		host = withPort(host, scheme, r)
 	}
 	prefix := ""
