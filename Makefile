@@ -81,6 +81,8 @@ fuzz:
 	$(GO) test ./auth -run '^$$' -fuzz FuzzParseTokenFile -fuzztime $(FUZZTIME)
 	$(GO) test ./auth -run '^$$' -fuzz FuzzParseAEEntry -fuzztime $(FUZZTIME)
 	$(GO) test ./deid -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME)
+	$(GO) test ./dicomweb -run '^$$' -fuzz FuzzSearchParams -fuzztime $(FUZZTIME)
+	$(GO) test ./dicomweb -run '^$$' -fuzz FuzzStow -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin

@@ -70,6 +70,12 @@ func readSample(t *testing.T, path string) sample {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sampleOf(t, path, b)
+}
+
+// sampleOf reads what a Part-10 file holds.
+func sampleOf(t *testing.T, path string, b []byte) sample {
+	t.Helper()
 	br := bufio.NewReader(bytes.NewReader(b))
 	fm, n, err := dicom.ReadFileMeta(br)
 	if err != nil {
@@ -111,18 +117,9 @@ func pydicomSample(t *testing.T, name string) sample {
 // stow posts parts as a multipart/related STOW-RS request.
 func stow(t *testing.T, url string, parts ...[]byte) (*http.Response, map[string]any) {
 	t.Helper()
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	for _, p := range parts {
-		w, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write(p)
-	}
-	mw.Close()
-	req, _ := http.NewRequest("POST", url, &body)
-	req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
+	body, ct := multipartBody(t, parts...)
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", ct)
 	return do(t, req)
 }
 

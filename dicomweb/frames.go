@@ -77,6 +77,9 @@ func (s *Server) frames(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if ts.Deflated && descents(list) > maxDescents {
+		return errorf(http.StatusBadRequest, "frames of a deflated instance are read by inflating it from its start: list them in ascending order (at most %d steps back)", maxDescents)
+	}
 	obj, err := s.Archive.Open(ctx, in)
 	if err != nil {
 		return err
@@ -91,9 +94,12 @@ func (s *Server) frames(c echo.Context) error {
 			}
 		}
 	}
+	// One reader for every frame: a deflated object is inflated once
+	// for frames in ascending order.
+	src := valueReader(obj, ts)
 	readers := make([]part, len(list))
 	for i, n := range list {
-		readers[i] = part{partType + "; transfer-syntax=" + sentSyntax, frameReader(valueReader(obj, ts), md.Frames[n-1], swap)}
+		readers[i] = part{partType + "; transfer-syntax=" + sentSyntax, frameReader(src, md.Frames[n-1], swap), nil}
 	}
 	if single {
 		c.Response().Header().Set("Content-Type", readers[0].contentType)
@@ -102,27 +108,29 @@ func (s *Server) frames(c echo.Context) error {
 		_, err := io.Copy(c.Response(), readers[0].body)
 		return err
 	}
-	return sendParts(c, partType, readers)
+	return sendParts(c, http.StatusOK, partType, readers)
 }
 
 // negotiateFrames chooses the media type of the frame parts from the
 // Accept header: the stored type, or application/octet-stream for any
 // frames when the client accepts every syntax, as viewers ask.
 func negotiateFrames(r *http.Request, stored, syntax string, n int) (typ string, single bool, err error) {
-	for _, m := range parseAccept(r.Header.Values("Accept")) {
+	a := accepted(r)
+	for _, m := range a.ranges {
 		want := m.param("transfer-syntax")
 		okSyntax := want == "" || want == "*" || want == syntax ||
 			syntax == uid.ExplicitVRLittleEndian && want == uid.ImplicitVRLittleEndian
 		switch {
 		case m.typ == "multipart/related":
-			t := m.param("type")
-			switch {
-			case t == "" || t == stored:
-				if okSyntax || want == "" {
-					return stored, false, nil
+			switch t := m.param("type"); {
+			case t == "application/octet-stream" && stored != t:
+				// Encapsulated frames as octet-stream: as stored, when
+				// any syntax will do.
+				if want == "*" {
+					return t, false, nil
 				}
-			case t == "application/octet-stream" && (want == "*" || okSyntax && stored == "application/octet-stream"):
-				return "application/octet-stream", false, nil
+			case m.admits(stored) && okSyntax:
+				return stored, false, nil
 			}
 		case m.typ == "*/*" || m.typ == "multipart/*":
 			return stored, false, nil
@@ -130,24 +138,45 @@ func negotiateFrames(r *http.Request, stored, syntax string, n int) (typ string,
 			return stored, true, nil
 		}
 	}
-	return "", false, errorf(http.StatusNotAcceptable, `the frames are available as multipart/related; type=%q; transfer-syntax=%s (or type="application/octet-stream"; transfer-syntax=*); pacsd does not transcode pixel data; Accept was %q`,
-		stored, syntax, r.Header.Get("Accept"))
+	return "", false, errorf(http.StatusNotAcceptable, `the frames are available as multipart/related; type=%q; transfer-syntax=%s (or type="application/octet-stream"; transfer-syntax=*); pacsd does not transcode pixel data; %s`,
+		stored, syntax, a)
 }
 
-// parseFrameList reads "1,3,5": frame numbers, from 1.
+// parseFrameList reads "1,3,5": frame numbers, from 1, of an instance of
+// frames frames. A frame listed again is sent once, where first listed,
+// so that a list's length cannot multiply what a request costs.
 func parseFrameList(s string, frames int) ([]int, error) {
 	var list []int
+	seen := map[int]bool{}
 	for f := range strings.SplitSeq(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
-			return nil, errorf(http.StatusBadRequest, "frame list %q: %q is not a frame number", s, f)
+			return nil, errorf(http.StatusBadRequest, "frame list: %s is not a frame number", clip(f))
 		}
 		if n > frames {
 			return nil, errorf(http.StatusNotFound, "frame %d does not exist: the instance has %d", n, frames)
 		}
-		list = append(list, n)
+		if !seen[n] {
+			seen[n] = true
+			list = append(list, n)
+		}
 	}
 	return list, nil
+}
+
+// maxDescents bounds the steps back in a frame list of a deflated
+// instance, each of which inflates it again from its start.
+const maxDescents = 16
+
+// descents counts the steps back in a list of frames.
+func descents(list []int) int {
+	n := 0
+	for i := 1; i < len(list); i++ {
+		if list[i] < list[i-1] {
+			n++
+		}
+	}
+	return n
 }
 
 // valueReader returns what the ranges of an object's metadata are ranges

@@ -85,21 +85,65 @@ func splitOutsideQuotes(s string, sep byte) []string {
 
 // matches reports whether a media range accepts media type typ.
 func (m mediaRange) matches(typ string) bool {
-	if m.typ == "*/*" || m.typ == typ {
+	return covers(m.typ, typ)
+}
+
+// covers reports whether the media range r ("*/*", "image/*" or a type)
+// covers the media type typ.
+func covers(r, typ string) bool {
+	if r == "*/*" || r == typ {
 		return true
 	}
 	major, _, _ := strings.Cut(typ, "/")
-	return m.typ == major+"/*"
+	return r == major+"/*"
+}
+
+// admits reports whether a multipart/related range admits parts of media
+// type typ: its type parameter is absent, typ, or a wild card covering it
+// ("*/*" selects the resource's default type, PS3.18 §8.7).
+func (m mediaRange) admits(typ string) bool {
+	t := m.param("type")
+	return t == "" || covers(t, typ)
+}
+
+// acceptance is what a request accepts: the media ranges of the accept
+// query parameter, which takes precedence (PS3.18 §8.3.3.1), or else of
+// the Accept header, and the text they came from, for error messages.
+type acceptance struct {
+	ranges []mediaRange
+	source string // "Accept" or "accept"
+	text   string
+}
+
+// String says what the request asked for, for a 406's reason.
+func (a acceptance) String() string { return a.source + " was " + clip(a.text) }
+
+func accepted(r *http.Request) acceptance {
+	if v, ok := r.URL.Query()["accept"]; ok {
+		ranges := parseAccept(v)
+		for i := range ranges {
+			// A "+" written unescaped in a query ("application/dicom+json")
+			// arrives as a space.
+			m := &ranges[i]
+			m.typ = strings.ReplaceAll(m.typ, " ", "+")
+			if t, ok := m.params["type"]; ok {
+				m.params["type"] = strings.ReplaceAll(t, " ", "+")
+			}
+		}
+		return acceptance{ranges, "accept", strings.Join(v, ",")}
+	}
+	return acceptance{parseAccept(r.Header.Values("Accept")), "Accept", strings.Join(r.Header.Values("Accept"), ", ")}
 }
 
 // acceptsJSON checks that a search or metadata request accepts DICOM JSON.
 func acceptsJSON(r *http.Request) error {
-	for _, m := range parseAccept(r.Header.Values("Accept")) {
+	a := accepted(r)
+	for _, m := range a.ranges {
 		if m.matches("application/dicom+json") || m.typ == "application/json" {
 			return nil
 		}
 	}
-	return errorf(http.StatusNotAcceptable, "only application/dicom+json is available; Accept was %q", r.Header.Get("Accept"))
+	return errorf(http.StatusNotAcceptable, "only application/dicom+json is available; %s", a)
 }
 
 // jsonWriter writes a JSON response, gzip-compressed when the client

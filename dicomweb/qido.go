@@ -1,9 +1,11 @@
 package dicomweb
 
 import (
+	"errors"
 	"fmt"
 	"iter"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -75,9 +77,21 @@ func (s *Server) search(c echo.Context, level index.Level) error {
 	if err := acceptsJSON(c.Request()); err != nil {
 		return err
 	}
-	q, err := s.parseSearch(c, level)
+	q, unsupported, err := s.parseSearch(c, level)
+	if errors.Is(err, errNoMatch) {
+		return c.NoContent(http.StatusNoContent)
+	}
 	if err != nil {
 		return err
+	}
+	if len(unsupported) > 0 {
+		// PS3.18 §8.3.4.4: keys the server does not match on are
+		// named in a warning, and their values returned as found.
+		names := make([]string, len(unsupported))
+		for i, t := range unsupported {
+			names[i] = keyword(t)
+		}
+		c.Response().Header().Add("Warning", fmt.Sprintf("299 pacsd %q", "pacsd does not match on "+strings.Join(names, ", ")+"; they are returned as return keys"))
 	}
 	limited := false
 	if s.MaxMatches > 0 && (q.Limit == 0 || q.Limit > s.MaxMatches) {
@@ -164,11 +178,34 @@ func set(ds *dicom.Dataset, e dicom.Element) {
 	ds.Elements = slices.Insert(ds.Elements, i, e)
 }
 
-// parseSearch reads a QIDO-RS request (PS3.18 §8.3.4) into an index
-// query. Every parameter must be known: a misspelt key would otherwise
-// silently match everything.
-func (s *Server) parseSearch(c echo.Context, level index.Level) (*index.Query, error) {
-	q := &index.Query{Level: level, Identifier: &dicom.Dataset{}, CaseSensitiveNames: s.CaseSensitiveNames}
+// errNoMatch reports a search that cannot match anything, such as one
+// whose query names a study other than its path's.
+var errNoMatch = errors.New("dicomweb: the search matches nothing")
+
+// parseSearch reads the request of a search at a level, and returns the
+// query with its matching keys that the index does not match on.
+func (s *Server) parseSearch(c echo.Context, level index.Level) (*index.Query, []tag.Tag, error) {
+	q, err := parseSearch(c.QueryParams(), level, c.Param("study"), c.Param("series"), s.Limits)
+	if err != nil {
+		return nil, nil, err
+	}
+	q.CaseSensitiveNames = s.CaseSensitiveNames
+	unsupported, err := q.UnsupportedKeys()
+	if err != nil {
+		return nil, nil, errorf(http.StatusBadRequest, "%v", err)
+	}
+	return q, unsupported, nil
+}
+
+// parseSearch reads the query parameters of a QIDO-RS request (PS3.18
+// §8.3.4) at a level, with the UIDs of its path, into an index query.
+// Every parameter must be known: a misspelt key would otherwise silently
+// match everything. A key may be given several times, and a list of
+// values in one parameter separated by backslashes, or for UIDs by
+// commas too: the key matches any of its values. It returns errNoMatch
+// for a query that matches nothing.
+func parseSearch(params url.Values, level index.Level, study, series string, lim Limits) (*index.Query, error) {
+	q := &index.Query{Level: level, Identifier: &dicom.Dataset{}}
 	var include []tag.Tag
 	switch level {
 	case index.StudyLevel:
@@ -178,14 +215,29 @@ func (s *Server) parseSearch(c echo.Context, level index.Level) (*index.Query, e
 	case index.ImageLevel:
 		include = slices.Clone(instanceDefaults)
 	}
-	keys := map[tag.Tag][]string{}
-	nested := map[tag.Tag]map[tag.Tag][]string{}
-	for name, values := range c.QueryParams() {
+	keys := map[tag.Tag]*keyValues{}
+	nested := map[tag.Tag]map[tag.Tag]*keyValues{}
+	nvalues := 0
+	add := func(kv **keyValues, t tag.Tag, values []string) error {
+		if *kv == nil {
+			*kv = &keyValues{}
+		}
+		nvalues += (*kv).add(vrOf(t), values)
+		if nvalues > lim.searchValues() {
+			return errorf(http.StatusBadRequest, "the search has more than %d values in its matching keys; split it into several searches", lim.searchValues())
+		}
+		return nil
+	}
+	for name, values := range params {
 		switch strings.ToLower(name) {
 		case "limit", "offset":
-			n, err := strconv.Atoi(last(values))
+			v, err := single(name, values)
+			if err != nil {
+				return nil, err
+			}
+			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
-				return nil, errorf(http.StatusBadRequest, "%s=%q is not a non-negative integer", name, last(values))
+				return nil, errorf(http.StatusBadRequest, "%s=%s is not a non-negative integer", name, clip(v))
 			}
 			if strings.EqualFold(name, "limit") {
 				q.Limit = n
@@ -194,9 +246,13 @@ func (s *Server) parseSearch(c echo.Context, level index.Level) (*index.Query, e
 			}
 			continue
 		case "fuzzymatching":
-			v := strings.ToLower(last(values))
+			v, err := single(name, values)
+			if err != nil {
+				return nil, err
+			}
+			v = strings.ToLower(v)
 			if v != "true" && v != "false" {
-				return nil, errorf(http.StatusBadRequest, "fuzzymatching=%q is not true or false", last(values))
+				return nil, errorf(http.StatusBadRequest, "fuzzymatching=%s is not true or false", clip(v))
 			}
 			q.FuzzyNames = v == "true"
 			continue
@@ -213,68 +269,161 @@ func (s *Server) parseSearch(c echo.Context, level index.Level) (*index.Query, e
 					}
 					path, err := parseAttribute(f)
 					if err != nil {
-						return nil, errorf(http.StatusBadRequest, "includefield %q: %v", f, err)
+						return nil, errorf(http.StatusBadRequest, "includefield %s: %v", clip(f), err)
 					}
 					include = append(include, path[0])
+					if len(include) > 2*lim.searchAttributes() {
+						return nil, tooManyAttributes(lim)
+					}
 				}
 			}
+			continue
+		case "accept", "charset":
+			// Media types and character sets are negotiated apart.
 			continue
 		}
 		path, err := parseAttribute(name)
 		if err != nil {
-			return nil, errorf(http.StatusBadRequest, "query parameter %q: %v", name, err)
+			return nil, errorf(http.StatusBadRequest, "query parameter %s: %v", clip(name), err)
 		}
-		// Several values of one key match any of them, as a multi-valued
-		// C-FIND key does; UID lists may also be comma-separated.
-		vals := values
 		switch len(path) {
 		case 1:
-			keys[path[0]] = append(keys[path[0]], vals...)
+			kv := keys[path[0]]
+			if err := add(&kv, path[0], values); err != nil {
+				return nil, err
+			}
+			keys[path[0]] = kv
 		case 2:
 			if nested[path[0]] == nil {
-				nested[path[0]] = map[tag.Tag][]string{}
+				nested[path[0]] = map[tag.Tag]*keyValues{}
 			}
-			nested[path[0]][path[1]] = append(nested[path[0]][path[1]], vals...)
+			kv := nested[path[0]][path[1]]
+			if err := add(&kv, path[1], values); err != nil {
+				return nil, err
+			}
+			nested[path[0]][path[1]] = kv
 		default:
-			return nil, errorf(http.StatusBadRequest, "query parameter %q: sequences nest one level deep in a search", name)
+			return nil, errorf(http.StatusBadRequest, "query parameter %s: sequences nest one level deep in a search", clip(name))
 		}
 	}
-	// The unique keys in the path.
-	if v := c.Param("study"); v != "" {
-		keys[tag.StudyInstanceUID] = []string{v}
-	}
-	if v := c.Param("series"); v != "" {
-		keys[tag.SeriesInstanceUID] = []string{v}
+	// The unique keys in the path narrow what the query asks: a query
+	// that also names the study (or series) matches only if its list
+	// holds the path's.
+	for _, u := range []struct {
+		t tag.Tag
+		v string
+	}{{tag.StudyInstanceUID, study}, {tag.SeriesInstanceUID, series}} {
+		if u.v == "" {
+			continue
+		}
+		if kv := keys[u.t]; kv != nil && !kv.universal && len(kv.values) > 0 && !slices.Contains(kv.values, u.v) {
+			return nil, errNoMatch
+		}
+		keys[u.t] = &keyValues{values: []string{u.v}}
 	}
 	for _, t := range include {
 		if _, ok := keys[t]; !ok && nested[t] == nil {
-			keys[t] = nil
+			keys[t] = &keyValues{}
 		}
 	}
-	for t, vals := range keys {
+	if len(keys)+len(nested) > lim.searchAttributes() {
+		return nil, tooManyAttributes(lim)
+	}
+	for t, kv := range keys {
 		vr := vrOf(t)
 		if vr == "SQ" {
 			return nil, errorf(http.StatusBadRequest, "%s is a sequence: match on its items' attributes (%s.KEYWORD)", t.Hex(), keyword(t))
 		}
-		e := dicom.Element{Tag: t, VR: vr}
-		if len(vals) > 0 {
-			e.Values = []string{strings.Join(vals, `\`)}
-		}
-		q.Identifier.Elements = append(q.Identifier.Elements, e)
+		q.Identifier.Elements = append(q.Identifier.Elements, dicom.Element{Tag: t, VR: vr, Values: kv.matching()})
 	}
 	for seq, item := range nested {
+		if vr := vrOf(seq); vr != "SQ" && vr != "UN" {
+			return nil, errorf(http.StatusBadRequest, "%s is not a sequence", keyword(seq))
+		}
 		it := &dicom.Dataset{}
-		for t, vals := range item {
-			it.Elements = append(it.Elements, dicom.Element{Tag: t, VR: vrOf(t), Values: []string{strings.Join(vals, `\`)}})
+		for t, kv := range item {
+			it.Elements = append(it.Elements, dicom.Element{Tag: t, VR: vrOf(t), Values: kv.matching()})
 		}
 		sortElements(it)
+		q.Identifier.Elements = slices.DeleteFunc(q.Identifier.Elements, func(e dicom.Element) bool { return e.Tag == seq })
 		q.Identifier.Elements = append(q.Identifier.Elements, dicom.Element{Tag: seq, VR: "SQ", Items: []*dicom.Dataset{it}})
 	}
 	sortElements(q.Identifier)
-	if _, err := q.UnsupportedKeys(); err != nil {
-		return nil, errorf(http.StatusBadRequest, "%v", err)
-	}
 	return q, nil
+}
+
+func tooManyAttributes(lim Limits) error {
+	return errorf(http.StatusBadRequest, "the search names more than %d attributes (matching keys, includefield and the level's defaults together)", lim.searchAttributes())
+}
+
+// single returns the value of a parameter that takes one: given several
+// times it must be the same each time.
+func single(name string, values []string) (string, error) {
+	for _, v := range values[1:] {
+		if v != values[0] {
+			return "", errorf(http.StatusBadRequest, "%s is given more than once, with different values", clip(name))
+		}
+	}
+	return values[0], nil
+}
+
+// keyValues are the values a matching key was given, in every spelling,
+// without repeats.
+type keyValues struct {
+	values []string
+	seen   map[string]bool
+	// universal is set when one of the values matches everything: an
+	// empty value or "*". The key then matches everything, whatever
+	// else it was given.
+	universal bool
+}
+
+// add adds the values of parameters of a key of VR vr, split into single
+// values, and returns how many were new.
+func (k *keyValues) add(vr string, params []string) int {
+	n := 0
+	for _, p := range params {
+		for _, v := range splitValues(vr, p) {
+			v = strings.TrimSpace(v)
+			switch {
+			case v == "" || v == "*":
+				k.universal = true
+			case !k.seen[v]:
+				if k.seen == nil {
+					k.seen = map[string]bool{}
+				}
+				k.seen[v] = true
+				k.values = append(k.values, v)
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// matching returns the values of the key's element: nil for a universal
+// key (a return key).
+func (k *keyValues) matching() []string {
+	if k.universal {
+		return nil
+	}
+	return k.values
+}
+
+// splitValues splits a parameter's value into single values: at
+// backslashes, the delimiter of DICOM values, except in the text VRs
+// whose one value may hold them; UIDs at commas too (PS3.18 §8.3.4.1).
+func splitValues(vr, v string) []string {
+	switch vr {
+	case "LT", "ST", "UT", "UR":
+		return []string{v}
+	case "UI":
+		return strings.FieldsFunc(v, func(r rune) bool { return r == '\\' || r == ',' })
+	}
+	if v == "" {
+		return []string{""}
+	}
+	return strings.Split(v, `\`)
 }
 
 func allFields(level index.Level) []tag.Tag {
@@ -286,8 +435,6 @@ func allFields(level index.Level) []tag.Tag {
 	}
 	return slices.Concat(instanceAll, seriesDefaults, seriesAll, studyDefaults, studyAll)
 }
-
-func last(v []string) string { return v[len(v)-1] }
 
 func sortElements(ds *dicom.Dataset) {
 	slices.SortFunc(ds.Elements, func(a, b dicom.Element) int { return int(int64(a.Tag) - int64(b.Tag)) })

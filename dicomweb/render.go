@@ -101,11 +101,16 @@ func (s *Server) renderURI(c echo.Context, in *index.Instance, typ string) error
 	if typ == "*/*" || typ == "image/*" {
 		typ = "image/jpeg"
 	}
-	img, err := s.renderFrame(c, in, frame, opts)
+	quality, err := jpegQuality(c)
 	if err != nil {
 		return err
 	}
-	return encodeImage(c, img, typ)
+	img, release, err := s.renderFrame(c, in, frame, opts)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return encodeImage(c, img, typ, quality)
 }
 
 func (s *Server) render(c echo.Context, in *index.Instance, frame int, vp render.Viewport) error {
@@ -124,49 +129,92 @@ func (s *Server) render(c echo.Context, in *index.Instance, frame int, vp render
 			return errorf(http.StatusBadRequest, "%v", err)
 		}
 	}
-	img, err := s.renderFrame(c, in, frame, opts)
+	quality, err := jpegQuality(c)
 	if err != nil {
 		return err
 	}
-	return encodeImage(c, img, typ)
+	img, release, err := s.renderFrame(c, in, frame, opts)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return encodeImage(c, img, typ, quality)
 }
 
-// renderFrame renders one frame (from 1) of an instance.
-func (s *Server) renderFrame(c echo.Context, in *index.Instance, frame int, opts render.Options) (image.Image, error) {
+// renderFrame renders one frame (from 1) of an instance, once the
+// rendering fits the memory renderings may take. The caller calls
+// release when done with the image.
+func (s *Server) renderFrame(c echo.Context, in *index.Instance, frame int, opts render.Options) (img image.Image, release func(), err error) {
 	ctx := c.Request().Context()
 	md, err := s.Archive.Metadata(ctx, in)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(md.Frames) == 0 {
-		return nil, errorf(http.StatusNotAcceptable, "instance %s has no pixel data pacsd can render", in.SOPInstanceUID)
+		return nil, nil, errorf(http.StatusNotAcceptable, "instance %s has no pixel data pacsd can render", in.SOPInstanceUID)
 	}
 	if frame > len(md.Frames) {
-		return nil, errorf(http.StatusNotFound, "frame %d does not exist: the instance has %d", frame, len(md.Frames))
+		return nil, nil, errorf(http.StatusNotFound, "frame %d does not exist: the instance has %d", frame, len(md.Frames))
 	}
 	ds, err := dicom.ParseJSON(md.JSON)
 	if err != nil {
-		return nil, fmt.Errorf("metadata of %s: %w", in.SOPInstanceUID, err)
+		return nil, nil, fmt.Errorf("metadata of %s: %w", in.SOPInstanceUID, err)
 	}
 	p, err := render.ParamsFrom(ds)
 	if err != nil {
-		return nil, renderError(err)
+		return nil, nil, renderError(err)
 	}
+	ts, _ := uid.LookupTransferSyntax(md.TransferSyntaxUID)
+	done, err := s.renders.acquire(ctx, s.Limits, renderCost(p, md.Frames[frame-1].Size(), ts.Encapsulated, opts.Viewport))
+	if err != nil {
+		if err == errBusy {
+			c.Response().Header().Set("Retry-After", "2")
+		}
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			done()
+		}
+	}()
 	obj, err := s.Archive.Open(ctx, in)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer obj.Close()
-	ts, _ := uid.LookupTransferSyntax(md.TransferSyntaxUID)
 	syntax := md.TransferSyntaxUID
 	if ts.Deflated {
 		syntax = uid.ExplicitVRLittleEndian // the frame is read inflated
 	}
-	img, err := render.Render(ctx, p, syntax, frameReader(valueReader(obj, ts), md.Frames[frame-1], 0), opts)
+	img, err = render.Render(ctx, p, syntax, frameReader(valueReader(obj, ts), md.Frames[frame-1], 0), opts)
 	if err != nil {
-		return nil, renderError(err)
+		return nil, nil, renderError(err)
 	}
-	return img, nil
+	return img, done, nil
+}
+
+// renderCost estimates the memory rendering a frame of stored bytes takes:
+// the frame as read (a buffer that may grow to twice its size), its
+// decoded samples when compressed, and the output image.
+func renderCost(p render.Params, stored int64, encapsulated bool, vp render.Viewport) int64 {
+	w, h := int64(max(p.Columns, 0)), int64(max(p.Rows, 0))
+	cost := 2 * stored
+	if encapsulated {
+		cost += w * h * int64(max(p.SamplesPerPixel, 1)) * int64((max(p.BitsAllocated, 8)+7)/8)
+	}
+	// The output is scaled down to fit the viewport.
+	scale := 1.0
+	if vp.Width > 0 && w > 0 {
+		scale = min(scale, float64(vp.Width)/float64(w))
+	}
+	if vp.Height > 0 && h > 0 {
+		scale = min(scale, float64(vp.Height)/float64(h))
+	}
+	channels := 1.0
+	if p.SamplesPerPixel > 1 || p.Palette != nil {
+		channels = 4 // RGBA
+	}
+	return cost + int64(float64(w)*float64(h)*scale*scale*channels)
 }
 
 func renderError(err error) error {
@@ -184,25 +232,31 @@ func renderError(err error) error {
 // negotiateImage picks the rendered media type from Accept: JPEG unless
 // the client prefers PNG or GIF.
 func negotiateImage(r *http.Request) (string, error) {
-	for _, m := range parseAccept(r.Header.Values("Accept")) {
+	a := accepted(r)
+	for _, m := range a.ranges {
 		for _, t := range []string{"image/jpeg", "image/png", "image/gif"} {
 			if m.matches(t) {
 				return t, nil
 			}
 		}
 	}
-	return "", errorf(http.StatusNotAcceptable, "rendered images are available as image/jpeg, image/png or image/gif; Accept was %q", r.Header.Get("Accept"))
+	return "", errorf(http.StatusNotAcceptable, "rendered images are available as image/jpeg, image/png or image/gif; %s", a)
 }
 
-func encodeImage(c echo.Context, img image.Image, typ string) error {
-	quality := 90
-	if v := c.QueryParam("quality"); v != "" {
-		q, err := strconv.Atoi(v)
-		if err != nil || q < 1 || q > 100 {
-			return errorf(http.StatusBadRequest, "quality=%q is not 1 to 100", v)
-		}
-		quality = q
+// jpegQuality reads the quality parameter (PS3.18 §8.3.5.1.2).
+func jpegQuality(c echo.Context) (int, error) {
+	v := c.QueryParam("quality")
+	if v == "" {
+		return 90, nil
 	}
+	q, err := strconv.Atoi(v)
+	if err != nil || q < 1 || q > 100 {
+		return 0, errorf(http.StatusBadRequest, "quality=%s is not 1 to 100", clip(v))
+	}
+	return q, nil
+}
+
+func encodeImage(c echo.Context, img image.Image, typ string, quality int) error {
 	c.Response().Header().Set("Content-Type", typ)
 	c.Response().WriteHeader(http.StatusOK)
 	var w io.Writer = c.Response()

@@ -15,7 +15,10 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -63,7 +66,20 @@ type Server struct {
 	CaseSensitiveNames bool
 	// AETitle is recorded as the called AE of instances stored by STOW-RS.
 	AETitle string
-	Logger  *slog.Logger
+	// PublicURL is the URL clients reach the HTTP server at, for a
+	// server behind a reverse proxy ("https://pacs.example.org/archive").
+	// The URLs written into responses (Retrieve URL, BulkDataURI,
+	// Content-Location) start with it. Without it they are built from
+	// the request: a proxy's X-Forwarded-Proto, -Host and -Prefix, else
+	// the Host header, with the port the request came in on when Host
+	// names none.
+	PublicURL string
+	// Limits bound what one request may cost; zero fields take the
+	// defaults documented on Limits.
+	Limits Limits
+	Logger *slog.Logger
+
+	renders renderGate
 }
 
 func (s *Server) root() string {
@@ -89,7 +105,7 @@ func (s *Server) maxBody() int64 {
 
 // Register adds the services' routes to e.
 func (s *Server) Register(e *echo.Echo) {
-	g := e.Group(s.root(), s.cors)
+	g := e.Group(s.root(), secure, s.cors)
 	h := s.handle
 	// QIDO-RS (PS3.18 §10.6).
 	g.GET("/studies", h(s.searchStudies))
@@ -120,7 +136,7 @@ func (s *Server) Register(e *echo.Echo) {
 	// middleware, which answers them.
 	g.OPTIONS("/*", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
 	// WADO-URI (PS3.18 §9), where viewers and RIS links expect it.
-	e.GET("/wado", h(s.wadoURI), s.cors)
+	e.GET("/wado", h(s.wadoURI), secure, s.cors)
 }
 
 // cors allows browsers on other origins to call the services: a viewer
@@ -183,6 +199,9 @@ func (s *Server) handle(fn func(echo.Context) error) echo.HandlerFunc {
 			return nil
 		}
 		status, reason := statusOf(err)
+		if len(reason) > maxReason {
+			reason = strings.ToValidUTF8(reason[:maxReason], "") + "…"
+		}
 		if c.Response().Committed {
 			// The status line is sent; all that is left is to cut the
 			// response short so the client cannot take it as complete.
@@ -191,11 +210,41 @@ func (s *Server) handle(fn func(echo.Context) error) echo.HandlerFunc {
 		}
 		if status >= 500 {
 			s.log().Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "err", err)
-			if status == http.StatusServiceUnavailable {
-				c.Response().Header().Set("Retry-After", "10")
-			}
 		}
-		return c.String(status, reason+"\n")
+		if status == http.StatusServiceUnavailable && c.Response().Header().Get("Retry-After") == "" {
+			c.Response().Header().Set("Retry-After", "10")
+		}
+		// The reason may quote the request; as plain text that no
+		// browser sniffs into HTML, it cannot become a page.
+		h := c.Response().Header()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		c.Response().WriteHeader(status)
+		_, err = io.WriteString(c.Response(), reason+"\n")
+		return err
+	}
+}
+
+// maxReason bounds the reason of an error response, which may quote the
+// request.
+const maxReason = 1024
+
+// clip quotes request text for an error message, shortened: a reason says
+// what was wrong and does not echo a long request back.
+func clip(s string) string {
+	const max = 128
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// secure adds the headers every response carries: no response of the
+// services is a page a browser should sniff a type for.
+func secure(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set("X-Content-Type-Options", "nosniff")
+		return next(c)
 	}
 }
 
@@ -223,8 +272,12 @@ func statusOf(err error) (int, string) {
 }
 
 // baseURL returns the absolute URL of the service root as the client sees
-// it, honouring the X-Forwarded-* headers of a reverse proxy.
+// it: PublicURL's if set, else from the headers of a reverse proxy, else
+// from the request itself.
 func (s *Server) baseURL(r *http.Request) string {
+	if s.PublicURL != "" {
+		return strings.TrimSuffix(s.PublicURL, "/") + s.root()
+	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -233,14 +286,61 @@ func (s *Server) baseURL(r *http.Request) string {
 		scheme = p
 	}
 	host := r.Host
-	if h := forwarded(r, "X-Forwarded-Host"); h != "" && !strings.ContainsAny(h, "/\\ \"") {
+	switch h := forwarded(r, "X-Forwarded-Host"); {
+	case h != "" && !strings.ContainsAny(h, "/\\ \""):
 		host = h
+	case forwarded(r, "X-Forwarded-Proto") == "" && forwarded(r, "X-Forwarded-Prefix") == "":
+		// No proxy in front, whose port the listener's would not be.
+		host = withPort(host, scheme, r)
 	}
 	prefix := ""
 	if p := forwarded(r, "X-Forwarded-Prefix"); strings.HasPrefix(p, "/") && !strings.ContainsAny(p, "\\ \"") {
 		prefix = strings.TrimSuffix(p, "/")
 	}
 	return scheme + "://" + host + prefix + s.root()
+}
+
+// CheckPublicURL reports whether u can be a PublicURL: empty (none), or an
+// absolute http or https URL with a host, and without user, query or
+// fragment.
+func CheckPublicURL(u string) error {
+	if u == "" {
+		return nil
+	}
+	p, err := url.Parse(u)
+	switch {
+	case err != nil:
+		return fmt.Errorf("public URL %q: %w", u, err)
+	case p.Scheme != "http" && p.Scheme != "https":
+		return fmt.Errorf("public URL %q: the scheme is not http or https", u)
+	case p.Host == "":
+		return fmt.Errorf("public URL %q: no host", u)
+	case p.User != nil || p.RawQuery != "" || p.Fragment != "" || p.Opaque != "":
+		return fmt.Errorf("public URL %q: only scheme, host, port and path are allowed", u)
+	}
+	return nil
+}
+
+// withPort adds to a Host header without a port the port the request came
+// in on, unless it is the scheme's default: clients such as the Python
+// dicomweb-client send "Host: 127.0.0.1" to a server on port 8042, and a
+// URL without the port would send them to port 80.
+func withPort(host, scheme string, r *http.Request) string {
+	if host == "" {
+		return host
+	}
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
+	addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return host
+	}
+	_, port, err := net.SplitHostPort(addr.String())
+	if err != nil || scheme == "http" && port == "80" || scheme == "https" && port == "443" {
+		return host
+	}
+	return net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), port)
 }
 
 // forwarded returns the first value of a proxy header.

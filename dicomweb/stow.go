@@ -2,6 +2,7 @@ package dicomweb
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -69,6 +70,10 @@ func (s *Server) store(c echo.Context) error {
 			return errorf(http.StatusBadRequest, "study %q: %v", study, err)
 		}
 	}
+	asXML, err := negotiateStow(r)
+	if err != nil {
+		return err
+	}
 	base := s.baseURL(r)
 	res := &stowResult{studies: map[string]bool{}}
 	switch {
@@ -89,7 +94,23 @@ func (s *Server) store(c echo.Context) error {
 	default:
 		return errorf(http.StatusUnsupportedMediaType, `Content-Type %q: STOW-RS takes multipart/related; type="application/dicom" or application/dicom`, mediaType)
 	}
-	return s.stowResponse(c, res, study, base)
+	return s.stowResponse(c, res, study, base, asXML)
+}
+
+// negotiateStow says whether a STOW-RS request wants its response in XML
+// (application/dicom+xml, the Native DICOM Model of PS3.19) rather than
+// DICOM JSON. It is decided before anything is stored.
+func negotiateStow(r *http.Request) (asXML bool, err error) {
+	a := accepted(r)
+	for _, m := range a.ranges {
+		switch {
+		case m.typ == "application/dicom+xml" || m.typ == "application/xml":
+			return true, nil
+		case m.matches("application/dicom+json") || m.typ == "application/json":
+			return false, nil
+		}
+	}
+	return false, errorf(http.StatusNotAcceptable, "the response of STOW-RS is available as application/dicom+json or application/dicom+xml; %s", a)
 }
 
 // stowPipeline is how many parts of one request may be in the archive at
@@ -200,7 +221,7 @@ var errReleased = errors.New("dicomweb: part released")
 // storePart archives one Part-10 object. It returns an error only when
 // the whole request must fail: the body exceeds the limit.
 func (s *Server) storePart(c echo.Context, body io.Reader, study, base string, res *stowResult) error {
-	br := bufio.NewReaderSize(body, 64<<10)
+	br := part10(bufio.NewReaderSize(body, 64<<10))
 	fm, _, err := dicom.ReadFileMeta(br)
 	if err != nil {
 		if tooLarge(err) {
@@ -256,6 +277,33 @@ func (s *Server) storePart(c echo.Context, body io.Reader, study, base string, r
 	return nil
 }
 
+// part10 returns a reader of a Part-10 file that may lack its 128-byte
+// preamble and "DICM": writers such as pydicom 3 without
+// enforce_file_format start with the File Meta Information at byte 0,
+// which PS3.10 §7.1 does not allow but is unambiguous to read.
+func part10(br *bufio.Reader) *bufio.Reader {
+	head, _ := br.Peek(132)
+	if len(head) == 132 && string(head[128:]) == "DICM" {
+		return br
+	}
+	var missing []byte
+	switch {
+	case len(head) >= 4 && string(head[:4]) == "DICM":
+		missing = make([]byte, 128)
+	case len(head) >= 8 && head[0] == 0x02 && head[1] == 0x00 && isVR(head[4:6]):
+		// An element of group 0002, in explicit VR little endian as
+		// File Meta Information always is.
+		missing = append(make([]byte, 128), "DICM"...)
+	default:
+		return br
+	}
+	return bufio.NewReaderSize(io.MultiReader(bytes.NewReader(missing), br), 64<<10)
+}
+
+func isVR(b []byte) bool {
+	return len(b) == 2 && 'A' <= b[0] && b[0] <= 'Z' && 'A' <= b[1] && b[1] <= 'Z'
+}
+
 func tooLarge(err error) bool {
 	var mb *http.MaxBytesError
 	return errors.As(err, &mb)
@@ -280,7 +328,7 @@ func nonEmpty(s string) []string {
 // §10.5.3.2): 200 when every instance was stored, 202 when some were or
 // were stored with warnings, 409 when none was, 503 when none was for
 // want of storage.
-func (s *Server) stowResponse(c echo.Context, res *stowResult, study, base string) error {
+func (s *Server) stowResponse(c echo.Context, res *stowResult, study, base string, asXML bool) error {
 	ds := &dicom.Dataset{}
 	if study == "" && len(res.studies) == 1 {
 		for st := range res.studies {
@@ -314,6 +362,9 @@ func (s *Server) stowResponse(c echo.Context, res *stowResult, study, base strin
 		}
 	case len(res.failed) > 0 || warned:
 		status = http.StatusAccepted
+	}
+	if asXML {
+		return c.Blob(status, "application/dicom+xml", appendXML(nil, ds))
 	}
 	return c.Blob(status, "application/dicom+json", ds.AppendJSON(nil, dicom.JSONOptions{}))
 }

@@ -141,9 +141,10 @@ func (s *Server) retrieve(c echo.Context) error {
 // whether the client wants a single application/dicom body rather than a
 // multipart one (only for one instance).
 func negotiateDICOM(r *http.Request, oneInstance bool) (ts string, single bool, err error) {
-	for _, m := range parseAccept(r.Header.Values("Accept")) {
+	a := accepted(r)
+	for _, m := range a.ranges {
 		switch {
-		case m.typ == "multipart/related" && (m.param("type") == "" || m.param("type") == "application/dicom"):
+		case m.typ == "multipart/related" && m.admits("application/dicom"):
 			return m.param("transfer-syntax"), false, nil
 		case m.typ == "*/*", m.typ == "multipart/*":
 			return "", false, nil
@@ -151,7 +152,7 @@ func negotiateDICOM(r *http.Request, oneInstance bool) (ts string, single bool, 
 			return m.param("transfer-syntax"), true, nil
 		}
 	}
-	return "", false, errorf(http.StatusNotAcceptable, `objects are available as multipart/related; type="application/dicom" (with transfer-syntax=* for the stored syntax); Accept was %q`, r.Header.Get("Accept"))
+	return "", false, errorf(http.StatusNotAcceptable, `objects are available as multipart/related; type="application/dicom" (with transfer-syntax=* for the stored syntax); %s`, a)
 }
 
 // targetSyntax decides the transfer syntax an instance stored in
@@ -285,7 +286,8 @@ func bulkURIs(doc []byte, instance string) []byte {
 
 // bulkdata answers a bulk data request: a run of bytes of an object,
 // as a multipart/related body or, when the client asks for
-// application/octet-stream, a plain one honouring Range.
+// application/octet-stream, a plain one. Both honour a Range header of
+// one range; the plain one several as well.
 func (s *Server) bulkdata(c echo.Context) error {
 	ins, err := s.instances(c)
 	if err != nil {
@@ -294,54 +296,161 @@ func (s *Server) bulkdata(c echo.Context) error {
 	off, err1 := strconv.ParseInt(c.Param("offset"), 10, 64)
 	n, err2 := strconv.ParseInt(c.Param("length"), 10, 64)
 	if err1 != nil || err2 != nil || off < 132 || n < 0 {
-		return errorf(http.StatusNotFound, "no bulk data at %s/%s", c.Param("offset"), c.Param("length"))
+		return errorf(http.StatusNotFound, "no bulk data at %s/%s", clip(c.Param("offset")), clip(c.Param("length")))
 	}
-	obj, err := s.Archive.Open(c.Request().Context(), ins[0])
+	multi, err := negotiateBulk(c.Request())
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	ts, _ := uid.LookupTransferSyntax(ins[0].TransferSyntaxUID)
+	if ts.Deflated {
+		// The object's size says nothing of the inflated data set's,
+		// which only inflating it to the end would tell: the run must
+		// be one the metadata points at.
+		md, err := s.Archive.Metadata(ctx, ins[0])
+		if err != nil {
+			return err
+		}
+		if !advertised(md, off, n) {
+			return errorf(http.StatusNotFound, "no bulk data at %d/%d of the deflated instance: ask by the BulkDataURIs of its metadata", off, n)
+		}
+		// Ranges out of order would each inflate it again from its
+		// start; the whole run is sent instead, as RFC 9110 allows.
+		if strings.Contains(c.Request().Header.Get("Range"), ",") {
+			c.Request().Header.Del("Range")
+		}
+	}
+	obj, err := s.Archive.Open(ctx, ins[0])
 	if err != nil {
 		return err
 	}
 	defer obj.Close()
-	ts, _ := uid.LookupTransferSyntax(ins[0].TransferSyntaxUID)
 	src := valueReader(obj, ts)
 	switch {
 	case ts.Deflated:
-		// The object's size says nothing of the inflated data set's:
-		// the run's last byte is read first.
-		if n == 0 {
-			break
-		}
-		if _, err := src.ReadAt(make([]byte, 1), off+n-1); err != nil {
-			return errorf(http.StatusNotFound, "no bulk data at %d/%d: %v", off, n, err)
-		}
-	case off+n > obj.Size():
+	case off > obj.Size() || n > obj.Size()-off:
+		// off+n may overflow; compared this way neither side can.
 		return errorf(http.StatusNotFound, "no bulk data at %d/%d: the object has %d bytes", off, n, obj.Size())
 	}
 	section := io.NewSectionReader(src, off, n)
-	for _, m := range parseAccept(c.Request().Header.Values("Accept")) {
-		switch {
-		case m.typ == "multipart/related" && (m.param("type") == "" || m.param("type") == "application/octet-stream"):
-			return sendParts(c, "application/octet-stream", []part{{"application/octet-stream", section}})
-		case m.typ == "application/octet-stream", m.typ == "*/*", m.typ == "application/*":
-			c.Response().Header().Set("Content-Type", "application/octet-stream")
-			http.ServeContent(c.Response(), c.Request(), "", time.Time{}, section)
-			return nil
+	if !multi {
+		c.Response().Header().Set("Content-Type", "application/octet-stream")
+		http.ServeContent(c.Response(), c.Request(), "", time.Time{}, section)
+		return nil
+	}
+	body, h := io.Reader(section), textproto.MIMEHeader{}
+	if rng := c.Request().Header.Get("Range"); rng != "" {
+		start, end, ok := parseRange(rng, n)
+		if !ok {
+			c.Response().Header().Set("Content-Range", fmt.Sprintf("bytes */%d", n))
+			return errorf(http.StatusRequestedRangeNotSatisfiable, "Range %s is not a range of the %d bytes of the bulk data", clip(rng), n)
+		}
+		if end-start < n {
+			body = io.NewSectionReader(section, start, end-start)
+			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end-1, n))
+			return sendParts(c, http.StatusPartialContent, "application/octet-stream", []part{{"application/octet-stream", body, h}})
 		}
 	}
-	return errorf(http.StatusNotAcceptable, `bulk data is available as multipart/related; type="application/octet-stream" or application/octet-stream`)
+	return sendParts(c, http.StatusOK, "application/octet-stream", []part{{"application/octet-stream", body, h}})
+}
+
+// advertised reports whether bytes [off, off+n) of an instance lie within
+// a value its metadata points at: a frame's range or a BulkDataURI.
+func advertised(md *archive.Metadata, off, n int64) bool {
+	within := func(o, l int64) bool { return off >= o && n <= l && off-o <= l-n }
+	for _, f := range md.Frames {
+		for _, r := range f {
+			if within(r.Offset, r.Length) {
+				return true
+			}
+		}
+	}
+	prefix := []byte(`"BulkDataURI":"` + archive.BulkDataPrefix)
+	for doc := md.JSON; ; {
+		i := bytes.Index(doc, prefix)
+		if i < 0 {
+			return false
+		}
+		doc = doc[i+len(prefix):]
+		end := bytes.IndexByte(doc, '"')
+		if end < 0 {
+			return false
+		}
+		o, l, ok := bytes.Cut(doc[:end], []byte("/"))
+		oo, err1 := strconv.ParseInt(string(o), 10, 64)
+		ll, err2 := strconv.ParseInt(string(l), 10, 64)
+		if ok && err1 == nil && err2 == nil && within(oo, ll) {
+			return true
+		}
+	}
+}
+
+// negotiateBulk says whether a bulk data request wants a multipart body.
+func negotiateBulk(r *http.Request) (multi bool, err error) {
+	a := accepted(r)
+	for _, m := range a.ranges {
+		switch {
+		case m.typ == "multipart/related" && m.admits("application/octet-stream"):
+			return true, nil
+		case m.typ == "application/octet-stream", m.typ == "*/*", m.typ == "application/*":
+			return false, nil
+		}
+	}
+	return false, errorf(http.StatusNotAcceptable, `bulk data is available as multipart/related; type="application/octet-stream" or application/octet-stream; %s`, a)
+}
+
+// parseRange reads a Range header of one byte range (RFC 9110 §14.1.2)
+// of a body of size bytes, and returns it as [start, end). A header of
+// several ranges gives the whole body, which a server may send instead.
+func parseRange(h string, size int64) (start, end int64, ok bool) {
+	spec, found := strings.CutPrefix(strings.TrimSpace(h), "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, size, true
+	}
+	first, last, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, 0, false
+	}
+	if first == "" {
+		// The last bytes.
+		k, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || k <= 0 || size == 0 {
+			return 0, 0, false
+		}
+		return max(size-k, 0), size, true
+	}
+	start, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || start < 0 || start >= size {
+		return 0, 0, false
+	}
+	end = size
+	if last != "" {
+		l, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || l < start {
+			return 0, 0, false
+		}
+		end = min(l, size-1) + 1
+	}
+	return start, end, true
 }
 
 type part struct {
 	contentType string
 	body        io.Reader
+	header      textproto.MIMEHeader // more headers, or nil
 }
 
 // sendParts writes a multipart/related response of the given type.
-func sendParts(c echo.Context, typ string, parts []part) error {
+func sendParts(c echo.Context, status int, typ string, parts []part) error {
 	mw := multipart.NewWriter(c.Response())
 	c.Response().Header().Set("Content-Type", `multipart/related; type="`+typ+`"; boundary=`+mw.Boundary())
-	c.Response().WriteHeader(http.StatusOK)
+	c.Response().WriteHeader(status)
 	for _, p := range parts {
 		h := textproto.MIMEHeader{}
+		for k, v := range p.header {
+			h[k] = v
+		}
 		h.Set("Content-Type", p.contentType)
 		pw, err := mw.CreatePart(h)
 		if err != nil {

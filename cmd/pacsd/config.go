@@ -18,6 +18,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/pacsd/pacsd/archive"
+	"github.com/pacsd/pacsd/dicomweb"
 )
 
 // pacsd's settings are the fields of the settings groups below and of the
@@ -196,6 +197,7 @@ type httpSettings struct {
 	DICOMwebRoot string   `name:"dicomweb-root" default:"/dicom-web" placeholder:"PATH" help:"path of the DICOMweb services"`
 	CORSOrigins  []string `name:"cors-origins" default:"*" placeholder:"ORIGIN" help:"origins allowed to call DICOMweb from a browser (* for any); comma-separated or repeated"`
 	MaxBody      int64    `name:"max-body" default:"4294967296" placeholder:"BYTES" help:"largest STOW-RS request body, in bytes"`
+	PublicURL    string   `name:"public-url" placeholder:"URL" help:"URL clients reach the HTTP server at behind a reverse proxy, e.g. https://pacs.example.org/archive; URLs in responses start with it"`
 }
 
 func (h *httpSettings) complete() error {
@@ -203,7 +205,7 @@ func (h *httpSettings) complete() error {
 		return fmt.Errorf("dicomweb_root %q does not start with /", h.DICOMwebRoot)
 	}
 	h.CORSOrigins = trimList(h.CORSOrigins)
-	return nil
+	return dicomweb.CheckPublicURL(h.PublicURL)
 }
 
 // trimList drops the spaces around the entries of a list, and empty ones:

@@ -18,6 +18,7 @@ import (
 	"github.com/pacsd/pacsd/dicomweb"
 	"github.com/pacsd/pacsd/dimse"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/internal/httplimit"
 	"github.com/pacsd/pacsd/scp"
 	"github.com/pacsd/pacsd/storage"
 	"github.com/pacsd/pacsd/storage/spool"
@@ -134,6 +135,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		MaxMatches:         c.MaxMatches,
 		CaseSensitiveNames: c.CaseSensitivePN,
 		AETitle:            c.AETitle,
+		PublicURL:          c.PublicURL,
 		Logger:             log.With("component", "dicomweb"),
 	}
 	if !slices.Contains(c.CORSOrigins, "*") {
@@ -142,7 +144,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 			web.CORSOrigins = []string{} // none
 		}
 	}
-	hsrv := &http.Server{Handler: httpHandler(store, db, web), ReadHeaderTimeout: 10 * time.Second}
+	hsrv := httplimit.New(httpHandler(store, db, web), httplimit.Config{})
 
 	var lc net.ListenConfig
 	dl, err := lc.Listen(ctx, "tcp", c.DIMSEAddr)
