@@ -84,7 +84,9 @@ func (d *Deidentifier) Rewrite(ctx context.Context, dst io.Writer, src io.Reader
 // parse reads a whole header held in memory, keeping binary values in
 // memory too so that they can be written again.
 func parse(b []byte, ts uid.TransferSyntax, limit int) (*dicom.Dataset, error) {
-	s := dicom.NewScanner(bytes.NewReader(b), ts, dicom.Limits{Identify: limit + 1, Header: 2*limit + 1, Inline: limit})
+	// Limits.Header counts the scanner's memory, bookkeeping included:
+	// up to some 26 bytes for each byte of the smallest elements.
+	s := dicom.NewScanner(bytes.NewReader(b), ts, dicom.Limits{Identify: limit + 1, Header: 32*limit + 1<<16, Inline: limit})
 	defer s.Close()
 	if _, err := s.Identify(); err != nil {
 		return nil, fmt.Errorf("deid: %w", err)
