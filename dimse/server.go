@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -59,6 +60,19 @@ type StoreRequest struct {
 	Dataset io.Reader
 }
 
+// AssociationEvent is what Server.Observe is told of an association
+// request or a failed TLS handshake.
+type AssociationEvent struct {
+	// CallingAE and CalledAE are those of the request; empty when the
+	// connection failed before one (a TLS handshake).
+	CallingAE, CalledAE string
+	RemoteAddr          net.Addr
+	Accepted            bool
+	// Reason says why the request was rejected, or the handshake
+	// failed; empty when accepted.
+	Reason string
+}
+
 // ErrServerClosed is returned by Serve after Shutdown or Close. It is also
 // the cause of the contexts of operations that Shutdown stops.
 var ErrServerClosed = errors.New("dimse: server closed")
@@ -73,8 +87,20 @@ type Server struct {
 	// another title are rejected (called-AE-title-not-recognized).
 	AETitle string
 	// AllowCaller decides whether a calling AE title, from a peer at
-	// addr, may associate; nil allows all.
+	// addr, may associate; nil allows all. Over TLS, addr is the
+	// listener's connection's RemoteAddr, through which the caller's
+	// certificate may be reached, and the handshake is complete.
 	AllowCaller func(callingAE string, addr net.Addr) bool
+	// AssociationContext, if set, returns the context of an accepted
+	// association's operations, derived from ctx: it may add values,
+	// such as who the caller is, that every handler then finds in its
+	// own. It is called once, before the first request is read.
+	AssociationContext func(ctx context.Context, a *Association) context.Context
+	// Observe, if set, is told of each association request the server
+	// answers, accepted or rejected, and of each TLS handshake that
+	// fails, so that they can be audited. It is called from the
+	// connection's goroutine and should not block.
+	Observe func(AssociationEvent)
 
 	Echo  EchoHandler
 	Store StoreHandler
@@ -212,6 +238,11 @@ func (s *Server) ServeConn(conn net.Conn) {
 		conn.Close()
 		return
 	}
+	if !s.handshake(conn, log) {
+		s.admitted(conn, host)
+		conn.Close()
+		return
+	}
 	var agreed *agreement
 	c, rq, err := ul.Accept(conn, ul.Config{ARTIM: s.ARTIMTimeout, Logger: log}, func(rq *pdu.AssociateRQ) (*pdu.AssociateAC, *pdu.AssociateRJ) {
 		ac, rj, ag := s.negotiate(rq, conn.RemoteAddr(), log)
@@ -225,6 +256,7 @@ func (s *Server) ServeConn(conn net.Conn) {
 		case errors.As(err, &rje):
 			log.Warn("association rejected", "calling_ae", rq.CallingAETitle, "called_ae", rq.CalledAETitle,
 				"result", rje.RJ.Result, "source", rje.RJ.Source, "reason", rje.RJ.Reason, "why", ul.RejectText(rje.RJ))
+			s.observe(AssociationEvent{CallingAE: rq.CallingAETitle, CalledAE: rq.CalledAETitle, RemoteAddr: conn.RemoteAddr(), Reason: ul.RejectText(rje.RJ)})
 		case rq != nil:
 			s.release()
 			log.Warn("association not accepted", "err", err)
@@ -241,6 +273,13 @@ func (s *Server) ServeConn(conn net.Conn) {
 	a.readTimeout = orDefault(s.ReadTimeout, defaultReadTimeout)
 	a.callingAE, a.calledAE = rq.CallingAETitle, rq.CalledAETitle
 	agreed.apply(a)
+	if s.AssociationContext != nil {
+		// The context newAssociation made is replaced before any
+		// operation has used it.
+		parent := s.AssociationContext(context.Background(), a)
+		a.cancel()
+		a.ctx, a.cancel = context.WithCancel(parent)
+	}
 	s.track(a)
 	defer s.untrack(a)
 
@@ -251,6 +290,7 @@ func (s *Server) ServeConn(conn net.Conn) {
 		}
 	}
 	log.Info("association accepted", "contexts", len(accepted), "peer_implementation", a.peerImplClass+" "+a.peerImplVersion, "max_pdu_send", a.maxSend)
+	s.observe(AssociationEvent{CallingAE: a.callingAE, CalledAE: a.calledAE, RemoteAddr: conn.RemoteAddr(), Accepted: true})
 	log.Debug("accepted presentation contexts", "contexts", accepted)
 	start := time.Now()
 	a.run()
@@ -262,11 +302,47 @@ func (s *Server) ServeConn(conn net.Conn) {
 	}
 }
 
+func (s *Server) observe(ev AssociationEvent) {
+	if s.Observe != nil {
+		s.Observe(ev)
+	}
+}
+
+// handshake completes the TLS handshake of a connection from a TLS
+// listener (one with a HandshakeContext method, as *tls.Conn has) within
+// the ARTIM time, so that a failure is told apart from a peer that
+// connects and sends nothing: a client certificate refused, no shared
+// version or suite. A connection closed before its first byte, as load
+// balancers' health checks do, is no failure worth auditing.
+func (s *Server) handshake(conn net.Conn, log *slog.Logger) bool {
+	hs, ok := conn.(interface{ HandshakeContext(context.Context) error })
+	if !ok {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), orDefault(s.ARTIMTimeout, ul.DefaultARTIM))
+	defer cancel()
+	err := hs.HandshakeContext(ctx)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, io.EOF):
+		log.Debug("connection closed before a TLS handshake")
+	default:
+		log.Warn("TLS handshake failed", "err", err)
+		s.observe(AssociationEvent{RemoteAddr: conn.RemoteAddr(), Reason: "TLS handshake: " + err.Error()})
+	}
+	return false
+}
+
 // hostOf returns the IP address of a peer, or its whole address when it
-// has none (a net.Pipe).
+// has none (a net.Pipe). A wrapped address, such as a TLS listener's,
+// counts by the IP address its String gives.
 func hostOf(addr net.Addr) string {
 	if ta, ok := addr.(*net.TCPAddr); ok {
 		return ta.IP.String()
+	}
+	if ap, err := netip.ParseAddrPort(addr.String()); err == nil {
+		return ap.Addr().Unmap().String()
 	}
 	return addr.String()
 }
