@@ -92,9 +92,9 @@ func TestAllowListAuthorize(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
 	other := newTestCA(t, dir, "other-ca")
-	ct01 := ca.issue(t, dir, "ct01.rxh.nhs.uk", 2)
-	forged := other.issue(t, dir, "ct01.rxh.nhs.uk", 3)
-	pin := sha256.Sum256(forged.cert.Raw)
+	ct01 := ca.Issue(t, dir, "ct01.rxh.nhs.uk")
+	forged := other.Issue(t, dir, "ct01.rxh.nhs.uk")
+	pin := sha256.Sum256(forged.Cert.Raw)
 
 	l, err := ParseAllowList([]string{
 		"CT01@10.0.0.0/24#RXH|RGT",
@@ -113,8 +113,8 @@ func TestAllowListAuthorize(t *testing.T) {
 	if err := l.Resolve(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	verifiedState := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{ct01.cert}, VerifiedChains: [][]*x509.Certificate{{ct01.cert, ca.cert}}}
-	unverified := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{forged.cert}}
+	verifiedState := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{ct01.Cert}, VerifiedChains: [][]*x509.Certificate{{ct01.Cert, ca.Cert}}}
+	unverified := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{forged.Cert}}
 	for _, tc := range []struct {
 		name    string
 		ae      string

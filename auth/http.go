@@ -64,7 +64,10 @@ type Middleware struct {
 	// MethodScope).
 	Need func(*http.Request) Scope
 	// Observe, if set, is called once per request that presented a
-	// token or needed one, with the principal or the error; the audit
+	// token or needed one, with the principal or the error: ErrNoToken for a
+	// request without a token, one wrapping ErrInvalidToken for a token
+	// refused, ErrScope,
+	// with the principal, for a request beyond its scopes. The audit
 	// trail records failures from it.
 	Observe func(r *http.Request, p *Principal, err error)
 	Logger  *slog.Logger
@@ -82,8 +85,11 @@ func MethodScope(r *http.Request) Scope {
 	return Write
 }
 
-// errNoToken reports a request without credentials.
-var errNoToken = errors.New("auth: no bearer token")
+// ErrNoToken reports a request without credentials.
+var ErrNoToken = errors.New("auth: no bearer token")
+
+// ErrScope reports a request that the principal's scopes do not allow.
+var ErrScope = errors.New("auth: insufficient scope")
 
 // Wrap returns next behind the middleware. In echo, mount it with
 // e.Use(echo.WrapMiddleware(m.Wrap)), or wrap the whole echo instance.
@@ -98,10 +104,10 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 			return
 		}
 		p, err := m.authenticate(r)
-		if m.Observe != nil {
-			m.Observe(r, p, err)
-		}
 		if err != nil {
+			if m.Observe != nil {
+				m.Observe(r, nil, err)
+			}
 			m.unauthorized(w, r, err)
 			return
 		}
@@ -109,7 +115,14 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		if m.Need != nil {
 			need = m.Need
 		}
-		if s := need(r); !grants(p, s) {
+		s := need(r)
+		if !grants(p, s) {
+			err = fmt.Errorf("%w: %s needs %s", ErrScope, r.Method+" "+r.URL.Path, s)
+		}
+		if m.Observe != nil {
+			m.Observe(r, p, err)
+		}
+		if err != nil {
 			m.logger().Info("request refused: scope missing", "principal", p.Name, "kind", p.Kind, "need", s.String(), "method", r.Method, "path", r.URL.Path)
 			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="insufficient_scope", scope=%q`, m.realm(), strings.ReplaceAll(s.String(), ",", " ")))
 			http.Error(w, "insufficient scope: this request needs "+s.String(), http.StatusForbidden)
@@ -175,7 +188,7 @@ func (m *Middleware) order(token string) []Authenticator {
 func bearer(r *http.Request) (string, error) {
 	h := r.Header.Values("Authorization")
 	if len(h) == 0 {
-		return "", errNoToken
+		return "", ErrNoToken
 	}
 	if len(h) > 1 {
 		return "", fmt.Errorf("%w: more than one Authorization header", ErrInvalidToken)
@@ -195,7 +208,7 @@ func bearer(r *http.Request) (string, error) {
 // be asked.
 func (m *Middleware) unauthorized(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, errNoToken):
+	case errors.Is(err, ErrNoToken):
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q", m.realm()))
 		http.Error(w, "authentication required: send Authorization: Bearer TOKEN", http.StatusUnauthorized)
 	case errors.Is(err, ErrInvalidToken):

@@ -2,12 +2,14 @@ package auth
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -64,9 +66,12 @@ func TestMiddleware(t *testing.T) {
 			return MethodScope(r)
 		},
 		Observe: func(r *http.Request, p *Principal, err error) {
-			if err != nil {
+			switch {
+			case errors.Is(err, ErrScope) && p != nil:
+				observed = append(observed, "fail "+p.Name)
+			case err != nil:
 				observed = append(observed, "fail")
-			} else {
+			default:
 				observed = append(observed, p.Name)
 			}
 		},
@@ -131,7 +136,8 @@ func TestMiddleware(t *testing.T) {
 			t.Fatal("a token was logged")
 		}
 	}
-	if len(observed) != 12 || observed[0] != "fail" || observed[5] != "reader" {
+	want := []string{"fail", "fail", "fail", "fail", "fail", "reader", "reader", "fail reader", "alice", "fail alice", "fail reader", "admin"}
+	if !slices.Equal(observed, want) {
 		t.Errorf("observed %v", observed)
 	}
 }

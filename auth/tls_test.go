@@ -85,16 +85,16 @@ func TestDICOMTLSWithDcmtk(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
 	rogue := newTestCA(t, dir, "rogue-ca")
-	server := ca.issue(t, dir, "pacsd.test", 10)
-	ct01 := ca.issue(t, dir, "ct01.rxh.nhs.uk", 11)
-	ct02 := ca.issue(t, dir, "ct02.rgt.nhs.uk", 12)
-	forged := rogue.issue(t, t.TempDir(), "ct01.rxh.nhs.uk", 13)
+	server := ca.Issue(t, dir, "pacsd.test")
+	ct01 := ca.Issue(t, dir, "ct01.rxh.nhs.uk")
+	ct02 := ca.Issue(t, dir, "ct02.rgt.nhs.uk")
+	forged := rogue.Issue(t, t.TempDir(), "ct01.rxh.nhs.uk")
 
-	kp, err := LoadKeyPair(server.certFile, server.keyFile)
+	kp, err := LoadKeyPair(server.CertFile, server.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, err := LoadCertPool(ca.file)
+	pool, err := LoadCertPool(ca.File)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestDICOMTLSWithDcmtk(t *testing.T) {
 	}
 	s := startTLSServer(t, kp, RequireClientCert, pool, allow)
 
-	withCert := func(c issued) []string { return []string{"+tls", c.keyFile, c.certFile, "+cf", ca.file} }
+	withCert := func(c issued) []string { return []string{"+tls", c.KeyFile, c.CertFile, "+cf", ca.File} }
 	for _, tc := range []struct {
 		name    string
 		ae      string
@@ -114,9 +114,9 @@ func TestDICOMTLSWithDcmtk(t *testing.T) {
 		{"bound AE with its certificate", "CT01", withCert(ct01), ""},
 		{"unbound AE with any CA certificate", "OPEN", withCert(ct02), ""},
 		{"bound AE with another AE's certificate", "CT01", withCert(ct02), "Calling AE Title Not Recognized"},
-		{"certificate from another CA", "CT01", []string{"+tls", forged.keyFile, forged.certFile, "+cf", ca.file}, "Association Request Failed"},
-		{"no client certificate", "OPEN", []string{"+tla", "+cf", ca.file}, "Association Request Failed"},
-		{"server not trusted by the client", "OPEN", []string{"+tls", ct02.keyFile, ct02.certFile, "+cf", rogue.file}, "certificate verify failed"},
+		{"certificate from another CA", "CT01", []string{"+tls", forged.KeyFile, forged.CertFile, "+cf", ca.File}, "Association Request Failed"},
+		{"no client certificate", "OPEN", []string{"+tla", "+cf", ca.File}, "Association Request Failed"},
+		{"server not trusted by the client", "OPEN", []string{"+tls", ct02.KeyFile, ct02.CertFile, "+cf", rogue.File}, "certificate verify failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := echoscu(t, s, tc.ae, tc.args...)
@@ -141,12 +141,12 @@ func TestDICOMTLSWithDcmtk(t *testing.T) {
 func TestTLSProfile(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
-	server := ca.issue(t, dir, "pacsd.test", 10)
-	kp, err := LoadKeyPair(server.certFile, server.keyFile)
+	server := ca.Issue(t, dir, "pacsd.test")
+	kp, err := LoadKeyPair(server.CertFile, server.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, _ := LoadCertPool(ca.file)
+	pool, _ := LoadCertPool(ca.File)
 	allow, _ := ParseAllowList([]string{"ANY"})
 	s := startTLSServer(t, kp, NoClientCert, nil, allow)
 
@@ -194,12 +194,12 @@ func TestTLSProfile(t *testing.T) {
 func TestCertificateReload(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
-	first := ca.issue(t, dir, "pacsd.test", 10)
-	kp, err := LoadKeyPair(first.certFile, first.keyFile)
+	first := ca.Issue(t, dir, "pacsd.test")
+	kp, err := LoadKeyPair(first.CertFile, first.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, _ := LoadCertPool(ca.file)
+	pool, _ := LoadCertPool(ca.File)
 	allow, _ := ParseAllowList([]string{"SCU"})
 	s := startTLSServer(t, kp, NoClientCert, nil, allow)
 
@@ -222,13 +222,13 @@ func TestCertificateReload(t *testing.T) {
 		return a, c.ConnectionState().PeerCertificates[0]
 	}
 	old, oldCert := open()
-	if oldCert.SerialNumber.Int64() != 10 {
+	if oldCert.SerialNumber.Cmp(first.Cert.SerialNumber) != 0 {
 		t.Fatalf("serial %v", oldCert.SerialNumber)
 	}
 
 	// Renew: new files in place, then the reload SIGHUP triggers.
-	renewed := ca.issue(t, t.TempDir(), "pacsd.test", 20)
-	for _, f := range [][2]string{{renewed.certFile, first.certFile}, {renewed.keyFile, first.keyFile}} {
+	renewed := ca.Issue(t, t.TempDir(), "pacsd.test")
+	for _, f := range [][2]string{{renewed.CertFile, first.CertFile}, {renewed.KeyFile, first.KeyFile}} {
 		b, err := os.ReadFile(f[0])
 		if err != nil {
 			t.Fatal(err)
@@ -241,7 +241,7 @@ func TestCertificateReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh, freshCert := open()
-	if freshCert.SerialNumber.Int64() != 20 {
+	if freshCert.SerialNumber.Cmp(renewed.Cert.SerialNumber) != 0 {
 		t.Errorf("after reload, serial %v", freshCert.SerialNumber)
 	}
 	for i, a := range []*dimse.Association{old, fresh} {
@@ -254,7 +254,7 @@ func TestCertificateReload(t *testing.T) {
 	}
 
 	// A broken file leaves the renewed certificate in force.
-	if err := os.WriteFile(first.keyFile, []byte("not a key"), 0o600); err != nil {
+	if err := os.WriteFile(first.KeyFile, []byte("not a key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := kp.Reload(); err == nil {
@@ -262,7 +262,7 @@ func TestCertificateReload(t *testing.T) {
 	} else if strings.Contains(err.Error(), "not a key") {
 		t.Error("the error shows the key file's content")
 	}
-	if kp.Certificate().Leaf.SerialNumber.Int64() != 20 {
+	if kp.Certificate().Leaf.SerialNumber.Cmp(renewed.Cert.SerialNumber) != 0 {
 		t.Error("a failed reload replaced the certificate")
 	}
 }
@@ -273,16 +273,16 @@ func TestClientTLSWithStorescp(t *testing.T) {
 	testpeer.Need(t, "storescp")
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
-	peer := ca.issue(t, dir, "storescp.test", 30)
-	us := ca.issue(t, dir, "pacsd.test", 31)
+	peer := ca.Issue(t, dir, "storescp.test")
+	us := ca.Issue(t, dir, "pacsd.test")
 	scp := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{
-		Args: []string{"+tls", peer.keyFile, peer.certFile, "+cf", ca.file},
+		Args: []string{"+tls", peer.KeyFile, peer.CertFile, "+cf", ca.File},
 	})
-	kp, err := LoadKeyPair(us.certFile, us.keyFile)
+	kp, err := LoadKeyPair(us.CertFile, us.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, _ := LoadCertPool(ca.file)
+	pool, _ := LoadCertPool(ca.File)
 	ctx := t.Context()
 	echo := func(kp *KeyPair) error {
 		cfg := ClientTLSConfig(kp, pool)
