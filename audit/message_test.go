@@ -2,6 +2,7 @@ package audit
 
 import (
 	"encoding/xml"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +40,58 @@ func examples() map[string]*Message {
 		"config-loaded": SecurityAlert(t0, TypeSecurityConfiguration, Success, pacsd, "", URIObject("file:///etc/pacsd/pacsd.json")),
 	}
 	m["store"].Site = "RXH"
+	for name, msg := range trailExamples() {
+		m["trail-"+name] = msg
+	}
 	return m
+}
+
+// trailExamples holds a message of every method of Trail.
+func trailExamples() map[string]*Message {
+	var last *Message
+	tr := &Trail{Record: func(m *Message) { last = m }, App: pacsd, Now: func() time.Time { return t0 }}
+	ct := Actor{User: "CT01", AETitle: "CT01", Addr: "10.0.0.7:51234"}
+	alice := Actor{User: "alice", Addr: "192.0.2.10"}
+	dest := Actor{AETitle: "STORESCP", Addr: "127.0.0.1:11113"}
+	failed := errors.New("disk full")
+	out := map[string]*Message{}
+	for name, call := range map[string]func(){
+		"started":      tr.Started,
+		"stopped":      func() { tr.Stopped(failed) },
+		"reloaded":     func() { tr.ConfigurationReloaded("TLS certificate", nil) },
+		"accepted":     func() { tr.AssociationAccepted(ct, "PACSD") },
+		"refused":      func() { tr.AssociationRefused(Actor{Addr: "192.0.2.9:4000"}, "TLS handshake: bad certificate") },
+		"login-failed": func() { tr.LoginFailed(Actor{Addr: "192.0.2.9"}, "expired token") },
+		"restricted":   func() { tr.Restricted(alice, "DELETE /dicom-web/studies/1 needs delete") },
+		"stored":       func() { tr.Stored(ct, true, nil, patient, study) },
+		"store-failed": func() { tr.Stored(ct, false, failed, patient, study) },
+		"queried": func() {
+			tr.Queried(ct, nil, "1.2.840.10008.5.1.4.1.2.2.1", []byte{0x10, 0, 0x20, 0, 0, 0, 0, 0}, "1.2.840.10008.1.2")
+		},
+		"sending":          func() { tr.Sending(ct, dest, patient, study) },
+		"sent":             func() { tr.Sent(ct, dest, nil, patient, study) },
+		"deleted":          func() { tr.Deleted(alice, true, nil, patient, study) },
+		"deleted-instance": func() { tr.Deleted(alice, false, nil, patient, study) },
+		"corrected":        func() { tr.Corrected(alice, nil, patient, study) },
+	} {
+		last = nil
+		call()
+		if last == nil {
+			panic("Trail." + name + " recorded nothing")
+		}
+		out[name] = last
+	}
+	return out
+}
+
+// TestTrailNil checks that a nil Trail records nothing and does not
+// panic, so that services built without one work.
+func TestTrailNil(t *testing.T) {
+	var tr *Trail
+	tr.Started()
+	tr.AssociationRefused(Actor{}, "x")
+	tr.Stored(Actor{}, false, nil, patient, study)
+	tr.Sent(Actor{}, Actor{}, nil, patient)
 }
 
 // TestMessagesValidate checks every kind of message against the schema of
