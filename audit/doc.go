@@ -18,7 +18,12 @@
 // head is saved after the sync, so the head store never names a record
 // that a crash could take away.
 //
-// Query reads the journal, while a Journal writes it, for records about a
+// A Trail is what the front doors and the archive call, one method per
+// event (Stored, Queried, Sent, AssociationRefused…): it builds the
+// message with pacsd as one participant and the caller (an Actor) as the
+// other, and hands it to the journal.
+//
+// Search reads the journal, while a Journal writes it, for records about a
 // patient, a study or a user since a time.
 //
 // Syslog sends each message as RFC 5424 over TLS with the octet-counting

@@ -40,7 +40,12 @@
 //	s.Shutdown(ctx) // drains, then stops operations and aborts at ctx's end
 //
 // ServeConn serves one connection accepted elsewhere (TLS, net.Pipe in
-// tests). Limits protect the server from its peers: MaxPDULength bounds
+// tests). A connection with a HandshakeContext method, as *tls.Conn has,
+// completes its TLS handshake within the ARTIM time before the
+// association request is read. AllowCaller decides who may associate,
+// AssociationContext what the handlers' contexts carry of the caller (the
+// principal, for instance), and Observe hears of every association
+// accepted or rejected and every failed handshake, for the audit trail. Limits protect the server from its peers: MaxPDULength bounds
 // what one PDU makes it hold, ReadTimeout a message that stops arriving,
 // IdleTimeout an association that says nothing, MaxAssociations the
 // associations negotiated, MaxNegotiatingPerHost the connections that

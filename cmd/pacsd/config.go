@@ -18,6 +18,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/pacsd/pacsd/archive"
+	"github.com/pacsd/pacsd/auth"
 	"github.com/pacsd/pacsd/dicomweb"
 )
 
@@ -152,7 +153,7 @@ func (r *remoteSettings) remotes() (map[string]remote, error) { return parseRemo
 // dimseSettings are those of the DIMSE listener.
 type dimseSettings struct {
 	DIMSEAddr       string        `name:"dimse-addr" placeholder:"HOST:PORT" help:"DIMSE listen address (default 127.0.0.1:11112 without an allow-list, :11112 with one)"`
-	AllowAE         []string      `name:"allow-ae" placeholder:"AET[@HOST|@CIDR]" help:"calling AE titles allowed to associate, each optionally tied to a host, address or network; comma-separated or repeated"`
+	AllowAE         []string      `name:"allow-ae" placeholder:"AET[@HOST|@CIDR][@cert:CN=NAME][#ISSUER|…]" help:"calling AE titles allowed to associate, each optionally tied to a host, address or network, to a TLS client certificate, and to the issuers of patient IDs it may reach; comma-separated or repeated"`
 	AllowAnyAE      bool          `name:"allow-any-ae" help:"accept associations from any calling AE on any address"`
 	MaxAssociations int           `name:"max-associations" default:"64" placeholder:"N" help:"most concurrent DIMSE associations (0: no limit)"`
 	MaxPDU          int           `name:"max-pdu" default:"262144" placeholder:"BYTES" help:"Maximum Length of received PDUs, in bytes"`
@@ -170,18 +171,25 @@ func (d *dimseSettings) complete() error {
 			d.DIMSEAddr = ":11112"
 		}
 	}
-	if !open && !isLoopback(d.DIMSEAddr) {
-		return fmt.Errorf("refusing to listen for DIMSE on %s without a calling AE allow-list: set --allow-ae (or PACSD_ALLOW_AE) to the AE titles that may send and query, or --allow-any-ae to accept any", d.DIMSEAddr)
+	if err := d.checkListen(d.DIMSEAddr); err != nil {
+		return err
 	}
-	for _, e := range d.AllowAE {
-		if _, err := parseAllowed(e); err != nil {
-			return err
-		}
+	if _, err := auth.ParseAllowList(d.AllowAE); err != nil {
+		return err
 	}
 	if d.MaxPDU < 4096 || d.MaxPDU > 16<<20 {
 		return fmt.Errorf("max_pdu: %d is outside 4096 to 16777216", d.MaxPDU)
 	}
 	return nil
+}
+
+// checkListen refuses a DIMSE listen address beyond loopback without a
+// calling AE allow-list.
+func (d *dimseSettings) checkListen(addr string) error {
+	if len(d.AllowAE) > 0 || d.AllowAnyAE || isLoopback(addr) {
+		return nil
+	}
+	return fmt.Errorf("refusing to listen for DIMSE on %s without a calling AE allow-list: set --allow-ae (or PACSD_ALLOW_AE) to the AE titles that may send and query, or --allow-any-ae to accept any", addr)
 }
 
 // querySettings are those of C-FIND and QIDO-RS.
@@ -495,34 +503,6 @@ func validAETitle(s string) error {
 		}
 	}
 	return nil
-}
-
-// allowed is one entry of the calling AE allow-list.
-type allowed struct {
-	ae     string
-	prefix netip.Prefix // the peer's address must be in it, if valid
-	host   string       // or resolve to one of its addresses
-}
-
-func parseAllowed(e string) (allowed, error) {
-	ae, where, hasHost := strings.Cut(e, "@")
-	if err := validAETitle(ae); err != nil {
-		return allowed{}, fmt.Errorf("allow_ae: %w", err)
-	}
-	a := allowed{ae: strings.TrimSpace(ae)}
-	if !hasHost {
-		return a, nil
-	}
-	if p, err := netip.ParsePrefix(where); err == nil {
-		a.prefix = p
-	} else if ip, err := netip.ParseAddr(where); err == nil {
-		a.prefix = netip.PrefixFrom(ip, ip.BitLen())
-	} else if where != "" {
-		a.host = where
-	} else {
-		return allowed{}, errors.New("allow_ae: empty host after @ in " + e)
-	}
-	return a, nil
 }
 
 // remote is a configured remote AE.

@@ -8,6 +8,8 @@
 //	pacsd retrieve [flags]  pull studies from another archive into this one
 //	pacsd reindex [flags]   rebuild the index from the objects in storage
 //	pacsd verify [flags]    compare the index with storage; exit 1 on any problem
+//	pacsd audit [flags]     list audit records; audit verify checks the chain
+//	pacsd token create NAME make a machine token for --http-auth token
 //	pacsd version           print the version
 //
 // "pacsd COMMAND -h" lists the flags of a command. The settings among them
@@ -126,6 +128,8 @@ type commands struct {
 	Retrieve retrieveCommand `cmd:"" help:"Pull studies from another archive into this one, by C-GET or C-MOVE."`
 	Reindex  reindexCommand  `cmd:"" help:"Rebuild the index from the objects in storage."`
 	Verify   verifyCommand   `cmd:"" help:"Compare the index with storage; exit 1 on any difference."`
+	Audit    auditCommand    `cmd:"" help:"List the audit trail's records, or check its hash chain (audit verify)."`
+	Token    tokenCommand    `cmd:"" help:"Manage the machine tokens of --http-auth token."`
 	Version  versionCommand  `cmd:"" help:"Print pacsd's version."`
 }
 

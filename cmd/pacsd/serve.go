@@ -7,14 +7,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
+	"os"
+	"os/signal"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/pacsd/pacsd/archive"
+	auditlog "github.com/pacsd/pacsd/audit"
+	"github.com/pacsd/pacsd/auth"
 	"github.com/pacsd/pacsd/dicomweb"
 	"github.com/pacsd/pacsd/dimse"
 	"github.com/pacsd/pacsd/index"
@@ -35,6 +39,10 @@ type serveCommand struct {
 	dimseSettings
 	querySettings
 	httpSettings
+	tlsSettings
+	httpAuthSettings
+	auditSettings
+	deidSettings
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" default:"30s" placeholder:"DURATION" help:"how long shutdown waits for associations to finish"`
 }
 
@@ -44,10 +52,40 @@ type serveCommand struct {
 const shutdownGrace = 5 * time.Second
 
 func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
-	if err := complete(&c.storeSettings, &c.archiveSettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings); err != nil {
+	// SIGHUP reloads certificates and tokens; caught from the start, so
+	// that one arriving early does not end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	if err := complete(&c.storeSettings, &c.archiveSettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings, &c.tlsSettings, &c.httpAuthSettings); err != nil {
+		return err
+	}
+	if err := c.completeAudit(c.Data); err != nil {
+		return err
+	}
+	if c.DIMSETLSAddr != "" {
+		if err := c.dimseSettings.checkListen(c.DIMSETLSAddr); err != nil {
+			return err
+		}
+	}
+	if err := c.httpAuthSettings.checkListen(c.HTTPAddr); err != nil {
 		return err
 	}
 	log, err := c.logger(p.stderr)
+	if err != nil {
+		return err
+	}
+	if _, err := c.deidSettings.key(log); err != nil {
+		return err
+	}
+	aes, err := newAEAuthorizer(ctx, &c.dimseSettings)
+	if err != nil {
+		return err
+	}
+	if err := aes.checkCertBindings(c.TLSClientCA); err != nil {
+		return err
+	}
+	tlsCfg, err := c.tlsSettings.load(aes.needsClientCert())
 	if err != nil {
 		return err
 	}
@@ -55,7 +93,9 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	// the shutdown timeout from the moment it begins to stop.
 	var opened closers
 	started := false
+	var stopErr error // why serve stops, for the audit trail
 	defer func() {
+		stopErr = err
 		if cerr := opened.close(c.ShutdownTimeout, log); err == nil {
 			err = cerr
 		}
@@ -63,6 +103,14 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 			log.Info("pacsd stopped")
 		}
 	}()
+
+	at, err := openAudit(ctx, &c.auditSettings, c.Data, c.AETitle, tlsCfg.client, log)
+	if err != nil {
+		return err
+	}
+	opened.add("audit journal", func(ctx context.Context) error { return at.close(ctx, stopErr) })
+	trail := at.trail
+	trail.Started()
 
 	store, closeStore, err := openStorage(ctx, &c.storeSettings, c.s3Env(p.getenv), log)
 	if err != nil {
@@ -95,6 +143,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		remotes[ae] = scp.Remote{AETitle: ae, Addr: r.addr, TLS: r.tls}
 	}
 	qr := &scp.QR{
+		TLSConfig:          tlsCfg.client,
 		AETitle:            c.AETitle,
 		Index:              db,
 		Objects:            arch,
@@ -104,28 +153,27 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		Logger:             log.With("component", "qr"),
 	}
 	commit := &scp.Commitment{
-		AETitle: c.AETitle,
-		Archive: arch,
-		Remotes: remotes,
-		Logger:  log.With("component", "commitment"),
-	}
-	allow, err := allowCaller(ctx, c.AllowAE, c.AllowAnyAE)
-	if err != nil {
-		return err
+		TLSConfig: tlsCfg.client,
+		AETitle:   c.AETitle,
+		Archive:   arch,
+		Remotes:   remotes,
+		Logger:    log.With("component", "commitment"),
 	}
 	dsrv := &dimse.Server{
-		AETitle:         c.AETitle,
-		AllowCaller:     allow,
-		Echo:            svc,
-		Store:           svc,
-		Find:            qr,
-		Move:            qr,
-		Get:             qr,
-		Commit:          commit,
-		MaxPDULength:    uint32(c.MaxPDU),
-		MaxAssociations: c.MaxAssociations,
-		IdleTimeout:     c.IdleTimeout,
-		Logger:          log.With("component", "dimse"),
+		AETitle:            c.AETitle,
+		AllowCaller:        aes.allowCaller(),
+		AssociationContext: aes.associationContext,
+		Observe:            observeAssociations(trail),
+		Echo:               svc,
+		Store:              svc,
+		Find:               qr,
+		Move:               qr,
+		Get:                qr,
+		Commit:             commit,
+		MaxPDULength:       uint32(c.MaxPDU),
+		MaxAssociations:    c.MaxAssociations,
+		IdleTimeout:        c.IdleTimeout,
+		Logger:             log.With("component", "dimse"),
 	}
 	web := &dicomweb.Server{
 		Index:              db,
@@ -144,7 +192,13 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 			web.CORSOrigins = []string{} // none
 		}
 	}
-	hsrv := httplimit.New(httpHandler(store, db, web), httplimit.Config{})
+	mw, tokens, err := c.httpAuthSettings.middleware(ctx, trail, log.With("component", "http-auth"))
+	if err != nil {
+		return err
+	}
+	e := httpHandler(store, db, web)
+	registerAuditAPI(e, c.AuditDir)
+	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(e)), httplimit.Config{})
 
 	var lc net.ListenConfig
 	dl, err := lc.Listen(ctx, "tcp", c.DIMSEAddr)
@@ -157,6 +211,15 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
 	opened.add("HTTP listener", closeListener(hl))
+	var tl net.Listener
+	if c.DIMSETLSAddr != "" {
+		l, err := lc.Listen(ctx, "tcp", c.DIMSETLSAddr)
+		if err != nil {
+			return fmt.Errorf("DICOM TLS listener: %w", err)
+		}
+		opened.add("DICOM TLS listener", closeListener(l))
+		tl = auth.NewListener(l, tlsCfg.server)
+	}
 
 	switch {
 	case c.AllowAnyAE:
@@ -171,12 +234,19 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	}
 
 	var serving sync.WaitGroup
-	failed := make(chan error, 2)
+	failed := make(chan error, 3)
 	serving.Go(func() {
 		if err := dsrv.Serve(dl); !errors.Is(err, dimse.ErrServerClosed) {
 			failed <- err
 		}
 	})
+	if tl != nil {
+		serving.Go(func() {
+			if err := dsrv.Serve(tl); !errors.Is(err, dimse.ErrServerClosed) {
+				failed <- err
+			}
+		})
+	}
 	serving.Go(func() {
 		if err := hsrv.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
 			failed <- err
@@ -204,17 +274,55 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		}
 		return nil
 	})
-	log.Info("pacsd started", "version", version, "ae_title", c.AETitle, "dimse_addr", dl.Addr().String(),
-		"http_addr", hl.Addr().String(), "storage", c.Storage, "index", c.Index, "duplicates", c.Duplicates)
 	started = true
+	attrs := []any{"version", version, "ae_title", c.AETitle, "dimse_addr", dl.Addr().String(),
+		"http_addr", hl.Addr().String(), "http_auth", c.HTTPAuth, "storage", c.Storage, "index", c.Index, "duplicates", c.Duplicates, "audit_dir", c.AuditDir}
+	if tl != nil {
+		attrs = append(attrs, "dimse_tls_addr", tl.Addr().String(), "tls_client_certs", tlsCfg.clientCAs != nil)
+	}
+	log.Info("pacsd started", attrs...)
 
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "timeout", c.ShutdownTimeout)
-		return nil
-	case err := <-failed:
-		log.Error("server failed; shutting down", "err", err)
-		return err
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down", "timeout", c.ShutdownTimeout)
+			return nil
+		case err := <-failed:
+			log.Error("server failed; shutting down", "err", err)
+			return err
+		case <-hup:
+			reload(tlsCfg.keyPair, tokens, trail, log)
+		}
+	}
+}
+
+// reload reads the TLS certificate and the token file again, on SIGHUP:
+// new TLS handshakes use the new certificate, associations and requests
+// in progress carry on. A file that cannot be read leaves the last good
+// one in force; either way the audit trail records the attempt.
+func reload(kp *auth.KeyPair, tokens *auth.TokenFile, trail *auditlog.Trail, log *slog.Logger) {
+	if kp == nil && tokens == nil {
+		log.Info("SIGHUP: nothing to reload (no --tls-cert, no --token-file)")
+		return
+	}
+	if kp != nil {
+		err := kp.Reload()
+		trail.ConfigurationReloaded("TLS certificate and key", err)
+		if err != nil {
+			log.Error("SIGHUP: TLS certificate not reloaded; the previous one stays in use", "err", err)
+		} else {
+			leaf := kp.Certificate().Leaf
+			log.Info("SIGHUP: TLS certificate reloaded", "subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
+		}
+	}
+	if tokens != nil {
+		err := tokens.Reload()
+		trail.ConfigurationReloaded("token file", err)
+		if err != nil {
+			log.Error("SIGHUP: token file not reloaded; the previous tokens stay in force", "err", err)
+		} else {
+			log.Info("SIGHUP: token file reloaded", "tokens", tokens.Len())
+		}
 	}
 }
 
@@ -275,58 +383,9 @@ func closeListener(l net.Listener) func(context.Context) error {
 	}
 }
 
-// allowCaller builds the calling AE check from the allow-list. Host names
-// are resolved once, at start.
-func allowCaller(ctx context.Context, list []string, any bool) (func(string, net.Addr) bool, error) {
-	if any {
-		return nil, nil
-	}
-	if len(list) == 0 {
-		// Loopback only (config.complete checked the address): any
-		// local process may associate.
-		return nil, nil
-	}
-	var entries []allowed
-	for _, e := range list {
-		a, err := parseAllowed(e)
-		if err != nil {
-			return nil, err
-		}
-		if a.host != "" {
-			addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", a.host)
-			if err != nil {
-				return nil, fmt.Errorf("allow_ae %s: %w", e, err)
-			}
-			for _, ip := range addrs {
-				b := a
-				b.prefix = netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen())
-				entries = append(entries, b)
-			}
-			continue
-		}
-		entries = append(entries, a)
-	}
-	return func(ae string, addr net.Addr) bool {
-		var ip netip.Addr
-		if ta, ok := addr.(*net.TCPAddr); ok {
-			ip, _ = netip.AddrFromSlice(ta.IP)
-			ip = ip.Unmap()
-		}
-		for _, e := range entries {
-			if e.ae != ae {
-				continue
-			}
-			if !e.prefix.IsValid() || (ip.IsValid() && e.prefix.Contains(ip)) {
-				return true
-			}
-		}
-		return false
-	}, nil
-}
-
 // httpHandler serves the health checks: /healthz says the process is up,
 // /readyz that storage and the index answer.
-func httpHandler(store storage.Store, db *index.DB, web *dicomweb.Server) http.Handler {
+func httpHandler(store storage.Store, db *index.DB, web *dicomweb.Server) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	web.Register(e)

@@ -85,18 +85,18 @@ func (p *pacsd) origin() string { return "http://" + p.httpAddr }
 func (p *pacsd) root() string { return p.origin() + "/dicom-web" }
 
 // startPacsd starts pacsd with an empty archive in a new directory, on
-// ports of 127.0.0.1 that the kernel picks, and waits until it listens.
-// When the test ends pacsd is stopped, and a data race that it reported
-// fails the test.
-func startPacsd(t *testing.T) *pacsd {
+// ports of 127.0.0.1 that the kernel picks, with args added to its
+// command line, and waits until it listens. When the test ends pacsd is
+// stopped, and a data race that it reported fails the test.
+func startPacsd(t *testing.T, args ...string) *pacsd {
 	t.Helper()
 	bin := pacsdBinary(t)
 	dir := t.TempDir()
-	proc := testpeer.StartT(t, testpeer.Cmd{Name: bin, Dir: dir, Args: []string{
+	proc := testpeer.StartT(t, testpeer.Cmd{Name: bin, Dir: dir, Args: append([]string{
 		"serve", "--data", filepath.Join(dir, "data"),
 		"--dimse-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--log-format", "json", "--shutdown-timeout", "10s",
-	}})
+	}, args...)})
 	t.Cleanup(func() {
 		_ = proc.Stop() // the cleanup of StartT reports its error
 		if b, _ := os.ReadFile(proc.Log()); bytes.Contains(b, []byte("WARNING: DATA RACE")) {

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	auditlog "github.com/pacsd/pacsd/audit"
+)
+
+// auditSettings say where the audit trail goes.
+type auditSettings struct {
+	AuditDir    string `name:"audit-dir" placeholder:"DIR" help:"directory of the audit journal (default DATA/audit)"`
+	AuditSyslog string `name:"audit-syslog" placeholder:"URL" help:"also send each audit message to a syslog collector over TLS (RFC 5425): tls://HOST:6514; pacsd presents --tls-cert and verifies the collector against --tls-ca"`
+}
+
+// completeAudit fills in the journal's directory, under the data
+// directory by default.
+func (a *auditSettings) completeAudit(data string) error {
+	if a.AuditDir == "" {
+		a.AuditDir = filepath.Join(data, "audit")
+	}
+	if a.AuditSyslog != "" && !strings.HasPrefix(a.AuditSyslog, "tls://") {
+		return fmt.Errorf("audit_syslog %q: want tls://HOST:PORT: audit messages name patients and do not cross a network in clear", a.AuditSyslog)
+	}
+	return nil
+}
+
+// auditHead is where the journal's latest hash is kept, so that records
+// removed from its end are detected. It lives under the data directory,
+// apart from the journal, until the index keeps it (auditlog.HeadStore).
+func auditHead(data string) auditlog.FileHead {
+	return auditlog.FileHead{Path: filepath.Join(data, "audit-head")}
+}
+
+// auditTrail is what serve records the audit trail with: the journal, the
+// syslog sender if any, and the Trail the services call.
+type auditTrail struct {
+	journal *auditlog.Journal
+	syslog  *auditlog.Syslog
+	trail   *auditlog.Trail
+}
+
+// openAudit opens the journal (and the syslog sender) for serve.
+// clientTLS is the configuration pacsd calls other nodes with.
+func openAudit(ctx context.Context, a *auditSettings, data, aeTitle string, clientTLS *tls.Config, log *slog.Logger) (*auditTrail, error) {
+	at := &auditTrail{}
+	opts := auditlog.Options{Heads: auditHead(data), Source: aeTitle, Logger: log.With("component", "audit")}
+	if a.AuditSyslog != "" {
+		s, err := auditlog.NewSyslog(auditlog.SyslogConfig{URL: a.AuditSyslog, TLS: clientTLS, Logger: log.With("component", "syslog")})
+		if err != nil {
+			return nil, err
+		}
+		at.syslog = s
+		opts.Forward = s.Send
+	}
+	j, err := auditlog.Open(ctx, a.AuditDir, opts)
+	if err != nil {
+		if at.syslog != nil {
+			at.syslog.Close(ctx)
+		}
+		return nil, err
+	}
+	at.journal = j
+	host, _ := os.Hostname()
+	at.trail = &auditlog.Trail{Record: j.Log, App: auditlog.Application(aeTitle, host)}
+	return at, nil
+}
+
+// close records pacsd stopping (with why, if it failed), then closes the
+// journal and the syslog sender, within ctx.
+func (at *auditTrail) close(ctx context.Context, stopErr error) error {
+	at.trail.Stopped(stopErr)
+	err := at.journal.Close(ctx)
+	if at.syslog != nil {
+		err = errors.Join(err, at.syslog.Close(ctx))
+	}
+	return err
+}
+
+// auditCommand queries the audit trail; audit verify checks its chain.
+// Both read the journal while pacsd serve writes it.
+type auditCommand struct {
+	Search auditSearchCommand `cmd:"" default:"withargs" help:"List the audit records about a patient, a study or a user (the default)."`
+	Verify auditVerifyCommand `cmd:"" help:"Check the audit journal's hash chain; exit 1 on any break."`
+}
+
+// auditSearchCommand lists audit records.
+type auditSearchCommand struct {
+	baseSettings
+	storeSettings
+	auditSettings
+	Study   string `config:"-" placeholder:"UID" help:"records about this Study Instance UID"`
+	Patient string `config:"-" placeholder:"ID" help:"records about this Patient ID"`
+	User    string `config:"-" placeholder:"USER" help:"records of this user or AE title"`
+	Since   string `config:"-" placeholder:"TIME" help:"records from this time on: RFC 3339 (2026-03-01T09:00:00Z), a date (2026-03-01) or a duration back from now (24h)"`
+	XML     bool   `config:"-" name:"xml" help:"print each record's audit message (XML), one a line"`
+}
+
+func (c *auditSearchCommand) Run(ctx context.Context, p *process) error {
+	if err := complete(&c.storeSettings); err != nil {
+		return err
+	}
+	if err := c.completeAudit(c.Data); err != nil {
+		return err
+	}
+	f := auditlog.Filter{Study: c.Study, Patient: c.Patient, User: c.User}
+	if c.Since != "" {
+		t, err := parseSince(c.Since, time.Now())
+		if err != nil {
+			return &usageError{err, "pacsd audit -h"}
+		}
+		f.Since = t
+	}
+	if _, err := os.Stat(c.AuditDir); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	tw := tabwriter.NewWriter(p.stdout, 0, 4, 2, ' ', 0)
+	if !c.XML {
+		fmt.Fprintln(tw, "SEQ\tTIME\tEVENT\tACTION\tOUTCOME\tUSERS\tPATIENTS\tSTUDIES")
+	}
+	for r, err := range auditlog.Search(ctx, c.AuditDir, f) {
+		if err != nil {
+			tw.Flush()
+			return err
+		}
+		if c.XML {
+			fmt.Fprintln(p.stdout, r.XML)
+			continue
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Time.UTC().Format(time.RFC3339), eventName(r.Event), orDash(r.Action), r.Outcome,
+			orDash(strings.Join(r.Users, ",")), orDash(strings.Join(r.Patients, ",")), orDash(strings.Join(r.Studies, ",")))
+	}
+	return tw.Flush()
+}
+
+// eventName is the meaning of an event ID the journal records, in one
+// word for a column.
+func eventName(code string) string {
+	for _, c := range []auditlog.Code{auditlog.EventApplicationActivity, auditlog.EventBeginTransferring, auditlog.EventInstancesAccessed,
+		auditlog.EventInstancesTransferred, auditlog.EventStudyDeleted, auditlog.EventQuery, auditlog.EventSecurityAlert, auditlog.EventUserAuthentication} {
+		if c.Code == code {
+			return strings.ReplaceAll(c.Meaning, " ", "-")
+		}
+	}
+	return code
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// parseSince reads --since and since=: an RFC 3339 time, a date (UTC
+// midnight) or a duration before now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("since %q: want an RFC 3339 time (2026-03-01T09:00:00Z), a date (2026-03-01) or a duration (24h)", s)
+}
+
+// auditVerifyCommand checks the audit journal's chain.
+type auditVerifyCommand struct {
+	baseSettings
+	storeSettings
+	auditSettings
+}
+
+func (c *auditVerifyCommand) Run(ctx context.Context, p *process) error {
+	if err := complete(&c.storeSettings); err != nil {
+		return err
+	}
+	if err := c.completeAudit(c.Data); err != nil {
+		return err
+	}
+	if _, err := os.Stat(c.AuditDir); err != nil {
+		return fmt.Errorf("audit verify: %w", err)
+	}
+	// The head is read before the journal: a serve writing meanwhile
+	// saves a head only once the records up to it are synced.
+	head, err := auditHead(c.Data).LoadHead(ctx)
+	if err != nil {
+		return fmt.Errorf("audit verify: head: %w", err)
+	}
+	rep, err := auditlog.Verify(ctx, c.AuditDir, &head)
+	if err != nil {
+		return fmt.Errorf("audit verify: %s: %w", c.AuditDir, err)
+	}
+	_, err = fmt.Fprintf(p.stdout, "audit journal %s: %d records in %d files, chain intact; head %s\n", c.AuditDir, rep.Records, rep.Files, rep.Head)
+	return err
+}
+
+// auditAPIPath is the HTTP API of the audit trail (admin scope).
+const auditAPIPath = "/api/audit"
+
+// maxAuditRecords bounds the records one GET /api/audit returns.
+const maxAuditRecords = 10000
+
+// auditRecord is a record as GET /api/audit returns it.
+type auditRecord struct {
+	Seq      uint64    `json:"seq"`
+	Time     time.Time `json:"time"`
+	Event    string    `json:"event"`
+	Action   string    `json:"action,omitempty"`
+	Outcome  string    `json:"outcome"`
+	Users    []string  `json:"users,omitempty"`
+	Patients []string  `json:"patients,omitempty"`
+	Studies  []string  `json:"studies,omitempty"`
+	Message  string    `json:"message"`
+}
+
+// registerAuditAPI serves GET /api/audit?patient=&study=&user=&since=&limit=
+// from the journal in dir: the matching records, oldest first, as a JSON
+// array, at most limit (default and most 10000) of them; a Link header
+// with rel="next" says where more begin.
+func registerAuditAPI(e *echo.Echo, dir string) {
+	e.GET(auditAPIPath, func(c echo.Context) error {
+		q := c.QueryParams()
+		f := auditlog.Filter{Patient: q.Get("patient"), Study: q.Get("study"), User: q.Get("user")}
+		if s := q.Get("since"); s != "" {
+			t, err := parseSince(s, time.Now())
+			if err != nil {
+				return c.String(http.StatusBadRequest, err.Error()+"\n")
+			}
+			f.Since = t
+		}
+		limit := maxAuditRecords
+		if s := q.Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > maxAuditRecords {
+				return c.String(http.StatusBadRequest, fmt.Sprintf("limit %q: want 1 to %d\n", s, maxAuditRecords))
+			}
+			limit = n
+		}
+		var after uint64
+		if s := q.Get("after"); s != "" {
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return c.String(http.StatusBadRequest, fmt.Sprintf("after %q: want a record number\n", s))
+			}
+			after = n
+		}
+		out := []auditRecord{}
+		more := false
+		for r, err := range auditlog.Search(c.Request().Context(), dir, f) {
+			if err != nil {
+				return c.String(http.StatusInternalServerError, "audit journal: "+err.Error()+"\n")
+			}
+			if r.Seq <= after {
+				continue
+			}
+			if len(out) == limit {
+				more = true
+				break
+			}
+			out = append(out, auditRecord{Seq: r.Seq, Time: r.Time, Event: r.Event, Action: r.Action, Outcome: r.Outcome,
+				Users: r.Users, Patients: r.Patients, Studies: r.Studies, Message: r.XML})
+		}
+		if more {
+			next := *c.Request().URL
+			nq := next.Query()
+			nq.Set("after", strconv.FormatUint(out[len(out)-1].Seq, 10))
+			next.RawQuery = nq.Encode()
+			c.Response().Header().Set("Link", "<"+next.RequestURI()+`>; rel="next"`)
+		}
+		c.Response().Header().Set("Content-Type", "application/json")
+		c.Response().WriteHeader(http.StatusOK)
+		return json.NewEncoder(c.Response()).Encode(out)
+	})
+}
