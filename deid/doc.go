@@ -4,8 +4,10 @@
 // options: what routes with "deidentify": "basic", pacsd export
 // --deidentify basic and WADO-RS for research-only principals send.
 //
-// The profile's actions come from Table E.1-1, transcribed in
-// internal/gen/table-e1-1.txt and generated into zprofile.go. Rewrite
+// The profile's actions come from Table E.1-1 of the standard's own
+// text: internal/gen extracts it from the DocBook source of PS3.15 that
+// NEMA publishes (edition 2025e) into internal/gen/table-e1-1.txt, and
+// generates zprofile.go from that. Rewrite
 // streams an instance: the header before Pixel Data is read into memory,
 // de-identified attribute by attribute and written again; Pixel Data is
 // copied byte for byte as it arrives. Header de-identifies a header

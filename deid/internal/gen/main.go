@@ -1,11 +1,21 @@
-// Command gen turns the transcription of PS3.15 Table E.1-1 in
-// table-e1-1.txt into the Go table of package deid, zprofile.go.
+// Command gen turns PS3.15 Table E.1-1 into the Go table of package deid,
+// zprofile.go.
 //
-// Usage (from package deid, by go generate):
+// The table comes from the standard itself: table-e1-1.txt is extracted,
+// by this command, from the DocBook source of PS3.15 that NEMA publishes
+// with each edition (docbook.go says how), and says which edition it is;
+// nothing else is its source. To move to a newer edition, download its
+// part15.xml from dicom.nema.org and run, from package deid,
+//
+//	go run ./internal/gen -docbook part15.xml -edition 2026a
+//
+// which rewrites internal/gen/table-e1-1.txt and zprofile.go; review the
+// difference of the two as the standard's changes. go generate runs
 //
 //	go run ./internal/gen [-in internal/gen/table-e1-1.txt] [-out zprofile.go]
 //
-// -out - writes to standard output.
+// which regenerates zprofile.go from the transcription alone. -out -
+// writes to standard output.
 package main
 
 import (
@@ -165,7 +175,17 @@ func generate(rows []row) ([]byte, error) {
 func main() {
 	in := flag.String("in", "internal/gen/table-e1-1.txt", "transcription of Table E.1-1")
 	out := flag.String("out", "zprofile.go", "Go file to write, or - for standard output")
+	docbook := flag.String("docbook", "", "DocBook source of PS3.15 (part15.xml) to extract the transcription -in from first")
+	edition := flag.String("edition", "", "the edition of -docbook, such as 2025e")
 	flag.Parse()
+	if *docbook != "" {
+		if *edition == "" {
+			log.Fatal("-docbook needs -edition: the transcription says which edition it is")
+		}
+		if err := extractFile(*docbook, *in, *edition); err != nil {
+			log.Fatal(err)
+		}
+	}
 	f, err := os.Open(*in)
 	if err != nil {
 		log.Fatal(err)
@@ -186,4 +206,19 @@ func main() {
 	if err := os.WriteFile(*out, src, 0o644); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// extractFile extracts the transcription at path from the DocBook file
+// src.
+func extractFile(src, path, edition string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var b bytes.Buffer
+	if err := extractDocBook(f, &b, edition); err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
 }
