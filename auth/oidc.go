@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,6 +57,7 @@ type OIDC struct {
 	cfg      OIDCConfig
 	verifier *oidc.IDTokenVerifier
 	keys     *remoteKeys
+	verified tokenCache
 }
 
 // signingAlgs are the signature algorithms accepted. HMAC and "none" are
@@ -107,12 +109,12 @@ func NewOIDC(ctx context.Context, cfg OIDCConfig) (*OIDC, error) {
 	if meta.JWKSURI == "" {
 		return nil, fmt.Errorf("auth: OIDC discovery at %s: no jwks_uri", cfg.Issuer)
 	}
-	keys := &remoteKeys{url: meta.JWKSURI, client: cfg.HTTPClient, minRefresh: cfg.MinRefresh, now: cfg.Now}
-	if err := keys.refresh(ctx, time.Time{}); err != nil {
+	o := &OIDC{cfg: cfg}
+	o.keys = &remoteKeys{url: meta.JWKSURI, client: cfg.HTTPClient, minRefresh: cfg.MinRefresh, now: cfg.Now, refreshed: o.verified.clear}
+	if err := o.keys.refresh(ctx, time.Time{}); err != nil {
 		return nil, err
 	}
-	o := &OIDC{cfg: cfg, keys: keys}
-	o.verifier = oidc.NewVerifier(cfg.Issuer, keys, &oidc.Config{
+	o.verifier = oidc.NewVerifier(cfg.Issuer, o.keys, &oidc.Config{
 		ClientID:             cfg.Audience,
 		SupportedSigningAlgs: signingAlgs,
 		// Expiry is checked below, with the leeway go-oidc lacks.
@@ -121,32 +123,67 @@ func NewOIDC(ctx context.Context, cfg OIDCConfig) (*OIDC, error) {
 	return o, nil
 }
 
-// Authenticate checks a bearer token and returns its principal.
+// Authenticate checks a bearer token and returns its principal. A token
+// it has verified before is found in a cache, by its SHA-256, and only
+// its times are checked again.
 func (o *OIDC) Authenticate(ctx context.Context, token string) (*Principal, error) {
 	if strings.Count(token, ".") != 2 {
 		return nil, fmt.Errorf("%w: not a JWT", ErrInvalidToken)
 	}
-	t, err := o.verifier.Verify(ctx, token)
+	sum := sha256.Sum256([]byte(token))
+	now := o.cfg.Now()
+	if c, ok := o.verified.get(sum); ok {
+		if err := o.checkTimes(now, c.exp, c.nbf); err != nil {
+			o.verified.remove(sum)
+			return nil, err
+		}
+		p := *c.p
+		return &p, nil
+	}
+	p, exp, nbf, err := o.verify(ctx, token, now)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		return nil, err
+	}
+	o.verified.put(sum, cachedToken{p: p, exp: exp, nbf: nbf}, now, o.cfg.Leeway)
+	cp := *p
+	return &cp, nil
+}
+
+// checkTimes checks a token's expiry and not-before time, with the
+// leeway.
+func (o *OIDC) checkTimes(now, exp, nbf time.Time) error {
+	if now.After(exp.Add(o.cfg.Leeway)) {
+		return fmt.Errorf("%w: expired at %s", ErrInvalidToken, exp.UTC().Format(time.RFC3339))
+	}
+	if !nbf.IsZero() && now.Add(o.cfg.Leeway).Before(nbf) {
+		return fmt.Errorf("%w: not valid before %s", ErrInvalidToken, nbf.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// verify checks a token's signature, issuer, audience and times, and
+// returns its principal with its expiry and not-before times.
+func (o *OIDC) verify(ctx context.Context, token string, now time.Time) (p *Principal, exp, nbf time.Time, err error) {
+	t, err := o.verifier.Verify(ctx, token)
+	fail := func(err error) (*Principal, time.Time, time.Time, error) { return nil, time.Time{}, time.Time{}, err }
+	if err != nil {
+		return fail(fmt.Errorf("%w: %w", ErrInvalidToken, err))
 	}
 	var claims map[string]any
 	if err := t.Claims(&claims); err != nil {
-		return nil, fmt.Errorf("%w: claims: %w", ErrInvalidToken, err)
+		return fail(fmt.Errorf("%w: claims: %w", ErrInvalidToken, err))
 	}
-	now := o.cfg.Now()
 	if t.Expiry.IsZero() {
-		return nil, fmt.Errorf("%w: no expiry (exp)", ErrInvalidToken)
+		return fail(fmt.Errorf("%w: no expiry (exp)", ErrInvalidToken))
 	}
-	if now.After(t.Expiry.Add(o.cfg.Leeway)) {
-		return nil, fmt.Errorf("%w: expired at %s", ErrInvalidToken, t.Expiry.UTC().Format(time.RFC3339))
+	exp = t.Expiry
+	nbf, _ = numericDate(claims["nbf"])
+	if err := o.checkTimes(now, exp, nbf); err != nil {
+		return fail(err)
 	}
-	if nbf, ok := numericDate(claims["nbf"]); ok && now.Add(o.cfg.Leeway).Before(nbf) {
-		return nil, fmt.Errorf("%w: not valid before %s", ErrInvalidToken, nbf.UTC().Format(time.RFC3339))
-	}
-	p := &Principal{Name: t.Subject, Kind: KindOIDC}
+	p = &Principal{Name: t.Subject, Kind: KindOIDC}
 	if p.Name == "" {
-		return nil, fmt.Errorf("%w: no subject (sub)", ErrInvalidToken)
+		return fail(fmt.Errorf("%w: no subject (sub)", ErrInvalidToken))
 	}
 	for _, v := range claimStrings(claims, o.cfg.RolesClaim, " ") {
 		if s, err := ParseScope(v); err == nil {
@@ -156,7 +193,7 @@ func (o *OIDC) Authenticate(ctx context.Context, token string) (*Principal, erro
 	if raw, ok := lookupClaim(claims, o.cfg.IssuersClaim); ok {
 		list := claimStrings(claims, o.cfg.IssuersClaim, "|")
 		if p.Issuers, err = parseIssuers(strings.Join(list, "|")); err != nil {
-			return nil, fmt.Errorf("%w: claim %s: %w", ErrInvalidToken, o.cfg.IssuersClaim, err)
+			return fail(fmt.Errorf("%w: claim %s: %w", ErrInvalidToken, o.cfg.IssuersClaim, err))
 		}
 		if raw != nil && p.Issuers == nil && !slices.Contains(list, "*") {
 			// A claim that is present but empty grants no issuer,
@@ -164,7 +201,70 @@ func (o *OIDC) Authenticate(ctx context.Context, token string) (*Principal, erro
 			p.Issuers = []string{}
 		}
 	}
-	return p, nil
+	return p, exp, nbf, nil
+}
+
+// maxVerified bounds the tokens the cache of verified tokens holds.
+const maxVerified = 10000
+
+// tokenCache holds the principals of tokens verified, by the SHA-256 of
+// the token, until they expire. A viewer sends its token with every
+// request, and checking an RS256 signature and decoding the claims twice
+// costs more than the query it guards. The cache is emptied whenever the
+// provider's key set is fetched again, so that a key the provider has
+// withdrawn stops vouching for tokens at once. It is safe for concurrent
+// use; the zero value is empty.
+type tokenCache struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]cachedToken
+}
+
+type cachedToken struct {
+	p        *Principal
+	exp, nbf time.Time
+}
+
+func (c *tokenCache) get(sum [sha256.Size]byte) (cachedToken, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.m[sum]
+	return t, ok
+}
+
+// put adds a token, first dropping the expired ones when the cache is
+// full, and any one if that freed nothing.
+func (c *tokenCache) put(sum [sha256.Size]byte, t cachedToken, now time.Time, leeway time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[[sha256.Size]byte]cachedToken{}
+	}
+	if len(c.m) >= maxVerified {
+		for k, v := range c.m {
+			if now.After(v.exp.Add(leeway)) {
+				delete(c.m, k)
+			}
+		}
+		for k := range c.m {
+			if len(c.m) < maxVerified {
+				break
+			}
+			delete(c.m, k)
+		}
+	}
+	c.m[sum] = t
+}
+
+func (c *tokenCache) remove(sum [sha256.Size]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, sum)
+}
+
+func (c *tokenCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.m)
 }
 
 // numericDate reads a JWT NumericDate.
@@ -230,6 +330,9 @@ type remoteKeys struct {
 	client     *http.Client
 	minRefresh time.Duration
 	now        func() time.Time
+
+	// refreshed, if set, is called after each fetch.
+	refreshed func()
 
 	fetchMu sync.Mutex // one fetch at a time
 	mu      sync.RWMutex
@@ -329,5 +432,8 @@ func (k *remoteKeys) refresh(ctx context.Context, seen time.Time) error {
 	k.mu.Lock()
 	k.keys, k.fetched = keys, k.now()
 	k.mu.Unlock()
+	if k.refreshed != nil {
+		k.refreshed()
+	}
 	return nil
 }

@@ -296,3 +296,52 @@ func TestNewOIDCNeedsAudience(t *testing.T) {
 		t.Error("discovery of a wrong issuer succeeded")
 	}
 }
+
+// TestOIDCVerifiedCache checks the cache of verified tokens: a cached
+// token still expires, and a key the provider withdraws stops vouching
+// for the tokens it signed once the key set is fetched again.
+func TestOIDCVerifiedCache(t *testing.T) {
+	p := newFakeProvider(t)
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	o := newTestOIDC(t, p, func(c *OIDCConfig) {
+		c.MinRefresh = 10 * time.Second
+		c.Leeway = time.Second
+		c.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
+	ctx := t.Context()
+	short := p.sign(t, "k1", map[string]any{"exp": time.Now().Add(30 * time.Second).Unix()})
+	long := p.sign(t, "k1", nil)
+	for i := range 3 {
+		for name, tok := range map[string]string{"short": short, "long": long} {
+			pr, err := o.Authenticate(ctx, tok)
+			if err != nil || pr.Name != "alice" || pr.Scopes != Read|Write {
+				t.Fatalf("%s, try %d: %+v, %v", name, i, pr, err)
+			}
+			pr.Scopes = Admin // a caller's change does not reach the cache
+		}
+	}
+	if n := len(o.verified.m); n != 2 {
+		t.Errorf("%d tokens cached, want 2", n)
+	}
+	clock.Add(int64(40 * time.Second))
+	if _, err := o.Authenticate(ctx, short); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("a cached token past its expiry: %v", err)
+	}
+	if _, err := o.Authenticate(ctx, long); err != nil {
+		t.Errorf("long-lived token: %v", err)
+	}
+
+	// The provider withdraws k1 and signs with k2; the next fetch of the
+	// key set empties the cache.
+	p.addKey(t, "k2", false)
+	p.mu.Lock()
+	p.public = []string{"k2"}
+	p.mu.Unlock()
+	if _, err := o.Authenticate(ctx, p.sign(t, "k2", nil)); err != nil {
+		t.Fatalf("k2: %v", err)
+	}
+	if _, err := o.Authenticate(ctx, long); err == nil {
+		t.Error("a token of a withdrawn key was still accepted from the cache")
+	}
+}
