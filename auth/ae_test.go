@@ -92,8 +92,8 @@ func TestAllowListAuthorize(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
 	other := newTestCA(t, dir, "other-ca")
-	ct01 := ca.Issue(t, dir, "ct01.rxh.nhs.uk")
-	forged := other.Issue(t, dir, "ct01.rxh.nhs.uk")
+	ct01 := ca.IssueT(t, dir, "ct01.rxh.nhs.uk")
+	forged := other.IssueT(t, dir, "ct01.rxh.nhs.uk")
 	pin := sha256.Sum256(forged.Cert.Raw)
 
 	l, err := ParseAllowList([]string{

@@ -10,4 +10,4 @@ import (
 // short.
 type issued = testpeer.Issued
 
-func newTestCA(t testing.TB, dir, name string) *testpeer.CA { return testpeer.NewCA(t, dir, name) }
+func newTestCA(t testing.TB, dir, name string) *testpeer.CA { return testpeer.NewCAT(t, dir, name) }

@@ -85,10 +85,10 @@ func TestDICOMTLSWithDcmtk(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
 	rogue := newTestCA(t, dir, "rogue-ca")
-	server := ca.Issue(t, dir, "pacsd.test")
-	ct01 := ca.Issue(t, dir, "ct01.rxh.nhs.uk")
-	ct02 := ca.Issue(t, dir, "ct02.rgt.nhs.uk")
-	forged := rogue.Issue(t, t.TempDir(), "ct01.rxh.nhs.uk")
+	server := ca.IssueT(t, dir, "pacsd.test")
+	ct01 := ca.IssueT(t, dir, "ct01.rxh.nhs.uk")
+	ct02 := ca.IssueT(t, dir, "ct02.rgt.nhs.uk")
+	forged := rogue.IssueT(t, t.TempDir(), "ct01.rxh.nhs.uk")
 
 	kp, err := LoadKeyPair(server.CertFile, server.KeyFile)
 	if err != nil {
@@ -141,7 +141,7 @@ func TestDICOMTLSWithDcmtk(t *testing.T) {
 func TestTLSProfile(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
-	server := ca.Issue(t, dir, "pacsd.test")
+	server := ca.IssueT(t, dir, "pacsd.test")
 	kp, err := LoadKeyPair(server.CertFile, server.KeyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +194,7 @@ func TestTLSProfile(t *testing.T) {
 func TestCertificateReload(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
-	first := ca.Issue(t, dir, "pacsd.test")
+	first := ca.IssueT(t, dir, "pacsd.test")
 	kp, err := LoadKeyPair(first.CertFile, first.KeyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +227,7 @@ func TestCertificateReload(t *testing.T) {
 	}
 
 	// Renew: new files in place, then the reload SIGHUP triggers.
-	renewed := ca.Issue(t, t.TempDir(), "pacsd.test")
+	renewed := ca.IssueT(t, t.TempDir(), "pacsd.test")
 	for _, f := range [][2]string{{renewed.CertFile, first.CertFile}, {renewed.KeyFile, first.KeyFile}} {
 		b, err := os.ReadFile(f[0])
 		if err != nil {
@@ -273,8 +273,8 @@ func TestClientTLSWithStorescp(t *testing.T) {
 	testpeer.Need(t, "storescp")
 	dir := t.TempDir()
 	ca := newTestCA(t, dir, "ca")
-	peer := ca.Issue(t, dir, "storescp.test")
-	us := ca.Issue(t, dir, "pacsd.test")
+	peer := ca.IssueT(t, dir, "storescp.test")
+	us := ca.IssueT(t, dir, "pacsd.test")
 	scp := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{
 		Args: []string{"+tls", peer.KeyFile, peer.CertFile, "+cf", ca.File},
 	})

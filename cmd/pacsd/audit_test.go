@@ -106,9 +106,9 @@ func pacsdAudit(t *testing.T, args ...string) (string, error) {
 func TestAuditTrail(t *testing.T) {
 	testpeer.Need(t, "echoscu")
 	pki := t.TempDir()
-	ca := testpeer.NewCA(t, pki, "ca")
-	us := ca.Issue(t, pki, "pacsd.test")
-	collector := startSyslogCollector(t, ca.Issue(t, pki, "audit.test"), ca)
+	ca := testpeer.NewCAT(t, pki, "ca")
+	us := ca.IssueT(t, pki, "pacsd.test")
+	collector := startSyslogCollector(t, ca.IssueT(t, pki, "audit.test"), ca)
 
 	data := t.TempDir()
 	p := startPacsd(t, data, "--audit-syslog", "tls://"+collector.addr,

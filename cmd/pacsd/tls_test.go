@@ -55,13 +55,13 @@ func tlsTool(t *testing.T, tool, addr, ae string, tlsArgs []string, args ...stri
 func TestDICOMTLS(t *testing.T) {
 	testpeer.Need(t, "echoscu", "storescu", "findscu", "movescu", "storescp", "xmllint")
 	pki := t.TempDir()
-	ca := testpeer.NewCA(t, pki, "ca")
-	rogue := testpeer.NewCA(t, pki, "rogue-ca")
-	server := ca.Issue(t, pki, "pacsd.test")
-	ct01 := ca.Issue(t, pki, "ct01.rxh.nhs.uk")
-	ct02 := ca.Issue(t, pki, "ct02.rgt.nhs.uk")
-	forged := rogue.Issue(t, t.TempDir(), "ct01.rxh.nhs.uk")
-	peer := ca.Issue(t, pki, "storescp.test")
+	ca := testpeer.NewCAT(t, pki, "ca")
+	rogue := testpeer.NewCAT(t, pki, "rogue-ca")
+	server := ca.IssueT(t, pki, "pacsd.test")
+	ct01 := ca.IssueT(t, pki, "ct01.rxh.nhs.uk")
+	ct02 := ca.IssueT(t, pki, "ct02.rgt.nhs.uk")
+	forged := rogue.IssueT(t, t.TempDir(), "ct01.rxh.nhs.uk")
+	peer := ca.IssueT(t, pki, "storescp.test")
 
 	scp := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{AET: "STORESCP",
 		Args: []string{"+B", "+tls", peer.KeyFile, peer.CertFile, "+cf", ca.File}})
@@ -154,7 +154,7 @@ func TestDICOMTLS(t *testing.T) {
 		if !oldCert.Equal(server.Cert) {
 			t.Fatal("pacsd presented another certificate than --tls-cert")
 		}
-		renewed := ca.Issue(t, t.TempDir(), "pacsd.test")
+		renewed := ca.IssueT(t, t.TempDir(), "pacsd.test")
 		for _, f := range [][2]string{{renewed.CertFile, server.CertFile}, {renewed.KeyFile, server.KeyFile}} {
 			b, err := os.ReadFile(f[0])
 			if err != nil {

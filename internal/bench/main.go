@@ -74,6 +74,11 @@
 //     straight from pacsd's storage directory and beside a plain net/http
 //     server of this program sending those files (-wado-reps).
 //
+// Security (security.go): the series of the C-STORE measurement over
+// DICOM TLS beside plain TCP into fresh pacsd, rounds alternating; and
+// one QIDO-RS search on a pacsd checking OIDC bearer tokens of Ory Hydra
+// beside one without authentication, alternating.
+//
 // Usage:
 //
 //	go run ./internal/bench [-rounds 5] [-instances 300] [-size 512KiB]
@@ -81,7 +86,7 @@
 //	    [-find-loaders 4] [-web-reps 100] [-metadata-instances 1000]
 //	    [-metadata-reps 30] [-wado-reps 10] [-pacsd path] [-skip-orthanc]
 //	    [-skip-store] [-skip-big] [-skip-find] [-skip-move] [-skip-web]
-//	    [-skip-s3] [-s3-latency 10ms]
+//	    [-skip-s3] [-s3-latency 10ms] [-skip-security]
 //
 // Without -pacsd, pacsd is built from this module into the temporary
 // directory. Everything the run creates lives in one temporary directory,
@@ -148,6 +153,7 @@ type options struct {
 	skipWeb           bool
 	skipS3            bool
 	skipCodec         bool
+	skipSecurity      bool
 	s3Latency         time.Duration
 }
 
@@ -174,6 +180,7 @@ func main() {
 	flag.DurationVar(&o.s3Latency, "s3-latency", 10*time.Millisecond, "latency added to every request to MinIO, as S3 across a network has")
 	flag.BoolVar(&o.skipS3, "skip-s3", false, "leave pacsd on S3 (MinIO, ack=direct and ack=spool) out of the C-STORE measurement")
 	flag.BoolVar(&o.skipCodec, "skip-codec", false, "leave out pixel data decoding beside dcmtk and GDCM, and render.Render's latency")
+	flag.BoolVar(&o.skipSecurity, "skip-security", false, "leave out C-STORE over DICOM TLS beside plain TCP, and QIDO-RS with OIDC token validation beside none")
 	flag.Parse()
 	if flag.NArg() > 0 || o.rounds < 1 || o.instances < 1 || o.findInstances < studySize || o.findReps < 1 || o.findLoaders < 1 ||
 		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 {
@@ -269,7 +276,7 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	start := time.Now()
 	var files []dcmgen.File
 	corpus := filepath.Join(tmp, "series")
-	if !o.skipStore || !o.skipBig || !o.skipMove || web {
+	if !o.skipStore || !o.skipBig || !o.skipMove || web || !o.skipSecurity {
 		logf("writing %d instances of %s", o.instances, o.size)
 		if err := os.Mkdir(corpus, 0o755); err != nil {
 			return err
@@ -288,6 +295,13 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 			return err
 		}
 		r.elapsedStore = time.Since(t)
+	}
+	if !o.skipSecurity {
+		t := time.Now()
+		if r.security, err = measureSecurity(ctx, o, bin, tmp, corpus, files, logf); err != nil {
+			return fmt.Errorf("security bench: %w", err)
+		}
+		r.elapsedSecurity = time.Since(t)
 	}
 	if !o.skipBig {
 		if r.big, err = measureBig(ctx, o, pacsd, tmp, files[0].Path, logf); err != nil {
@@ -643,6 +657,7 @@ type report struct {
 	reindex     *reindexResult
 	moves       []moveResult
 	web         *webResult
+	security    *securityResult
 	versions    versions
 	// drains are the times spooled peers took to upload everything
 	// after storescu ended, by peer.
@@ -651,7 +666,7 @@ type report struct {
 	load    [2]string
 	elapsed time.Duration
 	// The times of the parts; the memory measurement is quick.
-	elapsedStore, elapsedFind, elapsedReindex, elapsedMove, elapsedWeb time.Duration
+	elapsedStore, elapsedFind, elapsedReindex, elapsedMove, elapsedWeb, elapsedSecurity time.Duration
 }
 
 // stats summarises the runs of one peer.
@@ -719,6 +734,7 @@ func (r *report) print(w io.Writer) {
 	r.printReindex(w)
 	r.printMove(w)
 	r.printWeb(w)
+	r.printSecurity(w)
 	var parts []string
 	findPart := "C-FIND with loading"
 	if r.find == nil {
@@ -727,7 +743,7 @@ func (r *report) print(w io.Writer) {
 	for _, pt := range []struct {
 		name string
 		d    time.Duration
-	}{{"C-STORE", r.elapsedStore}, {findPart, r.elapsedFind}, {"reindex", r.elapsedReindex}, {"C-MOVE", r.elapsedMove}, {"DICOMweb without loading the corpus", r.elapsedWeb}} {
+	}{{"C-STORE", r.elapsedStore}, {findPart, r.elapsedFind}, {"reindex", r.elapsedReindex}, {"C-MOVE", r.elapsedMove}, {"DICOMweb without loading the corpus", r.elapsedWeb}, {"security", r.elapsedSecurity}} {
 		if pt.d > 0 {
 			parts = append(parts, pt.name+" "+pt.d.Round(time.Second).String())
 		}

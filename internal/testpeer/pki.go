@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -33,20 +34,31 @@ type Issued struct {
 
 // rsaKey makes a 2048-bit RSA key: dcmtk's default TLS profile offers
 // ECDHE_RSA suites.
-func rsaKey(tb testing.TB) *rsa.PrivateKey {
+func rsaKey() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) }
+
+// NewCAT makes a CA as NewCA does, failing tb on an error.
+func NewCAT(tb testing.TB, dir, name string) *CA {
 	tb.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return k
+	ca, err := NewCA(dir, name)
+	check(tb, err)
+	return ca
+}
+
+// IssueT issues a certificate as Issue does, failing tb on an error.
+func (ca *CA) IssueT(tb testing.TB, dir, cn string) Issued {
+	tb.Helper()
+	out, err := ca.Issue(dir, cn)
+	check(tb, err)
+	return out
 }
 
 // NewCA makes a CA named name, valid for a day, and writes its
 // certificate to dir/name.crt.
-func NewCA(tb testing.TB, dir, name string) *CA {
-	tb.Helper()
-	key := rsaKey(tb)
+func NewCA(dir, name string) (*CA, error) {
+	key, err := rsaKey()
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: name},
@@ -58,23 +70,27 @@ func NewCA(tb testing.TB, dir, name string) *CA {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, fmt.Errorf("testpeer: %w", err)
 	}
 	cert, _ := x509.ParseCertificate(der)
 	file := filepath.Join(dir, name+".crt")
-	writePEM(tb, file, "CERTIFICATE", der)
+	if err := writePEM(file, "CERTIFICATE", der); err != nil {
+		return nil, err
+	}
 	ca := &CA{Cert: cert, File: file, key: key}
 	ca.serial.Store(1)
-	return ca
+	return ca, nil
 }
 
 // Issue makes a certificate for the common name cn, usable by servers and
 // clients alike (serverAuth and clientAuth), valid for a day for cn,
 // localhost and 127.0.0.1, and writes it and its key to dir/cn.crt and
 // dir/cn.key.
-func (ca *CA) Issue(tb testing.TB, dir, cn string) Issued {
-	tb.Helper()
-	key := rsaKey(tb)
+func (ca *CA) Issue(dir, cn string) (Issued, error) {
+	key, err := rsaKey()
+	if err != nil {
+		return Issued{}, err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(ca.serial.Add(1)),
 		Subject:      pkix.Name{CommonName: cn},
@@ -87,7 +103,7 @@ func (ca *CA) Issue(tb testing.TB, dir, cn string) Issued {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
-		tb.Fatal(err)
+		return Issued{}, fmt.Errorf("testpeer: %w", err)
 	}
 	cert, _ := x509.ParseCertificate(der)
 	out := Issued{
@@ -95,14 +111,15 @@ func (ca *CA) Issue(tb testing.TB, dir, cn string) Issued {
 		KeyFile:  filepath.Join(dir, cn+".key"),
 		Cert:     cert,
 	}
-	writePEM(tb, out.CertFile, "CERTIFICATE", der)
-	writePEM(tb, out.KeyFile, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(key))
-	return out
+	if err := writePEM(out.CertFile, "CERTIFICATE", der); err != nil {
+		return Issued{}, err
+	}
+	return out, writePEM(out.KeyFile, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(key))
 }
 
-func writePEM(tb testing.TB, file, typ string, der []byte) {
-	tb.Helper()
+func writePEM(file, typ string, der []byte) error {
 	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		tb.Fatal(err)
+		return fmt.Errorf("testpeer: %w", err)
 	}
+	return nil
 }
