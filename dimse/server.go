@@ -325,8 +325,10 @@ func (s *Server) handshake(conn net.Conn, log *slog.Logger) bool {
 	switch {
 	case err == nil:
 		return true
-	case errors.Is(err, io.EOF):
-		log.Debug("connection closed before a TLS handshake")
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		// A health check, or Shutdown closing connections that have
+		// not associated yet.
+		log.Debug("connection closed before or during the TLS handshake", "err", err)
 	default:
 		log.Warn("TLS handshake failed", "err", err)
 		s.observe(AssociationEvent{RemoteAddr: conn.RemoteAddr(), Reason: "TLS handshake: " + err.Error()})
