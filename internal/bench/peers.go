@@ -256,15 +256,23 @@ type sendResult struct {
 // without it dcmtk leaves Nagle's algorithm on and each small PDU after a
 // large one waits for a delayed ACK.
 func send(ctx context.Context, s *server, scan bool, paths ...string) (sendResult, error) {
+	var extra []string
+	if scan {
+		extra = []string{"+sd"}
+	}
+	return sendWith(ctx, s, extra, paths...)
+}
+
+// sendWith runs storescu as send does, with extra options (+sd, TLS)
+// before the address.
+func sendWith(ctx context.Context, s *server, extra []string, paths ...string) (sendResult, error) {
 	bin, err := testpeer.Lookup("storescu")
 	if err != nil {
 		return sendResult{}, err
 	}
 	args := append([]string(nil), storescuArgs...)
 	args = append(args, "-aec", s.aet)
-	if scan {
-		args = append(args, "+sd")
-	}
+	args = append(args, extra...)
 	args = append(args, s.host, strconv.Itoa(s.port))
 	args = append(args, paths...)
 	var out bytes.Buffer

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -127,9 +126,9 @@ func storeTLS(ctx context.Context, bin, dir, corpus string, n int, server testpe
 		return res, err
 	}
 	target := *s
-	var extra []string
+	extra := []string{"+sd"}
 	if overTLS {
-		target.port, extra = port, tlsArgs
+		target.port, extra = port, append(extra, tlsArgs...)
 	}
 	syscall.Sync()
 	if res, err = sendWith(ctx, &target, extra, corpus); err != nil {
@@ -143,32 +142,6 @@ func storeTLS(ctx context.Context, bin, dir, corpus string, n int, server testpe
 		return res, fmt.Errorf("pacsd holds %d of %d instances after storescu; see %s", got, n, s.log)
 	}
 	return res, nil
-}
-
-// sendWith runs storescu as send does, with extra options (TLS) before
-// the address, on the directory corpus.
-func sendWith(ctx context.Context, s *server, extra []string, corpus string) (sendResult, error) {
-	bin, err := testpeer.Lookup("storescu")
-	if err != nil {
-		return sendResult{}, err
-	}
-	args := append(append(append([]string(nil), storescuArgs...), "-aec", s.aet, "+sd"), extra...)
-	args = append(args, s.host, strconv.Itoa(s.port), corpus)
-	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = 5 * time.Second
-	cpu0, err0 := procCPU(s.pid)
-	start := time.Now()
-	err = cmd.Run()
-	wall := time.Since(start)
-	cpu1, err1 := procCPU(s.pid)
-	if err != nil {
-		return sendResult{}, fmt.Errorf("storescu %s: %w\n%s", strings.Join(args, " "), err, lastLines(out.String(), 15))
-	}
-	return sendResult{wall: wall, cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(),
-		peerCPU: cpu1 - cpu0, peerRead: err0 == nil && err1 == nil}, nil
 }
 
 // measureOIDC times the same QIDO-RS search on a pacsd without
