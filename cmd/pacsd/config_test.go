@@ -295,7 +295,8 @@ func TestBadSettings(t *testing.T) {
 		{"duplicates", []string{"--duplicates", "merge"}, nil, []string{"duplicates", "merge"}},
 		{"max PDU", []string{"--max-pdu", "100"}, nil, []string{"max_pdu", "4096"}},
 		{"remote AE", []string{"--remote-ae", "ORTHANC"}, nil, []string{"ORTHANC", "AET=HOST:PORT"}},
-		{"allow-list", []string{"--allow-ae", "CT01@"}, nil, []string{"allow_ae", "empty host"}},
+		{"allow-list", []string{"--allow-ae", "CT01@"}, nil, []string{"allow_ae", "empty condition after @"}},
+		{"allow-list certificate", []string{"--allow-ae", "CT01@cert:OU=x"}, nil, []string{"allow_ae", "CN, DNS or SHA256"}},
 		{"DICOMweb root", []string{"--dicomweb-root", "dicom-web"}, nil, []string{"dicomweb_root"}},
 		{"beyond loopback without an allow-list", []string{"--dimse-addr", ":104"}, nil, []string{"allow-list"}},
 	} {

@@ -113,7 +113,7 @@ func (h *Hydra) waitReady(ctx context.Context, p *Process) error {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				return h.makeKeys(ctx)
 			}
 		}
 		select {
@@ -124,6 +124,22 @@ func (h *Hydra) waitReady(ctx context.Context, p *Process) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// makeKeys fetches Hydra's key set once. Hydra makes its signing keys
+// (RSA 4096) when they are first asked for, which takes seconds on a busy
+// machine, longer than a client under test waits for an answer.
+func (h *Hydra) makeKeys(ctx context.Context) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.Issuer+".well-known/jwks.json", nil)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("testpeer: hydra key set: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("testpeer: hydra key set: %s", resp.Status)
+	}
+	return nil
 }
 
 // StartHydraT starts Hydra for tb as StartHydra does, skipping or failing
