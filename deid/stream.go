@@ -40,7 +40,7 @@ func (d *Deidentifier) Rewrite(ctx context.Context, dst io.Writer, src io.Reader
 	}
 	head, eof := hb.Bytes(), n < int64(d.maxHdr)
 
-	pixelAt, found, err := findPixelData(head, ts, d.maxHdr)
+	pixelAt, found, err := findPixelData(head, ts)
 	if err != nil {
 		return Result{}, err
 	}
@@ -82,10 +82,7 @@ func (d *Deidentifier) Rewrite(ctx context.Context, dst io.Writer, src io.Reader
 }
 
 // parse reads a whole header held in memory, keeping binary values in
-// memory too so that they can be written again. limit is the header's
-// budget (Options.MaxHeader): its bytes, and twice that for what
-// decoding them costs, which dicom counts per element as well as per
-// byte.
+// memory too so that they can be written again.
 func parse(b []byte, ts uid.TransferSyntax, limit int) (*dicom.Dataset, error) {
 	// Limits.Header counts the scanner's memory, bookkeeping included:
 	// up to some 26 bytes for each byte of the smallest elements.
@@ -112,7 +109,7 @@ func parse(b []byte, ts uid.TransferSyntax, limit int) (*dicom.Dataset, error) {
 // for; a place where they occur is the element when the bytes before it
 // are a complete data set, which dicom's reader decides: inside a value
 // or a sequence item (an icon image's pixel data) they are not.
-func findPixelData(head []byte, ts uid.TransferSyntax, limit int) (int, bool, error) {
+func findPixelData(head []byte, ts uid.TransferSyntax) (int, bool, error) {
 	var bo binary.ByteOrder = binary.LittleEndian
 	if ts.BigEndian {
 		bo = binary.BigEndian
@@ -135,7 +132,7 @@ func findPixelData(head []byte, ts uid.TransferSyntax, limit int) (int, bool, er
 			if len(head)-at < 8 || !plausibleHeader(head[at:], ts) {
 				continue
 			}
-			if _, err := parse(head[:at], ts, limit); err == nil {
+			if _, err := parse(head[:at], ts, len(head)); err == nil {
 				best = at
 				break
 			}
