@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -125,7 +126,7 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		if err != nil {
 			m.logger().Info("request refused: scope missing", "principal", p.Name, "kind", p.Kind, "need", s.String(), "method", r.Method, "path", r.URL.Path)
 			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="insufficient_scope", scope=%q`, m.realm(), strings.ReplaceAll(s.String(), ",", " ")))
-			http.Error(w, "insufficient scope: this request needs "+s.String(), http.StatusForbidden)
+			writeError(w, "insufficient scope: this request needs "+s.String(), http.StatusForbidden)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), p)))
@@ -210,16 +211,26 @@ func (m *Middleware) unauthorized(w http.ResponseWriter, r *http.Request, err er
 	switch {
 	case errors.Is(err, ErrNoToken):
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer realm=%q", m.realm()))
-		http.Error(w, "authentication required: send Authorization: Bearer TOKEN", http.StatusUnauthorized)
+		writeError(w, "authentication required: send Authorization: Bearer TOKEN", http.StatusUnauthorized)
 	case errors.Is(err, ErrInvalidToken):
 		m.logger().Info("request refused: invalid token", "why", err.Error(), "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="invalid_token", error_description="the token is invalid or expired"`, m.realm()))
-		http.Error(w, "invalid or expired token", http.StatusUnauthorized)
+		writeError(w, "invalid or expired token", http.StatusUnauthorized)
 	default:
 		m.logger().Warn("cannot authenticate", "err", err, "method", r.Method, "path", r.URL.Path)
 		w.Header().Set("Retry-After", "5")
-		http.Error(w, "authentication is unavailable", http.StatusServiceUnavailable)
+		writeError(w, "authentication is unavailable", http.StatusServiceUnavailable)
 	}
+}
+
+// writeError answers a refusal as the /api does, {"error": why}; why is
+// a constant of this file, never request text.
+func writeError(w http.ResponseWriter, why string, status int) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": why})
 }
 
 func (m *Middleware) realm() string {

@@ -3,10 +3,11 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -214,78 +215,126 @@ func (c *auditVerifyCommand) Run(ctx context.Context, p *process) error {
 // auditAPIPath is the HTTP API of the audit trail (admin scope).
 const auditAPIPath = "/api/audit"
 
-// maxAuditRecords bounds the records one GET /api/audit returns.
-const maxAuditRecords = 10000
+// Pages of GET /api/audit: records per page by default, and at most.
+const (
+	defaultAuditPage = 100
+	maxAuditPage     = 1000
+)
 
-// auditRecord is a record as GET /api/audit returns it.
+// auditRecord is a record as GET /api/audit returns it (docs/api.md).
 type auditRecord struct {
-	Seq      uint64    `json:"seq"`
-	Time     time.Time `json:"time"`
-	Event    string    `json:"event"`
-	Action   string    `json:"action,omitempty"`
-	Outcome  string    `json:"outcome"`
-	Users    []string  `json:"users,omitempty"`
-	Patients []string  `json:"patients,omitempty"`
-	Studies  []string  `json:"studies,omitempty"`
-	Message  string    `json:"message"`
+	Seq     uint64      `json:"seq"`
+	Time    time.Time   `json:"time"`
+	Event   string      `json:"event"`
+	Action  string      `json:"action,omitempty"`
+	Outcome int         `json:"outcome"`
+	User    string      `json:"user"`
+	Source  auditSource `json:"source"`
+	Patient string      `json:"patient,omitempty"`
+	Study   string      `json:"study,omitempty"`
+	Detail  string      `json:"detail,omitempty"`
 }
 
-// registerAuditAPI serves GET /api/audit?patient=&study=&user=&since=&limit=
-// from the journal in dir: the matching records, oldest first, as a JSON
-// array, at most limit (default and most 10000) of them; a Link header
-// with rel="next" says where more begin.
-func registerAuditAPI(e *echo.Echo, dir string) {
+type auditSource struct {
+	AE      string `json:"ae,omitempty"`
+	Address string `json:"address,omitempty"`
+}
+
+// auditPage is the answer of GET /api/audit.
+type auditPage struct {
+	Records []auditRecord `json:"records"`
+	// Next, passed back as before, asks for the page of older records;
+	// empty when there are none.
+	Next string `json:"next,omitempty"`
+}
+
+// auditCursor encodes the cursor of the records before seq.
+func auditCursor(seq uint64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("seq:" + strconv.FormatUint(seq, 10)))
+}
+
+func parseAuditCursor(s string) (uint64, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		if n, ok := strings.CutPrefix(string(b), "seq:"); ok {
+			return strconv.ParseUint(n, 10, 64)
+		}
+	}
+	return 0, errors.New("not a cursor of this endpoint")
+}
+
+// registerAuditAPI serves GET /api/audit?patient=&study=&user=&since=&before=&limit=
+// from the journal in dir, whose audit source is source: the matching
+// records, newest first, limit (default 100, at most 1000) at a time, as
+// docs/api.md describes. The journal is read from the start for each
+// page, holding no more than a page in memory.
+func registerAuditAPI(e *echo.Echo, dir, source string) {
 	e.GET(auditAPIPath, func(c echo.Context) error {
+		bad := func(format string, args ...any) error {
+			return c.JSON(http.StatusBadRequest, map[string]string{"error": fmt.Sprintf(format, args...)})
+		}
 		q := c.QueryParams()
 		f := auditlog.Filter{Patient: q.Get("patient"), Study: q.Get("study"), User: q.Get("user")}
 		if s := q.Get("since"); s != "" {
 			t, err := parseSince(s, time.Now())
 			if err != nil {
-				return c.String(http.StatusBadRequest, err.Error()+"\n")
+				return bad("%v", err)
 			}
 			f.Since = t
 		}
-		limit := maxAuditRecords
+		limit := defaultAuditPage
 		if s := q.Get("limit"); s != "" {
 			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 || n > maxAuditRecords {
-				return c.String(http.StatusBadRequest, fmt.Sprintf("limit %q: want 1 to %d\n", s, maxAuditRecords))
+			if err != nil || n < 1 || n > maxAuditPage {
+				return bad("limit: want 1 to %d", maxAuditPage)
 			}
 			limit = n
 		}
-		var after uint64
-		if s := q.Get("after"); s != "" {
-			n, err := strconv.ParseUint(s, 10, 64)
+		before := uint64(math.MaxUint64)
+		if s := q.Get("before"); s != "" {
+			n, err := parseAuditCursor(s)
 			if err != nil {
-				return c.String(http.StatusBadRequest, fmt.Sprintf("after %q: want a record number\n", s))
+				return bad("before: %v", err)
 			}
-			after = n
+			before = n
 		}
-		out := []auditRecord{}
-		more := false
+		// The newest limit+1 records before the cursor: one more than a
+		// page says whether there are older ones.
+		var window []auditlog.Record
 		for r, err := range auditlog.Search(c.Request().Context(), dir, f) {
 			if err != nil {
-				return c.String(http.StatusInternalServerError, "audit journal: "+err.Error()+"\n")
+				return c.JSON(http.StatusInternalServerError, map[string]string{"error": "audit journal: " + err.Error()})
 			}
-			if r.Seq <= after {
-				continue
-			}
-			if len(out) == limit {
-				more = true
+			if r.Seq >= before {
 				break
 			}
-			out = append(out, auditRecord{Seq: r.Seq, Time: r.Time, Event: r.Event, Action: r.Action, Outcome: r.Outcome,
-				Users: r.Users, Patients: r.Patients, Studies: r.Studies, Message: r.XML})
+			if window = append(window, r); len(window) > limit+1 {
+				window = window[1:]
+			}
 		}
-		if more {
-			next := *c.Request().URL
-			nq := next.Query()
-			nq.Set("after", strconv.FormatUint(out[len(out)-1].Seq, 10))
-			next.RawQuery = nq.Encode()
-			c.Response().Header().Set("Link", "<"+next.RequestURI()+`>; rel="next"`)
+		page := auditPage{Records: []auditRecord{}}
+		if len(window) > limit {
+			window = window[1:]
+			page.Next = auditCursor(window[0].Seq)
 		}
-		c.Response().Header().Set("Content-Type", "application/json")
-		c.Response().WriteHeader(http.StatusOK)
-		return json.NewEncoder(c.Response()).Encode(out)
+		for i := len(window) - 1; i >= 0; i-- {
+			r := window[i]
+			sum, err := r.Summary(source)
+			if err != nil {
+				return c.JSON(http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			}
+			out := auditRecord{Seq: r.Seq, Time: r.Time.UTC(), Event: sum.Event, Action: r.Action, User: sum.User,
+				Source: auditSource{AE: sum.AE, Address: sum.Address}, Detail: sum.Detail}
+			out.Outcome, _ = strconv.Atoi(r.Outcome)
+			if len(r.Patients) > 0 {
+				out.Patient = r.Patients[0]
+			}
+			if len(r.Studies) > 0 {
+				out.Study = r.Studies[0]
+			}
+			page.Records = append(page.Records, out)
+		}
+		c.Response().Header().Set("Cache-Control", "no-store")
+		return c.JSON(http.StatusOK, page)
 	})
 }

@@ -152,17 +152,35 @@ func TestHTTPAuth(t *testing.T) {
 		}
 	})
 	t.Run("the audit trail records the refusals", func(t *testing.T) {
-		resp, body := request(t, "GET", base+"/api/audit?user=ci-bot", admin, nil)
-		if resp.StatusCode != 200 {
-			t.Fatalf("GET /api/audit: status %d: %s", resp.StatusCode, body)
+		// ci-bot's STOW-RS and audit query, beyond its scope, newest
+		// first, a page of one at a time.
+		var got []auditRecord
+		url := base + "/api/audit?user=ci-bot&limit=1"
+		for range 3 {
+			resp, body := request(t, "GET", url, admin, nil)
+			if resp.StatusCode != 200 {
+				t.Fatalf("GET %s: status %d: %s", url, resp.StatusCode, body)
+			}
+			var page auditPage
+			if err := json.Unmarshal([]byte(body), &page); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, page.Records...)
+			if page.Next == "" {
+				break
+			}
+			url = base + "/api/audit?user=ci-bot&limit=1&before=" + page.Next
 		}
-		var recs []auditRecord
-		if err := json.Unmarshal([]byte(body), &recs); err != nil {
-			t.Fatal(err)
+		if len(got) != 2 || got[0].Seq <= got[1].Seq {
+			t.Fatalf("records of ci-bot: %+v", got)
 		}
-		// ci-bot's STOW-RS and audit query, beyond its scope.
-		if len(recs) != 2 || !strings.Contains(recs[0].Message, "Use of Restricted Function") {
-			t.Errorf("records of ci-bot: %+v", recs)
+		for _, r := range got {
+			if r.Event != "Security Alert" || r.User != "ci-bot" || r.Outcome != 4 || r.Source.Address != "127.0.0.1" || !strings.Contains(r.Detail, "needs") {
+				t.Errorf("record of ci-bot: %+v", r)
+			}
+		}
+		if resp, body := request(t, "GET", base+"/api/audit?limit=0", admin, nil); resp.StatusCode != 400 || !strings.Contains(body, `"error"`) {
+			t.Errorf("limit=0: status %d: %s", resp.StatusCode, body)
 		}
 		var failed int
 		for _, m := range auditMessages(t, data) {

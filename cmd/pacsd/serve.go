@@ -197,7 +197,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		return err
 	}
 	e := httpHandler(store, db, web)
-	registerAuditAPI(e, c.AuditDir)
+	registerAuditAPI(e, c.AuditDir, c.AETitle)
 	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(e)), httplimit.Config{})
 
 	var lc net.ListenConfig
