@@ -96,13 +96,16 @@ func (h *httpAuthSettings) middleware(ctx context.Context, trail *auditlog.Trail
 }
 
 // openRequest reports the requests that need no authentication: the
-// health checks, which orchestrators call without credentials, and the
-// CORS preflight requests of browsers, which never carry any (the request
-// that follows does).
+// health checks, which orchestrators call without credentials; the web
+// interface's page, assets and configuration (docs/api.md), which hold no
+// patient data and tell the browser how to sign in; and the CORS
+// preflight requests of browsers, which never carry credentials (the
+// request that follows does).
 func openRequest(r *http.Request) bool {
-	switch {
-	case r.URL.Path == "/healthz" || r.URL.Path == "/readyz":
-		return r.Method == http.MethodGet || r.Method == http.MethodHead
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
+	switch p := r.URL.Path; {
+	case p == "/healthz" || p == "/readyz" || p == "/" || p == "/api/ui-config" || strings.HasPrefix(p, "/ui/"):
+		return get
 	case r.Method == http.MethodOptions:
 		return r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != ""
 	}
