@@ -80,11 +80,18 @@ func openAudit(ctx context.Context, a *auditSettings, data, aeTitle string, clie
 	return at, nil
 }
 
+// journalCloseTimeout bounds the writing of the journal's last records
+// at shutdown, which the shutdown timeout may have used up by then.
+const journalCloseTimeout = 3 * time.Second
+
 // close records pacsd stopping (with why, if it failed), then closes the
-// journal and the syslog sender, within ctx.
+// journal, which writes what is queued even past ctx's end (a few local
+// writes), and the syslog sender, which sends what it can within ctx.
 func (at *auditTrail) close(ctx context.Context, stopErr error) error {
 	at.trail.Stopped(stopErr)
-	err := at.journal.Close(ctx)
+	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), journalCloseTimeout)
+	defer cancel()
+	err := at.journal.Close(jctx)
 	if at.syslog != nil {
 		err = errors.Join(err, at.syslog.Close(ctx))
 	}
