@@ -373,7 +373,7 @@ func copyContext(ctx context.Context, dst io.Writer, src io.Reader) (int64, erro
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		nr, rerr := fill(src, buf[:])
+		nr, rerr := storage.Fill(src, buf[:])
 		if nr > 0 {
 			nw, werr := dst.Write(buf[:nr])
 			n += int64(nw)
@@ -388,31 +388,6 @@ func copyContext(ctx context.Context, dst io.Writer, src io.Reader) (int64, erro
 			return n, rerr
 		}
 	}
-}
-
-// maxEmptyReads bounds how many Reads in a row that return neither bytes
-// nor an error fill tolerates, as bufio does.
-const maxEmptyReads = 100
-
-// fill reads from r until buf is full or r returns an error, which it
-// passes on unchanged (io.EOF included). Unlike io.ReadFull it does not
-// turn an early io.EOF into io.ErrUnexpectedEOF, so an io.ErrUnexpectedEOF
-// that r itself returns is never mistaken for a clean end.
-func fill(r io.Reader, buf []byte) (int, error) {
-	n, empty := 0, 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-		if m > 0 {
-			empty = 0
-		} else if empty++; empty == maxEmptyReads {
-			return n, io.ErrNoProgress
-		}
-	}
-	return n, nil
 }
 
 // Open implements storage.Store. The Object it returns reads the file it

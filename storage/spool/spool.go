@@ -542,10 +542,15 @@ func (s *Store) Pending(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Flush waits until the spool holds no object still to be uploaded, or
-// until ctx ends, when it returns an error wrapping ctx.Err() that says
-// how many are left. Objects put while Flush waits are waited for too, so
-// under a steady stream of Puts it may not return before ctx ends.
+// Flush waits until the spool holds no object still to be uploaded and
+// no upload attempt is under way, or until ctx ends, when it returns an
+// error wrapping ctx.Err() that says how many are left. Objects put while
+// Flush waits are waited for too, so under a steady stream of Puts it may
+// not return before ctx ends.
+//
+// An upload ends by removing the spool copy and then the directories
+// left empty; Flush waits for the attempt to end, not merely for the
+// copy to go, so that the spool directory is quiet when it returns.
 func (s *Store) Flush(ctx context.Context) error {
 	for {
 		s.mu.Lock()
@@ -555,7 +560,10 @@ func (s *Store) Flush(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if n == 0 {
+		s.mu.Lock()
+		busy := len(s.inflight) > 0
+		s.mu.Unlock()
+		if n == 0 && !busy {
 			return nil
 		}
 		if s.cfg.ReadOnly {
