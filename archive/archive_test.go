@@ -1,6 +1,10 @@
 package archive
 
 import (
+	"strings"
+
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -61,7 +65,7 @@ func instance(study, series, sop string) *ds {
 
 type fixture struct {
 	store storage.Store
-	db    *index.DB
+	db    *sqlindex.DB
 	svc   *Service
 }
 
@@ -87,7 +91,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 func (f *fixture) put(d *ds, sop string) (*Result, error) {
 	return f.svc.Store(context.Background(), &StoreRequest{
 		SOPClassUID: uid.CTImageStorage, SOPInstanceUID: sop, TransferSyntaxUID: uid.ExplicitVRLittleEndian,
-		CallingAE: "MODALITY", CalledAE: "PACSD", Dataset: bytes.NewReader(d.b.Bytes()),
+		CallingAE: "MODALITY", CalledAE: "PACSD", Source: SourceDIMSE, Dataset: bytes.NewReader(d.b.Bytes()),
 	})
 }
 
@@ -109,7 +113,11 @@ func TestStoreKeepsBytesVerbatim(t *testing.T) {
 	if err != nil || res.Warning != nil {
 		t.Fatalf("Store: %v, warning %v", err, res.Warning)
 	}
-	obj, err := f.store.Open(context.Background(), "1.2.3/1.2.3.4/1.2.3.4.5.dcm")
+	loc, ok := ParseKey(res.Instance.Key)
+	if !ok || loc.StudyInstanceUID != "1.2.3" || loc.SeriesInstanceUID != "1.2.3.4" || loc.SOPInstanceUID != "1.2.3.4.5" || loc.Version == "" {
+		t.Errorf("key %s: %+v", res.Instance.Key, loc)
+	}
+	obj, err := f.store.Open(context.Background(), res.Instance.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,13 +183,52 @@ func TestStoreRefusals(t *testing.T) {
 	}
 }
 
-func TestStoreIncompleteHeaderIsKept(t *testing.T) {
+// TestStoreTruncated refuses data sets that end inside an element or
+// inside a sequence never closed: nothing is stored or indexed, and the
+// sender is told the data set cannot be understood, so that it sends it
+// again.
+func TestStoreTruncated(t *testing.T) {
+	whole := instance("1.2.3", "1.2.3.4", "1.2.3.4.5").b.Bytes()
+	// A private element whose length runs past the end of the data set.
+	runsPast := &ds{}
+	runsPast.b.Write(whole)
+	runsPast.el(tag.New(0x7FE1, 0x1010), "OB", nil)
+	raw := runsPast.b.Bytes()
+	binary.LittleEndian.PutUint32(raw[len(raw)-4:], 1000)
+	// A sequence of undefined length that is never closed.
+	unclosed := &ds{}
+	unclosed.b.Write(whole[:len(whole)-4096-12]) // without Pixel Data
+	unclosed.el(tag.ContentSequence, "SQ", nil)
+	binary.LittleEndian.PutUint32(unclosed.b.Bytes()[unclosed.b.Len()-4:], 0xFFFFFFFF)
+	for name, d := range map[string]*ds{
+		"value runs past the end":  runsPast,
+		"sequence never closed":    unclosed,
+		"cut inside Pixel Data":    {b: *bytes.NewBuffer(whole[:len(whole)-100])},
+		"cut inside a UID element": {b: *bytes.NewBuffer(whole[:70])},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, Config{})
+			_, err := f.put(d, "1.2.3.4.5")
+			if !errors.Is(err, ErrInvalid) || !errors.Is(err, dicom.ErrTruncated) {
+				t.Fatalf("Store = %v, want ErrInvalid and dicom.ErrTruncated", err)
+			}
+			if keys := f.objects(t); len(keys) != 0 {
+				t.Errorf("objects stored: %v", keys)
+			}
+			if _, err := f.db.Instance(context.Background(), "1.2.3.4.5"); !errors.Is(err, index.ErrNotFound) {
+				t.Errorf("indexed: %v", err)
+			}
+		})
+	}
+}
+
+// TestStoreMalformedKeptWithWarning keeps a data set that is complete by
+// its lengths but holds a part the parser cannot read, and says so.
+func TestStoreMalformedKeptWithWarning(t *testing.T) {
 	f := newFixture(t, Config{})
 	d := instance("1.2.3", "1.2.3.4", "1.2.3.4.5")
-	// A private element whose length runs past the end of the data set.
-	d.el(tag.New(0x7FE1, 0x1010), "OB", nil)
-	raw := d.b.Bytes()
-	binary.LittleEndian.PutUint32(raw[len(raw)-4:], 1000)
+	// A sequence of defined length whose content is not an item.
+	d.el(tag.New(0x0041, 0x1001), "SQ", bytes.Repeat([]byte{0x11}, 16))
 	res, err := f.put(d, "1.2.3.4.5")
 	if err != nil {
 		t.Fatalf("Store: %v", err)
@@ -195,35 +242,91 @@ func TestStoreIncompleteHeaderIsKept(t *testing.T) {
 }
 
 func TestDuplicates(t *testing.T) {
+	ctx := context.Background()
+	send := func(f *fixture, study, series, sop, source, ae string) (*Result, error) {
+		d := instance(study, series, sop)
+		return f.svc.Store(ctx, &StoreRequest{
+			SOPClassUID: uid.CTImageStorage, SOPInstanceUID: sop, TransferSyntaxUID: uid.ExplicitVRLittleEndian,
+			CallingAE: ae, CalledAE: "PACSD", Source: source, Dataset: bytes.NewReader(d.b.Bytes()),
+		})
+	}
 	t.Run("replace moves the object", func(t *testing.T) {
-		f := newFixture(t, Config{})
-		if _, err := f.put(instance("1.2.3", "1.2.3.4", "9.9"), "9.9"); err != nil {
+		f := newFixture(t, Config{Duplicates: DuplicateReplace})
+		first, err := send(f, "1.2.3", "1.2.3.4", "9.9", SourceDIMSE, "CT1")
+		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := f.put(instance("1.2.7", "1.2.7.4", "9.9"), "9.9")
-		if err != nil || res.Replaced == nil || res.Replaced.Key != "1.2.3/1.2.3.4/9.9.dcm" {
+		res, err := send(f, "1.2.7", "1.2.7.4", "9.9", SourceSTOW, "")
+		if err != nil || res.Replaced == nil || res.Replaced.Key != first.Instance.Key {
 			t.Fatalf("Store = %+v, %v", res, err)
 		}
-		if keys := f.objects(t); len(keys) != 1 || keys[0] != "1.2.7/1.2.7.4/9.9.dcm" {
+		if keys := f.objects(t); len(keys) != 1 || keys[0] != res.Instance.Key || !strings.HasPrefix(keys[0], "1.2.7/1.2.7.4/9.9_") {
 			t.Errorf("objects %v", keys)
 		}
 	})
 	t.Run("keep", func(t *testing.T) {
 		f := newFixture(t, Config{Duplicates: DuplicateKeep})
-		f.put(instance("1.2.3", "1.2.3.4", "9.9"), "9.9")
-		res, err := f.put(instance("1.2.7", "1.2.7.4", "9.9"), "9.9")
-		if err != nil || !res.Kept {
+		first, _ := send(f, "1.2.3", "1.2.3.4", "9.9", SourceDIMSE, "CT1")
+		res, err := send(f, "1.2.7", "1.2.7.4", "9.9", SourceDIMSE, "CT1")
+		if err != nil || !res.Kept || res.Instance.Key != first.Instance.Key {
 			t.Fatalf("Store = %+v, %v", res, err)
 		}
-		if keys := f.objects(t); len(keys) != 1 || keys[0] != "1.2.3/1.2.3.4/9.9.dcm" {
+		if keys := f.objects(t); len(keys) != 1 || keys[0] != first.Instance.Key {
 			t.Errorf("objects %v", keys)
 		}
 	})
 	t.Run("reject", func(t *testing.T) {
 		f := newFixture(t, Config{Duplicates: DuplicateReject})
-		f.put(instance("1.2.3", "1.2.3.4", "9.9"), "9.9")
-		if _, err := f.put(instance("1.2.3", "1.2.3.4", "9.9"), "9.9"); !errors.Is(err, ErrDuplicate) {
+		send(f, "1.2.3", "1.2.3.4", "9.9", SourceDIMSE, "CT1")
+		if _, err := send(f, "1.2.3", "1.2.3.4", "9.9", SourceDIMSE, "CT1"); !errors.Is(err, ErrDuplicate) {
 			t.Fatalf("Store = %v", err)
+		}
+	})
+	// The default: only the same sender into the same study and series
+	// replaces; anything else is refused and the archived copy stays.
+	for _, c := range []struct {
+		name                   string
+		study, series, src, ae string
+		replaces               bool
+	}{
+		{"same AE, study and series", "1.2.3", "1.2.3.4", SourceDIMSE, "CT1", true},
+		{"another AE", "1.2.3", "1.2.3.4", SourceDIMSE, "CT2", false},
+		{"same AE, another series", "1.2.3", "1.2.3.5", SourceDIMSE, "CT1", false},
+		{"same AE, another study", "1.2.7", "1.2.3.4", SourceDIMSE, "CT1", false},
+		{"STOW-RS", "1.2.3", "1.2.3.4", SourceSTOW, "", false},
+	} {
+		t.Run("same-source-and-series/"+c.name, func(t *testing.T) {
+			f := newFixture(t, Config{})
+			first, err := send(f, "1.2.3", "1.2.3.4", "9.9", SourceDIMSE, "CT1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := send(f, c.study, c.series, "9.9", c.src, c.ae)
+			want := first.Instance.Key
+			if c.replaces {
+				if err != nil || res.Replaced == nil || res.Replaced.Key != first.Instance.Key {
+					t.Fatalf("Store = %+v, %v; want a replacement", res, err)
+				}
+				want = res.Instance.Key
+			} else if !errors.Is(err, ErrDuplicate) {
+				t.Fatalf("Store = %+v, %v; want ErrDuplicate", res, err)
+			}
+			if keys := f.objects(t); len(keys) != 1 || keys[0] != want {
+				t.Errorf("objects %v, want %s", keys, want)
+			}
+			in, err := f.db.Instance(ctx, "9.9")
+			if err != nil || in.Key != want {
+				t.Errorf("record %+v, %v; want key %s", in, err, want)
+			}
+		})
+	}
+	// STOW-RS resends replace STOW-RS instances: with nobody signed in,
+	// every STOW-RS client is the same source.
+	t.Run("same-source-and-series/STOW-RS again", func(t *testing.T) {
+		f := newFixture(t, Config{})
+		send(f, "1.2.3", "1.2.3.4", "9.9", SourceSTOW, "")
+		if res, err := send(f, "1.2.3", "1.2.3.4", "9.9", SourceSTOW, ""); err != nil || res.Replaced == nil {
+			t.Fatalf("Store = %+v, %v; want a replacement", res, err)
 		}
 	})
 }
@@ -239,7 +342,7 @@ func (failingStore) Put(ctx context.Context, key string, r io.Reader, size int64
 // failingIndex fails every Put.
 type failingIndex struct{ Index }
 
-func (failingIndex) PreparePut(context.Context, *index.Instance) (*index.Pending, error) {
+func (failingIndex) PreparePut(context.Context, *index.PutRequest) (index.Pending, error) {
 	return nil, errors.New("database is locked")
 }
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"context"
 	"errors"
 	"fmt"
@@ -326,7 +328,7 @@ func allowCaller(ctx context.Context, list []string, any bool) (func(string, net
 
 // httpHandler serves the health checks: /healthz says the process is up,
 // /readyz that storage and the index answer.
-func httpHandler(store storage.Store, db *index.DB, web *dicomweb.Server) http.Handler {
+func httpHandler(store storage.Store, db *sqlindex.DB, web *dicomweb.Server) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	web.Register(e)

@@ -11,14 +11,14 @@
 package postgres
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"context"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
-
-	"github.com/pacsd/pacsd/index"
 )
 
 // MaxConns is how many connections a DB opens to the server at most, and
@@ -30,7 +30,7 @@ const MaxConns = 32
 // date. url is a PostgreSQL connection URL or keyword/value string as pgx
 // reads them, such as postgres://USER@HOST:PORT/DB?sslmode=disable; the
 // usual PG* environment variables fill in what it leaves out.
-func Open(ctx context.Context, url string, opts ...index.Option) (*index.DB, error) {
+func Open(ctx context.Context, url string, opts ...sqlindex.Option) (*sqlindex.DB, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
@@ -39,7 +39,7 @@ func Open(ctx context.Context, url string, opts ...index.Option) (*index.DB, err
 	db.SetMaxOpenConns(MaxConns)
 	db.SetMaxIdleConns(MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	x, err := index.New(ctx, db, index.PostgreSQL, opts...)
+	x, err := sqlindex.New(ctx, db, sqlindex.PostgreSQL, opts...)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: %s:%d/%s: %w", cfg.Host, cfg.Port, cfg.Database, err)

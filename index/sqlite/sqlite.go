@@ -11,6 +11,8 @@
 package sqlite
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"context"
 	"database/sql"
 	"errors"
@@ -22,8 +24,6 @@ import (
 	"time"
 
 	"github.com/mattn/go-sqlite3"
-
-	"github.com/pacsd/pacsd/index"
 )
 
 // Memory is the path that opens a private in-memory database, for tests.
@@ -38,7 +38,7 @@ const BusyTimeout = 30 * time.Second
 
 // Open opens or creates the index database at path, creating its
 // directory if missing, and brings its schema up to date.
-func Open(ctx context.Context, path string, opts ...index.Option) (*index.DB, error) {
+func Open(ctx context.Context, path string, opts ...sqlindex.Option) (*sqlindex.DB, error) {
 	if path != Memory {
 		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 			return nil, fmt.Errorf("sqlite: %w", err)
@@ -56,7 +56,7 @@ func Open(ctx context.Context, path string, opts ...index.Option) (*index.DB, er
 		db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	x, err := index.New(ctx, db, index.SQLite, opts...)
+	x, err := sqlindex.New(ctx, db, sqlindex.SQLite, opts...)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
