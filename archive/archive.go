@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -205,6 +206,21 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 			case errors.Is(err, errKeep):
 				s.log.Info("duplicate instance kept, new copy discarded", "sop_instance_uid", id.SOPInstanceUID, "calling_ae", req.CallingAE)
 				return &Result{Instance: prev, Kept: true}, nil
+			case err != nil && s.cfg.Duplicates == DuplicateSameSourceAndSeries:
+				// A copy of exactly what is archived changes nothing,
+				// whoever sends it: a C-MOVE back to the archive, another
+				// archive forwarding what it got from here.
+				same, serr := s.identical(ctx, prev, ts, sc)
+				if serr != nil {
+					return nil, serr
+				}
+				if same {
+					s.log.Info("identical copy of an archived instance, nothing to store", "sop_instance_uid", id.SOPInstanceUID,
+						"calling_ae", req.CallingAE, "source", req.Source)
+					return &Result{Instance: prev, Kept: true}, nil
+				}
+				s.conflict(req, id, err)
+				return nil, err
 			case err != nil:
 				s.conflict(req, id, err)
 				return nil, err
@@ -330,10 +346,42 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 	return res, nil
 }
 
+// identical reports whether the data set sc reads, to its end, is byte
+// for byte the data set of the archived instance in, in the same
+// transfer syntax. It reads both whole; only resent instances the
+// duplicate policy would refuse get here.
+func (s *Service) identical(ctx context.Context, in *index.Instance, ts uid.TransferSyntax, sc *dicom.Scanner) (bool, error) {
+	if in.TransferSyntaxUID != ts.UID {
+		return false, nil
+	}
+	received := sha256.New()
+	received.Write(sc.Prefix())
+	if _, err := io.Copy(received, sc.Rest()); err != nil {
+		return false, fmt.Errorf("archive: read data set: %w", err)
+	}
+	if h := sc.Header(); errors.Is(h.Err, dicom.ErrTruncated) {
+		return false, fmt.Errorf("%w: %w", ErrInvalid, h.Err)
+	}
+	obj, err := s.Open(ctx, in)
+	if err != nil {
+		return false, err
+	}
+	defer obj.Close()
+	br := bufio.NewReaderSize(obj, 64<<10)
+	if _, _, err := dicom.ReadFileMeta(br); err != nil {
+		return false, nil
+	}
+	stored := sha256.New()
+	if _, err := io.Copy(stored, br); err != nil {
+		return false, fmt.Errorf("%w: read %s: %v", ErrUnavailable, in.Key, err)
+	}
+	return bytes.Equal(received.Sum(nil), stored.Sum(nil)), nil
+}
+
 // conflict logs a duplicate refused by the policy.
 func (s *Service) conflict(req *StoreRequest, id dicom.Identity, err error) {
 	s.log.Warn("duplicate instance refused", "sop_instance_uid", id.SOPInstanceUID, "study_instance_uid", id.StudyInstanceUID,
-		"series_instance_uid", id.SeriesInstanceUID, "calling_ae", req.CallingAE, "source", req.Source, "policy", s.cfg.Duplicates, "err", err)
+		"series_instance_uid", id.SeriesInstanceUID, "calling_ae", req.CallingAE, "source", req.Source, "policy", s.cfg.Duplicates.String(), "err", err)
 }
 
 // check validates the identity of a data set against its declaration.

@@ -1,7 +1,10 @@
 package archive
 
 import (
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/pacsd/pacsd/index/sqlindex"
 
@@ -11,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"path/filepath"
@@ -243,8 +247,10 @@ func TestStoreMalformedKeptWithWarning(t *testing.T) {
 
 func TestDuplicates(t *testing.T) {
 	ctx := context.Background()
+	sent := 0
 	send := func(f *fixture, study, series, sop, source, ae string) (*Result, error) {
-		d := instance(study, series, sop)
+		sent++ // every copy differs, but for the test of an identical one
+		d := patientInstance(study, series, sop, "Doe^Jane", "P1", "CT", sent)
 		return f.svc.Store(ctx, &StoreRequest{
 			SOPClassUID: uid.CTImageStorage, SOPInstanceUID: sop, TransferSyntaxUID: uid.ExplicitVRLittleEndian,
 			CallingAE: ae, CalledAE: "PACSD", Source: source, Dataset: bytes.NewReader(d.b.Bytes()),
@@ -320,6 +326,22 @@ func TestDuplicates(t *testing.T) {
 			}
 		})
 	}
+	// An exact copy is accepted from anyone, and changes nothing.
+	t.Run("same-source-and-series/identical copy", func(t *testing.T) {
+		f := newFixture(t, Config{})
+		first, err := send(f, "1.2.3", "1.2.3.4", "9.9", SourceDIMSE, "CT1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent--
+		res, err := send(f, "1.2.3", "1.2.3.4", "9.9", SourceDIMSE, "OTHERPACS")
+		if err != nil || !res.Kept || res.Instance.Key != first.Instance.Key {
+			t.Fatalf("Store of an identical copy = %+v, %v; want it kept", res, err)
+		}
+		if keys := f.objects(t); len(keys) != 1 || keys[0] != first.Instance.Key {
+			t.Errorf("objects %v", keys)
+		}
+	})
 	// STOW-RS resends replace STOW-RS instances: with nobody signed in,
 	// every STOW-RS client is the same source.
 	t.Run("same-source-and-series/STOW-RS again", func(t *testing.T) {
@@ -432,5 +454,92 @@ func TestOpenDataset(t *testing.T) {
 	r.Read(make([]byte, 10))
 	if err := r.Close(); err != nil { // must not wait for a reader that is gone
 		t.Errorf("Close mid-conversion: %v", err)
+	}
+}
+
+// TestReadDuringReplace reads an instance while it is replaced again and
+// again: whatever record a reader holds, the metadata and the bytes it
+// gets are those of that record's version (pixel data filled with the
+// version's number, at the offsets of that version), or an error once
+// the version is gone; never another version's.
+func TestReadDuringReplace(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, Config{})
+	version := func(n int) *ds {
+		d := &ds{}
+		d.str(tag.SOPClassUID, "UI", uid.CTImageStorage).str(tag.SOPInstanceUID, "UI", "1.2.3.4.5").
+			str(tag.Modality, "CS", "CT").str(tag.PatientID, "LO", "P1").
+			str(tag.StudyDescription, "LO", strings.Repeat("x", 2*(n%7))). // moves the pixel data
+			str(tag.StudyInstanceUID, "UI", "1.2.3").str(tag.SeriesInstanceUID, "UI", "1.2.3.4").
+			str(tag.InstanceNumber, "IS", strconv.Itoa(n))
+		d.el(tag.Rows, "US", []byte{64, 0}).el(tag.Columns, "US", []byte{64, 0}).
+			el(tag.BitsAllocated, "US", []byte{8, 0})
+		d.el(tag.PixelData, "OW", bytes.Repeat([]byte{byte(n)}, 64*64))
+		return d
+	}
+	if _, err := f.put(version(1), "1.2.3.4.5"); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for n := 2; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := f.put(version(n), "1.2.3.4.5"); err != nil {
+				t.Errorf("replace %d: %v", n, err)
+				return
+			}
+		}
+	})
+	reads, stale := 0, 0
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		rec, err := f.db.Instance(ctx, "1.2.3.4.5")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := f.svc.Metadata(ctx, rec)
+		if err != nil {
+			if !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("Metadata: %v", err)
+			}
+			stale++
+			continue
+		}
+		obj, err := f.svc.Open(ctx, rec)
+		if err != nil {
+			if !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("Open: %v", err)
+			}
+			stale++
+			continue
+		}
+		var number struct {
+			InstanceNumber struct{ Value []int } `json:"00200013"`
+		}
+		if err := json.Unmarshal(m.JSON, &number); err != nil || len(number.InstanceNumber.Value) != 1 || len(m.Frames) != 1 {
+			t.Fatalf("metadata %s (%v), frames %v", m.JSON, err, m.Frames)
+		}
+		n := number.InstanceNumber.Value[0]
+		r := m.Frames[0][0]
+		frame := make([]byte, r.Length)
+		_, err = obj.ReadAt(frame, r.Offset)
+		obj.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(frame, bytes.Repeat([]byte{byte(n)}, len(frame))) {
+			t.Fatalf("the frame read at the offsets of version %d of %s holds other bytes", n, rec.Key)
+		}
+		reads++
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d consistent reads, %d of versions already replaced", reads, stale)
+	if reads == 0 {
+		t.Error("no read succeeded")
 	}
 }

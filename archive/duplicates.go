@@ -17,12 +17,15 @@ const (
 	// DuplicateSameSourceAndSeries, the default, stores the new instance
 	// in place of the old one only when it comes from the same sender
 	// (same Source, CallingAE and Principal) into the same study and
-	// series, as equipment resends a corrected instance; any other
-	// instance with a known SOP Instance UID is refused with
-	// ErrDuplicate and logged as a conflict. A UID that arrives under
-	// another patient's study, or from another system, is a collision or
-	// a mistake, and must not silently move or overwrite what was
-	// acknowledged to someone else. (dcm4chee's policy of the same name.)
+	// series, as equipment resends a corrected instance. A byte for
+	// byte copy of the archived data set is accepted from anyone and
+	// changes nothing (a C-MOVE back to the archive, another archive
+	// forwarding what it has). Any other instance with a known SOP
+	// Instance UID is refused with ErrDuplicate and logged as a
+	// conflict: a UID that arrives under another patient's study, or
+	// from another system, is a collision or a mistake, and must not
+	// silently move or overwrite what was acknowledged to someone else.
+	// (dcm4chee's policy of the same name.)
 	DuplicateSameSourceAndSeries DuplicatePolicy = iota
 	// DuplicateReplace stores the new instance in place of the old one
 	// and logs it, wherever it comes from.

@@ -70,7 +70,8 @@ func TestCrossProtocol(t *testing.T) {
 		meta, _ := part10(t, ct)
 		var stored []byte
 		filepath.WalkDir(filepath.Join(p.data, "objects"), func(path string, d os.DirEntry, err error) error {
-			if loc, ok := archive.ParseKey(filepath.ToSlash(path)[len(filepath.ToSlash(filepath.Join(p.data, "objects")))+1:]); err == nil && ok && loc.SOPInstanceUID == meta.MediaStorageSOPInstanceUID {
+			rel, _ := filepath.Rel(filepath.Join(p.data, "objects"), path)
+			if loc, ok := archive.ParseKey(filepath.ToSlash(rel)); err == nil && ok && loc.SOPInstanceUID == meta.MediaStorageSOPInstanceUID {
 				stored, _ = os.ReadFile(path)
 			}
 			return nil
