@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/pacsd/pacsd/dicom"
@@ -164,7 +165,7 @@ type Result struct {
 // an orphan. Once the object is durable, the rest is done even if ctx is
 // cancelled, within Config.CommitTimeout.
 func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error) {
-	start := s.now()
+	start := time.Now()
 	ts, ok := uid.LookupTransferSyntax(req.TransferSyntaxUID)
 	if !ok {
 		return nil, fmt.Errorf("%w: transfer syntax %q is unknown", ErrInvalid, req.TransferSyntaxUID)
@@ -228,9 +229,8 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		}
 	}
 
-	received := s.now()
-	version := s.versions.next(received)
-	received, _ = versionTime(version)
+	version := s.versions.next(s.now())
+	receivedAt, _ := versionTime(version)
 	key := Key(id.StudyInstanceUID, id.SeriesInstanceUID, id.SOPInstanceUID, version)
 	d.key = key
 	meta := dicom.AppendFileMeta(nil, dicom.FileMeta{
@@ -251,14 +251,16 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 	defer sum.close()
 	prepared := make(chan preparedPut, 1)
 	body := &endReader{r: io.TeeReader(io.MultiReader(bytes.NewReader(meta), bytes.NewReader(sc.Prefix()), sc.Rest()), sum)}
+	var received atomic.Int64 // when the last byte was read, in ns after start
 	body.atEnd = func(size int64) error {
+		received.Store(int64(time.Since(start)))
 		h := sc.Header()
 		if errors.Is(h.Err, dicom.ErrTruncated) {
 			// Refused before storage commits: nothing is stored.
 			return &truncatedError{h.Err}
 		}
 		go func() {
-			in := instanceRecord(id, key, size, sum.Sum(), ts, req.CallingAE, req.CalledAE, received, h, int64(len(meta)))
+			in := instanceRecord(id, key, size, sum.Sum(), ts, req.CallingAE, req.CalledAE, receivedAt, h, int64(len(meta)))
 			in.Source, in.Principal = req.Source, req.Principal
 			p, err := s.cfg.Index.PreparePut(ctx, &index.PutRequest{Instance: in, Check: d.check})
 			prepared <- preparedPut{in, h, p, err}
@@ -266,6 +268,7 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		return nil
 	}
 	info, err := s.cfg.Store.Put(ctx, key, body, -1)
+	durable := time.Since(start)
 	if err != nil {
 		if body.prepared {
 			if r := <-prepared; r.pending != nil {
@@ -303,6 +306,7 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 	if r.err == nil {
 		ch, r.err = r.pending.Commit(fctx)
 	}
+	indexed := time.Since(start)
 	switch {
 	case r.err == nil:
 	case errors.Is(r.err, errKeep), errors.Is(r.err, errSuperseded):
@@ -340,9 +344,15 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 	if h.Err != nil {
 		res.Warning = fmt.Errorf("%w: %v", ErrIncomplete, h.Err)
 	}
+	// Where the time went: receiving the data set (from the network,
+	// through the header decoder, into storage's buffers), making the
+	// object durable, and committing its record.
+	total := time.Since(start)
+	recv := time.Duration(received.Load())
 	s.log.Info("instance stored", "sop_instance_uid", id.SOPInstanceUID, "sop_class", uid.Name(id.SOPClassUID),
 		"study_instance_uid", id.StudyInstanceUID, "bytes", info.Size, "transfer_syntax", ts.Name,
-		"calling_ae", req.CallingAE, "duration", s.now().Sub(start), "warning", res.Warning)
+		"calling_ae", req.CallingAE, "duration", total, "receive", recv, "sync", durable-recv, "index", indexed-durable,
+		"warning", res.Warning)
 	return res, nil
 }
 

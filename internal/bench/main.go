@@ -149,6 +149,9 @@ type options struct {
 	skipS3            bool
 	skipCodec         bool
 	s3Latency         time.Duration
+	conc              int
+	concInstances     int
+	skipConc          bool
 }
 
 func main() {
@@ -174,9 +177,12 @@ func main() {
 	flag.DurationVar(&o.s3Latency, "s3-latency", 10*time.Millisecond, "latency added to every request to MinIO, as S3 across a network has")
 	flag.BoolVar(&o.skipS3, "skip-s3", false, "leave pacsd on S3 (MinIO, ack=direct and ack=spool) out of the C-STORE measurement")
 	flag.BoolVar(&o.skipCodec, "skip-codec", false, "leave out pixel data decoding beside dcmtk and GDCM, and render.Render's latency")
+	flag.IntVar(&o.conc, "conc", 8, "associations at once in the concurrent C-STORE measurement")
+	flag.IntVar(&o.concInstances, "conc-instances", 300, "instances per association in the concurrent C-STORE measurement")
+	flag.BoolVar(&o.skipConc, "skip-conc", false, "leave out the concurrent C-STORE measurement")
 	flag.Parse()
 	if flag.NArg() > 0 || o.rounds < 1 || o.instances < 1 || o.findInstances < studySize || o.findReps < 1 || o.findLoaders < 1 ||
-		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 {
+		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 || o.conc < 2 || o.concInstances < 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -288,6 +294,14 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 			return err
 		}
 		r.elapsedStore = time.Since(t)
+	}
+	if !o.skipConc {
+		t := time.Now()
+		r.concPeers = concPeers(o, bin)
+		if r.conc, err = measureConcurrency(ctx, o, r.concPeers, tmp, logf); err != nil {
+			return err
+		}
+		r.elapsedConc = time.Since(t)
 	}
 	if !o.skipBig {
 		if r.big, err = measureBig(ctx, o, pacsd, tmp, files[0].Path, logf); err != nil {
@@ -637,6 +651,8 @@ type report struct {
 	webPeers    []peer // of the STOW-RS measurement
 	corpusBytes int64
 	runs        []runResult
+	concPeers   []concPeer
+	conc        []concRun
 	big         *bigResult
 	corpus      *corpusLoad // of C-FIND and QIDO-RS
 	find        *findResult
@@ -651,7 +667,7 @@ type report struct {
 	load    [2]string
 	elapsed time.Duration
 	// The times of the parts; the memory measurement is quick.
-	elapsedStore, elapsedFind, elapsedReindex, elapsedMove, elapsedWeb time.Duration
+	elapsedStore, elapsedConc, elapsedFind, elapsedReindex, elapsedMove, elapsedWeb time.Duration
 }
 
 // stats summarises the runs of one peer.
@@ -689,7 +705,7 @@ func (r *report) stats(name string) stats {
 func (r *report) print(w io.Writer) {
 	o := r.opts
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("pacsd benchmark: C-STORE, memory, C-FIND, C-MOVE, DICOMweb")
+	p("pacsd benchmark: C-STORE, concurrent C-STORE, memory, C-FIND, C-MOVE, DICOMweb")
 	p("")
 	p("machine   %d CPUs (%s), %s RAM, Linux %s, %s", runtime.NumCPU(), cpuModel(), memTotal(), kernelRelease(), runtime.Version())
 	p("          temporary directory on %s; load average %s at start, %s at end", fsType(r.tmp), r.load[0], r.load[1])
@@ -714,6 +730,12 @@ func (r *report) print(w io.Writer) {
 		p("C-STORE: not measured (-skip-store)")
 		p("")
 	}
+	if r.conc != nil {
+		r.printConcurrency(w)
+	} else {
+		p("Concurrent C-STORE: not measured (-skip-conc)")
+		p("")
+	}
 	r.printBig(w)
 	r.printFind(w)
 	r.printReindex(w)
@@ -727,7 +749,7 @@ func (r *report) print(w io.Writer) {
 	for _, pt := range []struct {
 		name string
 		d    time.Duration
-	}{{"C-STORE", r.elapsedStore}, {findPart, r.elapsedFind}, {"reindex", r.elapsedReindex}, {"C-MOVE", r.elapsedMove}, {"DICOMweb without loading the corpus", r.elapsedWeb}} {
+	}{{"C-STORE", r.elapsedStore}, {"concurrent C-STORE", r.elapsedConc}, {findPart, r.elapsedFind}, {"reindex", r.elapsedReindex}, {"C-MOVE", r.elapsedMove}, {"DICOMweb without loading the corpus", r.elapsedWeb}} {
 		if pt.d > 0 {
 			parts = append(parts, pt.name+" "+pt.d.Round(time.Second).String())
 		}
