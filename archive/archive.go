@@ -262,7 +262,9 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		go func() {
 			in := instanceRecord(id, key, size, sum.Sum(), ts, req.CallingAE, req.CalledAE, receivedAt, h, int64(len(meta)))
 			in.Source, in.Principal = req.Source, req.Principal
-			p, err := s.cfg.Index.PreparePut(ctx, &index.PutRequest{Instance: in, Check: d.check})
+			// The object may become durable whatever happens to the
+			// request now; its record must be ready then.
+			p, err := s.cfg.Index.PreparePut(context.WithoutCancel(ctx), &index.PutRequest{Instance: in, Check: d.check})
 			prepared <- preparedPut{in, h, p, err}
 		}()
 		return nil

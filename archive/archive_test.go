@@ -543,3 +543,42 @@ func TestReadDuringReplace(t *testing.T) {
 		t.Error("no read succeeded")
 	}
 }
+
+// cancelAfterPut is a store whose Put, once the object is durable, sees
+// the request cancelled, as when the association ends during the fsync.
+type cancelAfterPut struct {
+	storage.Store
+	cancel context.CancelFunc
+}
+
+func (s cancelAfterPut) Put(ctx context.Context, key string, r io.Reader, size int64) (storage.Info, error) {
+	info, err := s.Store.Put(ctx, key, r, size)
+	s.cancel()
+	return info, err
+}
+
+// TestStoreFinishesOnceDurable cancels a store once its object is
+// durable: the record is committed all the same, and the old version of
+// the instance it replaces deleted, so that object and record agree.
+func TestStoreFinishesOnceDurable(t *testing.T) {
+	f := newFixture(t, Config{})
+	first, err := f.put(instance("1.2.3", "1.2.3.4", "1.5"), "1.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	f.svc.cfg.Store = cancelAfterPut{f.store, cancel}
+	d := patientInstance("1.2.3", "1.2.3.4", "1.5", "Doe^Jane", "P1", "CT", 7)
+	res, err := f.svc.Store(ctx, &StoreRequest{SOPClassUID: uid.CTImageStorage, SOPInstanceUID: "1.5", TransferSyntaxUID: uid.ExplicitVRLittleEndian,
+		CallingAE: "MODALITY", Source: SourceDIMSE, Dataset: bytes.NewReader(d.b.Bytes())})
+	if err != nil || ctx.Err() == nil {
+		t.Fatalf("Store cancelled once durable = %v (context %v); want success", err, ctx.Err())
+	}
+	rec, err := f.db.Instance(t.Context(), "1.5")
+	if err != nil || rec.Key != res.Instance.Key || rec.SHA256 != res.Instance.SHA256 {
+		t.Fatalf("record %+v, %v; want the new version %s", rec, err, res.Instance.Key)
+	}
+	if keys := f.objects(t); len(keys) != 1 || keys[0] != rec.Key || keys[0] == first.Instance.Key {
+		t.Errorf("objects %v; want only %s", keys, rec.Key)
+	}
+}

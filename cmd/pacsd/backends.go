@@ -332,6 +332,13 @@ type maintenanceSettings struct {
 
 // open opens the storage read-only and the index; done closes both.
 func (m *maintenanceSettings) open(ctx context.Context, p *process) (store storage.Store, db *sqlindex.DB, done func(), err error) {
+	return m.openFor(ctx, p, false)
+}
+
+// openFor opens the storage, read-only unless writable, and the index;
+// done closes both. Writable storage with a spool takes the spool's lock,
+// so it fails while pacsd serve runs on the same spool.
+func (m *maintenanceSettings) openFor(ctx context.Context, p *process, writable bool) (store storage.Store, db *sqlindex.DB, done func(), err error) {
 	if err := complete(&m.storeSettings); err != nil {
 		return nil, nil, nil, err
 	}
@@ -339,7 +346,11 @@ func (m *maintenanceSettings) open(ctx context.Context, p *process) (store stora
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	store, closeStore, err := openStorageReadOnly(ctx, &m.storeSettings, m.s3Env(p.getenv), log)
+	openStore := openStorageReadOnly
+	if writable {
+		openStore = openStorage
+	}
+	store, closeStore, err := openStore(ctx, &m.storeSettings, m.s3Env(p.getenv), log)
 	if err != nil {
 		return nil, nil, nil, err
 	}
