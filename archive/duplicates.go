@@ -109,13 +109,16 @@ func (d *decision) check(current *index.Instance) error {
 	case DuplicateReject:
 		return fmt.Errorf("%w: %s (study %s)", ErrDuplicate, sop, current.StudyInstanceUID)
 	}
+	// The messages put first what fits in the 64 characters of a DIMSE
+	// Error Comment; the response names the instance already.
 	if from := sender(d.req.Source, d.req.CallingAE, d.req.Principal); from != sender(current.Source, current.CallingAE, current.Principal) {
-		return fmt.Errorf("%w: %s was sent by %s, not %s", ErrDuplicate, sop,
-			sender(current.Source, current.CallingAE, current.Principal), from)
+		return fmt.Errorf("%w: sent by %s, not %s", ErrDuplicate, sender(current.Source, current.CallingAE, current.Principal), from)
 	}
-	if current.StudyInstanceUID != d.id.StudyInstanceUID || current.SeriesInstanceUID != d.id.SeriesInstanceUID {
-		return fmt.Errorf("%w: %s is in study %s series %s, not study %s series %s", ErrDuplicate, sop,
-			current.StudyInstanceUID, current.SeriesInstanceUID, d.id.StudyInstanceUID, d.id.SeriesInstanceUID)
+	switch {
+	case current.StudyInstanceUID != d.id.StudyInstanceUID:
+		return fmt.Errorf("%w: archived in another study, %s, not %s", ErrDuplicate, current.StudyInstanceUID, d.id.StudyInstanceUID)
+	case current.SeriesInstanceUID != d.id.SeriesInstanceUID:
+		return fmt.Errorf("%w: archived in another series, %s, not %s", ErrDuplicate, current.SeriesInstanceUID, d.id.SeriesInstanceUID)
 	}
 	return nil
 }
