@@ -582,3 +582,57 @@ func TestStoreFinishesOnceDurable(t *testing.T) {
 		t.Errorf("objects %v; want only %s", keys, rec.Key)
 	}
 }
+
+// slowSync is a store whose Puts of one key prefix wait, once they have
+// read the whole object, until released: an fsync that takes its time.
+type slowSync struct {
+	storage.Store
+	prefix  string
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (s slowSync) Put(ctx context.Context, key string, r io.Reader, size int64) (storage.Info, error) {
+	if !strings.HasPrefix(key, s.prefix) {
+		return s.Store.Put(ctx, key, r, size)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return storage.Info{}, err
+	}
+	close(s.reached)
+	<-s.release
+	return s.Store.Put(ctx, key, bytes.NewReader(b), int64(len(b)))
+}
+
+// TestSlowStorageHoldsNoIndex stores an instance while another one's
+// object takes its time to become durable: the index does not wait for
+// it (no transaction is open during a Put).
+func TestSlowStorageHoldsNoIndex(t *testing.T) {
+	f := newFixture(t, Config{})
+	slow := slowSync{Store: f.store, prefix: "1.2.3/1.2.3.4/1.5_", reached: make(chan struct{}), release: make(chan struct{})}
+	f.svc.cfg.Store = slow
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.put(instance("1.2.3", "1.2.3.4", "1.5"), "1.5")
+		done <- err
+	}()
+	<-slow.reached
+	other := make(chan error, 1)
+	go func() {
+		_, err := f.put(instance("1.2.3", "1.2.3.4", "1.6"), "1.6")
+		other <- err
+	}()
+	select {
+	case err := <-other:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a store waited for another store's storage")
+	}
+	close(slow.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
