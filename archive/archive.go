@@ -272,7 +272,7 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 	info, err := s.cfg.Store.Put(ctx, key, body, -1)
 	durable := time.Since(start)
 	if err != nil {
-		if body.prepared {
+		if body.prepared.Load() {
 			if r := <-prepared; r.pending != nil {
 				r.pending.Rollback()
 			}
@@ -469,8 +469,8 @@ type endReader struct {
 	r        io.Reader
 	n        int64
 	ended    bool
-	err      error // atEnd's, returned from every Read after the end
-	prepared bool  // atEnd returned nil
+	err      error       // atEnd's, returned from every Read after the end
+	prepared atomic.Bool // atEnd returned nil; read after Put has returned
 	atEnd    func(size int64) error
 }
 
@@ -485,7 +485,7 @@ func (e *endReader) Read(p []byte) (int, error) {
 		if e.err = e.atEnd(e.n); e.err != nil {
 			return n, e.err
 		}
-		e.prepared = true
+		e.prepared.Store(true)
 	}
 	return n, err
 }
