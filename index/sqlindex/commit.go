@@ -23,7 +23,9 @@ import (
 // others to arrive: a lone Commit is written at once, and batches grow
 // only as fast as commits fall behind. Each put runs inside a savepoint
 // of its own, so that one the database or its Check refuses is rolled
-// back alone and the others commit. A conflict with another transaction
+// back alone and the others commit. The aggregates of the patients,
+// studies and series the puts touched are recomputed once, after the
+// last put: a batch of instances of one series refreshes it once. A conflict with another transaction
 // (see retry) runs the whole batch again.
 
 // maxBatch bounds the puts of one transaction, and so how long its locks
@@ -158,16 +160,19 @@ func (c *committer) write(batch []*commitRequest) {
 		if err != nil {
 			return err
 		}
+		refreshed := refresh{now: micros(db.now())}
 		for _, r := range live {
 			if _, err := db.exec(ctx, tx, `SAVEPOINT put`); err != nil {
 				return fmt.Errorf("savepoint: %w", err)
 			}
-			ch, err := db.put(ctx, tx, r.p, &held)
+			var touched refresh
+			ch, err := db.put(ctx, tx, r.p, &held, &touched)
 			switch {
 			case err == nil:
 				if _, err := db.exec(ctx, tx, `RELEASE SAVEPOINT put`); err != nil {
 					return fmt.Errorf("release savepoint: %w", err)
 				}
+				refreshed.merge(&touched)
 				r.change = ch
 				continue
 			case errors.Is(err, errRelock), db.dialect.transient(err), ctx.Err() != nil:
@@ -177,6 +182,9 @@ func (c *committer) write(batch []*commitRequest) {
 				return fmt.Errorf("rollback to savepoint after %v: %w", err, rerr)
 			}
 			r.err = err
+		}
+		if err := refreshed.run(ctx, db, tx); err != nil {
+			return err
 		}
 		if err := tx.Commit(); err != nil {
 			return final{fmt.Errorf("commit: %w", err)}

@@ -146,8 +146,10 @@ type putWrite struct {
 type putStep func(ctx context.Context, tx *sql.Tx, w *putWrite) error
 
 // put writes p in tx, after taking the locks of the rows it changes that
-// held lacks (see lockRelated), then runs the DB's steps.
-func (db *DB) put(ctx context.Context, tx *sql.Tx, p *prepared, held *[]int64) (*index.Change, error) {
+// held lacks (see lockRelated), then runs the DB's steps. It adds the
+// rows whose aggregates it changed to refreshed, for the caller to
+// recompute before committing, if the put succeeds.
+func (db *DB) put(ctx context.Context, tx *sql.Tx, p *prepared, held *[]int64, refreshed *refresh) (*index.Change, error) {
 	in := p.req.Instance
 	err := db.lockRelated(ctx, tx, held, &p.locks, func() ([]int64, error) {
 		return db.relatedLocks(ctx, tx, in.SOPInstanceUID, in.SeriesInstanceUID, in.StudyInstanceUID)
@@ -210,14 +212,14 @@ func (db *DB) put(ctx context.Context, tx *sql.Tx, p *prepared, held *[]int64) (
 	}
 	r.add(series, study, patient)
 	r.add(0, seriesStudy, studyPatient)
-	if err := r.run(ctx, db, tx); err != nil {
-		return nil, err
-	}
 	for _, step := range db.steps {
 		if err := step(ctx, tx, w); err != nil {
 			return nil, err
 		}
 	}
+	// The aggregates of the rows the put touched are recomputed once per
+	// transaction, after all its puts (see committer).
+	refreshed.merge(&r)
 	return w.change, nil
 }
 
@@ -410,6 +412,19 @@ WHERE series_fk = ? AND sop_class_uid = ?`, series, sopClass)
 type refresh struct {
 	now                       int64
 	series, studies, patients []int64
+}
+
+// merge adds the rows o names.
+func (r *refresh) merge(o *refresh) {
+	for _, pk := range o.series {
+		r.series = addPK(r.series, pk)
+	}
+	for _, pk := range o.studies {
+		r.studies = addPK(r.studies, pk)
+	}
+	for _, pk := range o.patients {
+		r.patients = addPK(r.patients, pk)
+	}
 }
 
 // add names rows whose aggregates may have changed; 0 names none.
