@@ -15,6 +15,16 @@
 // or last would otherwise always get the same share of the noise. The
 // report gives the median of the rounds, with minimum and maximum.
 //
+// Concurrent C-STORE: -conc series of -conc-instances instances, one
+// per storescu association, all sent at once, into pacsd, dcmtk's
+// storescp --fork (a process per association) and Orthanc with
+// SyncStorageArea=true; beside them the same peers get one of those
+// series on one association. The report gives instances/s over all
+// associations, the peer's CPU per instance, the ratios the issue set
+// targets for, and, from the times pacsd logs per instance, how much of
+// an instance's time went to receiving it, making it durable, and
+// committing its index record (see concurrency.go).
+//
 // pacsd also runs on S3, a MinIO server started for the run behind a proxy
 // that adds -s3-latency to every request (S3 is across a network in
 // production, and its latency is what makes the modes differ), in both
@@ -81,7 +91,8 @@
 //	    [-find-loaders 4] [-web-reps 100] [-metadata-instances 1000]
 //	    [-metadata-reps 30] [-wado-reps 10] [-pacsd path] [-skip-orthanc]
 //	    [-skip-store] [-skip-big] [-skip-find] [-skip-move] [-skip-web]
-//	    [-skip-s3] [-s3-latency 10ms]
+//	    [-skip-s3] [-s3-latency 10ms] [-conc 8] [-conc-instances 300]
+//	    [-skip-conc]
 //
 // Without -pacsd, pacsd is built from this module into the temporary
 // directory. Everything the run creates lives in one temporary directory,
