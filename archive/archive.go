@@ -82,6 +82,9 @@ type Config struct {
 // DefaultCommitTimeout is Config.CommitTimeout's default.
 const DefaultCommitTimeout = time.Minute
 
+// deleteTimeout bounds the deletion of the version a store replaced.
+const deleteTimeout = 10 * time.Second
+
 // Service archives instances. It is safe for concurrent use.
 type Service struct {
 	cfg      Config
@@ -338,9 +341,15 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		s.log.Info("instance replaced", "sop_instance_uid", id.SOPInstanceUID, "old_key", old.Key, "old_sha256", old.SHA256,
 			"calling_ae", req.CallingAE)
 		if old.Key != key {
-			if err := s.cfg.Store.Delete(fctx, old.Key); err != nil {
+			// The sender is told only once this is over: an old version
+			// that storage is slow to delete (a spool waits for its
+			// upload to end) is left as an orphan rather than hold the
+			// response.
+			dctx, cancel := context.WithTimeout(fctx, deleteTimeout)
+			if err := s.cfg.Store.Delete(dctx, old.Key); err != nil {
 				s.log.Error("old version of a replaced instance not deleted; verify reports it as an orphan", "key", old.Key, "err", err)
 			}
+			cancel()
 		}
 	}
 	if h.Err != nil {

@@ -330,10 +330,14 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
 }
 
 // Delete implements storage.Store. It waits for an upload of the key in
-// progress to end (cancelling it), so that the upload cannot put back
-// what Delete removes, then deletes the object from the remote and from
-// the spool, in that order: if the remote fails, the object is still
-// there as a whole, and Delete can be retried.
+// progress to end, so that the upload cannot put back what Delete
+// removes, then deletes the object from the remote and from the spool,
+// in that order: if the remote fails, the object is still there as a
+// whole, and Delete can be retried. It lets the upload end rather than
+// cancel it: an S3 server that has a PUT's whole body finishes it even
+// when the client gives up, possibly after a DELETE sent meanwhile, and
+// the object would be back. No new upload of the key starts while
+// Delete runs.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := s.check(ctx, "delete", key); err != nil {
 		return err
@@ -353,11 +357,10 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		s.mu.Unlock()
 	}()
 	if f != nil {
-		f.cancel()
 		select {
 		case <-f.done:
 		case <-ctx.Done():
-			return fmt.Errorf("spool: delete %s: waiting for its upload to stop: %w", key, ctx.Err())
+			return fmt.Errorf("spool: delete %s: waiting for its upload to end: %w", key, ctx.Err())
 		}
 	}
 	unlock := s.keys.Lock(key)
