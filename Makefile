@@ -64,6 +64,7 @@ bench: deps build
 # Runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 fuzz:
+	$(GO) test ./archive -run '^$$' -fuzz FuzzParseKey -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzScanner -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzTranscode -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzTextDecoder -fuzztime $(FUZZTIME)

@@ -62,11 +62,11 @@ func ParseKey(key string) (Location, bool) {
 	if !ok || !dcm || study == "" || series == "" || strings.Contains(series, "/") {
 		return Location{}, false
 	}
-	sop, version, _ := strings.Cut(name, "_")
+	sop, version, versioned := strings.Cut(name, "_")
 	if sop == "" || strings.Trim(sop, "0123456789.") != "" {
 		return Location{}, false
 	}
-	if version != "" {
+	if versioned {
 		if _, ok := versionTime(version); !ok {
 			return Location{}, false
 		}
@@ -81,7 +81,9 @@ func versionTime(version string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	t, err := time.Parse(versionLayout, stamp)
-	return t, err == nil
+	// Only the one spelling Format gives, so that versions compare as
+	// the moments they name.
+	return t, err == nil && t.Format(versionLayout) == stamp
 }
 
 // newer reports whether the object under key a holds a later version of
