@@ -49,7 +49,8 @@ fmt:
 
 # Benchmarks pacsd side by side with dcmtk's storescp and Orthanc on the
 # same corpora in one run, printing figures, ratios and targets: C-STORE
-# throughput, pacsd's peak RSS while it stores one 1 GiB instance, C-FIND
+# throughput on one association and on 8 at once (beside storescp --fork
+# and Orthanc, with where each instance's time goes), pacsd's peak RSS while it stores one 1 GiB instance, C-FIND
 # latency on an index of 100,000 instances, C-MOVE of a 300-instance study
 # to storescp, and DICOMweb beside Orthanc's plugin: STOW-RS of that study,
 # QIDO-RS on the C-FIND index, metadata of a 1,000-instance series and
@@ -57,13 +58,14 @@ fmt:
 # out), and C-STORE over DICOM TLS beside plain TCP and QIDO-RS with OIDC
 # token validation beside none (-skip-security). It measures the pacsd that `build` made. The whole run takes some
 # 35 minutes; a quick one:
-# make bench BENCHFLAGS='-rounds 1 -instances 50 -skip-big -find-instances 5000 -find-reps 10'
+# make bench BENCHFLAGS='-rounds 1 -instances 50 -conc-instances 50 -skip-big -find-instances 5000 -find-reps 10'
 bench: deps build
 	$(GO) run ./internal/bench -pacsd bin/pacsd $(BENCHFLAGS)
 
 # Runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 fuzz:
+	$(GO) test ./archive -run '^$$' -fuzz FuzzParseKey -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzScanner -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzTranscode -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzTextDecoder -fuzztime $(FUZZTIME)

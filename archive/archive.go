@@ -1,21 +1,15 @@
-// Package archive is the one service both front doors of pacsd call: DIMSE
-// and DICOMweb hand it the data sets they receive, and it keeps them —
-// the received bytes unchanged, behind File Meta Information of its own, in
-// object storage — and records them in the index.
-//
-// The order of its work is what makes an acknowledgement safe: an instance
-// is reported stored only once its object is durable and its index row is
-// committed; an index row never exists without its object.
 package archive
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/pacsd/pacsd/dicom"
@@ -29,13 +23,15 @@ import (
 // the wrapping error's text says what exactly was wrong.
 var (
 	// ErrInvalid reports a data set the archive cannot file: not DICOM,
-	// no or invalid identifying UIDs, an unknown transfer syntax.
+	// no or invalid identifying UIDs, an unknown transfer syntax, or a
+	// data set that ends before its last element does (it then also
+	// wraps dicom.ErrTruncated).
 	ErrInvalid = errors.New("archive: data set cannot be understood")
 	// ErrMismatch reports a data set whose SOP Class or SOP Instance UID
 	// differs from what the sender declared for it.
 	ErrMismatch = errors.New("archive: data set does not match its declaration")
-	// ErrDuplicate reports an instance already archived, under the
-	// DuplicateReject policy.
+	// ErrDuplicate reports an instance already archived that the
+	// duplicate policy does not let the new one replace.
 	ErrDuplicate = errors.New("archive: instance already archived")
 	// ErrUnavailable reports that storage or the index failed: the
 	// instance is not archived and the sender should try again.
@@ -47,47 +43,21 @@ var (
 
 // Index is what the archive needs of the index.
 type Index interface {
-	// PreparePut does the work of indexing an instance but commit; see
-	// index.Pending.
-	PreparePut(ctx context.Context, in *index.Instance) (*index.Pending, error)
+	// PreparePut prepares the recording of an instance, for Commit once
+	// its object is durable; see index.Pending.
+	PreparePut(ctx context.Context, req *index.PutRequest) (index.Pending, error)
 	Instance(ctx context.Context, sopInstanceUID string) (*index.Instance, error)
-	// Metadata returns the document kept with an instance (see
-	// index.Instance.Metadata), or an error wrapping index.ErrNotFound.
-	Metadata(ctx context.Context, sopInstanceUID string) ([]byte, error)
+	// Metadata returns the document kept with the version of an
+	// instance in names (see index.Instance.Metadata), or an error
+	// wrapping index.ErrNotFound.
+	Metadata(ctx context.Context, in *index.Instance) ([]byte, error)
 }
 
-// DuplicatePolicy says what to do with an instance whose SOP Instance UID is
-// already archived.
-type DuplicatePolicy int
-
+// Sources of instances: how they came in (StoreRequest.Source).
 const (
-	// DuplicateReplace stores the new instance in place of the old one
-	// and logs it; equipment resends corrected instances with the same
-	// UID, and the latest is what a reader expects to see.
-	DuplicateReplace DuplicatePolicy = iota
-	// DuplicateKeep keeps the archived instance, discards the new one and
-	// reports success.
-	DuplicateKeep
-	// DuplicateReject refuses the new instance with ErrDuplicate.
-	DuplicateReject
+	SourceDIMSE = "dimse"
+	SourceSTOW  = "stow"
 )
-
-// ParseDuplicatePolicy reads "replace", "keep" or "reject".
-func ParseDuplicatePolicy(s string) (DuplicatePolicy, error) {
-	switch s {
-	case "replace", "":
-		return DuplicateReplace, nil
-	case "keep":
-		return DuplicateKeep, nil
-	case "reject":
-		return DuplicateReject, nil
-	}
-	return 0, fmt.Errorf("archive: duplicate policy %q is not replace, keep or reject", s)
-}
-
-func (p DuplicatePolicy) String() string {
-	return [...]string{"replace", "keep", "reject"}[p]
-}
 
 // Config configures a Service.
 type Config struct {
@@ -99,17 +69,29 @@ type Config struct {
 	Duplicates DuplicatePolicy
 	// Limits bound the memory one instance's header may take.
 	Limits dicom.Limits
-	Logger *slog.Logger
+	// CommitTimeout bounds the work left once an object is durable:
+	// recording it in the index and deleting the version it replaces.
+	// That work goes on when the request is cancelled, since the object
+	// is already written. DefaultCommitTimeout when zero.
+	CommitTimeout time.Duration
+	Logger        *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
 
+// DefaultCommitTimeout is Config.CommitTimeout's default.
+const DefaultCommitTimeout = time.Minute
+
+// deleteTimeout bounds the deletion of the version a store replaced.
+const deleteTimeout = 10 * time.Second
+
 // Service archives instances. It is safe for concurrent use.
 type Service struct {
-	cfg   Config
-	log   *slog.Logger
-	now   func() time.Time
-	locks keylock.Map
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	locks    keylock.Map
+	versions versions
 }
 
 // New returns a Service.
@@ -120,6 +102,9 @@ func New(cfg Config) *Service {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.cfg.CommitTimeout <= 0 {
+		s.cfg.CommitTimeout = DefaultCommitTimeout
 	}
 	return s
 }
@@ -139,6 +124,13 @@ type StoreRequest struct {
 	// CallingAE and CalledAE record who sent the instance to whom.
 	CallingAE string
 	CalledAE  string
+	// Source is how the instance came in: SourceDIMSE, SourceSTOW, or
+	// another name a front door chooses. Principal names who signed in
+	// to send it, empty when nobody did. The duplicate policy
+	// DuplicateSameSourceAndSeries compares Source, CallingAE and
+	// Principal with those of the archived instance.
+	Source    string
+	Principal string
 	// Dataset is the data set, without File Meta Information. Store
 	// reads it as it arrives and stops reading when it fails; the caller
 	// discards whatever it leaves unread.
@@ -150,8 +142,10 @@ type Result struct {
 	Instance *index.Instance
 	// Replaced is the instance this one replaced, if any.
 	Replaced *index.Instance
-	// Kept is true when, under DuplicateKeep, the instance was already
-	// archived and the new copy was discarded.
+	// Kept is true when the archive kept the instance it held and
+	// discarded the new copy: under DuplicateKeep, or when a copy that
+	// another node received later was recorded first. Instance is then
+	// the record kept.
 	Kept bool
 	// Warning, when not nil, says what was not quite right about an
 	// instance that is nevertheless archived whole; it wraps
@@ -159,13 +153,22 @@ type Result struct {
 	Warning error
 }
 
-// Store archives one data set: it reads the identifying UIDs, writes a
-// Part-10 object (its own File Meta Information followed by the data set's
-// bytes exactly as received) to storage, then commits the index row. It
-// returns only once both are durable, or with an error wrapping one of
-// the errors above and nothing committed.
+// Store archives one data set. It reads the identifying UIDs, checks the
+// duplicate policy, writes a Part-10 object (its own File Meta
+// Information followed by the data set's bytes exactly as received) to
+// storage under a key of its own (see Key), then records it in the
+// index, and deletes the version it replaces, if any. It returns only
+// once the object is durable and its record committed, or with an error
+// wrapping one of the errors above and nothing recorded.
+//
+// At no moment does the index name an object that is not whole in
+// storage: a failure or crash before the record is committed leaves the
+// record of the version replaced, with its object; one after leaves the
+// new record and at worst the old object, which Verify then reports as
+// an orphan. Once the object is durable, the rest is done even if ctx is
+// cancelled, within Config.CommitTimeout.
 func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error) {
-	start := s.now()
+	start := time.Now()
 	ts, ok := uid.LookupTransferSyntax(req.TransferSyntaxUID)
 	if !ok {
 		return nil, fmt.Errorf("%w: transfer syntax %q is unknown", ErrInvalid, req.TransferSyntaxUID)
@@ -177,7 +180,7 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 	case errors.Is(err, dicom.ErrTooLarge):
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	case errors.Is(err, dicom.ErrMalformed):
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	case err != nil:
 		return nil, fmt.Errorf("archive: read data set: %w", err)
 	}
@@ -185,21 +188,54 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		return nil, err
 	}
 
-	unlock := s.locks.Lock(id.SOPInstanceUID)
+	// Stores of one instance on this node take turns, so that their
+	// versions are recorded in the order they were made.
+	unlock, err := s.locks.LockContext(ctx, id.SOPInstanceUID)
+	if err != nil {
+		return nil, fmt.Errorf("archive: store %s: %w", id.SOPInstanceUID, err)
+	}
 	defer unlock()
+	d := &decision{policy: s.cfg.Duplicates, req: req, id: id}
 	if s.cfg.Duplicates != DuplicateReplace {
+		// Decided now, to spare storage a copy it would discard, and
+		// again when the record is written, against what the index
+		// holds then.
 		prev, err := s.cfg.Index.Instance(ctx, id.SOPInstanceUID)
 		switch {
-		case err == nil && s.cfg.Duplicates == DuplicateReject:
-			return nil, fmt.Errorf("%w: %s (study %s)", ErrDuplicate, id.SOPInstanceUID, prev.StudyInstanceUID)
-		case err == nil:
-			s.log.Info("duplicate instance kept, new copy discarded", "sop_instance_uid", id.SOPInstanceUID, "calling_ae", req.CallingAE)
-			return &Result{Instance: prev, Kept: true}, nil
-		case !errors.Is(err, index.ErrNotFound):
+		case errors.Is(err, index.ErrNotFound):
+		case err != nil:
 			return nil, fmt.Errorf("%w: index: %v", ErrUnavailable, err)
+		default:
+			switch err := d.check(prev); {
+			case errors.Is(err, errKeep):
+				s.log.Info("duplicate instance kept, new copy discarded", "sop_instance_uid", id.SOPInstanceUID, "calling_ae", req.CallingAE)
+				return &Result{Instance: prev, Kept: true}, nil
+			case err != nil && s.cfg.Duplicates == DuplicateSameSourceAndSeries:
+				// A copy of exactly what is archived changes nothing,
+				// whoever sends it: a C-MOVE back to the archive, another
+				// archive forwarding what it got from here.
+				same, serr := s.identical(ctx, prev, ts, sc)
+				if serr != nil {
+					return nil, serr
+				}
+				if same {
+					s.log.Info("identical copy of an archived instance, nothing to store", "sop_instance_uid", id.SOPInstanceUID,
+						"calling_ae", req.CallingAE, "source", req.Source)
+					return &Result{Instance: prev, Kept: true}, nil
+				}
+				s.conflict(req, id, err)
+				return nil, err
+			case err != nil:
+				s.conflict(req, id, err)
+				return nil, err
+			}
 		}
 	}
 
+	version := s.versions.next(s.now())
+	receivedAt, _ := versionTime(version)
+	key := Key(id.StudyInstanceUID, id.SeriesInstanceUID, id.SOPInstanceUID, version)
+	d.key = key
 	meta := dicom.AppendFileMeta(nil, dicom.FileMeta{
 		MediaStorageSOPClassUID:         id.SOPClassUID,
 		MediaStorageSOPInstanceUID:      id.SOPInstanceUID,
@@ -210,68 +246,163 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		SendingApplicationEntityTitle:   req.CallingAE,
 		ReceivingApplicationEntityTitle: req.CalledAE,
 	})
-	key := Key(id.StudyInstanceUID, id.SeriesInstanceUID, id.SOPInstanceUID)
-	// The object is hashed and indexed while storage makes it durable:
-	// as soon as its last byte has been read, a goroutine prepares the
-	// index transaction, which is committed only once Put has returned,
-	// that is once the object is durable.
+	// The object is hashed and its record prepared while storage makes
+	// it durable: as soon as its last byte has been read, and the data
+	// set found whole, a goroutine prepares the record, which the index
+	// writes once Put has returned, that is once the object is durable.
 	sum := newHasher()
 	defer sum.close()
 	prepared := make(chan preparedPut, 1)
 	body := &endReader{r: io.TeeReader(io.MultiReader(bytes.NewReader(meta), bytes.NewReader(sc.Prefix()), sc.Rest()), sum)}
-	body.atEnd = func(size int64) {
+	var received atomic.Int64 // when the last byte was read, in ns after start
+	body.atEnd = func(size int64) error {
+		received.Store(int64(time.Since(start)))
+		h := sc.Header()
+		if errors.Is(h.Err, dicom.ErrTruncated) {
+			// Refused before storage commits: nothing is stored.
+			return &truncatedError{h.Err}
+		}
 		go func() {
-			h := sc.Header()
-			in := instanceRecord(id, key, size, sum.Sum(), ts, req.CallingAE, req.CalledAE, s.now(), h, int64(len(meta)))
-			p, err := s.cfg.Index.PreparePut(ctx, in)
+			in := instanceRecord(id, key, size, sum.Sum(), ts, req.CallingAE, req.CalledAE, receivedAt, h, int64(len(meta)))
+			in.Source, in.Principal = req.Source, req.Principal
+			// The object may become durable whatever happens to the
+			// request now; its record must be ready then.
+			p, err := s.cfg.Index.PreparePut(context.WithoutCancel(ctx), &index.PutRequest{Instance: in, Check: d.check})
 			prepared <- preparedPut{in, h, p, err}
 		}()
+		return nil
 	}
 	info, err := s.cfg.Store.Put(ctx, key, body, -1)
+	durable := time.Since(start)
 	if err != nil {
-		if body.ended {
+		if body.prepared.Load() {
 			if r := <-prepared; r.pending != nil {
 				r.pending.Rollback()
 			}
 		}
-		if ctx.Err() != nil || errors.Is(err, storage.ErrInvalidKey) {
+		var te *truncatedError
+		switch {
+		case errors.As(err, &te):
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, te.err)
+		case ctx.Err() != nil || errors.Is(err, storage.ErrInvalidKey):
 			return nil, fmt.Errorf("archive: store %s: %w", key, err)
-		}
-		if isSourceError(err) {
+		case isSourceError(err):
 			return nil, fmt.Errorf("archive: read data set: %w", err)
 		}
+		// Storage may have kept the object all the same; no one else
+		// writes this key, and no record names it.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CommitTimeout)
+		s.discard(dctx, key)
+		cancel()
 		return nil, fmt.Errorf("%w: store %s: %v", ErrUnavailable, key, err)
 	}
+
+	// The object is durable: what is left must not stop halfway because
+	// the sender went away.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CommitTimeout)
+	defer cancel()
 	r := <-prepared // Put read the object to its end
 	in, h := r.in, r.header
 	if r.err == nil && info.Size != in.Size {
 		r.pending.Rollback()
 		r.err = fmt.Errorf("storage kept %d bytes of %d", info.Size, in.Size)
 	}
-	var replaced *index.Instance
+	var ch *index.Change
 	if r.err == nil {
-		replaced, r.err = r.pending.Commit()
+		ch, r.err = r.pending.Commit(fctx)
 	}
-	if r.err != nil {
-		s.forget(key, id.SOPInstanceUID)
+	indexed := time.Since(start)
+	switch {
+	case r.err == nil:
+	case errors.Is(r.err, errKeep), errors.Is(r.err, errSuperseded):
+		s.discard(fctx, key)
+		kept := d.current
+		if errors.Is(r.err, errKeep) {
+			s.log.Info("duplicate instance kept, new copy discarded", "sop_instance_uid", id.SOPInstanceUID, "calling_ae", req.CallingAE)
+		} else {
+			s.log.Info("instance superseded by a later copy stored meanwhile", "sop_instance_uid", id.SOPInstanceUID, "kept_key", kept.Key)
+		}
+		return &Result{Instance: kept, Kept: true}, nil
+	case errors.Is(r.err, ErrDuplicate):
+		s.discard(fctx, key)
+		s.conflict(req, id, r.err)
+		return nil, r.err
+	default:
+		if s.committed(fctx, key, id.SOPInstanceUID) {
+			// The commit reported a failure but took place; the
+			// version it replaced, if any, is left for Verify.
+			ch = &index.Change{Instance: in}
+			break
+		}
 		return nil, fmt.Errorf("%w: index %s: %v", ErrUnavailable, id.SOPInstanceUID, r.err)
 	}
-	res := &Result{Instance: in, Replaced: replaced}
-	if replaced != nil {
-		s.log.Info("instance replaced", "sop_instance_uid", id.SOPInstanceUID, "old_key", replaced.Key, "old_sha256", replaced.SHA256, "calling_ae", req.CallingAE)
-		if replaced.Key != key {
-			if err := s.cfg.Store.Delete(ctx, replaced.Key); err != nil {
-				s.log.Error("old object of a replaced instance not deleted", "key", replaced.Key, "err", err)
+	res := &Result{Instance: in, Replaced: ch.Previous}
+	if old := ch.Previous; old != nil {
+		s.log.Info("instance replaced", "sop_instance_uid", id.SOPInstanceUID, "old_key", old.Key, "old_sha256", old.SHA256,
+			"calling_ae", req.CallingAE)
+		if old.Key != key {
+			// The sender is told only once this is over: an old version
+			// that storage is slow to delete (a spool waits for its
+			// upload to end) is left as an orphan rather than hold the
+			// response.
+			dctx, cancel := context.WithTimeout(fctx, deleteTimeout)
+			if err := s.cfg.Store.Delete(dctx, old.Key); err != nil {
+				s.log.Error("old version of a replaced instance not deleted; verify reports it as an orphan", "key", old.Key, "err", err)
 			}
+			cancel()
 		}
 	}
 	if h.Err != nil {
 		res.Warning = fmt.Errorf("%w: %v", ErrIncomplete, h.Err)
 	}
+	// Where the time went: receiving the data set (from the network,
+	// through the header decoder, into storage's buffers), making the
+	// object durable, and committing its record.
+	total := time.Since(start)
+	recv := time.Duration(received.Load())
 	s.log.Info("instance stored", "sop_instance_uid", id.SOPInstanceUID, "sop_class", uid.Name(id.SOPClassUID),
 		"study_instance_uid", id.StudyInstanceUID, "bytes", info.Size, "transfer_syntax", ts.Name,
-		"calling_ae", req.CallingAE, "duration", s.now().Sub(start), "warning", res.Warning)
+		"calling_ae", req.CallingAE, "duration", total, "receive", recv, "sync", durable-recv, "index", indexed-durable,
+		"warning", res.Warning)
 	return res, nil
+}
+
+// identical reports whether the data set sc reads, to its end, is byte
+// for byte the data set of the archived instance in, in the same
+// transfer syntax. It reads both whole; only resent instances the
+// duplicate policy would refuse get here.
+func (s *Service) identical(ctx context.Context, in *index.Instance, ts uid.TransferSyntax, sc *dicom.Scanner) (bool, error) {
+	if in.TransferSyntaxUID != ts.UID {
+		return false, nil
+	}
+	received := sha256.New()
+	received.Write(sc.Prefix())
+	if _, err := io.Copy(received, sc.Rest()); err != nil {
+		return false, fmt.Errorf("archive: read data set: %w", err)
+	}
+	if h := sc.Header(); errors.Is(h.Err, dicom.ErrTruncated) {
+		return false, fmt.Errorf("%w: %w", ErrInvalid, h.Err)
+	}
+	obj, err := s.Open(ctx, in)
+	if err != nil {
+		return false, err
+	}
+	defer obj.Close()
+	br := bufio.NewReaderSize(obj, 64<<10)
+	if _, _, err := dicom.ReadFileMeta(br); err != nil {
+		return false, nil
+	}
+	stored := sha256.New()
+	if _, err := io.Copy(stored, br); err != nil {
+		return false, fmt.Errorf("%w: read %s: %v", ErrUnavailable, in.Key, err)
+	}
+	return bytes.Equal(received.Sum(nil), stored.Sum(nil)), nil
+}
+
+// conflict logs a duplicate refused by the policy.
+func (s *Service) conflict(req *StoreRequest, id dicom.Identity, err error) {
+	s.log.Warn("duplicate instance refused", "sop_instance_uid", id.SOPInstanceUID, "study_instance_uid", id.StudyInstanceUID,
+		"series_instance_uid", id.SeriesInstanceUID, "calling_ae", req.CallingAE, "source", req.Source, "policy", s.cfg.Duplicates.String(), "err", err)
 }
 
 // check validates the identity of a data set against its declaration.
@@ -301,56 +432,71 @@ func (s *Service) check(req *StoreRequest, id dicom.Identity) error {
 	return nil
 }
 
-// forget removes an object whose index row could not be committed, unless
-// an earlier version of the instance is indexed under the same key: that
-// row must keep an object to point to.
-func (s *Service) forget(key, sopInstanceUID string) {
-	// The request's context may be what failed; cleaning up must not.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if prev, err := s.cfg.Index.Instance(ctx, sopInstanceUID); err == nil && prev.Key == key {
-		s.log.Error("instance replaced in storage but not in the index; its object and row differ until it is sent again", "key", key)
-		return
-	} else if err != nil && !errors.Is(err, index.ErrNotFound) {
-		s.log.Error("object left without index row", "key", key, "err", err)
-		return
+// committed reports whether the index records the object under key for
+// the instance, after a commit that reported a failure: a database may
+// fail to confirm a commit it carried out. Otherwise the object, which
+// no record names, is deleted; if the index cannot say, it is left for
+// Verify to find.
+func (s *Service) committed(ctx context.Context, key, sopInstanceUID string) bool {
+	in, err := s.cfg.Index.Instance(ctx, sopInstanceUID)
+	switch {
+	case err == nil && in.Key == key:
+		return true
+	case err != nil && !errors.Is(err, index.ErrNotFound):
+		s.log.Error("object left without index record; verify reports it as an orphan", "key", key, "err", err)
+		return false
 	}
+	s.discard(ctx, key)
+	return false
+}
+
+// discard deletes an object no record names.
+func (s *Service) discard(ctx context.Context, key string) {
 	if err := s.cfg.Store.Delete(ctx, key); err != nil {
-		s.log.Error("object left without index row", "key", key, "err", err)
+		s.log.Error("object left without index record; verify reports it as an orphan", "key", key, "err", err)
 	}
 }
 
 type preparedPut struct {
 	in      *index.Instance
 	header  dicom.Header
-	pending *index.Pending
+	pending index.Pending
 	err     error
 }
 
+// truncatedError carries dicom.ErrTruncated through storage's Put, which
+// fails without storing anything when its reader fails.
+type truncatedError struct{ err error }
+
+func (e *truncatedError) Error() string { return e.err.Error() }
+func (e *truncatedError) Unwrap() error { return e.err }
+
 // endReader counts what is read through it and calls atEnd, once, with
-// the count when its reader reports the end.
+// the count when its reader reports the end; an error atEnd returns is
+// returned in place of the end.
 type endReader struct {
-	r     io.Reader
-	n     int64
-	ended bool
-	atEnd func(size int64)
+	r        io.Reader
+	n        int64
+	ended    bool
+	err      error       // atEnd's, returned from every Read after the end
+	prepared atomic.Bool // atEnd returned nil; read after Put has returned
+	atEnd    func(size int64) error
 }
 
 func (e *endReader) Read(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
 	n, err := e.r.Read(p)
 	e.n += int64(n)
 	if err == io.EOF && !e.ended {
 		e.ended = true
-		e.atEnd(e.n)
+		if e.err = e.atEnd(e.n); e.err != nil {
+			return n, e.err
+		}
+		e.prepared.Store(true)
 	}
 	return n, err
-}
-
-// Key is where the object of an instance is kept: a path a person or
-// another program can browse, study by series by instance. The UIDs must
-// have passed uid.Valid.
-func Key(study, series, instance string) string {
-	return study + "/" + series + "/" + instance + ".dcm"
 }
 
 // isSourceError reports whether a failed Put failed because the data set

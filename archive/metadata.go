@@ -68,7 +68,7 @@ var ErrNoMetadata = errors.New("archive: no metadata")
 // the index keeps, computed at ingest, or, for an instance without one,
 // the object's header read back.
 func (s *Service) Metadata(ctx context.Context, in *index.Instance) (*Metadata, error) {
-	doc, err := s.cfg.Index.Metadata(ctx, in.SOPInstanceUID)
+	doc, err := s.cfg.Index.Metadata(ctx, in)
 	switch {
 	case err == nil:
 		if m, err := decodeMetadata(doc); err == nil {

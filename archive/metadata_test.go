@@ -42,7 +42,7 @@ func TestMetadataAtIngest(t *testing.T) {
 		}
 		in := res.Instance
 		name := filepath.Base(path)
-		doc, err := f.db.Metadata(ctx, in.SOPInstanceUID)
+		doc, err := f.db.Metadata(ctx, in)
 		if errors.Is(err, index.ErrNotFound) {
 			continue // left to be read from the object
 		}

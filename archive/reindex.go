@@ -18,14 +18,17 @@ import (
 
 // Indexer is what Reindex needs of the index.
 type Indexer interface {
-	Put(ctx context.Context, in *index.Instance) (replaced *index.Instance, err error)
+	Put(ctx context.Context, req *index.PutRequest) (*index.Change, error)
 }
 
 // Progress is Reindex's account of its work, given to its progress
 // function after every object and returned at the end.
 type Progress struct {
-	// Objects counts the objects indexed, Failed those that could not be.
-	Objects, Failed int
+	// Objects counts the objects indexed, Failed those that could not
+	// be. Superseded counts the objects that hold an earlier version of
+	// an instance than another object: the index names the latest, and
+	// Verify reports the others as orphans.
+	Objects, Failed, Superseded int
 	// Bytes counts the bytes read.
 	Bytes int64
 	// Elapsed is the time since Reindex started.
@@ -47,11 +50,17 @@ const scanWorkers = 8
 // Meta Information, the header up to Pixel Data, and the rest of the
 // bytes only to hash them) and puts into the index the same record Store
 // made when the instance arrived. Who sent the instance to whom comes
-// from the File Meta Information Store wrote; when it arrived, from the
-// object's modification time, which is when Store wrote it.
+// from the File Meta Information Store wrote (an instance with a sending
+// AE title came by DIMSE, one without by STOW-RS; who signed in to send
+// it is not kept in the object); when it arrived, from the version in
+// its key, or for an object without one from its modification time,
+// which is when Store wrote it.
 //
-// Reindex only adds and replaces records: records of instances whose
-// objects are gone stay, and Verify reports them. An object that cannot be
+// When several objects hold versions of one instance (see Key), the
+// latest version wins, whatever the order storage lists them in; of two
+// objects without versions, the one written last. Reindex only adds and
+// replaces records: records of instances whose objects are gone stay,
+// and Verify reports them. An object that cannot be
 // indexed (not Part-10, unreadable header, UIDs that disagree) is counted
 // in Progress.Failed and reported to progress with its error, and
 // Reindex goes on. It stops with an error only when storage cannot be
@@ -64,7 +73,7 @@ func Reindex(ctx context.Context, store storage.Store, idx Indexer, progress fun
 		p  Progress
 	)
 	err := forEach(ctx, scanWorkers, store.List(ctx, ""), func(ctx context.Context, info storage.Info) error {
-		n, err := reindexObject(ctx, store, idx, info)
+		n, indexed, superseded, err := reindexObject(ctx, store, idx, info)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -72,8 +81,12 @@ func Reindex(ctx context.Context, store storage.Store, idx Indexer, progress fun
 		defer mu.Unlock()
 		if err != nil {
 			p.Failed++
-		} else {
+		}
+		if indexed {
 			p.Objects++
+		}
+		if superseded {
+			p.Superseded++
 		}
 		p.Bytes += n
 		p.Elapsed = time.Since(start)
@@ -93,22 +106,40 @@ func Reindex(ctx context.Context, store storage.Store, idx Indexer, progress fun
 	return p, nil
 }
 
-// reindexObject indexes one object and returns the bytes it read.
-func reindexObject(ctx context.Context, store storage.Store, idx Indexer, info storage.Info) (int64, error) {
+// reindexObject indexes one object. It returns the bytes it read,
+// whether it indexed the object, and whether an object was superseded:
+// this one, when the index holds a later version of its instance, or the
+// one the record named before.
+func reindexObject(ctx context.Context, store storage.Store, idx Indexer, info storage.Info) (n int64, indexed, superseded bool, err error) {
 	in, n, err := readInstance(ctx, store, info, dicom.Limits{})
 	if err != nil {
-		return n, fmt.Errorf("archive: reindex %s: %w", info.Key, err)
+		return n, false, false, fmt.Errorf("archive: reindex %s: %w", info.Key, err)
 	}
-	replaced, err := idx.Put(ctx, in)
-	if err != nil {
-		return n, fmt.Errorf("archive: reindex %s: index: %w", info.Key, err)
+	ch, err := idx.Put(ctx, &index.PutRequest{Instance: in, Check: func(current *index.Instance) error {
+		if current != nil && current.Key != in.Key && later(current, in) {
+			return errSuperseded
+		}
+		return nil
+	}})
+	switch {
+	case errors.Is(err, errSuperseded):
+		return n, false, true, nil
+	case err != nil:
+		return n, false, false, fmt.Errorf("archive: reindex %s: index: %w", info.Key, err)
 	}
-	if replaced != nil && replaced.Key != in.Key {
-		// Two objects hold one instance; the index now points at this
-		// one, and Verify will call the other an orphan.
-		return n, fmt.Errorf("archive: reindex %s: instance %s was also stored as %s, which the index no longer points to", info.Key, in.SOPInstanceUID, replaced.Key)
+	return n, true, ch.Previous != nil && ch.Previous.Key != in.Key, nil
+}
+
+// later reports whether a is a later version of an instance than b: by
+// the versions of their keys, or the time they were received when their
+// keys have none.
+func later(a, b *index.Instance) bool {
+	la, _ := ParseKey(a.Key)
+	lb, _ := ParseKey(b.Key)
+	if la.Version != lb.Version {
+		return la.Version > lb.Version
 	}
-	return n, nil
+	return a.ReceivedAt.After(b.ReceivedAt)
 }
 
 // readInstance reads the object info names whole and returns the index
@@ -151,8 +182,17 @@ func readInstance(ctx context.Context, store storage.Store, info storage.Info, l
 		return nil, src.n, err
 	}
 	h := sc.Header()
-	return instanceRecord(id, info.Key, src.n, sum.Sum(), ts, meta.SendingApplicationEntityTitle,
-		meta.ReceivingApplicationEntityTitle, info.ModTime, h, dataStart), src.n, nil
+	received := info.ModTime
+	if loc, ok := ParseKey(info.Key); ok && loc.Version != "" {
+		received, _ = versionTime(loc.Version)
+	}
+	in := instanceRecord(id, info.Key, src.n, sum.Sum(), ts, meta.SendingApplicationEntityTitle,
+		meta.ReceivingApplicationEntityTitle, received, h, dataStart)
+	in.Source = SourceSTOW
+	if in.CallingAE != "" {
+		in.Source = SourceDIMSE
+	}
+	return in, src.n, nil
 }
 
 // instanceRecord is the index record of an archived instance, as Store

@@ -1,6 +1,12 @@
 package archive
 
 import (
+	"errors"
+	"iter"
+
+	"github.com/pacsd/pacsd/index/sqlindex"
+	"github.com/pacsd/pacsd/storage"
+
 	"bytes"
 	"context"
 	"fmt"
@@ -8,7 +14,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
@@ -55,7 +60,7 @@ func archiveSome(t *testing.T, f *fixture) []string {
 }
 
 // studies returns what a study-level query of everything answers.
-func studies(t *testing.T, db *index.DB) []string {
+func studies(t *testing.T, db *sqlindex.DB) []string {
 	t.Helper()
 	q := &index.Query{Level: index.StudyLevel, Identifier: &dicom.Dataset{Elements: []dicom.Element{
 		{Tag: tag.StudyDate, VR: "DA"},
@@ -81,7 +86,7 @@ func studies(t *testing.T, db *index.DB) []string {
 	return out
 }
 
-func openIndex(t *testing.T) *index.DB {
+func openIndex(t *testing.T) *sqlindex.DB {
 	t.Helper()
 	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "index.db"))
 	if err != nil {
@@ -128,17 +133,12 @@ func TestReindex(t *testing.T) {
 		if err != nil {
 			t.Fatalf("reindexed %s: %v", sop, err)
 		}
-		// When the instance arrived is the object's time, within the
-		// moment between Store's clock and storage's.
-		if d := got.ReceivedAt.Sub(orig.ReceivedAt).Abs(); d > 5*time.Second {
-			t.Errorf("%s: received at %v, originally %v", sop, got.ReceivedAt, orig.ReceivedAt)
-		}
-		got.ReceivedAt = orig.ReceivedAt
+		// When the instance arrived is in its key, to the microsecond.
 		if fmt.Sprintf("%+v", *got) != fmt.Sprintf("%+v", *orig) {
 			t.Errorf("%s: reindexed record\n%+v\noriginal\n%+v", sop, *got, *orig)
 		}
-		gm, err1 := db.Metadata(ctx, sop)
-		om, err2 := f.db.Metadata(ctx, sop)
+		gm, err1 := db.Metadata(ctx, got)
+		om, err2 := f.db.Metadata(ctx, orig)
 		if err1 != nil || err2 != nil || !bytes.Equal(gm, om) {
 			t.Errorf("%s: metadata document after reindex (%v)\n%s\noriginally (%v)\n%s", sop, err1, gm, err2, om)
 		}
@@ -210,5 +210,128 @@ func TestReindexCancelled(t *testing.T) {
 	_, err := Reindex(ctx, f.store, db, func(Progress) { cancel() })
 	if err == nil || ctx.Err() == nil {
 		t.Errorf("Reindex with a cancelled context = %v", err)
+	}
+}
+
+// reversed lists a store's objects in reverse order.
+type reversed struct{ storage.Store }
+
+func (r reversed) List(ctx context.Context, prefix string) iter.Seq2[storage.Info, error] {
+	return func(yield func(storage.Info, error) bool) {
+		var all []storage.Info
+		for info, err := range r.Store.List(ctx, prefix) {
+			if err != nil {
+				yield(info, err)
+				return
+			}
+			all = append(all, info)
+		}
+		for _, info := range slices.Backward(all) {
+			if !yield(info, nil) {
+				return
+			}
+		}
+	}
+}
+
+// TestReindexVersions rebuilds the index from a bucket that holds three
+// versions of one instance, as a crash in the middle of replacing it can
+// leave: the latest wins in whatever order storage lists them, Verify
+// reports the others as orphans, and Repair deletes them and nothing
+// else.
+func TestReindexVersions(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, Config{})
+	sops := archiveSome(t, f)
+	sop := sops[0]
+	var keys []string
+	var objects [][]byte
+	for i := range 3 {
+		d := patientInstance("1.2.1", "1.2.1.1", sop, "Doe^Jane", "P1", "CT", 10+i)
+		res, err := f.put(d, sop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, res.Instance.Key)
+		objects = append(objects, readAll(t, f.store, res.Instance.Key))
+	}
+	// Only the latest version is left; put the others back.
+	for i := range 2 {
+		if _, err := f.store.Stat(ctx, keys[i]); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("version %d left after it was replaced: %v", i, err)
+		}
+		if _, err := f.store.Put(ctx, keys[i], bytes.NewReader(objects[i]), int64(len(objects[i]))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := f.db.Instance(ctx, sop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, store := range map[string]storage.Store{"in order": f.store, "reversed": reversed{f.store}} {
+		t.Run(name, func(t *testing.T) {
+			db := openIndex(t)
+			p, err := Reindex(ctx, store, db, nil)
+			if err != nil || p.Failed != 0 || p.Superseded != 2 {
+				t.Fatalf("Reindex = %+v, %v; want 2 superseded", p, err)
+			}
+			got, err := db.Instance(ctx, sop)
+			if err != nil || got.Key != keys[2] || got.SHA256 != want.SHA256 {
+				t.Fatalf("reindexed record %+v, %v; want key %s", got, err, keys[2])
+			}
+		})
+	}
+	problems, _ := verify(t, f)
+	if len(problems) != 2 || problems[0].Key != keys[0] || problems[1].Key != keys[1] || problems[0].Kind != Orphan || problems[1].Kind != Orphan {
+		t.Fatalf("Verify reported %v; want the two earlier versions as orphans", problems)
+	}
+	repaired := map[string]Repaired{}
+	if err := Repair(ctx, f.store, f.db, problems, 0, func(p Problem, r Repaired) { repaired[p.Key] = r }); err != nil {
+		t.Fatal(err)
+	}
+	if repaired[keys[0]] != Deleted || repaired[keys[1]] != Deleted {
+		t.Errorf("Repair did %v", repaired)
+	}
+	if problems, res := verify(t, f); len(problems) != 0 || res.Objects != len(sops) {
+		t.Errorf("Verify after Repair: %v, %+v", problems, res)
+	}
+}
+
+// TestUnversionedKeys keeps serving an archive written before keys had
+// versions: its objects are indexed by Reindex, read, verified, and
+// replaced by a versioned one that the old one gives way to.
+func TestUnversionedKeys(t *testing.T) {
+	ctx := t.Context()
+	old := newFixture(t, Config{})
+	d := patientInstance("1.2.1", "1.2.1.1", "1.2.1.1.1", "Doe^Jane", "P1", "CT", 1)
+	res, err := old.put(d, "1.2.1.1.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := Key("1.2.1", "1.2.1.1", "1.2.1.1.1", "")
+	b := readAll(t, old.store, res.Instance.Key)
+	f := newFixture(t, Config{})
+	if _, err := f.store.Put(ctx, legacy, bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := Reindex(ctx, f.store, f.db, nil); err != nil || p.Objects != 1 {
+		t.Fatalf("Reindex = %+v, %v", p, err)
+	}
+	in, err := f.db.Instance(ctx, "1.2.1.1.1")
+	if err != nil || in.Key != legacy || in.SHA256 != res.Instance.SHA256 {
+		t.Fatalf("record %+v, %v", in, err)
+	}
+	if m, err := f.svc.Metadata(ctx, in); err != nil || !bytes.Contains(m.JSON, []byte("Doe^Jane")) {
+		t.Errorf("Metadata of an unversioned object: %s, %v", m.JSON, err)
+	}
+	if problems, _ := verify(t, f); len(problems) != 0 {
+		t.Errorf("Verify: %v", problems)
+	}
+	res, err = f.put(patientInstance("1.2.1", "1.2.1.1", "1.2.1.1.1", "Doe^Jane", "P1", "CT", 2), "1.2.1.1.1")
+	if err != nil || res.Replaced == nil || res.Replaced.Key != legacy {
+		t.Fatalf("replace of an unversioned object: %+v, %v", res, err)
+	}
+	if keys := f.objects(t); len(keys) != 1 || keys[0] != res.Instance.Key {
+		t.Errorf("objects %v", keys)
 	}
 }

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"path"
-	"strings"
 	"sync"
 	"time"
 
@@ -97,9 +95,11 @@ type VerifyResult struct {
 // hash it, and checks that every record's object exists.
 //
 // An object belongs to the record of the instance its File Meta
-// Information names, or failing that the instance its key names
-// (STUDY/SERIES/INSTANCE.dcm), if that record points to its key; any
-// other object is an orphan. Verify stops with an error, and an
+// Information names, or failing that the instance its key names (see
+// Key), if that record points to its key; any other object is an orphan:
+// an earlier version of an instance left by a replace that did not get
+// to delete it, or the object of a store that did not get to record it.
+// Repair removes the first kind and records the second. Verify stops with an error, and an
 // incomplete result, only if storage or the index cannot be read at all
 // (listing fails, storage is unavailable) or ctx ends; an object that
 // fails to read is reported as Unreadable. Objects stored or deleted
@@ -183,8 +183,8 @@ func verifyObject(ctx context.Context, store storage.Store, idx Catalog, key str
 	if metaErr == nil && meta.MediaStorageSOPInstanceUID != "" {
 		candidates = append(candidates, meta.MediaStorageSOPInstanceUID)
 	}
-	if sop, ok := strings.CutSuffix(path.Base(key), ".dcm"); ok && sop != "" && (len(candidates) == 0 || candidates[0] != sop) {
-		candidates = append(candidates, sop)
+	if loc, ok := ParseKey(key); ok && (len(candidates) == 0 || candidates[0] != loc.SOPInstanceUID) {
+		candidates = append(candidates, loc.SOPInstanceUID)
 	}
 	var elsewhere *index.Instance
 	for _, sop := range candidates {
@@ -206,10 +206,141 @@ func verifyObject(ctx context.Context, store storage.Store, idx Catalog, key str
 		}
 		return size, nil
 	}
-	detail := "no index record points to it"
-	if elsewhere != nil {
-		detail = fmt.Sprintf("instance %s is indexed with the object %s", elsewhere.SOPInstanceUID, elsewhere.Key)
+	p := Problem{Kind: Orphan, Key: key, Detail: "no index record points to it"}
+	if len(candidates) > 0 {
+		p.SOPInstanceUID = candidates[0]
 	}
-	problem(Problem{Kind: Orphan, Key: key, Detail: detail})
+	if elsewhere != nil {
+		p.SOPInstanceUID = elsewhere.SOPInstanceUID
+		p.Detail = fmt.Sprintf("instance %s is indexed with the object %s", elsewhere.SOPInstanceUID, elsewhere.Key)
+	}
+	problem(p)
 	return size, nil
+}
+
+// RepairIndex is what Repair needs of the index.
+type RepairIndex interface {
+	Instance(ctx context.Context, sopInstanceUID string) (*index.Instance, error)
+	Put(ctx context.Context, req *index.PutRequest) (*index.Change, error)
+}
+
+// Repaired says what Repair did with an orphan.
+type Repaired int
+
+const (
+	// Left is an orphan Repair left as it was: too recent to be sure no
+	// store is still under way with it, or no longer an orphan.
+	Left Repaired = iota
+	// Deleted is an orphan of an instance indexed with another object,
+	// deleted.
+	Deleted
+	// Indexed is an orphan of an instance the index did not know,
+	// recorded, as Reindex would.
+	Indexed
+)
+
+func (r Repaired) String() string {
+	return [...]string{"left", "deleted", "indexed"}[r]
+}
+
+// Repair repairs the orphans Verify reported, calling report with what
+// it did with each. An orphan of an instance the index records with
+// another object (an earlier version a replace did not delete, a later
+// one whose store failed before its record was committed, a copy the
+// duplicate policy refused) is deleted: the index names the instance's
+// object, and the orphan was never acknowledged as it. An orphan of an
+// instance the index does not know at all is recorded instead, as
+// Reindex would, the latest version first: it may be all that is left of
+// an acknowledged instance whose record was lost with the index, and
+// deleting it could lose an image. Repair checks again that the index
+// does not name an object before deleting it, and leaves alone objects
+// written less than minAge ago, which a store may still be about to
+// record. Problems other than orphans are left to the operator.
+//
+// Repair stops with an error only when storage or the index fails.
+func Repair(ctx context.Context, store storage.Store, idx RepairIndex, problems []Problem, minAge time.Duration, report func(Problem, Repaired)) error {
+	var orphans []Problem
+	for _, p := range problems {
+		if p.Kind == Orphan {
+			orphans = append(orphans, p)
+		}
+	}
+	ready := func(p Problem) (storage.Info, bool, error) {
+		info, err := store.Stat(ctx, p.Key)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			return info, false, nil
+		case err != nil:
+			return info, false, fmt.Errorf("archive: repair %s: %w", p.Key, err)
+		}
+		return info, time.Since(info.ModTime) >= minAge, nil
+	}
+	recorded := func(p Problem) (*index.Instance, error) {
+		if p.SOPInstanceUID == "" {
+			return nil, nil
+		}
+		in, err := idx.Instance(ctx, p.SOPInstanceUID)
+		if errors.Is(err, index.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("archive: repair %s: %w", p.Key, err)
+		}
+		return in, nil
+	}
+	// First the orphans of instances the index does not know: recording
+	// them all, latest version winning, leaves the others orphans of a
+	// known instance.
+	done := make([]bool, len(orphans))
+	for i, p := range orphans {
+		in, err := recorded(p)
+		if err != nil {
+			return err
+		}
+		if in != nil {
+			continue
+		}
+		info, ok, err := ready(p)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			done[i] = true
+			report(p, Left)
+			continue
+		}
+		_, indexed, _, err := reindexObject(ctx, store, idx, info)
+		if err != nil && (errors.Is(err, storage.ErrUnavailable) || ctx.Err() != nil) {
+			return err
+		}
+		if indexed {
+			done[i] = true
+			report(p, Indexed)
+		}
+	}
+	// Then the orphans of instances recorded with another object.
+	for i, p := range orphans {
+		if done[i] {
+			continue
+		}
+		in, err := recorded(p)
+		if err != nil {
+			return err
+		}
+		if in == nil || in.Key == p.Key {
+			report(p, Left) // unreadable, or recorded meanwhile
+			continue
+		}
+		if _, ok, err := ready(p); err != nil {
+			return err
+		} else if !ok {
+			report(p, Left)
+			continue
+		}
+		if err := store.Delete(ctx, p.Key); err != nil {
+			return fmt.Errorf("archive: repair %s: %w", p.Key, err)
+		}
+		report(p, Deleted)
+	}
+	return nil
 }

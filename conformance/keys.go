@@ -7,6 +7,7 @@ import (
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/index/sqlindex"
 )
 
 // Key is a matching key of C-FIND (and QIDO-RS) at one level of the Patient
@@ -105,7 +106,7 @@ func matches(lvl index.Level, seq, t tag.Tag, vr string) bool {
 		e = dicom.Element{Tag: seq, VR: "SQ", Items: []*dicom.Dataset{{Elements: []dicom.Element{e}}}}
 	}
 	q := &index.Query{Level: lvl, PatientRoot: true, Identifier: &dicom.Dataset{Elements: []dicom.Element{e}}}
-	unsupported, err := q.UnsupportedKeys()
+	unsupported, err := sqlindex.UnsupportedKeys(q)
 	if err != nil {
 		return false
 	}

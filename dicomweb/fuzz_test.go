@@ -16,6 +16,7 @@ import (
 
 	"github.com/pacsd/pacsd/archive"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/index/sqlindex"
 	"github.com/pacsd/pacsd/index/sqlite"
 	"github.com/pacsd/pacsd/storage/mem"
 )
@@ -68,7 +69,7 @@ func FuzzSearchParams(f *testing.F) {
 			if values > lim.SearchValues+1 || len(q.Identifier.Elements) > lim.SearchAttributes {
 				t.Fatalf("query of %d values and %d attributes passed limits of %d and %d", values, len(q.Identifier.Elements), lim.SearchValues, lim.SearchAttributes)
 			}
-			q.UnsupportedKeys() // may refuse, must not fail
+			sqlindex.UnsupportedKeys(q) // may refuse, must not fail
 		}
 	})
 }

@@ -190,7 +190,7 @@ func (s *Server) parseSearch(c echo.Context, level index.Level) (*index.Query, [
 		return nil, nil, err
 	}
 	q.CaseSensitiveNames = s.CaseSensitiveNames
-	unsupported, err := q.UnsupportedKeys()
+	unsupported, err := s.Index.UnsupportedKeys(q)
 	if err != nil {
 		return nil, nil, errorf(http.StatusBadRequest, "%v", err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/index/sqlindex"
 )
 
 // TestParseSearchValues checks that every spelling of a list a client may
@@ -90,7 +91,7 @@ func TestParseSearchValues(t *testing.T) {
 			if e.VR == "SQ" && (len(e.Items) != 1 || len(e.Items[0].Elements) != 1 || len(e.Items[0].Elements[0].Values) != 1) {
 				t.Errorf("sequence key %+v, want one item of one key with one value", e)
 			}
-			if _, err := q.UnsupportedKeys(); err != nil {
+			if _, err := sqlindex.UnsupportedKeys(q); err != nil {
 				t.Errorf("index refuses the query: %v", err)
 			}
 		})

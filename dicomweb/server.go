@@ -25,6 +25,7 @@ import (
 
 	"github.com/pacsd/pacsd/archive"
 	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/storage"
 )
@@ -33,6 +34,9 @@ import (
 type Index interface {
 	Find(ctx context.Context, q *index.Query) iter.Seq2[*dicom.Dataset, error]
 	FindInstances(ctx context.Context, q *index.Query) iter.Seq2[*index.Instance, error]
+	// UnsupportedKeys returns the matching keys of q the index cannot
+	// match on, or an error wrapping index.ErrInvalidQuery.
+	UnsupportedKeys(q *index.Query) ([]tag.Tag, error)
 }
 
 // Archive is what the services need of the archive.

@@ -237,7 +237,10 @@ func (s *Server) storePart(c echo.Context, body io.Reader, study, base string, r
 		StudyInstanceUID:  study,
 		TransferSyntaxUID: fm.TransferSyntaxUID,
 		CalledAE:          s.AETitle,
-		Dataset:           br,
+		// Nobody signs in to STOW-RS yet: every client is the same
+		// source to the duplicate policy.
+		Source:  archive.SourceSTOW,
+		Dataset: br,
 	})
 	if err != nil {
 		if tooLarge(err) {

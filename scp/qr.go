@@ -24,6 +24,9 @@ type Index interface {
 	Find(ctx context.Context, q *index.Query) iter.Seq2[*dicom.Dataset, error]
 	FindInstances(ctx context.Context, q *index.Query) iter.Seq2[*index.Instance, error]
 	CountInstances(ctx context.Context, q *index.Query) (int, error)
+	// UnsupportedKeys returns the matching keys of q the index cannot
+	// match on, or an error wrapping index.ErrInvalidQuery.
+	UnsupportedKeys(q *index.Query) ([]tag.Tag, error)
 }
 
 // Objects opens archived objects.
@@ -117,7 +120,7 @@ func (s *QR) Find(ctx context.Context, a *dimse.Association, req *dimse.FindRequ
 			return
 		}
 		q.Hierarchical = true
-		unsupported, err := q.UnsupportedKeys()
+		unsupported, err := s.Index.UnsupportedKeys(q)
 		if err != nil {
 			yield(nil, queryStatus(err))
 			return

@@ -42,6 +42,7 @@ func (s *Service) Store(ctx context.Context, a *dimse.Association, req *dimse.St
 		TransferSyntaxUID: req.TransferSyntaxUID,
 		CallingAE:         a.CallingAE(),
 		CalledAE:          a.CalledAE(),
+		Source:            archive.SourceDIMSE,
 		Dataset:           req.Dataset,
 	})
 	if err != nil {

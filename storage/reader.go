@@ -85,3 +85,27 @@ func (e *exactReader) probe() error {
 	}
 	return io.ErrNoProgress
 }
+
+// Fill reads from r until buf is full, returning nil, or until r fails,
+// returning its error unchanged (io.EOF at the end). Unlike io.ReadFull it
+// never turns an early io.EOF into io.ErrUnexpectedEOF, so that an
+// io.ErrUnexpectedEOF that r itself returns is not taken for a clean end
+// of a short last piece. A reader that returns neither bytes nor an error
+// maxEmptyReads times in a row fails with io.ErrNoProgress, as bufio's
+// readers do. Backends read their Put's reader through it.
+func Fill(r io.Reader, buf []byte) (int, error) {
+	n, empty := 0, 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		if m > 0 {
+			empty = 0
+		} else if empty++; empty == maxEmptyReads {
+			return n, io.ErrNoProgress
+		}
+	}
+	return n, nil
+}

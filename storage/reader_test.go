@@ -87,3 +87,32 @@ func TestExactReaderReadsNoFurther(t *testing.T) {
 type emptyReader struct{}
 
 func (emptyReader) Read([]byte) (int, error) { return 0, nil }
+
+func TestFill(t *testing.T) {
+	cases := []struct {
+		name    string
+		r       io.Reader
+		buf     int
+		want    string
+		wantErr error
+	}{
+		{"full", strings.NewReader("hello world"), 5, "hello", nil},
+		{"one-byte-reads", iotest.OneByteReader(strings.NewReader("hello")), 5, "hello", nil},
+		{"short-ends-with-EOF", strings.NewReader("hel"), 5, "hel", io.EOF},
+		{"exact-then-EOF-later", strings.NewReader("hello"), 5, "hello", nil},
+		{"data-with-EOF", iotest.DataErrReader(strings.NewReader("hello")), 8, "hello", io.EOF},
+		// The reader's own io.ErrUnexpectedEOF is passed on, never made
+		// from an early io.EOF.
+		{"reader-unexpected-EOF", io.MultiReader(strings.NewReader("he"), iotest.ErrReader(io.ErrUnexpectedEOF)), 5, "he", io.ErrUnexpectedEOF},
+		{"no-progress", emptyReader{}, 5, "", io.ErrNoProgress},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			buf := make([]byte, c.buf)
+			n, err := Fill(c.r, buf)
+			if string(buf[:n]) != c.want || err != c.wantErr {
+				t.Errorf("Fill = %q, %v; want %q, %v", buf[:n], err, c.want, c.wantErr)
+			}
+		})
+	}
+}

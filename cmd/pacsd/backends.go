@@ -15,8 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/index/postgres"
+	"github.com/pacsd/pacsd/index/sqlindex"
 	"github.com/pacsd/pacsd/index/sqlite"
 	"github.com/pacsd/pacsd/storage"
 	"github.com/pacsd/pacsd/storage/file"
@@ -304,7 +304,7 @@ func pathOf(u, scheme string) (string, error) {
 // openIndex opens the index that u names: sqlite:///PATH (or a bare
 // path), or a PostgreSQL URL, postgres://USER@HOST:PORT/DB?sslmode=...,
 // whose password is best left to PGPASSWORD or a password file.
-func openIndex(ctx context.Context, u string) (*index.DB, error) {
+func openIndex(ctx context.Context, u string) (*sqlindex.DB, error) {
 	if strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
 		db, err := postgres.Open(ctx, u)
 		if err != nil {
@@ -331,7 +331,14 @@ type maintenanceSettings struct {
 }
 
 // open opens the storage read-only and the index; done closes both.
-func (m *maintenanceSettings) open(ctx context.Context, p *process) (store storage.Store, db *index.DB, done func(), err error) {
+func (m *maintenanceSettings) open(ctx context.Context, p *process) (store storage.Store, db *sqlindex.DB, done func(), err error) {
+	return m.openFor(ctx, p, false)
+}
+
+// openFor opens the storage, read-only unless writable, and the index;
+// done closes both. Writable storage with a spool takes the spool's lock,
+// so it fails while pacsd serve runs on the same spool.
+func (m *maintenanceSettings) openFor(ctx context.Context, p *process, writable bool) (store storage.Store, db *sqlindex.DB, done func(), err error) {
 	if err := complete(&m.storeSettings); err != nil {
 		return nil, nil, nil, err
 	}
@@ -339,7 +346,11 @@ func (m *maintenanceSettings) open(ctx context.Context, p *process) (store stora
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	store, closeStore, err := openStorageReadOnly(ctx, &m.storeSettings, m.s3Env(p.getenv), log)
+	openStore := openStorageReadOnly
+	if writable {
+		openStore = openStorage
+	}
+	store, closeStore, err := openStore(ctx, &m.storeSettings, m.s3Env(p.getenv), log)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -122,7 +122,7 @@ func (s *storeSettings) s3Env(getenv func(string) string) func(string) string {
 // in: those of every command that stores.
 type archiveSettings struct {
 	AETitle    string `name:"ae-title" default:"PACSD" placeholder:"AET" help:"the AE title pacsd answers to and calls from"`
-	Duplicates string `default:"replace" placeholder:"POLICY" help:"what to do with an instance already archived: replace, keep or reject"`
+	Duplicates string `default:"same-source-and-series" placeholder:"POLICY" help:"what to do with an instance already archived: same-source-and-series, replace, keep or reject"`
 }
 
 func (a *archiveSettings) complete() error {

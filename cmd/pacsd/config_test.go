@@ -84,7 +84,7 @@ var documented = []struct {
 		func(c *serveCommand) any { return c.AllowAE }},
 	{"--allow-any-ae", "PACSD_ALLOW_ANY_AE", "allow_any_ae", "", `true`, true, false,
 		func(c *serveCommand) any { return c.AllowAnyAE }},
-	{"--duplicates", "PACSD_DUPLICATES", "duplicates", "keep", `"keep"`, "keep", "replace",
+	{"--duplicates", "PACSD_DUPLICATES", "duplicates", "keep", `"keep"`, "keep", "same-source-and-series",
 		func(c *serveCommand) any { return c.Duplicates }},
 	{"--max-associations", "PACSD_MAX_ASSOCIATIONS", "max_associations", "8", `8`, 8, 64,
 		func(c *serveCommand) any { return c.MaxAssociations }},

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pacsd/pacsd/archive"
 	"github.com/pacsd/pacsd/internal/testpeer"
 )
 
@@ -69,7 +70,8 @@ func TestCrossProtocol(t *testing.T) {
 		meta, _ := part10(t, ct)
 		var stored []byte
 		filepath.WalkDir(filepath.Join(p.data, "objects"), func(path string, d os.DirEntry, err error) error {
-			if err == nil && d.Name() == meta.MediaStorageSOPInstanceUID+".dcm" {
+			rel, _ := filepath.Rel(filepath.Join(p.data, "objects"), path)
+			if loc, ok := archive.ParseKey(filepath.ToSlash(rel)); err == nil && ok && loc.SOPInstanceUID == meta.MediaStorageSOPInstanceUID {
 				stored, _ = os.ReadFile(path)
 			}
 			return nil

@@ -6,6 +6,8 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +116,29 @@ func TestKillDuringStore(t *testing.T) {
 	defer cancel()
 	if c, err := a.db.Counts(ctx); err != nil || c.Series != 1 || c.Studies != 1 {
 		t.Errorf("counts %+v, %v", c, err)
+	}
+
+	// What the crash left is at most orphans: the object of the store
+	// the kill cut short. verify --repair, once they are old enough for
+	// it to be sure no store is still at work on them, leaves nothing.
+	stdout, _, err := pacsd(t, "verify", "--data", data)
+	for _, line := range strings.Split(stdout, "\n") {
+		if kind, _, _ := strings.Cut(line, " "); slices.Contains([]string{"missing", "size", "sha256", "unreadable"}, kind) {
+			t.Errorf("pacsd verify after the crash: %s", line)
+		}
+	}
+	t.Logf("pacsd verify after the crash: %v\n%s", err, stdout)
+	hourAgo := time.Now().Add(-time.Hour)
+	filepath.WalkDir(filepath.Join(data, "objects"), func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			os.Chtimes(path, hourAgo, hourAgo)
+		}
+		return nil
+	})
+	if stdout, _, err := pacsd(t, "verify", "--repair", "--data", data); err != nil {
+		t.Errorf("pacsd verify --repair after the crash: %v\n%s", err, stdout)
+	}
+	if stdout, _, err := pacsd(t, "verify", "--data", data); err != nil || !strings.Contains(stdout, " 0 problems") {
+		t.Errorf("pacsd verify after the repair: %v\n%s", err, stdout)
 	}
 }

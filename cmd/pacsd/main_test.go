@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -161,7 +163,7 @@ func (p *instance) stop() {
 
 // archive opens pacsd's index and storage directly, as an auditor would.
 type audit struct {
-	db    *index.DB
+	db    *sqlindex.DB
 	store *file.Store
 }
 

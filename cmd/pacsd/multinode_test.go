@@ -47,7 +47,14 @@ func TestTwoNodes(t *testing.T) {
 		for _, f := range files[:5] {
 			url := "http://" + B.httpAddr + "/dicom-web/studies/" + study + "/series/" + series + "/instances/" + f.SOPInstanceUID
 			got := wadoObject(t, url)
-			obj, err := st.Open(t.Context(), study+"/"+series+"/"+f.SOPInstanceUID+".dcm")
+			var key string
+			for info, err := range st.List(t.Context(), study+"/"+series+"/"+f.SOPInstanceUID+"_") {
+				if err != nil {
+					t.Fatal(err)
+				}
+				key = info.Key
+			}
+			obj, err := st.Open(t.Context(), key)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -37,6 +37,9 @@ func (c *reindexCommand) Run(ctx context.Context, proc *process) error {
 		}
 	})
 	fmt.Fprintln(stdout, reindexSummary(p))
+	if p.Superseded > 0 {
+		fmt.Fprintf(stdout, "%d objects hold earlier versions of instances indexed with a later one; pacsd verify reports them as orphans, and verify --repair deletes them\n", p.Superseded)
+	}
 	if err != nil {
 		return err
 	}

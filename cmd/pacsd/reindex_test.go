@@ -65,7 +65,7 @@ func viewIndex(t *testing.T, data string, sops []string) indexView {
 			t.Fatalf("%s: %v", sop, err)
 		}
 		v.records[sop] = *in
-		doc, err := db.Metadata(ctx, sop)
+		doc, err := db.Metadata(ctx, in)
 		v.metadata[sop] = fmt.Sprintf("%s %v", doc, err)
 	}
 	return v
@@ -208,7 +208,7 @@ func TestReindexAndVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	orphan := archive.Key(stray[0].StudyInstanceUID, stray[0].SeriesInstanceUID, stray[0].SOPInstanceUID)
+	orphan := archive.Key(stray[0].StudyInstanceUID, stray[0].SeriesInstanceUID, stray[0].SOPInstanceUID, "")
 	b, err = os.ReadFile(stray[0].Path)
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"context"
 	"errors"
 	"fmt"
@@ -385,7 +387,7 @@ func closeListener(l net.Listener) func(context.Context) error {
 
 // httpHandler serves the health checks: /healthz says the process is up,
 // /readyz that storage and the index answer.
-func httpHandler(store storage.Store, db *index.DB, web *dicomweb.Server) *echo.Echo {
+func httpHandler(store storage.Store, db *sqlindex.DB, web *dicomweb.Server) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	web.Register(e)

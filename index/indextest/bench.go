@@ -1,6 +1,8 @@
 package indextest
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"cmp"
 	"context"
 	"fmt"
@@ -67,7 +69,7 @@ func BenchHeader(i int) *dicom.Dataset {
 // series to a study, and the 8 writers put instances of the same series
 // side by side, as an archive receiving one study on several
 // associations does.
-func BenchPut(b *testing.B, open func(b *testing.B) *index.DB) {
+func BenchPut(b *testing.B, open func(b *testing.B) *sqlindex.DB) {
 	for _, writers := range []int{1, 8} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
 			db := open(b)
@@ -90,7 +92,7 @@ func BenchPut(b *testing.B, open func(b *testing.B) *index.DB) {
 			start := time.Now()
 			if writers == 1 {
 				for b.Loop() {
-					if _, err := db.Put(b.Context(), next()); err != nil {
+					if _, err := db.Put(b.Context(), &index.PutRequest{Instance: next()}); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -98,7 +100,7 @@ func BenchPut(b *testing.B, open func(b *testing.B) *index.DB) {
 				b.SetParallelism((writers + 1) / 2)
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if _, err := db.Put(b.Context(), next()); err != nil {
+						if _, err := db.Put(b.Context(), &index.PutRequest{Instance: next()}); err != nil {
 							b.Error(err)
 							return
 						}
@@ -112,7 +114,7 @@ func BenchPut(b *testing.B, open func(b *testing.B) *index.DB) {
 
 // FillBenchArchive puts the archive BenchFind queries into db, an empty
 // index, with writers putting studies side by side.
-func FillBenchArchive(ctx context.Context, db *index.DB, writers int) error {
+func FillBenchArchive(ctx context.Context, db *sqlindex.DB, writers int) error {
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, writers)
@@ -129,7 +131,7 @@ func FillBenchArchive(ctx context.Context, db *index.DB, writers int) error {
 	return cmp.Or(errs...)
 }
 
-func putBenchStudy(ctx context.Context, db *index.DB, s int, start time.Time) error {
+func putBenchStudy(ctx context.Context, db *sqlindex.DB, s int, start time.Time) error {
 	h := benchStudyHeader(s)
 	for se := range benchSeries {
 		for i := range benchInstances {
@@ -139,13 +141,13 @@ func putBenchStudy(ctx context.Context, db *index.DB, s int, start time.Time) er
 			hi := withElements(h, dicom.Element{Tag: tag.Modality, VR: "CS", Values: []string{[]string{"CT", "SR"}[se]}},
 				dicom.Element{Tag: tag.InstanceNumber, VR: "IS", Values: []string{fmt.Sprint(i + 1)}},
 				dicom.Element{Tag: tag.SeriesNumber, VR: "IS", Values: []string{fmt.Sprint(se + 1)}})
-			_, err := db.Put(ctx, &index.Instance{
+			_, err := db.Put(ctx, &index.PutRequest{Instance: &index.Instance{
 				SOPInstanceUID: sop, SOPClassUID: "1.2.840.10008.5.1.4.1.1.2",
 				SeriesInstanceUID: series, StudyInstanceUID: study,
 				Key: study + "/" + series + "/" + sop + ".dcm", Size: 526000, SHA256: strings.Repeat("ab", 32),
 				TransferSyntaxUID: "1.2.840.10008.1.2.1", CallingAE: "CT01", CalledAE: "PACSD",
 				ReceivedAt: start.Add(time.Duration(s) * time.Minute), Header: hi,
-			})
+			}})
 			if err != nil {
 				return err
 			}
@@ -184,7 +186,7 @@ func withElements(h *dicom.Dataset, es ...dicom.Element) *dicom.Dataset {
 // for studies, series and instances, and of retrieval, on db holding the
 // archive of FillBenchArchive. Each runs to its last match; the benchmark
 // reports the latency percentiles of each, and how many matches it had.
-func BenchFind(b *testing.B, db *index.DB) {
+func BenchFind(b *testing.B, db *sqlindex.DB) {
 	el := func(t tag.Tag, v ...string) dicom.Element {
 		info, _ := tag.Lookup(t)
 		return dicom.Element{Tag: t, VR: info.VR, Values: v}

@@ -1,6 +1,8 @@
 package indextest
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"cmp"
 	"context"
 	"errors"
@@ -28,7 +30,7 @@ func allStudies() []string { return []string{"1.1", "1.2", "2.1", "3.1", "4.1", 
 
 // testFindText covers Single Value, Wild Card, Universal, Empty Value and
 // List of UID Matching, and keys of several values, on text and UIDs.
-func testFindText(t *testing.T, db *index.DB) {
+func testFindText(t *testing.T, db *sqlindex.DB) {
 	putQueryFixtures(t, db)
 	uid := tag.StudyInstanceUID
 	runMatchCases(t, db, uid, []matchCase{
@@ -91,7 +93,7 @@ func testFindText(t *testing.T, db *index.DB) {
 
 // testFindNames covers PN matching: case, component groups, names
 // beyond ASCII, multi-valued names, fuzzy matching.
-func testFindNames(t *testing.T, db *index.DB) {
+func testFindNames(t *testing.T, db *sqlindex.DB) {
 	putQueryFixtures(t, db)
 	pn := tag.PatientName
 	cs := index.Query{Level: index.StudyLevel, CaseSensitiveNames: true}
@@ -144,7 +146,7 @@ func testFindNames(t *testing.T, db *index.DB) {
 
 // testFindDates covers Range Matching of DA, TM and DT with values of
 // different precision and forms.
-func testFindDates(t *testing.T, db *index.DB) {
+func testFindDates(t *testing.T, db *sqlindex.DB) {
 	putQueryFixtures(t, db)
 	runMatchCases(t, db, tag.StudyInstanceUID, []matchCase{
 		{"date", studyRoot, []any{tag.StudyDate, "20240101"}, []string{"1.1", "4.1"}},
@@ -187,7 +189,7 @@ func testFindDates(t *testing.T, db *index.DB) {
 
 // testFindAggregates covers Modalities in Study and SOP Classes in Study,
 // which match against the study's series.
-func testFindAggregates(t *testing.T, db *index.DB) {
+func testFindAggregates(t *testing.T, db *sqlindex.DB) {
 	putQueryFixtures(t, db)
 	runMatchCases(t, db, tag.StudyInstanceUID, []matchCase{
 		{"modality", studyRoot, []any{tag.ModalitiesInStudy, "CT"}, []string{"1.1", "2.1", "4.1"}},
@@ -203,7 +205,7 @@ func testFindAggregates(t *testing.T, db *index.DB) {
 }
 
 // testFindSequences covers Sequence Matching.
-func testFindSequences(t *testing.T, db *index.DB) {
+func testFindSequences(t *testing.T, db *sqlindex.DB) {
 	putQueryFixtures(t, db)
 	seq := func(pairs ...any) []*dicom.Dataset {
 		if len(pairs) == 0 {
@@ -272,7 +274,7 @@ func jsonOf(items []*dicom.Dataset) string {
 
 // testFindLevels covers each level of both models, hierarchical and
 // relational, and the unique keys each needs.
-func testFindLevels(t *testing.T, db *index.DB) {
+func testFindLevels(t *testing.T, db *sqlindex.DB) {
 	putQueryFixtures(t, db)
 	seriesHier := index.Query{Level: index.SeriesLevel, Hierarchical: true}
 	seriesPatientRoot := index.Query{Level: index.SeriesLevel, Hierarchical: true, PatientRoot: true}
@@ -312,7 +314,7 @@ func testFindLevels(t *testing.T, db *index.DB) {
 // testFindReturnKeys covers what a match holds: every key of the
 // identifier in tag order, values from the levels above, aggregates, and
 // empty values for what the index does not keep.
-func testFindReturnKeys(t *testing.T, db *index.DB) {
+func testFindReturnKeys(t *testing.T, db *sqlindex.DB) {
 	putQueryFixtures(t, db)
 	private := tag.New(0x0009, 0x1010)
 	q := studyRoot
@@ -409,7 +411,7 @@ func checkMatch(t *testing.T, m *dicom.Dataset, want map[tag.Tag]string) {
 }
 
 // testFindInvalid covers the queries Find refuses, each for its reason.
-func testFindInvalid(t *testing.T, db *index.DB) {
+func testFindInvalid(t *testing.T, db *sqlindex.DB) {
 	putQueryFixtures(t, db)
 	seriesHier := index.Query{Level: index.SeriesLevel, Hierarchical: true}
 	studyPatientRoot := index.Query{Level: index.StudyLevel, Hierarchical: true, PatientRoot: true}
@@ -460,7 +462,7 @@ func testFindInvalid(t *testing.T, db *index.DB) {
 		if len(errs) != 1 || !isInvalid(errs[0]) || !strings.Contains(errs[0].Error(), c.reason) {
 			t.Errorf("%s: Find(%s) errors %v, want one ErrInvalidQuery about %q", c.name, describe(&q), errs, c.reason)
 		}
-		if _, err := q.UnsupportedKeys(); !isInvalid(err) {
+		if _, err := db.UnsupportedKeys(&q); !isInvalid(err) {
 			t.Errorf("%s: UnsupportedKeys: %v, want ErrInvalidQuery", c.name, err)
 		}
 	}
@@ -486,7 +488,7 @@ func testFindInvalid(t *testing.T, db *index.DB) {
 
 // testFindUnsupported covers the matching keys the index cannot match
 // on: they are reported, and treated as return keys.
-func testFindUnsupported(t *testing.T, db *index.DB) {
+func testFindUnsupported(t *testing.T, db *sqlindex.DB) {
 	putQueryFixtures(t, db)
 	private := tag.New(0x0009, 0x1010)
 	q := studyRoot
@@ -497,7 +499,7 @@ func testFindUnsupported(t *testing.T, db *index.DB) {
 		tag.IssuerOfAccessionNumberSequence, []*dicom.Dataset{item(tag.LocalNamespaceEntityID, "")},
 		tag.TimezoneOffsetFromUTC, "+0100")
 	q.Identifier.Elements = append(q.Identifier.Elements, dicom.Element{Tag: private, VR: "LO", Values: []string{"x"}})
-	got, err := q.UnsupportedKeys()
+	got, err := db.UnsupportedKeys(&q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -518,14 +520,14 @@ func testFindUnsupported(t *testing.T, db *index.DB) {
 		}
 	}
 	q.Identifier = keys(t, tag.ProcedureCodeSequence, []*dicom.Dataset{item(tag.CodeValue, "P-1")}, tag.PatientName, "Doe*")
-	if got, err := q.UnsupportedKeys(); err != nil || len(got) != 0 {
+	if got, err := db.UnsupportedKeys(&q); err != nil || len(got) != 0 {
 		t.Errorf("UnsupportedKeys of supported keys = %v, %v", got, err)
 	}
 }
 
 // testFindPaging covers Offset and Limit, and the stable order that
 // makes pages follow on from each other.
-func testFindPaging(t *testing.T, db *index.DB) {
+func testFindPaging(t *testing.T, db *sqlindex.DB) {
 	putQueryFixtures(t, db)
 	page := func(q index.Query, offset, limit int) []string {
 		q.Offset, q.Limit = offset, limit
@@ -579,7 +581,7 @@ func uniqueKeyOf(l index.Level) tag.Tag {
 // batch of two rows, a study put or deleted while the loop runs is seen
 // or not seen as the batches reach it, the loop body may use the DB, and
 // breaking out of the loop releases it.
-func testFindStreaming(t *testing.T, db *index.DB) {
+func testFindStreaming(t *testing.T, db *sqlindex.DB) {
 	putQueryFixtures(t, db)
 	q := studyRoot
 	q.Identifier = keys(t, tag.StudyInstanceUID, "")
@@ -644,7 +646,7 @@ func testFindStreaming(t *testing.T, db *index.DB) {
 }
 
 // testFindLarge checks a result of more rows than a batch, in order.
-func testFindLarge(t *testing.T, db *index.DB) {
+func testFindLarge(t *testing.T, db *sqlindex.DB) {
 	const n = 700
 	for i := range n {
 		put(t, db, instance(fmt.Sprintf("7.%d.1.1", i), fmt.Sprintf("7.%d.1", i), fmt.Sprintf("7.%d", i), base,
@@ -676,7 +678,7 @@ func testFindLarge(t *testing.T, db *index.DB) {
 
 // testFindInstances covers retrieve identifiers at each level, with
 // lists of UIDs, and the count of their instances.
-func testFindInstances(t *testing.T, db *index.DB) {
+func testFindInstances(t *testing.T, db *sqlindex.DB) {
 	putQueryFixtures(t, db)
 	cases := []struct {
 		name string

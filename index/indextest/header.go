@@ -82,6 +82,7 @@ func instance(sop, series, study string, recv time.Time, h *dicom.Dataset) *inde
 		TransferSyntaxUID: "1.2.840.10008.1.2.1",
 		CallingAE:         "MODALITY",
 		CalledAE:          "PACSD",
+		Source:            "dimse",
 		ReceivedAt:        recv,
 		Header:            h,
 	}

@@ -1,9 +1,8 @@
-// Package indextest is the conformance suite for index.DB. Every backend
-// (SQLite and PostgreSQL) runs it from its own tests, so that all
-// of them keep the contract written on index.DB.
 package indextest
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,11 +23,11 @@ import (
 // empty database, made with the options given, that stays usable until
 // its test ends; it should register the DB's Close with t.Cleanup.
 // Subtests run in parallel, each on a DB of its own.
-func Run(t *testing.T, open func(t *testing.T, opts ...index.Option) *index.DB) {
+func Run(t *testing.T, open func(t *testing.T, opts ...sqlindex.Option) *sqlindex.DB) {
 	tests := []struct {
 		name string
-		fn   func(*testing.T, *index.DB)
-		opts []index.Option
+		fn   func(*testing.T, *sqlindex.DB)
+		opts []sqlindex.Option
 	}{
 		{"PutGet", testPutGet, nil},
 		{"NotFound", testNotFound, nil},
@@ -51,6 +50,8 @@ func Run(t *testing.T, open func(t *testing.T, opts ...index.Option) *index.DB) 
 		{"Instances", testInstances, nil},
 		{"ReceivedAt", testReceivedAt, nil},
 		{"PreparePut", testPreparePut, nil},
+		{"Check", testCheck, nil},
+		{"GroupCommit", testGroupCommit, nil},
 		{"FindText", testFindText, nil},
 		{"FindNames", testFindNames, nil},
 		{"FindDates", testFindDates, nil},
@@ -61,9 +62,9 @@ func Run(t *testing.T, open func(t *testing.T, opts ...index.Option) *index.DB) 
 		{"FindInvalid", testFindInvalid, nil},
 		{"FindUnsupported", testFindUnsupported, nil},
 		{"FindPaging", testFindPaging, nil},
-		{"FindStreaming", testFindStreaming, []index.Option{index.WithBatchSize(2)}},
+		{"FindStreaming", testFindStreaming, []sqlindex.Option{sqlindex.WithBatchSize(2)}},
 		{"FindLarge", testFindLarge, nil},
-		{"FindInstances", testFindInstances, []index.Option{index.WithBatchSize(2)}},
+		{"FindInstances", testFindInstances, []sqlindex.Option{sqlindex.WithBatchSize(2)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,13 +74,19 @@ func Run(t *testing.T, open func(t *testing.T, opts ...index.Option) *index.DB) 
 	}
 }
 
-func put(t *testing.T, db *index.DB, in *index.Instance) *index.Instance {
+func put(t *testing.T, db *sqlindex.DB, in *index.Instance) *index.Instance {
 	t.Helper()
-	replaced, err := db.Put(t.Context(), in)
+	ch, err := db.Put(t.Context(), &index.PutRequest{Instance: in})
 	if err != nil {
 		t.Fatalf("Put(%s): %v", in.SOPInstanceUID, err)
 	}
-	return replaced
+	switch {
+	case ch.Previous == nil && ch.Kind != index.Created, ch.Previous != nil && ch.Kind != index.Replaced:
+		t.Errorf("Put(%s): change %v with previous record %v", in.SOPInstanceUID, ch.Kind, ch.Previous)
+	case ch.Instance == nil || ch.Instance.SOPInstanceUID != in.SOPInstanceUID || ch.Instance.Key != in.Key:
+		t.Errorf("Put(%s): change records %+v", in.SOPInstanceUID, ch.Instance)
+	}
+	return ch.Previous
 }
 
 // stored is what the index gives back of in: Header nil, ReceivedAt to
@@ -91,7 +98,7 @@ func stored(in *index.Instance) index.Instance {
 	return out
 }
 
-func checkInstance(t *testing.T, db *index.DB, want *index.Instance) {
+func checkInstance(t *testing.T, db *sqlindex.DB, want *index.Instance) {
 	t.Helper()
 	got, err := db.Instance(t.Context(), want.SOPInstanceUID)
 	if err != nil {
@@ -102,7 +109,7 @@ func checkInstance(t *testing.T, db *index.DB, want *index.Instance) {
 	}
 }
 
-func checkCounts(t *testing.T, db *index.DB, want index.Counts) {
+func checkCounts(t *testing.T, db *sqlindex.DB, want index.Counts) {
 	t.Helper()
 	got, err := db.Counts(t.Context())
 	if err != nil {
@@ -113,7 +120,7 @@ func checkCounts(t *testing.T, db *index.DB, want index.Counts) {
 	}
 }
 
-func getPatient(t *testing.T, db *index.DB, id, issuer string) *index.Patient {
+func getPatient(t *testing.T, db *sqlindex.DB, id, issuer string) *index.Patient {
 	t.Helper()
 	p, err := db.Patient(t.Context(), id, issuer)
 	if err != nil {
@@ -122,7 +129,7 @@ func getPatient(t *testing.T, db *index.DB, id, issuer string) *index.Patient {
 	return p
 }
 
-func getStudy(t *testing.T, db *index.DB, uid string) *index.Study {
+func getStudy(t *testing.T, db *sqlindex.DB, uid string) *index.Study {
 	t.Helper()
 	s, err := db.Study(t.Context(), uid)
 	if err != nil {
@@ -131,7 +138,7 @@ func getStudy(t *testing.T, db *index.DB, uid string) *index.Study {
 	return s
 }
 
-func getSeries(t *testing.T, db *index.DB, uid string) *index.Series {
+func getSeries(t *testing.T, db *sqlindex.DB, uid string) *index.Series {
 	t.Helper()
 	s, err := db.Series(t.Context(), uid)
 	if err != nil {
@@ -154,7 +161,7 @@ func checkAttr(t *testing.T, what string, ds *dicom.Dataset, tg tag.Tag, want st
 	}
 }
 
-func testPutGet(t *testing.T, db *index.DB) {
+func testPutGet(t *testing.T, db *sqlindex.DB) {
 	h := header(t,
 		tag.PatientID, "PID1", tag.PatientName, "Doe^Jane", tag.PatientBirthDate, "19700101", tag.PatientSex, "F",
 		tag.StudyDate, "20240501", tag.StudyTime, "120000", tag.AccessionNumber, "ACC1", tag.StudyDescription, "CT chest",
@@ -213,7 +220,7 @@ func testPutGet(t *testing.T, db *index.DB) {
 	checkAttr(t, "instance", ia, tag.SOPInstanceUID, "1.2.3.1")
 }
 
-func testNotFound(t *testing.T, db *index.DB) {
+func testNotFound(t *testing.T, db *sqlindex.DB) {
 	ctx := t.Context()
 	_, err := db.Instance(ctx, "9.9.9")
 	checkGone(t, "Instance", err)
@@ -232,7 +239,7 @@ func testNotFound(t *testing.T, db *index.DB) {
 	}
 }
 
-func testReplace(t *testing.T, db *index.DB) {
+func testReplace(t *testing.T, db *sqlindex.DB) {
 	first := instance("1.2.3.1", "1.2.3.100", "1.2.3", base, patientHeader(t, "P", "", "Doe^Jane"))
 	put(t, db, first)
 	second := instance("1.2.3.1", "1.2.3.100", "1.2.3", base.Add(time.Minute), patientHeader(t, "P", "", "Doe^Janet"))
@@ -258,7 +265,7 @@ func testReplace(t *testing.T, db *index.DB) {
 	checkAttr(t, "patient", getPatient(t, db, "P", "").Attributes, tag.PatientName, "Doe^Janet")
 }
 
-func testDelete(t *testing.T, db *index.DB) {
+func testDelete(t *testing.T, db *sqlindex.DB) {
 	h := patientHeader(t, "P", "", "Doe^Jane")
 	a := instance("1.2.3.1", "1.2.3.100", "1.2.3", base, h)
 	b := instance("1.2.3.2", "1.2.3.100", "1.2.3", base, h)
@@ -289,7 +296,7 @@ func testDelete(t *testing.T, db *index.DB) {
 
 // testMove puts instances again under other parents, as a corrected
 // resend does.
-func testMove(t *testing.T, db *index.DB) {
+func testMove(t *testing.T, db *sqlindex.DB) {
 	p1 := patientHeader(t, "P1", "", "One")
 	p2 := patientHeader(t, "P2", "", "Two")
 	x := instance("1.1", "1.100", "1", base, p1)
@@ -347,7 +354,7 @@ func testMove(t *testing.T, db *index.DB) {
 	}
 }
 
-func testAggregates(t *testing.T, db *index.DB) {
+func testAggregates(t *testing.T, db *sqlindex.DB) {
 	h := patientHeader(t, "P", "", "Doe")
 	ct := with(t, h, tag.Modality, "CT")
 	pr := with(t, h, tag.Modality, "PR")
@@ -386,7 +393,7 @@ func testAggregates(t *testing.T, db *index.DB) {
 	}
 }
 
-func testPatientIssuer(t *testing.T, db *index.DB) {
+func testPatientIssuer(t *testing.T, db *sqlindex.DB) {
 	put(t, db, instance("1.1", "1.100", "1", base, patientHeader(t, "12345", "TRUST-A", "Smith^Ann")))
 	put(t, db, instance("2.1", "2.100", "2", base, patientHeader(t, "12345", "TRUST-B", "Jones^Bob")))
 	put(t, db, instance("3.1", "3.100", "3", base, patientHeader(t, "12345", "", "Brown^Cy")))
@@ -407,7 +414,7 @@ func testPatientIssuer(t *testing.T, db *index.DB) {
 	checkGone(t, "Patient of another issuer", err)
 }
 
-func testLatestInstanceWins(t *testing.T, db *index.DB) {
+func testLatestInstanceWins(t *testing.T, db *sqlindex.DB) {
 	h := func(name, desc, mod string) *dicom.Dataset {
 		return with(t, patientHeader(t, "P", "", name), tag.StudyDescription, desc, tag.Modality, mod)
 	}
@@ -451,7 +458,7 @@ func testLatestInstanceWins(t *testing.T, db *index.DB) {
 	}
 }
 
-func testNonASCII(t *testing.T, db *index.DB) {
+func testNonASCII(t *testing.T, db *sqlindex.DB) {
 	names := []struct{ id, name, norm string }{
 		{"JP", "Yamada^Tarou=山田^太郎=やまだ^たろう", "YAMADA^TAROU=山田^太郎=やまだ^たろう"},
 		{"DE", "Müller^Jürgen", "MÜLLER^JÜRGEN"},
@@ -493,7 +500,7 @@ type attr struct {
 
 // testAllAttributes puts an instance whose header has every attribute
 // the index keeps, and reads each back at its level.
-func testAllAttributes(t *testing.T, db *index.DB) {
+func testAllAttributes(t *testing.T, db *sqlindex.DB) {
 	code := func(value, scheme, meaning string) *dicom.Dataset {
 		return header(t, tag.CodeValue, value, tag.CodingSchemeDesignator, scheme, tag.CodeMeaning, meaning)
 	}
@@ -671,7 +678,7 @@ func checkLevel(t *testing.T, level string, ds *dicom.Dataset, want []attr) {
 
 // testPartialHeader puts instances whose header is missing or holds only
 // a part of what the index reads.
-func testPartialHeader(t *testing.T, db *index.DB) {
+func testPartialHeader(t *testing.T, db *sqlindex.DB) {
 	put(t, db, instance("1.1", "1.100", "1", base, nil))
 	put(t, db, instance("1.2", "1.100", "1", base, &dicom.Dataset{}))
 	put(t, db, instance("2.1", "2.100", "2", base, header(t, tag.PatientName, "Only^Name", tag.Modality, "CT")))
@@ -721,7 +728,7 @@ func testPartialHeader(t *testing.T, db *index.DB) {
 
 // testConcurrent puts the instances of one study from many goroutines at
 // once, with readers alongside, and checks that nothing is lost.
-func testConcurrent(t *testing.T, db *index.DB) {
+func testConcurrent(t *testing.T, db *sqlindex.DB) {
 	const writers, each, seriesN = 8, 20, 4
 	h := with(t, patientHeader(t, "P", "", "Doe"), tag.Modality, "CT")
 	ctx := t.Context()
@@ -750,7 +757,7 @@ func testConcurrent(t *testing.T, db *index.DB) {
 		writersWG.Go(func() {
 			for i := range each {
 				in := instance(fmt.Sprintf("1.%d.%d", w, i), fmt.Sprintf("1.100.%d", (w+i)%seriesN), "1", base.Add(time.Duration(i)*time.Millisecond), h)
-				if _, err := db.Put(ctx, in); err != nil {
+				if _, err := db.Put(ctx, &index.PutRequest{Instance: in}); err != nil {
 					errs <- err
 					return
 				}
@@ -782,7 +789,7 @@ func testConcurrent(t *testing.T, db *index.DB) {
 // testConcurrentSameInstance puts one instance from many goroutines at
 // once, under alternating parents. The archive serializes that itself;
 // the index must stay consistent even when it does not.
-func testConcurrentSameInstance(t *testing.T, db *index.DB) {
+func testConcurrentSameInstance(t *testing.T, db *sqlindex.DB) {
 	const n = 16
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -790,7 +797,7 @@ func testConcurrentSameInstance(t *testing.T, db *index.DB) {
 		study := fmt.Sprintf("%d", i%2+1)
 		in := instance("9.1", study+".100", study, base.Add(time.Duration(i)*time.Second), patientHeader(t, "P"+study, "", "X"))
 		wg.Go(func() {
-			if _, err := db.Put(t.Context(), in); err != nil {
+			if _, err := db.Put(t.Context(), &index.PutRequest{Instance: in}); err != nil {
 				errs <- err
 			}
 		})
@@ -806,13 +813,13 @@ func testConcurrentSameInstance(t *testing.T, db *index.DB) {
 // testAtomic makes a put fail after its patient, study and series are
 // written, on an SOP Instance UID longer than the 64 characters a UID may
 // have (PS3.5 §9), and checks that none of it remains.
-func testAtomic(t *testing.T, db *index.DB) {
+func testAtomic(t *testing.T, db *sqlindex.DB) {
 	put(t, db, instance("1.1", "1.100", "1", base, with(t, patientHeader(t, "P1", "", "First"), tag.StudyDescription, "before")))
 	before := getStudy(t, db, "1")
 
 	bad := instance("1."+strings.Repeat("9", 63), "1.200", "1", base.Add(time.Hour),
 		with(t, patientHeader(t, "P2", "", "Second"), tag.StudyDescription, "after"))
-	if _, err := db.Put(t.Context(), bad); err == nil {
+	if _, err := db.Put(t.Context(), &index.PutRequest{Instance: bad}); err == nil {
 		t.Fatalf("Put of an instance with a %d-character UID succeeded", len(bad.SOPInstanceUID))
 	}
 	checkCounts(t, db, index.Counts{Patients: 1, Studies: 1, Series: 1, Instances: 1})
@@ -833,7 +840,7 @@ func testAtomic(t *testing.T, db *index.DB) {
 		instance("2.1", "2.100", "2."+strings.Repeat("8", 63), base, patientHeader(t, "P3", "", "Third")),
 		instance("2.1", "2."+strings.Repeat("8", 63), "2", base, patientHeader(t, "P3", "", "Third")),
 	} {
-		if _, err := db.Put(t.Context(), in); err == nil {
+		if _, err := db.Put(t.Context(), &index.PutRequest{Instance: in}); err == nil {
 			t.Errorf("Put of %+v succeeded", in)
 		}
 	}
@@ -844,11 +851,11 @@ func testAtomic(t *testing.T, db *index.DB) {
 	checkCounts(t, db, index.Counts{Patients: 1, Studies: 1, Series: 1, Instances: 2})
 }
 
-func testCancelledContext(t *testing.T, db *index.DB) {
+func testCancelledContext(t *testing.T, db *sqlindex.DB) {
 	put(t, db, instance("1.1", "1.100", "1", base, patientHeader(t, "P", "", "Doe")))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := db.Put(ctx, instance("1.2", "1.100", "1", base, patientHeader(t, "P", "", "Doe"))); err == nil {
+	if _, err := db.Put(ctx, &index.PutRequest{Instance: instance("1.2", "1.100", "1", base, patientHeader(t, "P", "", "Doe"))}); err == nil {
 		t.Errorf("Put with a cancelled context succeeded")
 	}
 	if err := db.Delete(ctx, "1.1"); err == nil {
@@ -860,7 +867,7 @@ func testCancelledContext(t *testing.T, db *index.DB) {
 	}
 }
 
-func testInstances(t *testing.T, db *index.DB) {
+func testInstances(t *testing.T, db *sqlindex.DB) {
 	// More than one batch of a backend that reads in batches of a few
 	// hundred.
 	const n = 600
@@ -922,7 +929,7 @@ func testInstances(t *testing.T, db *index.DB) {
 	}
 }
 
-func testReceivedAt(t *testing.T, db *index.DB) {
+func testReceivedAt(t *testing.T, db *sqlindex.DB) {
 	in := instance("1.1", "1.100", "1", time.Date(2031, 12, 31, 23, 59, 59, 999999999, time.FixedZone("X", -5*3600)), nil)
 	put(t, db, in)
 	got, err := db.Instance(t.Context(), "1.1")
@@ -948,11 +955,14 @@ func testReceivedAt(t *testing.T, db *index.DB) {
 }
 
 // testPreparePut checks the two halves of a Put: nothing is visible until
-// Commit, nothing remains after Rollback, and other writers wait for the
-// pending one to end.
-func testPreparePut(t *testing.T, db *index.DB) {
+// Commit, nothing remains after Rollback, and a prepared put holds
+// nothing: other writers go on while it waits to be committed.
+func testPreparePut(t *testing.T, db *sqlindex.DB) {
 	ctx := t.Context()
-	p, err := db.PreparePut(ctx, instance("5.1", "5.100", "5", base, header(t, tag.PatientID, "P5")))
+	req := func(sop string) *index.PutRequest {
+		return &index.PutRequest{Instance: instance(sop, "5.100", "5", base, header(t, tag.PatientID, "P5"))}
+	}
+	p, err := db.PreparePut(ctx, req("5.1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -961,33 +971,154 @@ func testPreparePut(t *testing.T, db *index.DB) {
 	if _, err := db.Instance(ctx, "5.1"); !errors.Is(err, index.ErrNotFound) {
 		t.Fatalf("rolled back instance found: %v", err)
 	}
+	if _, err := p.Commit(ctx); err == nil {
+		t.Error("Commit after Rollback succeeded")
+	}
 	checkCounts(t, db, index.Counts{})
 
-	p, err = db.PreparePut(ctx, instance("5.1", "5.100", "5", base, header(t, tag.PatientID, "P5")))
+	p, err = db.PreparePut(ctx, req("5.1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Another writer waits for the pending Put.
-	other := make(chan error, 1)
+	// Another writer does not wait for the prepared put.
+	done := make(chan error, 1)
 	go func() {
-		_, err := db.Put(ctx, instance("5.2", "5.100", "5", base, header(t, tag.PatientID, "P5")))
-		other <- err
+		_, err := db.Put(ctx, req("5.2"))
+		done <- err
 	}()
 	select {
-	case err := <-other:
-		t.Fatalf("a Put ran while another was pending: %v", err)
-	case <-time.After(50 * time.Millisecond):
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Put waited for a prepared one")
 	}
-	replaced, err := p.Commit()
-	if err != nil || replaced != nil {
-		t.Fatalf("Commit = %v, %v", replaced, err)
+	if _, err := db.Instance(ctx, "5.1"); !errors.Is(err, index.ErrNotFound) {
+		t.Fatalf("prepared instance visible before Commit: %v", err)
 	}
-	if err := <-other; err != nil {
-		t.Fatal(err)
+	ch, err := p.Commit(ctx)
+	if err != nil || ch.Kind != index.Created || ch.Previous != nil {
+		t.Fatalf("Commit = %+v, %v", ch, err)
 	}
-	if _, err := p.Commit(); err == nil {
+	if _, err := p.Commit(ctx); err == nil {
 		t.Error("second Commit succeeded")
 	}
 	p.Rollback() // after Commit: nothing
 	checkCounts(t, db, index.Counts{Patients: 1, Studies: 1, Series: 1, Instances: 2})
+
+	// A Commit whose context is done fails, and writes nothing.
+	p, err = db.PreparePut(ctx, req("5.3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := p.Commit(cancelled); !errors.Is(err, context.Canceled) {
+		t.Errorf("Commit with a cancelled context: %v", err)
+	}
+	checkCounts(t, db, index.Counts{Patients: 1, Studies: 1, Series: 1, Instances: 2})
+}
+
+// testCheck checks PutRequest.Check: it sees the record the index holds,
+// and a put it refuses writes nothing and fails with its error.
+func testCheck(t *testing.T, db *sqlindex.DB) {
+	ctx := t.Context()
+	errNo := errors.New("refused by the test")
+	first := instance("6.1", "6.100", "6", base, patientHeader(t, "P6", "", "First"))
+	var seen []*index.Instance
+	check := func(current *index.Instance) error {
+		seen = append(seen, current)
+		return nil
+	}
+	if _, err := db.Put(ctx, &index.PutRequest{Instance: first, Check: check}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || seen[0] != nil {
+		t.Fatalf("Check of a new instance saw %v, want one nil", seen)
+	}
+
+	// Refused: the record, its study and patient stay as they were.
+	second := instance("6.1", "6.200", "7", base.Add(time.Hour), patientHeader(t, "P7", "", "Second"))
+	second.Source, second.Principal, second.CallingAE = "stow", "someone", ""
+	_, err := db.Put(ctx, &index.PutRequest{Instance: second, Check: func(current *index.Instance) error {
+		seen = append(seen, current)
+		return errNo
+	}})
+	if !errors.Is(err, errNo) {
+		t.Fatalf("refused Put: %v, want the Check's error", err)
+	}
+	if len(seen) != 2 || seen[1] == nil || !reflect.DeepEqual(*seen[1], stored(first)) {
+		t.Errorf("Check saw %+v, want %+v", seen[len(seen)-1], stored(first))
+	}
+	checkInstance(t, db, first)
+	checkCounts(t, db, index.Counts{Patients: 1, Studies: 1, Series: 1, Instances: 1})
+	_, err = db.Study(ctx, "7")
+	checkGone(t, "study of a refused put", err)
+
+	// Accepted: the new record, with who sent it, replaces the old one.
+	ch, err := db.Put(ctx, &index.PutRequest{Instance: second, Check: check})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Kind != index.Replaced || ch.Previous == nil || !reflect.DeepEqual(*ch.Previous, stored(first)) {
+		t.Errorf("change %v, previous %+v; want replaced %+v", ch.Kind, ch.Previous, stored(first))
+	}
+	checkInstance(t, db, second)
+	checkCounts(t, db, index.Counts{Patients: 1, Studies: 1, Series: 1, Instances: 1})
+}
+
+// testGroupCommit commits many puts at once, some of which their Check
+// or the database refuses: the others are all recorded, each Commit
+// reports its own outcome, and the aggregates count exactly the
+// instances recorded.
+func testGroupCommit(t *testing.T, db *sqlindex.DB) {
+	const n = 96
+	ctx := t.Context()
+	errNo := errors.New("refused by the test")
+	h := patientHeader(t, "P8", "", "Group")
+	pending := make([]index.Pending, n)
+	for i := range n {
+		in := instance(fmt.Sprintf("8.%d", i), fmt.Sprintf("8.100.%d", i%3), "8", base, h)
+		req := &index.PutRequest{Instance: in}
+		switch i % 10 {
+		case 3:
+			req.Check = func(*index.Instance) error { return errNo }
+		case 7:
+			in.SOPInstanceUID = "8." + strings.Repeat("7", 70) // the schema refuses it
+		}
+		p, err := db.PreparePut(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending[i] = p
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, p := range pending {
+		wg.Go(func() { _, errs[i] = p.Commit(ctx) })
+	}
+	wg.Wait()
+	recorded := 0
+	for i, err := range errs {
+		switch i % 10 {
+		case 3:
+			if !errors.Is(err, errNo) {
+				t.Errorf("put %d: %v, want the Check's error", i, err)
+			}
+		case 7:
+			if err == nil {
+				t.Errorf("put %d of a UID the schema refuses succeeded", i)
+			}
+		default:
+			if err != nil {
+				t.Errorf("put %d: %v", i, err)
+			}
+			recorded++
+		}
+	}
+	checkCounts(t, db, index.Counts{Patients: 1, Studies: 1, Series: 3, Instances: recorded})
+	if s := getStudy(t, db, "8"); s.NumberOfStudyRelatedInstances != recorded {
+		t.Errorf("study counts %d instances, want %d", s.NumberOfStudyRelatedInstances, recorded)
+	}
 }

@@ -1,6 +1,8 @@
 package indextest
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"bytes"
 	"errors"
 	"testing"
@@ -10,16 +12,17 @@ import (
 
 // testMetadata checks the document kept with an instance: written with
 // it, replaced or dropped with it, deleted with it.
-func testMetadata(t *testing.T, db *index.DB) {
+func testMetadata(t *testing.T, db *sqlindex.DB) {
 	h := patientHeader(t, "P", "", "Doe^Jane")
 	a := instance("1.2.3.1", "1.2.3.100", "1.2.3", base, h)
 	a.Metadata = []byte(`{"00080018":{"vr":"UI","Value":["1.2.3.1"]}}`)
 	b := instance("1.2.3.2", "1.2.3.100", "1.2.3", base, h)
 	put(t, db, a)
 	put(t, db, b)
-	check := func(sop string, want []byte) {
+	check := func(in *index.Instance, want []byte) {
 		t.Helper()
-		got, err := db.Metadata(t.Context(), sop)
+		sop := in.SOPInstanceUID
+		got, err := db.Metadata(t.Context(), in)
 		switch {
 		case want == nil && !errors.Is(err, index.ErrNotFound):
 			t.Errorf("Metadata(%s) = %q, %v; want ErrNotFound", sop, got, err)
@@ -27,9 +30,9 @@ func testMetadata(t *testing.T, db *index.DB) {
 			t.Errorf("Metadata(%s) = %q, %v; want %q", sop, got, err, want)
 		}
 	}
-	check(a.SOPInstanceUID, a.Metadata)
-	check(b.SOPInstanceUID, nil)
-	check("9.9.9", nil)
+	check(a, a.Metadata)
+	check(b, nil)
+	check(instance("9.9.9", "9.9", "9", base, nil), nil)
 	if in, err := db.Instance(t.Context(), a.SOPInstanceUID); err != nil || in.Metadata != nil {
 		t.Errorf("Instance carries Metadata %q (%v); it is read with Metadata only", in.Metadata, err)
 	}
@@ -38,17 +41,26 @@ func testMetadata(t *testing.T, db *index.DB) {
 	a2 := *a
 	a2.Metadata = []byte(`{"replaced":true}`)
 	put(t, db, &a2)
-	check(a.SOPInstanceUID, a2.Metadata)
+	check(a, a2.Metadata)
 	a3 := *a
 	a3.Metadata = nil
 	put(t, db, &a3)
-	check(a.SOPInstanceUID, nil)
+	check(a, nil)
+
+	// A document describes one object: asked for with the record of an
+	// older version, it is not found, and never the new version's.
+	a4 := *a
+	a4.Key = "1.2.3/1.2.3.100/1.2.3.1_v2.dcm"
+	a4.Metadata = []byte(`{"version":2}`)
+	put(t, db, &a4)
+	check(&a4, a4.Metadata)
+	check(a, nil)
 
 	b.Metadata = bytes.Repeat([]byte("x"), 1<<20) // a large series' worth
 	put(t, db, b)
-	check(b.SOPInstanceUID, b.Metadata)
+	check(b, b.Metadata)
 	if err := db.Delete(t.Context(), b.SOPInstanceUID); err != nil {
 		t.Fatal(err)
 	}
-	check(b.SOPInstanceUID, nil)
+	check(b, nil)
 }

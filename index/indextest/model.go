@@ -1,6 +1,8 @@
 package indextest
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"errors"
 	"fmt"
 	"maps"
@@ -132,7 +134,7 @@ func (m *model) studiesOf(pk patientKey) []string {
 }
 
 // check compares every row of db with the model.
-func (m *model) check(t *testing.T, db *index.DB, step string) {
+func (m *model) check(t *testing.T, db *sqlindex.DB, step string) {
 	t.Helper()
 	ctx := t.Context()
 	c, err := db.Counts(ctx)
@@ -215,7 +217,7 @@ func (m *model) check(t *testing.T, db *index.DB, step string) {
 // deletes over a few patients, studies, series and instances, so that
 // they collide often, and checks the index against the model after every
 // step.
-func testModel(t *testing.T, db *index.DB) {
+func testModel(t *testing.T, db *sqlindex.DB) {
 	patients := []patientKey{{"P1", ""}, {"P1", "ISSUER-A"}, {"P2", ""}}
 	studies := []string{"1", "2", "3"}
 	seriesUIDs := []string{"1.1", "1.2", "2.1", "2.2", "3.1"}
@@ -256,10 +258,11 @@ func testModel(t *testing.T, db *index.DB) {
 		in := instance(sop, series, study, base.Add(time.Duration(r.IntN(6))*time.Second), h)
 		in.SOPClassUID = classes[r.IntN(len(classes))]
 		prev := m.instances[sop]
-		replaced, err := db.Put(t.Context(), in)
+		ch, err := db.Put(t.Context(), &index.PutRequest{Instance: in})
 		if err != nil {
 			t.Fatalf("step %d: Put: %v", i, err)
 		}
+		replaced := ch.Previous
 		switch {
 		case prev == nil && replaced != nil:
 			t.Fatalf("step %d: Put of a new instance replaced %+v", i, replaced)

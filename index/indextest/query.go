@@ -1,6 +1,8 @@
 package indextest
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"errors"
 	"fmt"
 	"slices"
@@ -89,7 +91,7 @@ func queryFixtures() []fixture {
 }
 
 // putQueryFixtures puts the query archive into db, an instance a second.
-func putQueryFixtures(t *testing.T, db *index.DB) {
+func putQueryFixtures(t *testing.T, db *sqlindex.DB) {
 	t.Helper()
 	for i, f := range queryFixtures() {
 		in := instance(f.sop, f.series, f.study, base.Add(time.Duration(i)*time.Second), header(t, f.pairs...))
@@ -113,7 +115,7 @@ func keys(t *testing.T, pairs ...any) *dicom.Dataset {
 }
 
 // find runs q and returns its matches, failing the test on an error.
-func find(t *testing.T, db *index.DB, q *index.Query) []*dicom.Dataset {
+func find(t *testing.T, db *sqlindex.DB, q *index.Query) []*dicom.Dataset {
 	t.Helper()
 	var out []*dicom.Dataset
 	for ds, err := range db.Find(t.Context(), q) {
@@ -170,7 +172,7 @@ type matchCase struct {
 	want  []string
 }
 
-func runMatchCases(t *testing.T, db *index.DB, got tag.Tag, cases []matchCase) {
+func runMatchCases(t *testing.T, db *sqlindex.DB, got tag.Tag, cases []matchCase) {
 	t.Helper()
 	for _, c := range cases {
 		q := c.q
@@ -182,7 +184,7 @@ func runMatchCases(t *testing.T, db *index.DB, got tag.Tag, cases []matchCase) {
 	}
 }
 
-func uidsOf(t *testing.T, db *index.DB, q *index.Query) []string {
+func uidsOf(t *testing.T, db *sqlindex.DB, q *index.Query) []string {
 	t.Helper()
 	var out []string
 	for in, err := range db.FindInstances(t.Context(), q) {

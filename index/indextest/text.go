@@ -1,6 +1,8 @@
 package indextest
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"testing"
 
 	"github.com/pacsd/pacsd/dicom/tag"
@@ -13,7 +15,7 @@ import (
 // U+FFFD for each byte that is not UTF-8 and without the NULs, and finds
 // it by the values as they came. A record whose storage facts are not
 // such text is refused: they name the object, and may not change.
-func testInvalidText(t *testing.T, db *index.DB) {
+func testInvalidText(t *testing.T, db *sqlindex.DB) {
 	h := with(t, patientHeader(t, "ID\xe9", "", "M\xfcller^J\x00rgen"),
 		tag.StudyDescription, "Thorax\x00 \xff",
 		tag.AccessionNumber, "A\xe91")
@@ -52,7 +54,7 @@ func testInvalidText(t *testing.T, db *index.DB) {
 	} {
 		in := instance("1.3", "1.1.1", "1", base, h)
 		bad(in)
-		if _, err := db.Put(t.Context(), in); err == nil {
+		if _, err := db.Put(t.Context(), &index.PutRequest{Instance: in}); err == nil {
 			t.Errorf("Put of %+v succeeded", *in)
 		}
 	}

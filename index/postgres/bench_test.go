@@ -1,11 +1,12 @@
 package postgres
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"database/sql"
 	"testing"
 	"time"
 
-	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/index/indextest"
 	"github.com/pacsd/pacsd/internal/testpeer"
 )
@@ -15,7 +16,7 @@ import (
 // indextest.BenchPut).
 func BenchmarkPut(b *testing.B) {
 	pg := testpeer.StartPostgresT(b)
-	indextest.BenchPut(b, func(b *testing.B) *index.DB { return open(b, pg.NewDatabaseT(b)) })
+	indextest.BenchPut(b, func(b *testing.B) *sqlindex.DB { return open(b, pg.NewDatabaseT(b)) })
 }
 
 // BenchmarkFind measures the queries of indextest.BenchFind on an archive

@@ -1,6 +1,8 @@
 package postgres
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"database/sql"
 	"errors"
 	"fmt"
@@ -20,7 +22,7 @@ import (
 	"github.com/pacsd/pacsd/internal/testpeer"
 )
 
-func open(t testing.TB, url string, opts ...index.Option) *index.DB {
+func open(t testing.TB, url string, opts ...sqlindex.Option) *sqlindex.DB {
 	t.Helper()
 	db, err := Open(t.Context(), url, opts...)
 	if err != nil {
@@ -41,7 +43,7 @@ func open(t testing.TB, url string, opts ...index.Option) *index.DB {
 func TestPostgres(t *testing.T) {
 	pg := testpeer.StartPostgresT(t)
 	t.Run("Conformance", func(t *testing.T) {
-		indextest.Run(t, func(t *testing.T, opts ...index.Option) *index.DB {
+		indextest.Run(t, func(t *testing.T, opts ...sqlindex.Option) *sqlindex.DB {
 			return open(t, pg.NewDatabaseT(t), opts...)
 		})
 	})
@@ -74,7 +76,7 @@ func testReopen(t *testing.T, url string) {
 		if err != nil {
 			t.Fatalf("Open #%d: %v", i+1, err)
 		}
-		if _, err := db.Put(t.Context(), testInstance(fmt.Sprintf("1.%d", i), "1.100", "1", "P1", time.Now())); err != nil {
+		if _, err := db.Put(t.Context(), &index.PutRequest{Instance: testInstance(fmt.Sprintf("1.%d", i), "1.100", "1", "P1", time.Now())}); err != nil {
 			t.Fatal(err)
 		}
 		c, err := db.Counts(t.Context())
@@ -96,13 +98,13 @@ func testReopen(t *testing.T, url string) {
 	if err := raw.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM schema_migrations`).Scan(&versions); err != nil {
 		t.Fatal(err)
 	}
-	if want, _ := index.SchemaVersion(index.PostgreSQL); versions != want {
+	if want, _ := sqlindex.SchemaVersion(sqlindex.PostgreSQL); versions != want {
 		t.Errorf("schema_migrations holds %d rows, want %d", versions, want)
 	}
 	if _, err := raw.ExecContext(t.Context(), `INSERT INTO schema_migrations (version, name, applied_at) VALUES (1000, '1000_future', 0)`); err != nil {
 		t.Fatal(err)
 	}
-	if db, err := Open(t.Context(), url); !errors.Is(err, index.ErrSchemaTooNew) {
+	if db, err := Open(t.Context(), url); !errors.Is(err, sqlindex.ErrSchemaTooNew) {
 		if err == nil {
 			db.Close()
 		}
@@ -191,7 +193,7 @@ func (l *layout) instance(sop string) *index.Instance {
 }
 
 // check compares the index with the layout of the instances live.
-func (l *layout) check(t *testing.T, db *index.DB, step string, live []string) {
+func (l *layout) check(t *testing.T, db *sqlindex.DB, step string, live []string) {
 	t.Helper()
 	ctx := t.Context()
 	perSeries, perStudy, perPatient := map[string]int{}, map[string]int{}, map[string]int{}
@@ -268,14 +270,14 @@ func (l *layout) check(t *testing.T, db *index.DB, step string, live []string) {
 // writers delete half of the instances while the others put the rest
 // again.
 func testTwoNodes(t *testing.T, url string) {
-	dbs := []*index.DB{open(t, url), open(t, url)}
+	dbs := []*sqlindex.DB{open(t, url), open(t, url)}
 	const writers = 8
 	base := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	var sops []string
 	for i := range 60 {
 		sops = append(sops, fmt.Sprintf("9.%d", i))
 	}
-	run := func(step string, work func(w int, db *index.DB, sop string) error) {
+	run := func(step string, work func(w int, db *sqlindex.DB, sop string) error) {
 		t.Helper()
 		var wg sync.WaitGroup
 		for w := range writers {
@@ -294,8 +296,8 @@ func testTwoNodes(t *testing.T, url string) {
 	}
 
 	first := twoNodeLayout(false, base)
-	run("put", func(_ int, db *index.DB, sop string) error {
-		_, err := db.Put(t.Context(), first.instance(sop))
+	run("put", func(_ int, db *sqlindex.DB, sop string) error {
+		_, err := db.Put(t.Context(), &index.PutRequest{Instance: first.instance(sop)})
 		return err
 	})
 	for _, db := range dbs {
@@ -303,8 +305,8 @@ func testTwoNodes(t *testing.T, url string) {
 	}
 
 	second := twoNodeLayout(true, base.Add(time.Hour))
-	run("move", func(_ int, db *index.DB, sop string) error {
-		_, err := db.Put(t.Context(), second.instance(sop))
+	run("move", func(_ int, db *sqlindex.DB, sop string) error {
+		_, err := db.Put(t.Context(), &index.PutRequest{Instance: second.instance(sop)})
 		return err
 	})
 	second.check(t, dbs[0], "move", sops)
@@ -315,7 +317,7 @@ func testTwoNodes(t *testing.T, url string) {
 			odd = append(odd, sop)
 		}
 	}
-	run("delete", func(w int, db *index.DB, sop string) error {
+	run("delete", func(w int, db *sqlindex.DB, sop string) error {
 		even := !slices.Contains(odd, sop)
 		switch {
 		case w < writers/2 && even:
@@ -323,7 +325,7 @@ func testTwoNodes(t *testing.T, url string) {
 				return err
 			}
 		case w >= writers/2 && !even:
-			_, err := db.Put(t.Context(), second.instance(sop))
+			_, err := db.Put(t.Context(), &index.PutRequest{Instance: second.instance(sop)})
 			return err
 		}
 		return nil
@@ -337,7 +339,7 @@ func testRestart(t *testing.T, pg *testpeer.Postgres) {
 	db := open(t, pg.NewDatabaseT(t))
 	put := func(sop string) {
 		t.Helper()
-		if _, err := db.Put(t.Context(), testInstance(sop, "1.100", "1", "P1", time.Now())); err != nil {
+		if _, err := db.Put(t.Context(), &index.PutRequest{Instance: testInstance(sop, "1.100", "1", "P1", time.Now())}); err != nil {
 			t.Fatalf("Put(%s): %v", sop, err)
 		}
 	}

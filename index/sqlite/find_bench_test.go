@@ -1,6 +1,8 @@
 package sqlite
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"context"
 	"database/sql"
 	"os"
@@ -10,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/index/indextest"
 )
 
@@ -33,7 +34,7 @@ var benchArchive = sync.OnceValues(func() (string, error) {
 	if err := wal(ctx, raw); err != nil {
 		return "", err
 	}
-	db, err := index.New(ctx, raw, index.SQLite)
+	db, err := sqlindex.New(ctx, raw, sqlindex.SQLite)
 	if err != nil {
 		return "", err
 	}

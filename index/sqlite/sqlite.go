@@ -1,16 +1,8 @@
-// Package sqlite opens the index in a SQLite database file, through
-// github.com/mattn/go-sqlite3 (cgo).
-//
-// The database runs in WAL mode, so that queries go on while an instance
-// is being indexed, with synchronous=FULL: a commit the archive has
-// acknowledged to a modality survives a power loss. Foreign keys are
-// enforced. Write transactions begin with BEGIN IMMEDIATE, taking the
-// write lock before they read, and wait for it up to a busy timeout, so
-// concurrent writers, in this process or another, queue instead of
-// failing with SQLITE_BUSY.
 package sqlite
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"context"
 	"database/sql"
 	"errors"
@@ -22,8 +14,6 @@ import (
 	"time"
 
 	"github.com/mattn/go-sqlite3"
-
-	"github.com/pacsd/pacsd/index"
 )
 
 // Memory is the path that opens a private in-memory database, for tests.
@@ -38,7 +28,7 @@ const BusyTimeout = 30 * time.Second
 
 // Open opens or creates the index database at path, creating its
 // directory if missing, and brings its schema up to date.
-func Open(ctx context.Context, path string, opts ...index.Option) (*index.DB, error) {
+func Open(ctx context.Context, path string, opts ...sqlindex.Option) (*sqlindex.DB, error) {
 	if path != Memory {
 		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 			return nil, fmt.Errorf("sqlite: %w", err)
@@ -56,7 +46,7 @@ func Open(ctx context.Context, path string, opts ...index.Option) (*index.DB, er
 		db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	x, err := index.New(ctx, db, index.SQLite, opts...)
+	x, err := sqlindex.New(ctx, db, sqlindex.SQLite, opts...)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)

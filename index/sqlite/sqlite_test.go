@@ -1,6 +1,8 @@
 package sqlite
 
 import (
+	"github.com/pacsd/pacsd/index/sqlindex"
+
 	"database/sql"
 	"errors"
 	"fmt"
@@ -17,7 +19,7 @@ import (
 	"github.com/pacsd/pacsd/index/indextest"
 )
 
-func open(t testing.TB, path string, opts ...index.Option) *index.DB {
+func open(t testing.TB, path string, opts ...sqlindex.Option) *sqlindex.DB {
 	t.Helper()
 	db, err := Open(t.Context(), path, opts...)
 	if err != nil {
@@ -32,14 +34,14 @@ func open(t testing.TB, path string, opts ...index.Option) *index.DB {
 }
 
 func TestConformance(t *testing.T) {
-	indextest.Run(t, func(t *testing.T, opts ...index.Option) *index.DB {
+	indextest.Run(t, func(t *testing.T, opts ...sqlindex.Option) *sqlindex.DB {
 		// A directory that does not exist yet: Open creates it.
 		return open(t, filepath.Join(t.TempDir(), "a", "b", "index.db"), opts...)
 	})
 }
 
 func TestConformanceMemory(t *testing.T) {
-	indextest.Run(t, func(t *testing.T, opts ...index.Option) *index.DB { return open(t, Memory, opts...) })
+	indextest.Run(t, func(t *testing.T, opts ...sqlindex.Option) *sqlindex.DB { return open(t, Memory, opts...) })
 }
 
 // TestSettings checks what every connection Open makes is set to.
@@ -92,7 +94,7 @@ func TestReopen(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Open #%d: %v", i+1, err)
 		}
-		if _, err := db.Put(t.Context(), testInstance(fmt.Sprintf("1.%d", i), "1.100", "1", time.Now())); err != nil {
+		if _, err := db.Put(t.Context(), &index.PutRequest{Instance: testInstance(fmt.Sprintf("1.%d", i), "1.100", "1", time.Now())}); err != nil {
 			t.Fatal(err)
 		}
 		c, err := db.Counts(t.Context())
@@ -114,13 +116,13 @@ func TestReopen(t *testing.T) {
 	if err := raw.QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&versions); err != nil {
 		t.Fatal(err)
 	}
-	if want, _ := index.SchemaVersion(index.SQLite); versions != want {
+	if want, _ := sqlindex.SchemaVersion(sqlindex.SQLite); versions != want {
 		t.Errorf("schema_migrations holds %d rows, want %d", versions, want)
 	}
 	if _, err := raw.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (1000, '1000_future', 0)`); err != nil {
 		t.Fatal(err)
 	}
-	if db, err := Open(t.Context(), path); !errors.Is(err, index.ErrSchemaTooNew) {
+	if db, err := Open(t.Context(), path); !errors.Is(err, sqlindex.ErrSchemaTooNew) {
 		if err == nil {
 			db.Close()
 		}
@@ -152,7 +154,7 @@ func TestConcurrentOpen(t *testing.T) {
 // SQLITE_BUSY.
 func TestWritersAcrossHandles(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "index.db")
-	dbs := []*index.DB{open(t, path), open(t, path)}
+	dbs := []*sqlindex.DB{open(t, path), open(t, path)}
 	const writers, each = 8, 15
 	var wg sync.WaitGroup
 	var failed atomic.Int32
@@ -161,7 +163,7 @@ func TestWritersAcrossHandles(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				in := testInstance(fmt.Sprintf("1.%d.%d", w, i), fmt.Sprintf("1.100.%d", i%3), "1", time.Now())
-				if _, err := db.Put(t.Context(), in); err != nil {
+				if _, err := db.Put(t.Context(), &index.PutRequest{Instance: in}); err != nil {
 					failed.Add(1)
 					t.Errorf("Put: %v", err)
 					return
@@ -194,9 +196,9 @@ func TestWritersAcrossHandles(t *testing.T) {
 // TestClock checks the times the DB takes from its clock.
 func TestClock(t *testing.T) {
 	now := time.Date(2030, 1, 2, 3, 4, 5, 6000, time.UTC)
-	db := open(t, Memory, index.WithClock(func() time.Time { return now }))
+	db := open(t, Memory, sqlindex.WithClock(func() time.Time { return now }))
 	in := testInstance("1.1", "1.100", "1", time.Time{})
-	if _, err := db.Put(t.Context(), in); err != nil {
+	if _, err := db.Put(t.Context(), &index.PutRequest{Instance: in}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := db.Instance(t.Context(), "1.1")

@@ -1,96 +1,3 @@
-// Command bench measures pacsd side by side with dcmtk's storescp and with
-// Orthanc, in one run on one machine, and prints a report. It is a
-// benchmark, not a test: it prints figures with the targets next to them.
-// It stops with an error only when a peer does not hold every instance it
-// was sent, or answers a query or a retrieve otherwise than the corpus
-// says it must, because such a run measured something else.
-//
-// C-STORE: the same synthetic CT series is sent by dcmtk's storescu, in
-// one association, to each peer in turn; storescu's wall time gives
-// instances/s. Orthanc runs twice, as testpeer configures it (no fsync)
-// and with SyncStorageArea on, because pacsd answers only after an fsync
-// and storescp never fsyncs. Peers are started fresh, in empty
-// directories, for every run, and their order rotates from round to
-// round, because a shared machine is noisy and whichever peer runs first
-// or last would otherwise always get the same share of the noise. The
-// report gives the median of the rounds, with minimum and maximum.
-//
-// pacsd also runs on S3, a MinIO server started for the run behind a proxy
-// that adds -s3-latency to every request (S3 is across a network in
-// production, and its latency is what makes the modes differ), in both
-// acknowledgement modes: ack=direct (success after S3 confirms) and
-// ack=spool (success after the local spool's fsync; a spooled run counts
-// once its spool has drained, and the report gives how long that took).
-// Beside them, as the yardstick of ack=direct, a loop of plain minio-go
-// PutObject calls sends the files of the same series, one at a time,
-// through the same proxy into a fresh bucket.
-//
-// Then a fresh pacsd stores one multi-frame instance of a gigabyte, and
-// the report gives how far its resident set grew above what it was after
-// storing one ordinary instance.
-//
-// C-FIND: a corpus of small instances (-find-instances, in studies of 50
-// instances in two series, about two studies per patient, dates over one
-// year) is loaded into one pacsd and one Orthanc by several storescu
-// associations in parallel, and the report says how long each took. The
-// same loaded peers serve the DICOMweb searches below, so this Orthanc
-// loads the DICOMweb plugin unless -skip-web. Then
-// a fixed mix of STUDY-level Study Root queries (by Patient ID, patient
-// name prefix, a week of study dates, accession number, Study Instance
-// UID, one day) with a study list's return keys, Modalities in Study and
-// Number of Study Related Instances among them, is sent to both over one
-// association each, by pacsd's own SCU, alternating between the peers
-// query by query. Every answer is checked against the corpus; the report
-// gives p50 and p99 of the query times per peer and per kind of query,
-// and a C-ECHO round trip on the same associations as the floor.
-//
-// Reindex: once the searches below are done, pacsd is stopped and pacsd
-// reindex rebuilds the index of everything it holds (the corpus and the
-// DICOMweb series) from its filesystem store into a new SQLite file; the
-// report gives instances/s.
-//
-// C-MOVE: the series of the C-STORE measurement, which is one study, is
-// stored into a fresh pacsd and a fresh Orthanc, each configured with a
-// fresh storescp as move destination, and moved to it with one C-MOVE at
-// STUDY level by pacsd's own SCU; the C-MOVE's time, request to final
-// response, gives instances/s, median over the rounds, peers rotating as
-// above.
-//
-// DICOMweb, pacsd beside Orthanc's DICOMweb plugin (Debian's
-// orthanc-dicomweb), every request from this program's Go HTTP client and
-// timed to the last byte of the answer, every answer checked:
-//
-//   - STOW-RS: the series of the C-STORE measurement in one POST of a
-//     multipart/related body with one part per instance, streamed from the
-//     files, into fresh peers, rounds and rotation as above; instances/s.
-//   - QIDO-RS: study searches (PatientName=A*, and StudyDate, PatientID
-//     and no key with a limit) on the C-FIND corpus, sent to the same
-//     loaded peers, alternating; p50 and p99 per kind (-web-reps).
-//   - WADO-RS metadata of a series of -metadata-instances instances of
-//     -size, stored into the same peers afterwards; p50 and p99
-//     (-metadata-reps).
-//   - WADO-RS retrieve of the series of the C-STORE measurement, stored
-//     into the same peers, in MB/s beside reading the same objects' files
-//     straight from pacsd's storage directory and beside a plain net/http
-//     server of this program sending those files (-wado-reps).
-//
-// Security (security.go): the series of the C-STORE measurement over
-// DICOM TLS beside plain TCP into fresh pacsd, rounds alternating; and
-// one QIDO-RS search on a pacsd checking OIDC bearer tokens of Ory Hydra
-// beside one without authentication, alternating.
-//
-// Usage:
-//
-//	go run ./internal/bench [-rounds 5] [-instances 300] [-size 512KiB]
-//	    [-big-size 1GiB] [-find-instances 100000] [-find-reps 100]
-//	    [-find-loaders 4] [-web-reps 100] [-metadata-instances 1000]
-//	    [-metadata-reps 30] [-wado-reps 10] [-pacsd path] [-skip-orthanc]
-//	    [-skip-store] [-skip-big] [-skip-find] [-skip-move] [-skip-web]
-//	    [-skip-s3] [-s3-latency 10ms] [-skip-security]
-//
-// Without -pacsd, pacsd is built from this module into the temporary
-// directory. Everything the run creates lives in one temporary directory,
-// which is removed at the end, also on Ctrl-C.
 package main
 
 import (
@@ -155,6 +62,9 @@ type options struct {
 	skipCodec         bool
 	skipSecurity      bool
 	s3Latency         time.Duration
+	conc              int
+	concInstances     int
+	skipConc          bool
 }
 
 func main() {
@@ -181,9 +91,12 @@ func main() {
 	flag.BoolVar(&o.skipS3, "skip-s3", false, "leave pacsd on S3 (MinIO, ack=direct and ack=spool) out of the C-STORE measurement")
 	flag.BoolVar(&o.skipCodec, "skip-codec", false, "leave out pixel data decoding beside dcmtk and GDCM, and render.Render's latency")
 	flag.BoolVar(&o.skipSecurity, "skip-security", false, "leave out C-STORE over DICOM TLS beside plain TCP, and QIDO-RS with OIDC token validation beside none")
+	flag.IntVar(&o.conc, "conc", 8, "associations at once in the concurrent C-STORE measurement")
+	flag.IntVar(&o.concInstances, "conc-instances", 300, "instances per association in the concurrent C-STORE measurement")
+	flag.BoolVar(&o.skipConc, "skip-conc", false, "leave out the concurrent C-STORE measurement")
 	flag.Parse()
 	if flag.NArg() > 0 || o.rounds < 1 || o.instances < 1 || o.findInstances < studySize || o.findReps < 1 || o.findLoaders < 1 ||
-		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 {
+		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 || o.conc < 2 || o.concInstances < 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -295,6 +208,14 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 			return err
 		}
 		r.elapsedStore = time.Since(t)
+	}
+	if !o.skipConc {
+		t := time.Now()
+		r.concPeers = concPeers(o, bin)
+		if r.conc, err = measureConcurrency(ctx, o, r.concPeers, tmp, logf); err != nil {
+			return err
+		}
+		r.elapsedConc = time.Since(t)
 	}
 	if !o.skipSecurity {
 		t := time.Now()
@@ -651,6 +572,8 @@ type report struct {
 	webPeers    []peer // of the STOW-RS measurement
 	corpusBytes int64
 	runs        []runResult
+	concPeers   []concPeer
+	conc        []concRun
 	big         *bigResult
 	corpus      *corpusLoad // of C-FIND and QIDO-RS
 	find        *findResult
@@ -666,7 +589,7 @@ type report struct {
 	load    [2]string
 	elapsed time.Duration
 	// The times of the parts; the memory measurement is quick.
-	elapsedStore, elapsedFind, elapsedReindex, elapsedMove, elapsedWeb, elapsedSecurity time.Duration
+	elapsedStore, elapsedConc, elapsedFind, elapsedReindex, elapsedMove, elapsedWeb, elapsedSecurity time.Duration
 }
 
 // stats summarises the runs of one peer.
@@ -704,7 +627,7 @@ func (r *report) stats(name string) stats {
 func (r *report) print(w io.Writer) {
 	o := r.opts
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("pacsd benchmark: C-STORE, memory, C-FIND, C-MOVE, DICOMweb")
+	p("pacsd benchmark: C-STORE, concurrent C-STORE, memory, C-FIND, C-MOVE, DICOMweb")
 	p("")
 	p("machine   %d CPUs (%s), %s RAM, Linux %s, %s", runtime.NumCPU(), cpuModel(), memTotal(), kernelRelease(), runtime.Version())
 	p("          temporary directory on %s; load average %s at start, %s at end", fsType(r.tmp), r.load[0], r.load[1])
@@ -729,6 +652,12 @@ func (r *report) print(w io.Writer) {
 		p("C-STORE: not measured (-skip-store)")
 		p("")
 	}
+	if r.conc != nil {
+		r.printConcurrency(w)
+	} else {
+		p("Concurrent C-STORE: not measured (-skip-conc)")
+		p("")
+	}
 	r.printBig(w)
 	r.printFind(w)
 	r.printReindex(w)
@@ -743,7 +672,7 @@ func (r *report) print(w io.Writer) {
 	for _, pt := range []struct {
 		name string
 		d    time.Duration
-	}{{"C-STORE", r.elapsedStore}, {findPart, r.elapsedFind}, {"reindex", r.elapsedReindex}, {"C-MOVE", r.elapsedMove}, {"DICOMweb without loading the corpus", r.elapsedWeb}, {"security", r.elapsedSecurity}} {
+	}{{"C-STORE", r.elapsedStore}, {"concurrent C-STORE", r.elapsedConc}, {findPart, r.elapsedFind}, {"reindex", r.elapsedReindex}, {"C-MOVE", r.elapsedMove}, {"DICOMweb without loading the corpus", r.elapsedWeb}, {"security", r.elapsedSecurity}} {
 		if pt.d > 0 {
 			parts = append(parts, pt.name+" "+pt.d.Round(time.Second).String())
 		}

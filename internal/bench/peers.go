@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -103,8 +104,10 @@ func startPacsdWith(ctx context.Context, bin, dir string, dests []testpeer.Modal
 		haddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(hport))
 		args := []string{"serve", "--data", data,
 			"--dimse-addr", addr,
-			"--http-addr", haddr,
-			"--log-level", "warn"}
+			"--http-addr", haddr}
+		if !slices.Contains(flags, "--log-level") {
+			args = append(args, "--log-level", "warn")
+		}
 		for _, d := range dests {
 			args = append(args, "--remote-ae", d.AET+"="+net.JoinHostPort(d.Host, strconv.Itoa(d.Port)))
 		}

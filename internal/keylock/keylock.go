@@ -1,9 +1,9 @@
-// Package keylock provides a mutex per key, for work that must not run
-// twice at once for the same key (one SOP Instance UID, one object key)
-// but may run side by side for different ones.
 package keylock
 
-import "sync"
+import (
+	"context"
+	"sync"
+)
 
 // Map is a set of mutexes by key. A key's mutex exists only while
 // someone holds it or waits for it, so the map does not grow with the
@@ -14,31 +14,49 @@ type Map struct {
 }
 
 type entry struct {
-	mu   sync.Mutex
+	held chan struct{} // holds one token while the key is locked
 	refs int
 }
 
 // Lock locks key's mutex, waiting for it if another holds it, and
 // returns the function that unlocks it.
 func (m *Map) Lock(key string) (unlock func()) {
+	unlock, _ = m.LockContext(context.Background(), key)
+	return unlock
+}
+
+// LockContext is Lock that stops waiting when ctx is done, and then
+// returns ctx's error and holds nothing.
+func (m *Map) LockContext(ctx context.Context, key string) (unlock func(), err error) {
 	m.mu.Lock()
 	if m.locks == nil {
 		m.locks = make(map[string]*entry)
 	}
 	e := m.locks[key]
 	if e == nil {
-		e = &entry{}
+		e = &entry{held: make(chan struct{}, 1)}
 		m.locks[key] = e
 	}
 	e.refs++
 	m.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		m.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(m.locks, key)
-		}
-		m.mu.Unlock()
+	select {
+	case e.held <- struct{}{}:
+	case <-ctx.Done():
+		m.release(key, e)
+		return nil, ctx.Err()
 	}
+	return sync.OnceFunc(func() {
+		<-e.held
+		m.release(key, e)
+	}), nil
+}
+
+// release drops one reference to key's entry, and the entry with the
+// last one.
+func (m *Map) release(key string, e *entry) {
+	m.mu.Lock()
+	if e.refs--; e.refs == 0 {
+		delete(m.locks, key)
+	}
+	m.mu.Unlock()
 }

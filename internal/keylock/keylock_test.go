@@ -1,9 +1,12 @@
 package keylock
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestMap(t *testing.T) {
@@ -30,4 +33,26 @@ func TestMap(t *testing.T) {
 	ub := m.Lock("b")
 	ub()
 	ua()
+}
+
+// TestLockContext stops waiting for a held key when the context ends,
+// holding nothing afterwards.
+func TestLockContext(t *testing.T) {
+	var m Map
+	unlock := m.Lock("a")
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := m.LockContext(ctx, "a"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("LockContext of a held key = %v, want the deadline", err)
+	}
+	unlock()
+	unlock() // harmless
+	if len(m.locks) != 0 {
+		t.Errorf("%d keys left in the map after a cancelled wait", len(m.locks))
+	}
+	u, err := m.LockContext(t.Context(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u()
 }

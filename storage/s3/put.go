@@ -105,7 +105,7 @@ func (u *upload) run(size int64) (int64, error) {
 	defer s.buffers.Put(bufp)
 	buf := *bufp
 	ps := int(s.partSize)
-	n, err := fill(u.src, buf)
+	n, err := storage.Fill(u.src, buf)
 	eof := err == io.EOF
 	if err != nil && !eof {
 		return 0, err
@@ -146,7 +146,7 @@ func (u *upload) run(size int64) (int64, error) {
 			n = carry
 			continue
 		}
-		k, err := fill(u.src, buf[carry:])
+		k, err := storage.Fill(u.src, buf[carry:])
 		n = carry + k
 		if err == io.EOF {
 			eof = true
@@ -295,30 +295,4 @@ func (p *part) detach() {
 	p.mu.Lock()
 	p.r = nil
 	p.mu.Unlock()
-}
-
-// maxEmptyReads bounds how many Reads in a row that return neither bytes
-// nor an error fill tolerates, as bufio does.
-const maxEmptyReads = 100
-
-// fill reads from r until buf is full, returning nil, or until r fails,
-// returning its error (io.EOF at the end). Unlike io.ReadFull it never
-// turns an early io.EOF into io.ErrUnexpectedEOF, so that an
-// io.ErrUnexpectedEOF that r itself returns is not taken for the end of a
-// short last part.
-func fill(r io.Reader, buf []byte) (int, error) {
-	n, empty := 0, 0
-	for n < len(buf) {
-		m, err := r.Read(buf[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-		if m > 0 {
-			empty = 0
-		} else if empty++; empty == maxEmptyReads {
-			return n, io.ErrNoProgress
-		}
-	}
-	return n, nil
 }

@@ -180,10 +180,13 @@ func TestStallTimeoutDoesNotLimitSlowProgress(t *testing.T) {
 	t.Parallel()
 	srv := testpeer.StartMinIOT(t)
 	cfg := config(srv, freshBucket())
-	cfg.StallTimeout = 300 * time.Millisecond
+	// A pause of a fifth of the stall timeout leaves a loaded machine
+	// (the tests run with -race, several packages at once) room to be
+	// late without the timeout taking the Put for stalled.
+	cfg.StallTimeout = time.Second
 	s := newStore(t, cfg)
 	const n = 1 << 20
-	r := &slowReader{r: newGen(n, 7), pause: 100 * time.Millisecond, chunk: n / 16}
+	r := &slowReader{r: newGen(n, 7), pause: 200 * time.Millisecond, chunk: n / 30}
 	start := time.Now()
 	if _, err := s.Put(t.Context(), "slow", r, n); err != nil {
 		t.Fatalf("slow Put: %v", err)

@@ -1,59 +1,3 @@
-// Package spool is a storage.Store that acknowledges a Put as soon as the
-// object is durable on local disk, and copies it to a remote Store (an S3
-// bucket) in the background. It keeps the archive taking in images while
-// the remote is slow or unreachable, at the price of making the local disk
-// the only copy of an acknowledged object until its upload is confirmed.
-//
-// # Acknowledgement
-//
-// pacsd's S3 storage acknowledges in one of two ways, chosen by the ack
-// parameter of its storage URL: "direct", where Put returns once S3 has
-// confirmed the object, and "spool", this package. Direct is the default.
-// An operator who names a bucket expects the bucket to hold what was
-// acknowledged; with a spool the acknowledged object sits for a while on
-// a disk that may not have been chosen for durability at all (a
-// container's scratch space is lost with the container), and nothing
-// would say so until it was too late. Choosing the spool is therefore
-// explicit, for a data directory on durable storage, in exchange for
-// taking in images through an outage of the remote and for C-STORE
-// responses that do not wait for it. Storage Commitment asks Uploaded, so
-// that a commitment is only ever confirmed for an object in the remote.
-//
-// # The spool directory
-//
-// The spool is a storage/file Store on its own directory, with the same
-// keys as the remote. That directory is the upload queue and the only
-// state the spool keeps: whatever is in it is still to be uploaded, and a
-// spool opened on it again, after a clean stop or a crash, uploads what it
-// finds. One process at a time may write to a spool directory: New takes
-// an exclusive lock on it and fails with ErrLocked while another process
-// holds it. A read-only Store (Config.ReadOnly) takes no lock and uploads
-// nothing; it serves pacsd's maintenance commands.
-//
-// # Uploading
-//
-// A Put hands its key to the uploader, which is also told of every object
-// it finds when it walks the spool directory: at start, periodically, and
-// after a failure. Config.Workers uploads run at once, each streaming from
-// the spool file, so memory does not grow with the size of objects; at
-// most one upload of a key runs at a time. After the remote has confirmed
-// an upload, the object is read back from the remote and its length and
-// SHA-256 compared with what was sent; only then is the spool copy
-// removed, and only if it is still the file that was uploaded, not a newer
-// one put meanwhile. A failed upload leaves the spool copy where it is and
-// is tried again after a pause that doubles with every failure in a row,
-// from Config.MinBackoff up to Config.MaxBackoff, so that an unreachable
-// remote sees one attempt per pause rather than a storm.
-//
-// Reading the object back costs a GET of every object uploaded. The spool
-// copy is the only one until it is removed, and removing it cannot be
-// undone, so the proof that the remote holds the same bytes is worth it.
-//
-// # Reading
-//
-// Open and Stat look in the spool first and then in the remote, so an
-// object is readable from the moment Put returns, wherever it is. List
-// merges the two listings. Delete removes the object from both.
 package spool
 
 import (
@@ -386,10 +330,14 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Info, error) {
 }
 
 // Delete implements storage.Store. It waits for an upload of the key in
-// progress to end (cancelling it), so that the upload cannot put back
-// what Delete removes, then deletes the object from the remote and from
-// the spool, in that order: if the remote fails, the object is still
-// there as a whole, and Delete can be retried.
+// progress to end, so that the upload cannot put back what Delete
+// removes, then deletes the object from the remote and from the spool,
+// in that order: if the remote fails, the object is still there as a
+// whole, and Delete can be retried. It lets the upload end rather than
+// cancel it: an S3 server that has a PUT's whole body finishes it even
+// when the client gives up, possibly after a DELETE sent meanwhile, and
+// the object would be back. No new upload of the key starts while
+// Delete runs.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := s.check(ctx, "delete", key); err != nil {
 		return err
@@ -409,11 +357,10 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		s.mu.Unlock()
 	}()
 	if f != nil {
-		f.cancel()
 		select {
 		case <-f.done:
 		case <-ctx.Done():
-			return fmt.Errorf("spool: delete %s: waiting for its upload to stop: %w", key, ctx.Err())
+			return fmt.Errorf("spool: delete %s: waiting for its upload to end: %w", key, ctx.Err())
 		}
 	}
 	unlock := s.keys.Lock(key)
@@ -542,10 +489,15 @@ func (s *Store) Pending(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Flush waits until the spool holds no object still to be uploaded, or
-// until ctx ends, when it returns an error wrapping ctx.Err() that says
-// how many are left. Objects put while Flush waits are waited for too, so
-// under a steady stream of Puts it may not return before ctx ends.
+// Flush waits until the spool holds no object still to be uploaded and
+// no upload attempt is under way, or until ctx ends, when it returns an
+// error wrapping ctx.Err() that says how many are left. Objects put while
+// Flush waits are waited for too, so under a steady stream of Puts it may
+// not return before ctx ends.
+//
+// An upload ends by removing the spool copy and then the directories
+// left empty; Flush waits for the attempt to end, not merely for the
+// copy to go, so that the spool directory is quiet when it returns.
 func (s *Store) Flush(ctx context.Context) error {
 	for {
 		s.mu.Lock()
@@ -555,7 +507,10 @@ func (s *Store) Flush(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if n == 0 {
+		s.mu.Lock()
+		busy := len(s.inflight) > 0
+		s.mu.Unlock()
+		if n == 0 && !busy {
 			return nil
 		}
 		if s.cfg.ReadOnly {

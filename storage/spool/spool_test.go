@@ -147,7 +147,9 @@ func read(t testing.TB, s storage.Store, key string) []byte {
 
 func flush(t testing.TB, s *spool.Store) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	// Generous: a loaded machine running the tests with -race uploads
+	// slowly, and a flush that is slow is no failure.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	if err := s.Flush(ctx); err != nil {
 		t.Fatalf("Flush: %v (stats %+v)", err, s.Stats())
@@ -329,8 +331,9 @@ func TestReplaceDuringUpload(t *testing.T) {
 	}
 }
 
-// TestDeleteDuringUpload deletes a key whose upload is in progress: the
-// upload must not put the object back in the remote afterwards.
+// TestDeleteDuringUpload deletes a key whose upload is in progress: Delete
+// waits for the upload to end, and the upload does not put the object
+// back in the remote afterwards.
 func TestDeleteDuringUpload(t *testing.T) {
 	dir, r := t.TempDir(), newRemote()
 	entered, release := r.block()
@@ -338,10 +341,17 @@ func TestDeleteDuringUpload(t *testing.T) {
 	s := newSpool(t, dir, r)
 	put(t, s, "k", []byte("doomed"))
 	<-entered
-	if err := s.Delete(t.Context(), "k"); err != nil {
-		t.Fatalf("Delete: %v", err)
+	deleted := make(chan error, 1)
+	go func() { deleted <- s.Delete(t.Context(), "k") }()
+	select {
+	case err := <-deleted:
+		t.Fatalf("Delete returned while the upload was under way: %v", err)
+	case <-time.After(50 * time.Millisecond):
 	}
 	release()
+	if err := <-deleted; err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
 	flush(t, s)
 	for _, st := range []storage.Store{s, r.Store} {
 		if _, err := st.Stat(t.Context(), "k"); !errors.Is(err, storage.ErrNotFound) {

@@ -1,4 +1,4 @@
-package index
+package sqlindex
 
 import (
 	"context"
@@ -28,7 +28,10 @@ import (
 // them and takes the locks of those, without waiting, until it has them
 // all. A writer that finds one of those taken rolls back and starts
 // again, taking them all in order: waiting for them out of order could
-// deadlock with the writer that holds them.
+// deadlock with the writer that holds them. A transaction that writes
+// the puts of several Commits (see committer) waits for the locks known
+// of all of them at once, in one order, and then takes the related ones
+// of each put without waiting, in the same way.
 //
 // SQLite takes one writer at a time, and needs none of this.
 
@@ -53,20 +56,35 @@ func patientLock(patientID, issuer, unidentifiedStudy string) int64 {
 }
 
 // errRelock asks for a write transaction to be run again, taking the
-// locks lockHierarchy found in order (see above).
+// locks lockRelated found in order (see above).
 var errRelock = errors.New("index: locks to take again in order")
 
-// lockHierarchy takes the locks *want, waiting for them, then the locks
-// of the rows related reports, which it calls until it reports none that
-// the transaction does not hold. When one of those is held by another
-// transaction, it adds them all to *want and returns errRelock.
-func (db *DB) lockHierarchy(ctx context.Context, tx *sql.Tx, want *[]int64, related func() ([]int64, error)) error {
+// lockRows takes the locks keys, waiting for each, in ascending order,
+// and returns them sorted: the locks a transaction holds. It takes none
+// but on PostgreSQL. A transaction writing several puts (see committer)
+// takes the locks known of all of them at once, so that its waiting is
+// in one order too.
+func (db *DB) lockRows(ctx context.Context, tx *sql.Tx, keys []int64) ([]int64, error) {
+	held := sortedKeys(keys)
+	if db.dialect != PostgreSQL {
+		return held, nil
+	}
+	// The function scan of unnest yields the array's elements in order,
+	// and the aggregate takes them as they come.
+	if _, err := db.exec(ctx, tx, `SELECT COUNT(pg_advisory_xact_lock(k)) FROM unnest(CAST(? AS BIGINT[])) AS k`, held); err != nil {
+		return nil, fmt.Errorf("lock rows: %w", err)
+	}
+	return held, nil
+}
+
+// lockRelated takes the locks of the rows related reports, which it
+// calls until it reports none that *held lacks, without waiting for
+// them. When one of those is held by another transaction, it adds them
+// all to *want and returns errRelock, for the transaction to run again
+// and wait for them in order.
+func (db *DB) lockRelated(ctx context.Context, tx *sql.Tx, held, want *[]int64, related func() ([]int64, error)) error {
 	if db.dialect != PostgreSQL {
 		return nil
-	}
-	held := sortedKeys(*want)
-	if err := db.lockRows(ctx, tx, held); err != nil {
-		return err
 	}
 	for {
 		found, err := related()
@@ -75,7 +93,7 @@ func (db *DB) lockHierarchy(ctx context.Context, tx *sql.Tx, want *[]int64, rela
 		}
 		var extra []int64
 		for _, k := range found {
-			if _, ok := slices.BinarySearch(held, k); !ok {
+			if _, ok := slices.BinarySearch(*held, k); !ok {
 				extra = append(extra, k)
 			}
 		}
@@ -87,9 +105,9 @@ func (db *DB) lockHierarchy(ctx context.Context, tx *sql.Tx, want *[]int64, rela
 		if err != nil {
 			return err
 		}
-		held = sortedKeys(append(held, extra...))
+		*held = sortedKeys(append(*held, extra...))
 		if !ok {
-			*want = held
+			*want = sortedKeys(append(*want, extra...))
 			return errRelock
 		}
 	}
@@ -99,16 +117,6 @@ func sortedKeys(keys []int64) []int64 {
 	keys = slices.Clone(keys)
 	slices.Sort(keys)
 	return slices.Compact(keys)
-}
-
-// lockRows takes the locks keys, in their order, waiting for each. The
-// function scan of unnest yields the array's elements in order, and the
-// aggregate takes them as they come.
-func (db *DB) lockRows(ctx context.Context, tx *sql.Tx, keys []int64) error {
-	if _, err := db.exec(ctx, tx, `SELECT COUNT(pg_advisory_xact_lock(k)) FROM unnest(CAST(? AS BIGINT[])) AS k`, keys); err != nil {
-		return fmt.Errorf("lock rows: %w", err)
-	}
-	return nil
 }
 
 // tryLockRows takes the locks keys that no other transaction holds, and

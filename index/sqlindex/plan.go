@@ -1,6 +1,8 @@
-package index
+package sqlindex
 
 import (
+	"github.com/pacsd/pacsd/index"
+
 	"cmp"
 	"fmt"
 	"slices"
@@ -43,7 +45,7 @@ const (
 // index keeps it.
 type qattr struct {
 	tag   tag.Tag
-	level Level
+	level index.Level
 	vr    string
 	// multi marks attributes of more than one value (VM other than 1):
 	// a key matches when any of their values does.
@@ -55,15 +57,15 @@ type qattr struct {
 	match      special
 }
 
-var levelAlias = [...]string{PatientLevel: "p", StudyLevel: "st", SeriesLevel: "se", ImageLevel: "i"}
-var levelTable = [...]string{PatientLevel: "patient", StudyLevel: "study", SeriesLevel: "series", ImageLevel: "instance"}
+var levelAlias = [...]string{index.PatientLevel: "p", index.StudyLevel: "st", index.SeriesLevel: "se", index.ImageLevel: "i"}
+var levelTable = [...]string{index.PatientLevel: "patient", index.StudyLevel: "study", index.SeriesLevel: "series", index.ImageLevel: "instance"}
 
 // levelFrom joins the table of each level to those above it.
 var levelFrom = [...]string{
-	PatientLevel: "patient p",
-	StudyLevel:   "study st JOIN patient p ON p.pk = st.patient_fk",
-	SeriesLevel:  "series se JOIN study st ON st.pk = se.study_fk JOIN patient p ON p.pk = st.patient_fk",
-	ImageLevel:   "instance i JOIN series se ON se.pk = i.series_fk JOIN study st ON st.pk = se.study_fk JOIN patient p ON p.pk = st.patient_fk",
+	index.PatientLevel: "patient p",
+	index.StudyLevel:   "study st JOIN patient p ON p.pk = st.patient_fk",
+	index.SeriesLevel:  "series se JOIN study st ON st.pk = se.study_fk JOIN patient p ON p.pk = st.patient_fk",
+	index.ImageLevel:   "instance i JOIN series se ON se.pk = i.series_fk JOIN study st ON st.pk = se.study_fk JOIN patient p ON p.pk = st.patient_fk",
 }
 
 // queryAttrs holds, by tag, the attributes queries know, at each level
@@ -72,9 +74,9 @@ var queryAttrs = sync.OnceValue(func() map[tag.Tag][]*qattr {
 	m := map[tag.Tag][]*qattr{}
 	add := func(a *qattr) { m[a.tag] = append(m[a.tag], a) }
 	levels := []struct {
-		l    Level
+		l    index.Level
 		cols []column
-	}{{PatientLevel, patientColumns}, {StudyLevel, studyColumns}, {SeriesLevel, seriesColumns}, {ImageLevel, instanceColumns}}
+	}{{index.PatientLevel, patientColumns}, {index.StudyLevel, studyColumns}, {index.SeriesLevel, seriesColumns}, {index.ImageLevel, instanceColumns}}
 	for _, lv := range levels {
 		for i := range lv.cols {
 			c := &lv.cols[i]
@@ -95,17 +97,17 @@ var queryAttrs = sync.OnceValue(func() map[tag.Tag][]*qattr {
 		}
 	}
 	for _, a := range []*qattr{
-		{tag: tag.SOPInstanceUID, level: ImageLevel, vr: "UI", expr: "i.sop_instance_uid"},
-		{tag: tag.SOPClassUID, level: ImageLevel, vr: "UI", expr: "i.sop_class_uid"},
-		{tag: tag.AvailableTransferSyntaxUID, level: ImageLevel, vr: "UI", expr: "i.transfer_syntax_uid"},
-		{tag: tag.ModalitiesInStudy, level: StudyLevel, vr: "CS", multi: true, expr: "st.modalities_in_study", match: anyModality},
-		{tag: tag.SOPClassesInStudy, level: StudyLevel, vr: "UI", multi: true, expr: "st.sop_classes_in_study", match: anySOPClass},
-		{tag: tag.NumberOfPatientRelatedStudies, level: PatientLevel, expr: "p.number_of_patient_related_studies"},
-		{tag: tag.NumberOfPatientRelatedSeries, level: PatientLevel, expr: "p.number_of_patient_related_series"},
-		{tag: tag.NumberOfPatientRelatedInstances, level: PatientLevel, expr: "p.number_of_patient_related_instances"},
-		{tag: tag.NumberOfStudyRelatedSeries, level: StudyLevel, expr: "st.number_of_study_related_series"},
-		{tag: tag.NumberOfStudyRelatedInstances, level: StudyLevel, expr: "st.number_of_study_related_instances"},
-		{tag: tag.NumberOfSeriesRelatedInstances, level: SeriesLevel, expr: "se.number_of_series_related_instances"},
+		{tag: tag.SOPInstanceUID, level: index.ImageLevel, vr: "UI", expr: "i.sop_instance_uid"},
+		{tag: tag.SOPClassUID, level: index.ImageLevel, vr: "UI", expr: "i.sop_class_uid"},
+		{tag: tag.AvailableTransferSyntaxUID, level: index.ImageLevel, vr: "UI", expr: "i.transfer_syntax_uid"},
+		{tag: tag.ModalitiesInStudy, level: index.StudyLevel, vr: "CS", multi: true, expr: "st.modalities_in_study", match: anyModality},
+		{tag: tag.SOPClassesInStudy, level: index.StudyLevel, vr: "UI", multi: true, expr: "st.sop_classes_in_study", match: anySOPClass},
+		{tag: tag.NumberOfPatientRelatedStudies, level: index.PatientLevel, expr: "p.number_of_patient_related_studies"},
+		{tag: tag.NumberOfPatientRelatedSeries, level: index.PatientLevel, expr: "p.number_of_patient_related_series"},
+		{tag: tag.NumberOfPatientRelatedInstances, level: index.PatientLevel, expr: "p.number_of_patient_related_instances"},
+		{tag: tag.NumberOfStudyRelatedSeries, level: index.StudyLevel, expr: "st.number_of_study_related_series"},
+		{tag: tag.NumberOfStudyRelatedInstances, level: index.StudyLevel, expr: "st.number_of_study_related_instances"},
+		{tag: tag.NumberOfSeriesRelatedInstances, level: index.SeriesLevel, expr: "se.number_of_series_related_instances"},
 	} {
 		if a.vr == "" {
 			a.vr, a.kind, a.match = "IS", number, returnOnly
@@ -120,7 +122,7 @@ var queryAttrs = sync.OnceValue(func() map[tag.Tag][]*qattr {
 // SQL can match on.
 var sequenceKeys = sync.OnceValue(func() map[tag.Tag]map[tag.Tag]string {
 	m := map[tag.Tag]map[tag.Tag]string{}
-	for l, cols := range [][]column{PatientLevel: patientColumns, StudyLevel: studyColumns, SeriesLevel: seriesColumns, ImageLevel: instanceColumns} {
+	for l, cols := range [][]column{index.PatientLevel: patientColumns, index.StudyLevel: studyColumns, index.SeriesLevel: seriesColumns, index.ImageLevel: instanceColumns} {
 		for _, c := range cols {
 			if c.in == 0 {
 				continue
@@ -136,7 +138,7 @@ var sequenceKeys = sync.OnceValue(func() map[tag.Tag]map[tag.Tag]string {
 
 // resolve returns the attribute with tag t of level l or the nearest
 // level above it, or nil.
-func resolve(t tag.Tag, l Level) *qattr {
+func resolve(t tag.Tag, l index.Level) *qattr {
 	var best *qattr
 	for _, a := range queryAttrs()[t] {
 		if a.level <= l && (best == nil || a.level > best.level) {
@@ -165,7 +167,7 @@ type itemKey struct {
 }
 
 type analysis struct {
-	q           *Query
+	q           *index.Query
 	keys        []*key
 	unsupported []tag.Tag
 	// tz is the identifier's Timezone Offset From UTC, applied to DT keys
@@ -173,14 +175,14 @@ type analysis struct {
 	tz string
 }
 
-func analyze(q *Query) (*analysis, error) {
+func analyze(q *index.Query) (*analysis, error) {
 	if q == nil {
 		return nil, invalid("no query")
 	}
-	if !q.Level.valid() {
+	if !q.Level.Valid() {
 		return nil, invalid("unknown Query/Retrieve Level %v", q.Level)
 	}
-	if q.Level == PatientLevel && !q.PatientRoot {
+	if q.Level == index.PatientLevel && !q.PatientRoot {
 		return nil, invalid("the PATIENT level is not part of the Study Root model")
 	}
 	if q.Offset < 0 || q.Limit < 0 {
@@ -194,17 +196,17 @@ func analyze(q *Query) (*analysis, error) {
 	if _, ok := parseOffset(a.tz); a.tz != "" && !ok {
 		return nil, invalid("Timezone Offset From UTC %q is not of the form &ZZXX", a.tz)
 	}
-	for l := q.Level + 1; l <= ImageLevel; l++ {
-		if _, ok := ident.Find(uniqueKey(l)); ok {
-			return nil, invalid("%s, the unique key of the %s level, is not allowed in a query at the %s level", keyword(uniqueKey(l)), l, q.Level)
+	for l := q.Level + 1; l <= index.ImageLevel; l++ {
+		if _, ok := ident.Find(l.UniqueKey()); ok {
+			return nil, invalid("%s, the unique key of the %s level, is not allowed in a query at the %s level", keyword(l.UniqueKey()), l, q.Level)
 		}
 	}
 	if q.Hierarchical {
-		for l := PatientLevel; l < q.Level; l++ {
-			if l == PatientLevel && !q.PatientRoot {
+		for l := index.PatientLevel; l < q.Level; l++ {
+			if l == index.PatientLevel && !q.PatientRoot {
 				continue
 			}
-			k := uniqueKey(l)
+			k := l.UniqueKey()
 			e, _ := ident.Find(k)
 			var vals []string
 			if e != nil {
@@ -216,7 +218,7 @@ func analyze(q *Query) (*analysis, error) {
 			switch {
 			case len(vals) == 0:
 				return nil, invalid("a hierarchical query at the %s level needs a value of %s, the unique key of the %s level", q.Level, keyword(k), l)
-			case l == PatientLevel && (len(vals) > 1 || hasWildcard(vals[0])):
+			case l == index.PatientLevel && (len(vals) > 1 || hasWildcard(vals[0])):
 				return nil, invalid("%s must be a single value without wild cards in a hierarchical query", keyword(k))
 			}
 		}
@@ -353,7 +355,7 @@ func keyValues(kvr string, e *dicom.Element, tz string) ([]string, error) {
 // joined to the levels above, that the conditions select, in the order
 // of their pk.
 type plan struct {
-	level    Level // the query's
+	level    index.Level // the query's
 	from, pk string
 	where    []string
 	args     []any
@@ -429,19 +431,19 @@ var retrieveSelects = []struct {
 }{
 	{"i.sop_instance_uid", text}, {"i.sop_class_uid", text}, {"i.series_instance_uid", text}, {"i.study_instance_uid", text},
 	{"i.object_key", text}, {"i.size", number}, {"i.sha256", text}, {"i.transfer_syntax_uid", text},
-	{"i.calling_ae", text}, {"i.called_ae", text}, {"i.received_at", number},
+	{"i.calling_ae", text}, {"i.called_ae", text}, {"i.received_at", number}, {"i.source", text}, {"i.principal", text},
 }
 
 // plan plans q: over the table of its level for Find, over the instance
 // table, selecting instance records, for FindInstances (retrieve).
-func (db *DB) plan(q *Query, retrieve bool) (*plan, error) {
+func (db *DB) plan(q *index.Query, retrieve bool) (*plan, error) {
 	a, err := analyze(q)
 	if err != nil {
 		return nil, err
 	}
 	from := q.Level
 	if retrieve {
-		from = ImageLevel
+		from = index.ImageLevel
 	}
 	p := &plan{
 		level: q.Level, from: levelFrom[from], pk: levelAlias[from] + ".pk",
@@ -467,7 +469,7 @@ func (db *DB) plan(q *Query, retrieve bool) (*plan, error) {
 // outputs lays out the answer of a Find: every key of the identifier
 // and the unique key of the level.
 func (p *plan) outputs(a *analysis) {
-	unique := uniqueKey(p.level)
+	unique := p.level.UniqueKey()
 	hasUnique := false
 	for _, k := range a.keys {
 		o := outKey{tag: k.el.Tag, vr: k.el.VR, sel: -1, item: k.item}
@@ -489,7 +491,7 @@ func (p *plan) outputs(a *analysis) {
 }
 
 // condition adds the conditions of a matching key.
-func (p *plan) condition(a *analysis, k *key, from Level) error {
+func (p *plan) condition(a *analysis, k *key, from index.Level) error {
 	attr := k.attr
 	switch {
 	case len(k.items) > 0:
@@ -575,7 +577,7 @@ func or(conds []string) string {
 // owner returns the SQL of the pk of the row of level l that a row of
 // level from belongs to: the foreign key of the level below l, which an
 // index answers, rather than the pk of the joined row.
-func owner(l, from Level) string {
+func owner(l, from index.Level) string {
 	if l == from {
 		return levelAlias[l] + ".pk"
 	}

@@ -1,4 +1,4 @@
-package index_test
+package sqlindex_test
 
 import (
 	"fmt"
@@ -25,11 +25,11 @@ func TestQueryPlans(t *testing.T) {
 		return dicom.Element{Tag: tg, VR: info.VR, Values: []string{v}}
 	}
 	for i := range 50 {
-		_, err := db.Put(t.Context(), &index.Instance{
+		_, err := db.Put(t.Context(), &index.PutRequest{Instance: &index.Instance{
 			SOPInstanceUID: fmt.Sprintf("1.%d.1.1", i), SeriesInstanceUID: fmt.Sprintf("1.%d.1", i), StudyInstanceUID: fmt.Sprintf("1.%d", i),
 			SOPClassUID: "1.2", ReceivedAt: time.Now(), Header: &dicom.Dataset{Elements: []dicom.Element{
 				el(tag.PatientID, fmt.Sprint(i)), el(tag.PatientName, fmt.Sprintf("N%d^G", i)), el(tag.Modality, "CT")}},
-		})
+		}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,13 +1,15 @@
-package index
+package sqlindex
 
 import (
+	"github.com/pacsd/pacsd/index"
+
 	"context"
 	"strings"
 )
 
 // ExplainFind returns SQLite's plan of the first batch that Find, or
 // FindInstances when retrieve is set, runs for q: one line per step.
-func (db *DB) ExplainFind(ctx context.Context, q *Query, retrieve bool) (string, error) {
+func (db *DB) ExplainFind(ctx context.Context, q *index.Query, retrieve bool) (string, error) {
 	p, err := db.plan(q, retrieve)
 	if err != nil {
 		return "", err

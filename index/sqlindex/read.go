@@ -1,6 +1,8 @@
-package index
+package sqlindex
 
 import (
+	"github.com/pacsd/pacsd/index"
+
 	"cmp"
 	"context"
 	"database/sql"
@@ -9,15 +11,14 @@ import (
 	"iter"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
 )
 
 // Instance returns the record of the instance with the given SOP Instance
-// UID, its Header nil, or ErrNotFound.
-func (db *DB) Instance(ctx context.Context, sopInstanceUID string) (*Instance, error) {
+// UID, its Header nil, or index.ErrNotFound.
+func (db *DB) Instance(ctx context.Context, sopInstanceUID string) (*index.Instance, error) {
 	s, err := db.lookup(ctx, db.db, sopInstanceUID)
 	if err != nil {
 		return nil, fmt.Errorf("index: instance %s: %w", sopInstanceUID, err)
@@ -31,8 +32,8 @@ func (db *DB) Instance(ctx context.Context, sopInstanceUID string) (*Instance, e
 // snapshot while the loop body runs: the body may put and delete.
 // Instances put or deleted while the loop runs may or may not be seen;
 // none is seen twice.
-func (db *DB) Instances(ctx context.Context) iter.Seq2[*Instance, error] {
-	return func(yield func(*Instance, error) bool) {
+func (db *DB) Instances(ctx context.Context) iter.Seq2[*index.Instance, error] {
+	return func(yield func(*index.Instance, error) bool) {
 		var after int64
 		for {
 			batch, err := db.instancesAfter(ctx, after)
@@ -75,7 +76,7 @@ func (db *DB) instancesAfter(ctx context.Context, after int64) ([]*stored, error
 
 // InstanceAttributes returns the attributes of an instance's own level
 // that the index keeps, as the instance's header carried them, or
-// ErrNotFound.
+// index.ErrNotFound.
 func (db *DB) InstanceAttributes(ctx context.Context, sopInstanceUID string) (*dicom.Dataset, error) {
 	sc := newScanned(instanceColumns)
 	var class string
@@ -95,44 +96,26 @@ func (db *DB) InstanceAttributes(ctx context.Context, sopInstanceUID string) (*d
 	return ds, nil
 }
 
-// Patient is a patient as the index keeps it.
-type Patient struct {
-	PatientID         string
-	IssuerOfPatientID string
-	// Attributes holds the patient's attributes, as the latest instance
-	// received carried them; absent and empty attributes are left out.
-	Attributes *dicom.Dataset
-	// Search holds, by tag, the values queries match against where they
-	// differ from Attributes: the normalized form of each PN attribute.
-	Search map[tag.Tag]string
-
-	NumberOfPatientRelatedStudies   int
-	NumberOfPatientRelatedSeries    int
-	NumberOfPatientRelatedInstances int
-	// UpdatedAt is when the row last changed, by the DB's clock.
-	UpdatedAt time.Time
-}
-
 // Patient returns the patient with the given Patient ID and Issuer of
-// Patient ID, or ErrNotFound. Patients without a Patient ID are found
+// Patient ID, or index.ErrNotFound. Patients without a Patient ID are found
 // through their study, with StudyPatient.
-func (db *DB) Patient(ctx context.Context, patientID, issuerOfPatientID string) (*Patient, error) {
+func (db *DB) Patient(ctx context.Context, patientID, issuerOfPatientID string) (*index.Patient, error) {
 	if patientID == "" {
-		return nil, fmt.Errorf("index: patient without a Patient ID: %w; look it up by study", ErrNotFound)
+		return nil, fmt.Errorf("index: patient without a Patient ID: %w; look it up by study", index.ErrNotFound)
 	}
 	return db.patient(ctx, `p.patient_id = ? AND p.issuer_of_patient_id = ? AND p.unidentified_study = ''`,
 		patientID+" (issuer "+issuerOfPatientID+")", patientID, issuerOfPatientID)
 }
 
-// StudyPatient returns the patient of a study, or ErrNotFound.
-func (db *DB) StudyPatient(ctx context.Context, studyInstanceUID string) (*Patient, error) {
+// StudyPatient returns the patient of a study, or index.ErrNotFound.
+func (db *DB) StudyPatient(ctx context.Context, studyInstanceUID string) (*index.Patient, error) {
 	return db.patient(ctx, `p.pk = (SELECT patient_fk FROM study WHERE study_instance_uid = ?)`,
 		"of study "+studyInstanceUID, studyInstanceUID)
 }
 
-func (db *DB) patient(ctx context.Context, where, key string, args ...any) (*Patient, error) {
+func (db *DB) patient(ctx context.Context, where, key string, args ...any) (*index.Patient, error) {
 	sc := newScanned(patientColumns)
-	var p Patient
+	var p index.Patient
 	var updated int64
 	err := db.queryRow(ctx, db.db, `SELECT p.number_of_patient_related_studies, p.number_of_patient_related_series,
 	p.number_of_patient_related_instances, p.updated_at, `+prefixed("p.", names(patientColumns, true))+`
@@ -151,33 +134,11 @@ FROM patient p WHERE `+where, args...).Scan(append([]any{
 	return &p, nil
 }
 
-// Study is a study as the index keeps it.
-type Study struct {
-	StudyInstanceUID string
-	// PatientID and IssuerOfPatientID identify the study's patient.
-	PatientID         string
-	IssuerOfPatientID string
-	// Attributes holds the study's attributes, as the latest instance
-	// received carried them; absent and empty attributes are left out.
-	// The patient's are in its Patient.
-	Attributes *dicom.Dataset
-	// Search holds, by tag, the normalized form of each PN attribute.
-	Search map[tag.Tag]string
-
-	// ModalitiesInStudy and SOPClassesInStudy are sorted.
-	ModalitiesInStudy             []string
-	SOPClassesInStudy             []string
-	NumberOfStudyRelatedSeries    int
-	NumberOfStudyRelatedInstances int
-	// UpdatedAt is when the row last changed, by the DB's clock.
-	UpdatedAt time.Time
-}
-
 // Study returns the study with the given Study Instance UID, or
-// ErrNotFound.
-func (db *DB) Study(ctx context.Context, studyInstanceUID string) (*Study, error) {
+// index.ErrNotFound.
+func (db *DB) Study(ctx context.Context, studyInstanceUID string) (*index.Study, error) {
 	sc := newScanned(studyColumns)
-	var s Study
+	var s index.Study
 	var modalities, classes string
 	var updated int64
 	err := db.queryRow(ctx, db.db, `SELECT p.patient_id, p.issuer_of_patient_id, st.modalities_in_study, st.sop_classes_in_study,
@@ -200,31 +161,11 @@ FROM study st JOIN patient p ON p.pk = st.patient_fk WHERE st.study_instance_uid
 	return &s, nil
 }
 
-// Series is a series as the index keeps it.
-type Series struct {
-	SeriesInstanceUID string
-	// StudyInstanceUID identifies the series' study.
-	StudyInstanceUID string
-	// Attributes holds the series' attributes, as the latest instance
-	// received carried them; absent and empty attributes are left out.
-	Attributes *dicom.Dataset
-	// Search holds, by tag, the values queries match against where they
-	// differ from Attributes: the normalized form of each PN attribute,
-	// and the Scheduled Procedure Step IDs and Requested Procedure IDs
-	// of every item of the Request Attributes Sequence, joined by
-	// backslashes.
-	Search map[tag.Tag]string
-
-	NumberOfSeriesRelatedInstances int
-	// UpdatedAt is when the row last changed, by the DB's clock.
-	UpdatedAt time.Time
-}
-
 // Series returns the series with the given Series Instance UID, or
-// ErrNotFound.
-func (db *DB) Series(ctx context.Context, seriesInstanceUID string) (*Series, error) {
+// index.ErrNotFound.
+func (db *DB) Series(ctx context.Context, seriesInstanceUID string) (*index.Series, error) {
 	sc := newScanned(seriesColumns)
-	var s Series
+	var s index.Series
 	var updated int64
 	err := db.queryRow(ctx, db.db, `SELECT st.study_instance_uid, se.number_of_series_related_instances, se.updated_at, `+
 		prefixed("se.", names(seriesColumns, true))+`
@@ -242,27 +183,22 @@ FROM series se JOIN study st ON st.pk = se.study_fk WHERE se.series_instance_uid
 	return &s, nil
 }
 
-// Counts are the numbers of rows at each level.
-type Counts struct {
-	Patients, Studies, Series, Instances int
-}
-
 // Counts returns how many patients, studies, series and instances the
 // index holds.
-func (db *DB) Counts(ctx context.Context) (Counts, error) {
-	var c Counts
+func (db *DB) Counts(ctx context.Context) (index.Counts, error) {
+	var c index.Counts
 	err := db.queryRow(ctx, db.db, `SELECT
 	(SELECT COUNT(*) FROM patient), (SELECT COUNT(*) FROM study),
 	(SELECT COUNT(*) FROM series), (SELECT COUNT(*) FROM instance)`).Scan(&c.Patients, &c.Studies, &c.Series, &c.Instances)
 	if err != nil {
-		return Counts{}, fmt.Errorf("index: count: %w", err)
+		return index.Counts{}, fmt.Errorf("index: count: %w", err)
 	}
 	return c, nil
 }
 
 func notFound(what, id string, err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
-		err = ErrNotFound
+		err = index.ErrNotFound
 	}
 	return fmt.Errorf("index: %s %s: %w", what, id, err)
 }
@@ -282,18 +218,22 @@ func split(v string) []string {
 	return strings.Split(v, `\`)
 }
 
-// Metadata returns the metadata document kept with an instance (see
-// Instance.Metadata). It returns an error wrapping ErrNotFound when the
-// instance has none, or is not indexed.
-func (db *DB) Metadata(ctx context.Context, sopInstanceUID string) ([]byte, error) {
+// Metadata returns the metadata document kept with the version of an
+// instance that in records (see index.Instance.Metadata): the document of
+// the instance with in's SOP Instance UID, if its record still names the
+// object in.Key. A document describes where things lie in one object, and
+// must never be paired with the bytes of another version. It returns an
+// error wrapping index.ErrNotFound when the instance has no document, is
+// not indexed, or is indexed with another object now.
+func (db *DB) Metadata(ctx context.Context, in *index.Instance) ([]byte, error) {
 	var doc []byte
 	err := db.queryRow(ctx, db.db, `SELECT m.document FROM instance_metadata m JOIN instance i ON i.pk = m.instance_fk
-WHERE i.sop_instance_uid = ?`, sopInstanceUID).Scan(&doc)
+WHERE i.sop_instance_uid = ? AND i.object_key = ?`, in.SOPInstanceUID, in.Key).Scan(&doc)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("index: metadata of %s: %w", sopInstanceUID, ErrNotFound)
+		return nil, fmt.Errorf("index: metadata of %s in %s: %w", in.SOPInstanceUID, in.Key, index.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("index: metadata of %s: %w", sopInstanceUID, err)
+		return nil, fmt.Errorf("index: metadata of %s: %w", in.SOPInstanceUID, err)
 	}
 	return doc, nil
 }

@@ -1,4 +1,4 @@
-package index
+package sqlindex
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package index
+package sqlindex
 
 import (
 	"slices"
@@ -133,5 +133,5 @@ func nameKeyTable(t *table) table {
 var instanceRecord = []string{
 	"series_fk", "sop_instance_uid", "sop_class_uid", "study_instance_uid", "series_instance_uid",
 	"object_key", "size", "sha256", "transfer_syntax_uid",
-	"calling_ae", "called_ae", "received_at", "indexed_at",
+	"calling_ae", "called_ae", "source", "principal", "received_at", "indexed_at",
 }
