@@ -17,12 +17,12 @@ import (
 // wrapping error says which and why.
 var ErrConfig = errors.New("route: invalid configuration")
 
-// Config is one route as the config file's "routes" holds it:
+// Spec is one route as the config file's "routes" holds it:
 //
 //	{"name": "ct-to-reporting",
 //	 "when": {"calling_ae": "CT01|CT02", "Modality": "CT|MR", "StudyDescription": "(?i)head"},
 //	 "to": ["REPORTING", "TRUSTB_WEB"], "delay": "30s", "window": "19:00-07:00", "priority": "normal"}
-type Config struct {
+type Spec struct {
 	Name string `json:"name"`
 	// When maps a fact to a Go regular expression it must match: every
 	// one must hold. The facts are calling_ae, called_ae, source (dimse,
@@ -144,7 +144,7 @@ type Rules struct {
 // destination (named "forward DEST", sending every instance at once).
 // known reports whether a destination is configured; loc is the zone of
 // the windows (time.Local when nil).
-func Compile(cfgs []Config, forward []string, known func(string) bool, loc *time.Location) (*Rules, error) {
+func Compile(cfgs []Spec, forward []string, known func(string) bool, loc *time.Location) (*Rules, error) {
 	if loc == nil {
 		loc = time.Local
 	}
@@ -173,7 +173,7 @@ func Compile(cfgs []Config, forward []string, known func(string) bool, loc *time
 	return rs, nil
 }
 
-func compile(c Config, known func(string) bool, loc *time.Location) (*Route, error) {
+func compile(c Spec, known func(string) bool, loc *time.Location) (*Route, error) {
 	if strings.TrimSpace(c.Name) == "" {
 		return nil, errors.New("no name")
 	}

@@ -1,0 +1,321 @@
+package route
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/tag"
+	"github.com/pacsd/pacsd/dimse"
+	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/storage"
+)
+
+// Objects opens the stored objects of archived instances.
+type Objects interface {
+	// Open opens the object of in: a Part-10 file as received.
+	Open(ctx context.Context, in *index.Instance) (storage.Object, error)
+}
+
+// Web sends to a DICOMweb server by STOW-RS: the study's objects, as
+// archived, in multipart/related requests of at most MaxBatchBytes.
+type Web struct {
+	// Name is the destination's name, for errors.
+	Name string
+	// URL is the server's DICOMweb root, such as
+	// https://pacs.example/dicom-web.
+	URL string
+	// Token, when not empty, is sent as a bearer token. It never
+	// appears in errors or logs.
+	Token   string
+	Client  *http.Client
+	Objects Objects
+	// MaxBatchBytes bounds a request's objects (default 64 MiB); an
+	// object larger goes alone.
+	MaxBatchBytes int64
+	Limiter       *Limiter
+	// Verify counts the study's instances at the server (QIDO-RS)
+	// after sending, and reports them sent only if it holds at least as
+	// many as it was sent.
+	Verify bool
+	Logger *slog.Logger
+}
+
+var _ Sender = (*Web)(nil)
+
+func (w *Web) client() *http.Client {
+	if w.Client != nil {
+		return w.Client
+	}
+	return http.DefaultClient
+}
+
+// Address returns the URL without credentials, to show.
+func (w *Web) Address() string {
+	u, err := url.Parse(w.URL)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User = nil
+	u.RawQuery = ""
+	return u.String()
+}
+
+// Send implements Sender.
+func (w *Web) Send(ctx context.Context, s *Shipment) error {
+	limit := w.MaxBatchBytes
+	if limit <= 0 {
+		limit = 64 << 20
+	}
+	var stored []*index.Instance
+	var failed int
+	for start := 0; start < len(s.Instances); {
+		end, size := start, int64(0)
+		for end < len(s.Instances) && (end == start || size+s.Instances[end].Size <= limit) {
+			size += s.Instances[end].Size
+			end++
+		}
+		ok, nfailed, err := w.post(ctx, s, s.Instances[start:end])
+		if err != nil {
+			return err
+		}
+		stored = append(stored, ok...)
+		failed += nfailed
+		start = end
+	}
+	if w.Verify && len(stored) > 0 {
+		n, err := w.count(ctx, s.Study)
+		if err != nil {
+			return err
+		}
+		if err := confirmCount(s, stored, n, w.Name); err != nil {
+			return err
+		}
+	} else {
+		for _, in := range stored {
+			s.Report(in.SOPInstanceUID, "")
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("route: %d of %d instances not stored at %s", failed, len(s.Instances), w.Name)
+	}
+	return nil
+}
+
+func (w *Web) log() *slog.Logger {
+	if w.Logger != nil {
+		return w.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (w *Web) request(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(w.URL, "/")+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("route: %s: %w", w.Name, err)
+	}
+	if w.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+w.Token)
+	}
+	return req, nil
+}
+
+// post sends one batch and sorts its instances: those stored, those
+// refused for good (reported at once), and a count of those that failed
+// otherwise. The error is for a batch that failed whole.
+func (w *Web) post(ctx context.Context, s *Shipment, batch []*index.Instance) (stored []*index.Instance, failed int, err error) {
+	var rb [12]byte
+	rand.Read(rb[:])
+	boundary := "pacsd-" + hex.EncodeToString(rb[:])
+	pr, pw := io.Pipe()
+	writeErr := make(chan error, 1)
+	go func() {
+		writeErr <- w.writeBody(ctx, pw, boundary, batch)
+	}()
+	req, err := w.request(ctx, http.MethodPost, "/studies/"+s.Study, pr)
+	if err != nil {
+		pr.Close()
+		<-writeErr
+		return nil, 0, err
+	}
+	req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+boundary)
+	req.Header.Set("Accept", "application/dicom+json")
+	resp, err := w.client().Do(req)
+	pr.CloseWithError(errors.New("request ended")) // stops the writer if the server answered early
+	werr := <-writeErr
+	if errors.Is(werr, errOpen) {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return nil, 0, werr
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, 0, ctx.Err()
+		}
+		return nil, 0, fmt.Errorf("%w: %s: STOW-RS: %v", ErrUnreachable, w.Name, redact(err, w.Token))
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusAccepted, http.StatusConflict:
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return nil, 0, fmt.Errorf("%w: %s: STOW-RS answered %s: %s", ErrUnreachable, w.Name, resp.Status, snippet(body))
+	default:
+		if resp.StatusCode >= 500 {
+			return nil, 0, fmt.Errorf("%w: %s: STOW-RS answered %s: %s", ErrUnreachable, w.Name, resp.Status, snippet(body))
+		}
+		return nil, 0, fmt.Errorf("route: %s: STOW-RS answered %s: %s", w.Name, resp.Status, snippet(body))
+	}
+	res, perr := parseStowResponse(body)
+	if perr != nil && resp.StatusCode != http.StatusOK {
+		return nil, 0, fmt.Errorf("route: %s: STOW-RS answered %s with a body that is not DICOM JSON: %v", w.Name, resp.Status, perr)
+	}
+	for _, in := range batch {
+		reason, isFailed := res.failed[in.SOPInstanceUID]
+		switch {
+		case isFailed && Refused(dimse.Status(reason)):
+			s.Report(in.SOPInstanceUID, fmt.Sprintf("STOW-RS FailureReason 0x%04X", reason))
+		case isFailed:
+			failed++
+			w.log().Warn("instance not stored; will retry", "destination", w.Name, "sop_instance_uid", in.SOPInstanceUID, "failure_reason", fmt.Sprintf("0x%04X", reason))
+		case res.stored[in.SOPInstanceUID] || resp.StatusCode == http.StatusOK:
+			stored = append(stored, in)
+		default:
+			failed++
+			w.log().Warn("instance neither stored nor failed in the STOW-RS response; will retry", "destination", w.Name, "sop_instance_uid", in.SOPInstanceUID, "status", resp.StatusCode)
+		}
+	}
+	return stored, failed, nil
+}
+
+// writeBody writes the multipart/related body of a batch.
+func (w *Web) writeBody(ctx context.Context, pw *io.PipeWriter, boundary string, batch []*index.Instance) error {
+	mw := multipart.NewWriter(pw)
+	if err := mw.SetBoundary(boundary); err != nil {
+		pw.CloseWithError(err)
+		return err
+	}
+	for _, in := range batch {
+		obj, err := w.Objects.Open(ctx, in)
+		if err != nil {
+			err = fmt.Errorf("%w: %s: %v", errOpen, in.SOPInstanceUID, err)
+			pw.CloseWithError(err)
+			return err
+		}
+		part, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
+		if err == nil {
+			_, err = io.Copy(part, w.Limiter.Reader(ctx, obj))
+		}
+		obj.Close()
+		if err != nil {
+			pw.CloseWithError(err)
+			return err
+		}
+	}
+	err := mw.Close()
+	pw.CloseWithError(err)
+	return err
+}
+
+// stowResult is what a STOW-RS response says of each instance.
+type stowResult struct {
+	stored map[string]bool
+	failed map[string]uint16 // FailureReason
+}
+
+func parseStowResponse(body []byte) (stowResult, error) {
+	res := stowResult{stored: map[string]bool{}, failed: map[string]uint16{}}
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return res, errors.New("empty body")
+	}
+	// Some servers answer an array of one object.
+	if body[0] == '[' {
+		var arr []json.RawMessage
+		if err := json.Unmarshal(body, &arr); err != nil || len(arr) == 0 {
+			return res, fmt.Errorf("route: STOW-RS response: %v", err)
+		}
+		body = arr[0]
+	}
+	ds, err := dicom.ParseJSON(body)
+	if err != nil {
+		return res, err
+	}
+	for _, it := range ds.Items(tag.ReferencedSOPSequence) {
+		res.stored[it.First(tag.ReferencedSOPInstanceUID)] = true
+	}
+	for _, it := range ds.Items(tag.FailedSOPSequence) {
+		v, _ := strconv.ParseUint(it.First(tag.FailureReason), 10, 16)
+		res.failed[it.First(tag.ReferencedSOPInstanceUID)] = uint16(v)
+	}
+	return res, nil
+}
+
+// count asks the server how many instances of study it holds.
+func (w *Web) count(ctx context.Context, study string) (int, error) {
+	req, err := w.request(ctx, http.MethodGet, "/studies?StudyInstanceUID="+url.QueryEscape(study)+"&includefield=00201208", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Accept", "application/dicom+json")
+	resp, err := w.client().Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: QIDO-RS: %v", ErrUnreachable, w.Name, redact(err, w.Token))
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch {
+	case resp.StatusCode == http.StatusNoContent:
+		return -1, nil
+	case resp.StatusCode != http.StatusOK:
+		return 0, fmt.Errorf("route: verify at %s: QIDO-RS answered %s: %s", w.Name, resp.Status, snippet(body))
+	}
+	var arr []json.RawMessage
+	if err := json.Unmarshal(body, &arr); err != nil {
+		return 0, fmt.Errorf("route: verify at %s: QIDO-RS response: %w", w.Name, err)
+	}
+	n := -1
+	for _, raw := range arr {
+		ds, err := dicom.ParseJSON(raw)
+		if err != nil {
+			return 0, fmt.Errorf("route: verify at %s: %w", w.Name, err)
+		}
+		if v, err := strconv.Atoi(ds.First(tag.NumberOfStudyRelatedInstances)); err == nil {
+			n = max(n, v)
+		}
+	}
+	return n, nil
+}
+
+// snippet is the start of an error body, for a message.
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+// redact removes a token from an error's text, should a URL or a server
+// have echoed it.
+func redact(err error, token string) string {
+	s := err.Error()
+	if token != "" {
+		s = strings.ReplaceAll(s, token, "REDACTED")
+	}
+	return s
+}
