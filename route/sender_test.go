@@ -1,0 +1,193 @@
+package route_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pacsd/pacsd/dimse"
+	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/route"
+)
+
+// statusStore answers each C-STORE with the status set for its instance.
+type statusStore struct {
+	mu       sync.Mutex
+	statuses map[string]dimse.Status
+	got      []string
+}
+
+func (s *statusStore) Store(ctx context.Context, a *dimse.Association, req *dimse.StoreRequest) error {
+	io.Copy(io.Discard, req.Dataset)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, req.SOPInstanceUID)
+	if st := s.statuses[req.SOPInstanceUID]; st != 0 {
+		return &dimse.StatusError{Status: st, Comment: "test"}
+	}
+	return nil
+}
+
+type reports struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (r *reports) shipment(ins []*index.Instance) *route.Shipment {
+	r.m = map[string]string{}
+	return &route.Shipment{Study: ins[0].StudyInstanceUID, Instances: ins, Report: func(sop, why string) {
+		r.mu.Lock()
+		r.m[sop] = why
+		r.mu.Unlock()
+	}}
+}
+
+// TestDIMSEStatuses: an instance refused with 0xA9xx or 0xCxxx is
+// reported refused, one that failed otherwise is not reported and fails
+// the send, not as the destination's fault; the others are sent.
+func TestDIMSEStatuses(t *testing.T) {
+	arch := newTestArchive(t)
+	ins := arch.storeSeries(t, 5, 4<<10)
+	store := &statusStore{statuses: map[string]dimse.Status{
+		ins[1].SOPInstanceUID: dimse.StatusDataSetMismatch,
+		ins[2].SOPInstanceUID: dimse.StatusCannotUnderstand,
+		ins[3].SOPInstanceUID: dimse.StatusOutOfResources,
+	}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dimse.Server{AETitle: "DEST", Store: store}
+	go srv.Serve(l)
+	defer srv.Close()
+	r := &reports{}
+	s := r.shipment(ins)
+	err = (&route.DIMSE{CallingAE: "PACSD", CalledAE: "DEST", Addr: l.Addr().String(), Datasets: arch}).Send(t.Context(), s)
+	if err == nil || errors.Is(err, route.ErrUnreachable) || !strings.Contains(err.Error(), "1 of 5") {
+		t.Errorf("Send: %v, want 1 of 5 not stored", err)
+	}
+	if len(store.got) != 5 {
+		t.Errorf("%d C-STOREs, want 5", len(store.got))
+	}
+	want := map[string]string{ins[0].SOPInstanceUID: "", ins[4].SOPInstanceUID: ""}
+	for k, v := range want {
+		if got, ok := r.m[k]; !ok || got != v {
+			t.Errorf("%s: %q %v", k, got, ok)
+		}
+	}
+	for _, i := range []int{1, 2} {
+		if why := r.m[ins[i].SOPInstanceUID]; !strings.Contains(why, "0x") {
+			t.Errorf("instance %d: %q, want refused with the status", i, why)
+		}
+	}
+	if _, ok := r.m[ins[3].SOPInstanceUID]; ok {
+		t.Error("an instance that failed with 0xA700 was reported")
+	}
+
+	// Nothing listening: the destination is unreachable.
+	addr := l.Addr().String()
+	srv.Close()
+	if err := (&route.DIMSE{CallingAE: "PACSD", CalledAE: "DEST", Addr: addr, Datasets: arch}).Send(t.Context(), r.shipment(ins)); !errors.Is(err, route.ErrUnreachable) {
+		t.Errorf("Send to a closed port: %v, want ErrUnreachable", err)
+	}
+}
+
+// TestWebResponses: STOW-RS batches respect MaxBatchBytes, carry the
+// token, and the answer sorts the instances; server failures and
+// refused credentials make the destination unreachable.
+func TestWebResponses(t *testing.T) {
+	arch := newTestArchive(t)
+	ins := arch.storeSeries(t, 6, 8<<10)
+	var mu sync.Mutex
+	var batches []int
+	seen := 0 // parts received in earlier batches
+	status := http.StatusAccepted
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer s3cret" {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
+		if status >= 500 {
+			http.Error(w, "down", status)
+			return
+		}
+		_, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		mr := multipart.NewReader(r.Body, params["boundary"])
+		var failed, ok []string
+		n := 0
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				break
+			}
+			io.Copy(io.Discard, p)
+			mu.Lock()
+			sop := ins[seen+n].SOPInstanceUID
+			mu.Unlock()
+			n++
+			switch sop {
+			case ins[1].SOPInstanceUID:
+				failed = append(failed, fmt.Sprintf(`{"00081155":{"vr":"UI","Value":["%s"]},"00081197":{"vr":"US","Value":[43264]}}`, sop))
+			case ins[4].SOPInstanceUID:
+				failed = append(failed, fmt.Sprintf(`{"00081155":{"vr":"UI","Value":["%s"]},"00081197":{"vr":"US","Value":[272]}}`, sop))
+			default:
+				ok = append(ok, fmt.Sprintf(`{"00081155":{"vr":"UI","Value":["%s"]}}`, sop))
+			}
+		}
+		mu.Lock()
+		batches = append(batches, n)
+		seen += n
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/dicom+json")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"00081198":{"vr":"SQ","Value":[%s]},"00081199":{"vr":"SQ","Value":[%s]}}`, strings.Join(failed, ","), strings.Join(ok, ","))
+	}))
+	defer srv.Close()
+	r := &reports{}
+	web := &route.Web{Name: "W", URL: srv.URL, Token: "s3cret", Objects: arch, MaxBatchBytes: 2*ins[0].Size + 1}
+	err := web.Send(t.Context(), r.shipment(ins))
+	if err == nil || errors.Is(err, route.ErrUnreachable) || !strings.Contains(err.Error(), "1 of 6") {
+		t.Errorf("Send: %v, want 1 of 6 not stored", err)
+	}
+	if fmt.Sprint(batches) != "[2 2 2]" {
+		t.Errorf("batches %v, want [2 2 2]", batches)
+	}
+	if why := r.m[ins[1].SOPInstanceUID]; !strings.Contains(why, "0xA900") {
+		t.Errorf("refused instance: %q", why)
+	}
+	if _, ok := r.m[ins[4].SOPInstanceUID]; ok {
+		t.Error("an instance failed with 0x0110 was reported")
+	}
+	for _, i := range []int{0, 2, 3, 5} {
+		if why, ok := r.m[ins[i].SOPInstanceUID]; !ok || why != "" {
+			t.Errorf("instance %d: %q %v", i, why, ok)
+		}
+	}
+
+	for _, tc := range []struct {
+		name   string
+		token  string
+		status int
+	}{{"bad token", "wrong", 0}, {"server error", "s3cret", http.StatusServiceUnavailable}} {
+		mu.Lock()
+		batches, status, seen = nil, tc.status, 0
+		mu.Unlock()
+		web := &route.Web{Name: "W", URL: srv.URL, Token: tc.token, Objects: arch}
+		err := web.Send(t.Context(), r.shipment(ins))
+		if !errors.Is(err, route.ErrUnreachable) {
+			t.Errorf("%s: %v, want ErrUnreachable", tc.name, err)
+		}
+		if err != nil && strings.Contains(err.Error(), tc.token) {
+			t.Errorf("%s: the token is in the error: %v", tc.name, err)
+		}
+	}
+}
