@@ -243,6 +243,11 @@ func (d *DIMSE) store(ctx context.Context, a *dimse.Association, in *index.Insta
 	if target == "" {
 		return fmt.Errorf("%w (%s in %s)", errNoContext, uid.Name(in.SOPClassUID), uid.Name(in.TransferSyntaxUID))
 	}
+	// A destination that stops reading, or never answers, would hold
+	// the worker for ever: the send of one instance is bounded by a
+	// time that a link of 2 Mbit/s would meet.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(in.Size/(256<<10))*time.Second)
+	defer cancel()
 	_, data, err := d.Datasets.OpenDataset(ctx, in, target)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errOpen, err)

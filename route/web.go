@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
@@ -40,7 +42,9 @@ type Web struct {
 	URL string
 	// Token, when not empty, is sent as a bearer token. It never
 	// appears in errors or logs.
-	Token   string
+	Token string
+	// Client sends the requests; by default one of the Web's own, with
+	// a timeout on the server's answer. A Web must not be copied.
 	Client  *http.Client
 	Objects Objects
 	// MaxBatchBytes bounds a request's objects (default 64 MiB); an
@@ -52,6 +56,9 @@ type Web struct {
 	// many as it was sent.
 	Verify bool
 	Logger *slog.Logger
+
+	once sync.Once
+	own  *http.Client // when Client is nil
 }
 
 var _ Sender = (*Web)(nil)
@@ -60,7 +67,19 @@ func (w *Web) client() *http.Client {
 	if w.Client != nil {
 		return w.Client
 	}
-	return http.DefaultClient
+	w.once.Do(func() {
+		// Give up on a server that sends no answer for ten minutes
+		// after a request's last byte; a request's body may take
+		// longer.
+		w.own = &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			ResponseHeaderTimeout: 10 * time.Minute,
+			TLSHandshakeTimeout:   30 * time.Second,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConnsPerHost:   4,
+		}}
+	})
+	return w.own
 }
 
 // Address returns the URL without credentials, to show.
