@@ -1,0 +1,100 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/route"
+)
+
+// Index is what the API reads of the index.
+type Index interface {
+	FindInstances(ctx context.Context, q *index.Query) iter.Seq2[*index.Instance, error]
+	StudyPatient(ctx context.Context, studyInstanceUID string) (*index.Patient, error)
+}
+
+// Destination describes a configured forwarding destination.
+type Destination struct {
+	Name string
+	// Kind is "dimse" or "dicomweb".
+	Kind string
+	// Address is where it is, without credentials.
+	Address string
+}
+
+// Server serves the API. Set its fields before Register.
+type Server struct {
+	Queue        route.Queue
+	Index        Index
+	Destinations []Destination
+	// Wake, if set, is told the destinations a send queued tasks for.
+	Wake   func(destinations ...string)
+	Logger *slog.Logger
+}
+
+// Register adds the API's routes to e.
+func (s *Server) Register(e *echo.Echo) {
+	g := e.Group("/api")
+	g.GET("/queue", s.handle(s.getQueue))
+	g.GET("/queue/:dest/tasks", s.handle(s.getTasks))
+	g.POST("/queue/:dest/retry", s.handle(s.postRetry))
+	g.DELETE("/queue/:dest/tasks/:study", s.handle(s.deleteTask))
+	g.POST("/studies/:study/send", s.handle(s.postSend))
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// httpError is an error with the HTTP status it answers.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(status int, msg string) error { return &httpError{status, msg} }
+
+// handle wraps a handler with the mapping of its error onto a status and
+// a JSON body.
+func (s *Server) handle(h func(c echo.Context) error) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := h(c)
+		if err == nil {
+			return nil
+		}
+		var he *httpError
+		status := http.StatusInternalServerError
+		msg := "internal error; see the server's log"
+		switch {
+		case errors.As(err, &he):
+			status, msg = he.status, he.msg
+		case errors.Is(err, route.ErrNoTask), errors.Is(err, route.ErrNoInstances), errors.Is(err, index.ErrNotFound):
+			status, msg = http.StatusNotFound, err.Error()
+		case errors.Is(err, context.Canceled):
+			return nil // the client went away
+		default:
+			s.log().Error("API request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
+		}
+		return c.JSON(status, map[string]string{"error": msg})
+	}
+}
+
+func (s *Server) destination(name string) (Destination, bool) {
+	for _, d := range s.Destinations {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Destination{}, false
+}
