@@ -130,6 +130,7 @@ type commands struct {
 	Verify   verifyCommand   `cmd:"" help:"Compare the index with storage; exit 1 on any difference."`
 	Audit    auditCommand    `cmd:"" help:"List the audit trail's records, or check its hash chain (audit verify)."`
 	Token    tokenCommand    `cmd:"" help:"Manage the machine tokens of --http-auth token."`
+	Routes   routesCommand   `cmd:"" help:"Check the forwarding rules."`
 	Version  versionCommand  `cmd:"" help:"Print pacsd's version."`
 }
 
