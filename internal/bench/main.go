@@ -58,6 +58,7 @@ type options struct {
 	skipFind          bool
 	skipMove          bool
 	skipWeb           bool
+	skipForward       bool
 	skipS3            bool
 	skipCodec         bool
 	skipSecurity      bool
@@ -86,6 +87,7 @@ func main() {
 	flag.BoolVar(&o.skipBig, "skip-big", false, "leave out the memory measurement with one large instance")
 	flag.BoolVar(&o.skipFind, "skip-find", false, "leave out the C-FIND latency measurement")
 	flag.BoolVar(&o.skipMove, "skip-move", false, "leave out the C-MOVE throughput measurement")
+	flag.BoolVar(&o.skipForward, "skip-forward", false, "leave out the forwarding measurements (throughput and latency of --forward, the queue at 100,000 tasks)")
 	flag.BoolVar(&o.skipWeb, "skip-web", false, "leave out the DICOMweb measurements (STOW-RS, QIDO-RS, WADO-RS)")
 	flag.DurationVar(&o.s3Latency, "s3-latency", 10*time.Millisecond, "latency added to every request to MinIO, as S3 across a network has")
 	flag.BoolVar(&o.skipS3, "skip-s3", false, "leave pacsd on S3 (MinIO, ack=direct and ack=spool) out of the C-STORE measurement")
@@ -189,7 +191,7 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	start := time.Now()
 	var files []dcmgen.File
 	corpus := filepath.Join(tmp, "series")
-	if !o.skipStore || !o.skipBig || !o.skipMove || web || !o.skipSecurity {
+	if !o.skipStore || !o.skipBig || !o.skipMove || web || !o.skipSecurity || !o.skipForward {
 		logf("writing %d instances of %s", o.instances, o.size)
 		if err := os.Mkdir(corpus, 0o755); err != nil {
 			return err
@@ -249,6 +251,11 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 			return err
 		}
 		r.elapsedWeb += time.Since(t)
+	}
+	if !o.skipForward {
+		if r.forward, err = measureForward(ctx, o, bin, tmp, corpus, files, logf); err != nil {
+			return err
+		}
 	}
 	r.elapsed = time.Since(start)
 	r.load[1] = loadAverage()
@@ -581,6 +588,7 @@ type report struct {
 	moves       []moveResult
 	web         *webResult
 	security    *securityResult
+	forward     *forwardResult
 	versions    versions
 	// drains are the times spooled peers took to upload everything
 	// after storescu ended, by peer.
@@ -664,6 +672,7 @@ func (r *report) print(w io.Writer) {
 	r.printMove(w)
 	r.printWeb(w)
 	r.printSecurity(w)
+	r.forward.print(w, o, o.instances)
 	var parts []string
 	findPart := "C-FIND with loading"
 	if r.find == nil {
