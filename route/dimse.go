@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/pacsd/pacsd/dicom"
@@ -51,7 +52,21 @@ type DIMSE struct {
 	// destination with a C-FIND after sending, and reports them sent
 	// only if it has at least as many as it was sent.
 	Verify bool
-	Logger *slog.Logger
+	// KeepOpen is how long an association stays open after a send, for
+	// the next one to use (default 5 s; negative: released at once). A
+	// study that arrives one instance at a time is then forwarded on one
+	// association rather than one per instance.
+	KeepOpen time.Duration
+	Logger   *slog.Logger
+
+	mu   sync.Mutex
+	idle []*idleAssociation
+}
+
+// idleAssociation is an association kept open between sends.
+type idleAssociation struct {
+	a     *dimse.Association
+	timer *time.Timer
 }
 
 var _ Sender = (*DIMSE)(nil)
@@ -149,22 +164,28 @@ func (d *DIMSE) Send(ctx context.Context, s *Shipment) error {
 	if len(s.Instances) == 0 {
 		return nil
 	}
-	dl := &dimse.Dialer{CallingAE: d.CallingAE, CalledAE: d.CalledAE, Proposals: d.proposals(s.Instances), Logger: d.log()}
-	if d.Commit {
-		dl.CommitResult = d.Commitments
-	}
-	a, err := d.dial(ctx, dl)
-	if err != nil {
-		return fmt.Errorf("%w: %s at %s: %v", ErrUnreachable, d.CalledAE, d.Addr, err)
+	a := d.reuse(s.Instances)
+	if a == nil {
+		dl := &dimse.Dialer{CallingAE: d.CallingAE, CalledAE: d.CalledAE, Proposals: d.proposals(s.Instances), Logger: d.log()}
+		if d.Commit {
+			dl.CommitResult = d.Commitments
+		}
+		var err error
+		if a, err = d.dial(ctx, dl); err != nil {
+			return fmt.Errorf("%w: %s at %s: %v", ErrUnreachable, d.CalledAE, d.Addr, err)
+		}
 	}
 	defer func() {
+		select {
+		case <-a.Done():
+			return
+		default:
+		}
 		if ctx.Err() != nil {
 			a.Abort()
 			return
 		}
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		a.Release(rctx)
+		d.keep(a)
 	}()
 
 	confirm := d.Commit || d.Verify
@@ -224,22 +245,85 @@ var (
 	errOpen      = errors.New("route: instance cannot be read")
 )
 
-// store sends one instance: in its stored syntax if the destination
-// accepted it, or converted to one it accepted.
-func (d *DIMSE) store(ctx context.Context, a *dimse.Association, in *index.Instance, prio Priority) error {
+// target returns the transfer syntax to send in in on a: the stored one
+// if the destination accepted it, else one it accepted that in can be
+// converted to, else "".
+func (d *DIMSE) target(a *dimse.Association, in *index.Instance) string {
 	target := ""
 	for _, pc := range a.Contexts() {
 		if !pc.Accepted() || pc.AbstractSyntax != in.SOPClassUID {
 			continue
 		}
 		if pc.TransferSyntax == in.TransferSyntaxUID {
-			target = pc.TransferSyntax
-			break
+			return pc.TransferSyntax
 		}
 		if target == "" && d.convertible(in.TransferSyntaxUID, pc.TransferSyntax) {
 			target = pc.TransferSyntax
 		}
 	}
+	return target
+}
+
+// reuse returns an idle association that can carry every instance of
+// ins, or nil.
+func (d *DIMSE) reuse(ins []*index.Instance) *dimse.Association {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := len(d.idle) - 1; i >= 0; i-- {
+		ia := d.idle[i]
+		select {
+		case <-ia.a.Done():
+			ia.timer.Stop()
+			d.idle = slices.Delete(d.idle, i, i+1)
+			continue
+		default:
+		}
+		if slices.ContainsFunc(ins, func(in *index.Instance) bool { return d.target(ia.a, in) == "" }) {
+			continue
+		}
+		ia.timer.Stop()
+		d.idle = slices.Delete(d.idle, i, i+1)
+		return ia.a
+	}
+	return nil
+}
+
+// keep keeps a for the next send, for KeepOpen, or releases it.
+func (d *DIMSE) keep(a *dimse.Association) {
+	release := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.Release(ctx)
+	}
+	wait := d.KeepOpen
+	if wait == 0 {
+		wait = 5 * time.Second
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if wait < 0 || len(d.idle) >= 4 {
+		go release()
+		return
+	}
+	ia := &idleAssociation{a: a}
+	ia.timer = time.AfterFunc(wait, func() {
+		d.mu.Lock()
+		i := slices.Index(d.idle, ia)
+		if i >= 0 {
+			d.idle = slices.Delete(d.idle, i, i+1)
+		}
+		d.mu.Unlock()
+		if i >= 0 {
+			release()
+		}
+	})
+	d.idle = append(d.idle, ia)
+}
+
+// store sends one instance: in its stored syntax if the destination
+// accepted it, or converted to one it accepted.
+func (d *DIMSE) store(ctx context.Context, a *dimse.Association, in *index.Instance, prio Priority) error {
+	target := d.target(a, in)
 	if target == "" {
 		return fmt.Errorf("%w (%s in %s)", errNoContext, uid.Name(in.SOPClassUID), uid.Name(in.TransferSyntaxUID))
 	}

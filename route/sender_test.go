@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pacsd/pacsd/dimse"
 	"github.com/pacsd/pacsd/index"
@@ -75,9 +76,11 @@ func TestDIMSEStatuses(t *testing.T) {
 	if err == nil || errors.Is(err, route.ErrUnreachable) || !strings.Contains(err.Error(), "1 of 5") {
 		t.Errorf("Send: %v, want 1 of 5 not stored", err)
 	}
+	store.mu.Lock()
 	if len(store.got) != 5 {
 		t.Errorf("%d C-STOREs, want 5", len(store.got))
 	}
+	store.mu.Unlock()
 	want := map[string]string{ins[0].SOPInstanceUID: "", ins[4].SOPInstanceUID: ""}
 	for k, v := range want {
 		if got, ok := r.m[k]; !ok || got != v {
@@ -189,5 +192,51 @@ func TestWebResponses(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), tc.token) {
 			t.Errorf("%s: the token is in the error: %v", tc.name, err)
 		}
+	}
+}
+
+// assocStore records the associations C-STOREs come on.
+type assocStore struct {
+	mu     sync.Mutex
+	assocs map[*dimse.Association]int
+}
+
+func (s *assocStore) Store(ctx context.Context, a *dimse.Association, req *dimse.StoreRequest) error {
+	io.Copy(io.Discard, req.Dataset)
+	s.mu.Lock()
+	s.assocs[a]++
+	s.mu.Unlock()
+	return nil
+}
+
+// TestDIMSEKeepOpen: sends that follow each other share an association
+// unless KeepOpen says not to.
+func TestDIMSEKeepOpen(t *testing.T) {
+	arch := newTestArchive(t)
+	ins := arch.storeSeries(t, 3, 4<<10)
+	for _, tc := range []struct {
+		keep time.Duration
+		want int
+	}{{0, 1}, {-1, 3}} {
+		store := &assocStore{assocs: map[*dimse.Association]int{}}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &dimse.Server{AETitle: "DEST", Store: store}
+		go srv.Serve(l)
+		d := &route.DIMSE{CallingAE: "PACSD", CalledAE: "DEST", Addr: l.Addr().String(), Datasets: arch, KeepOpen: tc.keep}
+		r := &reports{}
+		for _, in := range ins {
+			if err := d.Send(t.Context(), r.shipment([]*index.Instance{in})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		store.mu.Lock()
+		if len(store.assocs) != tc.want {
+			t.Errorf("KeepOpen %v: %d associations for 3 sends, want %d", tc.keep, len(store.assocs), tc.want)
+		}
+		store.mu.Unlock()
+		srv.Close()
 	}
 }
