@@ -47,7 +47,7 @@ const forwardDestination = "FWDSCP"
 // forwardRun is one store of the series, directly or through pacsd.
 type forwardRun struct {
 	round int
-	via   string // "direct" or "pacsd"
+	via   string // "direct", "pacsd" or "intake"
 	wall  time.Duration
 }
 
@@ -61,7 +61,7 @@ type forwardResult struct {
 func measureForward(ctx context.Context, o options, bin, tmp, corpus string, files []dcmgen.File, logf func(string, ...any)) (*forwardResult, error) {
 	r := &forwardResult{}
 	for round := range o.rounds {
-		order := []string{"direct", "pacsd"}
+		order := []string{"direct", "pacsd", "intake"}
 		if round%2 == 1 {
 			slices.Reverse(order)
 		}
@@ -85,7 +85,9 @@ func measureForward(ctx context.Context, o options, bin, tmp, corpus string, fil
 
 // forwardOnce stores the series with storescu into a fresh storescp,
 // directly or through a fresh pacsd forwarding to it, and returns the
-// time until storescp holds all n instances.
+// time until storescp holds all n instances; for "intake", into a fresh
+// pacsd that forwards nothing, and returns storescu's time: what pacsd's
+// own C-STORE costs, which bounds the rate through it.
 func forwardOnce(ctx context.Context, bin, dir, via, corpus string, n int) (wall time.Duration, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, err
@@ -105,6 +107,20 @@ func forwardOnce(ctx context.Context, bin, dir, via, corpus string, n int) (wall
 		}
 	}()
 	target := &server{aet: scp.AET, host: "127.0.0.1", port: scp.Port, pid: scp.Process().PID()}
+	if via == "intake" {
+		s, err := startPacsd(ctx, bin, dir, nil)
+		if err != nil {
+			return 0, err
+		}
+		defer func() {
+			if serr := s.stop(); serr != nil && err == nil && ctx.Err() == nil {
+				err = serr
+			}
+		}()
+		syscall.Sync()
+		res, err := send(ctx, s, true, corpus)
+		return res.wall, err
+	}
 	if via == "pacsd" {
 		pdir := filepath.Join(dir, "pacsd")
 		if err := os.Mkdir(pdir, 0o755); err != nil {
@@ -300,11 +316,13 @@ func (r *forwardResult) print(w io.Writer, o options, n int) {
 	p("          directly into a fresh storescp (%s), or into a fresh pacsd serve --forward %s that forwards", forwardDestination, forwardDestination)
 	p("          each instance as it is stored to a fresh storescp; the figure is the time from storescu's start")
 	p("          until storescp's directory holds every instance (storescp writes a file before it answers)")
-	p("rounds    %d, direct and through pacsd in turn, the order swapped every round", o.rounds)
+	p("          intake is storescu's time into a fresh pacsd that forwards nothing: pacsd's own C-STORE, which")
+	p("          fsyncs each object and commits its index row before it answers, bounds the rate through it")
+	p("rounds    %d, direct, through pacsd and intake in turn, the order reversed every other round", o.rounds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "via\tinstances/s\tmin\tmax\t")
 	med := map[string]float64{}
-	for _, via := range []string{"direct", "pacsd"} {
+	for _, via := range []string{"direct", "pacsd", "intake"} {
 		var rates []float64
 		for _, run := range r.runs {
 			if run.via == via {
@@ -317,6 +335,7 @@ func (r *forwardResult) print(w io.Writer, o options, n int) {
 	tw.Flush()
 	ratio := med["pacsd"] / med["direct"]
 	p("ratio of medians  through pacsd / direct  %5.2f   target ≥ %.1f  %s", ratio, targetForwardVsDirect, verdict(ratio >= targetForwardVsDirect))
+	p("ratio of medians  through pacsd / pacsd's C-STORE alone (intake: storescu into a pacsd that forwards nothing)  %5.2f", med["pacsd"]/med["intake"])
 	p("")
 	p("Forwarding latency: pacsd serve --forward to a DIMSE destination in the benchmark's process; the series sent")
 	p("          one instance at a time over one association, the next 20 ms after the last arrived; the figure is")
