@@ -385,7 +385,9 @@ func (r *Router) send(ctx context.Context, d *dest, l *Lease, probe bool) {
 	keeper := make(chan struct{})
 	go func() {
 		defer close(keeper)
-		tick := time.NewTicker(r.cfg.Lease / 3)
+		// Progress is recorded every second: what a node that dies
+		// has sent since is what another sends again.
+		tick := time.NewTicker(min(r.cfg.Lease/3, time.Second))
 		defer tick.Stop()
 		for {
 			select {
