@@ -77,6 +77,22 @@ type Config struct {
 	Logger        *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Forwarder, when not nil, decides where each instance stored is
+	// forwarded; its tasks are written in the instance's transaction.
+	Forwarder Forwarder
+}
+
+// Forwarder decides, as an instance is stored, where it is to be
+// forwarded (package route): the tasks are recorded in the same
+// transaction as the instance, so that an instance acknowledged to its
+// sender always has them.
+type Forwarder interface {
+	// Forward returns the destinations in is for, given who sent it to
+	// whom and how it came in. It must be quick and must not block.
+	Forward(in *index.Instance, callingAE, calledAE, source string) []index.Forward
+	// Queued is told, once an instance is recorded, the destinations
+	// it was queued for.
+	Queued(fs []index.Forward)
 }
 
 // DefaultCommitTimeout is Config.CommitTimeout's default.
@@ -267,8 +283,12 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 			in.Source, in.Principal = req.Source, req.Principal
 			// The object may become durable whatever happens to the
 			// request now; its record must be ready then.
-			p, err := s.cfg.Index.PreparePut(context.WithoutCancel(ctx), &index.PutRequest{Instance: in, Check: d.check})
-			prepared <- preparedPut{in, h, p, err}
+			put := &index.PutRequest{Instance: in, Check: d.check}
+			if s.cfg.Forwarder != nil {
+				put.Forward = s.cfg.Forwarder.Forward(in, req.CallingAE, req.CalledAE, req.Source)
+			}
+			p, err := s.cfg.Index.PreparePut(context.WithoutCancel(ctx), put)
+			prepared <- preparedPut{in, h, p, err, put.Forward}
 		}()
 		return nil
 	}
@@ -335,6 +355,9 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 			break
 		}
 		return nil, fmt.Errorf("%w: index %s: %v", ErrUnavailable, id.SOPInstanceUID, r.err)
+	}
+	if len(r.forward) > 0 {
+		s.cfg.Forwarder.Queued(r.forward)
 	}
 	res := &Result{Instance: in, Replaced: ch.Previous}
 	if old := ch.Previous; old != nil {
@@ -462,6 +485,7 @@ type preparedPut struct {
 	header  dicom.Header
 	pending index.Pending
 	err     error
+	forward []index.Forward
 }
 
 // truncatedError carries dicom.ErrTruncated through storage's Put, which

@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // ErrClosed reports a put committed after its index was closed.
@@ -27,6 +28,23 @@ type PutRequest struct {
 	// more when the transaction runs again after a conflict: it must
 	// be quick and must not block.
 	Check func(current *Instance) error
+
+	// Forward lists the destinations the instance is to be forwarded
+	// to (package route): each becomes a task of the forwarding queue,
+	// written in the put's transaction.
+	Forward []Forward
+}
+
+// Forward asks for an instance to be forwarded to a destination.
+type Forward struct {
+	Destination string
+	// Due is the earliest time to send it.
+	Due time.Time
+	// Window is the daily window it is sent in (route.Window's text),
+	// empty for any time.
+	Window string
+	// Priority is route.Priority's value.
+	Priority int
 }
 
 // ChangeKind says what a put did.

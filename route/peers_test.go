@@ -19,6 +19,7 @@ import (
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dimse"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/index/sqlindex"
 	"github.com/pacsd/pacsd/index/sqlite"
 	"github.com/pacsd/pacsd/internal/dcmgen"
 	"github.com/pacsd/pacsd/internal/testpeer"
@@ -31,7 +32,7 @@ import (
 // to read from.
 type testArchive struct {
 	*archive.Service
-	db *index.DB
+	db *sqlindex.DB
 	// datasets holds each stored instance's data set bytes, without File
 	// Meta Information, by SOP Instance UID.
 	datasets map[string][]byte

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pacsd/pacsd/api"
+	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/route"
 )
 
@@ -21,6 +22,9 @@ type routeSettings struct {
 	RemoteWebs []string `name:"remote-web" aliases:"remote-webs" config:"remote_webs" placeholder:"NAME=URL" help:"a DICOMweb destination, NAME=URL of its DICOMweb root, sent to by STOW-RS; repeat for each"`
 	Forward    []string `name:"forward" placeholder:"DEST" help:"send every stored instance at once to DEST, a remote AE or DICOMweb destination; repeat for each"`
 	NodeID     string   `name:"node-id" placeholder:"NAME" help:"this node's name in the forwarding queue it shares with other nodes; the same across restarts (default HOSTNAME:DATA)"`
+	// ForwardLease bounds how long a task stays with a node that stopped
+	// renewing it, dead or cut off, before another takes it over.
+	ForwardLease time.Duration `name:"forward-lease" default:"30s" placeholder:"DURATION" help:"how long a study being forwarded stays with a node that stops renewing it before another node takes it over"`
 
 	Routes []route.Spec `kong:"-" config:"routes" help:"forwarding rules, a JSON list: [{\"name\": …, \"when\": {\"calling_ae\": …, \"Modality\": …}, \"to\": [DEST…], \"delay\": \"30s\", \"window\": \"19:00-07:00\", \"priority\": \"normal\"}]"`
 	// Destinations holds the settings of each destination's sending.
@@ -60,6 +64,9 @@ type destinationSettings struct {
 // the remote AEs, the other kind of destination.
 func (r *routeSettings) complete(remotes map[string]remote) error {
 	r.RemoteWebs, r.Forward = trimList(r.RemoteWebs), trimList(r.Forward)
+	if r.ForwardLease < time.Second {
+		return fmt.Errorf("forward_lease: %s is shorter than a second", r.ForwardLease)
+	}
 	r.webs = map[string]string{}
 	for _, e := range r.RemoteWebs {
 		name, u, ok := strings.Cut(e, "=")
@@ -213,4 +220,32 @@ func (r *routeSettings) newRouting(aeTitle string, remotes map[string]remote, ob
 			MaxAttempts: ds.MaxAttempts, Backoff: dur(ds.Backoff), MaxBackoff: dur(ds.MaxBackoff)})
 	}
 	return rt, nil
+}
+
+// forwarder is the archive's Forwarder: the routes decide, from the
+// instance's record, where it goes, and the router's workers are woken
+// once it is recorded.
+type forwarder struct {
+	rules *route.Rules
+	wake  func(destinations ...string)
+}
+
+func (f *forwarder) Forward(in *index.Instance, callingAE, calledAE, source string) []index.Forward {
+	targets := f.rules.Match(&route.Facts{CallingAE: callingAE, CalledAE: calledAE, Source: source, Header: in.Header}, time.Now())
+	out := make([]index.Forward, len(targets))
+	for i, t := range targets {
+		out[i] = index.Forward{Destination: t.Destination, Due: t.Due, Window: t.Window.String(), Priority: int(t.Priority)}
+	}
+	return out
+}
+
+func (f *forwarder) Queued(fs []index.Forward) {
+	if f.wake == nil {
+		return
+	}
+	names := make([]string, len(fs))
+	for i, fw := range fs {
+		names[i] = fw.Destination
+	}
+	f.wake(names...)
 }

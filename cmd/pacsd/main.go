@@ -131,6 +131,8 @@ type commands struct {
 	Audit    auditCommand    `cmd:"" help:"List the audit trail's records, or check its hash chain (audit verify)."`
 	Token    tokenCommand    `cmd:"" help:"Manage the machine tokens of --http-auth token."`
 	Routes   routesCommand   `cmd:"" help:"Check the forwarding rules."`
+	Send     sendCommand     `cmd:"" help:"Queue a study, or one of its series, for destinations; pacsd serve sends it."`
+	Queue    queueCommand    `cmd:"" help:"Show, retry and drop the forwarding queue's tasks."`
 	Version  versionCommand  `cmd:"" help:"Print pacsd's version."`
 }
 
@@ -228,7 +230,7 @@ func singleDash(app *kong.Application, args []string) []string {
 			break
 		}
 		name, _, _ := strings.Cut(strings.TrimPrefix(a, "-"), "=")
-		if !strings.HasPrefix(a, "--") && len(name) > 1 && long[name] {
+		if strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && len(name) > 1 && long[name] {
 			out[i] = "-" + a
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pacsd/pacsd/api"
 	"github.com/pacsd/pacsd/archive"
 	auditlog "github.com/pacsd/pacsd/audit"
 	"github.com/pacsd/pacsd/auth"
@@ -25,6 +26,7 @@ import (
 	"github.com/pacsd/pacsd/dimse"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/internal/httplimit"
+	"github.com/pacsd/pacsd/route"
 	"github.com/pacsd/pacsd/scp"
 	"github.com/pacsd/pacsd/storage"
 	"github.com/pacsd/pacsd/storage/spool"
@@ -38,6 +40,7 @@ type serveCommand struct {
 	storeSettings
 	archiveSettings
 	remoteSettings
+	routeSettings
 	dimseSettings
 	querySettings
 	httpSettings
@@ -63,6 +66,13 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		return err
 	}
 	if err := c.completeAudit(c.Data); err != nil {
+		return err
+	}
+	rs, err := c.remotes()
+	if err != nil {
+		return err
+	}
+	if err := c.routeSettings.complete(rs); err != nil {
 		return err
 	}
 	if c.DIMSETLSAddr != "" {
@@ -128,18 +138,55 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	if err != nil {
 		return err
 	}
+	fwd := &forwarder{rules: c.rules}
 	arch := archive.New(archive.Config{
 		Store:      store,
 		Index:      db,
 		AETitle:    c.AETitle,
 		Duplicates: dup,
 		Logger:     log.With("component", "archive"),
+		Forwarder:  fwd,
 	})
-	svc := &scp.Service{Archive: arch, Logger: log}
-	rs, err := c.remotes()
+	routing, err := c.newRouting(c.AETitle, rs, arch, p.getenv, log.With("component", "route"))
 	if err != nil {
 		return err
 	}
+	router := route.NewRouter(route.Config{
+		Queue:        db.Outbox(),
+		Instances:    db,
+		Destinations: routing.destinations,
+		Owner:        c.nodeID(c.Data),
+		Lease:        c.ForwardLease,
+		Logger:       log.With("component", "route"),
+	})
+	fwd.wake = router.Wake
+	// The workers run until serve stops, after the servers, so that
+	// what the last associations store is queued before they end.
+	rctx, stopRouting := context.WithCancel(context.WithoutCancel(ctx))
+	routed := make(chan struct{})
+	go func() {
+		defer close(routed)
+		if err := router.Run(rctx); err != nil {
+			log.Error("forwarding stopped", "err", err)
+		}
+	}()
+	opened.add("forwarding", func(ctx context.Context) error {
+		stopRouting()
+		select {
+		case <-routed:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	if dests := routing.destinations; len(dests) > 0 {
+		names := make([]string, len(dests))
+		for i, d := range dests {
+			names[i] = d.Name
+		}
+		log.Info("forwarding", "destinations", names, "routes", len(c.rules.Routes()), "node", c.nodeID(c.Data))
+	}
+	svc := &scp.Service{Archive: arch, Logger: log}
 	remotes := map[string]scp.Remote{}
 	for ae, r := range rs {
 		remotes[ae] = scp.Remote{AETitle: ae, Addr: r.addr, TLS: r.tls}
@@ -172,6 +219,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		Move:               qr,
 		Get:                qr,
 		Commit:             commit,
+		CommitResult:       routing.commitments,
 		MaxPDULength:       uint32(c.MaxPDU),
 		MaxAssociations:    c.MaxAssociations,
 		IdleTimeout:        c.IdleTimeout,
@@ -199,6 +247,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		return err
 	}
 	e := httpHandler(store, db, web)
+	(&api.Server{Queue: db.Outbox(), Index: db, Destinations: c.destinationList(rs), Wake: router.Wake, Logger: log.With("component", "api")}).Register(e)
 	registerAuditAPI(e, c.AuditDir, c.AETitle)
 	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(e)), httplimit.Config{})
 

@@ -20,6 +20,8 @@ import (
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/index/indextest"
 	"github.com/pacsd/pacsd/internal/testpeer"
+	"github.com/pacsd/pacsd/route"
+	"github.com/pacsd/pacsd/route/routetest"
 )
 
 func open(t testing.TB, url string, opts ...sqlindex.Option) *sqlindex.DB {
@@ -45,6 +47,14 @@ func TestPostgres(t *testing.T) {
 	t.Run("Conformance", func(t *testing.T) {
 		indextest.Run(t, func(t *testing.T, opts ...sqlindex.Option) *sqlindex.DB {
 			return open(t, pg.NewDatabaseT(t), opts...)
+		})
+	})
+	t.Run("Outbox", func(t *testing.T) {
+		// One database serves the suite, a handle with its own clock per
+		// test.
+		url := pg.NewDatabaseT(t)
+		routetest.RunQueueTests(t, func(t *testing.T, now func() time.Time) route.Queue {
+			return open(t, url, sqlindex.WithClock(now)).Outbox()
 		})
 	})
 	t.Run("Reopen", func(t *testing.T) { testReopen(t, pg.NewDatabaseT(t)) })
