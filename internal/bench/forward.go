@@ -55,6 +55,7 @@ type forwardRun struct {
 type forwardResult struct {
 	runs      []forwardRun
 	latencies []time.Duration
+	queue     []queueResult
 }
 
 // measureForward runs the throughput and latency measurements.
@@ -80,6 +81,9 @@ func measureForward(ctx context.Context, o options, bin, tmp, corpus string, fil
 		return nil, fmt.Errorf("forwarding latency: %w", err)
 	}
 	r.latencies = lat
+	if r.queue, err = measureQueue(ctx, tmp, logf); err != nil {
+		return nil, fmt.Errorf("forwarding queue: %w", err)
+	}
 	return r, nil
 }
 
@@ -345,4 +349,5 @@ func (r *forwardResult) print(w io.Writer, o options, n int) {
 		float64(p50)/1e6, targetLatencyP50.Milliseconds(), verdict(p50 <= targetLatencyP50),
 		float64(p99)/1e6, targetLatencyP99.Milliseconds(), verdict(p99 <= targetLatencyP99), float64(slices.Max(r.latencies))/1e6)
 	p("")
+	printQueue(w, r.queue)
 }
