@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/codec"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/dimse"
@@ -29,7 +30,8 @@ type Index interface {
 // Objects opens archived objects.
 type Objects interface {
 	// OpenDataset opens the data set of an instance in transfer syntax
-	// ts, converted if it is not the stored one (see archive).
+	// ts. The providers ask for the stored syntax and convert what they
+	// send themselves, with their codec registry.
 	OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error)
 }
 
@@ -58,6 +60,9 @@ type QR struct {
 	Logger             *slog.Logger
 	// TLSConfig is used to reach remotes marked TLS.
 	TLSConfig *tls.Config
+	// Codecs converts instances to a transfer syntax the peer accepted
+	// when it did not accept the stored one (nil: codec.New's defaults).
+	Codecs *codec.Registry
 }
 
 var (
@@ -183,7 +188,7 @@ func (s *QR) Move(ctx context.Context, a *dimse.Association, req *dimse.MoveRequ
 	if plan.total == 0 {
 		return dimse.SubOperations{}, nil
 	}
-	d := &dimse.Dialer{CallingAE: s.AETitle, CalledAE: dest.AETitle, Proposals: plan.proposals(), Logger: s.log()}
+	d := &dimse.Dialer{CallingAE: s.AETitle, CalledAE: dest.AETitle, Proposals: plan.proposals(s.codecs()), Logger: s.log()}
 	peer, err := dialRemote(ctx, d, dest, s.TLSConfig)
 	if err != nil {
 		s.log().Warn("C-MOVE destination unreachable", "destination", req.Destination, "addr", dest.Addr, "err", err)
@@ -270,34 +275,35 @@ func (s *QR) plan(ctx context.Context, q *index.Query) (*plan, error) {
 	return p, nil
 }
 
-// uncompressedSyntaxes are the syntaxes pacsd converts between when a
-// destination refuses the stored one (dicom.Transcodable), in the order
-// it proposes them.
+// uncompressedSyntaxes are the syntaxes every stored syntax the codecs
+// decode converts to, in the order pacsd proposes them.
 var uncompressedSyntaxes = []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian, uid.ExplicitVRBigEndian, uid.DeflatedExplicitVRLittleEndian}
 
-// proposals proposes a presentation context per SOP class and stored
-// transfer syntax holding that syntax alone, so that a destination that
-// can take the data as stored is not led to choose another, and for
-// uncompressed data a second context with the other uncompressed
-// syntaxes, to convert to when it cannot. An association holds at most
-// 128 contexts; pairs beyond are left out, their instances failing.
-func (p *plan) proposals() []dimse.Proposal {
-	var out []dimse.Proposal
+// proposals proposes, for each SOP class and stored transfer syntax, a
+// presentation context holding that syntax alone, so that a destination
+// that can take the data as stored is not led to choose another. Then,
+// for each SOP class, a context of the uncompressed syntaxes, which every
+// syntax the codecs decode converts to; one of the lossless compressed
+// syntaxes they encode, for a destination that takes only compressed
+// data; and one of the lossy ones, used only when the destination
+// accepts nothing else. An association holds at most 128 contexts: the
+// lossy, then the lossless ones are left out first, and pairs beyond
+// that, their instances failing.
+func (p *plan) proposals(reg *codec.Registry) []dimse.Proposal {
+	var stored, plain, lossless, lossy []dimse.Proposal
+	compressed, lossyTS := reg.Encodings()
+	seen := map[string]bool{}
 	for _, k := range p.pairs {
-		out = append(out, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: []string{k[1]}})
-	}
-	for _, k := range p.pairs {
-		if !dicom.Transcodable(k[1]) {
+		stored = append(stored, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: []string{k[1]}})
+		if seen[k[0]] {
 			continue
 		}
-		var others []string
-		for _, u := range uncompressedSyntaxes {
-			if u != k[1] {
-				others = append(others, u)
-			}
-		}
-		out = append(out, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: others})
+		seen[k[0]] = true
+		plain = append(plain, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: uncompressedSyntaxes})
+		lossless = append(lossless, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: compressed})
+		lossy = append(lossy, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: lossyTS})
 	}
+	out := slices.Concat(stored, plain, lossless, lossy)
 	if len(out) > 128 {
 		out = out[:128]
 	}
@@ -367,36 +373,19 @@ func isClosed(c <-chan struct{}) bool {
 }
 
 // store sends one archived instance, in its stored transfer syntax if the
-// peer accepted it, or converted to another uncompressed syntax it
-// accepted.
+// peer accepted it, or converted to one it accepted (open).
 func (s *QR) store(ctx context.Context, peer storer, in *index.Instance, originator string, originatorID uint16) (dimse.Status, error) {
-	target := ""
-	for _, pc := range peer.Contexts() {
-		if !pc.Accepted() || pc.AbstractSyntax != in.SOPClassUID {
-			continue
-		}
-		if pc.TransferSyntax == in.TransferSyntaxUID {
-			target = pc.TransferSyntax
-			break
-		}
-		if target == "" && dicom.Transcodable(in.TransferSyntaxUID) && dicom.Transcodable(pc.TransferSyntax) {
-			target = pc.TransferSyntax
-		}
-	}
-	if target == "" {
-		return 0, fmt.Errorf("the peer accepted neither %s nor a syntax it can be converted to for %s", uid.Name(in.TransferSyntaxUID), uid.Name(in.SOPClassUID))
-	}
-	_, data, err := s.Objects.OpenDataset(ctx, in, target)
+	out, err := s.open(ctx, in, accepted(peer, in.SOPClassUID))
 	if err != nil {
 		return 0, err
 	}
-	defer data.Close()
+	defer out.Dataset.Close()
 	return peer.Store(ctx, &dimse.StoreRequest{
 		SOPClassUID:             in.SOPClassUID,
-		SOPInstanceUID:          in.SOPInstanceUID,
-		TransferSyntaxUID:       target,
+		SOPInstanceUID:          out.SOPInstanceUID,
+		TransferSyntaxUID:       out.TransferSyntax,
 		MoveOriginatorAE:        originator,
 		MoveOriginatorMessageID: originatorID,
-		Dataset:                 data,
+		Dataset:                 out.Dataset,
 	})
 }
