@@ -84,6 +84,13 @@ func decodeJ2K(dst, src []byte, im Image, lim Limits, name string, check func(sr
 	default:
 		return nil, im, fmt.Errorf("%w: %s: %s", ErrMalformed, name, C.GoString(&msg[0]))
 	}
+	if int(info[3]) <= im.BitsStored {
+		// Signed pixels are sign-extended from Bits Stored, as the
+		// other decoders and dcmtk do, whether or not the code stream
+		// says its samples are signed: some writers mark them unsigned
+		// in a signed image, and pydicom reads them so too.
+		fixSign(out, im)
+	}
 	return out, j2kOut(im), nil
 }
 

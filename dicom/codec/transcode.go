@@ -92,6 +92,23 @@ func (r *Registry) Transcode(ctx context.Context, dst io.Writer, src io.Reader, 
 	// uncompressed syntaxes are converted to and from it on the way.
 	in := src
 	var wait []chan error
+	if dec != nil {
+		br := bufio.NewReaderSize(src, 64<<10)
+		in = br
+		if implicitHeader(br) {
+			// A compressed data set written in implicit VR, as some
+			// writers do: its header is made explicit on the way.
+			pr, pw := io.Pipe()
+			done := make(chan error, 1)
+			go func() {
+				err := dicom.TranscodeHeader(pw, br, explicit, explicit)
+				pw.CloseWithError(err)
+				done <- err
+			}()
+			defer func() { pr.CloseWithError(errStopped); <-done }()
+			in = pr
+		}
+	}
 	if dec == nil && from != uid.ExplicitVRLittleEndian {
 		pr, pw := io.Pipe()
 		done := make(chan error, 1)
@@ -136,6 +153,17 @@ func (r *Registry) Transcode(ctx context.Context, dst io.Writer, src io.Reader, 
 }
 
 var errStopped = errors.New("codec: transcoding stopped")
+
+// implicitHeader reports whether a data set said to be in an explicit VR
+// syntax starts with an element in implicit VR: where the VR belongs
+// there is no pair of upper-case letters.
+func implicitHeader(br *bufio.Reader) bool {
+	b, err := br.Peek(6)
+	if err != nil {
+		return false
+	}
+	return b[4] < 'A' || b[4] > 'Z' || b[5] < 'A' || b[5] > 'Z'
+}
 
 // recoder converts an explicit VR little endian data set, recoding its
 // pixel data.
@@ -601,7 +629,8 @@ func (c *recoder) pixelData(vr string, n uint32) error {
 		in.BitsStored = in.BitsAllocated
 	}
 	c.im = in
-	if err := in.check(c.reg.opts.Limits); err != nil {
+	// Each codec checks what it can take; 32 bits are RLE's alone.
+	if err := in.checkBits(c.reg.opts.Limits, 8, 16, 32); err != nil {
 		return err
 	}
 	frames := max(c.frames, 1)
