@@ -473,14 +473,14 @@ func newHuffTable(counts [16]int, values []byte) (*huffTable, error) {
 		t.valptr[l] = int32(k)
 		t.mincode[l] = code
 		for range counts[l-1] {
+			if code >= 1<<l {
+				return nil, fmt.Errorf("%w: Huffman table with too many codes of length %d", ErrMalformed, l)
+			}
 			if l <= lookahead {
 				t.fillFast(code, l, int(values[k]))
 			}
 			code++
 			k++
-		}
-		if code > 1<<l {
-			return nil, fmt.Errorf("%w: Huffman table with too many codes of length %d", ErrMalformed, l)
 		}
 		t.maxcode[l] = code - 1
 		if counts[l-1] == 0 {
