@@ -5,14 +5,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"iter"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/codec"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/dimse"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/internal/dcmgen"
 )
@@ -112,6 +116,114 @@ func TestOpenConverts(t *testing.T) {
 				}
 			} else if sop != tt.in.SOPInstanceUID {
 				t.Errorf("SOP Instance UID changed to %s", sop)
+			}
+		})
+	}
+}
+
+// trackedObjects is memObjects counting what is opened and closed.
+type trackedObjects struct {
+	memObjects
+	mu             sync.Mutex
+	opened, closed int
+}
+
+func (o *trackedObjects) OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error) {
+	fm, r, err := o.memObjects.OpenDataset(ctx, in, ts)
+	if err != nil {
+		return fm, nil, err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.opened++
+	return fm, &trackedReader{ReadCloser: r, o: o}, nil
+}
+
+type trackedReader struct {
+	io.ReadCloser
+	o *trackedObjects
+}
+
+func (r *trackedReader) Close() error {
+	r.o.mu.Lock()
+	defer r.o.mu.Unlock()
+	r.o.closed++
+	return r.ReadCloser.Close()
+}
+
+// listIndex is an Index of a list of instances.
+type listIndex []*index.Instance
+
+func (l listIndex) Find(ctx context.Context, q *index.Query) iter.Seq2[*dicom.Dataset, error] {
+	return nil
+}
+func (l listIndex) CountInstances(ctx context.Context, q *index.Query) (int, error) {
+	return len(l), nil
+}
+func (l listIndex) FindInstances(ctx context.Context, q *index.Query) iter.Seq2[*index.Instance, error] {
+	return func(yield func(*index.Instance, error) bool) {
+		for _, in := range l {
+			if !yield(in, nil) {
+				return
+			}
+		}
+	}
+}
+
+// recordingPeer is a storer that accepts Implicit VR Little Endian for
+// CT and records what it receives; it closes stop after the n-th.
+type recordingPeer struct {
+	got  []string
+	n    int
+	stop chan struct{}
+}
+
+func (r *recordingPeer) Store(ctx context.Context, req *dimse.StoreRequest) (dimse.Status, error) {
+	if _, err := io.Copy(io.Discard, req.Dataset); err != nil {
+		return 0, err
+	}
+	r.got = append(r.got, req.SOPInstanceUID)
+	if len(r.got) == r.n {
+		close(r.stop)
+	}
+	return dimse.StatusSuccess, nil
+}
+
+func (r *recordingPeer) Contexts() []dimse.PresentationContext {
+	return []dimse.PresentationContext{{ID: 1, AbstractSyntax: uid.CTImageStorage, TransferSyntax: uid.ImplicitVRLittleEndian}}
+}
+
+func (r *recordingPeer) Done() <-chan struct{} { return nil }
+
+// TestSendAhead: instances are opened and converted ahead of their turn
+// but sent in the index's order; a stop (C-CANCEL) after some of them
+// sends no more, and everything opened ahead is closed.
+func TestSendAhead(t *testing.T) {
+	objs := &trackedObjects{memObjects: memObjects{}}
+	var list listIndex
+	for i := range 12 {
+		ts := uid.JPEGLSLossless
+		if i%3 == 0 {
+			ts = uid.ExplicitVRLittleEndian
+		}
+		list = append(list, instance(t, objs.memObjects, 16, ts))
+	}
+	for _, stopAt := range []int{len(list), 5} {
+		t.Run(fmt.Sprintf("stop after %d", stopAt), func(t *testing.T) {
+			objs.opened, objs.closed = 0, 0
+			s := &QR{Objects: objs, Index: list}
+			peer := &recordingPeer{n: stopAt, stop: make(chan struct{})}
+			subs := s.send(context.Background(), peer.stop, peer, &index.Query{}, len(list), "", 0, func(dimse.SubOperations) {})
+			if subs.Completed != stopAt || subs.Failed != 0 || len(peer.got) != stopAt {
+				t.Fatalf("counts %+v, %d received; want %d completed", subs, len(peer.got), stopAt)
+			}
+			for i, sop := range peer.got {
+				if sop != list[i].SOPInstanceUID {
+					t.Fatalf("sent %s at %d, want %s", sop, i, list[i].SOPInstanceUID)
+				}
+			}
+			if objs.opened != objs.closed {
+				t.Errorf("%d opened, %d closed", objs.opened, objs.closed)
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"iter"
 	"log/slog"
 	"net"
+	"runtime"
 	"slices"
 	"time"
 
@@ -319,10 +320,13 @@ type storer interface {
 }
 
 // send stores every instance q finds through peer, counting the
-// sub-operations and reporting them after each. It starts no new one once
-// stopped is closed (C-CANCEL, shutdown): the one in flight then is
-// finished and counted as what it came to, since ctx is not cancelled by
-// a stop, and the counts so far are returned.
+// sub-operations and reporting them after each. Instances are opened, and
+// converted where need be, a few ahead of the one being sent (prepare),
+// so that conversion runs on the other CPUs while the network works. It
+// starts no new sub-operation once stopped is closed (C-CANCEL, shutdown):
+// the one in flight then is finished and counted as what it came to,
+// since ctx is not cancelled by a stop, and the counts so far are
+// returned.
 func (s *QR) send(ctx context.Context, stopped <-chan struct{}, peer storer, q *index.Query, total int, originator string, originatorID uint16, progress func(dimse.SubOperations)) dimse.SubOperations {
 	subs := dimse.SubOperations{Remaining: total}
 	fail := func(in *index.Instance, why error) {
@@ -330,26 +334,30 @@ func (s *QR) send(ctx context.Context, stopped <-chan struct{}, peer storer, q *
 		subs.FailedInstances = append(subs.FailedInstances, in.SOPInstanceUID)
 		s.log().Warn("sub-operation failed", "sop_instance_uid", in.SOPInstanceUID, "err", why)
 	}
-	for in, err := range s.Index.FindInstances(ctx, q) {
-		if err != nil {
-			s.log().Warn("retrieve: index failed mid-way", "err", err)
+	ahead, done := s.prepare(ctx, peer, q)
+	defer done()
+	for p := range ahead {
+		if p.indexErr != nil {
+			s.log().Warn("retrieve: index failed mid-way", "err", p.indexErr)
 			break
 		}
 		if ctx.Err() != nil || isClosed(stopped) {
+			p.close()
 			break
 		}
 		subs.Remaining--
 		select {
 		case <-peer.Done():
-			fail(in, errors.New("the destination ended the association"))
+			p.close()
+			fail(p.in, errors.New("the destination ended the association"))
 			progress(subs)
 			continue
 		default:
 		}
-		st, err := s.store(ctx, peer, in, originator, originatorID)
+		st, err := s.store(ctx, peer, p, originator, originatorID)
 		switch {
 		case err != nil:
-			fail(in, err)
+			fail(p.in, err)
 		case st.IsWarning():
 			subs.Warning++
 		default:
@@ -363,6 +371,83 @@ func (s *QR) send(ctx context.Context, stopped <-chan struct{}, peer storer, q *
 	return subs
 }
 
+// prepared is an instance to send, opened (and converted) ahead of its
+// turn unless it is large.
+type prepared struct {
+	in       *index.Instance
+	indexErr error // the index failed instead of naming an instance
+	lazy     bool  // opened only when its turn comes
+	ready    chan struct{}
+	out      *outgoing
+	err      error
+}
+
+// close closes what was opened for p, once its opening has ended.
+func (p *prepared) close() {
+	if p.lazy {
+		return
+	}
+	<-p.ready
+	if p.out != nil {
+		p.out.Dataset.Close()
+		p.out = nil
+	}
+}
+
+// openAhead bounds the stored size of an instance opened ahead of its
+// turn: a conversion holds at most holdBack bytes of its output and the
+// frames it is converting, which for an object of this size stay small.
+const openAhead = 1 << 20
+
+// prepare finds the instances of q and opens them in order, up to
+// GOMAXPROCS (at most 4) at once and as many ahead of the one being
+// sent, each converted to a syntax peer accepted for its class. done
+// stops it and closes what was opened and not taken.
+func (s *QR) prepare(ctx context.Context, peer storer, q *index.Query) (ahead <-chan *prepared, done func()) {
+	workers := min(runtime.GOMAXPROCS(0), 4)
+	out := make(chan *prepared, workers)
+	quit := make(chan struct{})
+	sem := make(chan struct{}, workers)
+	go func() {
+		defer close(out)
+		for in, err := range s.Index.FindInstances(ctx, q) {
+			p := &prepared{in: in, indexErr: err, ready: make(chan struct{})}
+			switch {
+			case err != nil:
+				close(p.ready)
+			case in.Size > openAhead:
+				p.lazy = true
+			default:
+				select {
+				case sem <- struct{}{}:
+				case <-quit:
+					return
+				}
+				go func() {
+					defer func() { <-sem }()
+					p.out, p.err = s.open(ctx, in, accepted(peer, in.SOPClassUID))
+					close(p.ready)
+				}()
+			}
+			select {
+			case out <- p:
+			case <-quit:
+				p.close()
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return out, func() {
+		close(quit)
+		for p := range out {
+			p.close()
+		}
+	}
+}
+
 func isClosed(c <-chan struct{}) bool {
 	select {
 	case <-c:
@@ -373,19 +458,23 @@ func isClosed(c <-chan struct{}) bool {
 }
 
 // store sends one archived instance, in its stored transfer syntax if the
-// peer accepted it, or converted to one it accepted (open).
-func (s *QR) store(ctx context.Context, peer storer, in *index.Instance, originator string, originatorID uint16) (dimse.Status, error) {
-	out, err := s.open(ctx, in, accepted(peer, in.SOPClassUID))
-	if err != nil {
-		return 0, err
+// peer accepted it, or converted to one it accepted (open), and closes it.
+func (s *QR) store(ctx context.Context, peer storer, p *prepared, originator string, originatorID uint16) (dimse.Status, error) {
+	if p.lazy {
+		p.out, p.err = s.open(ctx, p.in, accepted(peer, p.in.SOPClassUID))
+	} else {
+		<-p.ready
 	}
-	defer out.Dataset.Close()
+	if p.err != nil {
+		return 0, p.err
+	}
+	defer p.out.Dataset.Close()
 	return peer.Store(ctx, &dimse.StoreRequest{
-		SOPClassUID:             in.SOPClassUID,
-		SOPInstanceUID:          out.SOPInstanceUID,
-		TransferSyntaxUID:       out.TransferSyntax,
+		SOPClassUID:             p.in.SOPClassUID,
+		SOPInstanceUID:          p.out.SOPInstanceUID,
+		TransferSyntaxUID:       p.out.TransferSyntax,
 		MoveOriginatorAE:        originator,
 		MoveOriginatorMessageID: originatorID,
-		Dataset:                 out.Dataset,
+		Dataset:                 p.out.Dataset,
 	})
 }

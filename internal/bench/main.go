@@ -148,6 +148,7 @@ type options struct {
 	skipWeb           bool
 	skipS3            bool
 	skipCodec         bool
+	skipGetConvert    bool
 	s3Latency         time.Duration
 }
 
@@ -174,6 +175,7 @@ func main() {
 	flag.DurationVar(&o.s3Latency, "s3-latency", 10*time.Millisecond, "latency added to every request to MinIO, as S3 across a network has")
 	flag.BoolVar(&o.skipS3, "skip-s3", false, "leave pacsd on S3 (MinIO, ack=direct and ack=spool) out of the C-STORE measurement")
 	flag.BoolVar(&o.skipCodec, "skip-codec", false, "leave out pixel data decoding beside dcmtk and GDCM, and render.Render's latency")
+	flag.BoolVar(&o.skipGetConvert, "skip-get-convert", false, "leave out C-GET of a JPEG-LS study by an SCU of uncompressed syntaxes, beside the study stored uncompressed and Orthanc")
 	flag.Parse()
 	if flag.NArg() > 0 || o.rounds < 1 || o.instances < 1 || o.findInstances < studySize || o.findReps < 1 || o.findLoaders < 1 ||
 		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 {
@@ -228,6 +230,11 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	if !o.skipCodec {
 		if err := measureCodecs(ctx, out, tmp, 40, o.rounds, logf); err != nil {
 			return fmt.Errorf("codec bench: %w", err)
+		}
+	}
+	if !o.skipGetConvert {
+		if err := measureGetConversion(ctx, out, tmp, bin, o.instances, o.rounds, !o.skipOrthanc, logf); err != nil {
+			return fmt.Errorf("C-GET conversion bench: %w", err)
 		}
 	}
 	if !o.skipS3 && !o.skipStore {
