@@ -55,8 +55,12 @@ fmt:
 # to storescp, and DICOMweb beside Orthanc's plugin: STOW-RS of that study,
 # QIDO-RS on the C-FIND index, metadata of a 1,000-instance series and
 # WADO-RS retrieve against a raw read of pacsd's files (-skip-web leaves it
-# out), and C-STORE over DICOM TLS beside plain TCP and QIDO-RS with OIDC
-# token validation beside none (-skip-security). It measures the pacsd that `build` made. The whole run takes some
+# out), C-STORE over DICOM TLS beside plain TCP and QIDO-RS with OIDC
+# token validation beside none (-skip-security), pixel data decoding beside
+# dcmtk and GDCM (-skip-codec), and C-GET of a JPEG-LS study by an SCU of
+# uncompressed syntaxes beside the study stored uncompressed and Orthanc
+# (-skip-get-convert), and forwarding through pacsd (-skip-forward). It
+# measures the pacsd that `build` made. The whole run takes some
 # 35 minutes; a quick one:
 # make bench BENCHFLAGS='-rounds 1 -instances 50 -conc-instances 50 -skip-big -find-instances 5000 -find-reps 10'
 bench: deps build

@@ -73,15 +73,34 @@ const copyBuffer = 64 << 10
 // encapsulated pixel data, which no uncompressed syntax may carry, is
 // ErrUnsupported. On error, dst has received part of the data set.
 func Transcode(dst io.Writer, src io.Reader, from, to uid.TransferSyntax) error {
+	return transcodeWith(dst, src, from, to, false)
+}
+
+// TranscodeHeader is Transcode for the header of a data set whose pixel
+// data may be encapsulated: Pixel Data of undefined length is copied as
+// it is, fragment by fragment (OB, items little endian, PS3.5 A.4). It
+// serves data sets of a compressed transfer syntax encoded in another
+// syntax than theirs, such as implicit VR in a JPEG syntax, which some
+// writers produce: read as what their first element shows, they come out
+// in to, which must be little endian.
+func TranscodeHeader(dst io.Writer, src io.Reader, from, to uid.TransferSyntax) error {
+	if to.BigEndian {
+		return fmt.Errorf("%w: encapsulated pixel data in %s", ErrUnsupported, uid.Name(to.UID))
+	}
+	return transcodeWith(dst, src, from, to, true)
+}
+
+func transcodeWith(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulated bool) error {
 	for _, ts := range []uid.TransferSyntax{from, to} {
 		if !Transcodable(ts.UID) {
 			return fmt.Errorf("%w: transcoding %s", ErrUnsupported, uid.Name(ts.UID))
 		}
 	}
 	t := &transcoder{
-		buf: make([]byte, copyBuffer),
-		in:  syntax{explicit: from.UID != uid.ImplicitVRLittleEndian, bigEndian: from.BigEndian},
-		out: syntax{explicit: to.UID != uid.ImplicitVRLittleEndian, bigEndian: to.BigEndian},
+		encapsulated: encapsulated,
+		buf:          make([]byte, copyBuffer),
+		in:           syntax{explicit: from.UID != uid.ImplicitVRLittleEndian, bigEndian: from.BigEndian},
+		out:          syntax{explicit: to.UID != uid.ImplicitVRLittleEndian, bigEndian: to.BigEndian},
 	}
 	var r io.Reader = src
 	if from.Deflated {
@@ -160,6 +179,8 @@ type transcoder struct {
 	out  syntax // of the top level of the output
 	buf  []byte
 	whdr [12]byte
+	// encapsulated lets Pixel Data of undefined length through.
+	encapsulated bool
 }
 
 func (t *transcoder) run() error {
@@ -258,6 +279,11 @@ func (t *transcoder) element(in, out syntax, lv *level, tg tag.Tag, vr string, l
 				return err
 			}
 			return t.items(syntax{}, syntax{}, tg, -1, at, depth)
+		case binaryVR(vr) && t.encapsulated && tg == tag.PixelData && !in.bigEndian:
+			if err := t.writeHeader(out, tg, "OB", undefinedLength); err != nil {
+				return err
+			}
+			return t.fragments(at)
 		case binaryVR(vr):
 			return fmt.Errorf("%w: element %v at offset %d is encapsulated (compressed) data", ErrUnsupported, tg, at)
 		}
@@ -341,6 +367,31 @@ func (t *transcoder) valueErr(err error, tg tag.Tag, at int64) error {
 // up to end or, when end is -1, to the sequence delimiter. The items and
 // the delimiter it writes are in syntax out, which for a sequence sent as
 // UN is implicit VR little endian while the sequence's header is not.
+// fragments copies the items of encapsulated pixel data and its
+// sequence delimiter unchanged.
+func (t *transcoder) fragments(at int64) error {
+	le := syntax{}
+	for {
+		itemAt := t.pos
+		it, _, n, err := t.header(le)
+		if err != nil {
+			return err
+		}
+		if it == tag.SequenceDelimitationItem {
+			return t.writeHeader(le, it, "", 0)
+		}
+		if it != tag.Item || n == undefinedLength {
+			return malformed("%v of length %d among the fragments of Pixel Data at offset %d, at offset %d", it, n, at, itemAt)
+		}
+		if err := t.writeHeader(le, it, "", n); err != nil {
+			return err
+		}
+		if err := t.copyValue(int64(n), 1, tag.PixelData, at); err != nil {
+			return err
+		}
+	}
+}
+
 func (t *transcoder) items(in, out syntax, tg tag.Tag, end, at int64, depth int) error {
 	if depth >= maxTranscodeDepth {
 		return malformed("sequence %v at offset %d nested deeper than %d", tg, at, maxTranscodeDepth)

@@ -813,3 +813,48 @@ func deflatedPrefix() []byte {
 	}
 	return b.Bytes()[:b.Len()/2]
 }
+
+// TestTranscodeHeader: an implicit VR data set with encapsulated pixel
+// data, in a syntax that says explicit VR, comes out in explicit VR with
+// its fragments unchanged; Transcode refuses the fragments.
+func TestTranscodeHeader(t *testing.T) {
+	le := func(b []byte, v ...uint32) []byte {
+		for _, x := range v {
+			b = append(b, byte(x), byte(x>>8), byte(x>>16), byte(x>>24))
+		}
+		return b
+	}
+	var in []byte
+	in = append(in, 0x08, 0x00, 0x60, 0x00) // (0008,0060) Modality
+	in = le(in, 2)
+	in = append(in, "OT"...)
+	in = append(in, 0x28, 0x00, 0x10, 0x00) // (0028,0010) Rows
+	in = le(in, 2)
+	in = append(in, 8, 0)
+	in = append(in, 0xE0, 0x7F, 0x10, 0x00) // (7FE0,0010) Pixel Data
+	in = le(in, 0xFFFFFFFF)
+	in = append(in, 0xFE, 0xFF, 0x00, 0xE0)
+	in = le(in, 0) // Basic Offset Table
+	in = append(in, 0xFE, 0xFF, 0x00, 0xE0)
+	in = le(in, 4)
+	in = append(in, 0xFF, 0xD8, 0xFF, 0xD9)
+	in = append(in, 0xFE, 0xFF, 0xDD, 0xE0)
+	in = le(in, 0)
+
+	explicit, _ := uid.LookupTransferSyntax(uid.ExplicitVRLittleEndian)
+	if err := Transcode(io.Discard, bytes.NewReader(in), explicit, explicit); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("Transcode = %v, want ErrUnsupported", err)
+	}
+	var out bytes.Buffer
+	if err := TranscodeHeader(&out, bytes.NewReader(in), explicit, explicit); err != nil {
+		t.Fatal(err)
+	}
+	var want []byte
+	want = append(want, 0x08, 0x00, 0x60, 0x00, 'C', 'S', 2, 0, 'O', 'T')
+	want = append(want, 0x28, 0x00, 0x10, 0x00, 'U', 'S', 2, 0, 8, 0)
+	want = append(want, 0xE0, 0x7F, 0x10, 0x00, 'O', 'B', 0, 0)
+	want = append(want, in[len(in)-32:]...) // length, fragments, delimiter
+	if !bytes.Equal(out.Bytes(), want) {
+		t.Errorf("got\n% x\nwant\n% x", out.Bytes(), want)
+	}
+}

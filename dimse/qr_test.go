@@ -389,3 +389,54 @@ func TestFindCancelStatus(t *testing.T) {
 		t.Errorf("final status %v, want Cancel", st)
 	}
 }
+
+// TestGetStorageContexts: the storage contexts of a C-GET SCU are
+// answered so that every instance can be delivered. A context proposing
+// a compressed syntax before the uncompressed ones (getscu +xs) gets an
+// uncompressed one, into which any stored syntax converts, unless another
+// context of its class already takes one; contexts of classes the SCU
+// only sends keep the proposer's first choice.
+func TestGetStorageContexts(t *testing.T) {
+	jpeg, explicit, implicit := uid.JPEGLossless, uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian
+	tests := []struct {
+		name      string
+		proposals []Proposal
+		noGet     bool // the Dialer asks for no SCP role
+		want      []string
+	}{
+		{"compressed first in one context", []Proposal{{uid.CTImageStorage, []string{jpeg, explicit, implicit}}}, false,
+			[]string{explicit}},
+		{"implicit only", []Proposal{{uid.CTImageStorage, []string{implicit}}}, false,
+			[]string{implicit}},
+		{"a context per syntax", []Proposal{{uid.CTImageStorage, []string{jpeg}}, {uid.CTImageStorage, []string{implicit}}}, false,
+			[]string{jpeg, implicit}},
+		{"uncompressed context later", []Proposal{{uid.CTImageStorage, []string{jpeg, explicit}}, {uid.CTImageStorage, []string{implicit, explicit}}}, false,
+			[]string{jpeg, implicit}},
+		{"two mixed contexts", []Proposal{{uid.CTImageStorage, []string{jpeg, explicit}}, {uid.CTImageStorage, []string{uid.JPEGLSLossless, implicit}}}, false,
+			[]string{explicit, uid.JPEGLSLossless}},
+		{"compressed only", []Proposal{{uid.MRImageStorage, []string{uid.JPEG2000Lossless}}}, false,
+			[]string{uid.JPEG2000Lossless}},
+		{"storage without the SCP role", []Proposal{{uid.CTImageStorage, []string{jpeg, explicit}}}, true,
+			[]string{jpeg}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &Server{AETitle: "PACSD", Get: &qrServer{}, Store: &memStore{}, Logger: testLogger(t)}
+			d := qrDialer(&collect{})
+			if tt.noGet {
+				d.Store = nil
+			}
+			d.Proposals = append([]Proposal{{uid.StudyRootQueryRetrieveInformationModelGet, []string{explicit}}}, tt.proposals...)
+			a := pipePair(t, s, d)
+			var got []string
+			for _, pc := range a.Contexts() {
+				if uid.IsStorage(pc.AbstractSyntax) {
+					got = append(got, pc.TransferSyntax)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("accepted %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

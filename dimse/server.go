@@ -585,6 +585,7 @@ func (s *Server) negotiate(rq *pdu.AssociateRQ, addr net.Addr, log *slog.Logger)
 			ag.peerSCP[rs.SOPClassUID] = true
 		}
 	}
+	retrieval := retrievalContexts(rq.PresentationContexts, ag.peerSCP)
 	for _, p := range rq.PresentationContexts {
 		if p.ID%2 == 0 {
 			// Some peers (dcm4che's stgcmtscu) number their contexts
@@ -593,7 +594,11 @@ func (s *Server) negotiate(rq *pdu.AssociateRQ, addr net.Addr, log *slog.Logger)
 				"context_id", p.ID, "abstract_syntax", p.AbstractSyntax, "peer_implementation", rq.UserInfo.ImplementationClassUID+" "+rq.UserInfo.ImplementationVersionName)
 		}
 		pc := &PresentationContext{ID: p.ID, AbstractSyntax: p.AbstractSyntax}
-		pc.TransferSyntax, pc.Result = s.choose(p)
+		if retrieval[p.ID] {
+			pc.TransferSyntax, pc.Result = firstUncompressed(p)
+		} else {
+			pc.TransferSyntax, pc.Result = s.choose(p)
+		}
 		ag.contexts[p.ID] = pc
 		ac.PresentationContexts = append(ac.PresentationContexts, pdu.PresentationContextAC{
 			ID: p.ID, Result: pdu.ContextResult(pc.Result), TransferSyntax: pc.TransferSyntax,
@@ -655,6 +660,62 @@ func (s *Server) choose(p pdu.PresentationContextRQ) (string, byte) {
 	}
 	for _, ts := range p.TransferSyntaxes {
 		if ts = strings.TrimRight(ts, "\x00 "); ok(ts) {
+			return ts, resultAccepted
+		}
+	}
+	return "", resultTransferNotSupported
+}
+
+// convertible are the syntaxes into which the archive converts every
+// stored syntax it can decode: the uncompressed ones.
+var convertible = []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian, uid.ExplicitVRBigEndian, uid.DeflatedExplicitVRLittleEndian}
+
+// retrievalContexts picks, for each storage SOP class whose C-STOREs the
+// requestor receives (it takes the SCP role: a C-GET's sub-operations),
+// one presentation context to accept in an uncompressed syntax, so that
+// every instance of the class can be delivered, converted if need be,
+// whatever syntax it is stored in. A requestor proposing several syntaxes
+// in one context, compressed first (getscu +xs), would otherwise have the
+// compressed one chosen and lose the instances that cannot be converted
+// to it. The context is the first whose first proposed syntax is
+// uncompressed, else the first proposing one at all; the class's other
+// contexts are answered as usual, so that instances stored in the
+// syntaxes they accept are sent as stored.
+func retrievalContexts(proposed []pdu.PresentationContextRQ, peerSCP map[string]bool) map[byte]bool {
+	out := map[byte]bool{}
+	first := map[string]byte{} // class -> context whose first syntax is uncompressed
+	some := map[string]byte{}  // class -> first context proposing one at all
+	for _, p := range proposed {
+		if !uid.IsStorage(p.AbstractSyntax) || !peerSCP[p.AbstractSyntax] {
+			continue
+		}
+		for i, ts := range p.TransferSyntaxes {
+			if !slices.Contains(convertible, strings.TrimRight(ts, "\x00 ")) {
+				continue
+			}
+			if _, ok := first[p.AbstractSyntax]; !ok && i == 0 {
+				first[p.AbstractSyntax] = p.ID
+			}
+			if _, ok := some[p.AbstractSyntax]; !ok {
+				some[p.AbstractSyntax] = p.ID
+			}
+			break
+		}
+	}
+	for class, id := range some {
+		if f, ok := first[class]; ok {
+			id = f
+		}
+		out[id] = true
+	}
+	return out
+}
+
+// firstUncompressed accepts the first uncompressed syntax a context
+// proposes.
+func firstUncompressed(p pdu.PresentationContextRQ) (string, byte) {
+	for _, ts := range p.TransferSyntaxes {
+		if ts = strings.TrimRight(ts, "\x00 "); slices.Contains(convertible, ts) {
 			return ts, resultAccepted
 		}
 	}

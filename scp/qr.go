@@ -9,10 +9,12 @@ import (
 	"iter"
 	"log/slog"
 	"net"
+	"runtime"
 	"slices"
 	"time"
 
 	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/codec"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/dimse"
@@ -32,7 +34,8 @@ type Index interface {
 // Objects opens archived objects.
 type Objects interface {
 	// OpenDataset opens the data set of an instance in transfer syntax
-	// ts, converted if it is not the stored one (see archive).
+	// ts. The providers ask for the stored syntax and convert what they
+	// send themselves, with their codec registry.
 	OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error)
 }
 
@@ -61,6 +64,9 @@ type QR struct {
 	Logger             *slog.Logger
 	// TLSConfig is used to reach remotes marked TLS.
 	TLSConfig *tls.Config
+	// Codecs converts instances to a transfer syntax the peer accepted
+	// when it did not accept the stored one (nil: codec.New's defaults).
+	Codecs *codec.Registry
 }
 
 var (
@@ -186,7 +192,7 @@ func (s *QR) Move(ctx context.Context, a *dimse.Association, req *dimse.MoveRequ
 	if plan.total == 0 {
 		return dimse.SubOperations{}, nil
 	}
-	d := &dimse.Dialer{CallingAE: s.AETitle, CalledAE: dest.AETitle, Proposals: plan.proposals(), Logger: s.log()}
+	d := &dimse.Dialer{CallingAE: s.AETitle, CalledAE: dest.AETitle, Proposals: plan.proposals(s.codecs()), Logger: s.log()}
 	peer, err := dialRemote(ctx, d, dest, s.TLSConfig)
 	if err != nil {
 		s.log().Warn("C-MOVE destination unreachable", "destination", req.Destination, "addr", dest.Addr, "err", err)
@@ -273,34 +279,35 @@ func (s *QR) plan(ctx context.Context, q *index.Query) (*plan, error) {
 	return p, nil
 }
 
-// uncompressedSyntaxes are the syntaxes pacsd converts between when a
-// destination refuses the stored one (dicom.Transcodable), in the order
-// it proposes them.
+// uncompressedSyntaxes are the syntaxes every stored syntax the codecs
+// decode converts to, in the order pacsd proposes them.
 var uncompressedSyntaxes = []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian, uid.ExplicitVRBigEndian, uid.DeflatedExplicitVRLittleEndian}
 
-// proposals proposes a presentation context per SOP class and stored
-// transfer syntax holding that syntax alone, so that a destination that
-// can take the data as stored is not led to choose another, and for
-// uncompressed data a second context with the other uncompressed
-// syntaxes, to convert to when it cannot. An association holds at most
-// 128 contexts; pairs beyond are left out, their instances failing.
-func (p *plan) proposals() []dimse.Proposal {
-	var out []dimse.Proposal
+// proposals proposes, for each SOP class and stored transfer syntax, a
+// presentation context holding that syntax alone, so that a destination
+// that can take the data as stored is not led to choose another. Then,
+// for each SOP class, a context of the uncompressed syntaxes, which every
+// syntax the codecs decode converts to; one of the lossless compressed
+// syntaxes they encode, for a destination that takes only compressed
+// data; and one of the lossy ones, used only when the destination
+// accepts nothing else. An association holds at most 128 contexts: the
+// lossy, then the lossless ones are left out first, and pairs beyond
+// that, their instances failing.
+func (p *plan) proposals(reg *codec.Registry) []dimse.Proposal {
+	var stored, plain, lossless, lossy []dimse.Proposal
+	compressed, lossyTS := reg.Encodings()
+	seen := map[string]bool{}
 	for _, k := range p.pairs {
-		out = append(out, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: []string{k[1]}})
-	}
-	for _, k := range p.pairs {
-		if !dicom.Transcodable(k[1]) {
+		stored = append(stored, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: []string{k[1]}})
+		if seen[k[0]] {
 			continue
 		}
-		var others []string
-		for _, u := range uncompressedSyntaxes {
-			if u != k[1] {
-				others = append(others, u)
-			}
-		}
-		out = append(out, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: others})
+		seen[k[0]] = true
+		plain = append(plain, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: uncompressedSyntaxes})
+		lossless = append(lossless, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: compressed})
+		lossy = append(lossy, dimse.Proposal{AbstractSyntax: k[0], TransferSyntaxes: lossyTS})
 	}
+	out := slices.Concat(stored, plain, lossless, lossy)
 	if len(out) > 128 {
 		out = out[:128]
 	}
@@ -316,10 +323,13 @@ type storer interface {
 }
 
 // send stores every instance q finds through peer, counting the
-// sub-operations and reporting them after each. It starts no new one once
-// stopped is closed (C-CANCEL, shutdown): the one in flight then is
-// finished and counted as what it came to, since ctx is not cancelled by
-// a stop, and the counts so far are returned.
+// sub-operations and reporting them after each. Instances are opened, and
+// converted where need be, a few ahead of the one being sent (prepare),
+// so that conversion runs on the other CPUs while the network works. It
+// starts no new sub-operation once stopped is closed (C-CANCEL, shutdown):
+// the one in flight then is finished and counted as what it came to,
+// since ctx is not cancelled by a stop, and the counts so far are
+// returned.
 func (s *QR) send(ctx context.Context, stopped <-chan struct{}, peer storer, q *index.Query, total int, originator string, originatorID uint16, progress func(dimse.SubOperations)) dimse.SubOperations {
 	subs := dimse.SubOperations{Remaining: total}
 	fail := func(in *index.Instance, why error) {
@@ -327,26 +337,30 @@ func (s *QR) send(ctx context.Context, stopped <-chan struct{}, peer storer, q *
 		subs.FailedInstances = append(subs.FailedInstances, in.SOPInstanceUID)
 		s.log().Warn("sub-operation failed", "sop_instance_uid", in.SOPInstanceUID, "err", why)
 	}
-	for in, err := range s.Index.FindInstances(ctx, q) {
-		if err != nil {
-			s.log().Warn("retrieve: index failed mid-way", "err", err)
+	ahead, done := s.prepare(ctx, peer, q)
+	defer done()
+	for p := range ahead {
+		if p.indexErr != nil {
+			s.log().Warn("retrieve: index failed mid-way", "err", p.indexErr)
 			break
 		}
 		if ctx.Err() != nil || isClosed(stopped) {
+			p.close()
 			break
 		}
 		subs.Remaining--
 		select {
 		case <-peer.Done():
-			fail(in, errors.New("the destination ended the association"))
+			p.close()
+			fail(p.in, errors.New("the destination ended the association"))
 			progress(subs)
 			continue
 		default:
 		}
-		st, err := s.store(ctx, peer, in, originator, originatorID)
+		st, err := s.store(ctx, peer, p, originator, originatorID)
 		switch {
 		case err != nil:
-			fail(in, err)
+			fail(p.in, err)
 		case st.IsWarning():
 			subs.Warning++
 		default:
@@ -360,6 +374,83 @@ func (s *QR) send(ctx context.Context, stopped <-chan struct{}, peer storer, q *
 	return subs
 }
 
+// prepared is an instance to send, opened (and converted) ahead of its
+// turn unless it is large.
+type prepared struct {
+	in       *index.Instance
+	indexErr error // the index failed instead of naming an instance
+	lazy     bool  // opened only when its turn comes
+	ready    chan struct{}
+	out      *outgoing
+	err      error
+}
+
+// close closes what was opened for p, once its opening has ended.
+func (p *prepared) close() {
+	if p.lazy {
+		return
+	}
+	<-p.ready
+	if p.out != nil {
+		p.out.Dataset.Close()
+		p.out = nil
+	}
+}
+
+// openAhead bounds the stored size of an instance opened ahead of its
+// turn: a conversion holds at most holdBack bytes of its output and the
+// frames it is converting, which for an object of this size stay small.
+const openAhead = 1 << 20
+
+// prepare finds the instances of q and opens them in order, up to
+// GOMAXPROCS (at most 4) at once and as many ahead of the one being
+// sent, each converted to a syntax peer accepted for its class. done
+// stops it and closes what was opened and not taken.
+func (s *QR) prepare(ctx context.Context, peer storer, q *index.Query) (ahead <-chan *prepared, done func()) {
+	workers := min(runtime.GOMAXPROCS(0), 4)
+	out := make(chan *prepared, workers)
+	quit := make(chan struct{})
+	sem := make(chan struct{}, workers)
+	go func() {
+		defer close(out)
+		for in, err := range s.Index.FindInstances(ctx, q) {
+			p := &prepared{in: in, indexErr: err, ready: make(chan struct{})}
+			switch {
+			case err != nil:
+				close(p.ready)
+			case in.Size > openAhead:
+				p.lazy = true
+			default:
+				select {
+				case sem <- struct{}{}:
+				case <-quit:
+					return
+				}
+				go func() {
+					defer func() { <-sem }()
+					p.out, p.err = s.open(ctx, in, accepted(peer, in.SOPClassUID))
+					close(p.ready)
+				}()
+			}
+			select {
+			case out <- p:
+			case <-quit:
+				p.close()
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return out, func() {
+		close(quit)
+		for p := range out {
+			p.close()
+		}
+	}
+}
+
 func isClosed(c <-chan struct{}) bool {
 	select {
 	case <-c:
@@ -370,36 +461,23 @@ func isClosed(c <-chan struct{}) bool {
 }
 
 // store sends one archived instance, in its stored transfer syntax if the
-// peer accepted it, or converted to another uncompressed syntax it
-// accepted.
-func (s *QR) store(ctx context.Context, peer storer, in *index.Instance, originator string, originatorID uint16) (dimse.Status, error) {
-	target := ""
-	for _, pc := range peer.Contexts() {
-		if !pc.Accepted() || pc.AbstractSyntax != in.SOPClassUID {
-			continue
-		}
-		if pc.TransferSyntax == in.TransferSyntaxUID {
-			target = pc.TransferSyntax
-			break
-		}
-		if target == "" && dicom.Transcodable(in.TransferSyntaxUID) && dicom.Transcodable(pc.TransferSyntax) {
-			target = pc.TransferSyntax
-		}
+// peer accepted it, or converted to one it accepted (open), and closes it.
+func (s *QR) store(ctx context.Context, peer storer, p *prepared, originator string, originatorID uint16) (dimse.Status, error) {
+	if p.lazy {
+		p.out, p.err = s.open(ctx, p.in, accepted(peer, p.in.SOPClassUID))
+	} else {
+		<-p.ready
 	}
-	if target == "" {
-		return 0, fmt.Errorf("the peer accepted neither %s nor a syntax it can be converted to for %s", uid.Name(in.TransferSyntaxUID), uid.Name(in.SOPClassUID))
+	if p.err != nil {
+		return 0, p.err
 	}
-	_, data, err := s.Objects.OpenDataset(ctx, in, target)
-	if err != nil {
-		return 0, err
-	}
-	defer data.Close()
+	defer p.out.Dataset.Close()
 	return peer.Store(ctx, &dimse.StoreRequest{
-		SOPClassUID:             in.SOPClassUID,
-		SOPInstanceUID:          in.SOPInstanceUID,
-		TransferSyntaxUID:       target,
+		SOPClassUID:             p.in.SOPClassUID,
+		SOPInstanceUID:          p.out.SOPInstanceUID,
+		TransferSyntaxUID:       p.out.TransferSyntax,
 		MoveOriginatorAE:        originator,
 		MoveOriginatorMessageID: originatorID,
-		Dataset:                 data,
+		Dataset:                 p.out.Dataset,
 	})
 }

@@ -1,6 +1,8 @@
 package codec
 
 import (
+	"crypto/sha256"
+	"math/big"
 	"slices"
 
 	"github.com/pacsd/pacsd/dicom"
@@ -76,4 +78,38 @@ func (r *Registry) CanTranscode(from, to string) bool {
 		}
 	}
 	return true
+}
+
+// LossyInstanceUID returns the SOP Instance UID of the lossy copy, in
+// transfer syntax ts, of the instance whose UID is instance: a UID under
+// 2.25 (PS3.5 B.2) derived from both, so that each retrieval of the same
+// copy names it alike and a destination keeps one of it.
+func LossyInstanceUID(instance, ts string) string {
+	h := sha256.Sum256([]byte("pacsd lossy copy\x00" + instance + "\x00" + ts))
+	b := h[:16]
+	b[6] = b[6]&0x0F | 0x80 // a UUID of version 8 (RFC 9562), variant 10
+	b[8] = b[8]&0x3F | 0x80
+	return "2.25." + new(big.Int).SetBytes(b).String()
+}
+
+// Encodings returns the compressed transfer syntaxes this Registry
+// encodes, lossless ones and lossy ones, each in the order a sender
+// proposes them: the better compression, and the more widely decoded,
+// first.
+func (r *Registry) Encodings() (lossless, lossy []string) {
+	for _, ts := range []string{
+		uid.JPEGLSLossless, uid.JPEG2000Lossless, uid.JPEGLosslessSV1, uid.JPEGLossless, uid.HTJ2KLossless,
+		uid.HTJ2KLosslessRPCL, uid.RLELossless,
+		uid.JPEGLSNearLossless, uid.JPEG2000, uid.HTJ2K, uid.JPEGExtended12Bit, uid.JPEGBaseline8Bit,
+	} {
+		c, ok := r.Lookup(ts)
+		switch {
+		case !ok:
+		case c.Lossy():
+			lossy = append(lossy, ts)
+		default:
+			lossless = append(lossless, ts)
+		}
+	}
+	return lossless, lossy
 }

@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/pacsd/pacsd/dicom"
@@ -225,4 +228,38 @@ func writePart10(t *testing.T, dir, name string, ds []byte, ts string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestTranscodeBadFrame: a frame that does not decode, among frames
+// converted in parallel, ends the conversion with its error, whatever
+// the frames around it; so does a cancelled context.
+func TestTranscodeBadFrame(t *testing.T) {
+	reg := New(Options{})
+	im := Image{Rows: 32, Columns: 32, SamplesPerPixel: 1, BitsAllocated: 16, BitsStored: 12, PhotometricInterpretation: Monochrome2}
+	ds, _ := nativeDataset(im, 9, 1)
+	var enc bytes.Buffer
+	if _, err := reg.Transcode(t.Context(), &enc, bytes.NewReader(ds), uid.ExplicitVRLittleEndian, uid.JPEGLSLossless, TranscodeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []int{1, 5, 9} {
+		t.Run(fmt.Sprintf("frame %d", bad), func(t *testing.T) {
+			b := bytes.Clone(enc.Bytes())
+			// The bad frame's code stream loses its frame header.
+			soi := []byte{0xFF, 0xD8, 0xFF, 0xF7}
+			at := -1
+			for i := 0; i < bad; i++ {
+				at += 1 + bytes.Index(b[at+1:], soi)
+			}
+			b[at+3] = 0
+			_, err := reg.Transcode(t.Context(), io.Discard, bytes.NewReader(b), uid.JPEGLSLossless, uid.ExplicitVRLittleEndian, TranscodeOptions{})
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), fmt.Sprintf("frame %d:", bad)) {
+				t.Errorf("got %v, want frame %d malformed", err, bad)
+			}
+		})
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := reg.Transcode(ctx, io.Discard, bytes.NewReader(enc.Bytes()), uid.JPEGLSLossless, uid.ExplicitVRLittleEndian, TranscodeOptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: got %v", err)
+	}
 }

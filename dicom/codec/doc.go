@@ -26,4 +26,22 @@
 // allocates anything for the frame, so that a hostile or broken code
 // stream costs at most one frame of the size the data set declares, and
 // Limits bounds that size.
+//
+// The C libraries are built by Debian with their assertions on, and some
+// of them (OpenJPH 0.9's packet header and code-block parsing, among
+// others) assert on conditions a hostile code stream can bring about,
+// which would abort the process. Two defences stand in the way. Before
+// OpenJPH sees an HTJ2K code stream, checkOpenJPH checks its main and
+// tile-part headers for everything OpenJPH's parser reads without
+// checking (ojph_check.go). And while a decoder of OpenJPH, OpenJPEG or
+// CharLS runs, a failed assertion on its thread returns to the caller
+// as an error (assert_trap.c defines glibc's __assert_fail, which the
+// libraries call through the dynamic linker; elsewhere it aborts as
+// glibc's does), and what the library had allocated for the frame is
+// freed with the object that owns it.
+//
+// Transcode reads a data set as it streams: frame after frame, several
+// frames of a multi-frame image converted at once on as many CPUs, within
+// a memory budget, and written in order. A compressed data set whose
+// header is in implicit VR (which some writers produce) is read as such.
 package codec

@@ -16,6 +16,7 @@
 #include <openjph/ojph_params.h>
 
 extern "C" {
+#include "assert_trap.h"
 #include "j2k_shim.h"
 }
 
@@ -67,16 +68,15 @@ void quiet() {
 	(void)done;
 }
 
-} // namespace
-
-extern "C" int pacsd_ojph_decode(const unsigned char *src, size_t n, int want_w, int want_h, int want_c,
-		int want_bits, unsigned char *dst, size_t dst_size, int bps, int *info, char *msg) {
-	quiet();
-	msg[0] = 0;
+// decode decodes into dst with the codestream *csp, which it makes; the
+// caller deletes it, whether decode returns or an assertion fails.
+int decode(const unsigned char *src, size_t n, int want_w, int want_h, int want_c, int want_bits,
+		unsigned char *dst, size_t dst_size, int bps, int *info, char *msg, ojph::codestream *volatile *csp) {
 	try {
 		ojph::mem_infile f;
 		f.open(src, n);
-		ojph::codestream cs;
+		*csp = new ojph::codestream;
+		ojph::codestream &cs = **csp;
 		cs.read_headers(&f);
 		ojph::param_siz siz = cs.access_siz();
 		ojph::point ext = siz.get_image_extent(), off = siz.get_image_offset();
@@ -129,6 +129,30 @@ extern "C" int pacsd_ojph_decode(const unsigned char *src, size_t n, int want_w,
 		return -1;
 	}
 	return 0;
+}
+
+} // namespace
+
+// pacsd_ojph_decode decodes one HTJ2K frame. OpenJPH's own checks that
+// fail (assertions) end the decoding with an error, through the trap of
+// assert_trap.c; what OpenJPH allocated for the frame is freed with the
+// codestream that owns it.
+extern "C" int pacsd_ojph_decode(const unsigned char *src, size_t n, int want_w, int want_h, int want_c,
+		int want_bits, unsigned char *dst, size_t dst_size, int bps, int *info, char *msg) {
+	quiet();
+	msg[0] = 0;
+	ojph::codestream *volatile cs = nullptr;
+	jmp_buf trap;
+	if (setjmp(trap) != 0) {
+		delete cs;
+		snprintf(msg, PACSD_MSG, "%s", pacsd_trap_message());
+		return -1;
+	}
+	pacsd_trap_set(&trap);
+	int rc = decode(src, n, want_w, want_h, want_c, want_bits, dst, dst_size, bps, info, msg, &cs);
+	pacsd_trap_set(nullptr);
+	delete cs;
+	return rc;
 }
 
 extern "C" int pacsd_ojph_encode(const unsigned char *src, int w, int h, int comps, int bits, int bps, int sgnd,

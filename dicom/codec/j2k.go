@@ -53,14 +53,21 @@ func j2kOut(im Image) Image {
 
 type j2kDecodeFunc func(src *C.uchar, n C.size_t, w, h, c, bits C.int, dst *C.uchar, size C.size_t, bps C.int, info *C.int, msg *C.char) C.int
 
-func decodeJ2K(dst, src []byte, im Image, lim Limits, name string, decode j2kDecodeFunc) ([]byte, Image, error) {
+// decodeJ2K decodes a JPEG 2000 frame with decode after checking it: the
+// image size by checkSIZ, then the rest by check, which returns the bytes
+// to decode.
+func decodeJ2K(dst, src []byte, im Image, lim Limits, name string, check func(src, cs []byte, siz sizInfo) ([]byte, error), decode j2kDecodeFunc) ([]byte, Image, error) {
 	if err := im.check(lim); err != nil {
 		return nil, im, err
 	}
 	if len(src) < 4 {
 		return nil, im, fmt.Errorf("%w: %s frame of %d bytes", ErrMalformed, name, len(src))
 	}
-	if err := checkSIZ(src, im); err != nil {
+	cs, siz, err := checkSIZ(src, im)
+	if err != nil {
+		return nil, im, err
+	}
+	if src, err = check(src, cs, siz); err != nil {
 		return nil, im, err
 	}
 	out := grow(dst, int(im.FrameSize()))
@@ -77,22 +84,35 @@ func decodeJ2K(dst, src []byte, im Image, lim Limits, name string, decode j2kDec
 	default:
 		return nil, im, fmt.Errorf("%w: %s: %s", ErrMalformed, name, C.GoString(&msg[0]))
 	}
+	if int(info[3]) <= im.BitsStored {
+		// Signed pixels are sign-extended from Bits Stored, as the
+		// other decoders and dcmtk do, whether or not the code stream
+		// says its samples are signed: some writers mark them unsigned
+		// in a signed image, and pydicom reads them so too.
+		fixSign(out, im)
+	}
 	return out, j2kOut(im), nil
 }
 
+// openJPEG decodes JPEG 2000 with OpenJPEG, which reads JP2 files and
+// raw code streams.
+func openJPEG(s *C.uchar, n C.size_t, w, h, k, b C.int, d *C.uchar, size C.size_t, bps C.int, info *C.int, msg *C.char) C.int {
+	return C.pacsd_j2k_decode(s, n, w, h, k, b, d, size, bps, info, msg)
+}
+
+// openJPH decodes HTJ2K code streams with OpenJPH.
+func openJPH(s *C.uchar, n C.size_t, w, h, k, b C.int, d *C.uchar, size C.size_t, bps C.int, info *C.int, msg *C.char) C.int {
+	return C.pacsd_ojph_decode(s, n, w, h, k, b, d, size, bps, info, msg)
+}
+
 func (c j2kCodec) Decode(dst, src []byte, im Image) ([]byte, Image, error) {
-	return decodeJ2K(dst, src, im, c.lim, "JPEG 2000", func(s *C.uchar, n C.size_t, w, h, k, b C.int, d *C.uchar, size C.size_t, bps C.int, info *C.int, msg *C.char) C.int {
-		return C.pacsd_j2k_decode(s, n, w, h, k, b, d, size, bps, info, msg)
-	})
+	check := func(src, cs []byte, _ sizInfo) ([]byte, error) { return src, checkTileParts(cs) }
+	return decodeJ2K(dst, src, im, c.lim, "JPEG 2000", check, openJPEG)
 }
 
 func (c htj2kCodec) Decode(dst, src []byte, im Image) ([]byte, Image, error) {
-	if err := checkQuantization(src); err != nil {
-		return nil, im, err
-	}
-	return decodeJ2K(dst, src, im, c.lim, "HTJ2K", func(s *C.uchar, n C.size_t, w, h, k, b C.int, d *C.uchar, size C.size_t, bps C.int, info *C.int, msg *C.char) C.int {
-		return C.pacsd_ojph_decode(s, n, w, h, k, b, d, size, bps, info, msg)
-	})
+	check := func(_, cs []byte, siz sizInfo) ([]byte, error) { return checkOpenJPH(cs, siz) }
+	return decodeJ2K(dst, src, im, c.lim, "HTJ2K", check, openJPH)
 }
 
 // j2kInput checks a native frame for JPEG 2000 encoding and returns it
@@ -224,37 +244,47 @@ func appendWithTLM(dst, cs []byte) ([]byte, error) {
 // checkSIZ checks the image and tile size (SIZ, ISO/IEC 15444-1 A.5.1)
 // of a JPEG 2000 code stream against im and the standard's constraints
 // before a library sees it: a code stream lying about its tiling makes
-// OpenJPH loop for a very long time.
-func checkSIZ(src []byte, im Image) error {
+// OpenJPH loop for a very long time. It returns the code stream (src, or
+// the code stream of a JP2 file) and what its SIZ says.
+func checkSIZ(src []byte, im Image) ([]byte, sizInfo, error) {
 	cs := src
 	if len(cs) >= 12 && string(cs[4:8]) == "jP  " {
 		// A JP2 file: the code stream is in the jp2c box.
 		i := bytes.Index(cs, []byte{0xFF, 0x4F, 0xFF, 0x51})
 		if i < 0 {
-			return fmt.Errorf("%w: JP2 without a code stream", ErrMalformed)
+			return nil, sizInfo{}, fmt.Errorf("%w: JP2 without a code stream", ErrMalformed)
 		}
 		cs = cs[i:]
 	}
 	if len(cs) < 4+38 || cs[0] != 0xFF || cs[1] != 0x4F || cs[2] != 0xFF || cs[3] != 0x51 {
-		return fmt.Errorf("%w: JPEG 2000 code stream does not start with SOC and SIZ", ErrMalformed)
+		return nil, sizInfo{}, fmt.Errorf("%w: JPEG 2000 code stream does not start with SOC and SIZ", ErrMalformed)
 	}
 	s := cs[4:]
 	u := func(i int) int64 { return int64(binary.BigEndian.Uint32(s[i:])) }
+	lsiz := int(binary.BigEndian.Uint16(s))
 	xsiz, ysiz, xo, yo := u(4), u(8), u(12), u(16)
 	xt, yt, xto, yto := u(20), u(24), u(28), u(32)
 	comps := int(binary.BigEndian.Uint16(s[36:]))
 	switch {
+	case lsiz != 38+3*comps || len(s) < lsiz:
+		return nil, sizInfo{}, fmt.Errorf("%w: JPEG 2000 SIZ of %d bytes for %d components", ErrMalformed, lsiz, comps)
 	case xsiz <= xo || ysiz <= yo || xsiz-xo != int64(im.Columns) || ysiz-yo != int64(im.Rows):
-		return fmt.Errorf("%w: JPEG 2000 image of %dx%d in an image of %dx%d", ErrMalformed, xsiz-xo, ysiz-yo, im.Columns, im.Rows)
+		return nil, sizInfo{}, fmt.Errorf("%w: JPEG 2000 image of %dx%d in an image of %dx%d", ErrMalformed, xsiz-xo, ysiz-yo, im.Columns, im.Rows)
 	case comps != im.SamplesPerPixel:
-		return fmt.Errorf("%w: JPEG 2000 image of %d components in an image of %d samples", ErrMalformed, comps, im.SamplesPerPixel)
+		return nil, sizInfo{}, fmt.Errorf("%w: JPEG 2000 image of %d components in an image of %d samples", ErrMalformed, comps, im.SamplesPerPixel)
 	case xt == 0 || yt == 0 || xto > xo || yto > yo || xto+xt <= xo || yto+yt <= yo:
-		return fmt.Errorf("%w: JPEG 2000 tiling %dx%d at %d,%d", ErrMalformed, xt, yt, xto, yto)
+		return nil, sizInfo{}, fmt.Errorf("%w: JPEG 2000 tiling %dx%d at %d,%d", ErrMalformed, xt, yt, xto, yto)
 	}
-	if tiles := ((xsiz - xto + xt - 1) / xt) * ((ysiz - yto + yt - 1) / yt); tiles > 65535 {
-		return fmt.Errorf("%w: JPEG 2000 code stream of %d tiles", ErrMalformed, tiles)
+	for c := range comps {
+		if dx, dy := s[38+3*c+1], s[38+3*c+2]; dx != 1 || dy != 1 {
+			return nil, sizInfo{}, fmt.Errorf("%w: JPEG 2000 component %d subsampled %dx%d", ErrMalformed, c, dx, dy)
+		}
 	}
-	return checkTileParts(cs)
+	tiles := ((xsiz - xto + xt - 1) / xt) * ((ysiz - yto + yt - 1) / yt)
+	if tiles > 65535 {
+		return nil, sizInfo{}, fmt.Errorf("%w: JPEG 2000 code stream of %d tiles", ErrMalformed, tiles)
+	}
+	return cs, sizInfo{components: comps, tiles: int(tiles)}, nil
 }
 
 // checkTileParts walks the marker segments of the main header and of
@@ -323,35 +353,4 @@ func checkTileParts(cs []byte) error {
 		pos = end
 	}
 	return nil
-}
-
-// checkQuantization checks that the main header's quantization style
-// (QCD) agrees with its wavelet (COD): none for the reversible 5/3,
-// expounded for the irreversible 9/7, the only pairs OpenJPH 0.9 reads.
-// Its build asserts on any other, aborting the process.
-func checkQuantization(cs []byte) error {
-	transform, style := -1, -1
-	pos := 2
-	for pos+4 <= len(cs) && cs[pos] == 0xFF && cs[pos+1] != 0x90 {
-		n := int(binary.BigEndian.Uint16(cs[pos+2:]))
-		if n < 2 || pos+2+n > len(cs) {
-			return fmt.Errorf("%w: JPEG 2000 marker segment overruns the code stream", ErrMalformed)
-		}
-		seg := cs[pos+4 : pos+2+n]
-		switch cs[pos+1] {
-		case 0x52: // COD
-			if len(seg) > 9 {
-				transform = int(seg[9])
-			}
-		case 0x5C: // QCD
-			if len(seg) > 0 {
-				style = int(seg[0] & 0x1F)
-			}
-		}
-		pos += 2 + n
-	}
-	if transform == 1 && style == 0 || transform == 0 && style == 2 {
-		return nil
-	}
-	return fmt.Errorf("%w: HTJ2K wavelet %d with quantization style %d", ErrMalformed, transform, style)
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <openjpeg.h>
+#include "assert_trap.h"
 #include "j2k_shim.h"
 
 struct membuf {
@@ -76,16 +77,28 @@ static opj_stream_t *mem_stream(struct membuf *m, int input) {
 	return s;
 }
 
-int pacsd_j2k_decode(const unsigned char *src, size_t n, int want_w, int want_h, int want_c, int want_bits,
+// j2k_decoding is what decoding allocates, freed whether it ends or an
+// assertion fails.
+struct j2k_decoding {
+	opj_codec_t *c;
+	opj_stream_t *s;
+	opj_image_t *img;
+};
+
+static void j2k_free(volatile struct j2k_decoding *d) {
+	if (d->img) opj_image_destroy(d->img);
+	if (d->s) opj_stream_destroy(d->s);
+	if (d->c) opj_destroy_codec(d->c);
+}
+
+static int j2k_decode(volatile struct j2k_decoding *d, struct membuf *m, int want_w, int want_h, int want_c, int want_bits,
 		unsigned char *dst, size_t dst_size, int bps, int *info, char *msg) {
-	struct membuf m = {(unsigned char *)src, n, 0, n, 0};
-	int jp2 = n >= 12 && memcmp(src + 4, "jP  ", 4) == 0;
-	opj_codec_t *c = opj_create_decompress(jp2 ? OPJ_CODEC_JP2 : OPJ_CODEC_J2K);
-	opj_stream_t *s = mem_stream(&m, 1);
+	int jp2 = m->len >= 12 && memcmp(m->data + 4, "jP  ", 4) == 0;
+	opj_codec_t *c = d->c = opj_create_decompress(jp2 ? OPJ_CODEC_JP2 : OPJ_CODEC_J2K);
+	opj_stream_t *s = d->s = mem_stream(m, 1);
 	opj_image_t *img = NULL;
 	opj_dparameters_t p;
 	int rc = -1;
-	msg[0] = 0;
 	if (c == NULL || s == NULL) {
 		snprintf(msg, PACSD_MSG, "out of memory");
 		goto done;
@@ -94,7 +107,10 @@ int pacsd_j2k_decode(const unsigned char *src, size_t n, int want_w, int want_h,
 	opj_set_warning_handler(c, quiet, NULL);
 	opj_set_info_handler(c, quiet, NULL);
 	opj_set_default_decoder_parameters(&p);
-	if (!opj_setup_decoder(c, &p) || !opj_read_header(s, c, &img)) goto done;
+	if (!opj_setup_decoder(c, &p)) goto done;
+	int ok = opj_read_header(s, c, &img);
+	d->img = img;
+	if (!ok) goto done;
 	info[0] = img->x1 - img->x0;
 	info[1] = img->y1 - img->y0;
 	info[2] = img->numcomps;
@@ -137,9 +153,26 @@ int pacsd_j2k_decode(const unsigned char *src, size_t n, int want_w, int want_h,
 	rc = 0;
 done:
 	if (rc == -1 && msg[0] == 0) snprintf(msg, PACSD_MSG, "the code stream does not decode");
-	if (img) opj_image_destroy(img);
-	if (s) opj_stream_destroy(s);
-	if (c) opj_destroy_codec(c);
+	return rc;
+}
+
+// pacsd_j2k_decode decodes one JPEG 2000 frame; an assertion of OpenJPEG
+// that fails ends it with an error (assert_trap.c).
+int pacsd_j2k_decode(const unsigned char *src, size_t n, int want_w, int want_h, int want_c, int want_bits,
+		unsigned char *dst, size_t dst_size, int bps, int *info, char *msg) {
+	struct membuf m = {(unsigned char *)src, n, 0, n, 0};
+	volatile struct j2k_decoding d = {NULL, NULL, NULL};
+	jmp_buf trap;
+	msg[0] = 0;
+	if (setjmp(trap) != 0) {
+		j2k_free(&d);
+		snprintf(msg, PACSD_MSG, "%s", pacsd_trap_message());
+		return -1;
+	}
+	pacsd_trap_set(&trap);
+	int rc = j2k_decode(&d, &m, want_w, want_h, want_c, want_bits, dst, dst_size, bps, info, msg);
+	pacsd_trap_set(NULL);
+	j2k_free(&d);
 	return rc;
 }
 

@@ -4,14 +4,32 @@ package codec
 #cgo LDFLAGS: -lcharls
 #include <stdlib.h>
 #include <charls/charls.h>
+#include "assert_trap.h"
 
-static const char *pacsd_jls_message(int rc) { return charls_get_error_message((charls_jpegls_errc)rc); }
+// PACSD_JLS_TRAPPED is the return code of a decoding that failed one of
+// CharLS's assertions (assert_trap.c).
+#define PACSD_JLS_TRAPPED -1000
+
+static const char *pacsd_jls_message(int rc) {
+	if (rc == PACSD_JLS_TRAPPED) return pacsd_trap_message();
+	return charls_get_error_message((charls_jpegls_errc)rc);
+}
 
 // pacsd_jls_header reads the header of a JPEG-LS stream into info:
 // width, height, bits per sample, components, interleave mode, NEAR.
 static int pacsd_jls_header(const void *src, size_t n, int *info) {
-	charls_jpegls_decoder *d = charls_jpegls_decoder_create();
-	if (d == NULL) return (int)CHARLS_JPEGLS_ERRC_NOT_ENOUGH_MEMORY;
+	charls_jpegls_decoder *volatile d = NULL;
+	jmp_buf trap;
+	if (setjmp(trap) != 0) {
+		if (d != NULL) charls_jpegls_decoder_destroy(d);
+		return PACSD_JLS_TRAPPED;
+	}
+	pacsd_trap_set(&trap);
+	d = charls_jpegls_decoder_create();
+	if (d == NULL) {
+		pacsd_trap_set(NULL);
+		return (int)CHARLS_JPEGLS_ERRC_NOT_ENOUGH_MEMORY;
+	}
 	charls_frame_info fi;
 	charls_interleave_mode ilv = CHARLS_INTERLEAVE_MODE_NONE;
 	int32_t near = 0;
@@ -28,16 +46,28 @@ static int pacsd_jls_header(const void *src, size_t n, int *info) {
 		info[4] = (int)ilv;
 		info[5] = near;
 	}
+	pacsd_trap_set(NULL);
 	charls_jpegls_decoder_destroy(d);
 	return rc;
 }
 
 static int pacsd_jls_decode(const void *src, size_t n, void *dst, size_t dst_size) {
-	charls_jpegls_decoder *d = charls_jpegls_decoder_create();
-	if (d == NULL) return (int)CHARLS_JPEGLS_ERRC_NOT_ENOUGH_MEMORY;
+	charls_jpegls_decoder *volatile d = NULL;
+	jmp_buf trap;
+	if (setjmp(trap) != 0) {
+		if (d != NULL) charls_jpegls_decoder_destroy(d);
+		return PACSD_JLS_TRAPPED;
+	}
+	pacsd_trap_set(&trap);
+	d = charls_jpegls_decoder_create();
+	if (d == NULL) {
+		pacsd_trap_set(NULL);
+		return (int)CHARLS_JPEGLS_ERRC_NOT_ENOUGH_MEMORY;
+	}
 	int rc = charls_jpegls_decoder_set_source_buffer(d, src, n);
 	if (!rc) rc = charls_jpegls_decoder_read_header(d);
 	if (!rc) rc = charls_jpegls_decoder_decode_to_buffer(d, dst, dst_size, 0);
+	pacsd_trap_set(NULL);
 	charls_jpegls_decoder_destroy(d);
 	return rc;
 }

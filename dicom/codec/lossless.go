@@ -41,7 +41,7 @@ func (c losslessCodec) Decode(dst, src []byte, im Image) ([]byte, Image, error) 
 		return nil, im, err
 	}
 	d := &ljDecoder{}
-	var out []int32 // samples interleaved, allocated once the frame header is checked
+	var out []uint16 // samples interleaved, allocated once the frame header is checked
 	pos := 0
 	if len(src) < 2 || src[0] != 0xFF || src[1] != 0xD8 {
 		return nil, im, fmt.Errorf("%w: JPEG Lossless frame does not start with SOI", ErrMalformed)
@@ -76,7 +76,7 @@ func (c losslessCodec) Decode(dst, src []byte, im Image) ([]byte, Image, error) 
 			if err := d.parseSOF(seg, im); err != nil {
 				return nil, im, err
 			}
-			out = make([]int32, d.width*d.height*len(d.comps))
+			out = make([]uint16, d.width*d.height*len(d.comps))
 		case 0xDA:
 			if out == nil {
 				return nil, im, fmt.Errorf("%w: scan before the frame header", ErrMalformed)
@@ -94,7 +94,7 @@ func (c losslessCodec) Decode(dst, src []byte, im Image) ([]byte, Image, error) 
 }
 
 // finish writes the decoded samples as a native frame.
-func (c losslessCodec) finish(dst []byte, out []int32, d *ljDecoder, im Image) ([]byte, Image, error) {
+func (c losslessCodec) finish(dst []byte, out []uint16, d *ljDecoder, im Image) ([]byte, Image, error) {
 	n := len(out)
 	o := im
 	o.PlanarConfiguration = 0
@@ -106,7 +106,7 @@ func (c losslessCodec) finish(dst []byte, out []int32, d *ljDecoder, im Image) (
 	} else {
 		dst = grow(dst, 2*n)
 		for i, v := range out {
-			dst[2*i], dst[2*i+1] = byte(v), byte(v>>8)
+			binary.LittleEndian.PutUint16(dst[2*i:], v)
 		}
 	}
 	if d.precision <= im.BitsStored {
@@ -205,7 +205,7 @@ func (d *ljDecoder) parseDHT(seg []byte) error {
 
 // scan decodes one scan whose header is seg from the entropy-coded data
 // at the start of data, and returns how many bytes of data it took.
-func (d *ljDecoder) scan(seg, data []byte, out []int32) (int, error) {
+func (d *ljDecoder) scan(seg, data []byte, out []uint16) (int, error) {
 	if len(seg) < 1 {
 		return 0, fmt.Errorf("%w: empty SOS", ErrMalformed)
 	}
@@ -215,6 +215,7 @@ func (d *ljDecoder) scan(seg, data []byte, out []int32) (int, error) {
 	}
 	idx := make([]int, ns) // frame component index of each scan component
 	tables := make([]*huffTable, ns)
+	inOrder := ns == len(d.comps)
 	for i := range ns {
 		id, td := seg[1+2*i], int(seg[2+2*i]>>4)
 		idx[i] = -1
@@ -226,6 +227,7 @@ func (d *ljDecoder) scan(seg, data []byte, out []int32) (int, error) {
 		if idx[i] < 0 || td > 3 || d.tables[td] == nil {
 			return 0, fmt.Errorf("%w: SOS component %d or its table %d is undefined", ErrMalformed, id, td)
 		}
+		inOrder = inOrder && idx[i] == i
 		tables[i] = d.tables[td]
 	}
 	p := seg[1+2*ns:]
@@ -237,65 +239,25 @@ func (d *ljDecoder) scan(seg, data []byte, out []int32) (int, error) {
 		return 0, fmt.Errorf("%w: point transform %d for precision %d", ErrMalformed, pt, d.precision)
 	}
 	br := bitReader{data: data}
-	nc := len(d.comps)
-	w, h := d.width, d.height
-	mask := int32(1)<<(d.precision-pt) - 1
-	initial := int32(1) << (d.precision - pt - 1)
-	mcus := 0
-	firstRow := 0 // the row predicted from the left only, after a restart
-	restartAt := 0
-	for y := range h {
-		for x := range w {
-			if d.restart > 0 && mcus > 0 && mcus%d.restart == 0 {
-				if err := br.restart(); err != nil {
-					return 0, err
-				}
-				firstRow, restartAt = y, x
-			}
-			for i, k := range idx {
-				diff, err := br.decodeDiff(tables[i])
-				if err != nil {
-					return 0, err
-				}
-				at := (y*w+x)*nc + k
-				var pred int32
-				switch {
-				case y == firstRow && x == restartAt:
-					pred = initial
-				case y == firstRow:
-					pred = out[at-nc]
-				case x == 0:
-					pred = out[at-w*nc]
-				default:
-					ra, rb, rc := out[at-nc], out[at-w*nc], out[at-w*nc-nc]
-					switch predictor {
-					case 1:
-						pred = ra
-					case 2:
-						pred = rb
-					case 3:
-						pred = rc
-					case 4:
-						pred = ra + rb - rc
-					case 5:
-						pred = ra + (rb-rc)>>1
-					case 6:
-						pred = rb + (ra-rc)>>1
-					case 7:
-						pred = (ra + rb) >> 1
-					}
-				}
-				out[at] = (pred + diff) & mask
-			}
-			mcus++
-		}
+	s := ljScan{
+		br: &br, tables: tables, idx: idx, nc: len(d.comps), w: d.width, h: d.height, predictor: predictor,
+		mask: int32(1)<<(d.precision-pt) - 1, initial: int32(1) << (d.precision - pt - 1),
+	}
+	var err error
+	if d.restart == 0 && inOrder {
+		err = s.decodeRows(out)
+	} else {
+		err = s.decodeRestarts(out, d.restart)
+	}
+	if err != nil {
+		return 0, err
 	}
 	if br.overrun() {
 		return 0, fmt.Errorf("%w: %v", ErrMalformed, errTruncated)
 	}
 	if pt > 0 {
 		for _, k := range idx {
-			for i := k; i < len(out); i += nc {
+			for i := k; i < len(out); i += s.nc {
 				out[i] <<= pt
 			}
 		}
@@ -303,17 +265,206 @@ func (d *ljDecoder) scan(seg, data []byte, out []int32) (int, error) {
 	return br.consumed(), nil
 }
 
-// huffTable is a Huffman table of ISO/IEC 10918-1 Annex C with a lookup
-// table for codes of up to lookupBits bits.
+// ljScan is one scan being decoded.
+type ljScan struct {
+	br            *bitReader
+	tables        []*huffTable
+	idx           []int // frame component of each scan component
+	nc            int   // components in the frame
+	w, h          int
+	predictor     int
+	mask, initial int32
+}
+
+// decodeRows decodes a scan of every component in frame order without
+// restart intervals, row by row: the case every encoder writes, and the
+// fast one.
+func (s *ljScan) decodeRows(out []uint16) error {
+	nc, br, mask := s.nc, s.br, s.mask
+	stride := s.w * nc
+	if len(out) < stride*s.h {
+		return fmt.Errorf("%w: scan larger than its frame", ErrMalformed)
+	}
+	// Table of each sample of a row's pixel, for nc components.
+	var t [4]*huffTable
+	copy(t[:], s.tables)
+	if nc > len(t) {
+		return fmt.Errorf("%w: %d components in a scan", ErrUnsupported, nc)
+	}
+	for y := range s.h {
+		row := out[y*stride : (y+1)*stride]
+		if y == 0 {
+			for k := range nc {
+				row[k] = uint16((s.initial + br.diff(t[k])) & mask)
+			}
+		} else {
+			up := out[(y-1)*stride : y*stride]
+			for k := range nc {
+				row[k] = uint16((int32(up[k]) + br.diff(t[k])) & mask)
+			}
+		}
+		if nc == 1 {
+			s.row1(row, out, y, t[0])
+		} else {
+			s.rowN(row, out, y, t[:nc])
+		}
+		if br.err != nil {
+			return br.err
+		}
+	}
+	return nil
+}
+
+// row1 decodes the samples after the first of row y of a one-component
+// scan. It keeps the bit reader's state in locals, which the compiler
+// holds in registers, and decodes most differences with one look-up:
+// this loop is where decoding spends its time.
+func (s *ljScan) row1(row, out []uint16, y int, t *huffTable) {
+	b, mask := s.br, s.mask
+	acc, n := b.acc, b.n
+	var up []uint16
+	predictor := s.predictor
+	if y == 0 {
+		predictor = 1
+	} else {
+		up = out[(y-1)*len(row) : y*len(row)]
+		up = up[:len(row)]
+	}
+	prev := int32(row[0])
+	for x := 1; x < len(row); x++ {
+		if n < 32 {
+			b.acc, b.n = acc, n
+			b.fill()
+			acc, n = b.acc, b.n
+		}
+		var d int32
+		if e := t.fast[(acc>>((n-lookahead)&63))&(1<<lookahead-1)]; e&fastWhole != 0 {
+			n -= uint(e & 31)
+			d = int32(e) >> 16
+		} else {
+			b.acc, b.n = acc, n
+			d = b.slowDiff(t, e)
+			acc, n = b.acc, b.n
+		}
+		if predictor != 1 {
+			prev = predict(predictor, prev, int32(up[x]), int32(up[x-1]))
+		}
+		prev = (prev + d) & mask
+		row[x] = uint16(prev)
+	}
+	b.acc, b.n = acc, n
+}
+
+// rowN decodes the pixels after the first of row y of a scan of several
+// components, interleaved.
+func (s *ljScan) rowN(row, out []uint16, y int, t []*huffTable) {
+	br, mask, nc := s.br, s.mask, len(t)
+	predictor := s.predictor
+	var up []uint16
+	if y == 0 {
+		predictor = 1
+	} else {
+		up = out[(y-1)*len(row) : y*len(row)]
+		up = up[:len(row)]
+	}
+	for x := nc; x < len(row); x += nc {
+		for k, tk := range t {
+			i := x + k
+			var pred int32
+			if predictor == 1 {
+				pred = int32(row[i-nc])
+			} else {
+				pred = predict(predictor, int32(row[i-nc]), int32(up[i]), int32(up[i-nc]))
+			}
+			row[i] = uint16((pred + br.diff(tk)) & mask)
+		}
+	}
+}
+
+// predict is the prediction of Table H.1 from the sample to the left
+// (ra), above (rb) and above left (rc).
+func predict(predictor int, ra, rb, rc int32) int32 {
+	switch predictor {
+	case 1:
+		return ra
+	case 2:
+		return rb
+	case 3:
+		return rc
+	case 4:
+		return ra + rb - rc
+	case 5:
+		return ra + (rb-rc)>>1
+	case 6:
+		return rb + (ra-rc)>>1
+	default:
+		return (ra + rb) >> 1
+	}
+}
+
+// decodeRestarts decodes any scan: with restart intervals, which reset
+// the prediction (H.1.2.1), and of components in any order or a subset
+// of them.
+func (s *ljScan) decodeRestarts(out []uint16, restart int) error {
+	nc, w, br := s.nc, s.w, s.br
+	if len(out) < w*s.h*nc {
+		return fmt.Errorf("%w: scan larger than its frame", ErrMalformed)
+	}
+	mcus := 0
+	firstRow := 0 // the row predicted from the left only, after a restart
+	restartAt := 0
+	for y := range s.h {
+		for x := range w {
+			if restart > 0 && mcus > 0 && mcus%restart == 0 {
+				if err := br.restart(); err != nil {
+					return err
+				}
+				firstRow, restartAt = y, x
+			}
+			for i, k := range s.idx {
+				diff := br.diff(s.tables[i])
+				at := (y*w+x)*nc + k
+				var pred int32
+				switch {
+				case y == firstRow && x == restartAt:
+					pred = s.initial
+				case y == firstRow:
+					pred = int32(out[at-nc])
+				case x == 0:
+					pred = int32(out[at-w*nc])
+				default:
+					pred = predict(s.predictor, int32(out[at-nc]), int32(out[at-w*nc]), int32(out[at-w*nc-nc]))
+				}
+				out[at] = uint16((pred + diff) & s.mask)
+			}
+			mcus++
+		}
+		if br.err != nil {
+			return br.err
+		}
+	}
+	return nil
+}
+
+// huffTable is a Huffman table of ISO/IEC 10918-1 Annex C. fast decodes
+// the next lookahead bits of the stream at once: the difference itself
+// when its code and additional bits fit (most of them), else the code's
+// length and category.
 type huffTable struct {
-	lookup  [1 << lookupBits]uint16 // length<<8 | value; 0 when longer
+	fast    [1 << lookahead]uint32
 	maxcode [18]int32
 	valptr  [17]int32
 	mincode [17]int32
 	values  []byte
 }
 
-const lookupBits = 9
+// lookahead is how many bits the fast table of a Huffman table decodes.
+const lookahead = 12
+
+// A fast table entry: the bits it consumes in its low 5 bits (0: a code
+// longer than lookahead), fastWhole when it holds the difference, in its
+// high 16 bits; else the category in bits 8 to 12.
+const fastWhole = 1 << 5
 
 func newHuffTable(counts [16]int, values []byte) (*huffTable, error) {
 	t := &huffTable{values: append([]byte(nil), values...)}
@@ -322,17 +473,14 @@ func newHuffTable(counts [16]int, values []byte) (*huffTable, error) {
 		t.valptr[l] = int32(k)
 		t.mincode[l] = code
 		for range counts[l-1] {
-			if l <= lookupBits {
-				shift := lookupBits - l
-				for f := range int32(1) << shift {
-					t.lookup[code<<shift|f] = uint16(l)<<8 | uint16(values[k])
-				}
+			if code >= 1<<l {
+				return nil, fmt.Errorf("%w: Huffman table with too many codes of length %d", ErrMalformed, l)
+			}
+			if l <= lookahead {
+				t.fillFast(code, l, int(values[k]))
 			}
 			code++
 			k++
-		}
-		if code > 1<<l {
-			return nil, fmt.Errorf("%w: Huffman table with too many codes of length %d", ErrMalformed, l)
 		}
 		t.maxcode[l] = code - 1
 		if counts[l-1] == 0 {
@@ -344,8 +492,27 @@ func newHuffTable(counts [16]int, values []byte) (*huffTable, error) {
 	return t, nil
 }
 
+// fillFast sets the fast entries of the code of length l for category s.
+func (t *huffTable) fillFast(code int32, l, s int) {
+	shift := lookahead - l
+	for f := range int32(1) << shift {
+		e := uint32(l) | uint32(s)<<8
+		if s < 16 && l+s <= lookahead {
+			// The additional bits follow the code within the lookahead.
+			v := (f >> (shift - s)) & (1<<s - 1)
+			if s > 0 && v < 1<<(s-1) {
+				v -= 1<<s - 1
+			}
+			e = uint32(l+s) | fastWhole | uint32(v)<<16
+		}
+		t.fast[code<<shift|f] = e
+	}
+}
+
 // bitReader reads entropy-coded bits, removing stuffed zero bytes and
 // stopping at a marker; past the data it reads zeros and counts them.
+// The first malformed code sets err; the values decoded after it are
+// meaningless and the caller checks err once a row.
 type bitReader struct {
 	data   []byte
 	pos    int
@@ -353,9 +520,21 @@ type bitReader struct {
 	n      uint
 	marker bool
 	pad    uint // zero bits added past the data
+	err    error
 }
 
 func (b *bitReader) fill() {
+	// Eight bytes at once while none of them is 0xFF.
+	if !b.marker && b.pos+8 <= len(b.data) {
+		v := binary.BigEndian.Uint64(b.data[b.pos:])
+		if x := ^v; (x-0x0101010101010101)&^x&0x8080808080808080 == 0 {
+			k := (64 - b.n) / 8
+			b.acc = b.acc<<(8*k) | v>>(64-8*k)
+			b.n += 8 * k
+			b.pos += int(k)
+			return
+		}
+	}
 	for b.n <= 56 {
 		if b.marker || b.pos >= len(b.data) {
 			b.acc <<= 8
@@ -389,6 +568,9 @@ func (b *bitReader) consumed() int { return b.pos }
 // restart skips to the RSTn marker that must follow and resets the
 // reader after it.
 func (b *bitReader) restart() error {
+	if b.err != nil {
+		return b.err
+	}
 	if b.overrun() {
 		return fmt.Errorf("%w: %v", ErrMalformed, errTruncated)
 	}
@@ -415,45 +597,65 @@ func (b *bitReader) bits(n uint) int32 {
 	return int32(b.acc>>b.n) & (1<<n - 1)
 }
 
-// decodeDiff decodes one Huffman-coded difference (H.1.2.2).
-func (b *bitReader) decodeDiff(t *huffTable) (int32, error) {
+// diff decodes one Huffman-coded difference (H.1.2.2).
+func (b *bitReader) diff(t *huffTable) int32 {
 	if b.n < 32 {
 		b.fill()
 	}
+	e := t.fast[(b.acc>>(b.n-lookahead))&(1<<lookahead-1)]
+	if e&fastWhole != 0 {
+		b.n -= uint(e & 31)
+		return int32(e) >> 16
+	}
+	return b.slowDiff(t, e)
+}
+
+// slowDiff decodes a difference whose code or additional bits go beyond
+// the lookahead; e is its fast table entry.
+func (b *bitReader) slowDiff(t *huffTable, e uint32) int32 {
 	var s int
-	if e := t.lookup[(b.acc>>(b.n-lookupBits))&(1<<lookupBits-1)]; e != 0 {
-		b.n -= uint(e >> 8)
-		s = int(e & 0xFF)
+	if e != 0 {
+		b.n -= uint(e & 31)
+		s = int(e>>8) & 31
 	} else {
-		code := int32(b.acc>>(b.n-lookupBits)) & (1<<lookupBits - 1)
-		b.n -= lookupBits
-		l := lookupBits
+		code := int32(b.acc>>(b.n-lookahead)) & (1<<lookahead - 1)
+		b.n -= lookahead
+		l := lookahead
 		for code > t.maxcode[l] {
 			code = code<<1 | b.bits(1)
 			l++
 			if l > 16 {
-				return 0, fmt.Errorf("%w: invalid Huffman code", ErrMalformed)
+				b.fail("invalid Huffman code")
+				return 0
 			}
 		}
 		k := t.valptr[l] + code - t.mincode[l]
 		if k < 0 || int(k) >= len(t.values) {
-			return 0, fmt.Errorf("%w: invalid Huffman code", ErrMalformed)
+			b.fail("invalid Huffman code")
+			return 0
 		}
 		s = int(t.values[k])
 	}
 	switch {
 	case s == 0:
-		return 0, nil
+		return 0
 	case s == 16:
-		return 32768, nil
+		return 32768
 	case s > 16:
-		return 0, fmt.Errorf("%w: difference category %d", ErrMalformed, s)
+		b.fail(fmt.Sprintf("difference category %d", s))
+		return 0
 	}
 	v := b.bits(uint(s))
 	if v < 1<<(s-1) {
 		v -= 1<<s - 1
 	}
-	return v, nil
+	return v
+}
+
+func (b *bitReader) fail(why string) {
+	if b.err == nil {
+		b.err = fmt.Errorf("%w: %s", ErrMalformed, why)
+	}
 }
 
 func (c losslessCodec) Encode(dst, src []byte, im Image) ([]byte, Image, error) {

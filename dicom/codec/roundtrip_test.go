@@ -43,9 +43,12 @@ func masked(b []byte, im Image) []uint32 {
 	out := make([]uint32, n)
 	m := uint32(1)<<im.BitsStored - 1
 	for i := range out {
-		if im.BitsAllocated == 8 {
+		switch im.BitsAllocated {
+		case 8:
 			out[i] = uint32(b[i]) & m
-		} else {
+		case 32:
+			out[i] = binary.LittleEndian.Uint32(b[4*i:]) & m
+		default:
 			out[i] = uint32(binary.LittleEndian.Uint16(b[2*i:])) & m
 		}
 	}

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
@@ -92,6 +94,23 @@ func (r *Registry) Transcode(ctx context.Context, dst io.Writer, src io.Reader, 
 	// uncompressed syntaxes are converted to and from it on the way.
 	in := src
 	var wait []chan error
+	if dec != nil {
+		br := bufio.NewReaderSize(src, 64<<10)
+		in = br
+		if implicitHeader(br) {
+			// A compressed data set written in implicit VR, as some
+			// writers do: its header is made explicit on the way.
+			pr, pw := io.Pipe()
+			done := make(chan error, 1)
+			go func() {
+				err := dicom.TranscodeHeader(pw, br, explicit, explicit)
+				pw.CloseWithError(err)
+				done <- err
+			}()
+			defer func() { pr.CloseWithError(errStopped); <-done }()
+			in = pr
+		}
+	}
 	if dec == nil && from != uid.ExplicitVRLittleEndian {
 		pr, pw := io.Pipe()
 		done := make(chan error, 1)
@@ -136,6 +155,17 @@ func (r *Registry) Transcode(ctx context.Context, dst io.Writer, src io.Reader, 
 }
 
 var errStopped = errors.New("codec: transcoding stopped")
+
+// implicitHeader reports whether a data set said to be in an explicit VR
+// syntax starts with an element in implicit VR: where the VR belongs
+// there is no pair of upper-case letters.
+func implicitHeader(br *bufio.Reader) bool {
+	b, err := br.Peek(6)
+	if err != nil {
+		return false
+	}
+	return b[4] < 'A' || b[4] > 'Z' || b[5] < 'A' || b[5] > 'Z'
+}
 
 // recoder converts an explicit VR little endian data set, recoding its
 // pixel data.
@@ -601,7 +631,8 @@ func (c *recoder) pixelData(vr string, n uint32) error {
 		in.BitsStored = in.BitsAllocated
 	}
 	c.im = in
-	if err := in.check(c.reg.opts.Limits); err != nil {
+	// Each codec checks what it can take; 32 bits are RLE's alone.
+	if err := in.checkBits(c.reg.opts.Limits, 8, 16, 32); err != nil {
 		return err
 	}
 	frames := max(c.frames, 1)
@@ -611,6 +642,7 @@ func (c *recoder) pixelData(vr string, n uint32) error {
 		return fmt.Errorf("%w: pixel data is %s in a %s transfer syntax", dicom.ErrMalformed,
 			map[bool]string{true: "encapsulated", false: "native"}[encapsulated], map[bool]string{true: "compressed", false: "native"}[c.dec != nil])
 	}
+	workers := frameWorkers(frames, in)
 	var next func() ([]byte, error)
 	if encapsulated {
 		fr, err := c.fragments(in, frames)
@@ -623,9 +655,13 @@ func (c *recoder) pixelData(vr string, n uint32) error {
 		if int64(n) < size*int64(frames) {
 			return fmt.Errorf("%w: %d bytes of pixel data for %d frames of %d bytes", dicom.ErrMalformed, n, frames, size)
 		}
-		buf := make([]byte, size)
+		var buf []byte
 		left := int64(n)
 		next = func() ([]byte, error) {
+			if buf == nil || workers > 1 {
+				// Frames converted in parallel each need their own.
+				buf = make([]byte, size)
+			}
 			m, err := io.ReadFull(c.r, buf)
 			c.pos += int64(m)
 			left -= int64(m)
@@ -656,47 +692,51 @@ func (c *recoder) pixelData(vr string, n uint32) error {
 		}
 		c.pixelHeader(ovr, uint32(size+size%2))
 	}
-	var native, encoded []byte
-	for f := range frames {
-		if err := c.ctx.Err(); err != nil {
+	write := func(f int, fo frameOut) error {
+		if c.enc == nil {
+			if fo.im.Photometric() != out.Photometric() || int64(len(fo.data)) != out.FrameSize() {
+				return fmt.Errorf("codec: frame %d decoded as %s of %d bytes, not %s of %d", f+1, fo.im.PhotometricInterpretation, len(fo.data), out.PhotometricInterpretation, out.FrameSize())
+			}
+			_, err := c.out().Write(fo.data)
 			return err
 		}
-		frame, err := next()
-		if err != nil {
-			return fmt.Errorf("frame %d: %w", f+1, err)
-		}
-		im := in
-		if c.dec != nil {
-			if native, im, err = c.dec.Decode(native, frame, in); err != nil {
-				return fmt.Errorf("frame %d: %w", f+1, err)
-			}
-			frame = native
-		}
-		if c.enc == nil {
-			if im.Photometric() != out.Photometric() || int64(len(frame)) != out.FrameSize() {
-				return fmt.Errorf("codec: frame %d decoded as %s of %d bytes, not %s of %d", f+1, im.PhotometricInterpretation, len(frame), out.PhotometricInterpretation, out.FrameSize())
-			}
-			if _, err := c.out().Write(frame); err != nil {
-				return err
-			}
-			continue
-		}
-		var eim Image
-		if encoded, eim, err = c.enc.Encode(encoded[:0], frame, im); err != nil {
-			return fmt.Errorf("frame %d: %w", f+1, err)
-		}
-		if eim.Photometric() != out.Photometric() {
-			return fmt.Errorf("codec: frame %d encoded as %s, not %s", f+1, eim.PhotometricInterpretation, out.PhotometricInterpretation)
+		if fo.im.Photometric() != out.Photometric() {
+			return fmt.Errorf("codec: frame %d encoded as %s, not %s", f+1, fo.im.PhotometricInterpretation, out.PhotometricInterpretation)
 		}
 		if f == 0 && c.held != nil {
-			c.res.Ratio = float64(im.FrameSize()) / float64(len(encoded))
+			c.res.Ratio = float64(fo.nativeSize) / float64(len(fo.data))
 			if err := c.flushHeld(c.res.Ratio); err != nil {
 				return err
 			}
 		}
-		if err := c.item(encoded); err != nil {
-			return err
+		return c.item(fo.data)
+	}
+	var err error
+	if workers > 1 {
+		err = c.convertParallel(frames, workers, in, next, write)
+	} else {
+		var s scratch
+		for f := range frames {
+			if err = c.ctx.Err(); err != nil {
+				break
+			}
+			var frame []byte
+			if frame, err = next(); err != nil {
+				err = fmt.Errorf("frame %d: %w", f+1, err)
+				break
+			}
+			var fo frameOut
+			if fo, err = c.convertFrame(frame, in, &s); err != nil {
+				err = fmt.Errorf("frame %d: %w", f+1, err)
+				break
+			}
+			if err = write(f, fo); err != nil {
+				break
+			}
 		}
+	}
+	if err != nil {
+		return err
 	}
 	if c.enc != nil {
 		c.w.Write([]byte{0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0})
@@ -711,6 +751,133 @@ func (c *recoder) pixelData(vr string, n uint32) error {
 	}
 	c.res.Frames = frames
 	return nil
+}
+
+// frameOut is a frame converted: a native frame or a code stream, what
+// describes it, and the size of the native frame it came from or was.
+type frameOut struct {
+	data       []byte
+	im         Image
+	nativeSize int64
+}
+
+// scratch holds the buffers a sequence of conversions reuses.
+type scratch struct{ native, encoded []byte }
+
+// convertFrame decodes and encodes one frame, of an image described by
+// in, as the recoder's codecs say.
+func (c *recoder) convertFrame(frame []byte, in Image, s *scratch) (frameOut, error) {
+	im := in
+	if c.dec != nil {
+		native, dim, err := c.dec.Decode(s.native, frame, in)
+		if err != nil {
+			return frameOut{}, err
+		}
+		s.native, frame, im = native, native, dim
+	}
+	if c.enc == nil {
+		return frameOut{data: frame, im: im, nativeSize: int64(len(frame))}, nil
+	}
+	encoded, eim, err := c.enc.Encode(s.encoded[:0], frame, im)
+	if err != nil {
+		return frameOut{}, err
+	}
+	s.encoded = encoded
+	return frameOut{data: encoded, im: eim, nativeSize: im.FrameSize()}, nil
+}
+
+// frameBudget bounds the memory of the frames converted in parallel.
+const frameBudget = 64 << 20
+
+// frameWorkers is how many frames of an image are converted at once: as
+// many as there are CPUs, up to 4, while they fit frameBudget (a frame in
+// flight holds its code stream, its native pixels and maybe a new code
+// stream); one for a single frame.
+func frameWorkers(frames int, im Image) int {
+	if frames < 2 {
+		return 1
+	}
+	fit := frameBudget / max(3*im.FrameSize(), 1)
+	return int(max(min(int64(runtime.GOMAXPROCS(0)), 4, fit), 1))
+}
+
+// convertParallel converts frames with workers goroutines, reading them
+// with next in one and writing them in order with write in the calling
+// one. At most 2 × workers frames are in flight.
+func (c *recoder) convertParallel(frames, workers int, in Image, next func() ([]byte, error), write func(int, frameOut) error) error {
+	type job struct {
+		f     int
+		frame []byte
+		out   frameOut
+		err   error
+		ready chan struct{}
+	}
+	jobs := make(chan *job)
+	order := make(chan *job, workers)
+	stop := make(chan struct{})
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		defer close(jobs)
+		defer close(order)
+		for f := range frames {
+			j := &job{f: f, ready: make(chan struct{})}
+			frame, err := next()
+			if err != nil {
+				j.err = fmt.Errorf("frame %d: %w", f+1, err)
+				close(j.ready)
+			}
+			select {
+			case order <- j:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+			j.frame = frame
+			select {
+			case jobs <- j:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			var s scratch
+			for j := range jobs {
+				// Each frame keeps its own output until it is written.
+				s = scratch{}
+				if j.out, j.err = c.convertFrame(j.frame, in, &s); j.err != nil {
+					j.err = fmt.Errorf("frame %d: %w", j.f+1, j.err)
+				}
+				j.frame = nil
+				close(j.ready)
+			}
+		})
+	}
+	var err error
+	for j := range order {
+		if err = c.ctx.Err(); err != nil {
+			break
+		}
+		<-j.ready
+		if err = j.err; err != nil {
+			break
+		}
+		if err = write(j.f, j.out); err != nil {
+			break
+		}
+	}
+	close(stop)
+	for range order {
+		// What was read ahead is dropped.
+	}
+	wg.Wait()
+	<-read
+	return err
 }
 
 func (c *recoder) pixelHeader(vr string, n uint32) {

@@ -107,6 +107,32 @@ func newPalette(l layout, s sampler, pal *Palette) (*colorFrame, error) {
 	return c, nil
 }
 
+// values returns the LUT's entries: 16-bit words, or bytes from writers
+// that pack 8-bit tables.
+func (t LUT) values() ([]int, error) {
+	n := t.Entries
+	if n == 0 {
+		n = 1 << 16
+	}
+	if n < 0 || n > 1<<16 {
+		return nil, fmt.Errorf("%w: LUT of %d entries", ErrMalformed, t.Entries)
+	}
+	out := make([]int, n)
+	switch {
+	case len(t.Data) == n && t.Bits <= 8:
+		for i, b := range t.Data {
+			out[i] = int(b)
+		}
+	case len(t.Data) >= 2*n:
+		for i := range out {
+			out[i] = int(binary.LittleEndian.Uint16(t.Data[2*i:]))
+		}
+	default:
+		return nil, fmt.Errorf("%w: %d bytes of LUT data for %d entries", ErrMalformed, len(t.Data), n)
+	}
+	return out, nil
+}
+
 // entries returns the LUT's entries scaled to 8 bits.
 func (t LUT) entries() ([]uint8, error) {
 	n := t.Entries

@@ -179,7 +179,7 @@ func newSource(p Params, l layout, data []byte, bigEndian bool, opts Options) (r
 	}
 	switch l.photometric {
 	case Monochrome1, Monochrome2:
-		return newGray(p, l, s, opts.Window), nil
+		return newGray(p, l, s, opts.Window)
 	case PaletteColor:
 		if p.Palette == nil {
 			return nil, fmt.Errorf("%w: PALETTE COLOR without its lookup tables", ErrUnsupported)

@@ -62,6 +62,12 @@ func fuzzParams(h []byte, lut []byte) (Params, string, Options) {
 	if b(12)&16 == 16 {
 		p.RescaleSlope = math.NaN()
 	}
+	if b(12)&32 == 32 {
+		p.ModalityLUT = &LUT{Entries: b(26) * 5, First: int(int8(b(27))) * 4, Bits: []int{8, 16, 0, 12, 40}[b(28)%5], Data: lut}
+	}
+	if b(12)&64 == 64 {
+		p.VOILUT = &LUT{Entries: b(29) * 5, First: int(int8(b(30))) * 4, Bits: []int{8, 16, 0, 10, -1}[b(31)%5], Data: lut}
+	}
 	return p, fuzzSyntaxes[b(25)%len(fuzzSyntaxes)], opts
 }
 
@@ -74,7 +80,7 @@ type fuzzSeed struct {
 // fuzzSeeds are valid inputs, one per decoder and layout, from which the
 // fuzzer mutates.
 func fuzzSeeds() []fuzzSeed {
-	hdr := func(v ...byte) []byte { return append(v, make([]byte, 26)...)[:26] }
+	hdr := func(v ...byte) []byte { return append(v, make([]byte, 32)...)[:32] }
 	rlep := mono(4, 8, 8, 7, false)
 	rlep.Rows, rlep.Columns = 2, 2
 	var jb bytes.Buffer
@@ -89,6 +95,8 @@ func fuzzSeeds() []fuzzSeed {
 			[]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, nil},
 		{"PALETTE COLOR", hdr(2, 2, 5, 1, 1, 8, 9, 0, 0, 0, 4, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1),
 			[]byte{0, 1, 2, 3}, u16(1, 2, 3, 4, 5, 6)},
+		{"modality and VOI LUTs", hdr(2, 2, 1, 1, 2, 12, 11, 0, 0, 0, 4, 0, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 0, 1),
+			[]byte{0, 0, 1, 0, 2, 0, 3, 0}, []byte{0, 0, 1, 0, 2, 0, 3, 0, 4, 0}},
 		{"1 bit from bit 3", hdr(3, 5, 1, 1, 0, 1, 2, 0, 0, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4), []byte{0xA5, 0x5A, 0xFF}, nil},
 		{"RLE", hdr(2, 2, 1, 1, 1, 8, 9, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2),
 			encodeRLE(rlep, []byte{1, 1, 1, 9}), nil},

@@ -1,6 +1,9 @@
 package render
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // grayFrame renders a MONOCHROME1 or MONOCHROME2 frame.
 type grayFrame struct {
@@ -15,14 +18,60 @@ type grayFrame struct {
 // mapping is the grayscale pipeline from a stored value to an 8-bit
 // output value: Modality LUT, VOI LUT, and the inversion of MONOCHROME1.
 type mapping struct {
+	// The Modality LUT: a table when modality is set, else the rescale.
 	slope, intercept float64
-	win              Window
-	invert           bool
+	modality         table
+	// The VOI LUT: a table when voi is set, else the window.
+	win    Window
+	voi    table
+	invert bool
+}
+
+// table is a Modality or VOI LUT ready for lookups.
+type table struct {
+	entries []int
+	first   int64
+	max     float64 // the largest value an entry may hold
+}
+
+func (t *table) lookup(x int64) int {
+	i := min(max(x-t.first, 0), int64(len(t.entries)-1))
+	return t.entries[i]
+}
+
+// newTable checks a LUT and returns it as a table; nil for none.
+func newTable(l *LUT) (table, error) {
+	if l == nil {
+		return table{}, nil
+	}
+	e, err := l.values()
+	if err != nil {
+		return table{}, err
+	}
+	bits := l.Bits
+	if bits < 1 || bits > 16 {
+		bits = 16
+	}
+	return table{entries: e, first: int64(l.First), max: float64(int(1)<<bits - 1)}, nil
+}
+
+// modalityValue is the output of the Modality LUT for stored value v.
+func (m *mapping) modalityValue(v int64) float64 {
+	if m.modality.entries != nil {
+		return float64(m.modality.lookup(v))
+	}
+	return float64(v)*m.slope + m.intercept
 }
 
 func (m *mapping) apply(v int64) uint8 {
-	y := voi(float64(v)*m.slope+m.intercept, m.win)
-	out := uint8(math.Floor(y + 0.5))
+	x := m.modalityValue(v)
+	var y float64
+	if m.voi.entries != nil {
+		y = float64(m.voi.lookup(int64(math.Floor(x)))) * 255 / m.voi.max
+	} else {
+		y = voi(x, m.win)
+	}
+	out := uint8(math.Floor(min(max(y, 0), 255) + 0.5))
 	if m.invert {
 		out = 255 - out
 	}
@@ -62,7 +111,7 @@ func voi(x float64, w Window) float64 {
 // that spans the frame's values from its minimum to its maximum, as dcmtk
 // computes it: a center of (min+max+1)/2 and a width of max-min+1, which
 // for LINEAR maps min to 0 and max to 255 (PS3.3 §C.11.2.1.2.1, Note 2).
-func newGray(p Params, l layout, s sampler, override *Window) *grayFrame {
+func newGray(p Params, l layout, s sampler, override *Window) (*grayFrame, error) {
 	g := &grayFrame{w: l.w, h: l.h, s: s}
 	g.m = mapping{slope: p.RescaleSlope, intercept: p.RescaleIntercept, invert: l.photometric == Monochrome1}
 	if g.m.slope == 0 || math.IsNaN(g.m.slope) || math.IsInf(g.m.slope, 0) {
@@ -71,16 +120,22 @@ func newGray(p Params, l layout, s sampler, override *Window) *grayFrame {
 	if math.IsNaN(g.m.intercept) || math.IsInf(g.m.intercept, 0) {
 		g.m.intercept = 0
 	}
+	var err error
+	if g.m.modality, err = newTable(p.ModalityLUT); err != nil {
+		return nil, fmt.Errorf("modality LUT: %w", err)
+	}
 	switch {
 	case override != nil:
 		g.m.win = *override
 	case p.Window != nil && p.Window.check() == nil:
 		g.m.win = *p.Window
+	case p.VOILUT != nil:
+		if g.m.voi, err = newTable(p.VOILUT); err != nil {
+			return nil, fmt.Errorf("VOI LUT: %w", err)
+		}
 	default:
 		lo, hi := g.minMax()
-		a, b := float64(lo)*g.m.slope+g.m.intercept, float64(hi)*g.m.slope+g.m.intercept
-		lo2, hi2 := min(a, b), max(a, b)
-		g.m.win = Window{Center: (lo2 + hi2 + 1) / 2, Width: hi2 - lo2 + 1, Function: Linear}
+		g.m.win = Window{Center: (lo + hi + 1) / 2, Width: hi - lo + 1, Function: Linear}
 	}
 	if l.stored <= 16 {
 		g.lut = make([]uint8, 1<<l.stored)
@@ -88,16 +143,28 @@ func newGray(p Params, l layout, s sampler, override *Window) *grayFrame {
 			g.lut[raw] = g.m.apply(s.value(uint32(raw)))
 		}
 	}
-	return g
+	return g, nil
 }
 
-// minMax returns the least and greatest stored values of the frame.
-func (g *grayFrame) minMax() (lo, hi int64) {
+// minMax returns the least and greatest outputs of the Modality LUT over
+// the frame's stored values.
+func (g *grayFrame) minMax() (lo, hi float64) {
 	n := g.w * g.h
-	lo, hi = math.MaxInt64, math.MinInt64
+	var vlo, vhi int64 = math.MaxInt64, math.MinInt64
+	if g.m.modality.entries == nil {
+		// The rescale is monotonic: its extremes are those of the
+		// stored values.
+		for i := range n {
+			v := g.s.value(g.s.raw(i))
+			vlo, vhi = min(vlo, v), max(vhi, v)
+		}
+		a, b := g.m.modalityValue(vlo), g.m.modalityValue(vhi)
+		return min(a, b), max(a, b)
+	}
+	lo, hi = math.Inf(1), math.Inf(-1)
 	for i := range n {
-		v := g.s.value(g.s.raw(i))
-		lo, hi = min(lo, v), max(hi, v)
+		x := g.m.modalityValue(g.s.value(g.s.raw(i)))
+		lo, hi = min(lo, x), max(hi, x)
 	}
 	return lo, hi
 }

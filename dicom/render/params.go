@@ -11,23 +11,33 @@ import (
 	"github.com/pacsd/pacsd/dicom/tag"
 )
 
-// ParamsFrom reads the rendering attributes of a data set's header. Rows,
-// Columns and Bits Allocated are required; Samples per Pixel defaults to
-// 1, Bits Stored to Bits Allocated, High Bit to Bits Stored - 1, a missing
+// ParamsFrom reads the rendering attributes of a data set's header for
+// its first frame; FrameParams reads them for any frame. Rows, Columns
+// and Bits Allocated are required; Samples per Pixel defaults to 1, Bits
+// Stored to Bits Allocated, High Bit to Bits Stored - 1, a missing
 // Photometric Interpretation of one sample to MONOCHROME2, Number of
 // Frames to 1.
 //
-// Rescale and window come from the top level or, for the enhanced
-// multi-frame objects that keep them in functional groups, from the Shared
-// Functional Groups Sequence; per-frame functional groups are not
-// consulted. A Modality LUT Sequence or VOI LUT Sequence is not applied:
-// without a window the frame is windowed from its minimum to its maximum.
+// The Modality LUT is Rescale Slope and Intercept, or the first item of
+// the Modality LUT Sequence; the VOI LUT is the first window (Window
+// Center and Width, with the VOI LUT Function) or, when there is none,
+// the first item of the VOI LUT Sequence (PS3.3 C.11.1, C.11.2). They
+// come from the top level or, for the enhanced multi-frame objects that
+// keep them in functional groups (PS3.3 C.7.6.16), from the frame's item
+// of the Per-frame Functional Groups Sequence or else the Shared
+// Functional Groups Sequence: Pixel Value Transformation for the
+// rescale, Frame VOI LUT for the window or VOI LUT. Without a window or
+// VOI LUT the frame is windowed from its minimum to its maximum.
 //
-// For PALETTE COLOR the lookup tables are read when the header holds
-// their data in memory (dicom.Limits.Inline must cover them: 128 KiB for
-// 16-bit tables); otherwise, as for segmented tables, Palette is nil and
-// Render reports ErrUnsupported.
-func ParamsFrom(ds *dicom.Dataset) (Params, error) {
+// Lookup tables, of the Modality and VOI LUT Sequences and the palettes
+// of PALETTE COLOR, are read when the header holds their data in memory
+// (dicom.Limits.Inline must cover them: 128 KiB for 16-bit tables);
+// otherwise a palette is nil and Render reports ErrUnsupported, and a
+// Modality or VOI LUT is left out as if absent.
+func ParamsFrom(ds *dicom.Dataset) (Params, error) { return FrameParams(ds, 1) }
+
+// FrameParams is ParamsFrom for frame (counted from 1) of a data set.
+func FrameParams(ds *dicom.Dataset, frame int) (Params, error) {
 	var p Params
 	var err error
 	need := func(t tag.Tag, name string) int {
@@ -67,10 +77,25 @@ func ParamsFrom(ds *dicom.Dataset) (Params, error) {
 		p.PhotometricInterpretation = Monochrome2
 	}
 
+	// A functional group macro is in the frame's item of the Per-frame
+	// Functional Groups or in the Shared Functional Groups.
 	shared := first(ds.Items(tag.SharedFunctionalGroupsSequence))
+	var own *dicom.Dataset
+	if items := ds.Items(tag.PerFrameFunctionalGroupsSequence); frame >= 1 && frame <= len(items) {
+		own = items[frame-1]
+	}
+	group := func(seq tag.Tag) *dicom.Dataset {
+		if it := first(own.Items(seq)); it != nil {
+			return it
+		}
+		return first(shared.Items(seq))
+	}
+
+	signed := p.PixelRepresentation != 0
 	rescale := ds
-	if _, ok := ds.Find(tag.RescaleSlope); !ok {
-		if it := first(shared.Items(tag.PixelValueTransformationSequence)); it != nil {
+	_, top := ds.Find(tag.RescaleSlope)
+	if _, lut := ds.Find(tag.ModalityLUTSequence); !top && !lut {
+		if it := group(tag.PixelValueTransformationSequence); it != nil {
 			rescale = it
 		}
 	}
@@ -81,13 +106,27 @@ func ParamsFrom(ds *dicom.Dataset) (Params, error) {
 	if v, ok := floatOf(rescale, tag.RescaleIntercept); ok {
 		p.RescaleIntercept = v
 	}
-	p.Window = windowOf(ds)
-	if p.Window == nil {
-		p.Window = windowOf(first(shared.Items(tag.FrameVOILUTSequence)))
+	if it := first(rescale.Items(tag.ModalityLUTSequence)); it != nil {
+		p.ModalityLUT = lutOf(it, tag.LUTDescriptor, tag.LUTData, signed)
+	}
+
+	voi := ds
+	if _, ok := ds.Find(tag.WindowCenter); !ok {
+		if _, ok := ds.Find(tag.VOILUTSequence); !ok {
+			if it := group(tag.FrameVOILUTSequence); it != nil {
+				voi = it
+			}
+		}
+	}
+	p.Window = windowOf(voi)
+	if it := first(voi.Items(tag.VOILUTSequence)); it != nil && p.Window == nil {
+		// The VOI LUT's first input value is signed when its input, the
+		// Modality LUT's output, may be negative.
+		p.VOILUT = lutOf(it, tag.LUTDescriptor, tag.LUTData, signed || p.RescaleIntercept < 0)
 	}
 
 	if p.PhotometricInterpretation == PaletteColor {
-		p.Palette = paletteOf(ds, p.PixelRepresentation != 0)
+		p.Palette = paletteOf(ds, signed)
 	}
 	return p, nil
 }
@@ -148,54 +187,56 @@ func windowOf(ds *dicom.Dataset) *Window {
 // paletteOf returns the palette of ds, or nil if one of its tables is
 // missing or not in memory.
 func paletteOf(ds *dicom.Dataset, signed bool) *Palette {
-	var pal Palette
-	tables := []struct {
-		lut        *LUT
-		desc, data tag.Tag
-	}{
-		{&pal.Red, tag.RedPaletteColorLookupTableDescriptor, tag.RedPaletteColorLookupTableData},
-		{&pal.Green, tag.GreenPaletteColorLookupTableDescriptor, tag.GreenPaletteColorLookupTableData},
-		{&pal.Blue, tag.BluePaletteColorLookupTableDescriptor, tag.BluePaletteColorLookupTableData},
+	r := lutOf(ds, tag.RedPaletteColorLookupTableDescriptor, tag.RedPaletteColorLookupTableData, signed)
+	g := lutOf(ds, tag.GreenPaletteColorLookupTableDescriptor, tag.GreenPaletteColorLookupTableData, signed)
+	b := lutOf(ds, tag.BluePaletteColorLookupTableDescriptor, tag.BluePaletteColorLookupTableData, signed)
+	if r == nil || g == nil || b == nil {
+		return nil
 	}
-	for _, t := range tables {
-		desc := ds.Strings(t.desc)
-		if len(desc) != 3 {
+	return &Palette{Red: *r, Green: *g, Blue: *b}
+}
+
+// lutOf returns the lookup table whose descriptor and data are the
+// elements desc and data of ds, or nil if either is missing or its data
+// is not in memory. signed says the first input value mapped is SS.
+func lutOf(ds *dicom.Dataset, desc, data tag.Tag, signed bool) *LUT {
+	values := ds.Strings(desc)
+	if len(values) != 3 {
+		return nil
+	}
+	var d [3]int
+	for i, s := range values {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
 			return nil
 		}
-		var d [3]int
-		for i, s := range desc {
-			n, err := strconv.Atoi(strings.TrimSpace(s))
+		d[i] = n
+	}
+	// The descriptor is US or SS (PS3.3 C.7.6.3.1.5, C.11.1.1.1); a
+	// decoder that guessed the other VR gives the same 16 bits another
+	// value.
+	entries, firstMapped := d[0]&0xFFFF, d[1]&0xFFFF
+	if signed && firstMapped >= 1<<15 {
+		firstMapped -= 1 << 16
+	}
+	lut := &LUT{Entries: entries, First: firstMapped, Bits: d[2]}
+	e, ok := ds.Find(data)
+	switch {
+	case !ok:
+		return nil
+	case e.Binary != nil && e.Binary.Data != nil:
+		lut.Data = e.Binary.Data
+	case len(e.Values) > 0:
+		// Decoded as US words, as an implicit VR data set may be.
+		for _, s := range e.Values {
+			n, err := strconv.Atoi(s)
 			if err != nil {
 				return nil
 			}
-			d[i] = n
+			lut.Data = binary.LittleEndian.AppendUint16(lut.Data, uint16(n))
 		}
-		// The descriptor is US or SS as Pixel Representation says
-		// (PS3.3 §C.7.6.3.1.5); a decoder that guessed the other VR
-		// gives the same 16 bits another value.
-		entries, firstMapped := d[0]&0xFFFF, d[1]&0xFFFF
-		if signed && firstMapped >= 1<<15 {
-			firstMapped -= 1 << 16
-		}
-		*t.lut = LUT{Entries: entries, First: firstMapped, Bits: d[2]}
-		e, ok := ds.Find(t.data)
-		switch {
-		case !ok:
-			return nil
-		case e.Binary != nil && e.Binary.Data != nil:
-			t.lut.Data = e.Binary.Data
-		case len(e.Values) > 0:
-			// Decoded as US words, as an implicit VR data set may be.
-			for _, s := range e.Values {
-				n, err := strconv.Atoi(s)
-				if err != nil {
-					return nil
-				}
-				t.lut.Data = binary.LittleEndian.AppendUint16(t.lut.Data, uint16(n))
-			}
-		default:
-			return nil
-		}
+	default:
+		return nil
 	}
-	return &pal
+	return lut
 }

@@ -92,9 +92,15 @@ type Params struct {
 	// RescaleSlope and RescaleIntercept are the Modality LUT; a slope of
 	// 0, which no real rescale has, stands for an absent one (slope 1).
 	RescaleSlope, RescaleIntercept float64
+	// ModalityLUT, when set, is the Modality LUT in place of the rescale
+	// (the first item of the Modality LUT Sequence).
+	ModalityLUT *LUT
 	// Window is the first window of Window Center and Window Width, with
 	// the VOI LUT Function; nil when the data set has none.
 	Window *Window
+	// VOILUT, when set and Window is nil, is the VOI LUT (the first item
+	// of the VOI LUT Sequence).
+	VOILUT *LUT
 	// Palette holds the Palette Color Lookup Tables a PALETTE COLOR
 	// image needs; nil otherwise.
 	Palette *Palette
@@ -142,11 +148,13 @@ type Palette struct {
 	Red, Green, Blue LUT
 }
 
-// LUT is one Palette Color Lookup Table: its descriptor and its data.
+// LUT is a lookup table: a Palette Color Lookup Table, a Modality LUT or
+// a VOI LUT, its descriptor and its data.
 type LUT struct {
 	// Entries is the number of entries (a descriptor value of 0 means
-	// 65536); First is the stored pixel value mapped to the first entry;
-	// Bits is the number of significant bits of each entry, 8 or 16.
+	// 65536); First is the input value mapped to the first entry, inputs
+	// below and above the table mapping to its first and last entries;
+	// Bits is the number of significant bits of each entry, 8 to 16.
 	Entries, First, Bits int
 	// Data is the LUT Data, little endian. It holds one 16-bit word per
 	// entry, or, from writers that pack 8-bit tables, one byte per entry.

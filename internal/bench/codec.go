@@ -181,17 +181,32 @@ func pacsdTranscode(ctx context.Context, reg *codec.Registry, src, dst, ts strin
 }
 
 func writeFile(path string, ds []byte, ts string) error {
-	meta := dicom.AppendFileMeta(nil, dicom.FileMeta{
-		MediaStorageSOPClassUID: "1.2.840.10008.5.1.4.1.1.2.1", MediaStorageSOPInstanceUID: "2.25.1234567",
+	return os.WriteFile(path, append(fileMeta(ts, ctDatasetClass, "2.25.1234567"), ds...), 0o644)
+}
+
+// fileMeta is the File Meta Information of instance sop of class in
+// syntax ts.
+func fileMeta(ts, class, sop string) []byte {
+	return dicom.AppendFileMeta(nil, dicom.FileMeta{
+		MediaStorageSOPClassUID: class, MediaStorageSOPInstanceUID: sop,
 		TransferSyntaxUID: ts, ImplementationClassUID: dicom.ImplementationClassUID,
 	})
-	return os.WriteFile(path, append(meta, ds...), 0o644)
 }
+
+// ctDatasetClass is the SOP class of the images ctDataset writes: a
+// multi-frame class, since they may have several frames.
+const ctDatasetClass = "1.2.840.10008.5.1.4.1.1.2.1"
 
 // ctDataset returns an explicit VR little endian data set of frames
 // 512×512 frames that look like CT slices (a body, organs and noise)
 // of bits stored bits, and the size of its pixel data.
 func ctDataset(bits, frames int) ([]byte, int) {
+	return ctDatasetUIDs(bits, frames, 0, ctDatasetClass, "2.25.1", "2.25.1234567")
+}
+
+// ctDatasetUIDs is ctDataset for instance sop of class in study, its
+// anatomy moved by shift.
+func ctDatasetUIDs(bits, frames, shift int, class, study, sop string) ([]byte, int) {
 	el := func(d []byte, g, e uint16, vr string, v []byte) []byte {
 		if len(v)%2 == 1 {
 			v = append(v, map[bool]byte{true: 0, false: ' '}[vr == "UI"])
@@ -211,11 +226,11 @@ func ctDataset(bits, frames int) ([]byte, int) {
 		alloc = 8
 	}
 	var d []byte
-	d = el(d, 0x0008, 0x0016, "UI", []byte("1.2.840.10008.5.1.4.1.1.2.1"))
-	d = el(d, 0x0008, 0x0018, "UI", []byte("2.25.1234567"))
+	d = el(d, 0x0008, 0x0016, "UI", []byte(class))
+	d = el(d, 0x0008, 0x0018, "UI", []byte(sop))
 	d = el(d, 0x0008, 0x0060, "CS", []byte("CT"))
-	d = el(d, 0x0020, 0x000D, "UI", []byte("2.25.1"))
-	d = el(d, 0x0020, 0x000E, "UI", []byte("2.25.2"))
+	d = el(d, 0x0020, 0x000D, "UI", []byte(study))
+	d = el(d, 0x0020, 0x000E, "UI", []byte(study+".1"))
 	d = el(d, 0x0028, 0x0002, "US", us(1))
 	d = el(d, 0x0028, 0x0004, "CS", []byte("MONOCHROME2"))
 	d = el(d, 0x0028, 0x0008, "IS", []byte(strconv.Itoa(frames)))
@@ -227,8 +242,8 @@ func ctDataset(bits, frames int) ([]byte, int) {
 	d = el(d, 0x0028, 0x0103, "US", us(0))
 	maxv := float64(int(1)<<bits - 1)
 	pix := make([]byte, 0, 512*512*frames*alloc/8)
-	seed := uint32(1)
-	for f := range frames {
+	seed := uint32(1 + shift)
+	for f := shift; f < shift+frames; f++ {
 		for y := range 512 {
 			for x := range 512 {
 				dx, dy := float64(x-256)/200, float64(y-256)/160

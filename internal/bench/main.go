@@ -62,6 +62,7 @@ type options struct {
 	skipS3            bool
 	skipCodec         bool
 	skipSecurity      bool
+	skipGetConvert    bool
 	s3Latency         time.Duration
 	conc              int
 	concInstances     int
@@ -96,6 +97,7 @@ func main() {
 	flag.IntVar(&o.conc, "conc", 8, "associations at once in the concurrent C-STORE measurement")
 	flag.IntVar(&o.concInstances, "conc-instances", 300, "instances per association in the concurrent C-STORE measurement")
 	flag.BoolVar(&o.skipConc, "skip-conc", false, "leave out the concurrent C-STORE measurement")
+	flag.BoolVar(&o.skipGetConvert, "skip-get-convert", false, "leave out C-GET of a JPEG-LS study by an SCU of uncompressed syntaxes, beside the study stored uncompressed and Orthanc")
 	flag.Parse()
 	if flag.NArg() > 0 || o.rounds < 1 || o.instances < 1 || o.findInstances < studySize || o.findReps < 1 || o.findLoaders < 1 ||
 		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 || o.conc < 2 || o.concInstances < 1 {
@@ -150,6 +152,11 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	if !o.skipCodec {
 		if err := measureCodecs(ctx, out, tmp, 40, o.rounds, logf); err != nil {
 			return fmt.Errorf("codec bench: %w", err)
+		}
+	}
+	if !o.skipGetConvert {
+		if err := measureGetConversion(ctx, out, tmp, bin, o.instances, o.rounds, !o.skipOrthanc, logf); err != nil {
+			return fmt.Errorf("C-GET conversion bench: %w", err)
 		}
 	}
 	if !o.skipS3 && !o.skipStore {
