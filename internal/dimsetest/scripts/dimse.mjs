@@ -95,6 +95,19 @@ function getContexts(client) {
   );
 }
 
+// storeFiles stores files on one association and reports each one's
+// status.
+async function storeFiles(files) {
+  const statuses = {};
+  const reqs = files.map((f) => {
+    const r = new CStoreRequest(f.path);
+    r.on('response', (rsp) => (statuses[f.sop] = rsp.getStatus()));
+    return r;
+  });
+  const a = await associate(reqs);
+  return { statuses, ...a };
+}
+
 const steps = {
   async echo() {
     const out = {};
@@ -102,15 +115,8 @@ const steps = {
     return { ...out, ...a };
   },
 
-  async store() {
-    const statuses = {};
-    const reqs = plan.files.map((f) => {
-      const r = new CStoreRequest(f.path);
-      r.on('response', (rsp) => (statuses[f.sop] = rsp.getStatus()));
-      return r;
-    });
-    const a = await associate(reqs);
-    return { statuses, ...a };
+  store() {
+    return storeFiles(plan.files);
   },
 
   async find() {
@@ -167,7 +173,7 @@ const steps = {
   // first of them arrived, then echoes on the same association.
   async cancelFind() {
     const out = { matches: 0 };
-    const r = CFindRequest.createImageFindRequest({ StudyInstanceUID: plan.study, SeriesInstanceUID: plan.series, SOPInstanceUID: '' });
+    const r = CFindRequest.createImageFindRequest({ StudyInstanceUID: plan.cancelStudy, SeriesInstanceUID: plan.cancelSeries, SOPInstanceUID: '' });
     r.on('response', (rsp) => {
       if (rsp.getStatus() === Status.Pending) out.matches++;
       else out.status = rsp.getStatus();
