@@ -170,11 +170,13 @@ func (d *dest) signal() {
 // then sends tasks until ctx ends, and returns once every worker has
 // stopped; a task being sent then is released, its progress recorded,
 // for the next run or another node.
+//
+// A queue that cannot be reached at start (the database restarting) is
+// tried again, at growing intervals, until it answers or ctx ends:
+// routing that gave up then would stay stopped until pacsd restarts.
 func (r *Router) Run(ctx context.Context) error {
-	if n, err := r.cfg.Queue.Reclaim(ctx, r.cfg.Owner); err != nil {
-		return fmt.Errorf("route: take back the tasks of %s: %w", r.cfg.Owner, err)
-	} else if n > 0 {
-		r.log.Info("took back tasks left in flight by the previous run", "tasks", n, "owner", r.cfg.Owner)
+	if err := r.reclaim(ctx); err != nil {
+		return err
 	}
 	var wg sync.WaitGroup
 	for _, d := range r.dests {
@@ -185,6 +187,27 @@ func (r *Router) Run(ctx context.Context) error {
 	wg.Go(func() { r.prune(ctx) })
 	wg.Wait()
 	return nil
+}
+
+// reclaim takes back the tasks this node's previous run left in flight,
+// before any worker takes a task: afterwards it would take back tasks
+// this run is sending. It returns nil once it has, or when ctx ends.
+func (r *Router) reclaim(ctx context.Context) error {
+	for failures := 1; ; failures++ {
+		n, err := r.cfg.Queue.Reclaim(ctx, r.cfg.Owner)
+		if err == nil {
+			if n > 0 {
+				r.log.Info("took back tasks left in flight by the previous run", "tasks", n, "owner", r.cfg.Owner)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := backoff(time.Second, time.Minute, failures)
+		r.log.Warn("forwarding queue unavailable; forwarding starts once it answers", "owner", r.cfg.Owner, "retry_in", wait, "err", err)
+		sleep(ctx, nil, wait)
+	}
 }
 
 // prune deletes old done tasks now and then.
@@ -270,6 +293,18 @@ func (d *dest) attempted(unreachable, probe bool, now time.Time) {
 		d.probeAt = now.Add(backoff(d.Backoff, d.MaxBackoff, d.failures))
 	}
 	d.failing = true
+}
+
+// released records a lease ended without an attempt that says anything
+// of the destination's health (its window closed, it was dropped): a
+// failing destination stays failing, and its next probe may go.
+func (d *dest) released(probe bool) {
+	if !probe {
+		return
+	}
+	d.mu.Lock()
+	d.probing = false
+	d.mu.Unlock()
 }
 
 // Failing reports whether destination is failing on this node, since
@@ -358,7 +393,7 @@ func (r *Router) send(ctx context.Context, d *dest, l *Lease, probe bool) {
 	}
 	if !win.Contains(now) {
 		end(nil, Finish{Verdict: Release, Due: win.Next(now)})
-		d.attempted(false, probe, now)
+		d.released(probe)
 		return
 	}
 
@@ -419,7 +454,7 @@ func (r *Router) send(ctx context.Context, d *dest, l *Lease, probe bool) {
 	select {
 	case <-lost:
 		log.Warn("lease lost while sending (dropped, or taken over after a stall); the next holder sends what is not recorded")
-		d.attempted(false, probe, time.Now())
+		d.released(probe)
 		return
 	default:
 	}

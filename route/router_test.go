@@ -2,6 +2,7 @@ package route_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -408,6 +409,96 @@ func TestRouterStop(t *testing.T) {
 		got := w.senders["A"].shipments()
 		if len(got) != 2 || len(got[1].sops) != 2 {
 			t.Errorf("shipments %+v", got)
+		}
+	})
+}
+
+// reclaimFails is a queue whose Reclaim fails at first, as a database
+// that is restarting when pacsd starts.
+type reclaimFails struct {
+	*routetest.Memory
+	mu    sync.Mutex
+	fails int
+}
+
+func (q *reclaimFails) Reclaim(ctx context.Context, owner string) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.fails > 0 {
+		q.fails--
+		return 0, errors.New("connection refused")
+	}
+	return q.Memory.Reclaim(ctx, owner)
+}
+
+// TestRouterQueueDownAtStart: a queue that cannot be reached when the
+// router starts is tried again until it answers; then the tasks left in
+// flight are taken back and sent.
+func TestRouterQueueDownAtStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, forward("A"), route.Destination{Name: "A"})
+		q := &reclaimFails{Memory: w.q, fails: 3}
+		w.router = route.NewRouter(route.Config{Queue: q, Instances: w.arch, Owner: "n1", Location: time.UTC,
+			Destinations: []route.Destination{{Name: "A", Sender: w.senders["A"]}}})
+		w.store("1.1", "1.1.1", route.Facts{})
+		if l, err := w.q.Take(context.Background(), "A", "n1", time.Hour); err != nil || l == nil {
+			t.Fatal("take", err)
+		}
+		w.start()
+		defer w.stop()
+		// Tried again after 1 s, 2 s and 4 s.
+		time.Sleep(6500 * time.Millisecond)
+		if got := w.senders["A"].shipments(); len(got) != 0 {
+			t.Fatalf("%d shipments before the queue answered", len(got))
+		}
+		time.Sleep(2 * time.Second)
+		if got := w.senders["A"].shipments(); len(got) != 1 {
+			t.Fatalf("%d shipments once the queue answered, want 1", len(got))
+		}
+	})
+}
+
+// TestRouterProbeOutsideWindow: a probe that takes a task whose window is
+// closed (made due by queue retry) sends nothing, and the destination
+// stays failing: its other workers keep waiting, and the next probe
+// goes at once.
+func TestRouterProbeOutsideWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		specs := []route.Spec{
+			{Name: "now", When: map[string]string{"source": "^now$"}, To: []string{"A"}},
+			{Name: "night", When: map[string]string{"source": "^night$"}, To: []string{"A"}, Window: "02:00-03:00", Priority: "high"},
+		}
+		w := newWorld(t, specs, route.Destination{Name: "A", MaxConcurrency: 3})
+		w.senders["A"].behave = func(n int, s *route.Shipment) error {
+			return fmt.Errorf("%w: connection refused", route.ErrUnreachable)
+		}
+		w.start()
+		defer w.stop()
+		for i := range 3 {
+			w.store(fmt.Sprintf("1.%d", i), fmt.Sprintf("1.%d.1", i), route.Facts{Source: "now"})
+		}
+		time.Sleep(time.Second)
+		if got := w.senders["A"].shipments(); len(got) != 3 {
+			t.Fatalf("%d first attempts, want 3", len(got))
+		}
+		w.store("1.9", "1.9.1", route.Facts{Source: "night"})
+		if _, err := w.q.Retry(context.Background(), "A", false); err != nil {
+			t.Fatal(err)
+		}
+		// At 5 s the probe takes 1.9 (high priority), outside its
+		// window, releases it and probes with another task.
+		time.Sleep(10 * time.Second)
+		got := w.senders["A"].shipments()
+		if len(got) != 4 {
+			t.Fatalf("%d attempts in 11 s, want 4: the three first and one probe", len(got))
+		}
+		for _, s := range got {
+			if s.study == "1.9" {
+				t.Errorf("1.9 sent at %s, outside its window", s.at.UTC().Format("15:04:05"))
+			}
+		}
+		if failing, _ := w.router.Failing("A"); !failing {
+			t.Error("A no longer failing after a probe sent nothing")
 		}
 	})
 }
