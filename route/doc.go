@@ -40,9 +40,10 @@
 // sending it, and never zero times.
 //
 // Outcomes are per instance: a destination that refuses one instance for
-// good (C-STORE status 0xA9xx or 0xCxxx, or a STOW-RS FailureReason of
-// those) has that instance marked failed with the reason, and the rest of
-// the study goes on. The task then ends failed, so that someone looks,
+// good (C-STORE status 0xA9xx or 0xCxxx; a STOW-RS FailureReason of
+// those, or any but 0xA7xx, out of resources, in a 409 Conflict) has
+// that instance marked failed with the reason, and the rest of the study
+// goes on. The task then ends failed, so that someone looks,
 // until it is retried or dropped.
 //
 // The rate limiter (MaxMbps) is golang.org/x/time/rate's token bucket.

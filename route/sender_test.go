@@ -114,6 +114,7 @@ func TestWebResponses(t *testing.T) {
 	var batches []int
 	seen := 0 // parts received in earlier batches
 	status := http.StatusAccepted
+	conflict := false // every instance failed: the first 0xA700, the others 0x0110
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer s3cret" {
 			http.Error(w, "who are you", http.StatusUnauthorized)
@@ -137,10 +138,14 @@ func TestWebResponses(t *testing.T) {
 			sop := ins[seen+n].SOPInstanceUID
 			mu.Unlock()
 			n++
-			switch sop {
-			case ins[1].SOPInstanceUID:
+			switch {
+			case conflict && sop == ins[0].SOPInstanceUID:
+				failed = append(failed, fmt.Sprintf(`{"00081155":{"vr":"UI","Value":["%s"]},"00081197":{"vr":"US","Value":[42752]}}`, sop))
+			case conflict:
+				failed = append(failed, fmt.Sprintf(`{"00081155":{"vr":"UI","Value":["%s"]},"00081197":{"vr":"US","Value":[272]}}`, sop))
+			case sop == ins[1].SOPInstanceUID:
 				failed = append(failed, fmt.Sprintf(`{"00081155":{"vr":"UI","Value":["%s"]},"00081197":{"vr":"US","Value":[43264]}}`, sop))
-			case ins[4].SOPInstanceUID:
+			case sop == ins[4].SOPInstanceUID:
 				failed = append(failed, fmt.Sprintf(`{"00081155":{"vr":"UI","Value":["%s"]},"00081197":{"vr":"US","Value":[272]}}`, sop))
 			default:
 				ok = append(ok, fmt.Sprintf(`{"00081155":{"vr":"UI","Value":["%s"]}}`, sop))
@@ -175,6 +180,27 @@ func TestWebResponses(t *testing.T) {
 			t.Errorf("instance %d: %q %v", i, why, ok)
 		}
 	}
+
+	// 409 Conflict: a FailureReason refuses the instance for good, but
+	// for one of resources (0xA7xx).
+	mu.Lock()
+	batches, status, seen, conflict = nil, http.StatusConflict, 0, true
+	mu.Unlock()
+	err = web.Send(t.Context(), r.shipment(ins))
+	if err == nil || errors.Is(err, route.ErrUnreachable) || !strings.Contains(err.Error(), "1 of 6") {
+		t.Errorf("Send answered 409: %v, want 1 of 6 not stored", err)
+	}
+	if _, ok := r.m[ins[0].SOPInstanceUID]; ok {
+		t.Error("an instance failed with 0xA700 in a 409 was reported")
+	}
+	for _, in := range ins[1:] {
+		if why := r.m[in.SOPInstanceUID]; !strings.Contains(why, "409") || !strings.Contains(why, "0x0110") {
+			t.Errorf("instance failed with 0x0110 in a 409: %q, want refused", why)
+		}
+	}
+	mu.Lock()
+	conflict = false
+	mu.Unlock()
 
 	for _, tc := range []struct {
 		name   string

@@ -206,8 +206,8 @@ func (w *Web) post(ctx context.Context, s *Shipment, batch []*index.Instance) (s
 	for _, in := range batch {
 		reason, isFailed := res.failed[in.SOPInstanceUID]
 		switch {
-		case isFailed && Refused(dimse.Status(reason)):
-			s.Report(in.SOPInstanceUID, fmt.Sprintf("STOW-RS FailureReason 0x%04X", reason))
+		case isFailed && (Refused(dimse.Status(reason)) || resp.StatusCode == http.StatusConflict && !outOfResources(reason)):
+			s.Report(in.SOPInstanceUID, fmt.Sprintf("STOW-RS %s, FailureReason 0x%04X", resp.Status, reason))
 		case isFailed:
 			failed++
 			w.log().Warn("instance not stored; will retry", "destination", w.Name, "sop_instance_uid", in.SOPInstanceUID, "failure_reason", fmt.Sprintf("0x%04X", reason))
@@ -220,6 +220,13 @@ func (w *Web) post(ctx context.Context, s *Shipment, batch []*index.Instance) (s
 	}
 	return stored, failed, nil
 }
+
+// outOfResources reports whether a FailureReason says the server lacked
+// resources (0xA7xx), which passes, even in a 409 Conflict answer; any
+// other FailureReason of a 409 refuses the instance for good, as the
+// server stored nothing of a request it says conflicts with what it
+// holds or accepts (PS3.18 10.5.3).
+func outOfResources(reason uint16) bool { return reason&0xFF00 == 0xA700 }
 
 // writeBody writes the multipart/related body of a batch.
 func (w *Web) writeBody(ctx context.Context, pw *io.PipeWriter, boundary string, batch []*index.Instance) error {
