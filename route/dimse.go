@@ -82,27 +82,38 @@ func (d *DIMSE) convertible(from, to string) bool {
 	return dicom.Transcodable(from) && dicom.Transcodable(to)
 }
 
+// maxContexts is how many presentation contexts an association holds
+// (PS3.8 9.3.2.2: odd context IDs 1 to 255).
+const maxContexts = 128
+
 // proposals proposes, for each SOP class and stored syntax, a context
 // of that syntax alone, so that a destination that takes the data as
-// stored is not led to choose another, and a context of the syntaxes it
-// can be converted to.
-func (d *DIMSE) proposals(ins []*index.Instance) []dimse.Proposal {
-	type pair struct{ class, ts string }
-	var pairs []pair
-	for _, in := range ins {
-		p := pair{in.SOPClassUID, in.TransferSyntaxUID}
-		if !slices.Contains(pairs, p) {
-			pairs = append(pairs, p)
-		}
-	}
-	var out []dimse.Proposal
+// stored is not led to choose another, and, as far as room is left, a
+// context of the syntaxes it can be converted to. It returns the
+// instances whose stored syntax's context fits in one association, and
+// those left for the next.
+func (d *DIMSE) proposals(ins []*index.Instance) (out []dimse.Proposal, fit, rest []*index.Instance) {
 	if d.Commit {
 		out = append(out, dimse.Proposal{AbstractSyntax: uid.StorageCommitmentPushModel, TransferSyntaxes: []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}})
 	} else if d.Verify {
 		out = append(out, dimse.Proposal{AbstractSyntax: uid.StudyRootQueryRetrieveInformationModelFind, TransferSyntaxes: []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}})
 	}
-	for _, p := range pairs {
-		out = append(out, dimse.Proposal{AbstractSyntax: p.class, TransferSyntaxes: []string{p.ts}})
+	type pair struct{ class, ts string }
+	var pairs []pair
+	proposed := map[pair]bool{}
+	for _, in := range ins {
+		p := pair{in.SOPClassUID, in.TransferSyntaxUID}
+		switch {
+		case proposed[p]:
+		case len(out) < maxContexts:
+			proposed[p] = true
+			pairs = append(pairs, p)
+			out = append(out, dimse.Proposal{AbstractSyntax: p.class, TransferSyntaxes: []string{p.ts}})
+		default:
+			rest = append(rest, in)
+			continue
+		}
+		fit = append(fit, in)
 	}
 	for _, p := range pairs {
 		var others []string
@@ -111,13 +122,11 @@ func (d *DIMSE) proposals(ins []*index.Instance) []dimse.Proposal {
 				others = append(others, ts)
 			}
 		}
-		if len(others) > 0 {
+		if len(others) > 0 && len(out) < maxContexts {
 			out = append(out, dimse.Proposal{AbstractSyntax: p.class, TransferSyntaxes: others})
 		}
 	}
-	// An association holds 128 contexts; the instances of the classes
-	// left out are sent on the next attempt, after those that fit.
-	return out[:min(len(out), 128)]
+	return out, fit, rest
 }
 
 func (d *DIMSE) log() *slog.Logger {
@@ -159,14 +168,37 @@ func Refused(st dimse.Status) bool {
 	return st&0xFF00 == 0xA900 || st&0xF000 == 0xC000
 }
 
-// Send implements Sender.
+// Send implements Sender. A study of more SOP classes and transfer
+// syntaxes than one association has contexts for is sent on one
+// association after another.
 func (d *DIMSE) Send(ctx context.Context, s *Shipment) error {
-	if len(s.Instances) == 0 {
-		return nil
+	sentBefore := s.SentBefore
+	for rest := s.Instances; len(rest) > 0; {
+		var props []dimse.Proposal
+		part := *s
+		props, part.Instances, rest = d.proposals(rest)
+		part.SentBefore = sentBefore
+		part.Report = func(sop, refused string) {
+			if refused == "" {
+				sentBefore++
+			}
+			s.Report(sop, refused)
+		}
+		// The instances of later associations are sent on the next
+		// attempt when this one fails.
+		if err := d.send(ctx, &part, props); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// send sends s on one association, opened with props unless an idle one
+// can carry it.
+func (d *DIMSE) send(ctx context.Context, s *Shipment, props []dimse.Proposal) error {
 	a := d.reuse(s.Instances)
 	if a == nil {
-		dl := &dimse.Dialer{CallingAE: d.CallingAE, CalledAE: d.CalledAE, Proposals: d.proposals(s.Instances), Logger: d.log()}
+		dl := &dimse.Dialer{CallingAE: d.CallingAE, CalledAE: d.CalledAE, Proposals: props, Logger: d.log()}
 		if d.Commit {
 			dl.CommitResult = d.Commitments
 		}

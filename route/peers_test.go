@@ -63,6 +63,12 @@ func (a *testArchive) storeSeries(t *testing.T, n int, size int64) []*index.Inst
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a.storeFiles(t, files)
+}
+
+// storeFiles archives files and returns their records.
+func (a *testArchive) storeFiles(t *testing.T, files []dcmgen.File) []*index.Instance {
+	t.Helper()
 	var out []*index.Instance
 	for _, f := range files {
 		meta, ds := readPart10(t, f.Path)

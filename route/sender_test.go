@@ -10,13 +10,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/dimse"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/internal/dcmgen"
 	"github.com/pacsd/pacsd/route"
 )
 
@@ -264,5 +267,51 @@ func TestDIMSEKeepOpen(t *testing.T) {
 		}
 		store.mu.Unlock()
 		srv.Close()
+	}
+}
+
+// TestDIMSEManyClasses: a study of more SOP classes than one association
+// has presentation contexts for is sent whole, on one association after
+// another.
+func TestDIMSEManyClasses(t *testing.T) {
+	arch := newTestArchive(t)
+	dir := t.TempDir()
+	classes := uid.StorageClasses()[:130]
+	study := dcmgen.Study{UID: "1.2.826.0.1.3680043.10.543.11.1"}
+	var files []dcmgen.File
+	for i, class := range classes {
+		f, err := dcmgen.Create(filepath.Join(dir, fmt.Sprintf("%d.dcm", i)), &dcmgen.Instance{Study: study, SOPClassUID: class, Rows: 4, Columns: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	ins := arch.storeFiles(t, files)
+	store := &assocStore{assocs: map[*dimse.Association]int{}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dimse.Server{AETitle: "DEST", Store: store}
+	go srv.Serve(l)
+	defer srv.Close()
+	r := &reports{}
+	d := &route.DIMSE{CallingAE: "PACSD", CalledAE: "DEST", Addr: l.Addr().String(), Datasets: arch, KeepOpen: -1}
+	if err := d.Send(t.Context(), r.shipment(ins)); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range ins {
+		if why, ok := r.m[in.SOPInstanceUID]; !ok || why != "" {
+			t.Errorf("%s (%s): reported %v %q, want sent", in.SOPInstanceUID, uid.Name(in.SOPClassUID), ok, why)
+		}
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	n := 0
+	for _, c := range store.assocs {
+		n += c
+	}
+	if n != len(ins) || len(store.assocs) != 2 {
+		t.Errorf("%d C-STOREs on %d associations, want %d on 2", n, len(store.assocs), len(ins))
 	}
 }
