@@ -24,7 +24,6 @@ import (
 	"github.com/pacsd/pacsd/internal/dcmgen"
 	"github.com/pacsd/pacsd/internal/testpeer"
 	"github.com/pacsd/pacsd/route"
-	"github.com/pacsd/pacsd/route/routetest"
 	"github.com/pacsd/pacsd/storage/file"
 )
 
@@ -40,6 +39,13 @@ type testArchive struct {
 
 func newTestArchive(t *testing.T) *testArchive {
 	t.Helper()
+	return newForwardingArchive(t, nil)
+}
+
+// newForwardingArchive returns a test archive that queues what it stores
+// as fwd says, in the instance's transaction, in the index's outbox.
+func newForwardingArchive(t *testing.T, fwd archive.Forwarder) *testArchive {
+	t.Helper()
 	dir := t.TempDir()
 	db, err := sqlite.Open(t.Context(), filepath.Join(dir, "index.db"))
 	if err != nil {
@@ -51,7 +57,7 @@ func newTestArchive(t *testing.T) *testArchive {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := archive.New(archive.Config{Store: st, Index: db, AETitle: "PACSD"})
+	svc := archive.New(archive.Config{Store: st, Index: db, AETitle: "PACSD", Forwarder: fwd})
 	return &testArchive{Service: svc, db: db, datasets: map[string][]byte{}}
 }
 
@@ -174,20 +180,42 @@ func (p *lateProxy) up(t *testing.T, to string) {
 	})
 }
 
-// TestForwardToStoreSCP stores 100 instances forwarded to three storescp
-// destinations: one up, one down until 10 s later, one that refuses
-// connections throughout. The first gets everything at once, the second
-// everything once it is up; each instance arrives once, its data set
-// bytes unchanged.
+// toAll is an archive.Forwarder that sends every instance at once to
+// each of its destinations.
+type toAll struct {
+	to   []string
+	wake func(...string)
+}
+
+func (f *toAll) Forward(in *index.Instance, callingAE, calledAE, source string) []index.Forward {
+	var out []index.Forward
+	for _, d := range f.to {
+		out = append(out, index.Forward{Destination: d, Due: time.Now(), Priority: int(route.Normal)})
+	}
+	return out
+}
+
+func (f *toAll) Queued(fs []index.Forward) {
+	for _, fw := range fs {
+		f.wake(fw.Destination)
+	}
+}
+
+// TestForwardToStoreSCP stores 100 instances forwarded, through the
+// index's outbox, to three storescp destinations: one up, one down until
+// 10 s later, one that refuses connections throughout. The first gets
+// everything at once, the second everything once it is up; each
+// instance arrives once, its data set bytes unchanged.
 func TestForwardToStoreSCP(t *testing.T) {
 	testpeer.Need(t, "storescp")
-	arch := newTestArchive(t)
+	fwd := &toAll{to: []string{"UP", "LATE", "DEAD"}}
+	arch := newForwardingArchive(t, fwd)
 	up := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{AET: "UP", Args: []string{"+B"}})
 	late := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{AET: "LATE", Args: []string{"+B"}})
 	lateAddr := newLateProxy(t)
 	dead := newLateProxy(t) // never up
 
-	q := routetest.NewMemory(nil)
+	q := arch.db.Outbox()
 	sender := func(ae, addr string) *route.DIMSE {
 		return &route.DIMSE{CallingAE: "PACSD", CalledAE: ae, Addr: addr, Datasets: arch}
 	}
@@ -196,26 +224,18 @@ func TestForwardToStoreSCP(t *testing.T) {
 		{Name: "LATE", Sender: sender("LATE", lateAddr.addr), Backoff: time.Second},
 		{Name: "DEAD", Sender: sender("DEAD", dead.addr)},
 	}})
+	fwd.wake = r.Wake
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { defer close(done); r.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	ins := arch.storeSeries(t, 100, 16<<10)
 	start := time.Now()
-	for _, in := range ins {
-		var es []route.Entry
-		for _, d := range []string{"UP", "LATE", "DEAD"} {
-			es = append(es, route.Entry{Destination: d, Study: in.StudyInstanceUID, SOPInstanceUID: in.SOPInstanceUID, Due: time.Now(), Priority: route.Normal})
-		}
-		if err := q.Enqueue(ctx, es...); err != nil {
-			t.Fatal(err)
-		}
-		r.Wake()
-	}
+	ins := arch.storeSeries(t, 100, 16<<10)
+	stored := time.Now()
 	waitFor(t, 10*time.Second, func() bool { return receptions(t, up) >= len(ins) })
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("the working destination got everything %s after the first store, with the others down", d)
+	if d := time.Since(stored); d > 3*time.Second {
+		t.Errorf("the working destination got everything %s after the last store (%s after the first), with the others down", d, time.Since(start))
 	}
 	time.Sleep(10*time.Second - time.Since(start))
 	if n := receptions(t, late); n != 0 {
