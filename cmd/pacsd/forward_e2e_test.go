@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -236,5 +241,110 @@ func TestQueueCommands(t *testing.T) {
 	resp, err = http.Get("http://" + p.httpAddr + "/readyz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Errorf("/readyz with a dead destination: %v %v", resp, err)
+	}
+}
+
+// TestForwardOrthanc runs pacsd serve with routes to Orthanc over DIMSE
+// with Storage Commitment, which Orthanc reports on an association of its
+// own to pacsd, and by STOW-RS to its DICOMweb plugin with a QIDO-RS
+// count, and to a DICOMweb server that wants a bearer token, given in the
+// environment over the config file's: each study arrives where its route
+// says, byte for byte, and the token appears in no log.
+func TestForwardOrthanc(t *testing.T) {
+	testpeer.Need(t, "Orthanc", "storescu")
+	port, err := testpeer.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := testpeer.StartOrthancT(t, testpeer.OrthancOptions{DICOMweb: true,
+		Modalities: map[string]testpeer.Modality{"pacsd": {AET: "PACSD", Host: "127.0.0.1", Port: port}}})
+	var mu sync.Mutex
+	var tokens []string
+	tokenWeb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		tokens = append(tokens, r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/dicom+json")
+		io.WriteString(w, "{}")
+	}))
+	defer tokenWeb.Close()
+	t.Setenv("PACSD_REMOTE_WEB_TOKEN_TOKEN_WEB", "env-t0k3n")
+	config := filepath.Join(t.TempDir(), "pacsd.json")
+	os.WriteFile(config, []byte(fmt.Sprintf(`{
+  "remote_aes": [%q],
+  "remote_webs": [%q, %q],
+  "remote_web_tokens": {"TOKEN_WEB": "file-t0k3n"},
+  "routes": [
+    {"name": "dimse", "when": {"PatientName": "^VIA_DIMSE$"}, "to": [%q]},
+    {"name": "web", "when": {"PatientName": "^VIA_WEB$", "source": "^dimse$"}, "to": ["ORTHANC_WEB", "TOKEN_WEB"], "delay": "1s"}
+  ],
+  "destinations": {%q: {"commit": true, "commit_timeout": "1m"}, "ORTHANC_WEB": {"verify": true, "max_batch_bytes": 100000}}
+}`, o.AET+"="+o.DICOMAddr, "ORTHANC_WEB="+o.DICOMwebURL, "TOKEN_WEB="+tokenWeb.URL, o.AET, o.AET)), 0o644)
+	data := t.TempDir()
+	p := startPacsd(t, data, "--dimse-addr", "127.0.0.1:"+strconv.Itoa(port), "--config", config)
+	defer p.stop()
+	dirD, viaDIMSE := writeSeriesIn(t, 5, 32<<10, "VIA_DIMSE")
+	dirW, viaWeb := writeSeriesIn(t, 5, 32<<10, "VIA_WEB")
+	if out, err := p.dcmtk("storescu", "+sd", dirD, dirW); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+
+	var rep struct {
+		Destinations []struct {
+			Name      string `json:"name"`
+			Pending   int    `json:"pending"`
+			InFlight  int    `json:"in_flight"`
+			Failed    int    `json:"failed"`
+			Done24h   int    `json:"done_24h"`
+			LastError string `json:"last_error"`
+		} `json:"destinations"`
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var out bytes.Buffer
+		if err := run(t.Context(), []string{"queue", "--json", "--data", data, "--config", config}, func(string) string { return "" }, &out, &out); err != nil {
+			t.Fatalf("pacsd queue: %v\n%s", err, out.String())
+		}
+		rep.Destinations = nil
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			t.Fatal(err)
+		}
+		done := len(rep.Destinations) == 3
+		for _, d := range rep.Destinations {
+			done = done && d.Done24h == 1 && d.Pending+d.InFlight+d.Failed == 0
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not forwarded within a minute: %+v\n%s", rep, p.proc.LogTail(20))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, tc := range []struct {
+		name  string
+		files []dcmgen.File
+	}{{"DIMSE", viaDIMSE}, {"STOW-RS", viaWeb}} {
+		got := orthancStudyDatasets(t, o, tc.files[0].StudyInstanceUID)
+		if len(got) != len(tc.files) {
+			t.Errorf("%s: Orthanc holds %d instances of the study, want %d", tc.name, len(got), len(tc.files))
+		}
+		for _, f := range tc.files {
+			if _, want := part10(t, f.Path); !bytes.Equal(got[f.SOPInstanceUID], want) {
+				t.Errorf("%s: %s did not arrive unchanged", tc.name, f.SOPInstanceUID)
+			}
+		}
+	}
+	mu.Lock()
+	if len(tokens) == 0 || slices.ContainsFunc(tokens, func(s string) bool { return s != "Bearer env-t0k3n" }) {
+		t.Errorf("TOKEN_WEB got Authorization %q, want the environment's token", tokens)
+	}
+	mu.Unlock()
+	if log := p.log(); strings.Contains(log, "t0k3n") {
+		t.Error("a token is in the log")
+	}
+	if findLog(p.log(), "storage commitment result for no waiting request; dropped") != nil {
+		t.Error("Orthanc's commitment result reached no waiting sender")
 	}
 }
