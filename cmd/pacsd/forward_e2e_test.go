@@ -348,3 +348,71 @@ func TestForwardOrthanc(t *testing.T) {
 		t.Error("Orthanc's commitment result reached no waiting sender")
 	}
 }
+
+// TestForwardKilledWhileStoring kills pacsd (SIGKILL) while storescu
+// sends it a study it forwards, and starts it again: every instance the
+// index holds, which includes every one acknowledged to storescu,
+// arrives at the destination, since its task was written with it.
+func TestForwardKilledWhileStoring(t *testing.T) {
+	testpeer.Need(t, "storescu", "storescp")
+	scp := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{AET: "DEST", Args: []string{"+B"}})
+	data := t.TempDir()
+	flags := []string{"--remote-ae", "DEST=" + scp.Addr, "--forward", "DEST"}
+	p := startPacsd(t, data, flags...)
+	dir, files := writeSeriesIn(t, 300, 16<<10, "STORING")
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		p.dcmtk("storescu", "+sd", dir) // fails when pacsd is killed
+	}()
+	deadline := time.Now().Add(time.Minute)
+	for strings.Count(p.log(), `"msg":"instance stored"`) < 100 {
+		if time.Now().After(deadline) {
+			t.Fatalf("pacsd stored under 100 instances in a minute:\n%s", p.proc.LogTail(20))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := p.proc.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-sent
+	p = startPacsd(t, data, flags...)
+	defer p.stop()
+	study := files[0].StudyInstanceUID
+	held := func() map[string]bool {
+		resp, err := http.Get("http://" + p.httpAddr + "/dicom-web/studies/" + study + "/instances")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var res []struct {
+			SOPInstanceUID struct{ Value []string } `json:"00080018"`
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("QIDO-RS: %s", resp.Status)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+			t.Fatalf("QIDO-RS: %v", err)
+		}
+		out := map[string]bool{}
+		for _, r := range res {
+			out[r.SOPInstanceUID.Value[0]] = true
+		}
+		return out
+	}
+	indexed := held()
+	if len(indexed) < 100 {
+		t.Fatalf("the index holds %d instances after the restart, want at least the 100 stored before the kill", len(indexed))
+	}
+	t.Logf("%d of %d instances stored when pacsd was killed", len(indexed), len(files))
+	waitReceived(t, scp, len(indexed), time.Minute)
+	got, err := scp.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sop := range indexed {
+		if _, ok := got[sop]; !ok {
+			t.Errorf("%s, in the index, did not arrive", sop)
+		}
+	}
+}
