@@ -53,6 +53,10 @@ type Entry struct {
 	// writes it; the latest entry's applies to the task.
 	Window   string
 	Priority Priority
+	// Manual marks an entry a person queued (pacsd send, the API) and
+	// waits for: the task is due at Due even if its instances were to
+	// wait longer (a route's delay or window, a retry's backoff).
+	Manual bool
 }
 
 // Task is the forwarding of one study to one destination.
@@ -169,7 +173,7 @@ type Queue interface {
 	// Enqueue adds instances to the tasks of their study and
 	// destination, creating the tasks that do not exist and making done
 	// and failed ones pending again. A task's priority is the highest
-	// of its entries'. An instance already pending in its task is
+	// of its entries', its due time the latest, or a Manual entry's. An instance already pending in its task is
 	// queued again (its Gen changes); one that was sent or refused is
 	// pending again.
 	Enqueue(ctx context.Context, entries ...Entry) error

@@ -22,8 +22,9 @@ type Finder interface {
 }
 
 // Send queues the instances of study, or of its series when series is
-// not empty, for each destination, due at once and at high priority: a
-// person asked and waits. It returns how many instances it queued for
+// not empty, for each destination, due at once and at high priority,
+// even where its task was waiting for a route's window or delay or a
+// retry: a person asked and waits. It returns how many instances it queued for
 // each destination.
 func Send(ctx context.Context, q Queue, f Finder, study, series string, destinations []string) (int, error) {
 	ident := &dicom.Dataset{Elements: []dicom.Element{{Tag: tag.StudyInstanceUID, VR: "UI", Values: []string{study}}}}
@@ -50,7 +51,7 @@ func Send(ctx context.Context, q Queue, f Finder, study, series string, destinat
 		}
 		n++
 		for _, d := range destinations {
-			es = append(es, Entry{Destination: d, Study: in.StudyInstanceUID, SOPInstanceUID: in.SOPInstanceUID, Due: now, Priority: High})
+			es = append(es, Entry{Destination: d, Study: in.StudyInstanceUID, SOPInstanceUID: in.SOPInstanceUID, Due: now, Priority: High, Manual: true})
 		}
 		if len(es) >= batch {
 			if err := flush(); err != nil {

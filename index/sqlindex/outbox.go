@@ -49,7 +49,7 @@ func (db *DB) putForward(ctx context.Context, tx *sql.Tx, w *putWrite) error {
 const upsertTask = `INSERT INTO route_task (destination, study, state, priority, win, due_at, since)
 VALUES (?, ?, 'pending', ?, ?, ?, ?)
 ON CONFLICT (destination, study) DO UPDATE SET
-  due_at = CASE WHEN route_task.state IN ('pending', 'in_flight') AND route_task.due_at > excluded.due_at
+  due_at = CASE WHEN ? = 0 AND route_task.state IN ('pending', 'in_flight') AND route_task.due_at > excluded.due_at
     THEN route_task.due_at ELSE excluded.due_at END,
   priority = CASE WHEN route_task.state IN ('pending', 'in_flight') AND route_task.priority > excluded.priority
     THEN route_task.priority ELSE excluded.priority END,
@@ -64,7 +64,11 @@ ON CONFLICT (task_id, sop) DO UPDATE SET gen = route_item.gen + 1, state = 'pend
 
 func (db *DB) enqueue(ctx context.Context, tx *sql.Tx, e route.Entry, now int64) error {
 	var id int64
-	if err := db.queryRow(ctx, tx, upsertTask, e.Destination, e.Study, int(e.Priority), e.Window, micros(e.Due), now).Scan(&id); err != nil {
+	manual := 0
+	if e.Manual {
+		manual = 1
+	}
+	if err := db.queryRow(ctx, tx, upsertTask, e.Destination, e.Study, int(e.Priority), e.Window, micros(e.Due), now, manual).Scan(&id); err != nil {
 		return fmt.Errorf("task: %w", err)
 	}
 	if _, err := db.exec(ctx, tx, upsertItem, id, e.SOPInstanceUID); err != nil {
@@ -163,12 +167,16 @@ func (o *Outbox) Take(ctx context.Context, dest, owner string, lease time.Durati
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		l = nil
 		now := db.now()
-		var id int64
-		err := db.queryRow(ctx, tx, `SELECT id FROM route_task WHERE destination = ? AND state = 'in_flight' AND lease_until < ?
-ORDER BY lease_until LIMIT 1`+db.dialect.forUpdate(), dest, micros(now)).Scan(&id)
+		tok := newToken()
+		// One statement picks and leases the task: a task whose lease
+		// ran out first, then the due one of highest priority.
+		take := `UPDATE route_task SET state = 'in_flight', owner = ?, token = ?, lease_until = ?
+WHERE id = (SELECT id FROM route_task WHERE destination = ? AND %s LIMIT 1` + db.dialect.forUpdate() + `)
+RETURNING ` + taskColumns
+		args := []any{owner, tok, micros(now.Add(lease)), dest, micros(now)}
+		t, err := scanTask(db.queryRow(ctx, tx, fmt.Sprintf(take, `state = 'in_flight' AND lease_until < ? ORDER BY lease_until`), args...))
 		if errors.Is(err, sql.ErrNoRows) {
-			err = db.queryRow(ctx, tx, `SELECT id FROM route_task WHERE destination = ? AND state = 'pending' AND due_at <= ?
-ORDER BY priority DESC, due_at, id LIMIT 1`+db.dialect.forUpdate(), dest, micros(now)).Scan(&id)
+			t, err = scanTask(db.queryRow(ctx, tx, fmt.Sprintf(take, `state = 'pending' AND due_at <= ? ORDER BY priority DESC, due_at, id`), args...))
 		}
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
@@ -176,20 +184,11 @@ ORDER BY priority DESC, due_at, id LIMIT 1`+db.dialect.forUpdate(), dest, micros
 		if err != nil {
 			return err
 		}
-		tok := newToken()
-		if _, err := db.exec(ctx, tx, `UPDATE route_task SET state = 'in_flight', owner = ?, token = ?, lease_until = ? WHERE id = ?`,
-			owner, tok, micros(now.Add(lease)), id); err != nil {
-			return err
-		}
-		t, err := scanTask(db.queryRow(ctx, tx, `SELECT `+taskColumns+` FROM route_task WHERE id = ?`, id))
-		if err != nil {
-			return err
-		}
 		if err := db.counts(ctx, tx, &t); err != nil {
 			return err
 		}
 		l = &route.Lease{Task: t, Token: tok}
-		rows, err := db.query(ctx, tx, `SELECT sop, gen FROM route_item WHERE task_id = ? AND state = 'pending' ORDER BY sop`, id)
+		rows, err := db.query(ctx, tx, `SELECT sop, gen FROM route_item WHERE task_id = ? AND state = 'pending' ORDER BY sop`, t.ID)
 		if err != nil {
 			return err
 		}

@@ -73,6 +73,9 @@ func (m *Memory) Enqueue(ctx context.Context, entries ...route.Entry) error {
 			switch t.State {
 			case route.Pending, route.InFlight:
 				t.Due = later(t.Due, e.Due)
+				if e.Manual {
+					t.Due = e.Due
+				}
 				t.Priority = max(t.Priority, e.Priority)
 			default:
 				t.State, t.Due, t.Priority, t.Since, t.Attempts = route.Pending, e.Due, e.Priority, now, 0

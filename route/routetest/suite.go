@@ -48,6 +48,7 @@ func RunQueueTests(t *testing.T, newQueue NewQueue) {
 	}{
 		{"Coalesce", testCoalesce},
 		{"Due", testDue},
+		{"Manual", testManual},
 		{"Order", testOrder},
 		{"Lease", testLease},
 		{"ArrivalInFlight", testArrivalInFlight},
@@ -217,6 +218,23 @@ func testDue(t *testing.T, q route.Queue, c *Clock) {
 	c.Add(10 * time.Second)
 	if l := mustTake(t, q, A, n1); len(l.Items) != 3 {
 		t.Errorf("%d items, want 3", len(l.Items))
+	}
+}
+
+// testManual: an entry a person queued makes the task due at its time,
+// though the task's instances were to wait longer.
+func testManual(t *testing.T, q route.Queue, c *Clock) {
+	A, n1 := name(t, "A"), name(t, "n1")
+	e := entry(c, A, "1.1", "1.1.1")
+	e.Due, e.Window = c.Now().Add(9*time.Hour), "19:00-07:00"
+	enqueue(t, q, e)
+	c.Add(time.Minute)
+	m := entry(c, A, "1.1", "1.1.2")
+	m.Manual = true
+	enqueue(t, q, m)
+	l := mustTake(t, q, A, n1)
+	if len(l.Items) != 2 || l.Task.Window != "" {
+		t.Errorf("%d items, window %q; want 2 and none", len(l.Items), l.Task.Window)
 	}
 }
 
