@@ -21,7 +21,8 @@
 //     and the conformance suite every Queue passes.
 //   - router.go: a Router runs the workers of each destination
 //     (MaxConcurrency at a time), retries with exponential backoff, gives
-//     a task up after MaxAttempts, and probes a failing destination with
+//     a task up after MaxAttempts (a lease lost with its node counts as
+//     one), and probes a failing destination with
 //     one task at a time while the other destinations keep flowing.
 //   - dimse.go and web.go: the Senders. A DIMSE destination is sent each
 //     instance in its stored transfer syntax and the ones pacsd can

@@ -165,6 +165,11 @@ type TaskQuery struct {
 	Limit   int
 }
 
+// LostLease is the error of an attempt whose lease ended without a
+// Finish: the node sending stopped. Counting it as an attempt bounds a
+// study that stops its node every time it is sent (MaxAttempts).
+const LostLease = "the node sending the study stopped before it finished"
+
 // Queue is the durable list of forwarding work. Implementations are
 // safe for concurrent use, by several processes when they share it; the
 // clock they read for leases and Stats is their own. Every
@@ -180,7 +185,8 @@ type Queue interface {
 	// Take leases the due task of destination with the highest priority
 	// and the earliest due time, or a task whose lease has run out, to
 	// owner for lease, and returns it with its pending instances; nil
-	// when there is none.
+	// when there is none. Taking over a lease that ran out counts a
+	// failed attempt, with LostLease as its error.
 	Take(ctx context.Context, destination, owner string, lease time.Duration) (*Lease, error)
 	// Record records outcomes and extends the lease by lease from now.
 	// It fails with ErrLeaseLost when the lease is no longer l's.
@@ -189,8 +195,9 @@ type Queue interface {
 	// with ErrLeaseLost when the lease is no longer l's.
 	Finish(ctx context.Context, l *Lease, outcomes []Outcome, f Finish) error
 	// Reclaim makes the in-flight tasks of owner pending again, due at
-	// once: a restarted node takes back its own tasks without waiting
-	// for their leases to run out. It returns how many.
+	// once, each with a failed attempt counted as Take counts one: a
+	// restarted node takes back its own tasks without waiting for their
+	// leases to run out. It returns how many.
 	Reclaim(ctx context.Context, owner string) (int, error)
 	// Retry makes the pending tasks of destination due now and, with
 	// failed, the failed ones pending again, their refused instances

@@ -396,6 +396,14 @@ func (r *Router) send(ctx context.Context, d *dest, l *Lease, probe bool) {
 		d.released(probe)
 		return
 	}
+	// A study whose sending stopped its node as many times as it may
+	// fail is not sent again: the next attempt would stop this one.
+	if d.MaxAttempts > 0 && t.Attempts >= d.MaxAttempts && t.LastError == LostLease {
+		end(nil, Finish{Verdict: GiveUp, Err: t.LastError})
+		d.released(probe)
+		log.Error("study not sent; given up", "attempts", t.Attempts, "err", t.LastError)
+		return
+	}
 
 	p := &progress{gens: make(map[string]int64, len(l.Items))}
 	s := &Shipment{Study: t.Study, Priority: t.Priority, SentBefore: t.Sent, Report: p.report}

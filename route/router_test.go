@@ -377,6 +377,38 @@ func TestRouterReclaim(t *testing.T) {
 	})
 }
 
+// TestRouterGivesUpLostLeases: a study whose sending stopped its node
+// MaxAttempts times (its leases lost, not finished) is given up, not
+// sent a further time that would stop this node too.
+func TestRouterGivesUpLostLeases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, forward("A"), route.Destination{Name: "A", MaxAttempts: 2})
+		w.store("1.1", "1.1.1", route.Facts{})
+		ctx := context.Background()
+		// The node took the study and stopped, twice; the second
+		// time it restarts now.
+		if l, err := w.q.Take(ctx, "A", "n1", time.Hour); err != nil || l == nil {
+			t.Fatal("take", err)
+		}
+		if n, err := w.q.Reclaim(ctx, "n1"); err != nil || n != 1 {
+			t.Fatal("reclaim", n, err)
+		}
+		if l, err := w.q.Take(ctx, "A", "n1", time.Hour); err != nil || l == nil {
+			t.Fatal("take", err)
+		}
+		w.start()
+		defer w.stop()
+		synctest.Wait()
+		time.Sleep(time.Second)
+		if got := w.senders["A"].shipments(); len(got) != 0 {
+			t.Errorf("%d shipments of a study that stopped its node twice, want none", len(got))
+		}
+		if tk := w.task("A", "1.1"); tk.State != route.Failed || tk.LastError != route.LostLease {
+			t.Errorf("task %+v, want failed with the lost lease as its error", tk)
+		}
+	})
+}
+
 // TestRouterStop: a study being sent when the router stops is released,
 // with what was sent recorded, and taken at once by the next run.
 func TestRouterStop(t *testing.T) {

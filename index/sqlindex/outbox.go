@@ -170,13 +170,15 @@ func (o *Outbox) Take(ctx context.Context, dest, owner string, lease time.Durati
 		tok := newToken()
 		// One statement picks and leases the task: a task whose lease
 		// ran out first, then the due one of highest priority.
-		take := `UPDATE route_task SET state = 'in_flight', owner = ?, token = ?, lease_until = ?
+		// A lease that ran out is an attempt that failed: its node
+		// stopped while sending, perhaps because of the study.
+		take := `UPDATE route_task SET state = 'in_flight', owner = ?, token = ?, lease_until = ?%s
 WHERE id = (SELECT id FROM route_task WHERE destination = ? AND %s LIMIT 1` + db.dialect.forUpdate() + `)
 RETURNING ` + taskColumns
 		args := []any{owner, tok, micros(now.Add(lease)), dest, micros(now)}
-		t, err := scanTask(db.queryRow(ctx, tx, fmt.Sprintf(take, `state = 'in_flight' AND lease_until < ? ORDER BY lease_until`), args...))
+		t, err := scanTask(db.queryRow(ctx, tx, fmt.Sprintf(take, lostLease, `state = 'in_flight' AND lease_until < ? ORDER BY lease_until`), args...))
 		if errors.Is(err, sql.ErrNoRows) {
-			t, err = scanTask(db.queryRow(ctx, tx, fmt.Sprintf(take, `state = 'pending' AND due_at <= ? ORDER BY priority DESC, due_at, id`), args...))
+			t, err = scanTask(db.queryRow(ctx, tx, fmt.Sprintf(take, "", `state = 'pending' AND due_at <= ? ORDER BY priority DESC, due_at, id`), args...))
 		}
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
@@ -312,9 +314,12 @@ due_at = CASE WHEN due_at > ? THEN due_at ELSE ? END, `+release+` WHERE id = ?`,
 	return err
 }
 
+// lostLease counts the attempt of a lease that ended without a Finish.
+const lostLease = `, attempts = attempts + 1, last_error = '` + route.LostLease + `'`
+
 // Reclaim implements route.Queue.
 func (o *Outbox) Reclaim(ctx context.Context, owner string) (int, error) {
-	return o.update(ctx, `UPDATE route_task SET state = 'pending', due_at = ?, owner = '', token = '', lease_until = 0
+	return o.update(ctx, `UPDATE route_task SET state = 'pending', due_at = ?, owner = '', token = '', lease_until = 0`+lostLease+`
 WHERE state = 'in_flight' AND owner = ?`, micros(o.db.now()), owner)
 }
 

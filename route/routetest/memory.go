@@ -121,6 +121,9 @@ func (m *Memory) Take(ctx context.Context, dest, owner string, lease time.Durati
 	if best == nil {
 		return nil, nil
 	}
+	if best.State == route.InFlight {
+		best.Attempts, best.LastError = best.Attempts+1, route.LostLease
+	}
 	best.State, best.Owner, best.LeaseUntil = route.InFlight, owner, now.Add(lease)
 	tok := newToken()
 	m.tokens[best.ID] = tok
@@ -243,6 +246,7 @@ func (m *Memory) Reclaim(ctx context.Context, owner string) (int, error) {
 	for _, t := range m.tasks {
 		if t.State == route.InFlight && t.Owner == owner {
 			t.State, t.Owner, t.LeaseUntil, t.Due = route.Pending, "", time.Time{}, now
+			t.Attempts, t.LastError = t.Attempts+1, route.LostLease
 			delete(m.tokens, t.ID)
 			n++
 		}

@@ -298,6 +298,9 @@ func testLease(t *testing.T, q route.Queue, c *Clock) {
 	if l2.Token == l.Token || l2.Task.Owner != n2 {
 		t.Errorf("taken over: token %q owner %q", l2.Token, l2.Task.Owner)
 	}
+	if l2.Task.Attempts != 1 || l2.Task.LastError != route.LostLease {
+		t.Errorf("taken over with attempts %d, error %q; want the lost lease counted", l2.Task.Attempts, l2.Task.LastError)
+	}
 	if err := q.Record(t.Context(), l, sent(l.Items), lease); !errors.Is(err, route.ErrLeaseLost) {
 		t.Errorf("Record with a lost lease: %v, want ErrLeaseLost", err)
 	}
@@ -478,6 +481,9 @@ func testReclaim(t *testing.T, q route.Queue, c *Clock) {
 	l := mustTake(t, q, A, n1)
 	if l.Task.Study != l1.Task.Study {
 		t.Errorf("took %s, want the reclaimed %s", l.Task.Study, l1.Task.Study)
+	}
+	if l.Task.Attempts != 1 || l.Task.LastError != route.LostLease {
+		t.Errorf("reclaimed with attempts %d, error %q; want the lost lease counted", l.Task.Attempts, l.Task.LastError)
 	}
 	if err := q.Record(t.Context(), l1, nil, lease); !errors.Is(err, route.ErrLeaseLost) {
 		t.Errorf("the reclaimed lease: %v, want ErrLeaseLost", err)
