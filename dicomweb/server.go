@@ -78,6 +78,9 @@ type Server struct {
 	// the Host header, with the port the request came in on when Host
 	// names none.
 	PublicURL string
+	// Codecs converts pixel data for retrievals in a syntax other than
+	// the stored one; nil converts only between uncompressed syntaxes.
+	Codecs Codecs
 	// Limits bound what one request may cost; zero fields take the
 	// defaults documented on Limits.
 	Limits Limits
