@@ -147,6 +147,7 @@ func (s *Server) sendSingle(c echo.Context, in *index.Instance, target codec.Cho
 		return resp, nil
 	})
 }
+
 // negotiateDICOM reads the Accept header of a retrieve of objects: the
 // transfer syntax wanted ("" for the default, "*" for as stored) and
 // whether the client wants a single application/dicom body rather than a
