@@ -3,6 +3,9 @@ package dicomweb_test
 import (
 	"bytes"
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,6 +14,7 @@ import (
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/dicomweb"
+	"github.com/pacsd/pacsd/internal/testpeer"
 )
 
 func withCodecs(s *dicomweb.Server) { s.Codecs = codec.New(codec.Options{}) }
@@ -178,5 +182,53 @@ func TestFramesConverted(t *testing.T) {
 		if resp, b := get(t, f.url+jls.path()+"/frames/1", "Accept", accept); resp.StatusCode != 406 {
 			t.Errorf("%s: %d %s, want 406", accept, resp.StatusCode, b)
 		}
+	}
+}
+
+// TestCurlConverted retrieves converted objects and frames with curl, as
+// an operator checks a server by hand: the response headers say what
+// the body is, and the body is it.
+func TestCurlConverted(t *testing.T) {
+	testpeer.Need(t, "curl")
+	f := newFixture(t, withCodecs)
+	jls := pydicomSample(t, "MR_small_jpeg_ls_lossless.dcm")
+	want := pixelFrames(t, pydicomSample(t, "MR_small.dcm"))[0]
+	if resp, res := stow(t, f.url+"/studies", jls.data); resp.StatusCode != 200 {
+		t.Fatalf("STOW: %d %v", resp.StatusCode, res)
+	}
+	im := codec.Image{Rows: 64, Columns: 64, SamplesPerPixel: 1, BitsAllocated: 16, BitsStored: 16, PixelRepresentation: 1, PhotometricInterpretation: "MONOCHROME2"}
+	for _, tt := range []struct{ path, accept, syntax string }{
+		{"", "application/dicom", uid.ExplicitVRLittleEndian},
+		{"", "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.202", uid.HTJ2KLosslessRPCL},
+		{"/frames/1", "image/jp2", uid.JPEG2000Lossless},
+		{"/frames/1", "image/jphc", uid.HTJ2KLossless},
+		{"/frames/1", "image/jpeg", uid.JPEGLosslessSV1},
+		{"/frames/1", "image/jls", uid.JPEGLSLossless},
+		{"/frames/1", "application/octet-stream", uid.ExplicitVRLittleEndian},
+	} {
+		t.Run(tt.accept+tt.path, func(t *testing.T) {
+			dir := t.TempDir()
+			body, head := filepath.Join(dir, "body"), filepath.Join(dir, "head")
+			out, err := exec.CommandContext(t.Context(), "curl", "-sS", "--fail", "-H", "Accept: "+tt.accept,
+				"-D", head, "-o", body, f.url+jls.path()+tt.path).CombinedOutput()
+			if err != nil {
+				t.Fatalf("curl: %v: %s", err, out)
+			}
+			h, _ := os.ReadFile(head)
+			typ, _, _ := strings.Cut(tt.accept, ";")
+			if !bytes.Contains(bytes.ToLower(h), []byte("content-type: "+typ+"; transfer-syntax="+tt.syntax+"\r\n")) {
+				t.Fatalf("headers:\n%s", h)
+			}
+			b, _ := os.ReadFile(body)
+			var native []byte
+			if tt.path == "" {
+				native = pixelFrames(t, nativeOf(t, readPart10(t, b)))[0]
+			} else if native, _, err = codec.New(codec.Options{}).TranscodeFrame(nil, b, tt.syntax, uid.ExplicitVRLittleEndian, im); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(native, want) {
+				t.Errorf("pixel values differ from the original's")
+			}
+		})
 	}
 }
