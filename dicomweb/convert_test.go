@@ -3,6 +3,7 @@ package dicomweb_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -230,5 +231,79 @@ func TestCurlConverted(t *testing.T) {
 				t.Errorf("pixel values differ from the original's")
 			}
 		})
+	}
+}
+
+// TestBulkDataCompressedPixels checks the bulk data of compressed Pixel
+// Data: its frames in their media type, converted to another, or the
+// decompressed value as one octet-stream part.
+func TestBulkDataCompressedPixels(t *testing.T) {
+	f := newFixture(t, withCodecs)
+	jls := pydicomSample(t, "MR_small_jpeg_ls_lossless.dcm")
+	want := pixelFrames(t, pydicomSample(t, "MR_small.dcm"))[0]
+	if resp, res := stow(t, f.url+"/studies", jls.data); resp.StatusCode != 200 {
+		t.Fatalf("STOW: %d %v", resp.StatusCode, res)
+	}
+	_, b := get(t, f.url+jls.path()+"/metadata", "Accept", "application/dicom+json")
+	var md []map[string]struct{ BulkDataURI string }
+	if err := json.Unmarshal(b, &md); err != nil || len(md) != 1 || md[0]["7FE00010"].BulkDataURI == "" {
+		t.Fatalf("metadata: %v %s", err, b)
+	}
+	uri := md[0]["7FE00010"].BulkDataURI
+	im := codec.Image{Rows: 64, Columns: 64, SamplesPerPixel: 1, BitsAllocated: 16, BitsStored: 16, PixelRepresentation: 1, PhotometricInterpretation: "MONOCHROME2"}
+	for _, tt := range []struct{ accept, contentType string }{
+		{`multipart/related; type="image/jls"`, "image/jls; transfer-syntax=" + uid.JPEGLSLossless},
+		{`multipart/related; type="image/jphc"`, "image/jphc; transfer-syntax=" + uid.HTJ2KLossless},
+		{`multipart/related; type="application/octet-stream"`, "application/octet-stream; transfer-syntax=" + uid.ExplicitVRLittleEndian},
+		{`application/octet-stream`, "application/octet-stream; transfer-syntax=" + uid.ExplicitVRLittleEndian},
+	} {
+		t.Run(tt.accept, func(t *testing.T) {
+			resp, b := get(t, uri, "Accept", tt.accept)
+			if resp.StatusCode != 200 {
+				t.Fatalf("%d %s", resp.StatusCode, b)
+			}
+			ct := resp.Header.Get("Content-Type")
+			if strings.HasPrefix(ct, "multipart/") {
+				_, ps := parts(t, resp, b)
+				if len(ps) != 1 {
+					t.Fatalf("%d parts", len(ps))
+				}
+				ct, b = ps[0].contentType, ps[0].data
+			}
+			if ct != tt.contentType {
+				t.Fatalf("Content-Type %q, want %q", ct, tt.contentType)
+			}
+			native, _, err := codec.New(codec.Options{}).TranscodeFrame(nil, b, ct[strings.Index(ct, "=")+1:], uid.ExplicitVRLittleEndian, im)
+			if err != nil || !bytes.Equal(native, want) {
+				t.Errorf("pixel values differ from the original's (%v)", err)
+			}
+		})
+	}
+}
+
+// TestBulkDataCompressedMultiframe checks that the decompressed bulk data
+// of a multi-frame image is its whole native Pixel Data value.
+func TestBulkDataCompressedMultiframe(t *testing.T) {
+	f := newFixture(t, withCodecs)
+	rle := pydicomSample(t, "SC_rgb_rle_2frame.dcm")
+	want := bytes.Join(pixelFrames(t, nativeOf(t, rle)), nil)
+	if resp, res := stow(t, f.url+"/studies", rle.data); resp.StatusCode != 200 {
+		t.Fatalf("STOW: %d %v", resp.StatusCode, res)
+	}
+	_, b := get(t, f.url+rle.path()+"/metadata", "Accept", "application/dicom+json")
+	var md []map[string]struct{ BulkDataURI string }
+	if err := json.Unmarshal(b, &md); err != nil || len(md) != 1 {
+		t.Fatalf("metadata: %v %s", err, b)
+	}
+	resp, b := get(t, md[0]["7FE00010"].BulkDataURI, "Accept", `multipart/related; type="application/octet-stream"`)
+	if _, ps := parts(t, resp, b); len(ps) != 1 || !bytes.Equal(ps[0].data, want) {
+		t.Errorf("%d parts, want one of the %d bytes of the native pixel data", len(ps), len(want))
+	}
+	resp, b = get(t, md[0]["7FE00010"].BulkDataURI, "Accept", `multipart/related; type="image/jls"`)
+	if _, ps := parts(t, resp, b); len(ps) != 2 {
+		t.Errorf("%d image/jls parts, want one a frame", len(ps))
+	}
+	if resp, _ := get(t, md[0]["7FE00010"].BulkDataURI, "Accept", `image/dicom-rle`); resp.StatusCode != 406 {
+		t.Errorf("two frames as one image/dicom-rle body: %d, want 406", resp.StatusCode)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/pacsd/pacsd/dicom/render"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/storage"
 )
 
@@ -70,6 +71,15 @@ func (s *Server) frames(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.sendFrames(c, in, md, list, false)
+}
+
+// sendFrames answers with the listed frames of an instance, as
+// negotiated. whole says that the frames are all of them, asked for as
+// the bulk data of Pixel Data: as a plain body they are then the frames
+// one after the other, which for native frames is the Pixel Data value.
+func (s *Server) sendFrames(c echo.Context, in *index.Instance, md *archive.Metadata, list []int, whole bool) error {
+	ctx := c.Request().Context()
 	ts, _ := uid.LookupTransferSyntax(md.TransferSyntaxUID)
 	// Native frames are read as Explicit VR Little Endian bytes: the same
 	// bytes for both little endian syntaxes, swapped from big endian.
@@ -80,9 +90,12 @@ func (s *Server) frames(c echo.Context) error {
 			storedType = "application/octet-stream"
 		}
 	}
-	neg, err := s.negotiateFrames(c.Request(), storedType, storedSyntax, len(list))
+	neg, err := s.negotiateFrames(c.Request(), storedType, storedSyntax, len(list) == 1 || whole)
 	if err != nil {
 		return err
+	}
+	if neg.single && len(list) > 1 && neg.typ != "application/octet-stream" {
+		return errorf(http.StatusNotAcceptable, `the %d frames of the pixel data are %s as multipart/related; type=%q, one part a frame, or as application/octet-stream decompressed`, len(list), neg.typ, neg.typ)
 	}
 	if ts.Deflated && descents(list) > maxDescents {
 		return errorf(http.StatusBadRequest, "frames of a deflated instance are read by inflating it from its start: list them in ascending order (at most %d steps back)", maxDescents)
@@ -134,11 +147,29 @@ func (s *Server) frames(c echo.Context) error {
 			parts[i].body = &convertedFrame{conv: conv, src: parts[i].body, size: md.Frames[list[i]-1].Size()}
 		}
 	}
+	if whole && !neg.single && len(parts) > 1 && neg.typ == "application/octet-stream" && neg.syntax == uid.ExplicitVRLittleEndian {
+		// Native frames one after the other are the Pixel Data value:
+		// one part, as for the bulk data of native pixels.
+		rs := make([]io.Reader, len(parts))
+		for i, p := range parts {
+			rs[i] = p.body
+		}
+		parts = []part{{contentType, io.MultiReader(rs...), nil}}
+	}
 	if neg.single {
 		c.Response().Header().Set("Content-Type", contentType)
-		c.Response().Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		body := parts[0].body
+		if len(parts) == 1 {
+			c.Response().Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		} else {
+			rs := make([]io.Reader, len(parts))
+			for i, p := range parts {
+				rs[i] = p.body
+			}
+			body = io.MultiReader(rs...)
+		}
 		c.Response().WriteHeader(http.StatusOK)
-		_, err := io.Copy(c.Response(), parts[0].body)
+		_, err := io.Copy(c.Response(), body)
 		return err
 	}
 	return sendParts(c, http.StatusOK, neg.typ, parts)
@@ -157,7 +188,7 @@ type frameChoice struct {
 // the stored ones when they do, else a conversion the codecs can make.
 // Asked for application/octet-stream with transfer-syntax=*, encapsulated
 // frames go as stored, as viewers ask.
-func (s *Server) negotiateFrames(r *http.Request, storedType, storedSyntax string, n int) (frameChoice, error) {
+func (s *Server) negotiateFrames(r *http.Request, storedType, storedSyntax string, singleOK bool) (frameChoice, error) {
 	a := accepted(r)
 	for _, m := range a.ranges {
 		want := m.param("transfer-syntax")
@@ -172,7 +203,7 @@ func (s *Server) negotiateFrames(r *http.Request, storedType, storedSyntax strin
 			}
 		case m.typ == "*/*" || m.typ == "multipart/*":
 			return frameChoice{storedType, storedSyntax, false}, nil
-		case n == 1:
+		case singleOK:
 			if typ, ts, ok := s.frameTarget(m.typ, want, storedType, storedSyntax); ok {
 				return frameChoice{typ, ts, true}, nil
 			}

@@ -302,12 +302,27 @@ func (s *Server) bulkdata(c echo.Context) error {
 	if err1 != nil || err2 != nil || off < 132 || n < 0 {
 		return errorf(http.StatusNotFound, "no bulk data at %s/%s", clip(c.Param("offset")), clip(c.Param("length")))
 	}
+	ctx := c.Request().Context()
+	ts, _ := uid.LookupTransferSyntax(ins[0].TransferSyntaxUID)
+	if ts.Encapsulated {
+		// Compressed Pixel Data is sent as its frames, in their media
+		// type or converted (PS3.18 §8.7.3.3).
+		md, err := s.Archive.Metadata(ctx, ins[0])
+		if err != nil {
+			return err
+		}
+		if pixelDataAt(md, off, n) && len(md.Frames) > 0 {
+			list := make([]int, len(md.Frames))
+			for i := range list {
+				list[i] = i + 1
+			}
+			return s.sendFrames(c, ins[0], md, list, true)
+		}
+	}
 	multi, err := negotiateBulk(c.Request())
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	ts, _ := uid.LookupTransferSyntax(ins[0].TransferSyntaxUID)
 	if ts.Deflated {
 		// The object's size says nothing of the inflated data set's,
 		// which only inflating it to the end would tell: the run must
@@ -388,6 +403,20 @@ func advertised(md *archive.Metadata, off, n int64) bool {
 			return true
 		}
 	}
+}
+
+// pixelDataAt reports whether the BulkDataURI of an instance's Pixel Data
+// names bytes [off, off+n).
+func pixelDataAt(md *archive.Metadata, off, n int64) bool {
+	_, rest, ok := bytes.Cut(md.JSON, []byte(`"7FE00010":`))
+	if !ok {
+		return false
+	}
+	if end := bytes.IndexByte(rest, '}'); end >= 0 {
+		rest = rest[:end] // the element's object
+	}
+	uri := []byte(`"BulkDataURI":"` + archive.BulkDataPrefix + strconv.FormatInt(off, 10) + "/" + strconv.FormatInt(n, 10) + `"`)
+	return bytes.Contains(rest, uri)
 }
 
 // negotiateBulk says whether a bulk data request wants a multipart body.
