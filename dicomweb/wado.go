@@ -118,11 +118,9 @@ func (s *Server) retrieve(c echo.Context) error {
 			}
 			h := textproto.MIMEHeader{}
 			h.Set("Content-Type", "application/dicom; transfer-syntax="+targets[i].TransferSyntax)
-			sop := in.SOPInstanceUID
-			if targets[i].NewInstance {
-				sop = codec.LossyInstanceUID(sop, targets[i].TransferSyntax)
-			}
-			h.Set("Content-Location", instanceURL(s.baseURL(c.Request()), in.StudyInstanceUID, in.SeriesInstanceUID, sop))
+			// A lossy copy goes by a UID of its own, but what was asked
+			// for, and where to ask again, is the stored instance.
+			h.Set("Content-Location", instanceURL(s.baseURL(c.Request()), in.StudyInstanceUID, in.SeriesInstanceUID, in.SOPInstanceUID))
 			if size >= 0 {
 				h.Set("Content-Length", strconv.FormatInt(size, 10))
 			}
