@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
 	"io"
 	"net/http"
 
@@ -28,6 +29,8 @@ type Codecs interface {
 	Transcode(ctx context.Context, dst io.Writer, src io.Reader, from, to string, opts codec.TranscodeOptions) (codec.Result, error)
 	// TranscodeFrame converts one frame; native frames are little endian.
 	TranscodeFrame(dst, src []byte, from, to string, im codec.Image) ([]byte, codec.Image, error)
+	// EncodeJPEG encodes a rendered image as a baseline JPEG.
+	EncodeJPEG(dst []byte, img image.Image, quality int) ([]byte, error)
 }
 
 // frameSyntaxes lists, by media type of a frame or of compressed bulk

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"image"
+	"image/jpeg"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -305,5 +307,41 @@ func TestBulkDataCompressedMultiframe(t *testing.T) {
 	}
 	if resp, _ := get(t, md[0]["7FE00010"].BulkDataURI, "Accept", `image/dicom-rle`); resp.StatusCode != 406 {
 		t.Errorf("two frames as one image/dicom-rle body: %d, want 406", resp.StatusCode)
+	}
+}
+
+// TestRenderedWithCodecs checks that a rendered JPEG encoded by the
+// codecs shows what image/jpeg's encoding of the same rendering shows.
+func TestRenderedWithCodecs(t *testing.T) {
+	s := pydicomSample(t, "MR_small.dcm")
+	var imgs [2]image.Image
+	for i, configure := range []func(*dicomweb.Server){func(*dicomweb.Server) {}, withCodecs} {
+		f := newFixture(t, configure)
+		if resp, res := stow(t, f.url+"/studies", s.data); resp.StatusCode != 200 {
+			t.Fatalf("STOW: %d %v", resp.StatusCode, res)
+		}
+		resp, b := get(t, f.url+s.path()+"/rendered?quality=95", "Accept", "image/jpeg")
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" {
+			t.Fatalf("%d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		img, err := jpeg.Decode(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs[i] = img
+	}
+	if imgs[0].Bounds() != imgs[1].Bounds() {
+		t.Fatalf("bounds %v and %v", imgs[0].Bounds(), imgs[1].Bounds())
+	}
+	worst := 0
+	for y := imgs[0].Bounds().Min.Y; y < imgs[0].Bounds().Max.Y; y++ {
+		for x := imgs[0].Bounds().Min.X; x < imgs[0].Bounds().Max.X; x++ {
+			a, _, _, _ := imgs[0].At(x, y).RGBA()
+			b, _, _, _ := imgs[1].At(x, y).RGBA()
+			worst = max(worst, int(a>>8)-int(b>>8), int(b>>8)-int(a>>8))
+		}
+	}
+	if worst > 8 {
+		t.Errorf("the two encodings differ by up to %d", worst)
 	}
 }
