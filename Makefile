@@ -90,6 +90,7 @@ fuzz:
 	$(GO) test ./deid -run '^$$' -fuzz FuzzRewrite -fuzztime $(FUZZTIME)
 	$(GO) test ./dicomweb -run '^$$' -fuzz FuzzSearchParams -fuzztime $(FUZZTIME)
 	$(GO) test ./dicomweb -run '^$$' -fuzz FuzzStow -fuzztime $(FUZZTIME)
+	$(GO) test ./dicomweb -run '^$$' -fuzz FuzzAccept -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin

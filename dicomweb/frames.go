@@ -1,6 +1,9 @@
 package dicomweb
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -10,8 +13,11 @@ import (
 
 	"github.com/pacsd/pacsd/archive"
 	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/codec"
+	"github.com/pacsd/pacsd/dicom/render"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/storage"
 )
 
@@ -44,7 +50,9 @@ var frameMediaTypes = map[string]string{
 }
 
 // frames answers a WADO-RS frames request: the listed frames of an
-// instance's pixel data, each read from storage by its byte ranges.
+// instance's pixel data, each read from storage by its byte ranges, and
+// converted one at a time when the client asks for another media type
+// or transfer syntax than the stored one.
 func (s *Server) frames(c echo.Context) error {
 	ins, err := s.instances(c)
 	if err != nil {
@@ -63,22 +71,47 @@ func (s *Server) frames(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.sendFrames(c, in, md, list, false)
+}
+
+// sendFrames answers with the listed frames of an instance, as
+// negotiated. whole says that the frames are all of them, asked for as
+// the bulk data of Pixel Data: as a plain body they are then the frames
+// one after the other, which for native frames is the Pixel Data value.
+func (s *Server) sendFrames(c echo.Context, in *index.Instance, md *archive.Metadata, list []int, whole bool) error {
+	ctx := c.Request().Context()
 	ts, _ := uid.LookupTransferSyntax(md.TransferSyntaxUID)
-	// Native frames are sent as Explicit VR Little Endian bytes: the same
+	// Native frames are read as Explicit VR Little Endian bytes: the same
 	// bytes for both little endian syntaxes, swapped from big endian.
-	stored, sentSyntax := "application/octet-stream", uid.ExplicitVRLittleEndian
+	storedType, storedSyntax := "application/octet-stream", uid.ExplicitVRLittleEndian
 	if ts.Encapsulated {
-		stored, sentSyntax = frameMediaTypes[ts.UID], ts.UID
-		if stored == "" {
-			stored = "application/octet-stream"
+		storedType, storedSyntax = frameMediaTypes[ts.UID], ts.UID
+		if storedType == "" {
+			storedType = "application/octet-stream"
 		}
 	}
-	partType, single, err := negotiateFrames(c.Request(), stored, sentSyntax, len(list))
+	neg, err := s.negotiateFrames(c.Request(), storedType, storedSyntax, len(list) == 1 || whole)
 	if err != nil {
 		return err
 	}
+	if neg.single && len(list) > 1 && neg.typ != "application/octet-stream" {
+		return errorf(http.StatusNotAcceptable, `the %d frames of the pixel data are %s as multipart/related; type=%q, one part a frame, or as application/octet-stream decompressed`, len(list), neg.typ, neg.typ)
+	}
 	if ts.Deflated && descents(list) > maxDescents {
 		return errorf(http.StatusBadRequest, "frames of a deflated instance are read by inflating it from its start: list them in ascending order (at most %d steps back)", maxDescents)
+	}
+	var ds *dicom.Dataset
+	if ts.BigEndian || neg.syntax != storedSyntax {
+		if ds, err = dicom.ParseJSON(md.JSON); err != nil {
+			return fmt.Errorf("metadata of %s: %w", in.SOPInstanceUID, err)
+		}
+	}
+	var conv *frameConverter
+	if neg.syntax != storedSyntax {
+		if conv, err = s.newFrameConverter(ctx, ds, md, list, storedSyntax, neg.syntax); err != nil {
+			return err
+		}
+		defer conv.release()
 	}
 	obj, err := s.Archive.Open(ctx, in)
 	if err != nil {
@@ -87,59 +120,209 @@ func (s *Server) frames(c echo.Context) error {
 	defer obj.Close()
 	swap := 1
 	if ts.BigEndian {
-		if ds, err := dicom.ParseJSON(md.JSON); err == nil {
-			if px, ok := ds.Find(tag.PixelData); ok {
-				bits, _ := strconv.Atoi(ds.First(tag.BitsAllocated))
-				swap = dicom.SwapUnit(tag.PixelData, px.VR, bits)
-			}
+		if px, ok := ds.Find(tag.PixelData); ok {
+			bits, _ := strconv.Atoi(ds.First(tag.BitsAllocated))
+			swap = dicom.SwapUnit(tag.PixelData, px.VR, bits)
 		}
 	}
 	// One reader for every frame: a deflated object is inflated once
 	// for frames in ascending order.
 	src := valueReader(obj, ts)
-	readers := make([]part, len(list))
+	contentType := neg.typ + "; transfer-syntax=" + neg.syntax
+	parts := make([]part, len(list))
 	for i, n := range list {
-		readers[i] = part{partType + "; transfer-syntax=" + sentSyntax, frameReader(src, md.Frames[n-1], swap), nil}
+		parts[i] = part{contentType, frameReader(src, md.Frames[n-1], swap), nil}
 	}
-	if single {
-		c.Response().Header().Set("Content-Type", readers[0].contentType)
-		c.Response().Header().Set("Content-Length", strconv.FormatInt(md.Frames[list[0]-1].Size(), 10))
+	size := md.Frames[list[0]-1].Size()
+	if conv != nil {
+		// The first frame is converted before the response starts, so
+		// that pixels the codec cannot take get a status of their own.
+		first, err := conv.convert(parts[0].body, md.Frames[list[0]-1].Size())
+		if err != nil {
+			return convertError(err, fmt.Sprintf("frame %d of %s", list[0], in.SOPInstanceUID))
+		}
+		size = int64(len(first))
+		parts[0].body = bytes.NewReader(first)
+		for i := 1; i < len(parts); i++ {
+			parts[i].body = &convertedFrame{conv: conv, src: parts[i].body, size: md.Frames[list[i]-1].Size()}
+		}
+	}
+	if whole && !neg.single && len(parts) > 1 && neg.typ == "application/octet-stream" && neg.syntax == uid.ExplicitVRLittleEndian {
+		// Native frames one after the other are the Pixel Data value:
+		// one part, as for the bulk data of native pixels.
+		rs := make([]io.Reader, len(parts))
+		for i, p := range parts {
+			rs[i] = p.body
+		}
+		parts = []part{{contentType, io.MultiReader(rs...), nil}}
+	}
+	if neg.single {
+		c.Response().Header().Set("Content-Type", contentType)
+		body := parts[0].body
+		if len(parts) == 1 {
+			c.Response().Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		} else {
+			rs := make([]io.Reader, len(parts))
+			for i, p := range parts {
+				rs[i] = p.body
+			}
+			body = io.MultiReader(rs...)
+		}
 		c.Response().WriteHeader(http.StatusOK)
-		_, err := io.Copy(c.Response(), readers[0].body)
+		_, err := io.Copy(c.Response(), body)
 		return err
 	}
-	return sendParts(c, http.StatusOK, partType, readers)
+	return sendParts(c, http.StatusOK, neg.typ, parts)
 }
 
-// negotiateFrames chooses the media type of the frame parts from the
-// Accept header: the stored type, or application/octet-stream for any
-// frames when the client accepts every syntax, as viewers ask.
-func negotiateFrames(r *http.Request, stored, syntax string, n int) (typ string, single bool, err error) {
+// frameChoice is what negotiateFrames chose: the media type and transfer
+// syntax of the frames, and whether they go as one body rather than a
+// multipart one.
+type frameChoice struct {
+	typ, syntax string
+	single      bool
+}
+
+// negotiateFrames chooses the media type and transfer syntax of the
+// frames from the Accept header, in the client's order of preference:
+// the stored ones when they do, else a conversion the codecs can make.
+// Asked for application/octet-stream with transfer-syntax=*, encapsulated
+// frames go as stored, as viewers ask.
+func (s *Server) negotiateFrames(r *http.Request, storedType, storedSyntax string, singleOK bool) (frameChoice, error) {
 	a := accepted(r)
 	for _, m := range a.ranges {
 		want := m.param("transfer-syntax")
-		okSyntax := want == "" || want == "*" || want == syntax ||
-			syntax == uid.ExplicitVRLittleEndian && want == uid.ImplicitVRLittleEndian
 		switch {
 		case m.typ == "multipart/related":
-			switch t := m.param("type"); {
-			case t == "application/octet-stream" && stored != t:
-				// Encapsulated frames as octet-stream: as stored, when
-				// any syntax will do.
-				if want == "*" {
-					return t, false, nil
-				}
-			case m.admits(stored) && okSyntax:
-				return stored, false, nil
+			t := m.param("type")
+			if t == "" {
+				t = storedType
+			}
+			if typ, ts, ok := s.frameTarget(t, want, storedType, storedSyntax); ok {
+				return frameChoice{typ, ts, false}, nil
 			}
 		case m.typ == "*/*" || m.typ == "multipart/*":
-			return stored, false, nil
-		case n == 1 && m.matches(stored) && okSyntax:
-			return stored, true, nil
+			return frameChoice{storedType, storedSyntax, false}, nil
+		case singleOK:
+			if typ, ts, ok := s.frameTarget(m.typ, want, storedType, storedSyntax); ok {
+				return frameChoice{typ, ts, true}, nil
+			}
 		}
 	}
-	return "", false, errorf(http.StatusNotAcceptable, `the frames are available as multipart/related; type=%q; transfer-syntax=%s (or type="application/octet-stream"; transfer-syntax=*); pacsd does not transcode pixel data; %s`,
-		stored, syntax, a)
+	return frameChoice{}, errorf(http.StatusNotAcceptable, `the frames are stored as %s; transfer-syntax=%s, and are available as multipart/related with type application/octet-stream (decompressed), image/jls, image/jp2, image/jphc, image/jpeg or image/dicom-rle where pacsd can convert them; %s`,
+		storedType, storedSyntax, a)
+}
+
+// frameTarget decides the media type and syntax frames stored as
+// storedType in storedSyntax are sent as, for a media range typ
+// ("image/jls", "image/*", "*/*") and a transfer-syntax parameter want.
+func (s *Server) frameTarget(typ, want, storedType, storedSyntax string) (string, string, bool) {
+	if covers(typ, storedType) && (want == "" || want == "*" || want == storedSyntax ||
+		storedSyntax == uid.ExplicitVRLittleEndian && want == uid.ImplicitVRLittleEndian) {
+		return storedType, storedSyntax, true
+	}
+	if typ == "application/octet-stream" && want == "*" {
+		// Encapsulated frames as octet-stream: as stored, when any
+		// syntax will do.
+		return typ, storedSyntax, true
+	}
+	types := []string{typ}
+	if typ == "*/*" || typ == "image/*" {
+		types = frameTypes[:]
+	}
+	for _, t := range types {
+		syntaxes, ok := frameSyntaxes[t]
+		if !ok || !covers(typ, t) {
+			continue
+		}
+		for i, ts := range syntaxes {
+			if want != ts && (want != "" && want != "*" || i > 0) {
+				continue // the default, or the one asked for
+			}
+			if _, ok := s.reach(storedSyntax, ts); ok {
+				if t == "application/octet-stream" && ts == uid.ImplicitVRLittleEndian {
+					ts = uid.ExplicitVRLittleEndian // the same bytes
+				}
+				return t, ts, true
+			}
+		}
+	}
+	return "", "", false
+}
+
+// frameConverter converts frames, one at a time, within the memory the
+// server's pixel work may take.
+type frameConverter struct {
+	codecs   Codecs
+	from, to string
+	im       codec.Image
+	limit    int64 // bound of a stored frame's size
+	release  func()
+}
+
+func (s *Server) newFrameConverter(ctx context.Context, ds *dicom.Dataset, md *archive.Metadata, list []int, from, to string) (*frameConverter, error) {
+	if s.Codecs == nil {
+		return nil, errorf(http.StatusNotAcceptable, "pacsd converts no frames: it runs without codecs")
+	}
+	p, err := render.ParamsFrom(ds)
+	if err != nil {
+		return nil, errorf(http.StatusNotAcceptable, "the frames of %s cannot be converted: %v", md.TransferSyntaxUID, err)
+	}
+	im := codec.Image{
+		Rows: p.Rows, Columns: p.Columns, SamplesPerPixel: p.SamplesPerPixel, BitsAllocated: p.BitsAllocated,
+		BitsStored: p.BitsStored, PixelRepresentation: p.PixelRepresentation,
+		PhotometricInterpretation: p.PhotometricInterpretation, PlanarConfiguration: p.PlanarConfiguration,
+	}
+	// A stored frame larger than twice its native size, and a megabyte,
+	// is not one any encoder wrote.
+	limit := 2*im.FrameSize() + 1<<20
+	var largest int64
+	for _, n := range list {
+		largest = max(largest, md.Frames[n-1].Size())
+	}
+	need := min(largest, limit) + 3*im.FrameSize()
+	s.renders.init(s.Limits)
+	if need > s.renders.budget {
+		return nil, errorf(http.StatusNotAcceptable, "converting a frame of this instance would take about %d MiB, more than the %d MiB pacsd converts frames with; ask for the stored syntax",
+			need>>20, s.renders.budget>>20)
+	}
+	release, err := s.renders.acquire(ctx, s.Limits, need)
+	if err != nil {
+		return nil, err
+	}
+	return &frameConverter{codecs: s.Codecs, from: from, to: to, im: im, limit: limit, release: release}, nil
+}
+
+// convert reads a stored frame of size bytes and converts it.
+func (fc *frameConverter) convert(r io.Reader, size int64) ([]byte, error) {
+	if size > fc.limit {
+		return nil, fmt.Errorf("%w: a stored frame of %d bytes for %dx%d pixels", codec.ErrMalformed, size, fc.im.Columns, fc.im.Rows)
+	}
+	src := make([]byte, size)
+	if _, err := io.ReadFull(r, src); err != nil {
+		return nil, err
+	}
+	out, _, err := fc.codecs.TranscodeFrame(nil, src, fc.from, fc.to, fc.im)
+	return out, err
+}
+
+// convertedFrame is a frame converted when first read.
+type convertedFrame struct {
+	conv *frameConverter
+	src  io.Reader
+	size int64
+	r    *bytes.Reader
+}
+
+func (f *convertedFrame) Read(p []byte) (int, error) {
+	if f.r == nil {
+		b, err := f.conv.convert(f.src, f.size)
+		if err != nil {
+			return 0, err
+		}
+		f.r = bytes.NewReader(b)
+	}
+	return f.r.Read(p)
 }
 
 // parseFrameList reads "1,3,5": frame numbers, from 1, of an instance of

@@ -110,7 +110,7 @@ func (s *Server) renderURI(c echo.Context, in *index.Instance, typ string) error
 		return err
 	}
 	defer release()
-	return encodeImage(c, img, typ, quality)
+	return s.encodeImage(c, img, typ, quality)
 }
 
 func (s *Server) render(c echo.Context, in *index.Instance, frame int, vp render.Viewport) error {
@@ -138,7 +138,7 @@ func (s *Server) render(c echo.Context, in *index.Instance, frame int, vp render
 		return err
 	}
 	defer release()
-	return encodeImage(c, img, typ, quality)
+	return s.encodeImage(c, img, typ, quality)
 }
 
 // renderFrame renders one frame (from 1) of an instance, once the
@@ -256,7 +256,21 @@ func jpegQuality(c echo.Context) (int, error) {
 	return q, nil
 }
 
-func encodeImage(c echo.Context, img image.Image, typ string, quality int) error {
+// encodeImage answers with img as typ. JPEG goes through the Codecs
+// when the server has them (libjpeg-turbo, three times as fast as
+// image/jpeg), and then has a Content-Length.
+func (s *Server) encodeImage(c echo.Context, img image.Image, typ string, quality int) error {
+	if typ == "image/jpeg" && s.Codecs != nil {
+		b, err := s.Codecs.EncodeJPEG(nil, img, quality)
+		if err != nil {
+			return fmt.Errorf("encoding the rendered image: %w", err)
+		}
+		c.Response().Header().Set("Content-Type", typ)
+		c.Response().Header().Set("Content-Length", strconv.Itoa(len(b)))
+		c.Response().WriteHeader(http.StatusOK)
+		_, err = c.Response().Write(b)
+		return err
+	}
 	c.Response().Header().Set("Content-Type", typ)
 	c.Response().WriteHeader(http.StatusOK)
 	var w io.Writer = c.Response()

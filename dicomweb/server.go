@@ -4,6 +4,10 @@
 //
 // Objects are streamed from storage to the client and from the client to
 // the archive part by part; no request holds a whole object in memory.
+// Objects, frames and compressed bulk data are converted to the transfer
+// syntax a client asks for by the Codecs the server is given, a frame at
+// a time: objects go in Explicit VR Little Endian unless asked otherwise
+// (PS3.18 §8.7.3.5).
 // Metadata comes from what the archive computed at ingest, so series
 // metadata does not re-read the series' objects.
 package dicomweb
@@ -78,6 +82,9 @@ type Server struct {
 	// the Host header, with the port the request came in on when Host
 	// names none.
 	PublicURL string
+	// Codecs converts pixel data for retrievals in a syntax other than
+	// the stored one; nil converts only between uncompressed syntaxes.
+	Codecs Codecs
 	// Limits bound what one request may cost; zero fields take the
 	// defaults documented on Limits.
 	Limits Limits

@@ -41,14 +41,15 @@ func (s *Server) wadoURI(c echo.Context) error {
 		t, _, _ = strings.Cut(strings.TrimSpace(t), ";")
 		switch t {
 		case "application/dicom":
-			ts, err := targetSyntax(in.TransferSyntaxUID, q.Get("transferSyntax"))
+			want := q.Get("transferSyntax")
+			if want == "" {
+				want = "*" // WADO-URI sends the object as stored by default
+			}
+			target, err := s.choose(in.TransferSyntaxUID, want)
 			if err != nil {
 				return err
 			}
-			if q.Get("transferSyntax") == "" {
-				ts = in.TransferSyntaxUID // WADO-URI sends the object as stored by default
-			}
-			return s.sendObject(c.Request().Context(), c.Response(), in, nil, ts, true)
+			return s.sendSingle(c, in, target)
 		case "image/jpeg", "image/png", "image/gif", "*/*", "image/*":
 			return s.renderURI(c, in, t)
 		}

@@ -19,10 +19,10 @@ import (
 
 	"github.com/pacsd/pacsd/archive"
 	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/codec"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
-	"github.com/pacsd/pacsd/storage"
 )
 
 // instances returns the records of the instances a WADO-RS path names, in
@@ -82,7 +82,8 @@ func (s *Server) lookup(ctx context.Context, study, series, instance string) ([]
 
 // retrieve answers a WADO-RS retrieve of a study, series or instance:
 // the Part-10 objects as a multipart/related stream, each read from
-// storage as it is sent.
+// storage as it is sent, and converted on the way when the client asks
+// for a syntax other than the stored one.
 func (s *Server) retrieve(c echo.Context) error {
 	ins, err := s.instances(c)
 	if err != nil {
@@ -92,48 +93,57 @@ func (s *Server) retrieve(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	targets := make([]string, len(ins))
+	targets := make([]codec.Choice, len(ins))
 	for i, in := range ins {
-		if targets[i], err = targetSyntax(in.TransferSyntaxUID, want); err != nil {
+		if targets[i], err = s.choose(in.TransferSyntaxUID, want); err != nil {
 			return err
 		}
+	}
+	if single {
+		return s.sendSingle(c, ins[0], targets[0])
 	}
 	ctx := c.Request().Context()
-	if single {
-		return s.sendObject(ctx, c.Response(), ins[0], nil, targets[0], true)
-	}
-	// The first object is opened before the status line goes out, so that
-	// storage that cannot serve gets an answer the client can act on (503
-	// with Retry-After, 404), not a 200 cut short. Later objects can only
-	// cut the response short, which the client sees as an error too.
-	first, err := s.Archive.Open(ctx, ins[0])
-	if err != nil {
-		return err
-	}
-	defer first.Close()
-	mw := multipart.NewWriter(c.Response())
-	c.Response().Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
-	c.Response().WriteHeader(http.StatusOK)
+	resp := c.Response()
+	// The status line goes out with the first bytes of the first object,
+	// so that storage that cannot serve, or a conversion that fails at
+	// once, gets an answer the client can act on (503 with Retry-After,
+	// 404, 406), not a 200 cut short. Later objects can only cut the
+	// response short, which the client sees as an error too.
+	mw := multipart.NewWriter(resp)
 	for i, in := range ins {
-		h := textproto.MIMEHeader{}
-		h.Set("Content-Type", "application/dicom; transfer-syntax="+targets[i])
-		h.Set("Content-Location", instanceURL(s.baseURL(c.Request()), in.StudyInstanceUID, in.SeriesInstanceUID, in.SOPInstanceUID))
-		if targets[i] == in.TransferSyntaxUID {
-			h.Set("Content-Length", strconv.FormatInt(in.Size, 10))
-		}
-		pw, err := mw.CreatePart(h)
+		err := s.sendObject(ctx, in, targets[i], func(size int64) (io.Writer, error) {
+			if !resp.Committed {
+				resp.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
+				resp.WriteHeader(http.StatusOK)
+			}
+			h := textproto.MIMEHeader{}
+			h.Set("Content-Type", "application/dicom; transfer-syntax="+targets[i].TransferSyntax)
+			// A lossy copy goes by a UID of its own, but what was asked
+			// for, and where to ask again, is the stored instance.
+			h.Set("Content-Location", instanceURL(s.baseURL(c.Request()), in.StudyInstanceUID, in.SeriesInstanceUID, in.SOPInstanceUID))
+			if size >= 0 {
+				h.Set("Content-Length", strconv.FormatInt(size, 10))
+			}
+			return mw.CreatePart(h)
+		})
 		if err != nil {
-			return err
-		}
-		var obj storage.Object
-		if i == 0 {
-			obj = first
-		}
-		if err := s.sendObject(ctx, pw, in, obj, targets[i], false); err != nil {
 			return err
 		}
 	}
 	return mw.Close()
+}
+
+// sendSingle answers with one object as an application/dicom body.
+func (s *Server) sendSingle(c echo.Context, in *index.Instance, target codec.Choice) error {
+	resp := c.Response()
+	return s.sendObject(c.Request().Context(), in, target, func(size int64) (io.Writer, error) {
+		resp.Header().Set("Content-Type", "application/dicom; transfer-syntax="+target.TransferSyntax)
+		if size >= 0 {
+			resp.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		}
+		resp.WriteHeader(http.StatusOK)
+		return resp, nil
+	})
 }
 
 // negotiateDICOM reads the Accept header of a retrieve of objects: the
@@ -155,51 +165,23 @@ func negotiateDICOM(r *http.Request, oneInstance bool) (ts string, single bool, 
 	return "", false, errorf(http.StatusNotAcceptable, `objects are available as multipart/related; type="application/dicom" (with transfer-syntax=* for the stored syntax); %s`, a)
 }
 
-// targetSyntax decides the transfer syntax an instance stored in
-// stored is sent in, given what the client asked for. PS3.18 §8.7.3.5
-// makes Explicit VR Little Endian the default; pacsd sends that for
-// uncompressed objects and the stored syntax for compressed ones, which
-// it does not decompress. "*" sends every object as stored.
-func targetSyntax(stored, want string) (string, error) {
-	if want == "*" || want == stored {
-		return stored, nil
-	}
-	if want == "" {
-		if dicom.Transcodable(stored) {
-			return uid.ExplicitVRLittleEndian, nil
-		}
-		return stored, nil
-	}
-	if _, ok := uid.LookupTransferSyntax(want); !ok {
-		return "", errorf(http.StatusBadRequest, "transfer-syntax %q is not a transfer syntax", want)
-	}
-	if dicom.Transcodable(stored) && dicom.Transcodable(want) {
-		return want, nil
-	}
-	return "", errorf(http.StatusNotAcceptable, "an instance stored in %s cannot be sent in %s: pacsd converts only between the uncompressed syntaxes; ask with transfer-syntax=* for the stored syntax",
-		uid.Name(stored), uid.Name(want))
-}
-
-// sendObject writes an instance's object to w, converted to syntax ts if
-// that is not the stored one. obj is the object if the caller opened it
-// already (and closes it), or nil. With header set, w is the response
-// and gets its headers.
-func (s *Server) sendObject(ctx context.Context, w io.Writer, in *index.Instance, obj storage.Object, ts string, header bool) error {
-	if obj == nil {
-		var err error
-		if obj, err = s.Archive.Open(ctx, in); err != nil {
+// sendObject writes an instance's object in the syntax of target, as
+// stored or converted, to the writer open returns. open is called once,
+// with the size of what follows when it is known (else -1), when the
+// object is open and, for a conversion, the first megabyte is ready: a
+// conversion that fails before then is an error open never sees.
+func (s *Server) sendObject(ctx context.Context, in *index.Instance, target codec.Choice, open func(size int64) (io.Writer, error)) error {
+	ts := target.TransferSyntax
+	if ts == in.TransferSyntaxUID {
+		obj, err := s.Archive.Open(ctx, in)
+		if err != nil {
 			return err
 		}
 		defer obj.Close()
-	}
-	if resp, ok := w.(*echo.Response); ok && header {
-		resp.Header().Set("Content-Type", "application/dicom; transfer-syntax="+ts)
-		if ts == in.TransferSyntaxUID {
-			resp.Header().Set("Content-Length", strconv.FormatInt(obj.Size(), 10))
+		w, err := open(obj.Size())
+		if err != nil {
+			return err
 		}
-		resp.WriteHeader(http.StatusOK)
-	}
-	if ts == in.TransferSyntaxUID {
 		buf := copyBuffers.Get().(*[]byte)
 		defer copyBuffers.Put(buf)
 		// Without a WriterTo/ReaderFrom pair io.Copy would copy in 32 KiB
@@ -210,17 +192,37 @@ func (s *Server) sendObject(ctx context.Context, w io.Writer, in *index.Instance
 		}
 		return nil
 	}
-	fm, data, err := s.Archive.OpenDataset(ctx, in, ts)
+	what := fmt.Sprintf("converting %s from %s to %s", in.SOPInstanceUID, uid.Name(in.TransferSyntaxUID), uid.Name(ts))
+	from := ts
+	if s.Codecs != nil {
+		from = in.TransferSyntaxUID
+	}
+	fm, data, err := s.Archive.OpenDataset(ctx, in, from)
 	if err != nil {
-		return fmt.Errorf("send %s in %s: %w", in.SOPInstanceUID, uid.Name(ts), err)
+		return err
 	}
 	defer data.Close()
+	hw := &holdWriter{open: func() (io.Writer, error) { return open(-1) }}
 	fm.TransferSyntaxUID = ts
-	if _, err := w.Write(dicom.AppendFileMeta(nil, fm)); err != nil {
-		return fmt.Errorf("send %s: %w", in.SOPInstanceUID, err)
+	opts := codec.TranscodeOptions{}
+	if target.NewInstance {
+		opts.SOPInstanceUID = codec.LossyInstanceUID(in.SOPInstanceUID, ts)
+		fm.MediaStorageSOPInstanceUID = opts.SOPInstanceUID
 	}
-	if _, err := io.Copy(w, data); err != nil {
-		return fmt.Errorf("send %s in %s: %w", in.SOPInstanceUID, uid.Name(ts), err)
+	hw.Write(dicom.AppendFileMeta(nil, fm)) // held: cannot fail
+	if s.Codecs != nil {
+		_, err = s.Codecs.Transcode(ctx, hw, data, from, ts, opts)
+	} else {
+		_, err = io.Copy(hw, data)
+	}
+	if err == nil {
+		err = hw.Flush()
+	}
+	if err != nil && !hw.started() {
+		return convertError(err, what)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
@@ -298,12 +300,27 @@ func (s *Server) bulkdata(c echo.Context) error {
 	if err1 != nil || err2 != nil || off < 132 || n < 0 {
 		return errorf(http.StatusNotFound, "no bulk data at %s/%s", clip(c.Param("offset")), clip(c.Param("length")))
 	}
+	ctx := c.Request().Context()
+	ts, _ := uid.LookupTransferSyntax(ins[0].TransferSyntaxUID)
+	if ts.Encapsulated {
+		// Compressed Pixel Data is sent as its frames, in their media
+		// type or converted (PS3.18 §8.7.3.3).
+		md, err := s.Archive.Metadata(ctx, ins[0])
+		if err != nil {
+			return err
+		}
+		if pixelDataAt(md, off, n) && len(md.Frames) > 0 {
+			list := make([]int, len(md.Frames))
+			for i := range list {
+				list[i] = i + 1
+			}
+			return s.sendFrames(c, ins[0], md, list, true)
+		}
+	}
 	multi, err := negotiateBulk(c.Request())
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	ts, _ := uid.LookupTransferSyntax(ins[0].TransferSyntaxUID)
 	if ts.Deflated {
 		// The object's size says nothing of the inflated data set's,
 		// which only inflating it to the end would tell: the run must
@@ -384,6 +401,20 @@ func advertised(md *archive.Metadata, off, n int64) bool {
 			return true
 		}
 	}
+}
+
+// pixelDataAt reports whether the BulkDataURI of an instance's Pixel Data
+// names bytes [off, off+n).
+func pixelDataAt(md *archive.Metadata, off, n int64) bool {
+	_, rest, ok := bytes.Cut(md.JSON, []byte(`"7FE00010":`))
+	if !ok {
+		return false
+	}
+	if end := bytes.IndexByte(rest, '}'); end >= 0 {
+		rest = rest[:end] // the element's object
+	}
+	uri := []byte(`"BulkDataURI":"` + archive.BulkDataPrefix + strconv.FormatInt(off, 10) + "/" + strconv.FormatInt(n, 10) + `"`)
+	return bytes.Contains(rest, uri)
 }
 
 // negotiateBulk says whether a bulk data request wants a multipart body.

@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -278,6 +281,58 @@ func TestRetrieveConverts(t *testing.T) {
 		checkUncompressed(t, scp.Dir)
 		st.check(t, receivedPixels(t, scp.Dir))
 	})
+	// WADO-RS: Explicit VR Little Endian when no syntax is asked for,
+	// and JPEG-LS lossless when asked, which dcmtk decodes.
+	for _, c := range []struct{ accept, syntax string }{
+		{`multipart/related; type="application/dicom"`, uid.ExplicitVRLittleEndian},
+		{`multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.80`, uid.JPEGLSLossless},
+	} {
+		t.Run("WADO-RS "+uid.Name(c.syntax), func(t *testing.T) {
+			out := t.TempDir()
+			wadoStudy(t, "http://"+p.httpAddr+"/dicom-web/studies/"+st.uid, c.accept, out)
+			files := dirFiles(t, out)
+			for _, path := range files {
+				if meta, _ := part10(t, path); meta.TransferSyntaxUID != c.syntax {
+					t.Errorf("%s received in %s", filepath.Base(path), uid.Name(meta.TransferSyntaxUID))
+				}
+			}
+			st.check(t, receivedPixels(t, out))
+		})
+	}
+}
+
+// wadoStudy retrieves a study with WADO-RS and writes each part to dir.
+func wadoStudy(t *testing.T, url, accept, dir string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
+	req.Header.Set("Accept", accept)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if resp.StatusCode != 200 || err != nil || mt != "multipart/related" {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s: %s %s", url, resp.Status, b)
+	}
+	mr := multipart.NewReader(resp.Body, params["boundary"])
+	for i := 0; ; i++ {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%d.dcm", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // checkUncompressed checks that every file in dir is in an uncompressed

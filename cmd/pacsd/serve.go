@@ -22,6 +22,7 @@ import (
 	"github.com/pacsd/pacsd/archive"
 	auditlog "github.com/pacsd/pacsd/audit"
 	"github.com/pacsd/pacsd/auth"
+	"github.com/pacsd/pacsd/dicom/codec"
 	"github.com/pacsd/pacsd/dicomweb"
 	"github.com/pacsd/pacsd/dimse"
 	"github.com/pacsd/pacsd/index"
@@ -191,8 +192,10 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	for ae, r := range rs {
 		remotes[ae] = scp.Remote{AETitle: ae, Addr: r.addr, TLS: r.tls}
 	}
+	codecs := codec.New(codec.Options{})
 	qr := &scp.QR{
 		TLSConfig:          tlsCfg.client,
+		Codecs:             codecs,
 		AETitle:            c.AETitle,
 		Index:              db,
 		Objects:            arch,
@@ -234,6 +237,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		CaseSensitiveNames: c.CaseSensitivePN,
 		AETitle:            c.AETitle,
 		PublicURL:          c.PublicURL,
+		Codecs:             codecs,
 		Logger:             log.With("component", "dicomweb"),
 	}
 	if !slices.Contains(c.CORSOrigins, "*") {

@@ -92,7 +92,7 @@ func main() {
 	flag.BoolVar(&o.skipWeb, "skip-web", false, "leave out the DICOMweb measurements (STOW-RS, QIDO-RS, WADO-RS)")
 	flag.DurationVar(&o.s3Latency, "s3-latency", 10*time.Millisecond, "latency added to every request to MinIO, as S3 across a network has")
 	flag.BoolVar(&o.skipS3, "skip-s3", false, "leave pacsd on S3 (MinIO, ack=direct and ack=spool) out of the C-STORE measurement")
-	flag.BoolVar(&o.skipCodec, "skip-codec", false, "leave out pixel data decoding beside dcmtk and GDCM, and render.Render's latency")
+	flag.BoolVar(&o.skipCodec, "skip-codec", false, "leave out pixel data decoding beside dcmtk and GDCM, render.Render's latency, and /rendered and /thumbnail over HTTP beside Orthanc")
 	flag.BoolVar(&o.skipSecurity, "skip-security", false, "leave out C-STORE over DICOM TLS beside plain TCP, and QIDO-RS with OIDC token validation beside none")
 	flag.IntVar(&o.conc, "conc", 8, "associations at once in the concurrent C-STORE measurement")
 	flag.IntVar(&o.concInstances, "conc-instances", 300, "instances per association in the concurrent C-STORE measurement")
@@ -152,6 +152,9 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	if !o.skipCodec {
 		if err := measureCodecs(ctx, out, tmp, 40, o.rounds, logf); err != nil {
 			return fmt.Errorf("codec bench: %w", err)
+		}
+		if err := measureRendered(ctx, out, tmp, bin, o.instances, 3*o.wadoReps, !o.skipOrthanc, logf); err != nil {
+			return fmt.Errorf("rendering bench: %w", err)
 		}
 	}
 	if !o.skipGetConvert {

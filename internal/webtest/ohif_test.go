@@ -113,6 +113,10 @@ func TestOHIF(t *testing.T) {
 	c := loadCorpus(t)
 	p := startPacsd(t)
 	p.store(t, c.files()...)
+	// Studies the viewer decodes in the browser: JPEG-LS, JPEG 2000 and
+	// HTJ2K, sent as stored.
+	compressed := writeCompressedStudies(t)
+	p.storeCompressed(t, compressed)
 
 	viewer := httptest.NewServer(viewerHandler(t, dist, p))
 	t.Cleanup(viewer.Close)
@@ -145,6 +149,9 @@ func TestOHIF(t *testing.T) {
 		{mrSmall, "mr-native"},
 	} {
 		plan.Studies = append(plan.Studies, ohifStudy{StudyInstanceUID: c.byID[o.rel].study, Name: o.name})
+	}
+	for _, s := range compressed {
+		plan.Studies = append(plan.Studies, ohifStudy{StudyInstanceUID: s.study, Name: s.name})
 	}
 	// And the largest series of the Doe patients, whose images the viewer
 	// scrolls through.

@@ -137,6 +137,12 @@ await step('nativeFrames', () =>
 await step('jpegFrames', () =>
   frames(plan.jpegFrames, [{ mediaType: 'image/jpeg', transferSyntaxUID: '1.2.840.10008.1.2.4.50' }]));
 
+// Native frames asked for compressed, which pacsd converts.
+await step('jlsFrames', () =>
+  frames(plan.nativeFrames, [{ mediaType: 'image/jls', transferSyntaxUID: '1.2.840.10008.1.2.4.80' }]));
+await step('jp2Frames', () =>
+  frames(plan.nativeFrames, [{ mediaType: 'image/jp2', transferSyntaxUID: '1.2.840.10008.1.2.4.90' }]));
+
 // Bulk data of the first BulkDataURI that the instance's metadata gives
 // for the attribute asked for, as OHIF fetches Pixel Data it cannot get
 // as frames.
@@ -164,7 +170,8 @@ await step('store', async () => {
     sopInstanceUID: value(i, '00080018'),
     patientName: personName(i, '00100010'),
   }));
-  // What was stored comes back as it was sent.
+  // What was stored comes back in the default syntax, Explicit VR Little
+  // Endian (this client's retrieveInstance cannot ask for another).
   const retrieved = matches.length === 1 ? part10(await client.retrieveInstance(matches[0])) : null;
   return { matches, retrieved };
 });

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/pacsd/pacsd/dicom/codec"
+	"github.com/pacsd/pacsd/dicom/uid"
+)
+
+// measureRendered times WADO-RS /rendered of one 512×512 16-bit CT slice,
+// stored uncompressed and in JPEG-LS Lossless, and /thumbnail of a series
+// of n such slices, over HTTP against a running pacsd and, with orthanc,
+// against Orthanc's DICOMweb plugin beside it. reps requests of each,
+// alternating between the peers; it prints the medians and p95s.
+func measureRendered(ctx context.Context, out io.Writer, tmp, bin string, n, reps int, orthanc bool, logf func(string, ...any)) (err error) {
+	dir := filepath.Join(tmp, "rendered")
+	native, jls := filepath.Join(dir, "native"), filepath.Join(dir, "jpegls")
+	for _, d := range []string{native, jls, filepath.Join(dir, "pacsd"), filepath.Join(dir, "orthanc")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	logf("writing a series of %d CT slices, and one slice in JPEG-LS Lossless", n)
+	study, jlsStudy := "2.25.8001", "2.25.8002"
+	for i := range n {
+		sop := fmt.Sprintf("%s.%d", study, i+1)
+		if err := writeFileUIDs(filepath.Join(native, fmt.Sprintf("%04d.dcm", i+1)), ctSlice(study, sop, i), uid.ExplicitVRLittleEndian, sop); err != nil {
+			return err
+		}
+	}
+	jlsSOP := jlsStudy + ".1"
+	var enc bytes.Buffer
+	if _, err := codec.New(codec.Options{}).Transcode(ctx, &enc, bytes.NewReader(ctSlice(jlsStudy, jlsSOP, n/2)), uid.ExplicitVRLittleEndian, uid.JPEGLSLossless, codec.TranscodeOptions{}); err != nil {
+		return err
+	}
+	if err := writeFileUIDs(filepath.Join(jls, "0001.dcm"), enc.Bytes(), uid.JPEGLSLossless, jlsSOP); err != nil {
+		return err
+	}
+
+	type target struct {
+		name string
+		s    *server
+	}
+	logf("starting pacsd and storing the series")
+	p, err := startPacsd(ctx, bin, filepath.Join(dir, "pacsd"), nil)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	targets := []target{{"pacsd", p}}
+	if orthanc {
+		logf("starting Orthanc with its DICOMweb plugin and storing the series")
+		o, err := orthancPeer(false, true).start(ctx, filepath.Join(dir, "orthanc"))
+		if err != nil {
+			return err
+		}
+		defer o.stop()
+		targets = append(targets, target{"orthanc", o})
+	}
+	for _, tg := range targets {
+		for _, d := range []string{native, jls} {
+			if err := dcmsend(ctx, tg.s, d); err != nil {
+				return err
+			}
+		}
+	}
+	// The series' UID is the study's with ".1" (ctDatasetUIDs).
+	middle := fmt.Sprintf("%s.%d", study, n/2+1)
+	// Orthanc's DICOMweb plugin (1.x in Debian) serves no /thumbnail.
+	requests := []struct {
+		what, path string
+		orthanc    bool
+	}{
+		{"/rendered, uncompressed", "/studies/" + study + "/series/" + study + ".1/instances/" + middle + "/rendered", true},
+		{"/rendered, JPEG-LS Lossless", "/studies/" + jlsStudy + "/series/" + jlsStudy + ".1/instances/" + jlsSOP + "/rendered", true},
+		{fmt.Sprintf("series /thumbnail, %d instances", n), "/studies/" + study + "/series/" + study + ".1/thumbnail", false},
+	}
+	c := newWebClient()
+	times := map[string][]float64{} // by target and request
+	for i := range reps + 1 {
+		for slot := range targets {
+			tg := targets[(i+slot)%len(targets)]
+			for _, r := range requests {
+				if tg.name == "orthanc" && !r.orthanc {
+					continue
+				}
+				res, err := get(ctx, c, tg.s, tg.s.web+r.path, "image/jpeg", false)
+				if err != nil {
+					return fmt.Errorf("%s: %w", tg.name, err)
+				}
+				if i > 0 { // the first round warms caches and connections
+					k := tg.name + " " + r.what
+					times[k] = append(times[k], float64(res.wall)/float64(time.Millisecond))
+				}
+			}
+		}
+	}
+	fmt.Fprintf(out, "\nWADO-RS rendering over HTTP: 512x512 CT slices, 12 bits stored in 16, as image/jpeg; %d requests each, alternating between peers\n", reps)
+	targetsMS := []float64{10, 10, 50}
+	for ri, r := range requests {
+		for _, tg := range targets {
+			xs := times[tg.name+" "+r.what]
+			if len(xs) == 0 {
+				fmt.Fprintf(out, "  %-36s %-8s not served\n", r.what, tg.name)
+				continue
+			}
+			slices.Sort(xs)
+			p50, p95 := median(xs), xs[min(len(xs)-1, len(xs)*95/100)]
+			verdict := ""
+			if tg.name == "pacsd" {
+				verdict = fmt.Sprintf("target p50 ≤ %.0f ms: %s", targetsMS[ri], map[bool]string{true: "met", false: "NOT met"}[p50 <= targetsMS[ri]])
+			}
+			fmt.Fprintf(out, "  %-36s %-8s p50 %7.2f ms  p95 %7.2f ms  %s\n", r.what, tg.name, p50, p95, verdict)
+		}
+	}
+	if !orthanc {
+		fmt.Fprintf(out, "  Orthanc: not measured (-skip-orthanc)\n")
+	}
+	return nil
+}
