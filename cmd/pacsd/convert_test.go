@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
@@ -207,7 +208,11 @@ func TestRetrieveConverts(t *testing.T) {
 	dir := t.TempDir()
 	st := writeConvertedStudy(t, dir)
 	scp := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{AET: "STORESCP", Dir: t.TempDir(), Args: []string{"+x="}})
-	p := startPacsd(t, t.TempDir(), "--remote-ae", fmt.Sprintf("STORESCP=%s", scp.Addr))
+	// FORWARD, also of uncompressed syntaxes only, is sent every
+	// instance stored.
+	fwd := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{AET: "FORWARD", Dir: t.TempDir(), Args: []string{"+x="}})
+	p := startPacsd(t, t.TempDir(), "--remote-ae", fmt.Sprintf("STORESCP=%s", scp.Addr),
+		"--remote-ae", fmt.Sprintf("FORWARD=%s", fwd.Addr), "--forward", "FORWARD")
 	// dcmsend proposes each file's own syntax: stored as compressed.
 	if out, err := p.dcmtk("dcmsend", "+sd", dir); err != nil {
 		t.Fatalf("dcmsend: %v\n%s", err, out)
@@ -273,6 +278,12 @@ func TestRetrieveConverts(t *testing.T) {
 			st.check(t, receivedPixels(t, out))
 		})
 	}
+
+	t.Run("forwarded to a storescp of uncompressed syntaxes", func(t *testing.T) {
+		waitReceived(t, fwd, len(st.want), time.Minute)
+		checkUncompressed(t, fwd.Dir)
+		st.check(t, receivedPixels(t, fwd.Dir))
+	})
 
 	t.Run("movescu to a storescp of uncompressed syntaxes", func(t *testing.T) {
 		if o, err := p.dcmtk("movescu", append([]string{"-aem", "STORESCP"}, study...)...); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pacsd/pacsd/api"
+	"github.com/pacsd/pacsd/dicom/codec"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/route"
 )
@@ -190,11 +191,9 @@ type routing struct {
 }
 
 // newRouting builds the senders of every destination.
-func (r *routeSettings) newRouting(aeTitle string, remotes map[string]remote, objects interface {
-	route.Datasets
-	route.Objects
-}, getenv func(string) string, log *slog.Logger) (*routing, error) {
+func (r *routeSettings) newRouting(aeTitle string, remotes map[string]remote, objects routeObjects, codecs *codec.Registry, getenv func(string) string, log *slog.Logger) (*routing, error) {
 	rt := &routing{rules: r.rules, commitments: &route.Commitments{Logger: log}}
+	converting := codecObjects{routeObjects: objects, codecs: codecs}
 	dur := func(s string) time.Duration {
 		d, _ := time.ParseDuration(s) // checked by complete
 		return d
@@ -205,7 +204,7 @@ func (r *routeSettings) newRouting(aeTitle string, remotes map[string]remote, ob
 		var sender route.Sender
 		switch rm, ae := remotes[d.Name]; {
 		case ae:
-			s := &route.DIMSE{CallingAE: aeTitle, CalledAE: rm.ae, Addr: rm.addr, Datasets: objects,
+			s := &route.DIMSE{CallingAE: aeTitle, CalledAE: rm.ae, Addr: rm.addr, Datasets: converting, Convertible: codecs.CanTranscode,
 				Limiter: route.NewLimiter(ds.MaxMbps), Commit: ds.Commit, Commitments: rt.commitments,
 				CommitTimeout: dur(ds.CommitTimeout), Verify: ds.Verify && !ds.Commit, Logger: dlog}
 			if rm.tls {

@@ -148,7 +148,8 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		Logger:     log.With("component", "archive"),
 		Forwarder:  fwd,
 	})
-	routing, err := c.newRouting(c.AETitle, rs, arch, p.getenv, log.With("component", "route"))
+	codecs := codec.New(codec.Options{})
+	routing, err := c.newRouting(c.AETitle, rs, arch, codecs, p.getenv, log.With("component", "route"))
 	if err != nil {
 		return err
 	}
@@ -192,7 +193,6 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	for ae, r := range rs {
 		remotes[ae] = scp.Remote{AETitle: ae, Addr: r.addr, TLS: r.tls}
 	}
-	codecs := codec.New(codec.Options{})
 	qr := &scp.QR{
 		TLSConfig:          tlsCfg.client,
 		Codecs:             codecs,
