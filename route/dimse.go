@@ -196,17 +196,29 @@ func (d *DIMSE) Send(ctx context.Context, s *Shipment) error {
 // send sends s on one association, opened with props unless an idle one
 // can carry it.
 func (d *DIMSE) send(ctx context.Context, s *Shipment, props []dimse.Proposal) error {
-	a := d.reuse(s.Instances)
-	if a == nil {
-		dl := &dimse.Dialer{CallingAE: d.CallingAE, CalledAE: d.CalledAE, Proposals: props, Logger: d.log()}
-		if d.Commit {
-			dl.CommitResult = d.Commitments
+	// The destination may close an idle association as it is taken
+	// again: then nothing was sent on it, and a new one is no retry.
+	for a := d.reuse(s.Instances); a != nil; a = d.reuse(s.Instances) {
+		err := d.sendOn(ctx, a, s, true)
+		if !errors.Is(err, errIdleEnded) {
+			return err
 		}
-		var err error
-		if a, err = d.dial(ctx, dl); err != nil {
-			return fmt.Errorf("%w: %s at %s: %v", ErrUnreachable, d.CalledAE, d.Addr, err)
-		}
+		d.log().Debug("an idle association ended as it was reused; opening another", "destination", d.CalledAE)
 	}
+	dl := &dimse.Dialer{CallingAE: d.CallingAE, CalledAE: d.CalledAE, Proposals: props, Logger: d.log()}
+	if d.Commit {
+		dl.CommitResult = d.Commitments
+	}
+	a, err := d.dial(ctx, dl)
+	if err != nil {
+		return fmt.Errorf("%w: %s at %s: %v", ErrUnreachable, d.CalledAE, d.Addr, err)
+	}
+	return d.sendOn(ctx, a, s, false)
+}
+
+// sendOn sends s on a. When a was idle (reused) and ends before the
+// destination answers anything, sendOn fails with errIdleEnded.
+func (d *DIMSE) sendOn(ctx context.Context, a *dimse.Association, s *Shipment, reused bool) error {
 	defer func() {
 		select {
 		case <-a.Done():
@@ -224,7 +236,7 @@ func (d *DIMSE) send(ctx context.Context, s *Shipment, props []dimse.Proposal) e
 	var stored []*index.Instance
 	var failed int
 	var firstErr error
-	for _, in := range s.Instances {
+	for i, in := range s.Instances {
 		err := d.store(ctx, a, in, s.Priority)
 		var se *dimse.StatusError
 		switch {
@@ -248,6 +260,8 @@ func (d *DIMSE) send(ctx context.Context, s *Shipment, props []dimse.Proposal) e
 			// out of resources, 0x0110 processing failure).
 		case errors.Is(err, errOpen):
 			return err
+		case reused && i == 0:
+			return fmt.Errorf("%w: %v", errIdleEnded, err)
 		default:
 			// The association is gone.
 			return fmt.Errorf("%w: %s: %v", ErrUnreachable, d.CalledAE, err)
@@ -275,6 +289,7 @@ func (d *DIMSE) send(ctx context.Context, s *Shipment, props []dimse.Proposal) e
 var (
 	errNoContext = errors.New("the destination accepted no transfer syntax the instance is or can be converted to")
 	errOpen      = errors.New("route: instance cannot be read")
+	errIdleEnded = errors.New("route: the idle association ended")
 )
 
 // target returns the transfer syntax to send in in on a: the stored one

@@ -1,6 +1,7 @@
 package route_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -110,6 +111,60 @@ func TestDIMSEStatuses(t *testing.T) {
 // TestWebResponses: STOW-RS batches respect MaxBatchBytes, carry the
 // token, and the answer sorts the instances; server failures and
 // refused credentials make the destination unreachable.
+// TestWebTooLarge: a destination that answers 413 to a request of more
+// than one instance gets them one at a time; an instance it refuses
+// alone is reported refused, the others sent.
+func TestWebTooLarge(t *testing.T) {
+	arch := newTestArchive(t)
+	ins := arch.storeSeries(t, 5, 8<<10)
+	var mu sync.Mutex
+	var batches []int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		mr := multipart.NewReader(r.Body, params["boundary"])
+		var sops []string
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				break
+			}
+			b, _ := io.ReadAll(p)
+			for _, in := range ins {
+				if bytes.Contains(b, []byte(in.SOPInstanceUID)) {
+					sops = append(sops, in.SOPInstanceUID)
+				}
+			}
+		}
+		mu.Lock()
+		batches = append(batches, len(sops))
+		mu.Unlock()
+		if len(sops) != 1 || sops[0] == ins[2].SOPInstanceUID {
+			http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		w.Header().Set("Content-Type", "application/dicom+json")
+		fmt.Fprintf(w, `{"00081199":{"vr":"SQ","Value":[{"00081155":{"vr":"UI","Value":["%s"]}}]}}`, sops[0])
+	}))
+	defer srv.Close()
+	r := &reports{}
+	web := &route.Web{Name: "W", URL: srv.URL, Objects: arch, MaxBatchBytes: 4 * ins[0].Size}
+	if err := web.Send(t.Context(), r.shipment(ins)); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if fmt.Sprint(batches) != "[4 2 1 1 1 1 1]" {
+		t.Errorf("batches %v, want [4 2 1 1 1 1 1]: halved until one instance a request", batches)
+	}
+	for i, in := range ins {
+		why, ok := r.m[in.SOPInstanceUID]
+		switch {
+		case i == 2 && !strings.Contains(why, "413"):
+			t.Errorf("instance 2, too large alone: %q, want refused with 413", why)
+		case i != 2 && (!ok || why != ""):
+			t.Errorf("instance %d: %q %v, want sent", i, why, ok)
+		}
+	}
+}
+
 func TestWebResponses(t *testing.T) {
 	arch := newTestArchive(t)
 	ins := arch.storeSeries(t, 6, 8<<10)
@@ -267,6 +322,49 @@ func TestDIMSEKeepOpen(t *testing.T) {
 		}
 		store.mu.Unlock()
 		srv.Close()
+	}
+}
+
+// abortSecond is a destination that aborts an association when a second
+// instance arrives on it, as one that closes idle associations may do as
+// pacsd reuses one.
+type abortSecond struct{ assocStore }
+
+func (s *abortSecond) Store(ctx context.Context, a *dimse.Association, req *dimse.StoreRequest) error {
+	s.mu.Lock()
+	n := s.assocs[a]
+	s.mu.Unlock()
+	if n == 1 {
+		a.Abort()
+		return errors.New("aborted")
+	}
+	return s.assocStore.Store(ctx, a, req)
+}
+
+// TestDIMSEIdleEnded: an idle association that the destination ends as
+// it is reused is not a failed attempt; the instance goes on a new one.
+func TestDIMSEIdleEnded(t *testing.T) {
+	arch := newTestArchive(t)
+	ins := arch.storeSeries(t, 2, 4<<10)
+	store := &abortSecond{assocStore{assocs: map[*dimse.Association]int{}}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dimse.Server{AETitle: "DEST", Store: store}
+	go srv.Serve(l)
+	defer srv.Close()
+	d := &route.DIMSE{CallingAE: "PACSD", CalledAE: "DEST", Addr: l.Addr().String(), Datasets: arch, KeepOpen: time.Minute}
+	r := &reports{}
+	for _, in := range ins {
+		if err := d.Send(t.Context(), r.shipment([]*index.Instance{in})); err != nil {
+			t.Fatalf("Send of %s: %v", in.SOPInstanceUID, err)
+		}
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.assocs) != 2 {
+		t.Errorf("%d associations stored to, want 2", len(store.assocs))
 	}
 }
 

@@ -108,7 +108,19 @@ func (w *Web) Send(ctx context.Context, s *Shipment) error {
 			end++
 		}
 		ok, nfailed, err := w.post(ctx, s, s.Instances[start:end])
-		if err != nil {
+		switch {
+		case errors.Is(err, errTooLarge) && end-start > 1:
+			// Smaller requests from here on, down to one instance.
+			limit = max(size/2, 1)
+			w.log().Warn("STOW-RS request too large for the destination; sending smaller ones", "destination", w.Name, "bytes", size)
+			continue
+		case errors.Is(err, errTooLarge):
+			// One instance more than the destination takes: no
+			// attempt will do better until it takes more.
+			s.Report(s.Instances[start].SOPInstanceUID, err.Error())
+			start = end
+			continue
+		case err != nil:
 			return err
 		}
 		stored = append(stored, ok...)
@@ -191,6 +203,8 @@ func (w *Web) post(ctx context.Context, s *Shipment, batch []*index.Instance) (s
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusAccepted, http.StatusConflict:
+	case http.StatusRequestEntityTooLarge:
+		return nil, 0, fmt.Errorf("%w: %s: STOW-RS answered %s: %s", errTooLarge, w.Name, resp.Status, snippet(body))
 	case http.StatusUnauthorized, http.StatusForbidden, http.StatusRequestTimeout, http.StatusTooManyRequests:
 		return nil, 0, fmt.Errorf("%w: %s: STOW-RS answered %s: %s", ErrUnreachable, w.Name, resp.Status, snippet(body))
 	default:
@@ -227,6 +241,10 @@ func (w *Web) post(ctx context.Context, s *Shipment, batch []*index.Instance) (s
 // server stored nothing of a request it says conflicts with what it
 // holds or accepts (PS3.18 10.5.3).
 func outOfResources(reason uint16) bool { return reason&0xFF00 == 0xA700 }
+
+// errTooLarge is a STOW-RS request the destination answered 413 Payload
+// Too Large.
+var errTooLarge = errors.New("route: request too large for the destination")
 
 // writeBody writes the multipart/related body of a batch.
 func (w *Web) writeBody(ctx context.Context, pw *io.PipeWriter, boundary string, batch []*index.Instance) error {
