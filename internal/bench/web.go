@@ -29,6 +29,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pacsd/pacsd/archive"
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/internal/dcmgen"
 )
@@ -820,7 +821,12 @@ func measureRetrieve(ctx context.Context, o options, cp *corpusPeers, ws *webSer
 		if err != nil {
 			return nil, err
 		}
-		stored[strings.TrimSuffix(filepath.Base(path), ".dcm")] = fi.Size()
+		// The key names a version after the SOP Instance UID.
+		loc, ok := archive.ParseKey(ws.study + "/" + ws.series + "/" + filepath.Base(path))
+		if !ok {
+			return nil, fmt.Errorf("WADO-RS: %s is not an object pacsd wrote", path)
+		}
+		stored[loc.SOPInstanceUID] = fi.Size()
 	}
 	ref, err := serveFiles(paths)
 	if err != nil {
