@@ -116,7 +116,11 @@ func (d *Dialer) DialConn(ctx context.Context, conn net.Conn) (*Association, err
 	if err != nil {
 		var rje *ul.RejectError
 		if errors.As(err, &rje) {
-			return nil, fmt.Errorf("%w by %s: %s", ErrRejected, d.CalledAE, ul.RejectText(rje.RJ))
+			err := fmt.Errorf("%w by %s: %s", ErrRejected, d.CalledAE, ul.RejectText(rje.RJ))
+			if rje.RJ.Result == pdu.RejectedTransient {
+				return nil, transientError{err}
+			}
+			return nil, err
 		}
 		return nil, err
 	}
@@ -260,3 +264,8 @@ func responseStatus(c *cmdset.Command) Status {
 // Release releases the association (A-RELEASE) and closes its connection.
 // If ctx ends first, it aborts the association.
 func (a *Association) Release(ctx context.Context) error { return a.ul.Release(ctx) }
+
+// transientError is a rejection the peer says is temporary.
+type transientError struct{ error }
+
+func (e transientError) Unwrap() []error { return []error{e.error, ErrTransient} }

@@ -1,0 +1,232 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Discovery finds every study of a source in a Study Date range, whatever
+// cap the source puts on the matches of one query.
+//
+// Legacy archives cap C-FIND answers (500, 1,000, 50,000 matches) and do
+// not all say so: Orthanc ends a capped answer with Cancel (0xFE00),
+// others with a warning or a failure, and some stop at the limit with
+// Success. Discovery takes an answer as capped when the source says so or
+// when it holds a round number of matches (100, 250, 500, 1000, …), and
+// then splits the query: the date range in halves down to single days;
+// a day by time of day, in halves down to a minute, plus the studies of
+// that day without a time; such a part by each modality; and that by the
+// first letter of the patient's name. The answers of capped queries are
+// dropped, since their parts find the same studies; a part that is still
+// capped when nothing is left to split keeps what it found, and the
+// discovery reports it as incomplete.
+//
+// Without a date range, the first query asks for all studies; if it is
+// capped, the dates from 0001 to 9999 are split, and a last query finds
+// the studies without a Study Date.
+type Discovery struct {
+	Source Source
+	// Since and Until bound the Study Date (YYYYMMDD); empty is open.
+	Since, Until string
+	// Keys are matched by every query (--filter).
+	Keys []Key
+	// Found receives the studies of each complete answer.
+	Found func(ctx context.Context, studies []*Study) error
+	// Queried, if set, is told of each query and its answer, for logs.
+	Queried func(q Query, a Answer)
+}
+
+// DiscoveryResult sums up a discovery.
+type DiscoveryResult struct {
+	// Queries is the number of queries sent; Found the number of
+	// matches passed on (a study found by two parts counts twice).
+	Queries, Found int
+	// Incomplete lists the parts still capped after every split.
+	Incomplete []string
+}
+
+// The widest Study Date range, for an open one.
+const (
+	firstDate = "00010101"
+	lastDate  = "99991231"
+)
+
+// modalities are the Modalities in Study a capped part is split by: the
+// defined terms of PS3.3 C.7.3.1.1.1 in use.
+var modalities = []string{
+	"AR", "ASMT", "AU", "BDUS", "BI", "BMD", "CR", "CT", "CTPROTOCOL", "DG", "DOC", "DX", "ECG", "EPS", "ES", "FID",
+	"GM", "HC", "HD", "IO", "IOL", "IVOCT", "IVUS", "KER", "KO", "LEN", "LS", "MG", "MR", "M3D", "NM", "OAM", "OCT",
+	"OP", "OPM", "OPT", "OPTBSV", "OPTENF", "OPV", "OSS", "OT", "PLAN", "PR", "PT", "PX", "REG", "RESP", "RF", "RG",
+	"RTDOSE", "RTIMAGE", "RTINTENT", "RTPLAN", "RTRAD", "RTRECORD", "RTSEGANN", "RTSTRUCT", "RWV", "SEG", "SM", "SMR",
+	"SR", "SRF", "STAIN", "TEXTUREMAP", "TG", "US", "VA", "XA", "XAPROTOCOL", "XC",
+}
+
+// initials are the first characters a capped part is split by, in
+// patient names.
+var initials = strings.Split("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", "")
+
+// minTimeSpan is the narrowest Study Time range a day is split into.
+const minTimeSpan = 60 // seconds
+
+// Run discovers the studies.
+func (d *Discovery) Run(ctx context.Context) (DiscoveryResult, error) {
+	var res DiscoveryResult
+	open := d.Since == "" && d.Until == ""
+	q := Query{Keys: d.Keys, DateFrom: d.Since, DateTo: d.Until}
+	if !open {
+		if q.DateFrom == "" {
+			q.DateFrom = firstDate
+		}
+		if q.DateTo == "" {
+			q.DateTo = lastDate
+		}
+	}
+	capped, err := d.query(ctx, q, &res)
+	if err != nil || !capped {
+		return res, err
+	}
+	if open {
+		q.DateFrom, q.DateTo = firstDate, lastDate
+	}
+	if err := d.split(ctx, q, &res); err != nil {
+		return res, err
+	}
+	if open {
+		if err := d.run(ctx, Query{Keys: d.Keys, EmptyDate: true}, &res); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// run queries q and splits it if it is capped.
+func (d *Discovery) run(ctx context.Context, q Query, res *DiscoveryResult) error {
+	capped, err := d.query(ctx, q, res)
+	if err != nil || !capped {
+		return err
+	}
+	return d.split(ctx, q, res)
+}
+
+// query sends q and passes on its studies unless it is capped and can be
+// split.
+func (d *Discovery) query(ctx context.Context, q Query, res *DiscoveryResult) (capped bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	a, err := d.Source.FindStudies(ctx, q)
+	res.Queries++
+	if err != nil {
+		return false, fmt.Errorf("migrate: discovery, %s: %w", q, err)
+	}
+	// Empty Value Matching is recent; a source that ignores it matches
+	// every date, and the studies that have one are not this part's.
+	if q.EmptyDate || q.EmptyTime {
+		kept := a.Studies[:0]
+		for _, s := range a.Studies {
+			if (!q.EmptyDate || s.StudyDate == "") && (!q.EmptyTime || s.StudyTime == "") {
+				kept = append(kept, s)
+			}
+		}
+		a.Studies = kept
+	}
+	if !a.Capped && roundLimit(len(a.Studies)) {
+		a.Capped, a.Reason = true, fmt.Sprintf("%d matches, a round number a source would cap at", len(a.Studies))
+	}
+	if d.Queried != nil {
+		d.Queried(q, a)
+	}
+	if a.Capped && splittable(q) {
+		return true, nil
+	}
+	if a.Capped {
+		res.Incomplete = append(res.Incomplete, fmt.Sprintf("%s (%s)", q, a.Reason))
+	}
+	res.Found += len(a.Studies)
+	if len(a.Studies) > 0 && d.Found != nil {
+		if err := d.Found(ctx, a.Studies); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// splittable reports whether a capped q can be split further.
+func splittable(q Query) bool { return q.NameInitial == "" }
+
+// split runs the parts of a capped q.
+func (d *Discovery) split(ctx context.Context, q Query, res *DiscoveryResult) error {
+	for _, p := range parts(q) {
+		if err := d.run(ctx, p, res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parts splits q along the first dimension left: date, time, modality,
+// patient name initial.
+func parts(q Query) []Query {
+	switch {
+	case !q.EmptyDate && q.DateFrom != q.DateTo:
+		from, _ := time.Parse("20060102", q.DateFrom)
+		to, _ := time.Parse("20060102", q.DateTo)
+		mid := from.AddDate(0, 0, int(to.Sub(from).Hours()/24)/2)
+		a, b := q, q
+		a.DateTo = mid.Format("20060102")
+		b.DateFrom = mid.AddDate(0, 0, 1).Format("20060102")
+		return []Query{a, b}
+	case !q.EmptyTime && q.Modality == "" && q.TimeFrom == "" && !q.EmptyDate:
+		// A whole day: its times, and the studies without one.
+		a, b, none := q, q, q
+		a.TimeFrom, a.TimeTo = "000000", "115959"
+		b.TimeFrom, b.TimeTo = "120000", "235959"
+		none.EmptyTime = true
+		return []Query{a, b, none}
+	case q.TimeFrom != "" && q.Modality == "" && seconds(q.TimeTo)-seconds(q.TimeFrom)+1 > minTimeSpan:
+		from, to := seconds(q.TimeFrom), seconds(q.TimeTo)
+		mid := from + (to-from+1)/2
+		a, b := q, q
+		a.TimeTo = clock(mid - 1)
+		b.TimeFrom = clock(mid)
+		return []Query{a, b}
+	case q.Modality == "":
+		out := make([]Query, len(modalities))
+		for i, m := range modalities {
+			out[i] = q
+			out[i].Modality = m
+		}
+		return out
+	default:
+		out := make([]Query, len(initials))
+		for i, c := range initials {
+			out[i] = q
+			out[i].NameInitial = c
+		}
+		return out
+	}
+}
+
+// seconds reads HHMMSS as seconds since midnight.
+func seconds(hhmmss string) int {
+	n, _ := strconv.Atoi(hhmmss)
+	return n/10000*3600 + n/100%100*60 + n%100
+}
+
+// clock writes seconds since midnight as HHMMSS.
+func clock(s int) string { return fmt.Sprintf("%02d%02d%02d", s/3600, s/60%60, s%60) }
+
+// roundLimit reports whether n looks like a configured cap: 50, 100,
+// 200, 250, 500, 1000 and so on.
+func roundLimit(n int) bool {
+	if n < 50 {
+		return false
+	}
+	for n%10 == 0 {
+		n /= 10
+	}
+	return n == 1 || n == 2 || n == 25 || n == 5
+}
