@@ -73,8 +73,10 @@ type Migrator struct {
 	cfg   Config
 	log   *slog.Logger
 	keep  *keeper
-	mig   *Migration
 	stats stats
+
+	mu  sync.Mutex // guards mig, which the heartbeat also writes
+	mig *Migration
 }
 
 // stats are the counters of a run, for progress.
@@ -139,23 +141,23 @@ func (m *Migrator) Run(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	m.mig = mig
-	mig.Running, mig.Heartbeat, mig.Waiting, mig.Finished, mig.Window = true, time.Now(), false, false, m.cfg.Window.String()
-	if err := st.Update(ctx, mig); err != nil {
+	if err := m.update(ctx, func(g *Migration) {
+		g.Running, g.Waiting, g.Finished, g.Window = true, false, false, m.cfg.Window.String()
+	}); err != nil {
 		return nil, err
 	}
 	// Whatever happens, the migration is released for the next run.
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		mig.Running, mig.Waiting, mig.Heartbeat = false, false, time.Now()
-		if err := st.Update(rctx, mig); err != nil {
+		if err := m.update(rctx, func(g *Migration) { g.Running, g.Waiting = false, false }); err != nil {
 			m.log.Warn("migration state not updated", "err", err)
 		}
 		if err := st.Claim(rctx, mig.ID, m.cfg.Owner, "", time.Now()); err != nil {
 			m.log.Warn("migration not released", "err", err)
 		}
 	}()
-	stopBeat := m.beat(mig)
+	stopBeat := m.beat()
 	defer stopBeat()
 
 	m.log.Info("migration: discovering studies", "migration", mig.ID, "source", m.cfg.Name, "since", m.cfg.Since, "until", m.cfg.Until)
@@ -178,7 +180,8 @@ func (m *Migrator) Run(ctx context.Context) (*Summary, error) {
 		},
 	}
 	dres, err := disc.Run(ctx)
-	sum := &Summary{Migration: mig, Discovery: dres}
+	sum := &Summary{Discovery: dres}
+	defer func() { sum.Migration = m.migration() }()
 	if err != nil {
 		if ctx.Err() != nil {
 			sum.Stopped = true
@@ -202,7 +205,9 @@ func (m *Migrator) Run(ctx context.Context) (*Summary, error) {
 	}
 	sum.Stopped = !m.work(ctx, queue)
 	if !sum.Stopped {
-		mig.Finished = true
+		if err := m.update(context.WithoutCancel(ctx), func(g *Migration) { g.Finished = true }); err != nil {
+			return nil, err
+		}
 	}
 	sum.ByState = map[StudyState]int{}
 	for s, err := range st.Studies(context.WithoutCancel(ctx), mig.ID, StudyFilter{}) {
@@ -233,12 +238,30 @@ func (m *Migrator) claim(ctx context.Context, mig *Migration) error {
 	return nil
 }
 
+// update changes the migration's record with fn, and writes it with a
+// new heartbeat.
+func (m *Migrator) update(ctx context.Context, fn func(*Migration)) error {
+	m.mu.Lock()
+	fn(m.mig)
+	m.mig.Heartbeat = time.Now()
+	c := *m.mig
+	m.mu.Unlock()
+	return m.cfg.State.Update(ctx, &c)
+}
+
+// migration returns a copy of the migration's record.
+func (m *Migrator) migration() *Migration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := *m.mig
+	return &c
+}
+
 // beat records the migration's heartbeat until the returned function is
 // called.
-func (m *Migrator) beat(mig *Migration) (stop func()) {
+func (m *Migrator) beat() (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	var mu sync.Mutex
 	wg.Go(func() {
 		t := time.NewTicker(heartbeat)
 		defer t.Stop()
@@ -247,12 +270,8 @@ func (m *Migrator) beat(mig *Migration) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				mu.Lock()
-				mig.Heartbeat = time.Now()
-				c := *mig
-				mu.Unlock()
 				ctx, cancel := context.WithTimeout(context.Background(), heartbeat)
-				if err := m.cfg.State.Update(ctx, &c); err != nil {
+				if err := m.update(ctx, func(*Migration) {}); err != nil {
 					m.log.Warn("migration heartbeat not recorded", "err", err)
 				}
 				cancel()
@@ -354,10 +373,7 @@ func (m *Migrator) waitWindow(ctx context.Context) bool {
 }
 
 func (m *Migrator) setWaiting(ctx context.Context, w bool) {
-	c := *m.mig
-	c.Waiting, c.Heartbeat = w, time.Now()
-	m.mig.Waiting = w
-	if err := m.cfg.State.Update(ctx, &c); err != nil {
+	if err := m.update(ctx, func(g *Migration) { g.Waiting = w }); err != nil {
 		m.log.Warn("migration state not updated", "err", err)
 	}
 }
@@ -422,7 +438,9 @@ func (m *Migrator) study(ctx context.Context, s *Study) {
 		}
 		s.InstancesHere, s.Bytes = len(refs), max(s.Bytes, rcv.bytesReceived())
 		s.State, s.LastError = Verified, ""
-		if why := m.patientConflict(ctx, s, rcv); why != "" {
+		if conflicts := rcv.conflictList(); len(conflicts) > 0 {
+			s.State, s.LastError = Conflict, fmt.Sprintf("%d instances conflict with what pacsd holds: %s", len(conflicts), strings.Join(conflicts, "; "))
+		} else if why := m.patientConflict(ctx, s, rcv); why != "" {
 			s.State, s.LastError = Conflict, why
 		}
 		m.finish(ctx, s, log, start)
@@ -451,7 +469,7 @@ func (m *Migrator) finish(ctx context.Context, s *Study, log *slog.Logger, start
 }
 
 func (m *Migrator) put(ctx context.Context, s *Study) {
-	if err := m.cfg.State.PutStudy(ctx, m.mig.ID, s); err != nil {
+	if err := m.cfg.State.PutStudy(ctx, m.migration().ID, s); err != nil {
 		m.log.Error("migration: study state not recorded", "study_instance_uid", s.StudyInstanceUID, "err", err)
 	}
 }
@@ -511,7 +529,7 @@ func (m *Migrator) patientConflict(ctx context.Context, s *Study, rcv *studyRece
 	if me.Issuer != "" {
 		who += fmt.Sprintf(" (issuer %s)", me.Issuer)
 	}
-	others, err := m.cfg.State.PatientStudies(ctx, m.mig.ID, me.ID, me.Issuer)
+	others, err := m.cfg.State.PatientStudies(ctx, m.migration().ID, me.ID, me.Issuer)
 	if err != nil {
 		m.log.Warn("migration: patient's other studies not read", "err", err)
 	}
