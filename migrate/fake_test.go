@@ -218,12 +218,21 @@ func (a *memArchive) Store(ctx context.Context, req *archive.StoreRequest) (*arc
 		return nil, archive.ErrDuplicate
 	}
 	meta := dicom.AppendFileMeta(nil, dicom.FileMeta{MediaStorageSOPClassUID: id.SOPClassUID, MediaStorageSOPInstanceUID: id.SOPInstanceUID, TransferSyntaxUID: ts.UID})
-	key := id.SOPInstanceUID
-	info, err := a.store.Put(ctx, key, io.MultiReader(bytes.NewReader(meta), bytes.NewReader(sc.Prefix()), sc.Rest()), -1)
+	rest, err := io.ReadAll(sc.Rest())
 	if err != nil {
 		return nil, err
 	}
+	// As the archive does, a data set that ends inside an element is
+	// refused.
 	h := sc.Header()
+	if errors.Is(h.Err, dicom.ErrTruncated) {
+		return nil, fmt.Errorf("%w: %w", archive.ErrInvalid, h.Err)
+	}
+	key := id.SOPInstanceUID
+	info, err := a.store.Put(ctx, key, io.MultiReader(bytes.NewReader(meta), bytes.NewReader(sc.Prefix()), bytes.NewReader(rest)), -1)
+	if err != nil {
+		return nil, err
+	}
 	in := &index.Instance{SOPInstanceUID: id.SOPInstanceUID, SOPClassUID: id.SOPClassUID, StudyInstanceUID: id.StudyInstanceUID,
 		SeriesInstanceUID: id.SeriesInstanceUID, Key: key, Size: info.Size, TransferSyntaxUID: ts.UID, CallingAE: req.CallingAE, Header: h.Dataset}
 	a.mu.Lock()

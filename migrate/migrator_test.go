@@ -327,4 +327,3 @@ func TestMigrateBandwidth(t *testing.T) {
 		}
 	})
 }
-

@@ -62,8 +62,10 @@ type kept struct {
 	bytes int64
 	// sha256 is the data set's digest, hexadecimal.
 	sha256 string
-	// patient holds the patient attributes of a newly stored instance.
-	patient *patient
+	// patient holds the patient attributes of a newly stored instance,
+	// and the others its study attributes.
+	patient                                   *patient
+	studyDate, studyTime, accession, modality string
 }
 
 // keep stores one instance unless pacsd holds it already: a copy of the
@@ -106,6 +108,10 @@ func (k *keeper) keep(ctx context.Context, in *Incoming) (*kept, error) {
 		bytes:            body.n,
 		sha256:           hex.EncodeToString(sum.Sum(nil)),
 		patient:          patientOf(res.Instance.Header),
+	}
+	if h := res.Instance.Header; h != nil {
+		got.studyDate, got.studyTime = h.First(tag.StudyDate), h.First(tag.StudyTime)
+		got.accession, got.modality = h.First(tag.AccessionNumber), h.First(tag.Modality)
 	}
 	if in.Exact {
 		stored, err := k.datasetSHA256(ctx, res.Instance)
