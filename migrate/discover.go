@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,8 +16,10 @@ import (
 // not all say so: Orthanc ends a capped answer with Cancel (0xFE00),
 // others with a warning or a failure, and some stop at the limit with
 // Success. Discovery takes an answer as capped when the source says so or
-// when it holds a round number of matches (100, 250, 500, 1000, …), and
-// then splits the query: the date range in halves down to single days;
+// when it holds a round number of matches (100, 250, 500, 1000, …). The
+// first answer is checked against two parts of its dates: if one finds a
+// study the whole did not, the source caps silently, and any answer of as
+// many matches is taken as capped too. A capped query is split: the date range in halves down to single days;
 // a day by time of day, in halves down to a minute, plus the studies of
 // that day without a time; such a part by each modality; and that by the
 // first letter of the patient's name. The answers of capped queries are
@@ -37,6 +40,10 @@ type Discovery struct {
 	Found func(ctx context.Context, studies []*Study) error
 	// Queried, if set, is told of each query and its answer, for logs.
 	Queried func(q Query, a Answer)
+
+	// silentCap is the number of matches at which the source was found
+	// to stop without saying so; 0 if it was not.
+	silentCap int
 }
 
 // DiscoveryResult sums up a discovery.
@@ -84,13 +91,27 @@ func (d *Discovery) Run(ctx context.Context) (DiscoveryResult, error) {
 			q.DateTo = lastDate
 		}
 	}
-	capped, err := d.query(ctx, q, &res)
-	if err != nil || !capped {
+	whole := q
+	if open {
+		whole.DateFrom, whole.DateTo = firstDate, lastDate
+	}
+	found, capped, err := d.query(ctx, q, &res)
+	if err != nil {
 		return res, err
 	}
-	if open {
-		q.DateFrom, q.DateTo = firstDate, lastDate
+	if !capped && len(found) > 0 && whole.DateFrom != whole.DateTo {
+		// A source may cap its answers without a sign, at any number
+		// (Orthanc's QIDO-RS at LimitFindResults+1). Its halves then
+		// find more than the whole did: the whole was capped, and so is
+		// any answer of as many matches.
+		if capped, err = d.probe(ctx, whole, found, &res); err != nil {
+			return res, err
+		}
 	}
+	if !capped {
+		return res, nil
+	}
+	q = whole
 	if err := d.split(ctx, q, &res); err != nil {
 		return res, err
 	}
@@ -102,9 +123,59 @@ func (d *Discovery) Run(ctx context.Context) (DiscoveryResult, error) {
 	return res, nil
 }
 
+// probe tells whether the answer of q, found, is capped: it queries q's
+// dates in two parts, split at the median date found, and takes the
+// answer as capped if a part finds a study the whole did not.
+func (d *Discovery) probe(ctx context.Context, q Query, found []*Study, res *DiscoveryResult) (bool, error) {
+	var dates []string
+	known := map[string]bool{}
+	for _, s := range found {
+		known[s.StudyInstanceUID] = true
+		if s.StudyDate >= q.DateFrom && s.StudyDate <= q.DateTo {
+			dates = append(dates, s.StudyDate)
+		}
+	}
+	slices.Sort(dates)
+	mid := q.DateTo
+	if len(dates) > 0 {
+		mid = dates[len(dates)/2]
+	}
+	if mid == q.DateTo {
+		mid = addDays(mid, -1)
+	}
+	if mid < q.DateFrom {
+		return false, nil
+	}
+	a, b := q, q
+	a.DateTo, b.DateFrom = mid, addDays(mid, 1)
+	for _, p := range []Query{a, b} {
+		ans, err := d.Source.FindStudies(ctx, p)
+		res.Queries++
+		if err != nil {
+			return false, fmt.Errorf("migrate: discovery, %s: %w", p, err)
+		}
+		for _, s := range ans.Studies {
+			if !known[s.StudyInstanceUID] {
+				d.silentCap = len(found)
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// addDays returns the date n days after YYYYMMDD.
+func addDays(date string, n int) string {
+	t, err := time.Parse("20060102", date)
+	if err != nil {
+		return date
+	}
+	return t.AddDate(0, 0, n).Format("20060102")
+}
+
 // run queries q and splits it if it is capped.
 func (d *Discovery) run(ctx context.Context, q Query, res *DiscoveryResult) error {
-	capped, err := d.query(ctx, q, res)
+	_, capped, err := d.query(ctx, q, res)
 	if err != nil || !capped {
 		return err
 	}
@@ -112,15 +183,15 @@ func (d *Discovery) run(ctx context.Context, q Query, res *DiscoveryResult) erro
 }
 
 // query sends q and passes on its studies unless it is capped and can be
-// split.
-func (d *Discovery) query(ctx context.Context, q Query, res *DiscoveryResult) (capped bool, err error) {
+// split. It returns the matches.
+func (d *Discovery) query(ctx context.Context, q Query, res *DiscoveryResult) (found []*Study, capped bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return false, err
+		return nil, false, err
 	}
 	a, err := d.Source.FindStudies(ctx, q)
 	res.Queries++
 	if err != nil {
-		return false, fmt.Errorf("migrate: discovery, %s: %w", q, err)
+		return nil, false, fmt.Errorf("migrate: discovery, %s: %w", q, err)
 	}
 	// Empty Value Matching is recent; a source that ignores it matches
 	// every date, and the studies that have one are not this part's.
@@ -133,14 +204,18 @@ func (d *Discovery) query(ctx context.Context, q Query, res *DiscoveryResult) (c
 		}
 		a.Studies = kept
 	}
-	if !a.Capped && roundLimit(len(a.Studies)) {
+	switch {
+	case a.Capped:
+	case d.silentCap > 0 && len(a.Studies) >= d.silentCap:
+		a.Capped, a.Reason = true, fmt.Sprintf("%d matches, as many as the source was seen to stop at", len(a.Studies))
+	case roundLimit(len(a.Studies)):
 		a.Capped, a.Reason = true, fmt.Sprintf("%d matches, a round number a source would cap at", len(a.Studies))
 	}
 	if d.Queried != nil {
 		d.Queried(q, a)
 	}
 	if a.Capped && splittable(q) {
-		return true, nil
+		return a.Studies, true, nil
 	}
 	if a.Capped {
 		res.Incomplete = append(res.Incomplete, fmt.Sprintf("%s (%s)", q, a.Reason))
@@ -148,10 +223,10 @@ func (d *Discovery) query(ctx context.Context, q Query, res *DiscoveryResult) (c
 	res.Found += len(a.Studies)
 	if len(a.Studies) > 0 && d.Found != nil {
 		if err := d.Found(ctx, a.Studies); err != nil {
-			return false, err
+			return nil, false, err
 		}
 	}
-	return false, nil
+	return a.Studies, false, nil
 }
 
 // splittable reports whether a capped q can be split further.

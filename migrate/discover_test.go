@@ -64,6 +64,8 @@ func TestDiscoverySplits(t *testing.T) {
 	}{
 		{"capped with a status", 5, false, "", "", len(all)},
 		{"capped silently at a round number", 100, true, "", "", len(all)},
+		{"capped silently at another number", 6, true, "", "", len(all)},
+		{"capped silently in a date range", 6, true, "20240103", "20240106", 121},
 		{"not capped", 0, false, "", "", len(all)},
 		{"a date range", 5, false, "20240103", "20240104", 60},
 		{"from a date on", 7, false, "20240119", "", 60},

@@ -283,6 +283,16 @@ func (o *Orthanc) GetJSON(ctx context.Context, path string, v any) error {
 	return o.do(ctx, http.MethodGet, path, nil, v)
 }
 
+// Get sends GET to path of the REST API (e.g. "/instances/{id}/file")
+// and returns the body of a 2xx answer, which may be binary.
+func (o *Orthanc) Get(ctx context.Context, path string) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := o.do(ctx, http.MethodGet, path, nil, &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
 // PostJSON sends body, encoded as JSON, with POST to path of the REST API
 // (e.g. "/modalities/scp/store") and decodes the answer into v, unless v is
 // nil. A json.RawMessage body is sent as it is.
@@ -311,7 +321,9 @@ func (o *Orthanc) do(ctx context.Context, method, path string, body io.Reader, v
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return fmt.Errorf("testpeer: %s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(msg))
 	}
-	if v == nil {
+	if b, ok := v.(*bytes.Buffer); ok {
+		_, err = io.Copy(b, resp.Body)
+	} else if v == nil {
 		_, err = io.Copy(io.Discard, resp.Body)
 	} else {
 		err = json.NewDecoder(resp.Body).Decode(v)

@@ -1,0 +1,213 @@
+package migrate_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pacsd/pacsd/archive"
+	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/index/sqlite"
+	"github.com/pacsd/pacsd/internal/dcmgen"
+	"github.com/pacsd/pacsd/internal/testpeer"
+	"github.com/pacsd/pacsd/migrate"
+	"github.com/pacsd/pacsd/migrate/migratetest"
+	"github.com/pacsd/pacsd/storage/file"
+)
+
+// corpus is the legacy archive's content: studies of small instances,
+// as files, and each instance's data set by SOP Instance UID.
+type corpus struct {
+	dir      string
+	studies  []string
+	datasets map[string][]byte
+	// byStudy lists each study's SOP Instance UIDs.
+	byStudy map[string][]string
+}
+
+// writeCorpus writes n studies of perStudy instances over days days,
+// every other study in Implicit VR Little Endian, patients of several
+// initials and study times over the day.
+func writeCorpus(t testing.TB, n, days, perStudy int) *corpus {
+	t.Helper()
+	c := &corpus{dir: t.TempDir(), datasets: map[string][]byte{}, byStudy: map[string][]string{}}
+	for i := range n {
+		d := time.Date(2024, 3, 1+i%days, 0, 0, 0, 0, time.UTC)
+		tmpl := dcmgen.Instance{
+			Patient: dcmgen.Patient{ID: fmt.Sprintf("LEG%03d", i), Name: fmt.Sprintf("%cLEGACY^PAT%d", 'A'+i*5%26, i), BirthDate: "19600101"},
+			Study:   dcmgen.Study{UID: dcmgen.UID(), Date: d.Format("20060102"), Time: fmt.Sprintf("%02d%02d00", 7+i%12, i%60), AccessionNumber: fmt.Sprintf("ACC%d", i)},
+			Series:  dcmgen.Series{UID: dcmgen.UID()},
+			Rows:    32, Columns: 32,
+		}
+		if i%2 == 1 {
+			tmpl.Syntax = dcmgen.ImplicitVRLittleEndian
+		}
+		c.studies = append(c.studies, tmpl.Study.UID)
+		for j := range perStudy {
+			in := tmpl
+			in.SOPInstanceUID, in.InstanceNumber = dcmgen.UID(), j+1
+			f, err := dcmgen.Create(filepath.Join(c.dir, in.SOPInstanceUID+".dcm"), &in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.datasets[in.SOPInstanceUID] = datasetOfFile(t, f.Path)
+			c.byStudy[tmpl.Study.UID] = append(c.byStudy[tmpl.Study.UID], in.SOPInstanceUID)
+		}
+	}
+	return c
+}
+
+func datasetOfFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(bytes.NewReader(b))
+	if _, _, err := dicom.ReadFileMeta(br); err != nil {
+		t.Fatal(err)
+	}
+	ds, _ := io.ReadAll(br)
+	return ds
+}
+
+// send stores the corpus into a peer with dcmsend, which proposes each
+// file's own transfer syntax, so the peer keeps it as written.
+func (c *corpus) send(t testing.TB, aet, addr string) {
+	t.Helper()
+	host, port, _ := strings.Cut(addr, ":")
+	stdout, stderr := testpeer.RunT(t, "dcmsend", "-aet", "LOADER", "-aec", aet, "+sd", "-nuc", host, port, c.dir)
+	if strings.Contains(stdout+stderr, "failed") {
+		t.Logf("dcmsend: %s%s", stdout, stderr)
+	}
+}
+
+// pacsdArchive is a real archive in a temporary directory.
+type pacsdArchive struct {
+	*archive.Service
+	db *index.DB
+}
+
+func newPacsdArchive(t testing.TB) *pacsdArchive {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := file.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close(); st.Close() })
+	return &pacsdArchive{Service: archive.New(archive.Config{Store: st, Index: db, AETitle: "PACSD", Duplicates: archive.DuplicateReject}), db: db}
+}
+
+func (a *pacsdArchive) dataset(t testing.TB, sop string) []byte {
+	t.Helper()
+	in, err := a.db.Instance(t.Context(), sop)
+	if err != nil {
+		t.Fatalf("pacsd does not hold %s: %v", sop, err)
+	}
+	obj, err := a.Open(t.Context(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	br := bufio.NewReader(obj)
+	if _, _, err := dicom.ReadFileMeta(br); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(br)
+	return b
+}
+
+// TestOrthanc migrates a legacy Orthanc whose C-FIND answers are capped
+// at 5 matches, by C-GET, C-MOVE and DICOMweb, and checks that every
+// study is verified and every data set is byte for byte the one Orthanc
+// holds.
+func TestOrthanc(t *testing.T) {
+	testpeer.Need(t, "Orthanc", "dcmsend")
+	c := writeCorpus(t, 60, 20, 2)
+	movePort, err := testpeer.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := testpeer.StartOrthancT(t, testpeer.OrthancOptions{
+		AET:        "OLDPACS",
+		DICOMweb:   true,
+		Modalities: map[string]testpeer.Modality{"pacsd": {AET: "PACSD", Host: "127.0.0.1", Port: movePort}},
+		Config:     map[string]any{"LimitFindResults": 5},
+	})
+	c.send(t, o.AET, o.DICOMAddr)
+	for _, tt := range []struct {
+		name string
+		src  func() migrate.Source
+	}{
+		{"C-GET", func() migrate.Source {
+			return &migrate.DIMSESource{AETitle: "PACSD", CalledAE: o.AET, Addr: o.DICOMAddr, Via: migrate.ViaGet}
+		}},
+		{"C-MOVE", func() migrate.Source {
+			return &migrate.DIMSESource{AETitle: "PACSD", CalledAE: o.AET, Addr: o.DICOMAddr, Via: migrate.ViaMove,
+				MoveAddr: "127.0.0.1:" + strconv.Itoa(movePort)}
+		}},
+		{"DICOMweb", func() migrate.Source { return &migrate.WebSource{Root: o.DICOMwebURL, PageSize: 7} }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			arch := newPacsdArchive(t)
+			src := tt.src()
+			defer src.Close()
+			st := &migratetest.Memory{}
+			m := migrate.New(migrate.Config{State: st, Source: src, Archive: arch, Index: arch.db, Name: o.AET, AETitle: "PACSD",
+				Concurrency: 3, Owner: "test:1"})
+			sum, err := m.Run(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sum.Complete() || sum.ByState[migrate.Verified] != len(c.studies) {
+				t.Fatalf("summary = %+v", sum)
+			}
+			if tt.name != "DICOMweb" && sum.Discovery.Queries < 20 {
+				t.Errorf("discovery sent %d queries; the cap of 5 should have split it", sum.Discovery.Queries)
+			}
+			t.Logf("discovery: %d queries", sum.Discovery.Queries)
+			for _, study := range c.studies {
+				for _, sop := range c.byStudy[study] {
+					if got, want := arch.dataset(t, sop), orthancDataset(t, o, sop); !bytes.Equal(got, want) {
+						t.Errorf("study %s instance %s: the data set pacsd keeps differs from the file Orthanc holds", study, sop)
+					}
+				}
+			}
+		})
+	}
+}
+
+// orthancDataset returns the data set of the file Orthanc holds of an
+// instance.
+func orthancDataset(t testing.TB, o *testpeer.Orthanc, sop string) []byte {
+	t.Helper()
+	var found []string
+	q := map[string]any{"Level": "Instance", "Query": map[string]string{"SOPInstanceUID": sop}}
+	if err := o.PostJSON(t.Context(), "/tools/find", q, &found); err != nil || len(found) != 1 {
+		t.Fatalf("Orthanc lookup of %s: %v %v", sop, found, err)
+	}
+	b, err := o.Get(t.Context(), "/instances/"+found[0]+"/file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(bytes.NewReader(b))
+	if _, _, err := dicom.ReadFileMeta(br); err != nil {
+		t.Fatal(err)
+	}
+	ds, _ := io.ReadAll(br)
+	return ds
+}
