@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,8 +145,12 @@ func findStudies(ctx context.Context, a *dimse.Association, q Query) (Answer, er
 	for m, err := range a.FindStatus(ctx, uid.StudyRootQueryRetrieveInformationModelFind, ident, &final) {
 		var se *dimse.StatusError
 		switch {
-		case errors.As(err, &se) && (se.Status.IsCancel() || len(ans.Studies) > 0):
-			ans.Capped, ans.Reason = true, fmt.Sprintf("the answer ended with status 0x%04X %s", uint16(se.Status), se.Comment)
+		case errors.As(err, &se):
+			// Cancel is how Orthanc ends a capped answer; a failure,
+			// how others do, and how some fail on a part of their
+			// data, which a narrower query then avoids.
+			ans.Capped, ans.Reason = true, strings.TrimSpace(fmt.Sprintf("the answer ended with status 0x%04X %s", uint16(se.Status), se.Comment))
+			ans.Failed = !se.Status.IsCancel()
 			return ans, nil
 		case err != nil:
 			return Answer{}, fmt.Errorf("C-FIND: %w", err)
@@ -163,7 +168,10 @@ func findStudies(ctx context.Context, a *dimse.Association, q Query) (Answer, er
 }
 
 // studyIdentifier builds the STUDY-level identifier of q, asking for the
-// attributes a Study row holds.
+// attributes a Study row holds. Issuer of Patient ID is not asked for:
+// archives that do not index it (Orthanc) read a file of every study to
+// answer, which is slow, and fails where a file is lost; the issuer is
+// read from the instances as they arrive.
 func studyIdentifier(q Query) *dicom.Dataset {
 	el := func(t tag.Tag, vr string, v ...string) dicom.Element { return dicom.Element{Tag: t, VR: vr, Values: v} }
 	date, tm, name, mod := el(tag.StudyDate, "DA"), el(tag.StudyTime, "TM"), el(tag.PatientName, "PN"), el(tag.ModalitiesInStudy, "CS")
@@ -187,7 +195,7 @@ func studyIdentifier(q Query) *dicom.Dataset {
 	}
 	ds := &dicom.Dataset{Elements: []dicom.Element{
 		el(tag.QueryRetrieveLevel, "CS", "STUDY"),
-		date, tm, el(tag.AccessionNumber, "SH"), mod, name, el(tag.PatientID, "LO"), el(tag.IssuerOfPatientID, "LO"),
+		date, tm, el(tag.AccessionNumber, "SH"), mod, name, el(tag.PatientID, "LO"),
 		el(tag.PatientBirthDate, "DA"), el(tag.StudyInstanceUID, "UI"), el(tag.NumberOfStudyRelatedInstances, "IS"),
 	}}
 	for _, k := range q.Keys {
@@ -215,12 +223,20 @@ func (s *DIMSESource) Instances(ctx context.Context, study string) ([]InstanceRe
 		return nil, fmt.Errorf("list instances: %w", err)
 	}
 	defer a.Release(context.WithoutCancel(ctx))
-	refs, err := findImages(ctx, a, study, "")
+	refs, err := findImages(ctx, a, study, "", true)
 	if err == nil && len(refs) > 0 {
 		return refs, nil
 	}
 	if a.Err() != nil {
 		return nil, fmt.Errorf("list instances: %w", err)
+	}
+	if err != nil {
+		// An archive that reads the SOP Class UID from its files
+		// (Orthanc) fails where a file is lost: the UIDs alone are
+		// still worth listing, to retrieve what can be.
+		if refs, err2 := findImages(ctx, a, study, "", false); err2 == nil && len(refs) > 0 {
+			return refs, nil
+		}
 	}
 	var series []string
 	ident := &dicom.Dataset{Elements: []dicom.Element{
@@ -242,7 +258,7 @@ func (s *DIMSESource) Instances(ctx context.Context, study string) ([]InstanceRe
 	}
 	refs = nil
 	for _, se := range series {
-		r, err := findImages(ctx, a, study, se)
+		r, err := findImages(ctx, a, study, se, true)
 		if err != nil {
 			return nil, err
 		}
@@ -251,17 +267,20 @@ func (s *DIMSESource) Instances(ctx context.Context, study string) ([]InstanceRe
 	return refs, nil
 }
 
-// findImages lists the instances of a study, or of one series of it.
-func findImages(ctx context.Context, a *dimse.Association, study, series string) ([]InstanceRef, error) {
+// findImages lists the instances of a study, or of one series of it,
+// with their SOP classes if classes is set.
+func findImages(ctx context.Context, a *dimse.Association, study, series string, classes bool) ([]InstanceRef, error) {
 	ident := &dicom.Dataset{Elements: []dicom.Element{
 		{Tag: tag.QueryRetrieveLevel, VR: "CS", Values: []string{"IMAGE"}},
-		{Tag: tag.SOPClassUID, VR: "UI"},
 		{Tag: tag.SOPInstanceUID, VR: "UI"},
 		{Tag: tag.StudyInstanceUID, VR: "UI", Values: []string{study}},
 		{Tag: tag.SeriesInstanceUID, VR: "UI"},
 	}}
 	if series != "" {
-		ident.Elements[4].Values = []string{series}
+		ident.Elements[3].Values = []string{series}
+	}
+	if classes {
+		ident.Elements = slices.Insert(ident.Elements, 1, dicom.Element{Tag: tag.SOPClassUID, VR: "UI"})
 	}
 	var refs []InstanceRef
 	var final dimse.Status
@@ -308,12 +327,12 @@ func StorageProposals(classes []string, already ...dimse.Proposal) []dimse.Propo
 }
 
 // Retrieve implements Source.
-func (s *DIMSESource) Retrieve(ctx context.Context, study string, refs []InstanceRef, dst Receiver) error {
+func (s *DIMSESource) Retrieve(ctx context.Context, study string, refs, only []InstanceRef, dst Receiver) error {
 	s.mu.Lock()
 	move := s.Via == ViaMove || s.useMove
 	s.mu.Unlock()
 	if !move {
-		err := s.get(ctx, study, refs, dst)
+		err := s.get(ctx, study, refs, only, dst)
 		if !errors.Is(err, errRefused) || s.Via == ViaGet {
 			return err
 		}
@@ -322,21 +341,39 @@ func (s *DIMSESource) Retrieve(ctx context.Context, study string, refs []Instanc
 		s.useMove = true
 		s.mu.Unlock()
 	}
-	return s.move(ctx, study, refs, dst)
+	return s.move(ctx, study, refs, only, dst)
 }
 
-// classes returns the SOP classes of refs, in order of first use.
+// classes returns the SOP classes of refs, in order of first use, or
+// the common ones when refs do not say.
 func classes(refs []InstanceRef) []string {
 	var out []string
 	for _, r := range refs {
-		if r.SOPClassUID != "" && !slices.Contains(out, r.SOPClassUID) {
+		if r.SOPClassUID == "" {
+			return commonClasses
+		}
+		if !slices.Contains(out, r.SOPClassUID) {
 			out = append(out, r.SOPClassUID)
 		}
 	}
 	return out
 }
 
-func (s *DIMSESource) get(ctx context.Context, study string, refs []InstanceRef, dst Receiver) error {
+// commonClasses are the storage SOP classes proposed for a study whose
+// instances' classes are not known.
+var commonClasses = []string{
+	uid.CTImageStorage, uid.MRImageStorage, uid.ComputedRadiographyImageStorage, uid.DigitalXRayImageStorageForPresentation,
+	uid.DigitalMammographyXRayImageStorageForPresentation, uid.UltrasoundImageStorage, uid.UltrasoundMultiFrameImageStorage,
+	uid.SecondaryCaptureImageStorage, uid.MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
+	uid.MultiFrameGrayscaleWordSecondaryCaptureImageStorage, uid.MultiFrameTrueColorSecondaryCaptureImageStorage,
+	uid.NuclearMedicineImageStorage, uid.PositronEmissionTomographyImageStorage, uid.XRayAngiographicImageStorage,
+	uid.XRayRadiofluoroscopicImageStorage, uid.EnhancedCTImageStorage, uid.EnhancedMRImageStorage, uid.RTImageStorage,
+	uid.RTDoseStorage, uid.RTStructureSetStorage, uid.RTPlanStorage, uid.BasicTextSRStorage, uid.EnhancedSRStorage,
+	uid.ComprehensiveSRStorage, uid.KeyObjectSelectionDocumentStorage, uid.GrayscaleSoftcopyPresentationStateStorage,
+	uid.EncapsulatedPDFStorage, uid.SegmentationStorage, uid.XRayRadiationDoseSRStorage, uid.DigitalXRayImageStorageForProcessing,
+}
+
+func (s *DIMSESource) get(ctx context.Context, study string, refs, only []InstanceRef, dst Receiver) error {
 	model := uid.StudyRootQueryRetrieveInformationModelGet
 	props := StorageProposals(classes(refs), dimse.Proposal{AbstractSyntax: model, TransferSyntaxes: uncompressed})
 	a, err := s.dial(ctx, &dimse.Dialer{Proposals: props, Store: storeHandler{dst}})
@@ -347,11 +384,36 @@ func (s *DIMSESource) get(ctx context.Context, study string, refs []InstanceRef,
 	if _, ok := a.Context(model, ""); !ok {
 		return fmt.Errorf("%w: C-GET: no presentation context accepted for %s", errRefused, uid.Name(model))
 	}
-	subs, err := a.Get(ctx, model, retrieveIdentifier(study), nil)
-	return subOperationsError("C-GET", subs, err)
+	return eachRetrieval(study, only, func(ident *dicom.Dataset) error {
+		subs, err := a.Get(ctx, model, ident, nil)
+		return subOperationsError("C-GET", subs, err)
+	})
 }
 
-func (s *DIMSESource) move(ctx context.Context, study string, refs []InstanceRef, dst Receiver) error {
+// eachRetrieval calls retrieve with the identifier of the whole study, or
+// of each instance of only, and joins what failed.
+func eachRetrieval(study string, only []InstanceRef, retrieve func(*dicom.Dataset) error) error {
+	if only == nil {
+		return retrieve(retrieveIdentifier(study))
+	}
+	var errs []error
+	for _, r := range only {
+		if err := retrieve(&dicom.Dataset{Elements: []dicom.Element{
+			{Tag: tag.QueryRetrieveLevel, VR: "CS", Values: []string{"IMAGE"}},
+			{Tag: tag.SOPInstanceUID, VR: "UI", Values: []string{r.SOPInstanceUID}},
+			{Tag: tag.StudyInstanceUID, VR: "UI", Values: []string{study}},
+			{Tag: tag.SeriesInstanceUID, VR: "UI", Values: []string{r.SeriesInstanceUID}},
+		}}); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.SOPInstanceUID, err))
+		}
+	}
+	if len(errs) > 3 {
+		errs = append(errs[:3], fmt.Errorf("and %d more", len(errs)-3))
+	}
+	return errors.Join(errs...)
+}
+
+func (s *DIMSESource) move(ctx context.Context, study string, refs, only []InstanceRef, dst Receiver) error {
 	if err := s.listen(); err != nil {
 		return err
 	}
@@ -370,7 +432,11 @@ func (s *DIMSESource) move(ctx context.Context, study string, refs []InstanceRef
 		s.mu.Unlock()
 	}()
 	model := uid.StudyRootQueryRetrieveInformationModelMove
-	a, err := s.dial(ctx, &dimse.Dialer{Proposals: []dimse.Proposal{{AbstractSyntax: model, TransferSyntaxes: uncompressed}}})
+	// Some sources (dcmqrscp) expect a C-FIND context beside C-MOVE's.
+	a, err := s.dial(ctx, &dimse.Dialer{Proposals: []dimse.Proposal{
+		{AbstractSyntax: uid.StudyRootQueryRetrieveInformationModelFind, TransferSyntaxes: uncompressed},
+		{AbstractSyntax: model, TransferSyntaxes: uncompressed},
+	}})
 	if err != nil {
 		return fmt.Errorf("C-MOVE: %w", err)
 	}
@@ -378,8 +444,10 @@ func (s *DIMSESource) move(ctx context.Context, study string, refs []InstanceRef
 	if _, ok := a.Context(model, ""); !ok {
 		return fmt.Errorf("%w: C-MOVE: no presentation context accepted for %s", errRefused, uid.Name(model))
 	}
-	subs, err := a.Move(ctx, model, s.AETitle, retrieveIdentifier(study), nil)
-	return subOperationsError("C-MOVE", subs, err)
+	return eachRetrieval(study, only, func(ident *dicom.Dataset) error {
+		subs, err := a.Move(ctx, model, s.AETitle, ident, nil)
+		return subOperationsError("C-MOVE", subs, err)
+	})
 }
 
 func retrieveIdentifier(study string) *dicom.Dataset {

@@ -44,6 +44,8 @@ type Discovery struct {
 	// silentCap is the number of matches at which the source was found
 	// to stop without saying so; 0 if it was not.
 	silentCap int
+	// firstFailed is why the first query failed, if it did.
+	firstFailed string
 }
 
 // DiscoveryResult sums up a discovery.
@@ -98,6 +100,11 @@ func (d *Discovery) Run(ctx context.Context) (DiscoveryResult, error) {
 	found, capped, err := d.query(ctx, q, &res)
 	if err != nil {
 		return res, err
+	}
+	if capped && len(found) == 0 && d.firstFailed != "" {
+		// A source that fails its first query is not capped: it
+		// cannot answer.
+		return res, fmt.Errorf("migrate: discovery, %s: %s", q, d.firstFailed)
 	}
 	if !capped && len(found) > 0 && whole.DateFrom != whole.DateTo {
 		// A source may cap its answers without a sign, at any number
@@ -213,6 +220,9 @@ func (d *Discovery) query(ctx context.Context, q Query, res *DiscoveryResult) (f
 	}
 	if d.Queried != nil {
 		d.Queried(q, a)
+	}
+	if a.Failed && res.Queries == 1 {
+		d.firstFailed = a.Reason
 	}
 	if a.Capped && splittable(q) {
 		return a.Studies, true, nil

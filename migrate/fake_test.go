@@ -159,13 +159,16 @@ func (f *fakeSource) Instances(ctx context.Context, study string) ([]migrate.Ins
 	return refs, nil
 }
 
-func (f *fakeSource) Retrieve(ctx context.Context, study string, refs []migrate.InstanceRef, dst migrate.Receiver) error {
+func (f *fakeSource) Retrieve(ctx context.Context, study string, refs, only []migrate.InstanceRef, dst migrate.Receiver) error {
 	f.mu.Lock()
 	f.retrieved = append(f.retrieved, study)
 	f.mu.Unlock()
 	st := f.study(study)
 	failed := 0
 	for _, in := range st.instances {
+		if only != nil && !slices.ContainsFunc(only, func(r migrate.InstanceRef) bool { return r == in.ref }) {
+			continue
+		}
 		if f.drop[in.ref.SOPInstanceUID] {
 			failed++
 			continue

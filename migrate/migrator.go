@@ -414,7 +414,19 @@ func (m *Migrator) study(ctx context.Context, s *Study) {
 			s.Attempts++
 			s.State, s.LastError = Pending, errText(lastErr)
 			m.put(ctx, s)
-			rerr := m.cfg.Source.Retrieve(ctx, s.StudyInstanceUID, refs, rcv)
+			// A study that pacsd holds in part (a retry, a stop in its
+			// middle) is completed instance by instance, so that nothing
+			// is fetched twice and one instance the source cannot send
+			// does not hold back the others.
+			var only []InstanceRef
+			if len(missing) < len(refs) || s.Attempts > 1 {
+				for _, r := range refs {
+					if slices.Contains(missing, r.SOPInstanceUID) {
+						only = append(only, r)
+					}
+				}
+			}
+			rerr := m.cfg.Source.Retrieve(ctx, s.StudyInstanceUID, refs, only, rcv)
 			if rerr != nil {
 				log.Warn("migration: retrieval incomplete", "attempt", s.Attempts, "err", rerr)
 			} else {
@@ -498,11 +510,22 @@ func (m *Migrator) missing(ctx context.Context, rcv *studyReceiver, refs []Insta
 		case in.StudyInstanceUID != rcv.study:
 			rcv.conflict(r.SOPInstanceUID, fmt.Sprintf("%s is held in study %s", r.SOPInstanceUID, in.StudyInstanceUID))
 			out = append(out, r.SOPInstanceUID)
+		case !m.fromSource(in):
+			// Held, but not from this source: it is fetched to be
+			// compared, and is a conflict if it differs.
+			out = append(out, r.SOPInstanceUID)
 		default:
 			rcv.hold(r.SOPInstanceUID)
 		}
 	}
 	return out, nil
+}
+
+// fromSource reports whether pacsd received an archived instance from
+// this migration's source, in an earlier run: then it is the source's
+// copy.
+func (m *Migrator) fromSource(in *index.Instance) bool {
+	return m.cfg.Source.Kind() == KindDIMSE && in.CallingAE == m.cfg.Name
 }
 
 // patientConflict says how the patient of a verified study disagrees
@@ -520,7 +543,10 @@ func (m *Migrator) patientConflict(ctx context.Context, s *Study, rcv *studyRece
 	}
 	me := &patient{ID: s.PatientID, Issuer: s.IssuerOfPatientID, Name: s.PatientName, BirthDate: s.PatientBirthDate}
 	if len(seen) == 1 {
+		// The instances say who the patient is, issuer included, which
+		// discovery does not ask for.
 		me = seen[0]
+		s.PatientID, s.IssuerOfPatientID, s.PatientName, s.PatientBirthDate = me.ID, me.Issuer, me.Name, me.BirthDate
 	}
 	if me.ID == "" {
 		return ""

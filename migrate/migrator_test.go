@@ -146,7 +146,7 @@ func TestMigrateConflicts(t *testing.T) {
 	other := dataset(t, &dcmgen.Instance{SOPInstanceUID: dup.ref.SOPInstanceUID, Rows: 8, Columns: 8,
 		Study: dcmgen.Study{UID: src.studies[0].row.StudyInstanceUID}, Patient: src.studies[0].instancesPatient()})
 	keeper := &fakeSource{studies: []*fakeStudy{{row: src.studies[0].row, instances: []fakeInstance{{ref: dup.ref, ts: dup.ts, data: other}}}}}
-	if err := keeper.Retrieve(t.Context(), src.studies[0].row.StudyInstanceUID, nil, storeOnly{arch}); err != nil {
+	if err := keeper.Retrieve(t.Context(), src.studies[0].row.StudyInstanceUID, nil, nil, storeOnly{arch}); err != nil {
 		t.Fatal(err)
 	}
 	// Studies 1 and 4 name the same patient differently.
@@ -213,8 +213,8 @@ type hookedSource struct {
 	hook *stopAfter
 }
 
-func (h *hookedSource) Retrieve(ctx context.Context, study string, refs []migrate.InstanceRef, dst migrate.Receiver) error {
-	err := h.fakeSource.Retrieve(ctx, study, refs, dst)
+func (h *hookedSource) Retrieve(ctx context.Context, study string, refs, only []migrate.InstanceRef, dst migrate.Receiver) error {
+	err := h.fakeSource.Retrieve(ctx, study, refs, only, dst)
 	if h.hook.n--; h.hook.n == 0 {
 		h.hook.cancel()
 	}

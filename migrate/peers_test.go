@@ -146,7 +146,9 @@ func TestOrthanc(t *testing.T) {
 		AET:        "OLDPACS",
 		DICOMweb:   true,
 		Modalities: map[string]testpeer.Modality{"pacsd": {AET: "PACSD", Host: "127.0.0.1", Port: movePort}},
-		Config:     map[string]any{"LimitFindResults": 5},
+		// No cache of files in memory: a test deletes files behind
+		// Orthanc's back.
+		Config: map[string]any{"LimitFindResults": 5, "MaximumStorageCacheSize": 0},
 	})
 	c.send(t, o.AET, o.DICOMAddr)
 	for _, tt := range []struct {
@@ -189,6 +191,63 @@ func TestOrthanc(t *testing.T) {
 			}
 		})
 	}
+
+	// Files deleted from Orthanc's storage behind its back: Orthanc
+	// still lists the instances, and fails to send them.
+	t.Run("deleted files", func(t *testing.T) {
+		broken := map[string]bool{c.studies[7]: true, c.studies[30]: true}
+		lost := map[string]bool{c.byStudy[c.studies[30]][0]: true} // one of its instances only
+		for _, sop := range c.byStudy[c.studies[7]] {
+			lost[sop] = true
+		}
+		removed := 0
+		err := filepath.WalkDir(filepath.Join(o.Dir, "storage"), func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			fm, _, err := dicom.ReadFileMeta(bufio.NewReader(f))
+			f.Close()
+			if err == nil && lost[fm.MediaStorageSOPInstanceUID] {
+				removed++
+				return os.Remove(p)
+			}
+			return nil
+		})
+		if err != nil || removed != len(lost) {
+			t.Fatalf("removed %d files of %d: %v", removed, len(lost), err)
+		}
+		arch := newPacsdArchive(t)
+		src := &migrate.DIMSESource{AETitle: "PACSD", CalledAE: o.AET, Addr: o.DICOMAddr}
+		defer src.Close()
+		st := &migratetest.Memory{}
+		sum, err := migrate.New(migrate.Config{State: st, Source: src, Archive: arch, Index: arch.db, Name: o.AET, AETitle: "PACSD",
+			Concurrency: 3, MaxAttempts: 2, Owner: "test:1"}).Run(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum.Complete() || sum.ByState[migrate.Failed] != 2 || sum.ByState[migrate.Verified] != len(c.studies)-2 {
+			t.Fatalf("summary = %+v", sum)
+		}
+		for study := range broken {
+			row, err := st.Study(t.Context(), sum.Migration.ID, study)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if row.State != migrate.Failed || row.Attempts != 2 || !strings.Contains(row.LastError, "missing") {
+				t.Errorf("study %s = %+v", study, row)
+			}
+			for _, sop := range c.byStudy[study] {
+				if lost[sop] != strings.Contains(row.LastError, sop) {
+					t.Errorf("study %s: last error %q, instance %s lost %v", study, row.LastError, sop, lost[sop])
+				}
+			}
+			t.Logf("failed study: %s", row.LastError)
+		}
+	})
 }
 
 // orthancDataset returns the data set of the file Orthanc holds of an
@@ -210,4 +269,85 @@ func orthancDataset(t testing.TB, o *testpeer.Orthanc, sop string) []byte {
 	}
 	ds, _ := io.ReadAll(br)
 	return ds
+}
+
+// TestDcmqrscp migrates dcmtk's dcmqrscp, configured with its own
+// dcmqrscp.cfg and a storage area filled by storescu, by C-MOVE.
+func TestDcmqrscp(t *testing.T) {
+	testpeer.Need(t, "dcmqrscp", "storescu")
+	c := writeCorpus(t, 12, 4, 3)
+	dir := t.TempDir()
+	storage := filepath.Join(dir, "storage")
+	if err := os.Mkdir(storage, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	port, err := testpeer.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	movePort, err := testpeer.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`NetworkTCPPort  = %d
+MaxPDUSize      = 16384
+MaxAssociations = 16
+
+HostTable BEGIN
+pacsd = (PACSD, 127.0.0.1, %d)
+HostTable END
+
+VendorTable BEGIN
+VendorTable END
+
+AETable BEGIN
+LEGACY  %s  RW  (100, 1024mb)  ANY
+AETable END
+`, port, movePort, storage)
+	cfgPath := filepath.Join(dir, "dcmqrscp.cfg")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := testpeer.StartT(t, testpeer.Cmd{Name: "dcmqrscp", Args: []string{"-c", cfgPath, "-dhl", strconv.Itoa(port)}, Dir: dir})
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	if err := p.WaitTCP(t.Context(), addr); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(c.dir, "*.dcm"))
+	testpeer.RunT(t, "storescu", append([]string{"-aec", "LEGACY", "127.0.0.1", strconv.Itoa(port)}, files...)...)
+
+	arch := newPacsdArchive(t)
+	src := &migrate.DIMSESource{AETitle: "PACSD", CalledAE: "LEGACY", Addr: addr, Via: migrate.ViaMove, MoveAddr: "127.0.0.1:" + strconv.Itoa(movePort)}
+	defer src.Close()
+	st := &migratetest.Memory{}
+	sum, err := migrate.New(migrate.Config{State: st, Source: src, Archive: arch, Index: arch.db, Name: "LEGACY", AETitle: "PACSD", Owner: "test:1"}).Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.Complete() || sum.ByState[migrate.Verified] != len(c.studies) {
+		for s := range st.Studies(t.Context(), sum.Migration.ID, migrate.StudyFilter{}) {
+			t.Logf("%s %s %s", s.StudyInstanceUID, s.State, s.LastError)
+		}
+		t.Fatalf("summary = %+v", sum)
+	}
+	// dcmqrscp writes its own files, in the syntax storescu chose.
+	held := map[string][]byte{}
+	entries, _ := os.ReadDir(storage)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(storage, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(bytes.NewReader(b))
+		if fm, _, err := dicom.ReadFileMeta(br); err == nil {
+			held[fm.MediaStorageSOPInstanceUID], _ = io.ReadAll(br)
+		}
+	}
+	for _, study := range c.studies {
+		for _, sop := range c.byStudy[study] {
+			if want, ok := held[sop]; !ok || !bytes.Equal(arch.dataset(t, sop), want) {
+				t.Errorf("instance %s: the data set pacsd keeps differs from dcmqrscp's file (found %v)", sop, ok)
+			}
+		}
+	}
 }

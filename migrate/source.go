@@ -22,10 +22,12 @@ type Source interface {
 	// IMAGE-level query).
 	Instances(ctx context.Context, study string) ([]InstanceRef, error)
 	// Retrieve asks the source for the instances of a study, which it
-	// hands to dst as they arrive. refs are the study's instances as
-	// Instances listed them. Retrieve returns once the source says it
-	// is done; an instance dst refused is not an error of Retrieve.
-	Retrieve(ctx context.Context, study string, refs []InstanceRef, dst Receiver) error
+	// hands to dst as they arrive: the whole study when only is nil,
+	// else only those instances, one by one, so that one the source
+	// cannot send does not stop the others. refs are the study's
+	// instances as Instances listed them. Retrieve returns once the
+	// source says it is done; its error says what did not arrive.
+	Retrieve(ctx context.Context, study string, refs, only []InstanceRef, dst Receiver) error
 	// Kind is KindDIMSE or KindDICOMweb.
 	Kind() string
 	// Close releases what the source holds (a C-MOVE listener).
@@ -135,6 +137,9 @@ type Answer struct {
 	// says how that showed.
 	Capped bool
 	Reason string
+	// Failed is set when the answer ended with a failure status, which
+	// Capped then also is.
+	Failed bool
 }
 
 // InstanceRef names one instance of a study at the source.

@@ -193,8 +193,26 @@ func (w *WebSource) Instances(ctx context.Context, study string) ([]InstanceRef,
 
 // Retrieve implements Source: one WADO-RS request for the study, whose
 // parts are the source's files as it stores them.
-func (w *WebSource) Retrieve(ctx context.Context, study string, refs []InstanceRef, dst Receiver) error {
-	resp, err := w.get(ctx, "/studies/"+url.PathEscape(study), nil, `multipart/related; type="application/dicom"; transfer-syntax=*`)
+func (w *WebSource) Retrieve(ctx context.Context, study string, refs, only []InstanceRef, dst Receiver) error {
+	if only == nil {
+		return w.retrieve(ctx, "/studies/"+url.PathEscape(study), dst)
+	}
+	var errs []error
+	for _, r := range only {
+		path := "/studies/" + url.PathEscape(study) + "/series/" + url.PathEscape(r.SeriesInstanceUID) + "/instances/" + url.PathEscape(r.SOPInstanceUID)
+		if err := w.retrieve(ctx, path, dst); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 3 {
+		errs = append(errs[:3], fmt.Errorf("and %d more", len(errs)-3))
+	}
+	return errors.Join(errs...)
+}
+
+// retrieve gets the instances below path with one WADO-RS request.
+func (w *WebSource) retrieve(ctx context.Context, path string, dst Receiver) error {
+	resp, err := w.get(ctx, path, nil, `multipart/related; type="application/dicom"; transfer-syntax=*`)
 	if err != nil {
 		return fmt.Errorf("WADO-RS: %w", err)
 	}
