@@ -91,6 +91,7 @@ fuzz:
 	$(GO) test ./dicomweb -run '^$$' -fuzz FuzzSearchParams -fuzztime $(FUZZTIME)
 	$(GO) test ./dicomweb -run '^$$' -fuzz FuzzStow -fuzztime $(FUZZTIME)
 	$(GO) test ./dicomweb -run '^$$' -fuzz FuzzAccept -fuzztime $(FUZZTIME)
+	$(GO) test ./migrate -run '^$$' -fuzz FuzzOpenInstance -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin

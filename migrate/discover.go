@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pacsd/pacsd/dicom/tag"
 )
 
 // Discovery finds every study of a source in a Study Date range, whatever
@@ -240,7 +242,7 @@ func (d *Discovery) query(ctx context.Context, q Query, res *DiscoveryResult) (f
 }
 
 // splittable reports whether a capped q can be split further.
-func splittable(q Query) bool { return q.NameInitial == "" }
+func splittable(q Query) bool { return len(parts(q)) > 0 }
 
 // split runs the parts of a capped q.
 func (d *Discovery) split(ctx context.Context, q Query, res *DiscoveryResult) error {
@@ -253,7 +255,7 @@ func (d *Discovery) split(ctx context.Context, q Query, res *DiscoveryResult) er
 }
 
 // parts splits q along the first dimension left: date, time, modality,
-// patient name initial.
+// patient name initial; a dimension a --filter key fixes is left out.
 func parts(q Query) []Query {
 	switch {
 	case !q.EmptyDate && q.DateFrom != q.DateTo:
@@ -264,7 +266,7 @@ func parts(q Query) []Query {
 		a.DateTo = mid.Format("20060102")
 		b.DateFrom = mid.AddDate(0, 0, 1).Format("20060102")
 		return []Query{a, b}
-	case !q.EmptyTime && q.Modality == "" && q.TimeFrom == "" && !q.EmptyDate:
+	case !q.EmptyTime && q.Modality == "" && q.TimeFrom == "" && !q.EmptyDate && !q.hasKey(tag.StudyTime):
 		// A whole day: its times, and the studies without one.
 		a, b, none := q, q, q
 		a.TimeFrom, a.TimeTo = "000000", "115959"
@@ -278,14 +280,14 @@ func parts(q Query) []Query {
 		a.TimeTo = clock(mid - 1)
 		b.TimeFrom = clock(mid)
 		return []Query{a, b}
-	case q.Modality == "":
+	case q.Modality == "" && !q.hasKey(tag.ModalitiesInStudy):
 		out := make([]Query, len(modalities))
 		for i, m := range modalities {
 			out[i] = q
 			out[i].Modality = m
 		}
 		return out
-	default:
+	case q.NameInitial == "" && !q.hasKey(tag.PatientName):
 		out := make([]Query, len(initials))
 		for i, c := range initials {
 			out[i] = q
@@ -293,6 +295,7 @@ func parts(q Query) []Query {
 		}
 		return out
 	}
+	return nil // nothing left to split by
 }
 
 // seconds reads HHMMSS as seconds since midnight.

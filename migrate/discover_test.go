@@ -102,6 +102,30 @@ func TestDiscoveryIncomplete(t *testing.T) {
 	t.Logf("%d queries; incomplete: %v", res.Queries, res.Incomplete)
 }
 
+// TestDiscoveryFilterNotSplit caps a source whose studies a --filter on
+// Modalities in Study selects: the modality is not split by, since the
+// filter fixes it.
+func TestDiscoveryFilterNotSplit(t *testing.T) {
+	var rs []migrate.Study
+	for i := range 40 {
+		rs = append(rs, migrate.Study{StudyInstanceUID: fmt.Sprintf("1.%d", i), StudyDate: "20240101", StudyTime: "101010",
+			PatientName: fmt.Sprintf("%c^X", 'A'+i%20), Modalities: []string{"CT", "MR"}[i%2]})
+	}
+	key, _ := migrate.ParseKey("ModalitiesInStudy=CT")
+	src := sourceOf(5, false, rs)
+	found, res := discover(t, &migrate.Discovery{Source: src, Keys: []migrate.Key{key}})
+	if len(found) != 20 || len(res.Incomplete) != 0 {
+		t.Errorf("found %d studies of CT, want 20; incomplete %v", len(found), res.Incomplete)
+	}
+	for uid := range found {
+		var n int
+		fmt.Sscanf(uid, "1.%d", &n)
+		if n%2 != 0 {
+			t.Errorf("found %s, an MR study", uid)
+		}
+	}
+}
+
 func TestDiscoveryFilter(t *testing.T) {
 	rs := rows(40, 4)
 	rs[3].PatientID = "P7"

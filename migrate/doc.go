@@ -19,10 +19,14 @@
 //   - migrator.go: the run: discovery, then each study retrieved,
 //     verified and recorded, a few at a time, inside a time window and a
 //     bandwidth cap (window.go, limit.go), with progress (progress.go).
-//   - receive.go: how a retrieved instance is kept, and how a conflict
-//     with what pacsd already holds is told from a copy of it.
+//   - receive.go: what a migration needs of pacsd's archive and index
+//     (Archive, Index: small interfaces, so that the index may keep the
+//     State without depending on the archive), how a retrieved instance
+//     is kept, and how a conflict with what pacsd already holds is told
+//     from a copy of it.
 //   - importer.go: `pacsd import`, the same for files on disk.
-//   - report.go: the report of a migration, as CSV or JSON.
+//   - report.go: the status of a migration and the report of all of
+//     them, as CSV or JSON.
 //
 // # States of a study
 //

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/pacsd/pacsd/archive"
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
@@ -84,12 +83,7 @@ func dataset(t testing.TB, in *dcmgen.Instance) []byte {
 	if _, err := dcmgen.WriteFile(&buf, in); err != nil {
 		t.Fatal(err)
 	}
-	br := bufio.NewReader(&buf)
-	if _, _, err := dicom.ReadFileMeta(br); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(br)
-	return b
+	return datasetOf(t, &buf)
 }
 
 func (f *fakeSource) Kind() string { return migrate.KindDIMSE }
@@ -129,7 +123,10 @@ func matches(q migrate.Query, s *migrate.Study) bool {
 		return false
 	}
 	for _, k := range q.Keys {
-		if k.String() != "PatientID="+s.PatientID {
+		switch {
+		case k.String() == "PatientID="+s.PatientID:
+		case strings.HasPrefix(k.String(), "ModalitiesInStudy=") && slices.Contains(strings.Split(s.Modalities, `\`), k.Value):
+		default:
 			return false
 		}
 	}
@@ -206,19 +203,19 @@ func newMemArchive() *memArchive {
 	return &memArchive{store: mem.New(), rows: map[string]*index.Instance{}, patients: map[string]*dicom.Dataset{}}
 }
 
-func (a *memArchive) Store(ctx context.Context, req *archive.StoreRequest) (*archive.Result, error) {
+func (a *memArchive) Store(ctx context.Context, req *migrate.StoreRequest) (*index.Instance, error) {
 	ts, _ := uid.LookupTransferSyntax(req.TransferSyntaxUID)
 	sc := dicom.NewScanner(req.Dataset, ts, dicom.Limits{})
 	defer sc.Close()
 	id, err := sc.Identify()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", archive.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %v", migrate.ErrRefused, err)
 	}
 	a.mu.Lock()
 	_, dup := a.rows[id.SOPInstanceUID]
 	a.mu.Unlock()
 	if dup {
-		return nil, archive.ErrDuplicate
+		return nil, fmt.Errorf("%w: %s", migrate.ErrConflict, id.SOPInstanceUID)
 	}
 	meta := dicom.AppendFileMeta(nil, dicom.FileMeta{MediaStorageSOPClassUID: id.SOPClassUID, MediaStorageSOPInstanceUID: id.SOPInstanceUID, TransferSyntaxUID: ts.UID})
 	rest, err := io.ReadAll(sc.Rest())
@@ -229,7 +226,7 @@ func (a *memArchive) Store(ctx context.Context, req *archive.StoreRequest) (*arc
 	// refused.
 	h := sc.Header()
 	if errors.Is(h.Err, dicom.ErrTruncated) {
-		return nil, fmt.Errorf("%w: %w", archive.ErrInvalid, h.Err)
+		return nil, fmt.Errorf("%w: %w", migrate.ErrRefused, h.Err)
 	}
 	key := id.SOPInstanceUID
 	info, err := a.store.Put(ctx, key, io.MultiReader(bytes.NewReader(meta), bytes.NewReader(sc.Prefix()), bytes.NewReader(rest)), -1)
@@ -242,7 +239,7 @@ func (a *memArchive) Store(ctx context.Context, req *archive.StoreRequest) (*arc
 	a.rows[id.SOPInstanceUID] = in
 	a.patients[h.Dataset.First(0x00100020)] = h.Dataset
 	a.mu.Unlock()
-	return &archive.Result{Instance: in}, nil
+	return in, nil
 }
 
 func (a *memArchive) Open(ctx context.Context, in *index.Instance) (storage.Object, error) {
@@ -272,22 +269,34 @@ func (a *memArchive) Patient(ctx context.Context, id, issuer string) (*index.Pat
 }
 
 // stored returns the data set pacsd keeps of an instance.
-func (a *memArchive) stored(t testing.TB, sop string) []byte {
+func (a *memArchive) stored(t testing.TB, sop string) []byte { return held(t, a, a, sop) }
+
+// held returns the data set an archive keeps of an instance.
+func held(t testing.TB, a migrate.Archive, ix migrate.Index, sop string) []byte {
 	t.Helper()
-	in, err := a.Instance(t.Context(), sop)
+	in, err := ix.Instance(t.Context(), sop)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("pacsd does not hold %s: %v", sop, err)
 	}
 	obj, err := a.Open(t.Context(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer obj.Close()
-	br := bufio.NewReader(obj)
+	return datasetOf(t, obj)
+}
+
+// datasetOf returns the data set of the Part-10 file r reads.
+func datasetOf(t testing.TB, r io.Reader) []byte {
+	t.Helper()
+	br := bufio.NewReader(r)
 	if _, _, err := dicom.ReadFileMeta(br); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(br)
+	b, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return b
 }
 

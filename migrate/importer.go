@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pacsd/pacsd/archive"
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
@@ -105,7 +104,7 @@ func (im *Importer) Run(ctx context.Context, paths []string) (*ImportSummary, er
 	defer stopBeat()
 
 	sum := &ImportSummary{Migration: mig, Files: map[FileState]int{}, ByState: map[StudyState]int{}}
-	k := &keeper{archive: im.Archive, index: im.Index, aeTitle: im.AETitle, received: func(n int64) { m.stats.bytes.Add(n) }}
+	k := &keeper{archive: im.Archive, index: im.Index, aeTitle: im.AETitle, source: SourceImport, received: func(n int64) { m.stats.bytes.Add(n) }}
 	if im.Progress != nil {
 		im.Progress.start(&m.stats)
 		defer im.Progress.stop()
@@ -283,14 +282,16 @@ func (r *importRun) file(ctx context.Context, path string, sum *ImportSummary) {
 		r.count(sum, FileRejected)
 		return
 	}
+	// A State keeps times to the microsecond.
+	mod := fi.ModTime().UTC().Truncate(time.Microsecond)
 	if prev, err := r.im.State.File(ctx, r.mig.ID, path); err == nil && prev.State == FileVerified &&
-		prev.Size == fi.Size() && prev.ModTime.Equal(fi.ModTime().UTC()) {
+		prev.Size == fi.Size() && prev.ModTime.Equal(mod) {
 		r.mu.Lock()
 		sum.Skipped++
 		r.mu.Unlock()
 		return
 	}
-	rec := &File{Path: path, Size: fi.Size(), ModTime: fi.ModTime().UTC()}
+	rec := &File{Path: path, Size: fi.Size(), ModTime: mod}
 	k, err := r.read(ctx, path, rec)
 	switch {
 	case err == nil:
@@ -299,7 +300,7 @@ func (r *importRun) file(ctx context.Context, path string, sum *ImportSummary) {
 		r.note(k, rec)
 	case errors.Is(err, ErrConflict):
 		rec.State, rec.Reason = FileConflict, err.Error()
-	case errors.Is(err, errNotDICOM), errors.Is(err, archive.ErrInvalid), errors.Is(err, archive.ErrMismatch),
+	case errors.Is(err, errNotDICOM), errors.Is(err, ErrRefused),
 		errors.Is(err, dicom.ErrMalformed), errors.Is(err, dicom.ErrNotPart10), errors.Is(err, dicom.ErrTooLarge):
 		rec.State, rec.Reason = FileRejected, err.Error()
 	default:
@@ -362,7 +363,7 @@ func openInstance(br *bufio.Reader) (*Incoming, error) {
 			return nil, err
 		}
 		if _, ok := uid.LookupTransferSyntax(fm.TransferSyntaxUID); !ok {
-			return nil, fmt.Errorf("%w: transfer syntax %q is unknown", archive.ErrInvalid, fm.TransferSyntaxUID)
+			return nil, fmt.Errorf("%w: transfer syntax %q is unknown", ErrRefused, fm.TransferSyntaxUID)
 		}
 		return &Incoming{SOPClassUID: fm.MediaStorageSOPClassUID, SOPInstanceUID: fm.MediaStorageSOPInstanceUID,
 			TransferSyntaxUID: fm.TransferSyntaxUID, Dataset: br, Exact: true}, nil
@@ -401,7 +402,7 @@ func identify(br *bufio.Reader, ts string) (sop, class string, err error) {
 	defer sc.Close()
 	id, err := sc.Identify()
 	if err != nil || id.SOPInstanceUID == "" {
-		return "", "", fmt.Errorf("%w: no SOP Instance UID in the first %d bytes: %v", archive.ErrInvalid, len(head), err)
+		return "", "", fmt.Errorf("%w: no SOP Instance UID in the first %d bytes: %v", ErrRefused, len(head), err)
 	}
 	return id.SOPInstanceUID, id.SOPClassUID, nil
 }

@@ -100,9 +100,24 @@ func New(cfg Config) *Migrator {
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
-	m.keep = &keeper{archive: cfg.Archive, index: cfg.Index, aeTitle: cfg.AETitle, limiter: cfg.Limiter,
+	m.keep = &keeper{archive: cfg.Archive, index: cfg.Index, aeTitle: cfg.AETitle, source: SourceMigrate, limiter: cfg.Limiter,
 		received: func(n int64) { m.stats.bytes.Add(n) }}
 	return m
+}
+
+// Receiver returns a Receiver that keeps instances that arrive for no
+// study in flight, as a source's late sub-operations may: images are
+// never turned away. A conflict with what pacsd holds is logged.
+func (m *Migrator) Receiver() Receiver { return looseReceiver{m} }
+
+type looseReceiver struct{ m *Migrator }
+
+func (r looseReceiver) Receive(ctx context.Context, in *Incoming) error {
+	_, err := r.m.keep.keep(ctx, in)
+	if errors.Is(err, ErrConflict) {
+		r.m.log.Warn("migration: instance for no study in flight conflicts with what pacsd holds", "err", err)
+	}
+	return err
 }
 
 // Summary is what a run did to the studies in its scope: those its
@@ -408,9 +423,6 @@ func (m *Migrator) study(ctx context.Context, s *Study) {
 			continue
 		}
 		if len(missing) > 0 {
-			// A study some of whose instances arrived before a stop is
-			// retrieved whole again; copies identical to what pacsd
-			// holds change nothing.
 			s.Attempts++
 			s.State, s.LastError = Pending, errText(lastErr)
 			m.put(ctx, s)
@@ -420,8 +432,12 @@ func (m *Migrator) study(ctx context.Context, s *Study) {
 			// does not hold back the others.
 			var only []InstanceRef
 			if len(missing) < len(refs) || s.Attempts > 1 {
+				want := make(map[string]bool, len(missing))
+				for _, sop := range missing {
+					want[sop] = true
+				}
 				for _, r := range refs {
-					if slices.Contains(missing, r.SOPInstanceUID) {
+					if want[r.SOPInstanceUID] {
 						only = append(only, r)
 					}
 				}

@@ -10,7 +10,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/pacsd/pacsd/archive"
 	"github.com/pacsd/pacsd/internal/dcmgen"
 	"github.com/pacsd/pacsd/migrate"
 	"github.com/pacsd/pacsd/migrate/migratetest"
@@ -179,7 +178,7 @@ func TestMigrateConflicts(t *testing.T) {
 type storeOnly struct{ a *memArchive }
 
 func (s storeOnly) Receive(ctx context.Context, in *migrate.Incoming) error {
-	_, err := s.a.Store(ctx, &archive.StoreRequest{SOPClassUID: in.SOPClassUID, SOPInstanceUID: in.SOPInstanceUID,
+	_, err := s.a.Store(ctx, &migrate.StoreRequest{SOPClassUID: in.SOPClassUID, SOPInstanceUID: in.SOPInstanceUID,
 		TransferSyntaxUID: in.TransferSyntaxUID, Dataset: in.Dataset})
 	return err
 }

@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -68,16 +68,12 @@ func writeCorpus(t testing.TB, n, days, perStudy int) *corpus {
 
 func datasetOfFile(t testing.TB, path string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	br := bufio.NewReader(bytes.NewReader(b))
-	if _, _, err := dicom.ReadFileMeta(br); err != nil {
-		t.Fatal(err)
-	}
-	ds, _ := io.ReadAll(br)
-	return ds
+	defer f.Close()
+	return datasetOf(t, f)
 }
 
 // send stores the corpus into a peer with dcmsend, which proposes each
@@ -97,6 +93,19 @@ type pacsdArchive struct {
 	db *index.DB
 }
 
+// Store implements migrate.Archive as pacsd migrate does.
+func (a *pacsdArchive) Store(ctx context.Context, req *migrate.StoreRequest) (*index.Instance, error) {
+	res, err := a.Service.Store(ctx, &archive.StoreRequest{SOPClassUID: req.SOPClassUID, SOPInstanceUID: req.SOPInstanceUID,
+		TransferSyntaxUID: req.TransferSyntaxUID, CallingAE: req.CallingAE, CalledAE: req.CalledAE, Dataset: req.Dataset})
+	switch {
+	case errors.Is(err, archive.ErrInvalid), errors.Is(err, archive.ErrMismatch):
+		return nil, fmt.Errorf("%w: %w", migrate.ErrRefused, err)
+	case err != nil:
+		return nil, err
+	}
+	return res.Instance, nil
+}
+
 func newPacsdArchive(t testing.TB) *pacsdArchive {
 	t.Helper()
 	dir := t.TempDir()
@@ -112,24 +121,7 @@ func newPacsdArchive(t testing.TB) *pacsdArchive {
 	return &pacsdArchive{Service: archive.New(archive.Config{Store: st, Index: db, AETitle: "PACSD", Duplicates: archive.DuplicateReject}), db: db}
 }
 
-func (a *pacsdArchive) dataset(t testing.TB, sop string) []byte {
-	t.Helper()
-	in, err := a.db.Instance(t.Context(), sop)
-	if err != nil {
-		t.Fatalf("pacsd does not hold %s: %v", sop, err)
-	}
-	obj, err := a.Open(t.Context(), in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer obj.Close()
-	br := bufio.NewReader(obj)
-	if _, _, err := dicom.ReadFileMeta(br); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(br)
-	return b
-}
+func (a *pacsdArchive) dataset(t testing.TB, sop string) []byte { return held(t, a, a.db, sop) }
 
 // TestOrthanc migrates a legacy Orthanc whose C-FIND answers are capped
 // at 5 matches, by C-GET, C-MOVE and DICOMweb, and checks that every
@@ -200,24 +192,11 @@ func TestOrthanc(t *testing.T) {
 		for _, sop := range c.byStudy[c.studies[7]] {
 			lost[sop] = true
 		}
-		removed := 0
-		err := filepath.WalkDir(filepath.Join(o.Dir, "storage"), func(p string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			fm, _, err := dicom.ReadFileMeta(bufio.NewReader(f))
-			f.Close()
-			if err == nil && lost[fm.MediaStorageSOPInstanceUID] {
-				removed++
-				return os.Remove(p)
-			}
-			return nil
-		})
-		if err != nil || removed != len(lost) {
+		var sops []string
+		for sop := range lost {
+			sops = append(sops, sop)
+		}
+		if removed, err := o.RemoveFiles(sops...); err != nil || removed != len(lost) {
 			t.Fatalf("removed %d files of %d: %v", removed, len(lost), err)
 		}
 		arch := newPacsdArchive(t)
@@ -263,12 +242,7 @@ func orthancDataset(t testing.TB, o *testpeer.Orthanc, sop string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	br := bufio.NewReader(bytes.NewReader(b))
-	if _, _, err := dicom.ReadFileMeta(br); err != nil {
-		t.Fatal(err)
-	}
-	ds, _ := io.ReadAll(br)
-	return ds
+	return datasetOf(t, bytes.NewReader(b))
 }
 
 // TestDcmqrscp migrates dcmtk's dcmqrscp, configured with its own
@@ -331,21 +305,21 @@ AETable END
 		t.Fatalf("summary = %+v", sum)
 	}
 	// dcmqrscp writes its own files, in the syntax storescu chose.
-	held := map[string][]byte{}
+	inStorage := map[string][]byte{}
 	entries, _ := os.ReadDir(storage)
 	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(storage, e.Name()))
+		f, err := os.Open(filepath.Join(storage, e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		br := bufio.NewReader(bytes.NewReader(b))
-		if fm, _, err := dicom.ReadFileMeta(br); err == nil {
-			held[fm.MediaStorageSOPInstanceUID], _ = io.ReadAll(br)
+		if fm, _, err := dicom.ReadFileMeta(bufio.NewReader(f)); err == nil {
+			inStorage[fm.MediaStorageSOPInstanceUID] = datasetOfFile(t, f.Name())
 		}
+		f.Close()
 	}
 	for _, study := range c.studies {
 		for _, sop := range c.byStudy[study] {
-			if want, ok := held[sop]; !ok || !bytes.Equal(arch.dataset(t, sop), want) {
+			if want, ok := inStorage[sop]; !ok || !bytes.Equal(arch.dataset(t, sop), want) {
 				t.Errorf("instance %s: the data set pacsd keeps differs from dcmqrscp's file (found %v)", sop, ok)
 			}
 		}

@@ -11,20 +11,45 @@ import (
 	"io"
 	"strings"
 
-	"github.com/pacsd/pacsd/archive"
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/storage"
 )
 
-// Archive is what a migration needs of pacsd's archive service.
+// Archive is what a migration needs of pacsd's archive service (package
+// archive, which cmd/pacsd adapts to it).
 type Archive interface {
-	Store(ctx context.Context, req *archive.StoreRequest) (*archive.Result, error)
+	// Store archives one data set, reading it from req.Dataset, and
+	// returns the record of the instance stored, with its Header, once it
+	// is durable. An instance already archived is refused, with an error
+	// wrapping ErrConflict; a data set the archive cannot keep (not
+	// DICOM enough, not whole, not what was declared), with an error
+	// wrapping ErrRefused.
+	Store(ctx context.Context, req *StoreRequest) (*index.Instance, error)
 	// Open opens the object of an archived instance, File Meta
 	// Information first.
 	Open(ctx context.Context, in *index.Instance) (storage.Object, error)
 }
+
+// StoreRequest is one data set for Archive.Store.
+type StoreRequest struct {
+	// SOPClassUID and SOPInstanceUID are what the source declared; empty
+	// when it declared nothing.
+	SOPClassUID    string
+	SOPInstanceUID string
+	// TransferSyntaxUID is the encoding of Dataset.
+	TransferSyntaxUID string
+	// CallingAE and CalledAE record who sent the instance to whom;
+	// Source is SourceMigrate or SourceImport.
+	CallingAE, CalledAE string
+	Source              string
+	// Dataset is the data set, without File Meta Information.
+	Dataset io.Reader
+}
+
+// ErrRefused reports a data set the archive cannot keep.
+var ErrRefused = errors.New("migrate: the archive refuses this data set")
 
 // Index is what a migration reads of pacsd's index.
 type Index interface {
@@ -35,6 +60,13 @@ type Index interface {
 	// index.ErrNotFound.
 	Patient(ctx context.Context, patientID, issuerOfPatientID string) (*index.Patient, error)
 }
+
+// How the archive records that an instance came in (its Source), so that
+// routing rules and reports can tell migrated and imported instances.
+const (
+	SourceMigrate = "migrate"
+	SourceImport  = "import"
+)
 
 // ErrConflict reports an instance whose SOP Instance UID pacsd already
 // holds with other content. The migration keeps what pacsd holds and
@@ -47,6 +79,9 @@ type keeper struct {
 	index   Index
 	// aeTitle is pacsd's, recorded as the AE the instances were sent to.
 	aeTitle string
+	// source is how the archive records that they came in: SourceMigrate
+	// or SourceImport.
+	source  string
 	limiter *Limiter
 	// received counts the bytes of data sets read, for progress.
 	received func(n int64)
@@ -85,36 +120,34 @@ func (k *keeper) keep(ctx context.Context, in *Incoming) (*kept, error) {
 			return nil, fmt.Errorf("migrate: index: %w", err)
 		}
 	}
-	res, err := k.archive.Store(ctx, &archive.StoreRequest{
+	rec, err := k.archive.Store(ctx, &StoreRequest{
 		SOPClassUID:       in.SOPClassUID,
 		SOPInstanceUID:    in.SOPInstanceUID,
 		TransferSyntaxUID: in.TransferSyntaxUID,
 		CallingAE:         in.CallingAE,
 		CalledAE:          k.aeTitle,
+		Source:            k.source,
 		Dataset:           data,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if res.Kept {
-		return nil, fmt.Errorf("%w: %s, kept by the archive's duplicate policy", ErrConflict, res.Instance.SOPInstanceUID)
-	}
 	// The archive stops reading at the end of the data set; what it
 	// left (nothing, for a well-formed one) belongs to the digest too.
 	io.Copy(sum, body)
 	got := &kept{
-		sopInstanceUID:   res.Instance.SOPInstanceUID,
-		studyInstanceUID: res.Instance.StudyInstanceUID,
+		sopInstanceUID:   rec.SOPInstanceUID,
+		studyInstanceUID: rec.StudyInstanceUID,
 		bytes:            body.n,
 		sha256:           hex.EncodeToString(sum.Sum(nil)),
-		patient:          patientOf(res.Instance.Header),
+		patient:          patientOf(rec.Header),
 	}
-	if h := res.Instance.Header; h != nil {
+	if h := rec.Header; h != nil {
 		got.studyDate, got.studyTime = h.First(tag.StudyDate), h.First(tag.StudyTime)
 		got.accession, got.modality = h.First(tag.AccessionNumber), h.First(tag.Modality)
 	}
 	if in.Exact {
-		stored, err := k.datasetSHA256(ctx, res.Instance)
+		stored, err := k.datasetSHA256(ctx, rec)
 		if err != nil {
 			return nil, fmt.Errorf("migrate: read back %s: %w", got.sopInstanceUID, err)
 		}

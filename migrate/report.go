@@ -43,7 +43,10 @@ type Status struct {
 const RateWindow = 10 * time.Minute
 
 // Describe sums up migration m from st at time now.
-func Describe(ctx context.Context, st State, m *Migration, now time.Time) (*Status, error) {
+func Describe(ctx context.Context, st interface {
+	Totals(ctx context.Context, id string) (Totals, error)
+	Progress(ctx context.Context, id string, since time.Time) (int, int64, error)
+}, m *Migration, now time.Time) (*Status, error) {
 	t, err := st.Totals(ctx, m.ID)
 	if err != nil {
 		return nil, err

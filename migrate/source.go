@@ -86,6 +86,16 @@ func (q Query) String() string {
 	return strings.Join(parts, " ")
 }
 
+// hasKey reports whether a --filter key matches on t.
+func (q Query) hasKey(t tag.Tag) bool {
+	for _, k := range q.Keys {
+		if k.Tag == t {
+			return true
+		}
+	}
+	return false
+}
+
 func (q Query) dateRange() string {
 	if q.DateFrom == q.DateTo {
 		return q.DateFrom

@@ -134,7 +134,8 @@ const (
 type File struct {
 	Path string
 	// Size and ModTime are the file's when it was read: a file that
-	// changed since is read again.
+	// changed since is read again. A State keeps ModTime to the
+	// microsecond.
 	Size    int64
 	ModTime time.Time
 	// SOPInstanceUID and StudyInstanceUID are empty for a file that is

@@ -293,6 +293,49 @@ func (o *Orthanc) Get(ctx context.Context, path string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// RemoveFiles deletes, behind Orthanc's back, the files of its storage
+// area that hold the instances sops, as a disk that loses them would: the
+// instances stay in Orthanc's index. It returns how many files it
+// removed. Orthanc must run with MaximumStorageCacheSize 0, or it serves
+// them from its cache.
+func (o *Orthanc) RemoveFiles(sops ...string) (int, error) {
+	n := 0
+	err := filepath.WalkDir(filepath.Join(o.Dir, "storage"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		// The File Meta Information, at the start, names the instance.
+		head := make([]byte, 1024)
+		m, _ := io.ReadFull(f, head)
+		f.Close()
+		for _, sop := range sops {
+			if bytes.Contains(head[:m], mediaStorageSOPInstanceUID(sop)) {
+				n++
+				return os.Remove(p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("testpeer: %w", err)
+	}
+	return n, nil
+}
+
+// mediaStorageSOPInstanceUID encodes the element (0002,0003) of File
+// Meta Information that names sop, explicit VR little endian.
+func mediaStorageSOPInstanceUID(sop string) []byte {
+	v := []byte(sop)
+	if len(v)%2 == 1 {
+		v = append(v, 0)
+	}
+	return append([]byte{0x02, 0x00, 0x03, 0x00, 'U', 'I', byte(len(v)), byte(len(v) >> 8)}, v...)
+}
+
 // PostJSON sends body, encoded as JSON, with POST to path of the REST API
 // (e.g. "/modalities/scp/store") and decodes the answer into v, unless v is
 // nil. A json.RawMessage body is sent as it is.
