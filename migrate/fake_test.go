@@ -234,7 +234,7 @@ func (a *memArchive) Store(ctx context.Context, req *migrate.StoreRequest) (*ind
 		return nil, err
 	}
 	in := &index.Instance{SOPInstanceUID: id.SOPInstanceUID, SOPClassUID: id.SOPClassUID, StudyInstanceUID: id.StudyInstanceUID,
-		SeriesInstanceUID: id.SeriesInstanceUID, Key: key, Size: info.Size, TransferSyntaxUID: ts.UID, CallingAE: req.CallingAE, Header: h.Dataset}
+		SeriesInstanceUID: id.SeriesInstanceUID, Key: key, Size: info.Size, TransferSyntaxUID: ts.UID, CallingAE: req.CallingAE, Source: req.Source, Header: h.Dataset}
 	a.mu.Lock()
 	a.rows[id.SOPInstanceUID] = in
 	a.patients[h.Dataset.First(0x00100020)] = h.Dataset

@@ -541,7 +541,7 @@ func (m *Migrator) missing(ctx context.Context, rcv *studyReceiver, refs []Insta
 // this migration's source, in an earlier run: then it is the source's
 // copy.
 func (m *Migrator) fromSource(in *index.Instance) bool {
-	return m.cfg.Source.Kind() == KindDIMSE && in.CallingAE == m.cfg.Name
+	return m.cfg.Source.Kind() == KindDIMSE && in.Source == SourceMigrate && in.CallingAE == m.cfg.Name
 }
 
 // patientConflict says how the patient of a verified study disagrees

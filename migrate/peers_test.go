@@ -16,6 +16,7 @@ import (
 	"github.com/pacsd/pacsd/archive"
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/index/sqlindex"
 	"github.com/pacsd/pacsd/index/sqlite"
 	"github.com/pacsd/pacsd/internal/dcmgen"
 	"github.com/pacsd/pacsd/internal/testpeer"
@@ -90,13 +91,13 @@ func (c *corpus) send(t testing.TB, aet, addr string) {
 // pacsdArchive is a real archive in a temporary directory.
 type pacsdArchive struct {
 	*archive.Service
-	db *index.DB
+	db *sqlindex.DB
 }
 
 // Store implements migrate.Archive as pacsd migrate does.
 func (a *pacsdArchive) Store(ctx context.Context, req *migrate.StoreRequest) (*index.Instance, error) {
 	res, err := a.Service.Store(ctx, &archive.StoreRequest{SOPClassUID: req.SOPClassUID, SOPInstanceUID: req.SOPInstanceUID,
-		TransferSyntaxUID: req.TransferSyntaxUID, CallingAE: req.CallingAE, CalledAE: req.CalledAE, Dataset: req.Dataset})
+		TransferSyntaxUID: req.TransferSyntaxUID, CallingAE: req.CallingAE, CalledAE: req.CalledAE, Source: req.Source, Dataset: req.Dataset})
 	switch {
 	case errors.Is(err, archive.ErrInvalid), errors.Is(err, archive.ErrMismatch):
 		return nil, fmt.Errorf("%w: %w", migrate.ErrRefused, err)
