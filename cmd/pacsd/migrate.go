@@ -36,8 +36,12 @@ type migrateRunCommand struct {
 	storeSettings
 	remoteSettings
 	dimseSettings
+	// The routes decide where migrated instances are forwarded, as
+	// pacsd serve's do for what it receives: their tasks are queued with
+	// each instance, and pacsd serve sends them.
+	routeSettings
 	AETitle        string   `name:"ae-title" default:"PACSD" placeholder:"AET" help:"this archive's AE title: the calling AE, and the destination of C-MOVEs, which the source must know"`
-	From           string   `config:"-" required:"" placeholder:"SOURCE" help:"the archive to migrate: a remote AE (one of --remote-ae) or a DICOMweb root URL"`
+	From           string   `config:"-" required:"" placeholder:"SOURCE" help:"the archive to migrate: a remote AE (one of --remote-ae), a DICOMweb root URL, or the name of one (--remote-web)"`
 	Via            string   `config:"-" enum:"get,move," default:"" placeholder:"get|move" help:"retrieve by C-GET or C-MOVE (default: C-GET, or C-MOVE if the source refuses C-GET); for C-MOVE this process listens on --dimse-addr as --ae-title"`
 	Since          string   `config:"-" placeholder:"YYYYMMDD" help:"the first Study Date to migrate (default: the earliest)"`
 	Until          string   `config:"-" placeholder:"YYYYMMDD" help:"the last Study Date to migrate (default: the latest)"`
@@ -55,6 +59,13 @@ type migrateRunCommand struct {
 
 func (c *migrateRunCommand) Run(ctx context.Context, p *process) error {
 	if err := complete(&c.storeSettings, &c.remoteSettings, &c.dimseSettings); err != nil {
+		return err
+	}
+	rs, err := c.remotes()
+	if err != nil {
+		return err
+	}
+	if err := c.routeSettings.complete(rs); err != nil {
 		return err
 	}
 	usage := func(err error) error { return &usageError{err, "pacsd migrate -h"} }
@@ -92,13 +103,13 @@ func (c *migrateRunCommand) Run(ctx context.Context, p *process) error {
 	if err != nil {
 		return err
 	}
-	src, name, err := c.source(log)
+	src, name, err := c.source(rs, p.getenv, log)
 	if err != nil {
 		return usage(err)
 	}
 	defer src.Close()
 
-	a, err := openForMigration(ctx, &c.storeSettings, c.AETitle, p, log)
+	a, err := openForMigration(ctx, &c.storeSettings, c.AETitle, &forwarder{rules: c.rules}, p, log)
 	if err != nil {
 		return err
 	}
@@ -133,21 +144,27 @@ func (c *migrateRunCommand) Run(ctx context.Context, p *process) error {
 }
 
 // source returns the source --from names, and the name it is recorded
-// under.
-func (c *migrateRunCommand) source(log *slog.Logger) (migrate.Source, string, error) {
-	if strings.HasPrefix(c.From, "http://") || strings.HasPrefix(c.From, "https://") {
-		root := strings.TrimRight(c.From, "/")
-		return &migrate.WebSource{Root: root, Token: c.RemoteWebToken, Client: &http.Client{Transport: &http.Transport{
+// under: a DICOMweb source by its root URL, a remote AE by its AE title.
+func (c *migrateRunCommand) source(remotes map[string]remote, getenv func(string) string, log *slog.Logger) (migrate.Source, string, error) {
+	root, token := "", c.RemoteWebToken
+	switch u, named := c.webs[c.From]; {
+	case named:
+		root = u
+		if token == "" {
+			token = c.token(c.From, getenv)
+		}
+	case strings.HasPrefix(c.From, "http://") || strings.HasPrefix(c.From, "https://"):
+		root = c.From
+	}
+	if root != "" {
+		root = strings.TrimRight(root, "/")
+		return &migrate.WebSource{Root: root, Token: token, Client: &http.Client{Transport: &http.Transport{
 			Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: c.Concurrency + 1, ResponseHeaderTimeout: 5 * time.Minute,
 		}}}, root, nil
 	}
-	remotes, err := c.remotes()
-	if err != nil {
-		return nil, "", err
-	}
 	r, ok := remotes[c.From]
 	if !ok {
-		return nil, "", fmt.Errorf("--from %q is neither a DICOMweb URL nor among the remote AEs (--remote-ae)", c.From)
+		return nil, "", fmt.Errorf("--from %q is neither a DICOMweb URL nor a remote AE (--remote-ae) or DICOMweb archive (--remote-web)", c.From)
 	}
 	if r.tls {
 		return nil, "", fmt.Errorf("--from %s: migrating over TLS is not supported", c.From)
@@ -201,8 +218,9 @@ type migrationArchive struct {
 // openForMigration opens storage, the index and the archive for a
 // migration or an import. The archive refuses any duplicate: the
 // migration itself compares an instance pacsd holds with the source's
-// copy before it stores.
-func openForMigration(ctx context.Context, s *storeSettings, aet string, p *process, log *slog.Logger) (*migrationArchive, error) {
+// copy before it stores. fwd queues the forwarding the routes ask for in
+// the transaction of each instance, for pacsd serve to send.
+func openForMigration(ctx context.Context, s *storeSettings, aet string, fwd archive.Forwarder, p *process, log *slog.Logger) (*migrationArchive, error) {
 	store, closeStore, err := openStorage(ctx, s, s.s3Env(p.getenv), log)
 	if err != nil {
 		return nil, err
@@ -213,8 +231,9 @@ func openForMigration(ctx context.Context, s *storeSettings, aet string, p *proc
 		return nil, err
 	}
 	return &migrationArchive{
-		db:         db,
-		arch:       archiveForMigration{archive.New(archive.Config{Store: store, Index: db, AETitle: aet, Duplicates: archive.DuplicateReject, Logger: log.With("component", "archive")})},
+		db: db,
+		arch: archiveForMigration{archive.New(archive.Config{Store: store, Index: db, AETitle: aet, Duplicates: archive.DuplicateReject,
+			Forwarder: fwd, Logger: log.With("component", "archive")})},
 		state:      db.MigrationState(),
 		closeStore: closeStore,
 	}, nil
@@ -378,13 +397,24 @@ func (c *migrateReportCommand) Run(ctx context.Context, p *process) error {
 type importCommand struct {
 	baseSettings
 	storeSettings
+	// Remote AEs and DICOMweb archives are the destinations of the
+	// routes, which forward imported instances as migrated ones.
+	remoteSettings
+	routeSettings
 	AETitle     string   `name:"ae-title" default:"PACSD" placeholder:"AET" help:"this archive's AE title, written into the objects it stores"`
 	Concurrency int      `config:"-" default:"4" placeholder:"N" help:"files read at once"`
 	Paths       []string `arg:"" name:"path" help:"files and directories to import; directories are read recursively"`
 }
 
 func (c *importCommand) Run(ctx context.Context, p *process) error {
-	if err := complete(&c.storeSettings); err != nil {
+	if err := complete(&c.storeSettings, &c.remoteSettings); err != nil {
+		return err
+	}
+	rs, err := c.remotes()
+	if err != nil {
+		return err
+	}
+	if err := c.routeSettings.complete(rs); err != nil {
 		return err
 	}
 	if err := validAETitle(c.AETitle); err != nil {
@@ -402,7 +432,7 @@ func (c *importCommand) Run(ctx context.Context, p *process) error {
 	if err != nil {
 		return err
 	}
-	a, err := openForMigration(ctx, &c.storeSettings, c.AETitle, p, log)
+	a, err := openForMigration(ctx, &c.storeSettings, c.AETitle, &forwarder{rules: c.rules}, p, log)
 	if err != nil {
 		return err
 	}

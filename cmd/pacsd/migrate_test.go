@@ -138,7 +138,8 @@ func TestMigrate(t *testing.T) {
 		return dcmgen.Patient{ID: fmt.Sprintf("Q%d", i), Name: "QUEUE^Q"}
 	})
 	o := testpeer.StartOrthancT(t, testpeer.OrthancOptions{
-		AET: "OLDPACS",
+		AET:      "OLDPACS",
+		DICOMweb: true,
 		// No cache of files in memory: a test deletes files behind
 		// Orthanc's back.
 		Config: map[string]any{"LimitFindResults": 5, "MaximumStorageCacheSize": 0},
@@ -229,6 +230,23 @@ func TestMigrate(t *testing.T) {
 		status2, _, _ := pacsdCmd(t, "migrate", "status", "--data", data, "--index", idx)
 		if !strings.Contains(status2, "OLDPACS (dimse): finished") || !strings.Contains(status2, fmt.Sprintf("studies %d: %d verified", len(good), len(good))) {
 			t.Errorf("status:\n%s", status2)
+		}
+	})
+
+	t.Run("DICOMweb archive by name", func(t *testing.T) {
+		data := t.TempDir()
+		out, errOut, status := pacsdCmd(t, "migrate", "--remote-web", "OLDWEB="+o.DICOMwebURL, "--from", "OLDWEB",
+			"--since", "20240101", "--data", data, "--concurrency", "3")
+		if status != 0 || !strings.Contains(out, fmt.Sprintf("%d studies: %d verified", len(good), len(good))) {
+			t.Fatalf("exit %d\n%s\n%s", status, out, errOut)
+		}
+		a := openArchive(t, data)
+		for _, s := range good {
+			for _, sop := range s.sops {
+				if _, _, row := a.object(t, sop); row.Source != "migrate" {
+					t.Errorf("instance %s: source %q", sop, row.Source)
+				}
+			}
 		}
 	})
 
@@ -341,9 +359,19 @@ func TestImport(t *testing.T) {
 	os.WriteFile(filepath.Join(tree, "README.txt"), []byte("Images left by the old vendor.\n"), 0o644)
 
 	data := t.TempDir()
-	stdout, stderr, status := pacsdCmd(t, "import", "--data", data, "--log-format", "json", tree)
+	// Routes see imported instances as coming from import: their tasks
+	// are queued for pacsd serve to send.
+	config := filepath.Join(t.TempDir(), "pacsd.json")
+	os.WriteFile(config, []byte(`{"remote_aes": ["ONWARD=127.0.0.1:1", "ELSEWHERE=127.0.0.1:2"], "routes": [
+		{"name": "imports", "when": {"source": "^import$"}, "to": ["ONWARD"]},
+		{"name": "migrations", "when": {"source": "^migrate$"}, "to": ["ELSEWHERE"]}]}`), 0o644)
+	stdout, stderr, status := pacsdCmd(t, "import", "--config", config, "--data", data, "--log-format", "json", tree)
 	if status != 0 || !strings.Contains(stdout, "import: 5 files verified, 0 already verified, 2 not DICOM or not whole") {
 		t.Fatalf("import: exit %d\n%s%s", status, stdout, stderr)
+	}
+	queue, _, _ := pacsdCmd(t, "queue", "--config", config, "--data", data)
+	if !strings.Contains(queue, "ONWARD pending=2 ") || !strings.Contains(queue, "ELSEWHERE pending=0 ") {
+		t.Errorf("the queue after the import of two studies:\n%s", queue)
 	}
 	a := openArchive(t, data)
 	for _, sop := range sops {
