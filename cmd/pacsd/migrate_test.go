@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -154,6 +155,9 @@ func TestMigrate(t *testing.T) {
 		exe, _ := os.Executable()
 		args := []string{"migrate", "--from", "OLDPACS", remote, "--since", "20240101", "--data", data, "--index", idx,
 			"--dimse-addr", "127.0.0.1:0", "--log-format", "json", "--concurrency", "1", "--max-mbps", "0.1"}
+		// SIGTERM stops the first run after the study in flight, with
+		// exit status 0.
+		termed := sigtermMigration(t, exe, args)
 		proc := testpeer.StartT(t, testpeer.Cmd{Name: exe, Args: args, Dir: t.TempDir(), Env: []string{"PACSD_TEST_AS_MAIN=1"}})
 		var first []string
 		deadline := time.Now().Add(2 * time.Minute)
@@ -188,9 +192,15 @@ func TestMigrate(t *testing.T) {
 		}
 		b, _ := os.ReadFile(proc.Log())
 		first = logged(string(b), "migration: study verified", "study_instance_uid")
-		if len(first) < 6 || len(first) >= len(good) {
+		if len(first) < 6 || len(first)+len(termed) >= len(good) {
 			t.Fatalf("%d studies verified when killed; want some, not all:\n%s", len(first), proc.LogTail(20))
 		}
+		for _, s := range termed {
+			if slices.Contains(first, s) {
+				t.Errorf("study %s, verified before SIGTERM, was migrated again", s)
+			}
+		}
+		first = append(first, termed...)
 
 		stdout, stderr, status := pacsdCmd(t, append(slices.Clone(args[:len(args)-4]), "--concurrency", "3")...)
 		if status != 0 || !strings.Contains(stdout, fmt.Sprintf("%d studies: %d verified", len(good), len(good))) {
@@ -296,6 +306,50 @@ func TestMigrate(t *testing.T) {
 			t.Errorf("the JSON report does not list the import and the migration:\n%s", json)
 		}
 	})
+}
+
+// sigtermMigration runs pacsd with args until it has verified a study,
+// then sends it SIGTERM: it must stop after the studies in flight and
+// exit 0. It returns the studies it verified.
+func sigtermMigration(t *testing.T, exe string, args []string) []string {
+	t.Helper()
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	var stdout bytes.Buffer
+	cmd := exec.CommandContext(t.Context(), exe, args...)
+	cmd.Env = append(os.Environ(), "PACSD_TEST_AS_MAIN=1", "TCP_NODELAY=1")
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(stderr.Name())
+		if len(logged(string(b), "migration: study verified", "study_instance_uid")) > 0 {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	b, _ := os.ReadFile(stderr.Name())
+	if err != nil || !strings.Contains(stdout.String(), "stopped; run the same command again") {
+		t.Fatalf("pacsd migrate after SIGTERM: %v\n%s\n%s", err, stdout.String(), tailLines(string(b), 10))
+	}
+	verified := logged(string(b), "migration: study verified", "study_instance_uid")
+	if len(verified) == 0 {
+		t.Fatalf("no study verified before SIGTERM:\n%s", tailLines(string(b), 10))
+	}
+	return verified
+}
+
+// tailLines returns the last n lines of s.
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // fileDataset returns the data set of a Part-10 file.
