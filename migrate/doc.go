@@ -18,7 +18,8 @@
 //     answers are capped, by splitting the query until no part is.
 //   - migrator.go: the run: discovery, then each study retrieved,
 //     verified and recorded, a few at a time, inside a time window and a
-//     bandwidth cap (window.go, limit.go), with progress (progress.go).
+//     bandwidth cap (package route's Window and Limiter, which forwarding
+//     uses alike), with progress (progress.go).
 //   - receive.go: what a migration needs of pacsd's archive and index
 //     (Archive, Index: small interfaces, so that the index may keep the
 //     State without depending on the archive), how a retrieved instance

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/route"
 )
 
 // Orders of a migration (--order).
@@ -48,8 +49,11 @@ type Config struct {
 	// RetryConflicts retries the studies in conflict, once a person has
 	// resolved what they disagreed on.
 	RetryConflicts bool
-	Window         Window
-	Limiter        *Limiter
+	// Window is when studies may be moved (--window); outside it the
+	// migration waits. Limiter caps the rate data is taken from the
+	// source (--max-mbps); nil caps nothing.
+	Window  route.Window
+	Limiter *route.Limiter
 	// Owner names this process in the State ("host:pid"); Alive, if set,
 	// tells whether the process a recorded owner names still runs, so
 	// that a run after a crash need not wait for its heartbeat to age.

@@ -13,6 +13,7 @@ import (
 	"github.com/pacsd/pacsd/internal/dcmgen"
 	"github.com/pacsd/pacsd/migrate"
 	"github.com/pacsd/pacsd/migrate/migratetest"
+	"github.com/pacsd/pacsd/route"
 )
 
 // legacy returns a source of n studies over days days from 20240101, a
@@ -251,7 +252,7 @@ func TestMigrateWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := legacy(t, 3, 3, 0)
 		st := &migratetest.Memory{}
-		w, err := migrate.ParseWindow("22:00-23:00", time.UTC)
+		w, err := route.ParseWindow("22:00-23:00", time.UTC)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -284,24 +285,6 @@ func TestMigrateWindow(t *testing.T) {
 	})
 }
 
-func TestLimiter(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		// 8 Mbit/s is 1 MB/s: 3 MB take 3 s, less the first burst.
-		l := migrate.NewLimiter(8)
-		start := time.Now()
-		n, err := bytes.NewBuffer(nil).ReadFrom(l.Reader(t.Context(), bytes.NewReader(make([]byte, 3e6))))
-		if err != nil || n != 3e6 {
-			t.Fatal(n, err)
-		}
-		if took := time.Since(start); took < 2800*time.Millisecond || took > 3100*time.Millisecond {
-			t.Errorf("3 MB at 8 Mbit/s took %v", took)
-		}
-		if migrate.NewLimiter(0) != nil {
-			t.Error("NewLimiter(0) limits")
-		}
-	})
-}
-
 // TestMigrateBandwidth migrates through a cap on a fake clock: the run
 // takes as long as its bytes at the cap.
 func TestMigrateBandwidth(t *testing.T) {
@@ -315,7 +298,7 @@ func TestMigrateBandwidth(t *testing.T) {
 		}
 		const mbps = 0.1 // 12,500 bytes a second
 		start := time.Now()
-		sum := run(t, newMigrator(src, newMemArchive(), &migratetest.Memory{}, func(c *migrate.Config) { c.Limiter = migrate.NewLimiter(mbps) }))
+		sum := run(t, newMigrator(src, newMemArchive(), &migratetest.Memory{}, func(c *migrate.Config) { c.Limiter = route.NewLimiter(mbps) }))
 		if !sum.Complete() {
 			t.Fatalf("summary = %+v", sum)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/route"
 	"github.com/pacsd/pacsd/storage"
 )
 
@@ -82,7 +83,7 @@ type keeper struct {
 	// source is how the archive records that they came in: SourceMigrate
 	// or SourceImport.
 	source  string
-	limiter *Limiter
+	limiter *route.Limiter
 	// received counts the bytes of data sets read, for progress.
 	received func(n int64)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/index/sqlindex"
 	"github.com/pacsd/pacsd/migrate"
+	"github.com/pacsd/pacsd/route"
 )
 
 // migrateCommand moves the studies of another archive into this one:
@@ -88,9 +89,9 @@ func (c *migrateRunCommand) Run(ctx context.Context, p *process) error {
 		}
 		keys = append(keys, k)
 	}
-	window, err := migrate.ParseWindow(c.Window, nil)
+	window, err := route.ParseWindow(c.Window, nil)
 	if err != nil {
-		return usage(err)
+		return usage(fmt.Errorf("--window: %w", err))
 	}
 	if c.Concurrency < 1 || c.MaxAttempts < 1 || c.MaxMbps < 0 {
 		return usage(errors.New("--concurrency and --max-attempts must be at least 1, --max-mbps not negative"))
@@ -118,7 +119,7 @@ func (c *migrateRunCommand) Run(ctx context.Context, p *process) error {
 		State: a.state, Source: src, Archive: a.arch, Index: a.db, Name: name, AETitle: c.AETitle,
 		Since: c.Since, Until: c.Until, Keys: keys, Order: c.Order, Priority: priority,
 		Concurrency: c.Concurrency, MaxAttempts: c.MaxAttempts, RetryConflicts: c.RetryConflicts,
-		Window: window, Limiter: migrate.NewLimiter(c.MaxMbps),
+		Window: window, Limiter: route.NewLimiter(c.MaxMbps),
 		Owner: owner(), Alive: alive, Progress: progress(p.stdout, log), Logger: log.With("component", "migrate"),
 	})
 	if d, ok := src.(*migrate.DIMSESource); ok {
