@@ -19,7 +19,6 @@ import (
 
 	"github.com/pacsd/pacsd/internal/dcmgen"
 	"github.com/pacsd/pacsd/internal/testpeer"
-	"github.com/pacsd/pacsd/storage/file"
 )
 
 // legacyStudy is a study the legacy archive of these tests holds.
@@ -356,23 +355,6 @@ func tailLines(s string, n int) string {
 func fileDataset(t *testing.T, path string) []byte {
 	_, ds := part10(t, path)
 	return ds
-}
-
-// openArchiveAt opens pacsd's index at the URL idx and its storage under
-// data, as openArchive does the embedded defaults.
-func openArchiveAt(t *testing.T, data, idx string) *audit {
-	t.Helper()
-	db, err := openIndex(t.Context(), idx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, err := file.New(filepath.Join(data, "objects"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	return &audit{db, store}
 }
 
 // TestImport imports a directory tree with a DICOMDIR (made by dcmtk's
