@@ -153,8 +153,14 @@ func TestMigrateConflicts(t *testing.T) {
 	twin := src.studies[1].row
 	twin.StudyInstanceUID, twin.PatientName = twin.StudyInstanceUID+".9", "OTHER^NAME"
 	src.addStudy(t, twin, 2)
+	// The instances of study 2 disagree on the patient's birth date.
+	odd := &src.studies[2].instances[1]
+	oddPatient := src.studies[2].instancesPatient()
+	oddPatient.BirthDate = "19011231"
+	odd.data = dataset(t, &dcmgen.Instance{SOPInstanceUID: odd.ref.SOPInstanceUID, Rows: 8, Columns: 8,
+		Study: dcmgen.Study{UID: src.studies[2].row.StudyInstanceUID}, Patient: oddPatient})
 	sum := run(t, newMigrator(src, arch, st, nil))
-	if sum.ByState[migrate.Conflict] != 3 || sum.ByState[migrate.Verified] != 2 {
+	if sum.ByState[migrate.Conflict] != 4 || sum.ByState[migrate.Verified] != 1 {
 		for s := range st.Studies(t.Context(), sum.Migration.ID, migrate.StudyFilter{}) {
 			t.Logf("%s %s %s %s", s.StudyInstanceUID, s.PatientID, s.State, s.LastError)
 		}
@@ -172,6 +178,10 @@ func TestMigrateConflicts(t *testing.T) {
 		if row.State != migrate.Conflict || !strings.Contains(row.LastError, "name differs") {
 			t.Errorf("study %d of a patient with two names = %+v", i, row)
 		}
+	}
+	row, _ = st.Study(t.Context(), sum.Migration.ID, src.studies[2].row.StudyInstanceUID)
+	if row.State != migrate.Conflict || !strings.Contains(row.LastError, "instances disagree on the patient") || !strings.Contains(row.LastError, "19011231") {
+		t.Errorf("study whose instances disagree on the patient = %+v", row)
 	}
 }
 
