@@ -243,12 +243,19 @@ func TestMigrate(t *testing.T) {
 	})
 
 	t.Run("DICOMweb archive by name", func(t *testing.T) {
+		// pacsd serve runs on the same SQLite index meanwhile.
 		data := t.TempDir()
+		srv := startPacsd(t, data)
 		out, errOut, status := pacsdCmd(t, "migrate", "--remote-web", "OLDWEB="+o.DICOMwebURL, "--from", "OLDWEB",
 			"--since", "20240101", "--data", data, "--concurrency", "3")
 		if status != 0 || !strings.Contains(out, fmt.Sprintf("%d studies: %d verified", len(good), len(good))) {
 			t.Fatalf("exit %d\n%s\n%s", status, out, errOut)
 		}
+		found, err := srv.dcmtk("findscu", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID")
+		if n := strings.Count(found, "(0020,000d)"); err != nil || n != len(good) {
+			t.Errorf("pacsd serve finds %d studies of the %d migrated: %v\n%s", n, len(good), err, found)
+		}
+		srv.stop()
 		a := openArchive(t, data)
 		for _, s := range good {
 			for _, sop := range s.sops {
