@@ -101,9 +101,12 @@ func (d *Dialer) DialConn(ctx context.Context, conn net.Conn) (*Association, err
 	if d.Store != nil {
 		// A C-GET's C-STOREs come back on this association: this side
 		// must be allowed to act as SCP of the storage classes
-		// (PS3.7 D.3.3.4).
+		// (PS3.7 D.3.3.4), in one item per class however many contexts
+		// propose it.
+		roles := map[string]bool{}
 		for _, p := range d.Proposals {
-			if uid.IsStorage(p.AbstractSyntax) {
+			if uid.IsStorage(p.AbstractSyntax) && !roles[p.AbstractSyntax] {
+				roles[p.AbstractSyntax] = true
 				rq.UserInfo.RoleSelections = append(rq.UserInfo.RoleSelections, pdu.RoleSelection{SOPClassUID: p.AbstractSyntax, SCU: true, SCP: true})
 			}
 		}
