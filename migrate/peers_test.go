@@ -6,10 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,7 +249,8 @@ func orthancDataset(t testing.TB, o *testpeer.Orthanc, sop string) []byte {
 }
 
 // TestDcmqrscp migrates dcmtk's dcmqrscp, configured with its own
-// dcmqrscp.cfg and a storage area filled by storescu, by C-MOVE.
+// dcmqrscp.cfg and a storage area filled by storescu, by C-MOVE: the
+// default way, since this dcmqrscp refuses C-GET.
 func TestDcmqrscp(t *testing.T) {
 	testpeer.Need(t, "dcmqrscp", "storescu")
 	c := writeCorpus(t, 12, 4, 3)
@@ -283,7 +286,8 @@ AETable END
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := testpeer.StartT(t, testpeer.Cmd{Name: "dcmqrscp", Args: []string{"-c", cfgPath, "-dhl", strconv.Itoa(port)}, Dir: dir})
+	// Without C-GET, the default way falls back to C-MOVE.
+	p := testpeer.StartT(t, testpeer.Cmd{Name: "dcmqrscp", Args: []string{"-c", cfgPath, "--disable-get", "-dhl", strconv.Itoa(port)}, Dir: dir})
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	if err := p.WaitTCP(t.Context(), addr); err != nil {
 		t.Fatal(err)
@@ -292,7 +296,9 @@ AETable END
 	testpeer.RunT(t, "storescu", append([]string{"-aec", "LEGACY", "127.0.0.1", strconv.Itoa(port)}, files...)...)
 
 	arch := newPacsdArchive(t)
-	src := &migrate.DIMSESource{AETitle: "PACSD", CalledAE: "LEGACY", Addr: addr, Via: migrate.ViaMove, MoveAddr: "127.0.0.1:" + strconv.Itoa(movePort)}
+	log := &syncBuffer{}
+	src := &migrate.DIMSESource{AETitle: "PACSD", CalledAE: "LEGACY", Addr: addr, MoveAddr: "127.0.0.1:" + strconv.Itoa(movePort),
+		Logger: slog.New(slog.NewTextHandler(log, nil))}
 	defer src.Close()
 	st := &migratetest.Memory{}
 	sum, err := migrate.New(migrate.Config{State: st, Source: src, Archive: arch, Index: arch.db, Name: "LEGACY", AETitle: "PACSD", Owner: "test:1"}).Run(t.Context())
@@ -304,6 +310,9 @@ AETable END
 			t.Logf("%s %s %s", s.StudyInstanceUID, s.State, s.LastError)
 		}
 		t.Fatalf("summary = %+v", sum)
+	}
+	if !strings.Contains(log.String(), "the source refuses C-GET; retrieving by C-MOVE") {
+		t.Errorf("no fallback to C-MOVE logged:\n%s", log.String())
 	}
 	// dcmqrscp writes its own files, in the syntax storescu chose.
 	inStorage := map[string][]byte{}
@@ -325,4 +334,22 @@ AETable END
 			}
 		}
 	}
+}
+
+// syncBuffer is a buffer that several goroutines may write and read.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
 }
