@@ -208,6 +208,13 @@ func (r *importRun) dicomdir(ctx context.Context, path string) {
 	dir := filepath.Dir(path)
 	missing := 0
 	for _, ref := range refs {
+		if !fileIDWithin(ref) {
+			// A File ID names a file under the DICOMDIR's directory
+			// (PS3.10 8.2); one that would leave it is not looked for.
+			missing++
+			r.reject(ctx, path, nil, fmt.Sprintf("lists %q, which is no file ID under its directory", ref))
+			continue
+		}
 		p := filepath.Join(dir, filepath.FromSlash(ref))
 		if _, err := os.Stat(p); err == nil {
 			continue
@@ -219,6 +226,18 @@ func (r *importRun) dicomdir(ctx context.Context, path string) {
 		r.reject(ctx, p, nil, "listed in "+path+" but missing")
 	}
 	r.log.Info("import: DICOMDIR read", "path", path, "files", len(refs), "missing", missing)
+}
+
+// fileIDWithin reports whether a Referenced File ID, its components
+// joined with slashes, names a file under the DICOMDIR's directory: no
+// component empty, "." or "..", none holding a separator of its own.
+func fileIDWithin(ref string) bool {
+	for c := range strings.SplitSeq(ref, "/") {
+		if c == "" || c == "." || c == ".." || strings.ContainsAny(c, "\\:\x00") {
+			return false
+		}
+	}
+	return true
 }
 
 // readDICOMDIR returns the Referenced File IDs of a DICOMDIR, as paths
