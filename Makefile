@@ -92,6 +92,7 @@ fuzz:
 	$(GO) test ./dicomweb -run '^$$' -fuzz FuzzStow -fuzztime $(FUZZTIME)
 	$(GO) test ./dicomweb -run '^$$' -fuzz FuzzAccept -fuzztime $(FUZZTIME)
 	$(GO) test ./migrate -run '^$$' -fuzz FuzzOpenInstance -fuzztime $(FUZZTIME)
+	$(GO) test ./migrate -run '^$$' -fuzz FuzzParseKey -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin

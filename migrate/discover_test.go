@@ -138,7 +138,7 @@ func TestDiscoveryFilter(t *testing.T) {
 	if len(found) != 2 || !found[rs[3].StudyInstanceUID] || !found[rs[17].StudyInstanceUID] {
 		t.Errorf("found %v", found)
 	}
-	for _, bad := range []string{"PatientID", "NoSuchKeyword=1", "StudyDate=20240101"} {
+	for _, bad := range []string{"PatientID", "NoSuchKeyword=1", "StudyDate=20240101", "00080000=1", "00020010=1.2", "ReferencedSeriesSequence=1"} {
 		if _, err := migrate.ParseKey(bad); err == nil {
 			t.Errorf("ParseKey(%q) took it", bad)
 		}

@@ -34,3 +34,21 @@ func FuzzOpenInstance(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseKey feeds --filter's parser any text: what it takes, written
+// back as KEYWORD=VALUE, reads as the same key.
+func FuzzParseKey(f *testing.F) {
+	for _, s := range []string{"ModalitiesInStudy=CT", "00080061=MR", "PatientName=DOE*", "StudyDate=2024", "x", "=", "AccessionNumber=A=B"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := ParseKey(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseKey(k.String())
+		if err != nil || again != k {
+			t.Errorf("ParseKey(%q) = %+v; written back as %q it reads as %+v, %v", s, k, k.String(), again, err)
+		}
+	})
+}

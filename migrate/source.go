@@ -133,6 +133,12 @@ func ParseKey(s string) (Key, error) {
 	if !ok {
 		return Key{}, fmt.Errorf("migrate: filter %q: unknown attribute", s)
 	}
+	switch {
+	case t.Element() == 0 || t.Group() < 0x0008 || t.Group() == 0xFFFE || info.VR == "SQ" || t == tag.PixelData:
+		// Group lengths, the command and File Meta Information groups,
+		// items and sequences are no keys to match on.
+		return Key{}, fmt.Errorf("migrate: filter %q: %s is not an attribute to match on", s, info.Keyword)
+	}
 	switch t {
 	case tag.StudyDate, tag.QueryRetrieveLevel, tag.StudyInstanceUID:
 		return Key{}, fmt.Errorf("migrate: filter %q: give the date with --since and --until; the level and UID are the migration's", s)
