@@ -91,6 +91,8 @@ fuzz:
 	$(GO) test ./dicomweb -run '^$$' -fuzz FuzzSearchParams -fuzztime $(FUZZTIME)
 	$(GO) test ./dicomweb -run '^$$' -fuzz FuzzStow -fuzztime $(FUZZTIME)
 	$(GO) test ./dicomweb -run '^$$' -fuzz FuzzAccept -fuzztime $(FUZZTIME)
+	$(GO) test ./migrate -run '^$$' -fuzz FuzzOpenInstance -fuzztime $(FUZZTIME)
+	$(GO) test ./migrate -run '^$$' -fuzz FuzzParseKey -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin

@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/migrate"
 	"github.com/pacsd/pacsd/route"
 )
 
@@ -34,8 +35,11 @@ type Server struct {
 	Index        Index
 	Destinations []Destination
 	// Wake, if set, is told the destinations a send queued tasks for.
-	Wake   func(destinations ...string)
-	Logger *slog.Logger
+	Wake func(destinations ...string)
+	// Migrations is where migrations and imports keep their state;
+	// if nil, /api/migrations is not served.
+	Migrations MigrationState
+	Logger     *slog.Logger
 }
 
 // Register adds the API's routes to e.
@@ -46,6 +50,10 @@ func (s *Server) Register(e *echo.Echo) {
 	g.POST("/queue/:dest/retry", s.handle(s.postRetry))
 	g.DELETE("/queue/:dest/tasks/:study", s.handle(s.deleteTask))
 	g.POST("/studies/:study/send", s.handle(s.postSend))
+	if s.Migrations != nil {
+		g.GET("/migrations", s.handle(s.getMigrations))
+		g.GET("/migrations/:id/studies", s.handle(s.getMigrationStudies))
+	}
 }
 
 func (s *Server) log() *slog.Logger {
@@ -79,7 +87,8 @@ func (s *Server) handle(h func(c echo.Context) error) echo.HandlerFunc {
 		switch {
 		case errors.As(err, &he):
 			status, msg = he.status, he.msg
-		case errors.Is(err, route.ErrNoTask), errors.Is(err, route.ErrNoInstances), errors.Is(err, index.ErrNotFound):
+		case errors.Is(err, route.ErrNoTask), errors.Is(err, route.ErrNoInstances), errors.Is(err, index.ErrNotFound),
+			errors.Is(err, migrate.ErrNotFound):
 			status, msg = http.StatusNotFound, err.Error()
 		case errors.Is(err, context.Canceled):
 			return nil // the client went away

@@ -24,6 +24,11 @@ var (
 	ErrReleased = ul.ErrReleased
 	// ErrRejected reports an association request the peer rejected.
 	ErrRejected = ul.ErrRejected
+	// ErrTransient marks a rejection that the peer says is temporary
+	// (rejected-transient: too many associations, congestion), which
+	// a caller may try again later; such an error matches ErrRejected
+	// too.
+	ErrTransient = errors.New("dimse: rejection is transient")
 	// ErrNoContext reports an operation for which no presentation
 	// context was accepted.
 	ErrNoContext = errors.New("dimse: no accepted presentation context")

@@ -101,9 +101,12 @@ func (d *Dialer) DialConn(ctx context.Context, conn net.Conn) (*Association, err
 	if d.Store != nil {
 		// A C-GET's C-STOREs come back on this association: this side
 		// must be allowed to act as SCP of the storage classes
-		// (PS3.7 D.3.3.4).
+		// (PS3.7 D.3.3.4), in one item per class however many contexts
+		// propose it.
+		roles := map[string]bool{}
 		for _, p := range d.Proposals {
-			if uid.IsStorage(p.AbstractSyntax) {
+			if uid.IsStorage(p.AbstractSyntax) && !roles[p.AbstractSyntax] {
+				roles[p.AbstractSyntax] = true
 				rq.UserInfo.RoleSelections = append(rq.UserInfo.RoleSelections, pdu.RoleSelection{SOPClassUID: p.AbstractSyntax, SCU: true, SCP: true})
 			}
 		}
@@ -116,7 +119,11 @@ func (d *Dialer) DialConn(ctx context.Context, conn net.Conn) (*Association, err
 	if err != nil {
 		var rje *ul.RejectError
 		if errors.As(err, &rje) {
-			return nil, fmt.Errorf("%w by %s: %s", ErrRejected, d.CalledAE, ul.RejectText(rje.RJ))
+			err := fmt.Errorf("%w by %s: %s", ErrRejected, d.CalledAE, ul.RejectText(rje.RJ))
+			if rje.RJ.Result == pdu.RejectedTransient {
+				return nil, transientError{err}
+			}
+			return nil, err
 		}
 		return nil, err
 	}
@@ -260,3 +267,8 @@ func responseStatus(c *cmdset.Command) Status {
 // Release releases the association (A-RELEASE) and closes its connection.
 // If ctx ends first, it aborts the association.
 func (a *Association) Release(ctx context.Context) error { return a.ul.Release(ctx) }
+
+// transientError is a rejection the peer says is temporary.
+type transientError struct{ error }
+
+func (e transientError) Unwrap() []error { return []error{e.error, ErrTransient} }

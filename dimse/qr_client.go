@@ -23,6 +23,14 @@ import (
 // failure or cancel status is yielded as an error carrying a
 // *StatusError.
 func (a *Association) Find(ctx context.Context, model string, identifier *dicom.Dataset) iter.Seq2[*dicom.Dataset, error] {
+	return a.FindStatus(ctx, model, identifier, nil)
+}
+
+// FindStatus is Find that also stores the status of the final response
+// in *final, when final is not nil and the final response arrives: a
+// warning, which Find does not report, tells some peers' answers apart
+// from complete ones.
+func (a *Association) FindStatus(ctx context.Context, model string, identifier *dicom.Dataset, final *Status) iter.Seq2[*dicom.Dataset, error] {
 	return func(yield func(*dicom.Dataset, error) bool) {
 		rs, err := a.request(ctx, cmdset.CFindRQ, model, "", identifier)
 		if err != nil {
@@ -38,6 +46,9 @@ func (a *Association) Find(ctx context.Context, model string, identifier *dicom.
 			}
 			st := responseStatus(r.cmd)
 			if !st.IsPending() {
+				if final != nil {
+					*final = st
+				}
 				if !st.IsSuccess() && !st.IsWarning() {
 					yield(nil, &StatusError{Status: st, Comment: r.cmd.ErrorComment})
 				}

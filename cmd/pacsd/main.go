@@ -6,6 +6,11 @@
 //
 //	pacsd serve [flags]     run the archive
 //	pacsd retrieve [flags]  pull studies from another archive into this one
+//	pacsd migrate --from SOURCE [flags]
+//	                        move every study of another archive into this one
+//	pacsd migrate status    how far each migration and import is
+//	pacsd migrate report    one line per study migrated or imported, then totals
+//	pacsd import PATH...    import instances from files and directories
 //	pacsd reindex [flags]   rebuild the index from the objects in storage
 //	pacsd verify [flags]    compare the index with storage; exit 1 on any problem
 //	pacsd audit [flags]     list audit records; audit verify checks the chain
@@ -126,6 +131,8 @@ func (e *usageError) Unwrap() error { return e.err }
 type commands struct {
 	Serve    serveCommand    `cmd:"" help:"Run the archive: DIMSE and DICOMweb in front of storage and index."`
 	Retrieve retrieveCommand `cmd:"" help:"Pull studies from another archive into this one, by C-GET or C-MOVE."`
+	Migrate  migrateCommand  `cmd:"" help:"Move every study of another archive into this one, verified study by study; status and report say how far it is."`
+	Import   importCommand   `cmd:"" help:"Import instances from files and directories, verified by SHA-256."`
 	Reindex  reindexCommand  `cmd:"" help:"Rebuild the index from the objects in storage."`
 	Verify   verifyCommand   `cmd:"" help:"Compare the index with storage; exit 1 on any difference."`
 	Audit    auditCommand    `cmd:"" help:"List the audit trail's records, or check its hash chain (audit verify)."`

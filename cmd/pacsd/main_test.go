@@ -21,7 +21,6 @@ import (
 
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/index"
-	"github.com/pacsd/pacsd/index/sqlite"
 	"github.com/pacsd/pacsd/internal/testpeer"
 	"github.com/pacsd/pacsd/storage/file"
 )
@@ -169,7 +168,14 @@ type audit struct {
 
 func openArchive(t *testing.T, data string) *audit {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(data, "index.db"))
+	return openArchiveAt(t, data, "sqlite://"+filepath.Join(data, "index.db"))
+}
+
+// openArchiveAt opens pacsd's index at the URL idx and its storage under
+// data, as openArchive does the embedded defaults.
+func openArchiveAt(t *testing.T, data, idx string) *audit {
+	t.Helper()
+	db, err := openIndex(t.Context(), idx)
 	if err != nil {
 		t.Fatal(err)
 	}

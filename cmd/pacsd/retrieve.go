@@ -15,6 +15,7 @@ import (
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/dimse"
+	"github.com/pacsd/pacsd/migrate"
 	"github.com/pacsd/pacsd/scp"
 )
 
@@ -131,18 +132,10 @@ func (c *retrieveCommand) getInto(ctx context.Context, p *process, log *slog.Log
 	if err != nil {
 		return dimse.SubOperations{}, err
 	}
-	props := []dimse.Proposal{{AbstractSyntax: model, TransferSyntaxes: []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}}}
 	// The remote chooses one transfer syntax per context, and should be
 	// able to send each instance as it stores it: a context per SOP
-	// class for uncompressed data and one per common compressed syntax,
-	// as far as 128 contexts go.
-	for _, ts := range append([][]string{{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}}, getSyntaxes...) {
-		for _, c := range classes {
-			if len(props) < 128 {
-				props = append(props, dimse.Proposal{AbstractSyntax: c, TransferSyntaxes: ts})
-			}
-		}
-	}
+	// class and transfer syntax, as far as 128 contexts go.
+	props := migrate.StorageProposals(classes, dimse.Proposal{AbstractSyntax: model, TransferSyntaxes: []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}})
 	d := &dimse.Dialer{CallingAE: aet, CalledAE: r.ae, Proposals: props, Store: &scp.Service{Archive: arch, Logger: log}, Logger: log}
 	a, err := d.Dial(ctx, r.addr)
 	if err != nil {
@@ -154,14 +147,6 @@ func (c *retrieveCommand) getInto(ctx context.Context, p *process, log *slog.Log
 		return subs, fmt.Errorf("retrieve: C-GET: %w (%d completed, %d failed)", err, subs.Completed, subs.Failed)
 	}
 	return subs, nil
-}
-
-// getSyntaxes are the compressed transfer syntaxes a C-GET proposes to
-// receive instances in as they are stored, most common first.
-var getSyntaxes = [][]string{
-	{uid.JPEGLosslessSV1}, {uid.JPEGBaseline8Bit}, {uid.JPEG2000Lossless}, {uid.JPEG2000}, {uid.JPEGLSLossless},
-	{uid.RLELossless}, {uid.JPEGExtended12Bit}, {uid.JPEGLSNearLossless}, {uid.DeflatedExplicitVRLittleEndian},
-	{uid.HTJ2KLossless}, {uid.HTJ2K}, {uid.MPEG4HP41}, {uid.MPEG2MPML}, {uid.HEVCMP51},
 }
 
 // remoteClasses asks the remote, with a C-FIND at IMAGE level below the

@@ -251,7 +251,8 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		return err
 	}
 	e := httpHandler(store, db, web)
-	(&api.Server{Queue: db.Outbox(), Index: db, Destinations: c.destinationList(rs), Wake: router.Wake, Logger: log.With("component", "api")}).Register(e)
+	(&api.Server{Queue: db.Outbox(), Index: db, Destinations: c.destinationList(rs), Wake: router.Wake,
+		Migrations: db.MigrationState(), Logger: log.With("component", "api")}).Register(e)
 	registerAuditAPI(e, c.AuditDir, c.AETitle)
 	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(e)), httplimit.Config{})
 

@@ -20,6 +20,8 @@ import (
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/index/indextest"
 	"github.com/pacsd/pacsd/internal/testpeer"
+	"github.com/pacsd/pacsd/migrate"
+	"github.com/pacsd/pacsd/migrate/migratetest"
 	"github.com/pacsd/pacsd/route"
 	"github.com/pacsd/pacsd/route/routetest"
 )
@@ -56,6 +58,9 @@ func TestPostgres(t *testing.T) {
 		routetest.RunQueueTests(t, func(t *testing.T, now func() time.Time) route.Queue {
 			return open(t, url, sqlindex.WithClock(now)).Outbox()
 		})
+	})
+	t.Run("MigrationState", func(t *testing.T) {
+		migratetest.Run(t, func(t *testing.T) migrate.State { return open(t, pg.NewDatabaseT(t)).MigrationState() })
 	})
 	t.Run("Reopen", func(t *testing.T) { testReopen(t, pg.NewDatabaseT(t)) })
 	t.Run("ConcurrentOpen", func(t *testing.T) { testConcurrentOpen(t, pg.NewDatabaseT(t)) })

@@ -24,4 +24,11 @@
 // when they wait at the same time (see committer); transactions open
 // only once the archive has made an object durable and commits, so that
 // no transaction waits on storage.
+//
+// Besides the index, the same database keeps the state of long-running
+// work, so that any process on it can go on with that work: the
+// forwarding queue (Outbox, outbox.go, for package route) and the state
+// of migrations and imports (MigrationState, migrationstate.go, for
+// package migrate). migrate.go and migrations/ are the schema's own
+// migrations, applied in order as the database is opened.
 package sqlindex

@@ -17,6 +17,8 @@ import (
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/index/indextest"
+	"github.com/pacsd/pacsd/migrate"
+	"github.com/pacsd/pacsd/migrate/migratetest"
 )
 
 func open(t testing.TB, path string, opts ...sqlindex.Option) *sqlindex.DB {
@@ -37,6 +39,14 @@ func TestConformance(t *testing.T) {
 	indextest.Run(t, func(t *testing.T, opts ...sqlindex.Option) *sqlindex.DB {
 		// A directory that does not exist yet: Open creates it.
 		return open(t, filepath.Join(t.TempDir(), "a", "b", "index.db"), opts...)
+	})
+}
+
+// TestMigrationState runs the conformance suite of package migrate's
+// State on the index's tables of migrations.
+func TestMigrationState(t *testing.T) {
+	migratetest.Run(t, func(t *testing.T) migrate.State {
+		return open(t, filepath.Join(t.TempDir(), "index.db")).MigrationState()
 	})
 }
 

@@ -67,6 +67,11 @@ type options struct {
 	conc              int
 	concInstances     int
 	skipConc          bool
+	skipMigrate       bool
+	migrateStudies    int
+	migrateInstances  int
+	discoveryStudies  int
+	discoveryCap      int
 }
 
 func main() {
@@ -98,6 +103,11 @@ func main() {
 	flag.IntVar(&o.concInstances, "conc-instances", 300, "instances per association in the concurrent C-STORE measurement")
 	flag.BoolVar(&o.skipConc, "skip-conc", false, "leave out the concurrent C-STORE measurement")
 	flag.BoolVar(&o.skipGetConvert, "skip-get-convert", false, "leave out C-GET of a JPEG-LS study by an SCU of uncompressed syntaxes, beside the study stored uncompressed and Orthanc")
+	flag.BoolVar(&o.skipMigrate, "skip-migrate", false, "leave out the migration measurement (pacsd migrate and import)")
+	flag.IntVar(&o.migrateStudies, "migrate-studies", 20, "studies of the migration measurement")
+	flag.IntVar(&o.migrateInstances, "migrate-instances", 100, "instances of -size in each study of the migration measurement")
+	flag.IntVar(&o.discoveryStudies, "discovery-studies", 100000, "studies of the capped source of the discovery measurement")
+	flag.IntVar(&o.discoveryCap, "discovery-cap", 1000, "most matches the source of the discovery measurement answers")
 	flag.Parse()
 	if flag.NArg() > 0 || o.rounds < 1 || o.instances < 1 || o.findInstances < studySize || o.findReps < 1 || o.findLoaders < 1 ||
 		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 || o.conc < 2 || o.concInstances < 1 {
@@ -264,6 +274,11 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	}
 	if !o.skipForward {
 		if r.forward, err = measureForward(ctx, o, bin, tmp, corpus, files, logf); err != nil {
+			return err
+		}
+	}
+	if !o.skipMigrate {
+		if r.migrate, err = measureMigrate(ctx, o, bin, tmp, logf); err != nil {
 			return err
 		}
 	}
@@ -594,6 +609,7 @@ type report struct {
 	big         *bigResult
 	corpus      *corpusLoad // of C-FIND and QIDO-RS
 	find        *findResult
+	migrate     *migrateResult
 	reindex     *reindexResult
 	moves       []moveResult
 	web         *webResult
@@ -680,6 +696,7 @@ func (r *report) print(w io.Writer) {
 	r.printFind(w)
 	r.printReindex(w)
 	r.printMove(w)
+	r.printMigrate(w)
 	r.printWeb(w)
 	r.printSecurity(w)
 	r.forward.print(w, o, o.instances)

@@ -283,6 +283,59 @@ func (o *Orthanc) GetJSON(ctx context.Context, path string, v any) error {
 	return o.do(ctx, http.MethodGet, path, nil, v)
 }
 
+// Get sends GET to path of the REST API (e.g. "/instances/{id}/file")
+// and returns the body of a 2xx answer, which may be binary.
+func (o *Orthanc) Get(ctx context.Context, path string) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := o.do(ctx, http.MethodGet, path, nil, &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// RemoveFiles deletes, behind Orthanc's back, the files of its storage
+// area that hold the instances sops, as a disk that loses them would: the
+// instances stay in Orthanc's index. It returns how many files it
+// removed. Orthanc must run with MaximumStorageCacheSize 0, or it serves
+// them from its cache.
+func (o *Orthanc) RemoveFiles(sops ...string) (int, error) {
+	n := 0
+	err := filepath.WalkDir(filepath.Join(o.Dir, "storage"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		// The File Meta Information, at the start, names the instance.
+		head := make([]byte, 1024)
+		m, _ := io.ReadFull(f, head)
+		f.Close()
+		for _, sop := range sops {
+			if bytes.Contains(head[:m], mediaStorageSOPInstanceUID(sop)) {
+				n++
+				return os.Remove(p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("testpeer: %w", err)
+	}
+	return n, nil
+}
+
+// mediaStorageSOPInstanceUID encodes the element (0002,0003) of File
+// Meta Information that names sop, explicit VR little endian.
+func mediaStorageSOPInstanceUID(sop string) []byte {
+	v := []byte(sop)
+	if len(v)%2 == 1 {
+		v = append(v, 0)
+	}
+	return append([]byte{0x02, 0x00, 0x03, 0x00, 'U', 'I', byte(len(v)), byte(len(v) >> 8)}, v...)
+}
+
 // PostJSON sends body, encoded as JSON, with POST to path of the REST API
 // (e.g. "/modalities/scp/store") and decodes the answer into v, unless v is
 // nil. A json.RawMessage body is sent as it is.
@@ -311,7 +364,9 @@ func (o *Orthanc) do(ctx context.Context, method, path string, body io.Reader, v
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return fmt.Errorf("testpeer: %s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(msg))
 	}
-	if v == nil {
+	if b, ok := v.(*bytes.Buffer); ok {
+		_, err = io.Copy(b, resp.Body)
+	} else if v == nil {
 		_, err = io.Copy(io.Discard, resp.Body)
 	} else {
 		err = json.NewDecoder(resp.Body).Decode(v)
