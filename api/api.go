@@ -36,6 +36,16 @@ type Server struct {
 	// Wake, if set, is told the destinations a send queued tasks for.
 	Wake   func(destinations ...string)
 	Logger *slog.Logger
+
+	// Changes, if set, serves GET /api/changes.
+	Changes ChangeFeed
+	// Objects, if set, serves the study archives (archive.zip) and their
+	// tickets.
+	Objects Objects
+	// System, if set, serves GET /api/system.
+	System SystemFunc
+
+	tickets tickets
 }
 
 // Register adds the API's routes to e.
@@ -46,6 +56,17 @@ func (s *Server) Register(e *echo.Echo) {
 	g.POST("/queue/:dest/retry", s.handle(s.postRetry))
 	g.DELETE("/queue/:dest/tasks/:study", s.handle(s.deleteTask))
 	g.POST("/studies/:study/send", s.handle(s.postSend))
+	if s.Changes != nil {
+		g.GET("/changes", s.handle(s.getChanges))
+	}
+	if s.Objects != nil {
+		g.GET("/studies/:study/archive.zip", s.handle(s.getArchive))
+		g.HEAD("/studies/:study/archive.zip", s.handle(s.getArchive))
+		g.POST("/studies/:study/archive-ticket", s.handle(s.postArchiveTicket))
+	}
+	if s.System != nil {
+		g.GET("/system", s.handle(s.getSystem))
+	}
 }
 
 func (s *Server) log() *slog.Logger {
