@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -259,4 +260,62 @@ func TestFace(t *testing.T) {
 			t.Errorf("pacsd conformance --format html: %.300s", out.String())
 		}
 	})
+}
+
+// TestFaceSignedIn runs pacsd with machine tokens: the web interface's
+// configuration names the principal of a token, /metrics and /api want
+// one, and a study downloads once through a ticket, without one.
+func TestFaceSignedIn(t *testing.T) {
+	testpeer.Need(t, "storescu")
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	reader := strings.TrimSpace(createToken(t, tokens, "prometheus", "read"))
+	p := startPacsd(t, t.TempDir(), "--http-auth", "token", "--token-file", tokens)
+	base := "http://" + p.httpAddr
+	dir, files := writeSeries(t, 2)
+	if out, err := p.dcmtk("storescu", "+sd", dir); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	study := files[0].StudyInstanceUID
+
+	type principal struct {
+		Name   string
+		Scopes []string
+	}
+	var cfg struct{ Principal *principal }
+	if resp, body := request(t, "GET", base+"/api/ui-config", "", nil); resp.StatusCode != 200 || json.Unmarshal([]byte(body), &cfg) != nil || cfg.Principal != nil {
+		t.Errorf("ui-config without a token: %s %s", resp.Status, body)
+	}
+	if resp, body := request(t, "GET", base+"/api/ui-config", reader, nil); resp.StatusCode != 200 || json.Unmarshal([]byte(body), &cfg) != nil ||
+		cfg.Principal == nil || cfg.Principal.Name != "prometheus" || strings.Join(cfg.Principal.Scopes, ",") != "read" {
+		t.Errorf("ui-config with a read token: %s %s", resp.Status, body)
+	}
+	for _, path := range []string{"/metrics", "/api/changes", "/api/system", "/api/studies/" + study + "/archive.zip"} {
+		if resp, _ := request(t, "GET", base+path, "", nil); resp.StatusCode != 401 {
+			t.Errorf("GET %s without a token: %s", path, resp.Status)
+		}
+		if resp, _ := request(t, "GET", base+path, reader, nil); resp.StatusCode != 200 {
+			t.Errorf("GET %s with a read token: %s", path, resp.Status)
+		}
+	}
+	for _, path := range []string{"/", "/healthz", "/readyz"} {
+		if resp, _ := request(t, "GET", base+path, "", nil); resp.StatusCode != 200 {
+			t.Errorf("GET %s without a token: %s", path, resp.Status)
+		}
+	}
+
+	resp, body := request(t, "POST", base+"/api/studies/"+study+"/archive-ticket", reader, nil)
+	var ticket struct{ URL string }
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &ticket) != nil || ticket.URL == "" {
+		t.Fatalf("archive-ticket: %s %s", resp.Status, body)
+	}
+	resp, body = request(t, "GET", base+ticket.URL, "", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("download with the ticket: %s %s", resp.Status, body)
+	}
+	if zr, err := zip.NewReader(strings.NewReader(body), int64(len(body))); err != nil || len(zr.File) != 2 {
+		t.Errorf("download with the ticket is not the study's ZIP: %v", err)
+	}
+	if resp, _ := request(t, "GET", base+ticket.URL, "", nil); resp.StatusCode != 401 {
+		t.Errorf("the ticket used again: %s", resp.Status)
+	}
 }
