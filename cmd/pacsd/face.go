@@ -58,6 +58,38 @@ type face struct {
 	log          *slog.Logger
 	// The listeners' addresses, once they listen.
 	dimseAddr, httpAddr string
+	// counted is the index's last count.
+	counted atomic.Pointer[counted]
+}
+
+// counted is a count of the index, made when the change feed's last
+// entry was seq.
+type counted struct {
+	n   index.Counts
+	seq int64
+}
+
+// indexCounts counts the index, unless nothing changed since the last
+// count: every change of the index's records is an entry of the change
+// feed, whose last number is cheap to read, while counting a large index
+// is not, and a system page refreshes every few seconds in every browser
+// that shows it.
+func (f *face) indexCounts(ctx context.Context) (index.Counts, error) {
+	// The number first: a change committed while counting makes the
+	// next call count again.
+	seq, err := f.db.LastChange(ctx)
+	if err != nil {
+		return index.Counts{}, err
+	}
+	if c := f.counted.Load(); c != nil && c.seq == seq {
+		return c.n, nil
+	}
+	n, err := f.db.Counts(ctx)
+	if err != nil {
+		return index.Counts{}, err
+	}
+	f.counted.Store(&counted{n, seq})
+	return n, nil
 }
 
 func newFace(c *serveCommand, log *slog.Logger) *face {
@@ -123,7 +155,7 @@ func (f *face) sample(ctx context.Context) {
 }
 
 func (f *face) sampleOnce(ctx context.Context) {
-	if n, err := f.db.Counts(ctx); err == nil {
+	if n, err := f.indexCounts(ctx); err == nil {
 		f.reg.SetIndexCounts(metrics.IndexCounts(n))
 	} else if ctx.Err() == nil {
 		f.reg.ObserveIndexError("count")
@@ -230,7 +262,7 @@ func (f *face) readyz(c echo.Context) error {
 // system returns what GET /api/system reports.
 func (f *face) system(c *serveCommand) api.SystemFunc {
 	return func(ctx context.Context) (*api.System, error) {
-		n, err := f.db.Counts(ctx)
+		n, err := f.indexCounts(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("count the index: %w", err)
 		}
