@@ -97,16 +97,21 @@ func TestFace(t *testing.T) {
 	study := files[0].StudyInstanceUID
 
 	t.Run("metrics", func(t *testing.T) {
+		if status, err := httpGet(base + "/dicom-web/studies?PatientName=Bucket*"); err != nil || status != 200 {
+			t.Fatalf("QIDO-RS: %d %v", status, err)
+		}
 		m := scrape(t, base)
 		for key, want := range map[string]float64{
-			`pacsd_dimse_associations_total{calling_ae="MODALITY",result="accepted"}`:        1,
-			`pacsd_dimse_associations_total{calling_ae="other",result="rejected"}`:           1,
-			`pacsd_dimse_associations_active{}`:                                              0,
-			`pacsd_dimse_operations_total{operation="C-STORE",status="0x0000"}`:              3,
-			`pacsd_dimse_operation_duration_seconds{operation="C-STORE"}_count`:              3,
-			`pacsd_stored_instances_total{calling_ae="MODALITY",source="dimse"}`:             3,
-			`pacsd_storage_operation_duration_seconds{backend="file",operation="put"}_count`: 3,
-			`pacsd_index_operation_duration_seconds{operation="commit"}_count`:               3,
+			`pacsd_dimse_associations_total{calling_ae="MODALITY",result="accepted"}`:              1,
+			`pacsd_dimse_associations_total{calling_ae="other",result="rejected"}`:                 1,
+			`pacsd_dimse_associations_active{}`:                                                    0,
+			`pacsd_dimse_operations_total{operation="C-STORE",status="0x0000"}`:                    3,
+			`pacsd_dimse_operation_duration_seconds{operation="C-STORE"}_count`:                    3,
+			`pacsd_stored_instances_total{calling_ae="MODALITY",source="dimse"}`:                   3,
+			`pacsd_storage_operation_duration_seconds{backend="file",operation="put"}_count`:       3,
+			`pacsd_index_operation_duration_seconds{operation="commit"}_count`:                     3,
+			`pacsd_http_requests_total{method="GET",route="/dicom-web/studies",status="200"}`:      1,
+			`pacsd_http_request_duration_seconds{route="/dicom-web/studies",service="qido"}_count`: 1,
 		} {
 			if got, ok := m[key]; !ok || got != want {
 				t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
