@@ -40,6 +40,16 @@ type Server struct {
 	// if nil, /api/migrations is not served.
 	Migrations MigrationState
 	Logger     *slog.Logger
+
+	// Changes, if set, serves GET /api/changes.
+	Changes ChangeFeed
+	// Objects, if set, serves the study archives (archive.zip) and their
+	// tickets.
+	Objects Objects
+	// System, if set, serves GET /api/system.
+	System SystemFunc
+
+	tickets tickets
 }
 
 // Register adds the API's routes to e.
@@ -53,6 +63,17 @@ func (s *Server) Register(e *echo.Echo) {
 	if s.Migrations != nil {
 		g.GET("/migrations", s.handle(s.getMigrations))
 		g.GET("/migrations/:id/studies", s.handle(s.getMigrationStudies))
+	}
+	if s.Changes != nil {
+		g.GET("/changes", s.handle(s.getChanges))
+	}
+	if s.Objects != nil {
+		g.GET("/studies/:study/archive.zip", s.handle(s.getArchive))
+		g.HEAD("/studies/:study/archive.zip", s.handle(s.getArchive))
+		g.POST("/studies/:study/archive-ticket", s.handle(s.postArchiveTicket))
+	}
+	if s.System != nil {
+		g.GET("/system", s.handle(s.getSystem))
 	}
 }
 

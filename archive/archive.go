@@ -53,6 +53,22 @@ type Index interface {
 	Metadata(ctx context.Context, in *index.Instance) ([]byte, error)
 }
 
+// Observer hears how the archive's work goes, for metrics; a
+// *metrics.Registry is one. Its methods must be quick and safe for
+// concurrent use.
+type Observer interface {
+	// ObserveStored counts an instance archived from source (see
+	// StoreRequest.Source), sent by callingAE, with an object of bytes.
+	ObserveStored(source, callingAE string, bytes int64)
+	// ObserveStoragePut records the write of an object to backend,
+	// until durable, that took d and failed with err if not nil.
+	ObserveStoragePut(backend string, d time.Duration, err error)
+	// ObserveStorageGet records the opening of an object.
+	ObserveStorageGet(backend string, d time.Duration, err error)
+	// ObserveIndexCommit records the commit of an instance's record.
+	ObserveIndexCommit(d time.Duration, err error)
+}
+
 // Sources of instances: how they came in (StoreRequest.Source).
 const (
 	SourceDIMSE = "dimse"
@@ -80,6 +96,11 @@ type Config struct {
 	// Forwarder, when not nil, decides where each instance stored is
 	// forwarded; its tasks are written in the instance's transaction.
 	Forwarder Forwarder
+	// Observer, if set, hears of the archive's storage operations,
+	// commits and instances stored. Backend names Store for it: file,
+	// s3 or spool.
+	Observer Observer
+	Backend  string
 }
 
 // Forwarder decides, as an instance is stored, where it is to be
@@ -108,11 +129,23 @@ type Service struct {
 	now      func() time.Time
 	locks    keylock.Map
 	versions versions
+	obs      Observer
 }
+
+// nopObserver is the Observer of a Service given none.
+type nopObserver struct{}
+
+func (nopObserver) ObserveStored(string, string, int64)            {}
+func (nopObserver) ObserveStoragePut(string, time.Duration, error) {}
+func (nopObserver) ObserveStorageGet(string, time.Duration, error) {}
+func (nopObserver) ObserveIndexCommit(time.Duration, error)        {}
 
 // New returns a Service.
 func New(cfg Config) *Service {
-	s := &Service{cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	s := &Service{cfg: cfg, log: cfg.Logger, now: cfg.Now, obs: cfg.Observer}
+	if s.obs == nil {
+		s.obs = nopObserver{}
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -292,6 +325,7 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		}()
 		return nil
 	}
+	putStart := time.Now()
 	info, err := s.cfg.Store.Put(ctx, key, body, -1)
 	durable := time.Since(start)
 	if err != nil {
@@ -309,6 +343,8 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		case isSourceError(err):
 			return nil, fmt.Errorf("archive: read data set: %w", err)
 		}
+		// Storage failed, not the sender.
+		s.obs.ObserveStoragePut(s.cfg.Backend, time.Since(putStart), err)
 		// Storage may have kept the object all the same; no one else
 		// writes this key, and no record names it.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CommitTimeout)
@@ -317,6 +353,7 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		return nil, fmt.Errorf("%w: store %s: %v", ErrUnavailable, key, err)
 	}
 
+	s.obs.ObserveStoragePut(s.cfg.Backend, time.Since(putStart), nil)
 	// The object is durable: what is left must not stop halfway because
 	// the sender went away.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CommitTimeout)
@@ -329,7 +366,13 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 	}
 	var ch *index.Change
 	if r.err == nil {
+		commitStart := time.Now()
 		ch, r.err = r.pending.Commit(fctx)
+		var failed error
+		if r.err != nil && !errors.Is(r.err, errKeep) && !errors.Is(r.err, errSuperseded) && !errors.Is(r.err, ErrDuplicate) {
+			failed = r.err
+		}
+		s.obs.ObserveIndexCommit(time.Since(commitStart), failed)
 	}
 	indexed := time.Since(start)
 	switch {
@@ -378,6 +421,7 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 	if h.Err != nil {
 		res.Warning = fmt.Errorf("%w: %v", ErrIncomplete, h.Err)
 	}
+	s.obs.ObserveStored(req.Source, req.CallingAE, in.Size)
 	// Where the time went: receiving the data set (from the network,
 	// through the header decoder, into storage's buffers), making the
 	// object durable, and committing its record.
@@ -596,7 +640,13 @@ func (d *datasetReader) Close() error { return d.close() }
 // Open opens the object of an indexed instance for reading: a Part-10
 // file, File Meta Information first. The caller closes it.
 func (s *Service) Open(ctx context.Context, in *index.Instance) (storage.Object, error) {
+	start := time.Now()
 	obj, err := s.cfg.Store.Open(ctx, in.Key)
+	failed := err
+	if errors.Is(err, storage.ErrNotFound) || ctx.Err() != nil {
+		failed = nil // not storage's failure
+	}
+	s.obs.ObserveStorageGet(s.cfg.Backend, time.Since(start), failed)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("archive: object of %s: %w", in.SOPInstanceUID, err)

@@ -172,6 +172,11 @@ func TestSingleNode(t *testing.T) {
 		t.Errorf("QIDO-RS finds studies %v, want [%s]", got, want)
 	}
 	n.ready(t)
+	// pacsd status, as deploy/README.md runs it, with the test's port.
+	out, stderr, err := testpeer.Run(t.Context(), n.Bin, "status", "--config", config, "--http-addr", n.HTTPAddr)
+	if err != nil || !strings.Contains(out, ", ready, up ") || !strings.Contains(out, "1 instances") {
+		t.Errorf("pacsd status: %v\n%s%s", err, out, stderr)
+	}
 	if err := n.Stop(); err != nil {
 		t.Error(err)
 	}

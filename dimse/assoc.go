@@ -130,6 +130,8 @@ type operation struct {
 	// stop asks a C-MOVE or C-GET to stop after the sub-operation in
 	// flight (C-CANCEL, shutdown); nil for other operations.
 	stop *stopSignal
+	// started is when the request's command set was read.
+	started time.Time
 }
 
 // requestHandler starts the operations the peer's requests ask for. It is
@@ -260,7 +262,7 @@ func (a *Association) armReadDeadlineLocked() {
 func (a *Association) startOp(id uint16, stop *stopSignal, f func(ctx context.Context)) {
 	ctx, cancel := context.WithCancelCause(a.ctx)
 	a.opMu.Lock()
-	a.active[id] = &operation{cancel: cancel, stop: stop}
+	a.active[id] = &operation{cancel: cancel, stop: stop, started: time.Now()}
 	if a.stopping != nil {
 		cancel(a.stopping)
 		stop.fire(a.stopping)
@@ -276,19 +278,22 @@ func (a *Association) startOp(id uint16, stop *stopSignal, f func(ctx context.Co
 	}()
 }
 
-// finishOp marks an operation finished. Operations call it before sending
-// their final response, so that a peer answering the response at once
-// never finds the operation still counted.
-func (a *Association) finishOp(id uint16) {
+// finishOp marks an operation finished and returns when it started (zero
+// when it was finished already). Operations call it before sending their
+// final response, so that a peer answering the response at once never
+// finds the operation still counted.
+func (a *Association) finishOp(id uint16) time.Time {
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
-	if _, ok := a.active[id]; !ok {
-		return
+	op, ok := a.active[id]
+	if !ok {
+		return time.Time{}
 	}
 	delete(a.active, id)
 	// The reader may be waiting without a deadline, having looked while
 	// this operation still ran: the idle clock starts now.
 	a.armReadDeadlineLocked()
+	return op.started
 }
 
 // cancelOp handles a C-CANCEL: a C-MOVE or C-GET is asked to stop after

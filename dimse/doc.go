@@ -45,7 +45,10 @@
 // association request is read. AllowCaller decides who may associate,
 // AssociationContext what the handlers' contexts carry of the caller (the
 // principal, for instance), and Observe hears of every association
-// accepted or rejected and every failed handshake, for the audit trail. Limits protect the server from its peers: MaxPDULength bounds
+// accepted or rejected and every failed handshake, for the audit trail;
+// ObserveEnd hears of each accepted association's end and
+// ObserveOperation of each final response, for metrics. Limits protect
+// the server from its peers: MaxPDULength bounds
 // what one PDU makes it hold, ReadTimeout a message that stops arriving,
 // IdleTimeout an association that says nothing, MaxAssociations the
 // associations negotiated, MaxNegotiatingPerHost the connections that

@@ -162,3 +162,72 @@ func TestHostOf(t *testing.T) {
 		}
 	}
 }
+
+// TestObserveOperationsAndEnd checks that every final response is
+// observed with its command, status and caller, a refused request
+// included, and that the end of an accepted association is observed
+// once its operations are over.
+func TestObserveOperationsAndEnd(t *testing.T) {
+	var mu sync.Mutex
+	var ops []OperationEvent
+	ended := make(chan AssociationEvent, 1)
+	s := &Server{AETitle: "PACSD", Echo: echoOK{}, Store: refusingStore{}, Logger: testLogger(t),
+		ObserveOperation: func(e OperationEvent) {
+			mu.Lock()
+			defer mu.Unlock()
+			ops = append(ops, e)
+		},
+		ObserveEnd: func(e AssociationEvent) { ended <- e },
+	}
+	d := &Dialer{CallingAE: "SCU", CalledAE: "PACSD", Proposals: []Proposal{
+		{uid.Verification, []string{uid.ImplicitVRLittleEndian}},
+		{uid.CTImageStorage, []string{uid.ImplicitVRLittleEndian}},
+	}}
+	a := pipePair(t, s, d)
+	if err := a.Echo(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Store(t.Context(), &StoreRequest{SOPClassUID: uid.CTImageStorage, SOPInstanceUID: "1.2.3",
+		TransferSyntaxUID: uid.ImplicitVRLittleEndian, Dataset: strings.NewReader("")})
+	var se *StatusError
+	if !errors.As(err, &se) || se.Status != StatusOutOfResources {
+		t.Fatalf("C-STORE: %v, want status %v", err, StatusOutOfResources)
+	}
+	select {
+	case e := <-ended:
+		t.Fatalf("association observed ended while open: %+v", e)
+	default:
+	}
+	if err := a.Release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-ended:
+		if e.CallingAE != "SCU" || e.CalledAE != "PACSD" || !e.Accepted {
+			t.Errorf("end observed as %+v", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the end of the association was not observed")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []struct {
+		cmd string
+		st  Status
+	}{{"C-ECHO", StatusSuccess}, {"C-STORE", StatusOutOfResources}}
+	if len(ops) != len(want) {
+		t.Fatalf("observed %d operations, want %d: %+v", len(ops), len(want), ops)
+	}
+	for i, w := range want {
+		if o := ops[i]; o.Command != w.cmd || o.Status != w.st || o.CallingAE != "SCU" || o.Duration <= 0 {
+			t.Errorf("operation %d observed as %+v, want %s with status %v", i, o, w.cmd, w.st)
+		}
+	}
+}
+
+// refusingStore refuses every instance for want of room.
+type refusingStore struct{}
+
+func (refusingStore) Store(ctx context.Context, a *Association, req *StoreRequest) error {
+	return Errorf(StatusOutOfResources, "full")
+}

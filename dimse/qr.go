@@ -332,7 +332,7 @@ func (s *Server) retrieve(ctx context.Context, a *Association, pc *PresentationC
 	if !st.IsCancel() && !st.IsPending() {
 		subs.Remaining = -1 // only pending and cancel responses carry it
 	}
-	a.finishOp(*rq.MessageID)
+	s.observeOperation(a, rq.CommandField, st, a.finishOp(*rq.MessageID))
 	name := "C-MOVE"
 	if field == cmdset.CGetRSP {
 		name = "C-GET"

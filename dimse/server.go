@@ -73,6 +73,21 @@ type AssociationEvent struct {
 	Reason string
 }
 
+// OperationEvent is what Server.ObserveOperation is told of an
+// operation.
+type OperationEvent struct {
+	// CallingAE is the peer's AE title.
+	CallingAE string
+	// Command names the request: "C-ECHO", "C-STORE", "C-FIND",
+	// "C-MOVE", "C-GET", "N-ACTION", "N-EVENT-REPORT" and so on.
+	Command string
+	// Status is the final response's.
+	Status Status
+	// Duration runs from the request's command set, as read, to the
+	// final response.
+	Duration time.Duration
+}
+
 // ErrServerClosed is returned by Serve after Shutdown or Close. It is also
 // the cause of the contexts of operations that Shutdown stops.
 var ErrServerClosed = errors.New("dimse: server closed")
@@ -101,6 +116,16 @@ type Server struct {
 	// fails, so that they can be audited. It is called from the
 	// connection's goroutine and should not block.
 	Observe func(AssociationEvent)
+	// ObserveEnd, if set, is told when an association that Observe
+	// was told was accepted has ended, released or aborted, once its
+	// operations are over. It is called from the connection's
+	// goroutine and should not block.
+	ObserveEnd func(AssociationEvent)
+	// ObserveOperation, if set, is told of each operation the server
+	// answers as its final response goes out, whatever its status; a
+	// request refused as unsupported counts too. It is called from the
+	// operation's goroutine and should not block.
+	ObserveOperation func(OperationEvent)
 
 	Echo  EchoHandler
 	Store StoreHandler
@@ -295,6 +320,9 @@ func (s *Server) ServeConn(conn net.Conn) {
 	start := time.Now()
 	a.run()
 	a.ops.Wait()
+	if s.ObserveEnd != nil {
+		s.ObserveEnd(AssociationEvent{CallingAE: a.callingAE, CalledAE: a.calledAE, RemoteAddr: conn.RemoteAddr(), Accepted: true})
+	}
 	if err := a.Err(); err != nil {
 		log.Warn("association ended", "err", err, "duration", time.Since(start))
 	} else {
@@ -861,7 +889,7 @@ func (s *Server) respond(a *Association, pc *PresentationContext, rq *cmdset.Com
 	if comment != "" && !st.IsSuccess() {
 		rsp.ErrorComment = truncate(comment, 64)
 	}
-	a.finishOp(*rq.MessageID)
+	s.observeOperation(a, rq.CommandField, st, a.finishOp(*rq.MessageID))
 	if st.IsFailure() {
 		a.log.Warn("request failed", "command", rq.CommandField, "sop_instance_uid", rq.AffectedSOPInstanceUID, "status", st, "comment", comment)
 	}
@@ -870,6 +898,19 @@ func (s *Server) respond(a *Association, pc *PresentationContext, rq *cmdset.Com
 	if err := a.sendMessage(ctx, pc.ID, rsp, nil); err != nil {
 		a.log.Warn("response not sent", "command", field, "err", err)
 	}
+}
+
+// observeOperation tells ObserveOperation of an operation that started
+// at started (zero if unknown) and ends with st.
+func (s *Server) observeOperation(a *Association, request cmdset.Field, st Status, started time.Time) {
+	if s.ObserveOperation == nil {
+		return
+	}
+	var d time.Duration
+	if !started.IsZero() {
+		d = time.Since(started)
+	}
+	s.ObserveOperation(OperationEvent{CallingAE: a.callingAE, Command: strings.TrimSuffix(request.String(), "-RQ"), Status: st, Duration: d})
 }
 
 func orDefault(d, def time.Duration) time.Duration {

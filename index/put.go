@@ -3,6 +3,8 @@ package index
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -55,16 +57,32 @@ const (
 	Created ChangeKind = iota + 1
 	// Replaced is a new record of an instance the index held already.
 	Replaced
+	// Corrected is a record changed by a correction of the patient or
+	// study attributes, the object being rewritten with them.
+	Corrected
+	// Deleted is a record removed from the index.
+	Deleted
 )
 
+var changeKinds = [...]string{Created: "created", Replaced: "replaced", Corrected: "corrected", Deleted: "deleted"}
+
+// String returns the kind's name in the change feed: "created",
+// "replaced", "corrected" or "deleted".
 func (k ChangeKind) String() string {
-	switch k {
-	case Created:
-		return "created"
-	case Replaced:
-		return "replaced"
+	if k > 0 && int(k) < len(changeKinds) {
+		return changeKinds[k]
 	}
-	return "ChangeKind(?)"
+	return "ChangeKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// ParseChangeKind reads a ChangeKind from its name.
+func ParseChangeKind(s string) (ChangeKind, error) {
+	for k, name := range changeKinds {
+		if k > 0 && name == s {
+			return ChangeKind(k), nil
+		}
+	}
+	return 0, fmt.Errorf("index: change kind %q is not created, replaced, corrected or deleted", s)
 }
 
 // Change is what a committed put did.

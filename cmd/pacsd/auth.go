@@ -100,7 +100,7 @@ func (h *httpAuthSettings) middleware(ctx context.Context, trail *auditlog.Trail
 // interface's page, assets and configuration (docs/api.md), which hold no
 // patient data and tell the browser how to sign in; and the CORS
 // preflight requests of browsers, which never carry credentials (the
-// request that follows does).
+// request that follows does); and study downloads with a ticket.
 func openRequest(r *http.Request) bool {
 	get := r.Method == http.MethodGet || r.Method == http.MethodHead
 	switch p := r.URL.Path; {
@@ -108,15 +108,23 @@ func openRequest(r *http.Request) bool {
 		return get
 	case r.Method == http.MethodOptions:
 		return r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != ""
+	case strings.HasPrefix(p, "/api/studies/") && strings.HasSuffix(p, "/archive.zip") && r.URL.Query().Has("ticket"):
+		// A browser's download carries a one-time ticket instead of a
+		// token, which the API checks (api.Server's archive tickets).
+		return get
 	}
 	return false
 }
 
-// requestScope is the scope a request needs: admin for /api/audit, and
-// otherwise what its method asks (auth.MethodScope).
+// requestScope is the scope a request needs: admin for /api/audit, read
+// for a download ticket, and otherwise what its method asks
+// (auth.MethodScope).
 func requestScope(r *http.Request) auth.Scope {
 	if r.URL.Path == auditAPIPath || strings.HasPrefix(r.URL.Path, auditAPIPath+"/") {
 		return auth.Admin
+	}
+	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/studies/") && strings.HasSuffix(r.URL.Path, "/archive-ticket") {
+		return auth.Read // a ticket downloads, which reading allows
 	}
 	return auth.MethodScope(r)
 }

@@ -15,6 +15,8 @@
 //	pacsd verify [flags]    compare the index with storage; exit 1 on any problem
 //	pacsd audit [flags]     list audit records; audit verify checks the chain
 //	pacsd token create NAME make a machine token for --http-auth token
+//	pacsd status [flags]    ask a running pacsd serve for its state
+//	pacsd conformance       write the DICOM Conformance Statement
 //	pacsd version           print the version
 //
 // "pacsd COMMAND -h" lists the flags of a command. The settings among them
@@ -129,18 +131,20 @@ func (e *usageError) Unwrap() error { return e.err }
 
 // commands are pacsd's commands.
 type commands struct {
-	Serve    serveCommand    `cmd:"" help:"Run the archive: DIMSE and DICOMweb in front of storage and index."`
-	Retrieve retrieveCommand `cmd:"" help:"Pull studies from another archive into this one, by C-GET or C-MOVE."`
-	Migrate  migrateCommand  `cmd:"" help:"Move every study of another archive into this one, verified study by study; status and report say how far it is."`
-	Import   importCommand   `cmd:"" help:"Import instances from files and directories, verified by SHA-256."`
-	Reindex  reindexCommand  `cmd:"" help:"Rebuild the index from the objects in storage."`
-	Verify   verifyCommand   `cmd:"" help:"Compare the index with storage; exit 1 on any difference."`
-	Audit    auditCommand    `cmd:"" help:"List the audit trail's records, or check its hash chain (audit verify)."`
-	Token    tokenCommand    `cmd:"" help:"Manage the machine tokens of --http-auth token."`
-	Routes   routesCommand   `cmd:"" help:"Check the forwarding rules."`
-	Send     sendCommand     `cmd:"" help:"Queue a study, or one of its series, for destinations; pacsd serve sends it."`
-	Queue    queueCommand    `cmd:"" help:"Show, retry and drop the forwarding queue's tasks."`
-	Version  versionCommand  `cmd:"" help:"Print pacsd's version."`
+	Serve       serveCommand       `cmd:"" help:"Run the archive: DIMSE and DICOMweb in front of storage and index."`
+	Retrieve    retrieveCommand    `cmd:"" help:"Pull studies from another archive into this one, by C-GET or C-MOVE."`
+	Migrate     migrateCommand     `cmd:"" help:"Move every study of another archive into this one, verified study by study; status and report say how far it is."`
+	Import      importCommand      `cmd:"" help:"Import instances from files and directories, verified by SHA-256."`
+	Reindex     reindexCommand     `cmd:"" help:"Rebuild the index from the objects in storage."`
+	Verify      verifyCommand      `cmd:"" help:"Compare the index with storage; exit 1 on any difference."`
+	Audit       auditCommand       `cmd:"" help:"List the audit trail's records, or check its hash chain (audit verify)."`
+	Token       tokenCommand       `cmd:"" help:"Manage the machine tokens of --http-auth token."`
+	Routes      routesCommand      `cmd:"" help:"Check the forwarding rules."`
+	Send        sendCommand        `cmd:"" help:"Queue a study, or one of its series, for destinations; pacsd serve sends it."`
+	Queue       queueCommand       `cmd:"" help:"Show, retry and drop the forwarding queue's tasks."`
+	Status      statusCommand      `cmd:"" help:"Ask a running pacsd serve, over its HTTP port, for its state."`
+	Conformance conformanceCommand `cmd:"" help:"Write the DICOM Conformance Statement of this configuration."`
+	Version     versionCommand     `cmd:"" help:"Print pacsd's version."`
 }
 
 // process is what a command's Run gets of pacsd's process besides its

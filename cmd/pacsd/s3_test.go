@@ -285,9 +285,15 @@ func TestS3SpoolStartsDuringOutage(t *testing.T) {
 	if out, err := p.dcmtk("storescu", "+sd", dir); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
-	// Taking images in, pacsd is ready, though S3 is not.
-	if code, err := httpGet("http://" + p.httpAddr + "/readyz"); err != nil || code != 200 {
-		t.Errorf("/readyz while spooling: %d %v, want 200", code, err)
+	// Taking images in, pacsd is ready, though S3 is not, and says what
+	// waits in the spool.
+	var ready struct {
+		Status string
+		Checks map[string]struct{ Status, Detail string }
+	}
+	if code := getJSON(t, "http://"+p.httpAddr+"/readyz", &ready); code != 200 || ready.Checks["storage"].Status != "ok" ||
+		!strings.Contains(ready.Checks["spool"].Detail, "3 objects") {
+		t.Errorf("/readyz while spooling: %d %+v, want 200 with 3 objects in the spool", code, ready)
 	}
 	if err := a.srv.Restart(t.Context()); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/pacsd/pacsd/index/sqlindex"
-
 	"context"
 	"errors"
 	"fmt"
@@ -25,12 +23,9 @@ import (
 	"github.com/pacsd/pacsd/dicom/codec"
 	"github.com/pacsd/pacsd/dicomweb"
 	"github.com/pacsd/pacsd/dimse"
-	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/internal/httplimit"
 	"github.com/pacsd/pacsd/route"
 	"github.com/pacsd/pacsd/scp"
-	"github.com/pacsd/pacsd/storage"
-	"github.com/pacsd/pacsd/storage/spool"
 )
 
 // serveCommand runs the archive until ctx ends, then shuts down
@@ -49,6 +44,7 @@ type serveCommand struct {
 	httpAuthSettings
 	auditSettings
 	deidSettings
+	faceSettings
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" default:"30s" placeholder:"DURATION" help:"how long shutdown waits for associations to finish"`
 }
 
@@ -91,6 +87,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	if _, err := c.deidSettings.key(log); err != nil {
 		return err
 	}
+	fc := newFace(c, log.With("component", "metrics"))
 	aes, err := newAEAuthorizer(ctx, &c.dimseSettings)
 	if err != nil {
 		return err
@@ -147,6 +144,8 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		Duplicates: dup,
 		Logger:     log.With("component", "archive"),
 		Forwarder:  fwd,
+		Observer:   fc.reg,
+		Backend:    backendKind(c.Storage),
 	})
 	codecs := codec.New(codec.Options{})
 	routing, err := c.newRouting(c.AETitle, rs, arch, codecs, p.getenv, log.With("component", "route"))
@@ -228,6 +227,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		IdleTimeout:        c.IdleTimeout,
 		Logger:             log.With("component", "dimse"),
 	}
+	fc.instrument(dsrv)
 	web := &dicomweb.Server{
 		Index:              db,
 		Archive:            arch,
@@ -250,9 +250,11 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	if err != nil {
 		return err
 	}
-	e := httpHandler(store, db, web)
-	(&api.Server{Queue: db.Outbox(), Index: db, Destinations: c.destinationList(rs), Wake: router.Wake,
-		Migrations: db.MigrationState(), Logger: log.With("component", "api")}).Register(e)
+	e := httpHandler(web)
+	fc.store, fc.db, fc.queue, fc.destinations = store, db, db.Outbox(), c.destinationList(rs)
+	fc.register(e, c, uiPrincipal(mw))
+	(&api.Server{Queue: db.Outbox(), Index: db, Destinations: c.destinationList(rs), Wake: router.Wake, Logger: log.With("component", "api"),
+		Migrations: db.MigrationState(), Changes: db, Objects: arch, System: fc.system(c)}).Register(e)
 	registerAuditAPI(e, c.AuditDir, c.AETitle)
 	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(e)), httplimit.Config{})
 
@@ -262,11 +264,13 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		return fmt.Errorf("DIMSE listener: %w", err)
 	}
 	opened.add("DIMSE listener", closeListener(dl))
+	fc.dimseAddr, dl = dl.Addr().String(), fc.reg.Listener(dl, "dimse")
 	hl, err := lc.Listen(ctx, "tcp", c.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
 	opened.add("HTTP listener", closeListener(hl))
+	fc.httpAddr, hl = hl.Addr().String(), fc.reg.Listener(hl, "http")
 	var tl net.Listener
 	if c.DIMSETLSAddr != "" {
 		l, err := lc.Listen(ctx, "tcp", c.DIMSETLSAddr)
@@ -274,7 +278,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 			return fmt.Errorf("DICOM TLS listener: %w", err)
 		}
 		opened.add("DICOM TLS listener", closeListener(l))
-		tl = auth.NewListener(l, tlsCfg.server)
+		tl = auth.NewListener(fc.reg.Listener(l, "dimse"), tlsCfg.server)
 	}
 
 	switch {
@@ -288,6 +292,18 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	if len(c.RemoteAEs) > 0 {
 		log.Info("remote AEs (C-MOVE destinations)", "remote_aes", c.RemoteAEs)
 	}
+
+	sctx, stopSampling := context.WithCancel(context.WithoutCancel(ctx))
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		fc.sample(sctx)
+	}()
+	opened.add("metrics sampling", func(context.Context) error {
+		stopSampling()
+		<-sampled
+		return nil
+	})
 
 	var serving sync.WaitGroup
 	failed := make(chan error, 3)
@@ -439,29 +455,11 @@ func closeListener(l net.Listener) func(context.Context) error {
 	}
 }
 
-// httpHandler serves the health checks: /healthz says the process is up,
-// /readyz that storage and the index answer.
-func httpHandler(store storage.Store, db *sqlindex.DB, web *dicomweb.Server) *echo.Echo {
+// httpHandler returns the echo instance of the HTTP listener, with the
+// DICOMweb services; serve adds the rest.
+func httpHandler(web *dicomweb.Server) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	web.Register(e)
-	e.GET("/healthz", func(c echo.Context) error {
-		return c.String(http.StatusOK, "ok\n")
-	})
-	e.GET("/readyz", func(c echo.Context) error {
-		ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
-		defer cancel()
-		if _, err := store.Stat(ctx, "readyz"); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			if _, spooled := store.(*spool.Store); spooled && errors.Is(err, storage.ErrUnavailable) {
-				// The spool takes images in while S3 is away.
-				return c.String(http.StatusOK, "ready, spooling: "+err.Error()+"\n")
-			}
-			return c.String(http.StatusServiceUnavailable, "storage: "+err.Error()+"\n")
-		}
-		if _, err := db.Instance(ctx, "0"); err != nil && !errors.Is(err, index.ErrNotFound) {
-			return c.String(http.StatusServiceUnavailable, "index: "+err.Error()+"\n")
-		}
-		return c.String(http.StatusOK, "ready\n")
-	})
 	return e
 }

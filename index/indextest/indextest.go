@@ -65,6 +65,9 @@ func Run(t *testing.T, open func(t *testing.T, opts ...sqlindex.Option) *sqlinde
 		{"FindStreaming", testFindStreaming, []sqlindex.Option{sqlindex.WithBatchSize(2)}},
 		{"FindLarge", testFindLarge, nil},
 		{"FindInstances", testFindInstances, []sqlindex.Option{sqlindex.WithBatchSize(2)}},
+		{"ChangeFeed", testChangeFeed, nil},
+		{"ChangeFeedWait", testChangeFeedWait, nil},
+		{"ChangeFeedConcurrent", testChangeFeedConcurrent, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

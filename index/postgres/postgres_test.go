@@ -65,6 +65,10 @@ func TestPostgres(t *testing.T) {
 	t.Run("Reopen", func(t *testing.T) { testReopen(t, pg.NewDatabaseT(t)) })
 	t.Run("ConcurrentOpen", func(t *testing.T) { testConcurrentOpen(t, pg.NewDatabaseT(t)) })
 	t.Run("TwoNodes", func(t *testing.T) { testTwoNodes(t, pg.NewDatabaseT(t)) })
+	t.Run("ChangeFeedTwoNodes", func(t *testing.T) {
+		url := pg.NewDatabaseT(t)
+		indextest.ChangeFeedWriters(t, open(t, url), open(t, url))
+	})
 	t.Run("Restart", func(t *testing.T) { testRestart(t, pg) })
 }
 

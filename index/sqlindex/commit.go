@@ -142,6 +142,7 @@ func (c *committer) write(batch []*commitRequest) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
+	var changes feed
 	err := db.retry(ctx, func() error {
 		for _, r := range live {
 			r.change, r.err = nil, nil
@@ -161,12 +162,14 @@ func (c *committer) write(batch []*commitRequest) {
 			return err
 		}
 		refreshed := refresh{now: micros(db.now())}
+		changes = feed{}
 		for _, r := range live {
 			if _, err := db.exec(ctx, tx, `SAVEPOINT put`); err != nil {
 				return fmt.Errorf("savepoint: %w", err)
 			}
 			var touched refresh
-			ch, err := db.put(ctx, tx, r.p, &held, &touched)
+			mark := len(changes.events)
+			ch, err := db.put(ctx, tx, r.p, &held, &touched, &changes)
 			switch {
 			case err == nil:
 				if _, err := db.exec(ctx, tx, `RELEASE SAVEPOINT put`); err != nil {
@@ -181,9 +184,13 @@ func (c *committer) write(batch []*commitRequest) {
 			if _, rerr := db.exec(ctx, tx, `ROLLBACK TO SAVEPOINT put`); rerr != nil {
 				return fmt.Errorf("rollback to savepoint after %v: %w", err, rerr)
 			}
+			changes.events = changes.events[:mark]
 			r.err = err
 		}
 		if err := refreshed.run(ctx, db, tx); err != nil {
+			return err
+		}
+		if err := db.writeFeed(ctx, tx, &changes); err != nil {
 			return err
 		}
 		if err := tx.Commit(); err != nil {
@@ -192,6 +199,9 @@ func (c *committer) write(batch []*commitRequest) {
 		return nil
 	})
 	if err == nil {
+		if len(changes.events) > 0 {
+			db.changed.notify()
+		}
 		db.prepareWanted(ctx)
 	}
 	for _, r := range live {

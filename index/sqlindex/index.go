@@ -53,6 +53,8 @@ type DB struct {
 	// steps are the writes of a put after its instance row (see
 	// putStep).
 	steps []putStep
+	// changed is notified when this DB has written to the change feed.
+	changed signal
 }
 
 // New returns a DB over db, whose SQL dialect is d, after bringing its
@@ -75,7 +77,7 @@ func New(ctx context.Context, db *sql.DB, d Dialect, opts ...Option) (*DB, error
 	if err := x.checkSchema(ctx); err != nil {
 		return nil, err
 	}
-	x.steps = []putStep{x.putMetadata, x.putForward}
+	x.steps = []putStep{x.putMetadata, x.putForward, x.recordChange}
 	x.commits = newCommitter(x)
 	return x, nil
 }

@@ -137,6 +137,8 @@ type putWrite struct {
 	instance, series, study, patient int64
 	// previous is the row replaced, nil for a new instance.
 	previous *stored
+	// feed collects the change events of the put's transaction.
+	feed *feed
 }
 
 // putStep is a write of a put after its instance row, in the put's
@@ -148,8 +150,9 @@ type putStep func(ctx context.Context, tx *sql.Tx, w *putWrite) error
 // put writes p in tx, after taking the locks of the rows it changes that
 // held lacks (see lockRelated), then runs the DB's steps. It adds the
 // rows whose aggregates it changed to refreshed, for the caller to
-// recompute before committing, if the put succeeds.
-func (db *DB) put(ctx context.Context, tx *sql.Tx, p *prepared, held *[]int64, refreshed *refresh) (*index.Change, error) {
+// recompute before committing, and its change to f, for the caller to
+// write last (see writeFeed), if the put succeeds.
+func (db *DB) put(ctx context.Context, tx *sql.Tx, p *prepared, held *[]int64, refreshed *refresh, f *feed) (*index.Change, error) {
 	in := p.req.Instance
 	err := db.lockRelated(ctx, tx, held, &p.locks, func() ([]int64, error) {
 		return db.relatedLocks(ctx, tx, in.SOPInstanceUID, in.SeriesInstanceUID, in.StudyInstanceUID)
@@ -192,7 +195,7 @@ func (db *DB) put(ctx context.Context, tx *sql.Tx, p *prepared, held *[]int64, r
 	written := *in
 	written.ReceivedAt = fromMicros(recv)
 	w := &putWrite{req: p.req, change: &index.Change{Kind: index.Created, Instance: &written},
-		series: series, study: study, patient: patient, previous: old}
+		series: series, study: study, patient: patient, previous: old, feed: f}
 	r := refresh{now: now}
 	if old != nil {
 		if err := db.removeSOPClass(ctx, tx, old.series, old.SOPClassUID); err != nil {
@@ -261,10 +264,11 @@ func checkUIDs(in *index.Instance) error {
 }
 
 // Delete removes the record of an instance. Its series, study and patient
-// lose it from their aggregates, and are deleted when left empty.
+// lose it from their aggregates, and are deleted when left empty. The
+// change feed records the deletion.
 func (db *DB) Delete(ctx context.Context, sopInstanceUID string) error {
 	locks := []int64{instanceLock(sopInstanceUID)}
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.writeRecorded(ctx, func(tx *sql.Tx, f *feed) error {
 		held, err := db.lockRows(ctx, tx, locks)
 		if err != nil {
 			return err
@@ -287,6 +291,7 @@ func (db *DB) Delete(ctx context.Context, sopInstanceUID string) error {
 		}
 		r := refresh{now: micros(db.now())}
 		r.add(old.series, old.study, old.patient)
+		f.add(index.Deleted, old.StudyInstanceUID, old.SeriesInstanceUID, old.SOPInstanceUID)
 		return r.run(ctx, db, tx)
 	})
 	if err != nil {

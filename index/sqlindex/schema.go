@@ -117,8 +117,13 @@ var (
 	studyNameKeyTable   = nameKeyTable(&studyTable)
 	seriesNameKeyTable  = nameKeyTable(&seriesTable)
 
+	changeFeedTable = table{
+		name:  "change_feed",
+		fixed: []string{"seq", "kind", "study_instance_uid", "series_instance_uid", "sop_instance_uid", "changed_at"},
+	}
+
 	tables = []*table{&patientTable, &studyTable, &seriesTable, &seriesSOPClassTable, &instanceTable,
-		&patientNameKeyTable, &studyNameKeyTable, &seriesNameKeyTable}
+		&patientNameKeyTable, &studyNameKeyTable, &seriesNameKeyTable, &changeFeedTable}
 )
 
 // nameKeyTable describes the table that holds the name keys (see

@@ -17,6 +17,7 @@ type Pacsd struct {
 	*Process
 	DIMSEAddr string // host:port of its DIMSE listener
 	HTTPAddr  string // host:port of its HTTP listener
+	Bin       string // the pacsd binary, for its other commands
 }
 
 // StartPacsdT builds pacsd into a temporary directory (with the race
@@ -54,6 +55,7 @@ func StartPacsdT(tb testing.TB, race bool, args ...string) *Pacsd {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	p.Bin = bin
 	return p
 }
 

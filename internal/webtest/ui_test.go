@@ -1,6 +1,7 @@
 package webtest
 
 import (
+	"archive/zip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,6 +34,8 @@ type uiPlan struct {
 	Series        string `json:"series"`
 	Frames        int    `json:"frames"`
 	Preset        string `json:"preset"` // a window preset to pick, if the series has them
+	// Destination is the remote AE the study is sent to, a storescp.
+	Destination string `json:"destination"`
 }
 
 type uiRow struct{ Study, Name, Date string }
@@ -95,6 +98,14 @@ type uiResult struct {
 			Nav     []string
 		}
 	}
+	Real struct {
+		SendNotice string
+		Queue      []string // the destination's row once drained
+		Download   struct {
+			Name, Path string
+			Size       int
+		}
+	}
 	Requests []struct {
 		Method, URL string
 		Status      int
@@ -109,8 +120,9 @@ type uiResult struct {
 // TestUI drives pacsd's web interface in Debian's Chromium: the study
 // list searched with a wildcard, paged and sorted; a study opened from
 // the keyboard; a series scrolled with the mouse wheel and the keys; the
-// window changed by a preset and by dragging. The page is served in
-// front of a real pacsd, which answers the DICOMweb requests; the pages
+// window changed by a preset and by dragging; the study sent to a
+// storescp, the queue watched until it drains, and the study downloaded
+// as a ZIP. pacsd serves the page and answers every request; the pages
 // whose /api endpoints pacsd lacks must say so. A second origin signs in
 // through an OpenID Connect provider (Authorization Code with PKCE) and
 // answers those /api endpoints as docs/api.md defines them, with fakes
@@ -125,15 +137,16 @@ func TestUI(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := loadCorpus(t)
-	p := startPacsd(t)
+	scp := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{AET: "STORESCP", Args: []string{"+B"}})
+	p := startPacsd(t, "--remote-ae", "STORESCP="+scp.Addr, "--ohif-url", "http://127.0.0.1:9/ohif")
 	p.store(t, c.files()...)
 	target, err := url.Parse(p.origin())
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	// The page in front of pacsd, as `pacsd serve` will mount it: its
-	// own paths, and everything else to pacsd.
+	// The page with sign-in in front of pacsd: its own paths and the
+	// fake /api, everything else to pacsd.
 	front := func(cfg ui.Config, extra func(*http.ServeMux)) http.Handler {
 		page := ui.Handler(cfg)
 		mux := http.NewServeMux()
@@ -148,8 +161,6 @@ func TestUI(t *testing.T) {
 		}
 		return mux
 	}
-	plain := httptest.NewServer(front(ui.Config{Version: "test", OHIFURL: "http://127.0.0.1:9/ohif"}, nil))
-	t.Cleanup(plain.Close)
 
 	api := &fakeAPI{scopes: []string{ui.ScopeRead, ui.ScopeWrite, ui.ScopeDelete, ui.ScopeAdmin}}
 	fake := httptest.NewUnstartedServer(nil)
@@ -200,9 +211,10 @@ func TestUI(t *testing.T) {
 	}
 	artifacts := artifactDir(t)
 	plan := uiPlan{
-		Chromium: chromium, URL: plain.URL, FakeURL: fakeURL, ScreenshotDir: artifacts, TimeoutMS: 20000,
+		Chromium: chromium, URL: p.origin(), FakeURL: fakeURL, ScreenshotDir: artifacts, TimeoutMS: 20000,
 		SearchName: "Doe", PageSize: 2,
 		Study: largest[0].study, Series: largest[0].series, Frames: len(largest), Preset: preset,
+		Destination: "STORESCP",
 	}
 	var res uiResult
 	runNode(t, 4*time.Minute, "ui.mjs", plan, &res)
@@ -370,26 +382,69 @@ func TestUI(t *testing.T) {
 		}
 	})
 
-	t.Run("endpoints this pacsd serves and lacks", func(t *testing.T) {
-		for _, page := range []string{"migrations", "system"} {
-			if !strings.Contains(res.Missing[page], "not available on this server") {
-				t.Errorf("%s page says %q, want that it is not available on this server", page, res.Missing[page])
-			}
+	t.Run("pacsd's own API", func(t *testing.T) {
+		if q := res.Missing["queue"]; !strings.Contains(q, "STORESCP") || strings.Contains(q, "not available") {
+			t.Errorf("queue page says %q, want the destination STORESCP", q)
+		}
+		if s := res.Missing["system"]; !strings.Contains(s, "PACSD") || !strings.Contains(s, p.dimseAddr) || !strings.Contains(s, "Ready") {
+			t.Errorf("system page says %q, want pacsd's AE title, DIMSE address and readiness", s)
 		}
 		// pacsd serves the audit trail: the page lists its start.
 		if a := res.Missing["audit"]; !strings.Contains(a, "Application Activity") || strings.Contains(a, "not available") {
 			t.Errorf("audit page says %q, want pacsd's own records", a)
 		}
-		// pacsd serves the forwarding queue: with no destination
-		// configured, the page and the send dialog say so.
-		if q := res.Missing["queue"]; !strings.Contains(q, "No destinations are configured") {
-			t.Errorf("queue page says %q, want that no destinations are configured", q)
+		// Migrations, and deleting, come with their own issues: until
+		// then the page says they are not available, never fails.
+		if m := res.Missing["migrations"]; strings.Contains(m, "failed") || !strings.Contains(m, "Migrations") {
+			t.Errorf("migrations page says %q", m)
 		}
-		if d := res.Dialogs["send"]; !strings.Contains(d, "No destinations are configured") {
-			t.Errorf("send on this pacsd says %q, want that no destinations are configured", d)
+		if d := strings.ToLower(res.Dialogs["delete"]); strings.Contains(d, "failed") {
+			t.Errorf("delete on this pacsd says %q", d)
 		}
-		if d := res.Dialogs["delete"]; !strings.Contains(strings.ToLower(d), "not available") {
-			t.Errorf("delete on this pacsd says %q, want not available", d)
+	})
+
+	t.Run("send to storescp", func(t *testing.T) {
+		if !strings.Contains(res.Real.SendNotice, "Queued for STORESCP") {
+			t.Errorf("send notice %q", res.Real.SendNotice)
+		}
+		got, err := scp.Files()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What dcmsend sent pacsd, which pacsd must pass on unchanged.
+		var paths []string
+		for _, s := range doe[plan.Study] {
+			paths = append(paths, s.path)
+		}
+		sent := sentDatasets(t, paths)
+		for _, s := range doe[plan.Study] {
+			f, ok := got[s.sop]
+			if !ok {
+				t.Errorf("storescp did not receive %s", s.sop)
+				continue
+			}
+			if readSample(t, f).datasetSHA256 != sent[s.sop] {
+				t.Errorf("%s reached storescp changed", s.sop)
+			}
+		}
+		if len(got) != len(doe[plan.Study]) {
+			t.Errorf("storescp received %d instances, the study has %d", len(got), len(doe[plan.Study]))
+		}
+		t.Logf("queue once drained: %q", res.Real.Queue)
+	})
+
+	t.Run("download", func(t *testing.T) {
+		d := res.Real.Download
+		if d.Name != plan.Study+".zip" {
+			t.Errorf("download named %q", d.Name)
+		}
+		zr, err := zip.OpenReader(d.Path)
+		if err != nil {
+			t.Fatalf("download %+v: %v", d, err)
+		}
+		defer zr.Close()
+		if len(zr.File) != len(doe[plan.Study]) {
+			t.Errorf("the ZIP holds %d files, the study %d instances", len(zr.File), len(doe[plan.Study]))
 		}
 	})
 

@@ -471,22 +471,33 @@ func (s *Store) Uploaded(ctx context.Context, key string) (bool, error) {
 // Pending returns how many objects the spool holds that are not uploaded
 // yet. It walks the spool directory to count them.
 func (s *Store) Pending(ctx context.Context) (int, error) {
-	if s.closed.Load() {
-		return 0, fmt.Errorf("spool: pending: %w", ErrClosed)
+	n, _, err := s.Backlog(ctx)
+	if err != nil {
+		return n, fmt.Errorf("spool: pending: %w", errors.Unwrap(err))
 	}
-	n := 0
+	return n, nil
+}
+
+// Backlog returns how many objects the spool holds that are not
+// uploaded yet, and their bytes: what would be lost with the spool's disk.
+// It walks the spool directory, as Pending does.
+func (s *Store) Backlog(ctx context.Context) (objects int, bytes int64, err error) {
+	if s.closed.Load() {
+		return 0, 0, fmt.Errorf("spool: backlog: %w", ErrClosed)
+	}
 	for info, err := range s.local.List(ctx, "") {
 		if err != nil {
-			return n, fmt.Errorf("spool: pending: %w", err)
+			return objects, bytes, fmt.Errorf("spool: backlog: %w", err)
 		}
 		s.mu.Lock()
 		_, done := s.deferred[info.Key]
 		s.mu.Unlock()
 		if !done {
-			n++
+			objects++
+			bytes += info.Size
 		}
 	}
-	return n, nil
+	return objects, bytes, nil
 }
 
 // Flush waits until the spool holds no object still to be uploaded and

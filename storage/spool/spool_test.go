@@ -256,8 +256,15 @@ func TestRemoteDown(t *testing.T) {
 	if n, err := s.Pending(t.Context()); n != 10 || err != nil {
 		t.Errorf("Pending = %d, %v; want 10", n, err)
 	}
+	// "object 0" to "object 9": 8 bytes each.
+	if n, size, err := s.Backlog(t.Context()); n != 10 || size != 80 || err != nil {
+		t.Errorf("Backlog = %d objects, %d bytes, %v; want 10 and 80", n, size, err)
+	}
 	r.failPuts.Store(false)
 	flush(t, s)
+	if n, size, err := s.Backlog(t.Context()); n != 0 || size != 0 || err != nil {
+		t.Errorf("Backlog after Flush = %d objects, %d bytes, %v; want none", n, size, err)
+	}
 	if keys := spooled(t, dir); len(keys) != 0 {
 		t.Errorf("spool still holds %q", keys)
 	}

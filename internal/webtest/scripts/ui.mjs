@@ -28,6 +28,7 @@ const out = {
   missing: {},
   dialogs: {},
   fake: { queue: [], audit: [], download: {}, readOnly: { actions: [], nav: [] } },
+  real: { queue: [], download: {} },
   requests: [],
   otherHosts: [],
   consoleErrors: [],
@@ -395,7 +396,8 @@ try {
     await shot('window-drag');
   });
 
-  // This pacsd has no /api yet: each page must say so.
+  // The pages of pacsd's own /api, and those it may lack: each page must
+  // show what it has, or say that the server does not offer it.
   await step('missing', async () => {
     for (const name of ['queue', 'migrations', 'audit', 'system']) {
       await open(`${plan.url}/#/${name}`);
@@ -409,10 +411,6 @@ try {
   await step('missing-actions', async () => {
     await open(`${plan.url}/#/study/${plan.study}`);
     await viewerShows(1);
-    await page.getByRole('button', { name: 'Send…' }).click();
-    out.dialogs.send = await until(() => page.$eval('dialog', (d) => d.innerText).catch(() => null), 'the send dialog');
-    await a11y('send-dialog');
-    await page.keyboard.press('Escape');
     await page.getByRole('button', { name: 'Delete…' }).click();
     await page.getByLabel('Reason (required)').fill('duplicate of another study');
     await page.locator('dialog').getByRole('button', { name: 'Delete' }).click();
@@ -421,6 +419,40 @@ try {
       return s || null;
     }, 'the delete dialog to answer');
     await page.keyboard.press('Escape');
+  });
+
+  // pacsd sends the study to a real storescp, and the queue drains.
+  await step('send', async () => {
+    await open(`${plan.url}/#/study/${plan.study}`);
+    await viewerShows(1);
+    const messages = () => page.$eval('main .messages', (e) => e.innerText.trim()).catch(() => '');
+    await page.getByRole('button', { name: 'Send…' }).click();
+    out.dialogs.send = await until(() => page.$eval('dialog', (d) => d.innerText).catch(() => null), 'the send dialog');
+    await a11y('send-dialog');
+    await page.getByLabel(plan.destination).check();
+    await page.locator('dialog').getByRole('button', { name: 'Send' }).click();
+    out.real.sendNotice = await until(messages, 'the send notice');
+    await page.getByRole('link', { name: 'Watch the queue' }).click();
+    await page.waitForSelector('main[data-page=queue] table.queue', { timeout: t });
+    // The page refreshes itself: wait until nothing is left to send.
+    const row = () => page.$eval(`tr[data-destination="${plan.destination}"]`, (tr) => [...tr.cells].map((c) => c.innerText.trim())).catch(() => null);
+    out.real.queue = await until(async () => {
+      const r = await row();
+      return r && r[1] === '0' && r[2] === '0' && r[3] === '0' && Number(r[4]) >= 1 ? r : null;
+    }, 'the queue to drain');
+    await shot('queue-drained');
+  });
+
+  await step('download', async () => {
+    await open(`${plan.url}/#/study/${plan.study}`);
+    await viewerShows(1);
+    const [download] = await Promise.all([
+      page.waitForEvent('download', { timeout: t }),
+      page.getByRole('button', { name: 'Download ZIP' }).click(),
+    ]);
+    const path = join(plan.screenshotDir, 'study.zip');
+    await download.saveAs(path);
+    out.real.download = { name: download.suggestedFilename(), size: statSync(path).size, path };
   });
 
   // The signed-in origin, whose /api answers as docs/api.md says.
