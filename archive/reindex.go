@@ -111,6 +111,14 @@ func Reindex(ctx context.Context, store storage.Store, idx Indexer, progress fun
 // this one, when the index holds a later version of its instance, or the
 // one the record named before.
 func reindexObject(ctx context.Context, store storage.Store, idx Indexer, info storage.Info) (n int64, indexed, superseded bool, err error) {
+	if tk, ok := idx.(trashKeeper); ok {
+		switch trashed, err := tk.Trashed(ctx, info.Key); {
+		case err != nil:
+			return 0, false, false, fmt.Errorf("archive: reindex %s: index: %w", info.Key, err)
+		case trashed:
+			return 0, false, false, nil
+		}
+	}
 	in, n, err := readInstance(ctx, store, info, dicom.Limits{})
 	if err != nil {
 		return n, false, false, fmt.Errorf("archive: reindex %s: %w", info.Key, err)

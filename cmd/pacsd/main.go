@@ -10,6 +10,9 @@
 //	pacsd verify [flags]    compare the index with storage; exit 1 on any problem
 //	pacsd audit [flags]     list audit records; audit verify checks the chain
 //	pacsd token create NAME make a machine token for --http-auth token
+//	pacsd delete [flags]    move a study, series or instance to the trash
+//	pacsd restore [flags]   bring back what a study has in the trash
+//	pacsd purge [flags]     empty the trash now
 //	pacsd version           print the version
 //
 // "pacsd COMMAND -h" lists the flags of a command. The settings among them
@@ -133,6 +136,9 @@ type commands struct {
 	Routes   routesCommand   `cmd:"" help:"Check the forwarding rules."`
 	Send     sendCommand     `cmd:"" help:"Queue a study, or one of its series, for destinations; pacsd serve sends it."`
 	Queue    queueCommand    `cmd:"" help:"Show, retry and drop the forwarding queue's tasks."`
+	Delete   deleteCommand   `cmd:"" help:"Move a study, series or instance to the trash; every query and retrieval stops showing it at once."`
+	Restore  restoreCommand  `cmd:"" help:"Bring back what a study has in the trash."`
+	Purge    purgeCommand    `cmd:"" help:"Empty the whole trash now, deleting its objects from storage for good."`
 	Version  versionCommand  `cmd:"" help:"Print pacsd's version."`
 }
 

@@ -48,6 +48,7 @@ type serveCommand struct {
 	httpAuthSettings
 	auditSettings
 	deidSettings
+	trashSettings
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" default:"30s" placeholder:"DURATION" help:"how long shutdown waits for associations to finish"`
 }
 
@@ -62,7 +63,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	if err := complete(&c.storeSettings, &c.archiveSettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings, &c.tlsSettings, &c.httpAuthSettings); err != nil {
+	if err := complete(&c.storeSettings, &c.archiveSettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings, &c.tlsSettings, &c.httpAuthSettings, &c.trashSettings); err != nil {
 		return err
 	}
 	if err := c.completeAudit(c.Data); err != nil {
@@ -146,6 +147,26 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		Duplicates: dup,
 		Logger:     log.With("component", "archive"),
 		Forwarder:  fwd,
+		// Rejection notes (IHE IOCM) hide what they name.
+		Rejections:     db,
+		RejectionPurge: c.RejectionPolicy == "trash",
+		Rejected:       rejectionAudit(trail),
+	})
+	trash := &archive.Trash{Store: store, Index: db, Logger: log.With("component", "trash")}
+	pctx, stopPurges := context.WithCancel(context.WithoutCancel(ctx))
+	purged := make(chan struct{})
+	go func() {
+		defer close(purged)
+		runPurges(pctx, trash, c.trashAge(), log.With("component", "trash"))
+	}()
+	opened.add("trash purge", func(ctx context.Context) error {
+		stopPurges()
+		select {
+		case <-purged:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	})
 	routing, err := c.newRouting(c.AETitle, rs, arch, p.getenv, log.With("component", "route"))
 	if err != nil {
@@ -228,6 +249,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	web := &dicomweb.Server{
 		Index:              db,
 		Archive:            arch,
+		Trash:              &auditedTrash{trash: trash, patients: db, trail: trail},
 		Root:               c.DICOMwebRoot,
 		MaxBodyBytes:       c.MaxBody,
 		MaxMatches:         c.MaxMatches,
@@ -249,6 +271,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	e := httpHandler(store, db, web)
 	(&api.Server{Queue: db.Outbox(), Index: db, Destinations: c.destinationList(rs), Wake: router.Wake, Logger: log.With("component", "api")}).Register(e)
 	registerAuditAPI(e, c.AuditDir, c.AETitle)
+	registerDeletionsAPI(e, db)
 	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(e)), httplimit.Config{})
 
 	var lc net.ListenConfig

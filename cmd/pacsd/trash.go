@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pacsd/pacsd/archive"
+	auditlog "github.com/pacsd/pacsd/audit"
+	"github.com/pacsd/pacsd/auth"
+	"github.com/pacsd/pacsd/dicom/tag"
+	"github.com/pacsd/pacsd/index"
+)
+
+// trashSettings say how long deleted instances stay in the trash and
+// what a rejection note does with the instances it names.
+type trashSettings struct {
+	TrashDays       int    `name:"trash-days" default:"7" placeholder:"DAYS" help:"days deleted instances stay in the trash, from which pacsd restore brings them back, before serve purges them"`
+	RejectionPolicy string `name:"rejection-policy" default:"hide" enum:"hide,trash" placeholder:"POLICY" help:"what an IHE IOCM rejection note does with the instances it names: hide (for good, never purged) or trash (purged with the trash)"`
+}
+
+func (t *trashSettings) complete() error {
+	if t.TrashDays < 0 {
+		return fmt.Errorf("trash_days: %d is negative", t.TrashDays)
+	}
+	if t.RejectionPolicy != "hide" && t.RejectionPolicy != "trash" {
+		return fmt.Errorf("rejection_policy: %q is neither hide nor trash", t.RejectionPolicy)
+	}
+	return nil
+}
+
+// trashAge is how long an instance stays in the trash.
+func (t *trashSettings) trashAge() time.Duration { return time.Duration(t.TrashDays) * 24 * time.Hour }
+
+// purgeInterval is how often serve purges what has been in the trash
+// longer than --trash-days.
+const purgeInterval = time.Hour
+
+// runPurges purges the trash of what is older than age, at once and then
+// every purgeInterval, until ctx ends.
+func runPurges(ctx context.Context, t *archive.Trash, age time.Duration, log *slog.Logger) {
+	tick := time.NewTicker(purgeInterval)
+	defer tick.Stop()
+	for {
+		if _, err := t.Purge(ctx, time.Now().Add(-age), "pacsd"); err != nil && ctx.Err() == nil {
+			log.Error("purging the trash failed; trying again later", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// studyPatients finds the patient of a study, for the audit trail.
+type studyPatients interface {
+	StudyPatient(ctx context.Context, studyInstanceUID string) (*index.Patient, error)
+}
+
+// auditedTrash is the trash as DELETE uses it: every deletion is
+// recorded in the audit trail, with the principal who asked.
+type auditedTrash struct {
+	trash    *archive.Trash
+	patients studyPatients
+	trail    *auditlog.Trail
+}
+
+func (a *auditedTrash) Delete(ctx context.Context, r index.Removal) ([]index.Instance, error) {
+	who := auditlog.Actor{User: r.Principal}
+	if p, ok := auth.FromContext(ctx); ok {
+		who.User = p.Name
+	}
+	patient := auditPatient(ctx, a.patients, r.StudyInstanceUID)
+	removed, err := a.trash.Delete(ctx, r)
+	if errors.Is(err, index.ErrNotFound) {
+		return nil, err
+	}
+	a.trail.Deleted(who, r.SeriesInstanceUID == "", err, patient, auditStudies(removed)...)
+	return removed, err
+}
+
+func auditPatient(ctx context.Context, patients studyPatients, study string) auditlog.Patient {
+	p, err := patients.StudyPatient(ctx, study)
+	if err != nil {
+		return auditlog.Patient{}
+	}
+	return auditlog.Patient{ID: p.PatientID, Issuer: p.IssuerOfPatientID, Name: p.Attributes.String(tag.PatientName)}
+}
+
+// auditStudies sums up removed instances by study, for the audit trail.
+func auditStudies(removed []index.Instance) []auditlog.Study {
+	var out []auditlog.Study
+	at := map[string]int{}
+	for _, in := range removed {
+		i, ok := at[in.StudyInstanceUID]
+		if !ok {
+			i = len(out)
+			at[in.StudyInstanceUID] = i
+			out = append(out, auditlog.Study{UID: in.StudyInstanceUID, SOPClasses: map[string]int{}})
+		}
+		out[i].SOPClasses[in.SOPClassUID]++
+	}
+	return out
+}
+
+// rejectionAudit records a rejection note applied in the audit trail.
+func rejectionAudit(trail *auditlog.Trail) func(index.Rejection, []index.Instance) {
+	return func(r index.Rejection, removed []index.Instance) {
+		if len(removed) == 0 {
+			return
+		}
+		trail.Deleted(auditlog.Actor{User: r.Principal}, false, nil, auditlog.Patient{}, auditStudies(removed)...)
+	}
+}
+
+// cliPrincipal names who runs a command, for the removal log.
+func cliPrincipal(p *process) string {
+	if u := p.getenv("USER"); u != "" {
+		return u
+	}
+	return "pacsd"
+}
+
+// deleteCommand moves a study, series or instance to the trash. It works
+// on the index while pacsd serve runs, which stops showing them at once.
+type deleteCommand struct {
+	maintenanceSettings
+	Study    string `config:"-" required:"" placeholder:"UID" help:"the Study Instance UID"`
+	Series   string `config:"-" placeholder:"UID" help:"only this series of the study"`
+	Instance string `config:"-" placeholder:"UID" help:"only this instance of the series"`
+	Reason   string `config:"-" required:"" placeholder:"TEXT" help:"why, for the log of deletions"`
+}
+
+func (c *deleteCommand) Run(ctx context.Context, p *process) error {
+	if c.Instance != "" && c.Series == "" {
+		return &usageError{err: errors.New("--instance needs --series"), help: "pacsd delete -h"}
+	}
+	store, db, done, err := c.openFor(ctx, p, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	t := &archive.Trash{Store: store, Index: db}
+	removed, err := t.Delete(ctx, index.Removal{
+		Selection: index.Selection{StudyInstanceUID: c.Study, SeriesInstanceUID: c.Series, SOPInstanceUID: c.Instance},
+		Cause:     index.CauseDeleted, Reason: c.Reason, Principal: cliPrincipal(p),
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(p.stdout, "moved %d instances to the trash\n", len(removed))
+	return nil
+}
+
+// restoreCommand brings back what a study has in the trash.
+type restoreCommand struct {
+	maintenanceSettings
+	Study  string `config:"-" required:"" placeholder:"UID" help:"the Study Instance UID"`
+	Reason string `config:"-" default:"restored from the trash" placeholder:"TEXT" help:"why, for the log of deletions"`
+}
+
+func (c *restoreCommand) Run(ctx context.Context, p *process) error {
+	store, db, done, err := c.openFor(ctx, p, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	t := &archive.Trash{Store: store, Index: db}
+	restored, err := t.Restore(ctx, c.Study, c.Reason, cliPrincipal(p))
+	fmt.Fprintf(p.stdout, "restored %d instances\n", len(restored))
+	return err
+}
+
+// purgeCommand empties the whole trash now, whatever its age: the
+// objects are deleted from storage for good.
+type purgeCommand struct {
+	maintenanceSettings
+}
+
+func (c *purgeCommand) Run(ctx context.Context, p *process) error {
+	store, db, done, err := c.openFor(ctx, p, true)
+	if err != nil {
+		return err
+	}
+	defer done()
+	t := &archive.Trash{Store: store, Index: db}
+	start := time.Now()
+	res, err := t.Purge(ctx, start, cliPrincipal(p))
+	fmt.Fprintf(p.stdout, "purged %d objects (%.1f MiB) in %v\n", res.Objects, float64(res.Bytes)/(1<<20), time.Since(start).Round(time.Millisecond))
+	return err
+}
+
+// removalLog is the log of deletions, restores, purges, rejections and
+// expiries in the index.
+type removalLog interface {
+	Events(ctx context.Context, study string) ([]index.Event, error)
+}
+
+// registerDeletionsAPI serves GET /api/deletions?study=UID: the log of
+// deletions, restores, purges, rejections and expiries, oldest first, as
+// JSON objects with id, action, study, series, instance, instances,
+// reason, principal and time.
+func registerDeletionsAPI(e *echo.Echo, log removalLog) {
+	e.GET("/api/deletions", func(c echo.Context) error {
+		events, err := log.Events(c.Request().Context(), c.QueryParam("study"))
+		if err != nil {
+			return err
+		}
+		if events == nil {
+			events = []index.Event{}
+		}
+		return c.JSON(http.StatusOK, events)
+	})
+}

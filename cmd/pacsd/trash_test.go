@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/tag"
+	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/internal/dcmgen"
+	"github.com/pacsd/pacsd/internal/testpeer"
+)
+
+// TestDeleteRestorePurge deletes at each level through DICOMweb and the
+// command line while pacsd serve runs, checks that QIDO-RS, findscu and
+// WADO-RS stop showing what was deleted at once, restores it, purges the
+// trash (the objects leave storage, pacsd verify is clean), and applies
+// an IOCM rejection note sent by storescu: the instance it names is
+// hidden, and refused when sent again. On SQLite and PostgreSQL.
+func TestDeleteRestorePurge(t *testing.T) {
+	testpeer.Need(t, "storescu", "findscu", "postgres")
+	t.Run("SQLite", func(t *testing.T) { testDeleteRestorePurge(t, nil) })
+	t.Run("PostgreSQL", func(t *testing.T) {
+		pg := testpeer.StartPostgresT(t)
+		testDeleteRestorePurge(t, []string{"--index", pg.NewDatabaseT(t)})
+	})
+}
+
+func testDeleteRestorePurge(t *testing.T, flags []string) {
+	data := t.TempDir()
+	p := startPacsd(t, data, flags...)
+	defer p.stop()
+	study := dcmgen.UID()
+	dir := t.TempDir()
+	var files []dcmgen.File
+	for _, name := range []string{"a", "b"} {
+		os.Mkdir(filepath.Join(dir, name), 0o755)
+		fs, err := dcmgen.WriteSeries(filepath.Join(dir, name), 3, 8<<10, dcmgen.Instance{
+			Patient: dcmgen.Patient{Name: "Trash^Tom", ID: "TRASH"}, Study: dcmgen.Study{UID: study}, Series: dcmgen.Series{Modality: "CT"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, fs...)
+	}
+	if out, err := p.dcmtk("storescu", "+sd", "+r", dir); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	base := "http://" + p.httpAddr + "/dicom-web"
+	qido := func(path string) int {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode == http.StatusNoContent {
+			return 0
+		}
+		var found []map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&found); err != nil {
+			t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+		}
+		return len(found)
+	}
+	instances := func() int { t.Helper(); return qido("/studies/" + study + "/instances") }
+	del := func(path string, want int) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodDelete, base+path+"?reason=test", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("DELETE %s = %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	env := func(k string) string {
+		if k == "USER" {
+			return "tester"
+		}
+		return ""
+	}
+	pacsd := func(args ...string) (string, error) {
+		t.Helper()
+		var out bytes.Buffer
+		err := run(t.Context(), append(append(args, "--data", data), flags...), env, &out, &out)
+		return out.String(), err
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		out, err := pacsd(args...)
+		if err != nil {
+			t.Fatalf("pacsd %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+
+	if n := instances(); n != 6 {
+		t.Fatalf("QIDO found %d instances before deleting, want 6", n)
+	}
+	one := files[0]
+	del("/studies/"+study+"/series/"+one.SeriesInstanceUID+"/instances/"+one.SOPInstanceUID, http.StatusNoContent)
+	if n := instances(); n != 5 {
+		t.Errorf("QIDO found %d instances after deleting one, want 5", n)
+	}
+	resp, err := http.Get(base + "/studies/" + study + "/series/" + one.SeriesInstanceUID + "/instances/" + one.SOPInstanceUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("WADO-RS of a deleted instance = %d, want 404", resp.StatusCode)
+	}
+	del("/studies/"+study+"/series/"+files[3].SeriesInstanceUID, http.StatusNoContent)
+	del("/studies/"+study+"/series/"+files[3].SeriesInstanceUID, http.StatusNotFound)
+	found := p.findscu(t, "-S", "QueryRetrieveLevel=STUDY", "StudyInstanceUID="+study, "NumberOfStudyRelatedInstances")
+	if got := values(found, tag.NumberOfStudyRelatedInstances); len(got) != 1 || got[0] != "2" {
+		t.Errorf("findscu: Number of Study Related Instances = %v, want [2]", got)
+	}
+
+	// The command line, on the index serve uses: serve shows it at once.
+	if out, err := pacsd("delete", "--study", study); err == nil {
+		t.Errorf("delete without --reason succeeded: %s", out)
+	}
+	if out := must("delete", "--study", study, "--reason", "wrong patient"); !strings.Contains(out, "moved 2 instances") {
+		t.Errorf("delete: %s", out)
+	}
+	if n := qido("/studies?StudyInstanceUID=" + study); n != 0 {
+		t.Errorf("QIDO found the deleted study")
+	}
+	if found := p.findscu(t, "-S", "QueryRetrieveLevel=STUDY", "StudyInstanceUID="+study); len(found) != 0 {
+		t.Errorf("findscu found the deleted study: %v", found)
+	}
+	if out := must("restore", "--study", study); !strings.Contains(out, "restored 6 instances") {
+		t.Errorf("restore: %s", out)
+	}
+	if n := instances(); n != 6 {
+		t.Errorf("QIDO found %d instances after restoring, want 6", n)
+	}
+
+	// An IOCM rejection note names one instance: hidden at once, and
+	// refused when sent again.
+	rejected := files[1]
+	note := writeRejectionNote(t, study, rejected)
+	if out, err := p.dcmtk("storescu", "-R", note); err != nil {
+		t.Fatalf("storescu of the rejection note: %v\n%s", err, out)
+	}
+	if n := qido("/studies/" + study + "/series/" + rejected.SeriesInstanceUID + "/instances?SOPInstanceUID=" + rejected.SOPInstanceUID); n != 0 {
+		t.Errorf("QIDO found the rejected instance")
+	}
+	out, _ := p.dcmtk("storescu", "-v", rejected.Path)
+	// 0x0124, Refused: Not Authorized (PS3.7 C.5), which dcmtk prints
+	// without a name.
+	if !strings.Contains(out, "Status: 0x124") {
+		t.Errorf("storescu of a rejected instance was not refused:\n%s", out)
+	}
+	if !strings.Contains(p.log(), "instance rejected by a rejection note") {
+		t.Errorf("pacsd did not log the refusal")
+	}
+
+	// Purge: the deleted study's objects leave storage; the hidden one
+	// stays; verify is clean.
+	must("delete", "--study", study, "--reason", "retention test")
+	if out := must("purge"); !strings.Contains(out, "purged 6 objects") {
+		t.Errorf("purge: %s", out)
+	}
+	objects := 0
+	filepath.WalkDir(filepath.Join(data, "objects"), func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.Contains(path, study) {
+			objects++
+		}
+		return nil
+	})
+	if objects != 1 {
+		t.Errorf("%d objects of the study left in storage after the purge, want 1 (the hidden one)", objects)
+	}
+	if out, err := pacsd("verify"); err != nil {
+		t.Errorf("verify after purge: %v\n%s", err, out)
+	}
+
+	resp, err = http.Get("http://" + p.httpAddr + "/api/deletions?study=" + study)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []index.Event
+	json.NewDecoder(resp.Body).Decode(&events)
+	resp.Body.Close()
+	var actions []string
+	for _, e := range events {
+		actions = append(actions, e.Action)
+	}
+	want := "delete delete delete restore reject delete"
+	if got := strings.Join(actions, " "); got != want {
+		t.Errorf("removal log of the study: %s, want %s", got, want)
+	}
+	if len(events) > 2 && (events[2].Principal != "tester" || events[2].Reason != "wrong patient" || events[2].Instances != 2) {
+		t.Errorf("CLI deletion logged as %+v", events[2])
+	}
+}
+
+// writeRejectionNote writes an IHE IOCM rejection note (Key Object
+// Selection, 113001 Rejected for Quality Reasons) naming one instance.
+func writeRejectionNote(t *testing.T, study string, f dcmgen.File) string {
+	t.Helper()
+	sop := dcmgen.UID()
+	el := func(tg tag.Tag, vr string, v ...string) dicom.Element { return dicom.Element{Tag: tg, VR: vr, Values: v} }
+	sq := func(tg tag.Tag, items ...*dicom.Dataset) dicom.Element { return dicom.Element{Tag: tg, VR: "SQ", Items: items} }
+	item := func(els ...dicom.Element) *dicom.Dataset { return &dicom.Dataset{Elements: els} }
+	ds := &dicom.Dataset{Elements: []dicom.Element{
+		el(tag.SOPClassUID, "UI", uid.KeyObjectSelectionDocumentStorage),
+		el(tag.SOPInstanceUID, "UI", sop),
+		el(tag.Modality, "CS", "KO"),
+		el(tag.PatientName, "PN", "Trash^Tom"),
+		el(tag.PatientID, "LO", "TRASH"),
+		el(tag.StudyInstanceUID, "UI", study),
+		el(tag.SeriesInstanceUID, "UI", dcmgen.UID()),
+		el(tag.ValueType, "CS", "CONTAINER"),
+		sq(tag.ConceptNameCodeSequence, item(el(tag.CodeValue, "SH", "113001"), el(tag.CodingSchemeDesignator, "SH", "DCM"),
+			el(tag.CodeMeaning, "LO", "Rejected for Quality Reasons"))),
+		sq(tag.CurrentRequestedProcedureEvidenceSequence, item(
+			el(tag.StudyInstanceUID, "UI", study),
+			sq(tag.ReferencedSeriesSequence, item(
+				el(tag.SeriesInstanceUID, "UI", f.SeriesInstanceUID),
+				sq(tag.ReferencedSOPSequence, item(el(tag.ReferencedSOPClassUID, "UI", f.SOPClassUID), el(tag.ReferencedSOPInstanceUID, "UI", f.SOPInstanceUID))),
+			)),
+		)),
+	}}
+	ts, _ := uid.LookupTransferSyntax(uid.ExplicitVRLittleEndian)
+	var body bytes.Buffer
+	if err := ds.Encode(&body, ts, dicom.EncodeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b := dicom.AppendFileMeta(nil, dicom.FileMeta{MediaStorageSOPClassUID: uid.KeyObjectSelectionDocumentStorage, MediaStorageSOPInstanceUID: sop,
+		TransferSyntaxUID: ts.UID, ImplementationClassUID: dicom.ImplementationClassUID})
+	path := filepath.Join(t.TempDir(), "rejection.dcm")
+	if err := os.WriteFile(path, append(b, body.Bytes()...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
