@@ -45,7 +45,7 @@ CREATE TABLE rejected (
 -- What was deleted, restored, purged, rejected or expired, by whom and
 -- why: one row per request.
 CREATE TABLE removal_event (
-	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	id INTEGER PRIMARY KEY,
 	action TEXT NOT NULL,
 	study_instance_uid TEXT NOT NULL,
 	series_instance_uid TEXT NOT NULL,
