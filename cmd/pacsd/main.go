@@ -13,6 +13,7 @@
 //	pacsd delete [flags]    move a study, series or instance to the trash
 //	pacsd restore [flags]   bring back what a study has in the trash
 //	pacsd purge [flags]     empty the trash now
+//	pacsd retention [flags] list studies expired under the retention rules, --apply trashes them
 //	pacsd version           print the version
 //
 // "pacsd COMMAND -h" lists the flags of a command. The settings among them
@@ -127,19 +128,20 @@ func (e *usageError) Unwrap() error { return e.err }
 
 // commands are pacsd's commands.
 type commands struct {
-	Serve    serveCommand    `cmd:"" help:"Run the archive: DIMSE and DICOMweb in front of storage and index."`
-	Retrieve retrieveCommand `cmd:"" help:"Pull studies from another archive into this one, by C-GET or C-MOVE."`
-	Reindex  reindexCommand  `cmd:"" help:"Rebuild the index from the objects in storage."`
-	Verify   verifyCommand   `cmd:"" help:"Compare the index with storage; exit 1 on any difference."`
-	Audit    auditCommand    `cmd:"" help:"List the audit trail's records, or check its hash chain (audit verify)."`
-	Token    tokenCommand    `cmd:"" help:"Manage the machine tokens of --http-auth token."`
-	Routes   routesCommand   `cmd:"" help:"Check the forwarding rules."`
-	Send     sendCommand     `cmd:"" help:"Queue a study, or one of its series, for destinations; pacsd serve sends it."`
-	Queue    queueCommand    `cmd:"" help:"Show, retry and drop the forwarding queue's tasks."`
-	Delete   deleteCommand   `cmd:"" help:"Move a study, series or instance to the trash; every query and retrieval stops showing it at once."`
-	Restore  restoreCommand  `cmd:"" help:"Bring back what a study has in the trash."`
-	Purge    purgeCommand    `cmd:"" help:"Empty the whole trash now, deleting its objects from storage for good."`
-	Version  versionCommand  `cmd:"" help:"Print pacsd's version."`
+	Serve     serveCommand     `cmd:"" help:"Run the archive: DIMSE and DICOMweb in front of storage and index."`
+	Retrieve  retrieveCommand  `cmd:"" help:"Pull studies from another archive into this one, by C-GET or C-MOVE."`
+	Reindex   reindexCommand   `cmd:"" help:"Rebuild the index from the objects in storage."`
+	Verify    verifyCommand    `cmd:"" help:"Compare the index with storage; exit 1 on any difference."`
+	Audit     auditCommand     `cmd:"" help:"List the audit trail's records, or check its hash chain (audit verify)."`
+	Token     tokenCommand     `cmd:"" help:"Manage the machine tokens of --http-auth token."`
+	Routes    routesCommand    `cmd:"" help:"Check the forwarding rules."`
+	Send      sendCommand      `cmd:"" help:"Queue a study, or one of its series, for destinations; pacsd serve sends it."`
+	Queue     queueCommand     `cmd:"" help:"Show, retry and drop the forwarding queue's tasks."`
+	Delete    deleteCommand    `cmd:"" help:"Move a study, series or instance to the trash; every query and retrieval stops showing it at once."`
+	Restore   restoreCommand   `cmd:"" help:"Bring back what a study has in the trash."`
+	Purge     purgeCommand     `cmd:"" help:"Empty the whole trash now, deleting its objects from storage for good."`
+	Retention retentionCommand `cmd:"" help:"List the studies the retention rules let expire (--dry-run), or move them to the trash (--apply)."`
+	Version   versionCommand   `cmd:"" help:"Print pacsd's version."`
 }
 
 // process is what a command's Run gets of pacsd's process besides its

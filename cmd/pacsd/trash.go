@@ -15,6 +15,7 @@ import (
 	"github.com/pacsd/pacsd/auth"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/retention"
 )
 
 // trashSettings say how long deleted instances stay in the trash and
@@ -217,4 +218,63 @@ func registerDeletionsAPI(e *echo.Echo, log removalLog) {
 		}
 		return c.JSON(http.StatusOK, events)
 	})
+}
+
+// retentionCommand lists the studies whose retention has run out under
+// the configuration's retention rules, or moves them to the trash.
+type retentionCommand struct {
+	maintenanceSettings
+	Rules  []retention.Rule `kong:"-" config:"retention" help:"retention rules, a JSON list: [{\"when\": {\"Modality\": \"MG\"}, \"keep\": \"8y\", \"from\": \"StudyDate\"}, {\"when\": {\"age_at_study_under\": \"18y\"}, \"keep_until_age\": \"25y\"}]; nothing expires without a rule"`
+	DryRun bool             `config:"-" name:"dry-run" help:"list what would expire, change nothing (the default)"`
+	Apply  bool             `config:"-" help:"move what has expired to the trash"`
+	Now    string           `config:"-" placeholder:"YYYYMMDD" help:"decide as of this date rather than today, to see what will expire then"`
+}
+
+func (c *retentionCommand) Run(ctx context.Context, p *process) error {
+	if c.DryRun && c.Apply {
+		return &usageError{err: errors.New("--dry-run and --apply exclude each other"), help: "pacsd retention -h"}
+	}
+	for i, r := range c.Rules {
+		if err := r.Check(); err != nil {
+			return fmt.Errorf("retention rule %d: %w", i+1, err)
+		}
+	}
+	now := time.Now()
+	if c.Now != "" {
+		t, err := time.Parse("20060102", c.Now)
+		if err != nil {
+			return &usageError{err: fmt.Errorf("--now %q: want YYYYMMDD", c.Now), help: "pacsd retention -h"}
+		}
+		now = t
+	}
+	store, db, done, err := c.openFor(ctx, p, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	due, err := retention.Due(ctx, db, c.Rules, now)
+	if err != nil {
+		return err
+	}
+	t := &archive.Trash{Store: store, Index: db}
+	moved := 0
+	for _, e := range due {
+		fmt.Fprintf(p.stdout, "%s patient=%s study_date=%s expired=%s %s\n", e.StudyInstanceUID, e.PatientID, e.StudyDate,
+			e.Until.Format("2006-01-02"), e.Rule)
+		if !c.Apply {
+			continue
+		}
+		removed, err := t.Delete(ctx, index.Removal{Selection: index.Selection{StudyInstanceUID: e.StudyInstanceUID},
+			Cause: index.CauseExpired, Reason: e.Rule.String(), Principal: cliPrincipal(p)})
+		if err != nil && !errors.Is(err, index.ErrNotFound) {
+			return err
+		}
+		moved += len(removed)
+	}
+	if c.Apply {
+		fmt.Fprintf(p.stdout, "%d studies expired: %d instances moved to the trash\n", len(due), moved)
+	} else {
+		fmt.Fprintf(p.stdout, "%d studies expired (dry run: nothing changed)\n", len(due))
+	}
+	return nil
 }

@@ -185,6 +185,8 @@ func testDeleteRestorePurge(t *testing.T, flags []string) {
 		t.Errorf("verify after purge: %v\n%s", err, out)
 	}
 
+	testRetention(t, p, pacsd)
+
 	resp, err = http.Get("http://" + p.httpAddr + "/api/deletions?study=" + study)
 	if err != nil {
 		t.Fatal(err)
@@ -244,4 +246,62 @@ func writeRejectionNote(t *testing.T, study string, f dcmgen.File) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// testRetention stores a mammogram of 2000 and a CT of 2000, then runs
+// pacsd retention with the rule "MG for 8 years" as of 2005 (nothing
+// due) and 2010: the mammogram is listed, and moved to the trash by
+// --apply; the CT, which no rule covers, stays. The patient's birth date
+// is known: an age rule keeps a study whose patient's age it cannot
+// tell.
+func testRetention(t *testing.T, p *instance, pacsd func(args ...string) (string, error)) {
+	t.Helper()
+	dir := t.TempDir()
+	var studies []string
+	for _, modality := range []string{"MG", "CT"} {
+		fs, err := dcmgen.WriteSeries(dir, 1, 4<<10, dcmgen.Instance{Patient: dcmgen.Patient{Name: "Old^Olga", ID: "OLD", BirthDate: "19500101"},
+			Study: dcmgen.Study{Date: "20000101"}, Series: dcmgen.Series{Modality: modality}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		studies = append(studies, fs[0].StudyInstanceUID)
+	}
+	if out, err := p.dcmtk("storescu", "+sd", dir); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	config := filepath.Join(t.TempDir(), "pacsd.json")
+	os.WriteFile(config, []byte(`{"retention": [{"when": {"Modality": "MG"}, "keep": "8y", "from": "StudyDate"},
+ {"when": {"age_at_study_under": "18y"}, "keep_until_age": "25y"}]}`), 0o644)
+	retention := func(args ...string) string {
+		t.Helper()
+		out, err := pacsd(append([]string{"retention", "--config", config}, args...)...)
+		if err != nil {
+			t.Fatalf("pacsd retention %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	if out := retention("--dry-run", "--now", "20050101"); !strings.Contains(out, "0 studies expired") {
+		t.Errorf("retention as of 2005: %s", out)
+	}
+	if out := retention("--dry-run", "--now", "20100101"); !strings.Contains(out, studies[0]) || strings.Contains(out, studies[1]) ||
+		!strings.Contains(out, "1 studies expired (dry run") {
+		t.Errorf("retention --dry-run as of 2010: %s", out)
+	}
+	found := func(study string) bool {
+		resp, err := http.Get("http://" + p.httpAddr + "/dicom-web/studies?StudyInstanceUID=" + study)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	if !found(studies[0]) {
+		t.Fatalf("the dry run deleted the mammogram")
+	}
+	if out := retention("--apply", "--now", "20100101"); !strings.Contains(out, "1 instances moved to the trash") {
+		t.Errorf("retention --apply: %s", out)
+	}
+	if found(studies[0]) || !found(studies[1]) {
+		t.Errorf("after retention --apply: mammogram found %v, CT found %v; want false, true", found(studies[0]), found(studies[1]))
+	}
 }
