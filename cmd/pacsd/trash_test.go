@@ -212,8 +212,12 @@ func testDeleteRestorePurge(t *testing.T, flags []string) {
 func writeRejectionNote(t *testing.T, study string, f dcmgen.File) string {
 	t.Helper()
 	sop := dcmgen.UID()
-	el := func(tg tag.Tag, vr string, v ...string) dicom.Element { return dicom.Element{Tag: tg, VR: vr, Values: v} }
-	sq := func(tg tag.Tag, items ...*dicom.Dataset) dicom.Element { return dicom.Element{Tag: tg, VR: "SQ", Items: items} }
+	el := func(tg tag.Tag, vr string, v ...string) dicom.Element {
+		return dicom.Element{Tag: tg, VR: vr, Values: v}
+	}
+	sq := func(tg tag.Tag, items ...*dicom.Dataset) dicom.Element {
+		return dicom.Element{Tag: tg, VR: "SQ", Items: items}
+	}
 	item := func(els ...dicom.Element) *dicom.Dataset { return &dicom.Dataset{Elements: els} }
 	ds := &dicom.Dataset{Elements: []dicom.Element{
 		el(tag.SOPClassUID, "UI", uid.KeyObjectSelectionDocumentStorage),
