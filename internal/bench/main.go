@@ -67,6 +67,7 @@ type options struct {
 	conc              int
 	concInstances     int
 	skipConc          bool
+	skipTrash         bool
 }
 
 func main() {
@@ -98,6 +99,7 @@ func main() {
 	flag.IntVar(&o.concInstances, "conc-instances", 300, "instances per association in the concurrent C-STORE measurement")
 	flag.BoolVar(&o.skipConc, "skip-conc", false, "leave out the concurrent C-STORE measurement")
 	flag.BoolVar(&o.skipGetConvert, "skip-get-convert", false, "leave out C-GET of a JPEG-LS study by an SCU of uncompressed syntaxes, beside the study stored uncompressed and Orthanc")
+	flag.BoolVar(&o.skipTrash, "skip-trash", false, "leave out the deletion measurement (hiding a deleted 1,000-instance study, purging the trash) on SQLite and PostgreSQL")
 	flag.Parse()
 	if flag.NArg() > 0 || o.rounds < 1 || o.instances < 1 || o.findInstances < studySize || o.findReps < 1 || o.findLoaders < 1 ||
 		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 || o.conc < 2 || o.concInstances < 1 {
@@ -267,6 +269,13 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	r.elapsed = time.Since(start)
 	r.load[1] = loadAverage()
 	r.print(out)
+	if !o.skipTrash {
+		rs, err := measureTrash(ctx, tmp, o.rounds, logf)
+		if err != nil {
+			return err
+		}
+		printTrash(out, rs)
+	}
 	return measureUI(ctx, o, bin, tmp, out, logf)
 }
 
