@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
@@ -161,6 +162,13 @@ func testDeleteRestorePurge(t *testing.T, flags []string) {
 	if !strings.Contains(out, "Status: 0x124") {
 		t.Errorf("storescu of a rejected instance was not refused:\n%s", out)
 	}
+	b, err := os.ReadFile(rejected.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, body := stow(t, p, b); status != http.StatusConflict || failureReason(body) != "292" {
+		t.Errorf("STOW-RS of a rejected instance = %d, FailureReason %q; want 409 and 292 (0x0124)\n%s", status, failureReason(body), body)
+	}
 	if !strings.Contains(p.log(), "instance rejected by a rejection note") {
 		t.Errorf("pacsd did not log the refusal")
 	}
@@ -307,5 +315,38 @@ func testRetention(t *testing.T, p *instance, pacsd func(args ...string) (string
 	}
 	if found(studies[0]) || !found(studies[1]) {
 		t.Errorf("after retention --apply: mammogram found %v, CT found %v; want false, true", found(studies[0]), found(studies[1]))
+	}
+}
+
+// TestDeletedNotForwarded queues a series for a destination with a
+// delay, deletes one of its instances before the delay ends, and checks
+// that the destination receives the others only.
+func TestDeletedNotForwarded(t *testing.T) {
+	testpeer.Need(t, "storescu", "storescp")
+	scp := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{AET: "DEST"})
+	config := filepath.Join(t.TempDir(), "pacsd.json")
+	os.WriteFile(config, []byte(`{"routes": [{"name": "later", "to": ["DEST"], "delay": "3s"}]}`), 0o644)
+	p := startPacsd(t, t.TempDir(), "--remote-ae", "DEST="+scp.Addr, "--config", config)
+	defer p.stop()
+	dir, files := writeSeriesIn(t, 3, 8<<10, "FORWARDED")
+	if out, err := p.dcmtk("storescu", "+sd", dir); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	gone := files[0]
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+p.httpAddr+"/dicom-web/studies/"+gone.StudyInstanceUID+"/series/"+
+		gone.SeriesInstanceUID+"/instances/"+gone.SOPInstanceUID, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	waitReceived(t, scp, 2, time.Minute)
+	time.Sleep(time.Second)
+	got, err := scp.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, sent := got[gone.SOPInstanceUID]; sent || len(got) != 2 {
+		t.Errorf("the destination received %d instances, the deleted one %v", len(got), sent)
 	}
 }
