@@ -202,3 +202,44 @@ func TestRejectionNote(t *testing.T) {
 		})
 	}
 }
+
+// TestReindexRebuildsRejections rebuilds the index of an archive that
+// received a rejection note from storage alone: the rejected instance
+// stays hidden, is refused again, and Verify finds every object
+// accounted for.
+func TestReindexRebuildsRejections(t *testing.T) {
+	ctx := t.Context()
+	f := newFixture(t, Config{})
+	f.svc.cfg.Rejections = f.db
+	for _, sop := range []string{"1.2.3.4.5", "1.2.3.4.6"} {
+		if _, err := f.put(instance("1.2.3", "1.2.3.4", sop), sop); err != nil {
+			t.Fatal(err)
+		}
+	}
+	note := rejectionNoteData("1.2.3.99.1", "113037", "1.2.3.4.5")
+	if _, err := f.svc.Store(ctx, &StoreRequest{TransferSyntaxUID: uid.ExplicitVRLittleEndian, Source: SourceSTOW,
+		Dataset: bytes.NewReader(note.b.Bytes())}); err != nil {
+		t.Fatal(err)
+	}
+	// Twice, so that the note and the instance it names come in either
+	// order.
+	for round := range 2 {
+		fresh := openIndex(t)
+		p, err := Reindex(ctx, f.store, fresh, nil)
+		// The rejected instance counts as indexed when it comes before
+		// the note, which then hides it.
+		if err != nil || p.Failed != 0 || p.Objects < 2 || p.Objects > 3 {
+			t.Fatalf("round %d: Reindex = %+v, %v; want 2 or 3 objects indexed, none failed", round, p, err)
+		}
+		if _, err := fresh.Instance(ctx, "1.2.3.4.5"); !errors.Is(err, index.ErrNotFound) {
+			t.Errorf("round %d: the rejected instance is back: %v", round, err)
+		}
+		if _, ok, _ := fresh.Rejected(ctx, "1.2.3.4.5"); !ok {
+			t.Errorf("round %d: the rejection is not rebuilt", round)
+		}
+		res, err := Verify(ctx, f.store, fresh, func(p Problem) { t.Errorf("round %d: verify: %v", round, p) })
+		if err != nil || res.Problems != 0 {
+			t.Errorf("round %d: verify: %+v, %v", round, res, err)
+		}
+	}
+}

@@ -468,3 +468,30 @@ func (db *DB) putTrash(ctx context.Context, tx *sql.Tx, w *putWrite) error {
 	}
 	return nil
 }
+
+// HideRejected records in the trash, hidden for good, an instance whose
+// object a rebuild of the index finds and that a rejection note has
+// named, so that its object stays accounted for. It reports whether the
+// instance is rejected; one that is not is left alone.
+func (db *DB) HideRejected(ctx context.Context, in *index.Instance) (bool, error) {
+	var rejected bool
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := db.queryRow(ctx, tx, `SELECT COUNT(*) FROM rejected WHERE sop_instance_uid = ?`, in.SOPInstanceUID).Scan(&n); err != nil {
+			return err
+		}
+		if rejected = n > 0; !rejected {
+			return nil
+		}
+		_, err := db.exec(ctx, tx, `INSERT INTO trash (object_key, sop_instance_uid, study_instance_uid, series_instance_uid, sop_class_uid,
+	size, sha256, transfer_syntax_uid, calling_ae, called_ae, source, principal, received_at, removed_at, cause, purge, event_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0) ON CONFLICT (object_key) DO NOTHING`,
+			in.Key, in.SOPInstanceUID, in.StudyInstanceUID, in.SeriesInstanceUID, in.SOPClassUID, in.Size, in.SHA256,
+			in.TransferSyntaxUID, in.CallingAE, in.CalledAE, in.Source, in.Principal, micros(in.ReceivedAt), micros(db.now()), index.CauseRejected)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("index: hide rejected %s: %w", in.SOPInstanceUID, err)
+	}
+	return rejected, nil
+}
