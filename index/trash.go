@@ -93,4 +93,8 @@ type Event struct {
 	Reason            string    `json:"reason"`
 	Principal         string    `json:"principal"`
 	Time              time.Time `json:"time"`
+	// The patient of the study when the entry was made.
+	PatientID         string `json:"patient_id,omitempty"`
+	IssuerOfPatientID string `json:"issuer_of_patient_id,omitempty"`
+	PatientName       string `json:"patient_name,omitempty"`
 }

@@ -150,16 +150,20 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		// Rejection notes (IHE IOCM) hide what they name.
 		Rejections:     db,
 		RejectionPurge: c.RejectionPolicy == "trash",
-		Rejected:       rejectionAudit(trail),
 	})
 	trash := &archive.Trash{Store: store, Index: db, Logger: log.With("component", "trash")}
 	pctx, stopPurges := context.WithCancel(context.WithoutCancel(ctx))
+	// The trash is purged of what is older than --trash-days, and the
+	// log of removals, whoever made them, goes to the audit trail.
+	var background sync.WaitGroup
+	background.Go(func() { runPurges(pctx, trash, c.trashAge(), log.With("component", "trash")) })
+	background.Go(func() { runRemovalAudit(pctx, db, trail, log.With("component", "trash")) })
 	purged := make(chan struct{})
 	go func() {
-		defer close(purged)
-		runPurges(pctx, trash, c.trashAge(), log.With("component", "trash"))
+		background.Wait()
+		close(purged)
 	}()
-	opened.add("trash purge", func(ctx context.Context) error {
+	opened.add("trash purge and removal audit", func(ctx context.Context) error {
 		stopPurges()
 		select {
 		case <-purged:
@@ -249,7 +253,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	web := &dicomweb.Server{
 		Index:              db,
 		Archive:            arch,
-		Trash:              &auditedTrash{trash: trash, patients: db, trail: trail},
+		Trash:              trash,
 		Root:               c.DICOMwebRoot,
 		MaxBodyBytes:       c.MaxBody,
 		MaxMatches:         c.MaxMatches,

@@ -12,8 +12,6 @@ import (
 
 	"github.com/pacsd/pacsd/archive"
 	auditlog "github.com/pacsd/pacsd/audit"
-	"github.com/pacsd/pacsd/auth"
-	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/retention"
 )
@@ -59,65 +57,71 @@ func runPurges(ctx context.Context, t *archive.Trash, age time.Duration, log *sl
 	}
 }
 
-// studyPatients finds the patient of a study, for the audit trail.
-type studyPatients interface {
-	StudyPatient(ctx context.Context, studyInstanceUID string) (*index.Patient, error)
+// removalAuditInterval is how often serve writes new entries of the
+// removal log to the audit trail.
+const removalAuditInterval = 2 * time.Second
+
+// removalEvents is the removal log as serve audits it.
+type removalEvents interface {
+	Unaudited(ctx context.Context, limit int) ([]index.Event, error)
+	MarkAudited(ctx context.Context, ids []int64) error
 }
 
-// auditedTrash is the trash as DELETE uses it: every deletion is
-// recorded in the audit trail, with the principal who asked.
-type auditedTrash struct {
-	trash    *archive.Trash
-	patients studyPatients
-	trail    *auditlog.Trail
-}
-
-func (a *auditedTrash) Delete(ctx context.Context, r index.Removal) ([]index.Instance, error) {
-	who := auditlog.Actor{User: r.Principal}
-	if p, ok := auth.FromContext(ctx); ok {
-		who.User = p.Name
-	}
-	patient := auditPatient(ctx, a.patients, r.StudyInstanceUID)
-	removed, err := a.trash.Delete(ctx, r)
-	if errors.Is(err, index.ErrNotFound) {
-		return nil, err
-	}
-	a.trail.Deleted(who, r.SeriesInstanceUID == "", err, patient, auditStudies(removed)...)
-	return removed, err
-}
-
-func auditPatient(ctx context.Context, patients studyPatients, study string) auditlog.Patient {
-	p, err := patients.StudyPatient(ctx, study)
-	if err != nil {
-		return auditlog.Patient{}
-	}
-	return auditlog.Patient{ID: p.PatientID, Issuer: p.IssuerOfPatientID, Name: p.Attributes.String(tag.PatientName)}
-}
-
-// auditStudies sums up removed instances by study, for the audit trail.
-func auditStudies(removed []index.Instance) []auditlog.Study {
-	var out []auditlog.Study
-	at := map[string]int{}
-	for _, in := range removed {
-		i, ok := at[in.StudyInstanceUID]
-		if !ok {
-			i = len(out)
-			at[in.StudyInstanceUID] = i
-			out = append(out, auditlog.Study{UID: in.StudyInstanceUID, SOPClasses: map[string]int{}})
+// runRemovalAudit writes every entry of the removal log to the audit
+// trail, whichever process made it (serve's DELETE and rejection notes,
+// or the delete, restore, purge and retention commands run beside it),
+// until ctx ends.
+func runRemovalAudit(ctx context.Context, events removalEvents, trail *auditlog.Trail, log *slog.Logger) {
+	tick := time.NewTicker(removalAuditInterval)
+	defer tick.Stop()
+	for {
+		for {
+			es, err := events.Unaudited(ctx, 100)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Error("reading the removal log for the audit trail failed", "err", err)
+				}
+				break
+			}
+			ids := make([]int64, len(es))
+			for i, e := range es {
+				auditRemoval(trail, e)
+				ids[i] = e.ID
+			}
+			if len(ids) > 0 {
+				if err := events.MarkAudited(ctx, ids); err != nil && ctx.Err() == nil {
+					log.Error("marking removals audited failed", "err", err)
+					break
+				}
+			}
+			if len(es) < 100 {
+				break
+			}
 		}
-		out[i].SOPClasses[in.SOPClassUID]++
-	}
-	return out
-}
-
-// rejectionAudit records a rejection note applied in the audit trail.
-func rejectionAudit(trail *auditlog.Trail) func(index.Rejection, []index.Instance) {
-	return func(r index.Rejection, removed []index.Instance) {
-		if len(removed) == 0 {
+		select {
+		case <-ctx.Done():
 			return
+		case <-tick.C:
 		}
-		trail.Deleted(auditlog.Actor{User: r.Principal}, false, nil, auditlog.Patient{}, auditStudies(removed)...)
 	}
+}
+
+// auditRemoval records one entry of the removal log: a DICOM Study
+// Deleted event for a deletion, expiry, rejection or purge, an Instances
+// Accessed (Update) event for a restore.
+func auditRemoval(trail *auditlog.Trail, e index.Event) {
+	who := auditlog.Actor{User: e.Principal}
+	patient := auditlog.Patient{ID: e.PatientID, Issuer: e.IssuerOfPatientID, Name: e.PatientName}
+	var studies []auditlog.Study
+	if e.StudyInstanceUID != "" {
+		studies = []auditlog.Study{{UID: e.StudyInstanceUID}}
+	}
+	if e.Action == index.ActionRestore {
+		trail.Corrected(who, nil, patient, studies...)
+		return
+	}
+	whole := e.SeriesInstanceUID == "" && e.SOPInstanceUID == "" && e.Action != index.ActionReject
+	trail.Deleted(who, whole, nil, patient, studies...)
 }
 
 // cliPrincipal names who runs a command, for the removal log.

@@ -210,8 +210,44 @@ func testDeleteRestorePurge(t *testing.T, flags []string) {
 	if got := strings.Join(actions, " "); got != want {
 		t.Errorf("removal log of the study: %s, want %s", got, want)
 	}
-	if len(events) > 2 && (events[2].Principal != "tester" || events[2].Reason != "wrong patient" || events[2].Instances != 2) {
+	if len(events) > 2 && (events[2].Principal != "tester" || events[2].Reason != "wrong patient" || events[2].Instances != 2 ||
+		events[2].PatientID != "TRASH") {
 		t.Errorf("CLI deletion logged as %+v", events[2])
+	}
+
+	// serve writes every entry of the log to the audit trail, those of
+	// the commands run beside it too.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var page struct {
+			Records []struct {
+				Event, User, Patient string
+			} `json:"records"`
+		}
+		resp, err := http.Get("http://" + p.httpAddr + "/api/audit?study=" + study)
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		byUser, studiesDeleted := map[string]int{}, 0
+		for _, r := range page.Records {
+			byUser[r.User]++
+			if r.Event == "DICOM Study Deleted" && r.Patient == "TRASH" {
+				studiesDeleted++
+			}
+		}
+		// Two deletions by DICOMweb (anonymous: DICOM Instances
+		// Accessed, Delete) and the rejection note (DCMTK); two
+		// deletions of the study (DICOM Study Deleted) and a restore by
+		// the command line (tester).
+		if byUser["tester"] == 3 && byUser["anonymous"] == 2 && byUser["DCMTK"] == 1 && studiesDeleted == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit records of deletions by user: %v (%+v)", byUser, page.Records)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

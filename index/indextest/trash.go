@@ -114,8 +114,18 @@ func testTrash(t *testing.T, db *sqlindex.DB) {
 		e.SOPInstanceUID != a.SOPInstanceUID || e.Time.IsZero() {
 		t.Errorf("first event = %+v", e)
 	}
-	if e := events[1]; e.Instances != 2 {
-		t.Errorf("study removal counted %d instances, want 2", e.Instances)
+	if e := events[1]; e.Instances != 2 || e.PatientID != "P" || e.PatientName != "Doe^Jane" {
+		t.Errorf("study removal logged as %+v, want 2 instances of patient P", e)
+	}
+	un, err := db.Unaudited(ctx, 1)
+	if err != nil || len(un) != 1 || un[0].ID != events[0].ID {
+		t.Fatalf("Unaudited = %+v, %v; want the first entry", un, err)
+	}
+	if err := db.MarkAudited(ctx, []int64{un[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if un, _ := db.Unaudited(ctx, 10); len(un) != 1 || un[0].ID != events[1].ID {
+		t.Errorf("Unaudited after marking the first = %+v", un)
 	}
 }
 

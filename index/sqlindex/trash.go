@@ -204,12 +204,21 @@ SELECT series_fk, sop_class_uid, COUNT(*) FROM instance WHERE series_fk = ? GROU
 	return removed, nil
 }
 
-// logEvent writes e to the removal log and returns its ID.
+// logEvent writes e to the removal log, with the patient of its study
+// as the index holds it now, and returns its ID.
 func (db *DB) logEvent(ctx context.Context, q querier, e index.Event, now int64) (int64, error) {
+	if e.StudyInstanceUID != "" && e.PatientID == "" {
+		err := db.queryRow(ctx, q, `SELECT p.patient_id, p.issuer_of_patient_id, p.patient_name FROM study st
+JOIN patient p ON p.pk = st.patient_fk WHERE st.study_instance_uid = ?`, e.StudyInstanceUID).Scan(&e.PatientID, &e.IssuerOfPatientID, &e.PatientName)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return 0, fmt.Errorf("record %s: %w", e.Action, err)
+		}
+	}
 	var id int64
 	err := db.queryRow(ctx, q, `INSERT INTO removal_event (action, study_instance_uid, series_instance_uid, sop_instance_uid,
-	instances, reason, principal, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		e.Action, e.StudyInstanceUID, e.SeriesInstanceUID, e.SOPInstanceUID, e.Instances, e.Reason, e.Principal, now).Scan(&id)
+	instances, reason, principal, at, patient_id, issuer_of_patient_id, patient_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		e.Action, e.StudyInstanceUID, e.SeriesInstanceUID, e.SOPInstanceUID, e.Instances, e.Reason, e.Principal, now,
+		e.PatientID, e.IssuerOfPatientID, e.PatientName).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("record %s: %w", e.Action, err)
 	}
@@ -234,17 +243,45 @@ func (db *DB) RecordEvent(ctx context.Context, e index.Event) (int64, error) {
 	return id, nil
 }
 
+const selectEvent = `SELECT id, action, study_instance_uid, series_instance_uid, sop_instance_uid, instances, reason, principal, at,
+	patient_id, issuer_of_patient_id, patient_name FROM removal_event`
+
 // Events returns the removal log, oldest first: all of it when study is
 // empty, else the entries of that study.
 func (db *DB) Events(ctx context.Context, study string) ([]index.Event, error) {
-	q := `SELECT id, action, study_instance_uid, series_instance_uid, sop_instance_uid, instances, reason, principal, at
-FROM removal_event`
-	var args []any
 	if study != "" {
-		q += ` WHERE study_instance_uid = ?`
-		args = append(args, study)
+		return db.events(ctx, selectEvent+` WHERE study_instance_uid = ? ORDER BY id`, study)
 	}
-	rows, err := db.query(ctx, db.db, q+` ORDER BY id`, args...)
+	return db.events(ctx, selectEvent+` ORDER BY id`)
+}
+
+// Unaudited returns up to limit entries of the removal log not yet in
+// the audit trail, oldest first; MarkAudited marks them once they are.
+// Nodes sharing the index may both record an entry: the audit trail has
+// it at least once.
+func (db *DB) Unaudited(ctx context.Context, limit int) ([]index.Event, error) {
+	return db.events(ctx, selectEvent+` WHERE audited = 0 ORDER BY audited, id LIMIT ?`, limit)
+}
+
+// MarkAudited marks entries of the removal log as written to the audit
+// trail.
+func (db *DB) MarkAudited(ctx context.Context, ids []int64) error {
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		for _, id := range ids {
+			if _, err := db.exec(ctx, tx, `UPDATE removal_event SET audited = 1 WHERE id = ?`, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("index: mark audited: %w", err)
+	}
+	return nil
+}
+
+func (db *DB) events(ctx context.Context, query string, args ...any) ([]index.Event, error) {
+	rows, err := db.query(ctx, db.db, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("index: removal log: %w", err)
 	}
@@ -254,7 +291,7 @@ FROM removal_event`
 		var e index.Event
 		var at int64
 		if err := rows.Scan(&e.ID, &e.Action, &e.StudyInstanceUID, &e.SeriesInstanceUID, &e.SOPInstanceUID,
-			&e.Instances, &e.Reason, &e.Principal, &at); err != nil {
+			&e.Instances, &e.Reason, &e.Principal, &at, &e.PatientID, &e.IssuerOfPatientID, &e.PatientName); err != nil {
 			return nil, fmt.Errorf("index: removal log: %w", err)
 		}
 		e.Time = fromMicros(at)

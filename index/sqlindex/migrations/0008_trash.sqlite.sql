@@ -43,7 +43,8 @@ CREATE TABLE rejected (
 ) STRICT;
 
 -- What was deleted, restored, purged, rejected or expired, by whom and
--- why: one row per request.
+-- why: one row per request, whichever process made it; pacsd serve
+-- writes each to the audit trail.
 CREATE TABLE removal_event (
 	id INTEGER PRIMARY KEY,
 	action TEXT NOT NULL,
@@ -53,7 +54,14 @@ CREATE TABLE removal_event (
 	instances INTEGER NOT NULL,
 	reason TEXT NOT NULL,
 	principal TEXT NOT NULL,
-	at INTEGER NOT NULL
+	at INTEGER NOT NULL,
+	-- The patient of the study, as it was, for the audit trail.
+	patient_id TEXT NOT NULL DEFAULT '',
+	issuer_of_patient_id TEXT NOT NULL DEFAULT '',
+	patient_name TEXT NOT NULL DEFAULT '',
+	-- 1 once pacsd serve has written the entry to the audit trail.
+	audited INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 
 CREATE INDEX removal_event_study ON removal_event (study_instance_uid);
+CREATE INDEX removal_event_audited ON removal_event (audited, id);
