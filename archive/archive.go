@@ -87,9 +87,6 @@ type Config struct {
 	// time, rather than hide them for good.
 	Rejections     Rejecter
 	RejectionPurge bool
-	// Rejected, when not nil, is told of each rejection note applied and
-	// the records it removed, for the audit trail.
-	Rejected func(r index.Rejection, removed []index.Instance)
 }
 
 // Forwarder decides, as an instance is stored, where it is to be
@@ -427,9 +424,6 @@ func (s *Service) reject(ctx context.Context, req *StoreRequest, note index.Reje
 	}
 	s.log.Info("rejection note applied", "note", note.Note, "code", note.Code, "title", rejectionCodes[note.Code],
 		"references", len(note.Instances), "hidden", len(removed), "purge", note.Purge, "calling_ae", req.CallingAE)
-	if s.cfg.Rejected != nil {
-		s.cfg.Rejected(note, removed)
-	}
 	return nil
 }
 

@@ -165,8 +165,6 @@ func TestRejectionNote(t *testing.T) {
 			ctx := t.Context()
 			f := newFixture(t, Config{})
 			f.svc.cfg.Rejections, f.svc.cfg.RejectionPurge = f.db, tt.purge
-			var told []index.Instance
-			f.svc.cfg.Rejected = func(_ index.Rejection, removed []index.Instance) { told = removed }
 			for _, sop := range []string{"1.2.3.4.5", "1.2.3.4.6"} {
 				if _, err := f.put(instance("1.2.3", "1.2.3.4", sop), sop); err != nil {
 					t.Fatal(err)
@@ -181,8 +179,9 @@ func TestRejectionNote(t *testing.T) {
 				t.Errorf("the note itself is not archived: %v", err)
 			}
 			_, err := f.db.Instance(ctx, "1.2.3.4.5")
-			if hidden := errors.Is(err, index.ErrNotFound); hidden != tt.hidden || (len(told) == 1) != tt.hidden {
-				t.Fatalf("referenced instance hidden = %v (told %d), want %v", hidden, len(told), tt.hidden)
+			trashed, _ := f.db.Trash(ctx, "1.2.3")
+			if hidden := errors.Is(err, index.ErrNotFound); hidden != tt.hidden || (len(trashed) == 1) != tt.hidden {
+				t.Fatalf("referenced instance hidden = %v (%d in the trash), want %v", hidden, len(trashed), tt.hidden)
 			}
 			if _, err := f.db.Instance(ctx, "1.2.3.4.6"); err != nil {
 				t.Errorf("an instance the note does not name is gone: %v", err)
