@@ -59,7 +59,9 @@ fmt:
 # token validation beside none (-skip-security), pixel data decoding beside
 # dcmtk and GDCM (-skip-codec), and C-GET of a JPEG-LS study by an SCU of
 # uncompressed syntaxes beside the study stored uncompressed and Orthanc
-# (-skip-get-convert), and forwarding through pacsd (-skip-forward). It
+# (-skip-get-convert), forwarding through pacsd (-skip-forward), and
+# hiding a deleted 1,000-instance study and purging the trash on SQLite and
+# PostgreSQL beside a loop of os.Remove (-skip-trash). It
 # measures the pacsd that `build` made. The whole run takes some
 # 35 minutes; a quick one:
 # make bench BENCHFLAGS='-rounds 1 -instances 50 -conc-instances 50 -skip-big -find-instances 5000 -find-reps 10'

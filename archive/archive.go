@@ -101,6 +101,13 @@ type Config struct {
 	// s3 or spool.
 	Observer Observer
 	Backend  string
+	// Rejections, when not nil, applies the IHE IOCM rejection notes the
+	// archive receives: the instances a note references are hidden
+	// before the note is acknowledged, and refused when they arrive
+	// again. RejectionPurge puts them in the trash, to be purged in its
+	// time, rather than hide them for good.
+	Rejections     Rejecter
+	RejectionPurge bool
 }
 
 // Forwarder decides, as an instance is stored, where it is to be
@@ -364,6 +371,16 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		r.pending.Rollback()
 		r.err = fmt.Errorf("storage kept %d bytes of %d", info.Size, in.Size)
 	}
+	if r.err == nil {
+		// A rejection note takes effect before it is recorded, so that a
+		// note acknowledged has hidden what it names; one that fails is
+		// sent again, and applying it again changes nothing.
+		if note, ok := rejectionNote(id, h.Dataset); ok && s.cfg.Rejections != nil {
+			if r.err = s.reject(fctx, req, note); r.err != nil {
+				r.pending.Rollback()
+			}
+		}
+	}
 	var ch *index.Change
 	if r.err == nil {
 		commitStart := time.Now()
@@ -386,6 +403,10 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 			s.log.Info("instance superseded by a later copy stored meanwhile", "sop_instance_uid", id.SOPInstanceUID, "kept_key", kept.Key)
 		}
 		return &Result{Instance: kept, Kept: true}, nil
+	case errors.Is(r.err, index.ErrRejected):
+		s.discard(fctx, key)
+		s.log.Warn("rejected instance refused", "sop_instance_uid", id.SOPInstanceUID, "calling_ae", req.CallingAE, "source", req.Source)
+		return nil, fmt.Errorf("%w: %s was rejected by a rejection note", ErrRejected, id.SOPInstanceUID)
 	case errors.Is(r.err, ErrDuplicate):
 		s.discard(fctx, key)
 		s.conflict(req, id, r.err)
@@ -432,6 +453,22 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		"calling_ae", req.CallingAE, "duration", total, "receive", recv, "sync", durable-recv, "index", indexed-durable,
 		"warning", res.Warning)
 	return res, nil
+}
+
+// reject applies a rejection note received.
+func (s *Service) reject(ctx context.Context, req *StoreRequest, note index.Rejection) error {
+	note.Purge = s.cfg.RejectionPurge
+	note.Principal = req.Principal
+	if note.Principal == "" {
+		note.Principal = req.CallingAE
+	}
+	removed, err := s.cfg.Rejections.Reject(ctx, note)
+	if err != nil {
+		return fmt.Errorf("apply rejection note: %w", err)
+	}
+	s.log.Info("rejection note applied", "note", note.Note, "code", note.Code, "title", rejectionCodes[note.Code],
+		"references", len(note.Instances), "hidden", len(removed), "purge", note.Purge, "calling_ae", req.CallingAE)
+	return nil
 }
 
 // identical reports whether the data set sc reads, to its end, is byte

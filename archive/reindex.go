@@ -111,9 +111,28 @@ func Reindex(ctx context.Context, store storage.Store, idx Indexer, progress fun
 // this one, when the index holds a later version of its instance, or the
 // one the record named before.
 func reindexObject(ctx context.Context, store storage.Store, idx Indexer, info storage.Info) (n int64, indexed, superseded bool, err error) {
+	if tk, ok := idx.(trashKeeper); ok {
+		switch trashed, err := tk.Trashed(ctx, info.Key); {
+		case err != nil:
+			return 0, false, false, fmt.Errorf("archive: reindex %s: index: %w", info.Key, err)
+		case trashed:
+			return 0, false, false, nil
+		}
+	}
 	in, n, err := readInstance(ctx, store, info, dicom.Limits{})
 	if err != nil {
 		return n, false, false, fmt.Errorf("archive: reindex %s: %w", info.Key, err)
+	}
+	// A rejection note rebuilds the rejections it made, and hides what
+	// it names for good: the policy it was applied under is not in the
+	// bucket, and hiding loses nothing.
+	if rj, ok := idx.(rejectionIndex); ok {
+		if note, ok := rejectionNote(dicom.Identity{SOPClassUID: in.SOPClassUID, SOPInstanceUID: in.SOPInstanceUID}, in.Header); ok {
+			note.Principal = "reindex"
+			if _, err := rj.Reject(ctx, note); err != nil {
+				return n, false, false, fmt.Errorf("archive: reindex %s: %w", info.Key, err)
+			}
+		}
 	}
 	ch, err := idx.Put(ctx, &index.PutRequest{Instance: in, Check: func(current *index.Instance) error {
 		if current != nil && current.Key != in.Key && later(current, in) {
@@ -124,10 +143,27 @@ func reindexObject(ctx context.Context, store storage.Store, idx Indexer, info s
 	switch {
 	case errors.Is(err, errSuperseded):
 		return n, false, true, nil
+	case errors.Is(err, index.ErrRejected):
+		// Named by a rejection note indexed before it: its object
+		// goes to the trash, hidden, as it went when the note came.
+		if rj, ok := idx.(rejectionIndex); ok {
+			if _, err := rj.HideRejected(ctx, in); err != nil {
+				return n, false, false, fmt.Errorf("archive: reindex %s: %w", info.Key, err)
+			}
+			return n, false, false, nil
+		}
+		return n, false, false, fmt.Errorf("archive: reindex %s: %w", info.Key, err)
 	case err != nil:
 		return n, false, false, fmt.Errorf("archive: reindex %s: index: %w", info.Key, err)
 	}
 	return n, true, ch.Previous != nil && ch.Previous.Key != in.Key, nil
+}
+
+// rejectionIndex is an index that keeps rejections (sqlindex.DB):
+// Reindex rebuilds them from the rejection notes in storage.
+type rejectionIndex interface {
+	Rejecter
+	HideRejected(ctx context.Context, in *index.Instance) (bool, error)
 }
 
 // later reports whether a is a later version of an instance than b: by

@@ -206,6 +206,14 @@ func verifyObject(ctx context.Context, store storage.Store, idx Catalog, key str
 		}
 		return size, nil
 	}
+	if tk, ok := idx.(trashKeeper); ok {
+		switch trashed, err := tk.Trashed(ctx, key); {
+		case err != nil:
+			return size, fmt.Errorf("index: %w", err)
+		case trashed:
+			return size, nil // a deleted or rejected instance's, until it is purged
+		}
+	}
 	p := Problem{Kind: Orphan, Key: key, Detail: "no index record points to it"}
 	if len(candidates) > 0 {
 		p.SOPInstanceUID = candidates[0]
@@ -216,6 +224,14 @@ func verifyObject(ctx context.Context, store storage.Store, idx Catalog, key str
 	}
 	problem(p)
 	return size, nil
+}
+
+// trashKeeper is an index that keeps the objects of deleted and
+// rejected instances in a trash until they are purged (see Trash):
+// Verify counts those objects as accounted for, and Reindex and Repair
+// never bring them back.
+type trashKeeper interface {
+	Trashed(ctx context.Context, key string) (bool, error)
 }
 
 // RepairIndex is what Repair needs of the index.

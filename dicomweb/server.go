@@ -58,6 +58,9 @@ const DefaultRoot = "/dicom-web"
 type Server struct {
 	Index   Index
 	Archive Archive
+	// Trash, when not nil, serves DELETE of studies, series and
+	// instances.
+	Trash Trash
 	// Root is the path of the service root (DefaultRoot when empty).
 	// WADO-URI is served at /wado whatever the root.
 	Root string
@@ -143,6 +146,12 @@ func (s *Server) Register(e *echo.Echo) {
 	// STOW-RS (PS3.18 §10.5).
 	g.POST("/studies", h(s.store))
 	g.POST("/studies/:study", h(s.store))
+	// Deletion, into the archive's trash.
+	if s.Trash != nil {
+		g.DELETE("/studies/:study", h(s.remove))
+		g.DELETE("/studies/:study/series/:series", h(s.remove))
+		g.DELETE("/studies/:study/series/:series/instances/:instance", h(s.remove))
+	}
 	// Preflight requests of browsers reach these routes through the CORS
 	// middleware, which answers them.
 	g.OPTIONS("/*", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
@@ -165,7 +174,7 @@ func (s *Server) cors(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			h.Set("Access-Control-Expose-Headers", "Content-Type, Content-Length, Content-Range, ETag, Warning, Location")
 			if c.Request().Method == http.MethodOptions {
-				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+				h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
 				if req := c.Request().Header.Get("Access-Control-Request-Headers"); req != "" {
 					h.Set("Access-Control-Allow-Headers", req)
 				}

@@ -27,6 +27,7 @@ const (
 	reasonProcessingFailure = 0x0110
 	reasonDuplicate         = 0x0111
 	reasonClassNotSupported = 0x0122
+	reasonNotAuthorized     = 0x0124
 	reasonOutOfResources    = 0xA700
 	reasonMismatch          = 0xA900
 	reasonCannotUnderstand  = 0xC000
@@ -254,6 +255,8 @@ func (s *Server) storePart(c echo.Context, body io.Reader, study, base string, r
 			reason = reasonCannotUnderstand
 		case errors.Is(err, archive.ErrDuplicate):
 			reason = reasonDuplicate
+		case errors.Is(err, archive.ErrRejected):
+			reason = reasonNotAuthorized
 		case errors.Is(err, archive.ErrUnavailable):
 			reason = reasonOutOfResources
 			res.mu.Lock()

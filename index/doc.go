@@ -36,4 +36,13 @@
 // come record per instance (a routing task, an event of the change feed).
 // Such a feature adds a field to PutRequest, a numbered migration, and a
 // step to the engine's put; the two-step shape does not change.
+//
+// # Deletion, rejection and retention
+//
+// A Removal (a deletion, an expiry) or a Rejection (an IHE IOCM rejection
+// note) takes instances out of every query and retrieval in one
+// transaction, into a trash that keeps their records (Trashed) until
+// their objects are purged; the engine logs each as an Event. A put of a
+// rejected SOP Instance UID is refused with ErrRejected, and a restore
+// re-puts an instance with PutRequest.Untrash.
 package index

@@ -35,6 +35,12 @@ type PutRequest struct {
 	// to (package route): each becomes a task of the forwarding queue,
 	// written in the put's transaction.
 	Forward []Forward
+
+	// Untrash marks the put of an instance a restore brings back from
+	// the trash, under the key it has there: the put takes it out of the
+	// trash, and is refused, wrapping ErrNotFound, if the trash no longer
+	// holds it (a purge has claimed it).
+	Untrash bool
 }
 
 // Forward asks for an instance to be forwarded to a destination.

@@ -69,6 +69,10 @@ func storeStatus(err error) error {
 		st, sentinel = dimse.StatusCannotUnderstand, archive.ErrInvalid
 	case errors.Is(err, archive.ErrDuplicate):
 		st, sentinel = dimse.StatusDuplicateSOPInstance, archive.ErrDuplicate
+	case errors.Is(err, archive.ErrRejected):
+		// Refused for good: a rejection note named the instance, and
+		// the sender must not try again.
+		return &dimse.StatusError{Status: dimse.StatusNotAuthorized, Comment: "instance rejected by a rejection note (IHE IOCM)", Err: err}
 	case errors.Is(err, archive.ErrUnavailable):
 		st, sentinel = dimse.StatusOutOfResources, archive.ErrUnavailable
 	default:

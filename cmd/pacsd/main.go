@@ -17,6 +17,10 @@
 //	pacsd token create NAME make a machine token for --http-auth token
 //	pacsd status [flags]    ask a running pacsd serve for its state
 //	pacsd conformance       write the DICOM Conformance Statement
+//	pacsd delete [flags]    move a study, series or instance to the trash
+//	pacsd restore [flags]   bring back what a study has in the trash
+//	pacsd purge [flags]     empty the trash now
+//	pacsd retention [flags] list studies expired under the retention rules, --apply trashes them
 //	pacsd version           print the version
 //
 // "pacsd COMMAND -h" lists the flags of a command. The settings among them
@@ -142,6 +146,10 @@ type commands struct {
 	Routes      routesCommand      `cmd:"" help:"Check the forwarding rules."`
 	Send        sendCommand        `cmd:"" help:"Queue a study, or one of its series, for destinations; pacsd serve sends it."`
 	Queue       queueCommand       `cmd:"" help:"Show, retry and drop the forwarding queue's tasks."`
+	Delete      deleteCommand      `cmd:"" help:"Move a study, series or instance to the trash; every query and retrieval stops showing it at once."`
+	Restore     restoreCommand     `cmd:"" help:"Bring back what a study has in the trash."`
+	Purge       purgeCommand       `cmd:"" help:"Empty the whole trash now, deleting its objects from storage for good."`
+	Retention   retentionCommand   `cmd:"" help:"List the studies the retention rules let expire (--dry-run), or move them to the trash (--apply)."`
 	Status      statusCommand      `cmd:"" help:"Ask a running pacsd serve, over its HTTP port, for its state."`
 	Conformance conformanceCommand `cmd:"" help:"Write the DICOM Conformance Statement of this configuration."`
 	Version     versionCommand     `cmd:"" help:"Print pacsd's version."`

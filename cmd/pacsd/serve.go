@@ -45,6 +45,7 @@ type serveCommand struct {
 	auditSettings
 	deidSettings
 	faceSettings
+	trashSettings
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" default:"30s" placeholder:"DURATION" help:"how long shutdown waits for associations to finish"`
 }
 
@@ -59,7 +60,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	if err := complete(&c.storeSettings, &c.archiveSettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings, &c.tlsSettings, &c.httpAuthSettings); err != nil {
+	if err := complete(&c.storeSettings, &c.archiveSettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings, &c.tlsSettings, &c.httpAuthSettings, &c.trashSettings); err != nil {
 		return err
 	}
 	if err := c.completeAudit(c.Data); err != nil {
@@ -146,6 +147,30 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		Forwarder:  fwd,
 		Observer:   fc.reg,
 		Backend:    backendKind(c.Storage),
+		// Rejection notes (IHE IOCM) hide what they name.
+		Rejections:     db,
+		RejectionPurge: c.RejectionPolicy == "trash",
+	})
+	trash := &archive.Trash{Store: store, Index: db, Logger: log.With("component", "trash")}
+	pctx, stopPurges := context.WithCancel(context.WithoutCancel(ctx))
+	// The trash is purged of what is older than --trash-days, and the
+	// log of removals, whoever made them, goes to the audit trail.
+	var background sync.WaitGroup
+	background.Go(func() { runPurges(pctx, trash, c.trashAge(), log.With("component", "trash")) })
+	background.Go(func() { runRemovalAudit(pctx, db, trail, log.With("component", "trash")) })
+	purged := make(chan struct{})
+	go func() {
+		background.Wait()
+		close(purged)
+	}()
+	opened.add("trash purge and removal audit", func(ctx context.Context) error {
+		stopPurges()
+		select {
+		case <-purged:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	})
 	codecs := codec.New(codec.Options{})
 	routing, err := c.newRouting(c.AETitle, rs, arch, codecs, p.getenv, log.With("component", "route"))
@@ -231,6 +256,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	web := &dicomweb.Server{
 		Index:              db,
 		Archive:            arch,
+		Trash:              trash,
 		Root:               c.DICOMwebRoot,
 		MaxBodyBytes:       c.MaxBody,
 		MaxMatches:         c.MaxMatches,
@@ -256,6 +282,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	(&api.Server{Queue: db.Outbox(), Index: db, Destinations: c.destinationList(rs), Wake: router.Wake, Logger: log.With("component", "api"),
 		Migrations: db.MigrationState(), Changes: db, Objects: arch, System: fc.system(c)}).Register(e)
 	registerAuditAPI(e, c.AuditDir, c.AETitle)
+	registerDeletionsAPI(e, db)
 	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(e)), httplimit.Config{})
 
 	var lc net.ListenConfig

@@ -33,6 +33,8 @@ func Run(t *testing.T, open func(t *testing.T, opts ...sqlindex.Option) *sqlinde
 		{"NotFound", testNotFound, nil},
 		{"Replace", testReplace, nil},
 		{"Delete", testDelete, nil},
+		{"Trash", testTrash, nil},
+		{"Reject", testReject, nil},
 		{"Metadata", testMetadata, nil},
 		{"Move", testMove, nil},
 		{"Aggregates", testAggregates, nil},

@@ -27,9 +27,10 @@ type migration struct {
 	sql     string
 }
 
-// migrations returns the migrations of dialect d in order. Versions start
-// at 1 and have no gaps, so that the version a database records says
-// exactly which migrations it has.
+// migrations returns the migrations of dialect d in order of version.
+// Versions may leave numbers free: features developed side by side take
+// numbers from ranges of their own, and a database records each version
+// it has (see migrate), not only the latest.
 func migrations(fsys fs.FS, d Dialect) ([]migration, error) {
 	files, err := fs.Glob(fsys, "migrations/*.sql")
 	if err != nil {
@@ -63,11 +64,14 @@ func migrations(fsys fs.FS, d Dialect) ([]migration, error) {
 		*slot = f
 		maxVersion = max(maxVersion, v)
 	}
-	ms := make([]migration, 0, maxVersion)
+	if byVersion[1] == nil {
+		return nil, fmt.Errorf("migration version 1, which makes the schema, is missing")
+	}
+	ms := make([]migration, 0, len(byVersion))
 	for v := 1; v <= maxVersion; v++ {
 		c := byVersion[v]
 		if c == nil {
-			return nil, fmt.Errorf("migration version %d is missing", v)
+			continue
 		}
 		f := c.own
 		if f == "" {
@@ -106,14 +110,23 @@ func (db *DB) migrate(ctx context.Context) error {
 )`); err != nil {
 			return fmt.Errorf("create schema_migrations: %w", err)
 		}
-		var current int
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-			return fmt.Errorf("read schema version: %w", err)
+		applied, err := appliedVersions(ctx, tx)
+		if err != nil {
+			return err
 		}
-		if current > len(ms) {
-			return fmt.Errorf("%w: the database is at version %d, this program knows up to %d", ErrSchemaTooNew, current, len(ms))
+		known := map[int]bool{}
+		for _, m := range ms {
+			known[m.version] = true
 		}
-		for _, m := range ms[current:] {
+		for _, v := range applied {
+			if !known[v] {
+				return fmt.Errorf("%w: the database has migration version %d, which this program does not know", ErrSchemaTooNew, v)
+			}
+		}
+		for _, m := range ms {
+			if slices.Contains(applied, m.version) {
+				continue
+			}
 			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 				return fmt.Errorf("migration %s: %w", m.name, err)
 			}
@@ -124,6 +137,27 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// appliedVersions returns the versions recorded in schema_migrations.
+func appliedVersions(ctx context.Context, tx *sql.Tx) ([]int, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		return nil, fmt.Errorf("read schema versions: %w", err)
+	}
+	defer rows.Close()
+	var out []int
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("read schema versions: %w", err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read schema versions: %w", err)
+	}
+	return out, nil
 }
 
 // checkSchema makes sure that the tables have exactly the columns the code
@@ -151,8 +185,8 @@ func (db *DB) checkSchema(ctx context.Context) error {
 	return nil
 }
 
-// SchemaVersion returns the version of the schema New migrates a
-// database of dialect d to: the number of its migrations.
+// SchemaVersion returns the number of migrations New applies to a new
+// database of dialect d.
 func SchemaVersion(d Dialect) (int, error) {
 	ms, err := migrations(migrationFS, d)
 	if err != nil {

@@ -72,6 +72,7 @@ type options struct {
 	migrateInstances  int
 	discoveryStudies  int
 	discoveryCap      int
+	skipTrash         bool
 }
 
 func main() {
@@ -108,6 +109,7 @@ func main() {
 	flag.IntVar(&o.migrateInstances, "migrate-instances", 100, "instances of -size in each study of the migration measurement")
 	flag.IntVar(&o.discoveryStudies, "discovery-studies", 100000, "studies of the capped source of the discovery measurement")
 	flag.IntVar(&o.discoveryCap, "discovery-cap", 1000, "most matches the source of the discovery measurement answers")
+	flag.BoolVar(&o.skipTrash, "skip-trash", false, "leave out the deletion measurement (hiding a deleted 1,000-instance study, purging the trash) on SQLite and PostgreSQL")
 	flag.Parse()
 	if flag.NArg() > 0 || o.rounds < 1 || o.instances < 1 || o.findInstances < studySize || o.findReps < 1 || o.findLoaders < 1 ||
 		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 || o.conc < 2 || o.concInstances < 1 {
@@ -285,6 +287,13 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	r.elapsed = time.Since(start)
 	r.load[1] = loadAverage()
 	r.print(out)
+	if !o.skipTrash {
+		rs, err := measureTrash(ctx, tmp, o.rounds, logf)
+		if err != nil {
+			return err
+		}
+		printTrash(out, rs)
+	}
 	return measureUI(ctx, o, bin, tmp, out, logf)
 }
 
