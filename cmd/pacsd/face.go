@@ -21,6 +21,7 @@ import (
 	"github.com/pacsd/pacsd/dimse"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/metrics"
+	"github.com/pacsd/pacsd/migrate"
 	"github.com/pacsd/pacsd/route"
 	"github.com/pacsd/pacsd/storage"
 	"github.com/pacsd/pacsd/storage/spool"
@@ -60,6 +61,9 @@ type face struct {
 	dimseAddr, httpAddr string
 	// counted is the index's last count.
 	counted atomic.Pointer[counted]
+	// migrated is what each migration had brought in at the last
+	// sample, by ID, so that the counters grow by the difference.
+	migrated map[string]migrate.Totals
 }
 
 // counted is a count of the index, made when the change feed's last
@@ -170,10 +174,48 @@ func (f *face) sampleOnce(ctx context.Context) {
 		f.reg.ObserveIndexError("queue")
 		f.log.Warn("metrics: reading the forwarding queue failed", "err", err)
 	}
+	f.sampleMigrations(ctx)
 	if sp, ok := f.store.(*spool.Store); ok {
 		if objects, bytes, err := sp.Backlog(ctx); err == nil {
 			f.reg.SetSpoolBacklog(objects, bytes)
 		}
+	}
+}
+
+// sampleMigrations counts the studies of each migration by state, and
+// what it brought in since the last sample, from the state that pacsd
+// migrate and pacsd import keep in the index, whichever process runs
+// them.
+func (f *face) sampleMigrations(ctx context.Context) {
+	if f.db == nil {
+		return
+	}
+	st := f.db.MigrationState()
+	migs, err := st.Migrations(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			f.reg.ObserveIndexError("migrations")
+			f.log.Warn("metrics: reading the migrations failed", "err", err)
+		}
+		return
+	}
+	if f.migrated == nil {
+		f.migrated = map[string]migrate.Totals{}
+	}
+	for _, m := range migs {
+		t, err := st.Totals(ctx, m.ID)
+		if err != nil {
+			continue
+		}
+		f.reg.SetMigration(m.Source, metrics.MigrationState{Pending: t.ByState[migrate.Pending], Done: t.ByState[migrate.Done],
+			Verified: t.ByState[migrate.Verified], Failed: t.ByState[migrate.Failed], Conflict: t.ByState[migrate.Conflict]})
+		last, seen := f.migrated[m.ID]
+		if seen && t.InstancesHere >= last.InstancesHere && t.Bytes >= last.Bytes {
+			f.reg.ObserveMigrated(m.Source, t.InstancesHere-last.InstancesHere, t.Bytes-last.Bytes)
+		} else if !seen {
+			f.reg.ObserveMigrated(m.Source, t.InstancesHere, t.Bytes)
+		}
+		f.migrated[m.ID] = t
 	}
 }
 
@@ -284,6 +326,7 @@ func (f *face) system(c *serveCommand) api.SystemFunc {
 				sys.Storage.FreeBytes, sys.Storage.UsedBytes = &free, &used
 			}
 		}
+		f.sampleMigrations(ctx)
 		if sp, ok := f.store.(*spool.Store); ok {
 			objects, bytes, err := sp.Backlog(ctx)
 			if err != nil {

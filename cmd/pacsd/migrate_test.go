@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -255,6 +256,18 @@ func TestMigrate(t *testing.T) {
 		if n := strings.Count(found, "(0020,000d)"); err != nil || n != len(good) {
 			t.Errorf("pacsd serve finds %d studies of the %d migrated: %v\n%s", n, len(good), err, found)
 		}
+		// Its metrics count the migration's studies, from the index,
+		// within a sampling interval.
+		verified := regexp.MustCompile(fmt.Sprintf(`(?m)^pacsd_migration_studies\{source="[^"]+",state="verified"\} %d$`, len(good)))
+		var metrics []byte
+		for deadline := time.Now().Add(sampleInterval + 10*time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			if metrics, err = httpGetBody(t.Context(), "http://"+srv.httpAddr+"/metrics"); err == nil && verified.Match(metrics) {
+				break
+			}
+		}
+		if !verified.Match(metrics) {
+			t.Errorf("/metrics does not count %d verified studies of the migration:\n%s", len(good), grepLines(metrics, "pacsd_migration"))
+		}
 		srv.stop()
 		a := openArchive(t, data)
 		for _, s := range good {
@@ -471,4 +484,15 @@ func TestMigrateUsage(t *testing.T) {
 			t.Errorf("pacsd %s: exit status %d, want 2", strings.Join(args, " "), got)
 		}
 	}
+}
+
+// grepLines returns the lines of b that contain s.
+func grepLines(b []byte, s string) string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
