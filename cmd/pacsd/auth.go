@@ -117,7 +117,7 @@ func openRequest(r *http.Request) bool {
 }
 
 // requestScope is the scope a request needs: admin for /api/audit, read
-// for a download ticket, and otherwise what its method asks
+// for a download ticket, delete for a restore, and otherwise what its method asks
 // (auth.MethodScope).
 func requestScope(r *http.Request) auth.Scope {
 	if r.URL.Path == auditAPIPath || strings.HasPrefix(r.URL.Path, auditAPIPath+"/") {
@@ -125,6 +125,9 @@ func requestScope(r *http.Request) auth.Scope {
 	}
 	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/studies/") && strings.HasSuffix(r.URL.Path, "/archive-ticket") {
 		return auth.Read // a ticket downloads, which reading allows
+	}
+	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/studies/") && strings.HasSuffix(r.URL.Path, "/restore") {
+		return auth.Delete // undoes a deletion, as docs/api.md says
 	}
 	return auth.MethodScope(r)
 }

@@ -283,6 +283,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		Migrations: db.MigrationState(), Changes: db, Objects: arch, System: fc.system(c)}).Register(e)
 	registerAuditAPI(e, c.AuditDir, c.AETitle)
 	registerDeletionsAPI(e, db)
+	registerRestoreAPI(e, trash)
 	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(e)), httplimit.Config{})
 
 	var lc net.ListenConfig

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pacsd/pacsd/archive"
 	auditlog "github.com/pacsd/pacsd/audit"
+	"github.com/pacsd/pacsd/auth"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/retention"
 )
@@ -221,6 +222,37 @@ func registerDeletionsAPI(e *echo.Echo, log removalLog) {
 			events = []index.Event{}
 		}
 		return c.JSON(http.StatusOK, events)
+	})
+}
+
+// restorer brings back what a study has in the trash.
+type restorer interface {
+	Restore(ctx context.Context, study, reason, principal string) ([]index.Instance, error)
+}
+
+// registerRestoreAPI serves POST /api/studies/{study}/restore: what of
+// the study is still in the trash comes back, as pacsd restore --study
+// does. 204; 404 when nothing of it is in the trash. The optional reason
+// parameter goes to the log of deletions.
+func registerRestoreAPI(e *echo.Echo, t restorer) {
+	e.POST("/api/studies/:study/restore", func(c echo.Context) error {
+		ctx := c.Request().Context()
+		principal := "anonymous"
+		if p, ok := auth.FromContext(ctx); ok {
+			principal = p.Name
+		}
+		reason := c.QueryParam("reason")
+		if reason == "" {
+			reason = "restored through the web interface or API"
+		}
+		_, err := t.Restore(ctx, c.Param("study"), reason, principal)
+		switch {
+		case errors.Is(err, index.ErrNotFound):
+			return echo.NewHTTPError(http.StatusNotFound, "nothing of the study is in the trash")
+		case err != nil:
+			return err
+		}
+		return c.NoContent(http.StatusNoContent)
 	})
 }
 

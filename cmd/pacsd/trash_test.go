@@ -145,6 +145,24 @@ func testDeleteRestorePurge(t *testing.T, flags []string) {
 	if n := instances(); n != 6 {
 		t.Errorf("QIDO found %d instances after restoring, want 6", n)
 	}
+	// The web interface's way: DELETE, then POST .../restore.
+	del("/studies/"+study, http.StatusNoContent)
+	restore := func(want int) {
+		t.Helper()
+		resp, err := http.Post("http://"+p.httpAddr+"/api/studies/"+study+"/restore", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("POST /api/studies/{study}/restore = %d, want %d", resp.StatusCode, want)
+		}
+	}
+	restore(http.StatusNoContent)
+	if n := instances(); n != 6 {
+		t.Errorf("QIDO found %d instances after restoring through the API, want 6", n)
+	}
+	restore(http.StatusNotFound)
 
 	// An IOCM rejection note names one instance: hidden at once, and
 	// refused when sent again.
@@ -206,7 +224,7 @@ func testDeleteRestorePurge(t *testing.T, flags []string) {
 	for _, e := range events {
 		actions = append(actions, e.Action)
 	}
-	want := "delete delete delete restore reject delete"
+	want := "delete delete delete restore delete restore reject delete"
 	if got := strings.Join(actions, " "); got != want {
 		t.Errorf("removal log of the study: %s, want %s", got, want)
 	}
@@ -238,10 +256,12 @@ func testDeleteRestorePurge(t *testing.T, flags []string) {
 			}
 		}
 		// Two deletions by DICOMweb (anonymous: DICOM Instances
-		// Accessed, Delete) and the rejection note (DCMTK); two
-		// deletions of the study (DICOM Study Deleted) and a restore by
-		// the command line (tester).
-		if byUser["tester"] == 3 && byUser["anonymous"] == 2 && byUser["DCMTK"] == 1 && studiesDeleted == 2 {
+		// Accessed, Delete), then a deletion of the study (DICOM Study
+		// Deleted) and its restore through the API (anonymous too),
+		// and the rejection note (DCMTK); two deletions of the study
+		// (DICOM Study Deleted) and a restore by the command line
+		// (tester).
+		if byUser["tester"] == 3 && byUser["anonymous"] == 4 && byUser["DCMTK"] == 1 && studiesDeleted == 3 {
 			break
 		}
 		if time.Now().After(deadline) {

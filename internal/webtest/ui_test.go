@@ -99,9 +99,11 @@ type uiResult struct {
 		}
 	}
 	Real struct {
-		SendNotice string
-		Queue      []string // the destination's row once drained
-		Download   struct {
+		SendNotice    string
+		Deleted       int // QIDO-RS status for the study once deleted
+		RestoreNotice string
+		Queue         []string // the destination's row once drained
+		Download      struct {
 			Name, Path string
 			Size       int
 		}
@@ -393,13 +395,19 @@ func TestUI(t *testing.T) {
 		if a := res.Missing["audit"]; !strings.Contains(a, "Application Activity") || strings.Contains(a, "not available") {
 			t.Errorf("audit page says %q, want pacsd's own records", a)
 		}
-		// Migrations, and deleting, come with their own issues: until
-		// then the page says they are not available, never fails.
 		if m := res.Missing["migrations"]; strings.Contains(m, "failed") || !strings.Contains(m, "Migrations") {
 			t.Errorf("migrations page says %q", m)
 		}
-		if d := strings.ToLower(res.Dialogs["delete"]); strings.Contains(d, "failed") {
-			t.Errorf("delete on this pacsd says %q", d)
+		// Deleting moves the study to pacsd's trash, where QIDO-RS no
+		// longer finds it, and restoring brings it back.
+		if d := res.Dialogs["delete"]; !strings.Contains(d, "in the trash") {
+			t.Errorf("delete on this pacsd says %q, want that the study is in the trash", d)
+		}
+		if res.Real.Deleted != http.StatusNoContent {
+			t.Errorf("QIDO-RS of the deleted study answered %d, want 204", res.Real.Deleted)
+		}
+		if !strings.Contains(res.Real.RestoreNotice, "restored") {
+			t.Errorf("restore on this pacsd says %q", res.Real.RestoreNotice)
 		}
 	})
 

@@ -408,17 +408,23 @@ try {
     }
   });
 
-  await step('missing-actions', async () => {
+  // pacsd deletes the study into its trash and restores it.
+  await step('delete-restore', async () => {
     await open(`${plan.url}/#/study/${plan.study}`);
     await viewerShows(1);
+    const messages = () => page.$eval('main .messages', (e) => e.innerText.trim()).catch(() => '');
     await page.getByRole('button', { name: 'Delete…' }).click();
     await page.getByLabel('Reason (required)').fill('duplicate of another study');
     await page.locator('dialog').getByRole('button', { name: 'Delete' }).click();
     out.dialogs.delete = await until(async () => {
+      const m = await messages();
+      if (m.includes('trash')) return m;
       const s = await page.$eval('dialog .dialog-status', (d) => d.innerText).catch(() => '');
       return s || null;
-    }, 'the delete dialog to answer');
-    await page.keyboard.press('Escape');
+    }, 'the delete to answer');
+    out.real.deleted = await page.evaluate(async (u) => (await fetch(u)).status, `${plan.url}/dicom-web/studies?StudyInstanceUID=${plan.study}`);
+    await page.getByRole('button', { name: 'Restore it' }).click();
+    out.real.restoreNotice = await until(async () => ((await messages()).includes('restored') ? messages() : null), 'the restore notice');
   });
 
   // pacsd sends the study to a real storescp, and the queue drains.
