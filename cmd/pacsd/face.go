@@ -326,7 +326,6 @@ func (f *face) system(c *serveCommand) api.SystemFunc {
 				sys.Storage.FreeBytes, sys.Storage.UsedBytes = &free, &used
 			}
 		}
-		f.sampleMigrations(ctx)
 		if sp, ok := f.store.(*spool.Store); ok {
 			objects, bytes, err := sp.Backlog(ctx)
 			if err != nil {
