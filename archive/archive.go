@@ -16,6 +16,7 @@ import (
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/internal/keylock"
+	"github.com/pacsd/pacsd/nhs"
 	"github.com/pacsd/pacsd/storage"
 )
 
@@ -108,6 +109,11 @@ type Config struct {
 	// time, rather than hide them for good.
 	Rejections     Rejecter
 	RejectionPurge bool
+	// Issuers gives an issuer of patient ID to instances without one.
+	Issuers IssuerPolicy
+	// NHSIssuers are the issuers of patient ID that name the NHS;
+	// nhs.DefaultIssuers when nil.
+	NHSIssuers nhs.Issuers
 }
 
 // Forwarder decides, as an instance is stored, where it is to be
@@ -324,6 +330,7 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 			// The object may become durable whatever happens to the
 			// request now; its record must be ready then.
 			put := &index.PutRequest{Instance: in, Check: d.check}
+			s.identify(in, put, req.CallingAE)
 			if s.cfg.Forwarder != nil {
 				put.Forward = s.cfg.Forwarder.Forward(in, req.CallingAE, req.CalledAE, req.Source)
 			}

@@ -40,6 +40,8 @@ func Run(t *testing.T, open func(t *testing.T, opts ...sqlindex.Option) *sqlinde
 		{"Aggregates", testAggregates, nil},
 		{"Model", testModel, nil},
 		{"PatientIssuer", testPatientIssuer, nil},
+		{"Identity", testIdentity, nil},
+		{"Links", testLinks, nil},
 		{"LatestInstanceWins", testLatestInstanceWins, nil},
 		{"NonASCII", testNonASCII, nil},
 		{"InvalidText", testInvalidText, nil},
