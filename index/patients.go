@@ -53,6 +53,10 @@ type PersonPatient struct {
 	Studies []*Study
 }
 
+// ErrLink reports patients that cannot be linked: they carry different
+// NHS numbers, or there are fewer than two of them.
+var ErrLink = errors.New("index: patients cannot be linked")
+
 // ErrInvalidCorrection reports a correction the index refuses: no
 // reason, an attribute that cannot be corrected, an undo of an undo.
 var ErrInvalidCorrection = errors.New("index: invalid correction")

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T, opts ...sqlindex.Option) *sqlinde
 		{"PatientIssuer", testPatientIssuer, nil},
 		{"Identity", testIdentity, nil},
 		{"Links", testLinks, nil},
+		{"Corrections", testCorrections, nil},
 		{"LatestInstanceWins", testLatestInstanceWins, nil},
 		{"NonASCII", testNonASCII, nil},
 		{"InvalidText", testInvalidText, nil},

@@ -85,18 +85,14 @@ WHERE patient_person.nhs_number <> excluded.nhs_number`, id, issuer, personNHS(n
 	return nil
 }
 
-// ErrLink reports patients that cannot be linked: they carry different
-// NHS numbers, or there are fewer than two of them.
-var ErrLink = errors.New("index: patients cannot be linked")
-
 // Link links local patients by hand: they become one person, together
 // with every patient already linked to any of them. Patients linked by
 // hand stay linked whatever NHS numbers later instances carry. Patients
-// that carry two different NHS numbers are refused (ErrLink): they are
+// that carry two different NHS numbers are refused (index.ErrLink): they are
 // two people, or one of the numbers is wrong and must be corrected.
 func (db *DB) Link(ctx context.Context, keys ...index.PatientKey) error {
 	if len(keys) < 2 {
-		return fmt.Errorf("%w: link needs two patients or more", ErrLink)
+		return fmt.Errorf("%w: link needs two patients or more", index.ErrLink)
 	}
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		var persons []string
@@ -111,7 +107,7 @@ func (db *DB) Link(ctx context.Context, keys ...index.PatientKey) error {
 			}
 			if strings.HasPrefix(p, "nhs:") {
 				if strings.HasPrefix(target, "nhs:") && target != p {
-					return fmt.Errorf("%w: %s and %s carry different NHS numbers", ErrLink, strings.TrimPrefix(target, "nhs:"), strings.TrimPrefix(p, "nhs:"))
+					return fmt.Errorf("%w: %s and %s carry different NHS numbers", index.ErrLink, strings.TrimPrefix(target, "nhs:"), strings.TrimPrefix(p, "nhs:"))
 				}
 				target = p
 			}

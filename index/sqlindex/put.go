@@ -190,13 +190,8 @@ func (db *DB) put(ctx context.Context, tx *sql.Tx, p *prepared, held *[]int64, r
 			return nil, err
 		}
 	}
-	if old != nil && old.Amended != nil {
-		// A new version keeps the amendments of the one it replaces,
-		// under its own; the rows they name are those the instance hangs
-		// under now, whose locks the transaction holds.
-		if err := db.rows(p, index.Overlay(old.Amended, in.Amended)); err != nil {
-			return nil, err
-		}
+	if err := db.inheritAmendments(ctx, tx, p, old); err != nil {
+		return nil, err
 	}
 	recv, attrs := p.recv, p.attrs
 	now := micros(db.now())
