@@ -637,13 +637,18 @@ func (e *sourceError) Unwrap() error { return e.err }
 
 // OpenDataset opens the data set of an indexed instance, in transfer
 // syntax ts: as stored, or converted when both syntaxes are ones
-// dicom.Transcode converts between. It returns the object's File Meta
+// dicom.Transcode converts between, and with its amendments written
+// over its header (see amend.go). It returns the object's File Meta
 // Information as stored. The caller closes the reader, which stops a
 // conversion in progress.
 func (s *Service) OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error) {
 	if ts != in.TransferSyntaxUID && !(dicom.Transcodable(in.TransferSyntaxUID) && dicom.Transcodable(ts)) {
 		return dicom.FileMeta{}, nil, fmt.Errorf("archive: %s stored in %s: %w to %s", in.SOPInstanceUID,
 			uid.Name(in.TransferSyntaxUID), dicom.ErrUnsupported, uid.Name(ts))
+	}
+	e, err := s.editOf(ctx, in)
+	if err != nil {
+		return dicom.FileMeta{}, nil, err
 	}
 	obj, err := s.Open(ctx, in)
 	if err != nil {
@@ -654,6 +659,14 @@ func (s *Service) OpenDataset(ctx context.Context, in *index.Instance, ts string
 	if err != nil {
 		obj.Close()
 		return dicom.FileMeta{}, nil, fmt.Errorf("archive: object %s: %w", in.Key, err)
+	}
+	if e != nil {
+		r, err := amended(br, in, ts, e, obj.Close)
+		if err != nil {
+			obj.Close()
+			return dicom.FileMeta{}, nil, err
+		}
+		return fm, r, nil
 	}
 	if ts == in.TransferSyntaxUID {
 		return fm, &datasetReader{Reader: br, close: obj.Close}, nil

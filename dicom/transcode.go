@@ -91,12 +91,19 @@ func TranscodeHeader(dst io.Writer, src io.Reader, from, to uid.TransferSyntax) 
 }
 
 func transcodeWith(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulated bool) error {
+	return transcodeEdited(dst, src, from, to, encapsulated, nil)
+}
+
+// transcodeEdited is transcodeWith, with the top-level elements of
+// amend, when not nil, in place of the input's (see Amend).
+func transcodeEdited(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulated bool, amend *amendment) error {
 	for _, ts := range []uid.TransferSyntax{from, to} {
 		if !Transcodable(ts.UID) {
 			return fmt.Errorf("%w: transcoding %s", ErrUnsupported, uid.Name(ts.UID))
 		}
 	}
 	t := &transcoder{
+		amend:        amend,
 		encapsulated: encapsulated,
 		buf:          make([]byte, copyBuffer),
 		in:           syntax{explicit: from.UID != uid.ImplicitVRLittleEndian, bigEndian: from.BigEndian},
@@ -181,6 +188,8 @@ type transcoder struct {
 	whdr [12]byte
 	// encapsulated lets Pixel Data of undefined length through.
 	encapsulated bool
+	// amend, when not nil, replaces top-level elements (see Amend).
+	amend *amendment
 }
 
 func (t *transcoder) run() error {
@@ -220,6 +229,9 @@ func (t *transcoder) dataset(in, out syntax, end int64, depth int, top bool) err
 			b, err := t.r.Peek(1)
 			if len(b) == 0 {
 				if errors.Is(err, io.EOF) {
+					if t.amend != nil {
+						return t.amend.rest(t.w)
+					}
 					return nil
 				}
 				return fmt.Errorf("at offset %d: %w", t.pos, err)
@@ -250,6 +262,18 @@ func (t *transcoder) dataset(in, out syntax, end int64, depth int, top bool) err
 		}
 		if end >= 0 && length != undefinedLength && t.pos+int64(length) > end {
 			return malformed("element %v at offset %d overruns its item", tg, at)
+		}
+		if top && t.amend != nil {
+			replaced, err := t.amend.before(t.w, tg)
+			if err != nil {
+				return err
+			}
+			if replaced {
+				if err := t.drop(in, out, &lv, tg, vr, length, at, depth); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		if err := t.element(in, out, &lv, tg, vr, length, at, depth); err != nil {
 			return err
