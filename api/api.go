@@ -50,13 +50,13 @@ type Server struct {
 	// System, if set, serves GET /api/system.
 	System SystemFunc
 	// Patients, when set, serves /api/patients; Corrections the
-	// corrections of studies and series; Originals the objects as
-	// received. Trail records corrections, Corrected is told of each.
+	// corrections of studies and series, each recorded in Trail and
+	// sent again to the destinations that had what it changed;
+	// Originals the objects as received.
 	Patients    Patients
 	Corrections Corrections
 	Originals   Originals
 	Trail       *auditlog.Trail
-	Corrected   func(*index.Correction)
 
 	tickets tickets
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/route"
 	"github.com/pacsd/pacsd/storage"
 )
 
@@ -134,10 +135,48 @@ func (s *Server) respondCorrection(c echo.Context, rec *index.Correction) error 
 	}
 	s.log().Info("correction", "id", rec.ID, "study", rec.Study, "series", rec.Series, "target", rec.Target,
 		"reason", rec.Reason, "by", rec.Principal, "undoes", rec.Undoes)
-	if s.Corrected != nil {
-		s.Corrected(rec)
-	}
+	s.resend(c.Request().Context(), rec)
 	return c.JSON(http.StatusOK, v)
+}
+
+// resend queues what a correction changed again for the destinations
+// that had it already, so that their copies do not diverge: the study
+// corrected, or the series moved. Destinations still waiting for it get
+// the corrected data sets anyway, as the archive serves them.
+func (s *Server) resend(ctx context.Context, rec *index.Correction) {
+	if s.Queue == nil || len(s.Destinations) == 0 {
+		return
+	}
+	study, series, had := rec.Study, "", []string{rec.Study}
+	if rec.Series != "" {
+		study, series, had = rec.Target, rec.Series, []string{rec.Study, rec.Target}
+	}
+	var dests []string
+	for _, d := range s.Destinations {
+		for _, st := range had {
+			tasks, err := s.Queue.Tasks(ctx, route.TaskQuery{Destination: d.Name, Study: st, State: route.Done, Limit: 1})
+			if err != nil {
+				s.log().Error("corrected study not sent again", "study", study, "destination", d.Name, "err", err)
+				break
+			}
+			if len(tasks) > 0 {
+				dests = append(dests, d.Name)
+				break
+			}
+		}
+	}
+	if len(dests) == 0 {
+		return
+	}
+	n, err := route.Send(ctx, s.Queue, s.Index, study, series, dests)
+	if err != nil {
+		s.log().Error("corrected study not sent again", "study", study, "destinations", dests, "err", err)
+		return
+	}
+	s.log().Info("corrected study queued again", "study", study, "series", series, "destinations", dests, "instances", n)
+	if s.Wake != nil {
+		s.Wake(dests...)
+	}
 }
 
 func (s *Server) postStudyUpdate(c echo.Context) error {
