@@ -3,6 +3,7 @@ package dicom
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -87,6 +88,44 @@ func TestAmend(t *testing.T) {
 		err := Amend(&out, bytes.NewReader(nil), ts, ts, false, nil, "ISO 2022 IR 999")
 		if !errors.Is(err, ErrUnsupported) {
 			t.Errorf("unknown character set: %v", err)
+		}
+	})
+}
+
+// FuzzAmend checks that Amend, on any input, fails only with the input's
+// fault, allocates nothing in proportion to it, and that what it writes
+// holds the amended value where Transcode's output is readable.
+func FuzzAmend(f *testing.F) {
+	for _, seed := range sampleSeeds(f) {
+		f.Add(seed, uint8(0), false)
+		f.Add(seed, uint8(1), true)
+	}
+	f.Add(encode(f, queryDataset(japaneseName, "x"), deflatedLE, CharsetUTF8), uint8(3), false)
+	set := &Dataset{Elements: []Element{
+		{Tag: tag.PatientName, VR: "PN", Values: []string{"Amended^Name"}},
+		{Tag: tag.OriginalAttributesSequence, VR: "SQ", Items: []*Dataset{{Elements: []Element{{Tag: tag.ModifyingSystem, VR: "LO", Values: []string{"PACSD"}}}}}},
+	}}
+	f.Fuzz(func(t *testing.T, data []byte, syntax uint8, encapsulated bool) {
+		ts := syntaxes[int(syntax)%len(syntaxes)]
+		if encapsulated && ts.BigEndian {
+			return
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var out bytes.Buffer
+		err := Amend(&out, bytes.NewReader(data), ts, ts, encapsulated, set, "")
+		runtime.ReadMemStats(&after)
+		if a := after.TotalAlloc - before.TotalAlloc; a > 4<<20+4*uint64(len(data)) {
+			t.Fatalf("%d bytes allocated for %d bytes of input", a, len(data))
+		}
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("error %v is neither ErrMalformed nor ErrUnsupported", err)
+			}
+			return
+		}
+		if got, err := Parse(out.Bytes(), ts); err == nil && got.String(tag.PatientName) != "Amended^Name" {
+			t.Fatalf("amended output has Patient Name %q", got.String(tag.PatientName))
 		}
 	})
 }
