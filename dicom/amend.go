@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
@@ -58,6 +59,11 @@ func Amend(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulat
 	return transcodeEdited(dst, src, from, to, encapsulated, &amendment{edits: edits, encoded: encoded})
 }
 
+// passBuffers hold the buffers the rest of an amended data set is copied
+// through: a megabyte each, too much to allocate for every instance
+// served.
+var passBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
 // amendment holds the top-level elements a transcoder writes in place
 // of the input's, in tag order, each with its encoding.
 type amendment struct {
@@ -65,10 +71,15 @@ type amendment struct {
 	encoded [][]byte
 }
 
-// before writes the elements of a with tags below t, and reports whether
-// the next one has tag t itself, which it then writes too: the input's
-// element of that tag is to be dropped.
-func (a *amendment) before(w io.Writer, t tag.Tag) (replaced bool, err error) {
+// before reports whether every element of a left has a tag below t.
+func (a *amendment) before(t tag.Tag) bool {
+	return len(a.edits) == 0 || a.edits[len(a.edits)-1].Tag < t
+}
+
+// write writes the elements of a with tags up to t, and reports whether
+// the last one has tag t itself: the input's element of that tag is then
+// to be dropped.
+func (a *amendment) write(w io.Writer, t tag.Tag) (replaced bool, err error) {
 	for len(a.edits) > 0 && a.edits[0].Tag <= t {
 		replaced = a.edits[0].Tag == t
 		if _, err := w.Write(a.encoded[0]); err != nil {
@@ -81,7 +92,7 @@ func (a *amendment) before(w io.Writer, t tag.Tag) (replaced bool, err error) {
 
 // rest writes the elements of a left after the input's last.
 func (a *amendment) rest(w io.Writer) error {
-	_, err := a.before(w, tag.Tag(0xFFFFFFFF))
+	_, err := a.write(w, tag.Tag(0xFFFFFFFF))
 	return err
 }
 

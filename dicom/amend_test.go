@@ -3,6 +3,7 @@ package dicom
 import (
 	"bytes"
 	"errors"
+	"io"
 	"runtime"
 	"slices"
 	"testing"
@@ -126,6 +127,50 @@ func FuzzAmend(f *testing.F) {
 		}
 		if got, err := Parse(out.Bytes(), ts); err == nil && got.String(tag.PatientName) != "Amended^Name" {
 			t.Fatalf("amended output has Patient Name %q", got.String(tag.PatientName))
+		}
+	})
+}
+
+// BenchmarkAmend compares serving a 4 MiB image with a corrected header
+// (Amend) with serving it as stored (a copy): WADO-RS of a corrected
+// series against an uncorrected one.
+func BenchmarkAmend(b *testing.B) {
+	ts, _ := uid.LookupTransferSyntax(uid.ExplicitVRLittleEndian)
+	src := &Dataset{Elements: []Element{
+		{Tag: tag.SOPClassUID, VR: "UI", Values: []string{"1.2.840.10008.5.1.4.1.1.2"}},
+		{Tag: tag.SOPInstanceUID, VR: "UI", Values: []string{"1.2.3.4"}},
+		{Tag: tag.PatientName, VR: "PN", Values: []string{"Wrong^Name"}},
+		{Tag: tag.PatientID, VR: "LO", Values: []string{"123"}},
+		{Tag: tag.StudyInstanceUID, VR: "UI", Values: []string{"1.2.3"}},
+		{Tag: tag.SeriesInstanceUID, VR: "UI", Values: []string{"1.2.3.1"}},
+		{Tag: tag.PixelData, VR: "OW", Binary: &Binary{Data: make([]byte, 4<<20), Length: 4 << 20}},
+	}}
+	var in bytes.Buffer
+	if err := src.Encode(&in, ts, EncodeOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	set := &Dataset{Elements: []Element{
+		{Tag: tag.PatientName, VR: "PN", Values: []string{"Right^Name"}},
+		{Tag: tag.OriginalAttributesSequence, VR: "SQ", Items: []*Dataset{{Elements: []Element{
+			{Tag: tag.ModifiedAttributesSequence, VR: "SQ", Items: []*Dataset{{Elements: []Element{{Tag: tag.PatientName, VR: "PN", Values: []string{"Wrong^Name"}}}}}},
+		}}}},
+	}}
+	data := in.Bytes()
+	b.Run("as stored", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		buf := make([]byte, 1<<20)
+		for b.Loop() {
+			if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{bytes.NewReader(data)}, buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("amended", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if err := Amend(io.Discard, bytes.NewReader(data), ts, ts, false, set, ""); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 }

@@ -124,6 +124,7 @@ func transcodeEdited(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, 
 		w = fw
 	}
 	t.w = bufio.NewWriterSize(w, 32<<10)
+	t.dst = w
 
 	err := t.run()
 	if err == nil {
@@ -190,6 +191,9 @@ type transcoder struct {
 	encapsulated bool
 	// amend, when not nil, replaces top-level elements (see Amend).
 	amend *amendment
+	// dst is what w buffers for, to which the rest of an amended data
+	// set is copied in large steps.
+	dst io.Writer
 }
 
 func (t *transcoder) run() error {
@@ -225,6 +229,30 @@ func (t *transcoder) writeHeader(sx syntax, tg tag.Tag, vr string, length uint32
 func (t *transcoder) dataset(in, out syntax, end int64, depth int, top bool) error {
 	lv := newLevel()
 	for {
+		if top && t.amend != nil && in == out {
+			// Once the next element comes after every amendment left,
+			// the rest is copied as it is: the pixel data of a
+			// corrected instance flows as fast as an unchanged one's.
+			if b, _ := t.r.Peek(4); len(b) == 4 {
+				bo := in.order()
+				if next := tag.New(bo.Uint16(b), bo.Uint16(b[2:])); t.amend.before(next) {
+					if err := t.amend.rest(t.w); err != nil {
+						return err
+					}
+					if err := t.w.Flush(); err != nil {
+						return err
+					}
+					// In steps of 1 MiB, which the readers below pass
+					// through without copying, rather than 32 KiB.
+					buf := passBuffers.Get().(*[]byte)
+					defer passBuffers.Put(buf)
+					if _, err := io.CopyBuffer(t.dst, struct{ io.Reader }{t.r}, *buf); err != nil {
+						return fmt.Errorf("at offset %d: %w", t.pos, err)
+					}
+					return nil
+				}
+			}
+		}
 		if top {
 			b, err := t.r.Peek(1)
 			if len(b) == 0 {
@@ -264,7 +292,7 @@ func (t *transcoder) dataset(in, out syntax, end int64, depth int, top bool) err
 			return malformed("element %v at offset %d overruns its item", tg, at)
 		}
 		if top && t.amend != nil {
-			replaced, err := t.amend.before(t.w, tg)
+			replaced, err := t.amend.write(t.w, tg)
 			if err != nil {
 				return err
 			}
