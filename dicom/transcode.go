@@ -105,9 +105,17 @@ func transcodeEdited(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, 
 	t := &transcoder{
 		amend:        amend,
 		encapsulated: encapsulated,
-		buf:          make([]byte, copyBuffer),
 		in:           syntax{explicit: from.UID != uid.ImplicitVRLittleEndian, bigEndian: from.BigEndian},
 		out:          syntax{explicit: to.UID != uid.ImplicitVRLittleEndian, bigEndian: to.BigEndian},
+	}
+	if amend != nil {
+		// Amended data sets are served one after another, a series at
+		// a time: their buffer is reused.
+		buf := passBuffers.Get().(*[]byte)
+		defer passBuffers.Put(buf)
+		t.buf = *buf
+	} else {
+		t.buf = make([]byte, copyBuffer)
 	}
 	var r io.Reader = src
 	if from.Deflated {
@@ -244,9 +252,7 @@ func (t *transcoder) dataset(in, out syntax, end int64, depth int, top bool) err
 					}
 					// In steps of 1 MiB, which the readers below pass
 					// through without copying, rather than 32 KiB.
-					buf := passBuffers.Get().(*[]byte)
-					defer passBuffers.Put(buf)
-					if _, err := io.CopyBuffer(t.dst, struct{ io.Reader }{t.r}, *buf); err != nil {
+					if _, err := io.CopyBuffer(t.dst, struct{ io.Reader }{t.r}, t.buf); err != nil {
 						return fmt.Errorf("at offset %d: %w", t.pos, err)
 					}
 					return nil
