@@ -24,7 +24,7 @@ import (
 type correctCommand struct {
 	baseSettings
 	storeSettings
-	identitySettings
+	nhsSettings
 	Study correctStudyCommand `cmd:"" help:"Correct a study's patient and study attributes."`
 	Move  correctMoveCommand  `cmd:"" help:"Move a series to another study, perhaps another patient's."`
 	List  correctListCommand  `cmd:"" help:"List a study's corrections as JSON."`
@@ -54,7 +54,7 @@ type correctUndoCommand struct {
 }
 
 func (c *correctCommand) open(ctx context.Context) (*sqlindex.DB, error) {
-	if err := complete(&c.storeSettings, &c.identitySettings); err != nil {
+	if err := complete(&c.storeSettings, &c.nhsSettings); err != nil {
 		return nil, err
 	}
 	return openIndex(ctx, c.Index, c.indexOptions()...)

@@ -14,17 +14,31 @@ import (
 )
 
 // identitySettings say how patients are identified across issuers:
-// those of every command that stores or queries.
+// those of serve, which stores and queries.
 type identitySettings struct {
 	IssuerByAE    []string `name:"issuer-by-ae" config:"issuer_by_ae" placeholder:"AET=ISSUER" help:"the Issuer of Patient ID given to instances that a calling AE sends without one, AET=ISSUER; comma-separated or repeated"`
 	DefaultIssuer string   `name:"default-issuer" placeholder:"ISSUER" help:"the Issuer of Patient ID given to instances without one from any other sender"`
-	NHSIssuer     []string `name:"nhs-issuer" default:"NHS,2.16.840.1.113883.2.1.4.1" placeholder:"ISSUER" help:"the Issuer of Patient ID values that mark a Patient ID as an NHS number; comma-separated or repeated"`
+	nhsSettings
 }
 
 func (s *identitySettings) complete() error {
-	s.IssuerByAE, s.NHSIssuer = trimList(s.IssuerByAE), trimList(s.NHSIssuer)
+	s.IssuerByAE = trimList(s.IssuerByAE)
+	if err := s.nhsSettings.complete(); err != nil {
+		return err
+	}
 	_, err := s.issuers()
 	return err
+}
+
+// nhsSettings say which issuers of patient ID name the NHS: those of
+// every command that queries the index.
+type nhsSettings struct {
+	NHSIssuer []string `name:"nhs-issuer" default:"NHS,2.16.840.1.113883.2.1.4.1" placeholder:"ISSUER" help:"the Issuer of Patient ID values that mark a Patient ID as an NHS number; comma-separated or repeated"`
+}
+
+func (s *nhsSettings) complete() error {
+	s.NHSIssuer = trimList(s.NHSIssuer)
+	return nil
 }
 
 // issuers returns the issuer policy the settings describe.
@@ -48,18 +62,18 @@ func (s *identitySettings) issuers() (archive.IssuerPolicy, error) {
 }
 
 // indexOptions are the index options the settings ask for.
-func (s *identitySettings) indexOptions() []sqlindex.Option {
+func (s *nhsSettings) indexOptions() []sqlindex.Option {
 	return []sqlindex.Option{sqlindex.WithNHSIssuers(s.NHSIssuer...)}
 }
 
-func (s *identitySettings) nhsIssuers() nhs.Issuers { return s.NHSIssuer }
+func (s *nhsSettings) nhsIssuers() nhs.Issuers { return s.NHSIssuer }
 
 // patientCommand groups the commands of linked patients. They work on
 // the index while pacsd serve runs, which shows their effect at once.
 type patientCommand struct {
 	baseSettings
 	storeSettings
-	identitySettings
+	nhsSettings
 	Show   patientShowCommand   `cmd:"" default:"withargs" help:"Show a person: the linked patients and their studies (the default)."`
 	Link   patientLinkCommand   `cmd:"" help:"Link local patients as one person."`
 	Unlink patientUnlinkCommand `cmd:"" help:"Unlink local patients from whoever they are linked to."`
@@ -78,7 +92,7 @@ type patientUnlinkCommand struct {
 }
 
 func (c *patientCommand) open(ctx context.Context) (*sqlindex.DB, error) {
-	if err := complete(&c.storeSettings, &c.identitySettings); err != nil {
+	if err := complete(&c.storeSettings, &c.nhsSettings); err != nil {
 		return nil, err
 	}
 	return openIndex(ctx, c.Index, c.indexOptions()...)
