@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/internal/dcmgen"
@@ -454,4 +455,45 @@ func BenchmarkCorrectedWADO(b *testing.B) {
 			get(b)
 		}
 	})
+}
+
+// TestCorrectionForwarded checks that a correction reaches a destination
+// that had the study already: another pacsd, by STOW-RS.
+func TestCorrectionForwarded(t *testing.T) {
+	testpeer.Need(t, "storescu")
+	dir := t.TempDir()
+	study, _, _ := writeStudy(t, dir, dcmgen.Patient{Name: "Wrong^Name", ID: "P1", IssuerOfPatientID: "RXH"}, nil, 2)
+	dest := startPacsd(t, t.TempDir())
+	defer dest.stop()
+	p := startPacsd(t, t.TempDir(), "--remote-web", "TRUSTB=http://"+dest.httpAddr+"/dicom-web", "--forward", "TRUSTB")
+	defer p.stop()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.dcm"))
+	storeFrom(t, p, "CT01", files...)
+
+	nameAt := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ms := qido(t, dest, "/instances?StudyInstanceUID="+study+"&includefield=PatientName")
+			got := 0
+			for _, m := range ms {
+				if strValue(m, tag.PatientName) == want {
+					got++
+				}
+			}
+			if got == 2 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the destination has %d instances named %q, want 2:\n%s", got, want, p.proc.LogTail(20))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	nameAt("Wrong^Name")
+	update := map[string]any{"00100010": map[string]any{"vr": "PN", "Value": []any{map[string]any{"Alphabetic": "Right^Name"}}}}
+	if st := apiCall(t, p, "POST", "/api/studies/"+study+"/update?reason=wrong+name", update, nil); st != 200 {
+		t.Fatalf("update = %d", st)
+	}
+	nameAt("Right^Name")
 }
