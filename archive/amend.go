@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
@@ -33,12 +34,61 @@ type edit struct {
 	charset string
 }
 
+// editCache remembers the edits of the instances served lately, by
+// object and amendment, both of which never change under their names: a
+// viewer reads a series again and again, and each edit costs a read of
+// the index and of a JSON header. It keeps the two latest generations of
+// at most editCacheSize edits each.
+type editCache struct {
+	mu       sync.Mutex
+	cur, old map[string]*edit
+}
+
+const editCacheSize = 4096
+
+func (c *editCache) get(k string) (*edit, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.cur[k]; ok {
+		return e, true
+	}
+	e, ok := c.old[k]
+	return e, ok
+}
+
+func (c *editCache) put(k string, e *edit) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.cur) >= editCacheSize || c.cur == nil {
+		c.old, c.cur = c.cur, make(map[string]*edit, editCacheSize)
+	}
+	c.cur[k] = e
+}
+
 // editOf returns how an instance is served, from the header the index
 // keeps (its metadata document); nil when as stored.
 func (s *Service) editOf(ctx context.Context, in *index.Instance) (*edit, error) {
 	if in.Amended == nil || len(in.Amended.Elements) == 0 {
 		return nil, nil
 	}
+	doc, err := in.Amended.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("archive: amendments of %s: %w", in.SOPInstanceUID, err)
+	}
+	k := in.Key + "\x00" + string(doc)
+	if e, ok := s.edits.get(k); ok {
+		return e, nil
+	}
+	e, err := s.newEdit(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	s.edits.put(k, e)
+	return e, nil
+}
+
+// newEdit computes how an instance is served (see editOf).
+func (s *Service) newEdit(ctx context.Context, in *index.Instance) (*edit, error) {
 	md, err := s.storedMetadata(ctx, in)
 	if err != nil {
 		return nil, err

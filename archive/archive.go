@@ -143,6 +143,7 @@ type Service struct {
 	locks    keylock.Map
 	versions versions
 	obs      Observer
+	edits    editCache
 }
 
 // nopObserver is the Observer of a Service given none.
