@@ -73,6 +73,21 @@ func testCorrections(t *testing.T, db *sqlindex.DB) {
 			t.Errorf("%s served with name %q", sop, got)
 		}
 	}
+	// The change feed tells of each instance corrected.
+	feed, err := db.Changes(ctx, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var corrected []string
+	for _, e := range feed {
+		if e.Kind == index.Corrected {
+			corrected = append(corrected, e.SOPInstanceUID)
+		}
+	}
+	slices.Sort(corrected)
+	if want := []string{"1.7.1.1", "1.7.1.2", "1.7.1.3"}; !slices.Equal(corrected, want) {
+		t.Errorf("change feed: corrected %q, want %q", corrected, want)
+	}
 
 	// A new Patient ID files the study under another patient.
 	if _, err := db.Correct(ctx, &index.Correction{Study: "1.7.3.1", Reason: "wrong ID", After: after(tag.PatientID, "P3")}); err != nil {

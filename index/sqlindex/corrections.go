@@ -134,11 +134,11 @@ func (db *DB) Correct(ctx context.Context, c *index.Correction) (*index.Correcti
 	}
 	var out *index.Correction
 	locks := []int64{studyLock(c.Study)}
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.writeRecorded(ctx, func(tx *sql.Tx, f *feed) error {
 		if err := db.lockStudies(ctx, tx, &locks, []string{c.Study}, nil); err != nil {
 			return err
 		}
-		rec, err := db.correct(ctx, tx, c, &locks)
+		rec, err := db.correct(ctx, tx, c, &locks, f)
 		out = rec
 		return err
 	})
@@ -148,7 +148,7 @@ func (db *DB) Correct(ctx context.Context, c *index.Correction) (*index.Correcti
 	return out, nil
 }
 
-func (db *DB) correct(ctx context.Context, tx *sql.Tx, c *index.Correction, locks *[]int64) (*index.Correction, error) {
+func (db *DB) correct(ctx context.Context, tx *sql.Tx, c *index.Correction, locks *[]int64, f *feed) (*index.Correction, error) {
 	rows, err := db.readStudy(ctx, tx, c.Study)
 	if err != nil {
 		return nil, err
@@ -183,7 +183,7 @@ func (db *DB) correct(ctx context.Context, tx *sql.Tx, c *index.Correction, lock
 	if err := db.rewriteRow(ctx, tx, db.stmt.study, rows.study, patient, studyAttrs, rows.studyAt, now); err != nil {
 		return nil, err
 	}
-	if err := db.amendInstances(ctx, tx, `se.study_fk = ?`, []any{rows.study}, rec.After); err != nil {
+	if err := db.amendInstances(ctx, tx, `se.study_fk = ?`, []any{rows.study}, rec.After, f); err != nil {
 		return nil, err
 	}
 	if err := r.run(ctx, db, tx); err != nil {
@@ -250,7 +250,7 @@ func (db *DB) rewriteRow(ctx context.Context, tx *sql.Tx, lv *level, pk, parent 
 // condition on the series (alias se) selects. Instances of one study
 // mostly share their amendment, so it updates them by distinct
 // amendment.
-func (db *DB) amendInstances(ctx context.Context, tx *sql.Tx, cond string, args []any, amend *dicom.Dataset) error {
+func (db *DB) amendInstances(ctx context.Context, tx *sql.Tx, cond string, args []any, amend *dicom.Dataset, f *feed) error {
 	rows, err := db.query(ctx, tx, `SELECT DISTINCT i.amended FROM instance i JOIN series se ON se.pk = i.series_fk WHERE `+cond, args...)
 	if err != nil {
 		return fmt.Errorf("read amendments: %w", err)
@@ -283,7 +283,21 @@ func (db *DB) amendInstances(ctx context.Context, tx *sql.Tx, cond string, args 
 			return fmt.Errorf("amend instances: %w", err)
 		}
 	}
-	return nil
+	// The change feed tells followers of every instance corrected.
+	rows, err = db.query(ctx, tx, `SELECT i.study_instance_uid, se.series_instance_uid, i.sop_instance_uid
+FROM instance i JOIN series se ON se.pk = i.series_fk WHERE `+cond+` ORDER BY i.pk`, args...)
+	if err != nil {
+		return fmt.Errorf("read instances corrected: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var study, series, sop string
+		if err := rows.Scan(&study, &series, &sop); err != nil {
+			return fmt.Errorf("read instances corrected: %w", err)
+		}
+		f.add(index.Corrected, study, series, sop)
+	}
+	return rows.Err()
 }
 
 func (db *DB) recordCorrection(ctx context.Context, tx *sql.Tx, c *index.Correction) error {
@@ -320,11 +334,11 @@ func (db *DB) MoveSeries(ctx context.Context, c *index.Correction) (*index.Corre
 	}
 	var out *index.Correction
 	locks := []int64{seriesLock(c.Series), studyLock(c.Target)}
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.writeRecorded(ctx, func(tx *sql.Tx, f *feed) error {
 		if err := db.lockStudies(ctx, tx, &locks, []string{c.Target}, []string{c.Series}); err != nil {
 			return err
 		}
-		rec, err := db.moveSeries(ctx, tx, c)
+		rec, err := db.moveSeries(ctx, tx, c, f)
 		out = rec
 		return err
 	})
@@ -334,7 +348,7 @@ func (db *DB) MoveSeries(ctx context.Context, c *index.Correction) (*index.Corre
 	return out, nil
 }
 
-func (db *DB) moveSeries(ctx context.Context, tx *sql.Tx, c *index.Correction) (*index.Correction, error) {
+func (db *DB) moveSeries(ctx context.Context, tx *sql.Tx, c *index.Correction, f *feed) (*index.Correction, error) {
 	var seriesPK int64
 	var from string
 	err := db.queryRow(ctx, tx, `SELECT se.pk, st.study_instance_uid FROM series se JOIN study st ON st.pk = se.study_fk
@@ -371,7 +385,7 @@ WHERE se.series_instance_uid = ?`, c.Series).Scan(&seriesPK, &from)
 	if _, err := db.exec(ctx, tx, `UPDATE instance SET study_instance_uid = ? WHERE series_fk = ?`, c.Target, seriesPK); err != nil {
 		return nil, fmt.Errorf("move series: %w", err)
 	}
-	if err := db.amendInstances(ctx, tx, `se.pk = ?`, []any{seriesPK}, rec.After); err != nil {
+	if err := db.amendInstances(ctx, tx, `se.pk = ?`, []any{seriesPK}, rec.After, f); err != nil {
 		return nil, err
 	}
 	r := refresh{now: micros(db.now())}
@@ -468,14 +482,14 @@ func (db *DB) Undo(ctx context.Context, id int64, reason, principal string) (*in
 	undo.Series, undo.Target = c.Series, c.Study
 	var out *index.Correction
 	locks := []int64{seriesLock(c.Series), studyLock(c.Study)}
-	err = db.write(ctx, func(tx *sql.Tx) error {
+	err = db.writeRecorded(ctx, func(tx *sql.Tx, f *feed) error {
 		if err := db.lockStudies(ctx, tx, &locks, []string{c.Study}, []string{c.Series}); err != nil {
 			return err
 		}
 		if err := db.remakeStudy(ctx, tx, c, &locks); err != nil {
 			return err
 		}
-		rec, err := db.moveSeries(ctx, tx, undo)
+		rec, err := db.moveSeries(ctx, tx, undo, f)
 		out = rec
 		return err
 	})
