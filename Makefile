@@ -77,6 +77,8 @@ fuzz:
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzTextDecoder -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzParseJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzInflatedObject -fuzztime $(FUZZTIME)
+	$(GO) test ./dicom -run '^$$' -fuzz FuzzAmend -fuzztime $(FUZZTIME)
+	$(GO) test ./nhs -run '^$$' -fuzz FuzzNormalize -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom/render -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom/codec -run '^$$' -fuzz '^FuzzJPEG$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom/codec -run '^$$' -fuzz FuzzJPEGLossless -fuzztime $(FUZZTIME)

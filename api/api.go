@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	auditlog "github.com/pacsd/pacsd/audit"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/migrate"
 	"github.com/pacsd/pacsd/route"
@@ -48,6 +49,14 @@ type Server struct {
 	Objects Objects
 	// System, if set, serves GET /api/system.
 	System SystemFunc
+	// Patients, when set, serves /api/patients; Corrections the
+	// corrections of studies and series, each recorded in Trail and
+	// sent again to the destinations that had what it changed;
+	// Originals the objects as received.
+	Patients    Patients
+	Corrections Corrections
+	Originals   Originals
+	Trail       *auditlog.Trail
 
 	tickets tickets
 }
@@ -74,6 +83,20 @@ func (s *Server) Register(e *echo.Echo) {
 	}
 	if s.System != nil {
 		g.GET("/system", s.handle(s.getSystem))
+	}
+	if s.Patients != nil {
+		g.GET("/patients/:patient", s.handle(s.getPatient))
+		g.POST("/patients/link", s.handle(s.postLink))
+		g.POST("/patients/unlink", s.handle(s.postUnlink))
+	}
+	if s.Corrections != nil {
+		g.POST("/studies/:study/update", s.handle(s.postStudyUpdate))
+		g.POST("/series/:series/move", s.handle(s.postSeriesMove))
+		g.GET("/corrections", s.handle(s.getCorrections))
+		g.POST("/corrections/:id/undo", s.handle(s.postUndo))
+	}
+	if s.Originals != nil {
+		g.GET("/instances/:sop/original", s.handle(s.getOriginal))
 	}
 }
 
@@ -111,6 +134,8 @@ func (s *Server) handle(h func(c echo.Context) error) echo.HandlerFunc {
 		case errors.Is(err, route.ErrNoTask), errors.Is(err, route.ErrNoInstances), errors.Is(err, index.ErrNotFound),
 			errors.Is(err, migrate.ErrNotFound):
 			status, msg = http.StatusNotFound, err.Error()
+		case errors.Is(err, index.ErrInvalidCorrection), errors.Is(err, index.ErrLink), errors.Is(err, index.ErrInvalidQuery):
+			status, msg = http.StatusBadRequest, err.Error()
 		case errors.Is(err, context.Canceled):
 			return nil // the client went away
 		default:

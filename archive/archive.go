@@ -16,6 +16,7 @@ import (
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/internal/keylock"
+	"github.com/pacsd/pacsd/nhs"
 	"github.com/pacsd/pacsd/storage"
 )
 
@@ -108,6 +109,11 @@ type Config struct {
 	// time, rather than hide them for good.
 	Rejections     Rejecter
 	RejectionPurge bool
+	// Issuers gives an issuer of patient ID to instances without one.
+	Issuers IssuerPolicy
+	// NHSIssuers are the issuers of patient ID that name the NHS;
+	// nhs.DefaultIssuers when nil.
+	NHSIssuers nhs.Issuers
 }
 
 // Forwarder decides, as an instance is stored, where it is to be
@@ -137,6 +143,7 @@ type Service struct {
 	locks    keylock.Map
 	versions versions
 	obs      Observer
+	edits    editCache
 }
 
 // nopObserver is the Observer of a Service given none.
@@ -324,6 +331,7 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 			// The object may become durable whatever happens to the
 			// request now; its record must be ready then.
 			put := &index.PutRequest{Instance: in, Check: d.check}
+			s.identify(in, put, req.CallingAE)
 			if s.cfg.Forwarder != nil {
 				put.Forward = s.cfg.Forwarder.Forward(in, req.CallingAE, req.CalledAE, req.Source)
 			}
@@ -630,13 +638,18 @@ func (e *sourceError) Unwrap() error { return e.err }
 
 // OpenDataset opens the data set of an indexed instance, in transfer
 // syntax ts: as stored, or converted when both syntaxes are ones
-// dicom.Transcode converts between. It returns the object's File Meta
+// dicom.Transcode converts between, and with its amendments written
+// over its header (see amend.go). It returns the object's File Meta
 // Information as stored. The caller closes the reader, which stops a
 // conversion in progress.
 func (s *Service) OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error) {
 	if ts != in.TransferSyntaxUID && !(dicom.Transcodable(in.TransferSyntaxUID) && dicom.Transcodable(ts)) {
 		return dicom.FileMeta{}, nil, fmt.Errorf("archive: %s stored in %s: %w to %s", in.SOPInstanceUID,
 			uid.Name(in.TransferSyntaxUID), dicom.ErrUnsupported, uid.Name(ts))
+	}
+	e, err := s.editOf(ctx, in)
+	if err != nil {
+		return dicom.FileMeta{}, nil, err
 	}
 	obj, err := s.Open(ctx, in)
 	if err != nil {
@@ -647,6 +660,14 @@ func (s *Service) OpenDataset(ctx context.Context, in *index.Instance, ts string
 	if err != nil {
 		obj.Close()
 		return dicom.FileMeta{}, nil, fmt.Errorf("archive: object %s: %w", in.Key, err)
+	}
+	if e != nil {
+		r, err := amended(br, in, ts, e, obj.Close)
+		if err != nil {
+			obj.Close()
+			return dicom.FileMeta{}, nil, err
+		}
+		return fm, r, nil
 	}
 	if ts == in.TransferSyntaxUID {
 		return fm, &datasetReader{Reader: br, close: obj.Close}, nil

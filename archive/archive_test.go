@@ -73,7 +73,7 @@ type fixture struct {
 	svc   *Service
 }
 
-func newFixture(t *testing.T, cfg Config) *fixture {
+func newFixture(t testing.TB, cfg Config) *fixture {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "index.db"))
 	if err != nil {

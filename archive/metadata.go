@@ -66,8 +66,27 @@ var ErrNoMetadata = errors.New("archive: no metadata")
 
 // Metadata returns the metadata of an archived instance: the document
 // the index keeps, computed at ingest, or, for an instance without one,
-// the object's header read back.
+// the object's header read back; with the header as the instance is
+// served (see amend.go).
 func (s *Service) Metadata(ctx context.Context, in *index.Instance) (*Metadata, error) {
+	m, err := s.storedMetadata(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.editOf(ctx, in)
+	if err != nil || e == nil {
+		return m, err
+	}
+	out := *m
+	if out.JSON, err = amendJSON(m.JSON, e); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNoMetadata, in.SOPInstanceUID, err)
+	}
+	return &out, nil
+}
+
+// storedMetadata returns the metadata of an instance's object, as
+// stored.
+func (s *Service) storedMetadata(ctx context.Context, in *index.Instance) (*Metadata, error) {
 	doc, err := s.cfg.Index.Metadata(ctx, in)
 	switch {
 	case err == nil:

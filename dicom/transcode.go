@@ -91,16 +91,31 @@ func TranscodeHeader(dst io.Writer, src io.Reader, from, to uid.TransferSyntax) 
 }
 
 func transcodeWith(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulated bool) error {
+	return transcodeEdited(dst, src, from, to, encapsulated, nil)
+}
+
+// transcodeEdited is transcodeWith, with the top-level elements of
+// amend, when not nil, in place of the input's (see Amend).
+func transcodeEdited(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulated bool, amend *amendment) error {
 	for _, ts := range []uid.TransferSyntax{from, to} {
 		if !Transcodable(ts.UID) {
 			return fmt.Errorf("%w: transcoding %s", ErrUnsupported, uid.Name(ts.UID))
 		}
 	}
 	t := &transcoder{
+		amend:        amend,
 		encapsulated: encapsulated,
-		buf:          make([]byte, copyBuffer),
 		in:           syntax{explicit: from.UID != uid.ImplicitVRLittleEndian, bigEndian: from.BigEndian},
 		out:          syntax{explicit: to.UID != uid.ImplicitVRLittleEndian, bigEndian: to.BigEndian},
+	}
+	if amend != nil {
+		// Amended data sets are served one after another, a series at
+		// a time: their buffer is reused.
+		buf := passBuffers.Get().(*[]byte)
+		defer passBuffers.Put(buf)
+		t.buf = *buf
+	} else {
+		t.buf = make([]byte, copyBuffer)
 	}
 	var r io.Reader = src
 	if from.Deflated {
@@ -117,6 +132,7 @@ func transcodeWith(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, en
 		w = fw
 	}
 	t.w = bufio.NewWriterSize(w, 32<<10)
+	t.dst = w
 
 	err := t.run()
 	if err == nil {
@@ -181,6 +197,11 @@ type transcoder struct {
 	whdr [12]byte
 	// encapsulated lets Pixel Data of undefined length through.
 	encapsulated bool
+	// amend, when not nil, replaces top-level elements (see Amend).
+	amend *amendment
+	// dst is what w buffers for, to which the rest of an amended data
+	// set is copied in large steps.
+	dst io.Writer
 }
 
 func (t *transcoder) run() error {
@@ -216,10 +237,35 @@ func (t *transcoder) writeHeader(sx syntax, tg tag.Tag, vr string, length uint32
 func (t *transcoder) dataset(in, out syntax, end int64, depth int, top bool) error {
 	lv := newLevel()
 	for {
+		if top && t.amend != nil && in == out {
+			// Once the next element comes after every amendment left,
+			// the rest is copied as it is: the pixel data of a
+			// corrected instance flows as fast as an unchanged one's.
+			if b, _ := t.r.Peek(4); len(b) == 4 {
+				bo := in.order()
+				if next := tag.New(bo.Uint16(b), bo.Uint16(b[2:])); t.amend.before(next) {
+					if err := t.amend.rest(t.w); err != nil {
+						return err
+					}
+					if err := t.w.Flush(); err != nil {
+						return err
+					}
+					// In steps of 1 MiB, which the readers below pass
+					// through without copying, rather than 32 KiB.
+					if _, err := io.CopyBuffer(t.dst, struct{ io.Reader }{t.r}, t.buf); err != nil {
+						return fmt.Errorf("at offset %d: %w", t.pos, err)
+					}
+					return nil
+				}
+			}
+		}
 		if top {
 			b, err := t.r.Peek(1)
 			if len(b) == 0 {
 				if errors.Is(err, io.EOF) {
+					if t.amend != nil {
+						return t.amend.rest(t.w)
+					}
 					return nil
 				}
 				return fmt.Errorf("at offset %d: %w", t.pos, err)
@@ -250,6 +296,18 @@ func (t *transcoder) dataset(in, out syntax, end int64, depth int, top bool) err
 		}
 		if end >= 0 && length != undefinedLength && t.pos+int64(length) > end {
 			return malformed("element %v at offset %d overruns its item", tg, at)
+		}
+		if top && t.amend != nil {
+			replaced, err := t.amend.write(t.w, tg)
+			if err != nil {
+				return err
+			}
+			if replaced {
+				if err := t.drop(in, out, &lv, tg, vr, length, at, depth); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		if err := t.element(in, out, &lv, tg, vr, length, at, depth); err != nil {
 			return err

@@ -172,6 +172,28 @@ func negotiateDICOM(r *http.Request, oneInstance bool) (ts string, single bool, 
 // conversion that fails before then is an error open never sees.
 func (s *Server) sendObject(ctx context.Context, in *index.Instance, target codec.Choice, open func(size int64) (io.Writer, error)) error {
 	ts := target.TransferSyntax
+	if ts == in.TransferSyntaxUID && in.Amended != nil {
+		// An instance with amendments (an issuer given at ingest,
+		// corrections) is served with them written over its header.
+		fm, data, err := s.Archive.OpenDataset(ctx, in, ts)
+		if err != nil {
+			return err
+		}
+		defer data.Close()
+		w, err := open(-1)
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(dicom.AppendFileMeta(nil, fm)); err != nil {
+			return fmt.Errorf("send %s: %w", in.SOPInstanceUID, err)
+		}
+		buf := copyBuffers.Get().(*[]byte)
+		defer copyBuffers.Put(buf)
+		if _, err := io.CopyBuffer(w, struct{ io.Reader }{data}, *buf); err != nil {
+			return fmt.Errorf("send %s: %w", in.SOPInstanceUID, err)
+		}
+		return nil
+	}
 	if ts == in.TransferSyntaxUID {
 		obj, err := s.Archive.Open(ctx, in)
 		if err != nil {

@@ -62,4 +62,12 @@ type Instance struct {
 	// version of an instance replaces the document, or drops it when
 	// Metadata is nil. Records read back from the index leave it nil.
 	Metadata []byte
+
+	// Amended, when not nil, holds the attributes the archive serves in
+	// place of those of the stored object, which is never rewritten: the
+	// issuer of patient ID given to an instance that came without one,
+	// the values of corrections. The index indexes the instance as if
+	// its header held them, and records read back carry them, so that
+	// every way out can rewrite the data set it serves (see archive).
+	Amended *dicom.Dataset
 }

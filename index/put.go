@@ -41,6 +41,12 @@ type PutRequest struct {
 	// trash, and is refused, wrapping ErrNotFound, if the trash no longer
 	// holds it (a purge has claimed it).
 	Untrash bool
+
+	// NHSNumber, when not empty, is a valid NHS number the instance
+	// gives its patient (package nhs): patients of different issuers
+	// with the same NHS number are linked, unless linked otherwise by
+	// hand (see Person).
+	NHSNumber string
 }
 
 // Forward asks for an instance to be forwarded to a destination.
@@ -63,8 +69,8 @@ const (
 	Created ChangeKind = iota + 1
 	// Replaced is a new record of an instance the index held already.
 	Replaced
-	// Corrected is a record changed by a correction of the patient or
-	// study attributes, the object being rewritten with them.
+	// Corrected is a record whose served attributes a correction
+	// changed; its object is the same.
 	Corrected
 	// Deleted is a record removed from the index.
 	Deleted

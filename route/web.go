@@ -30,6 +30,11 @@ import (
 type Objects interface {
 	// Open opens the object of in: a Part-10 file as received.
 	Open(ctx context.Context, in *index.Instance) (storage.Object, error)
+	// OpenDataset opens the data set of in as the archive serves it,
+	// for an instance with amendments (corrections, an issuer given at
+	// ingest), which a destination must get as every other client
+	// does.
+	OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error)
 }
 
 // Web sends to a DICOMweb server by STOW-RS: the study's objects, as
@@ -254,7 +259,7 @@ func (w *Web) writeBody(ctx context.Context, pw *io.PipeWriter, boundary string,
 		return err
 	}
 	for _, in := range batch {
-		obj, err := w.Objects.Open(ctx, in)
+		obj, err := w.open(ctx, in)
 		if err != nil {
 			err = fmt.Errorf("%w: %s: %v", errOpen, in.SOPInstanceUID, err)
 			pw.CloseWithError(err)
@@ -273,6 +278,22 @@ func (w *Web) writeBody(ctx context.Context, pw *io.PipeWriter, boundary string,
 	err := mw.Close()
 	pw.CloseWithError(err)
 	return err
+}
+
+// open opens the Part-10 object sent for in: as stored, or, for an
+// instance with amendments, as the archive serves it.
+func (w *Web) open(ctx context.Context, in *index.Instance) (io.ReadCloser, error) {
+	if in.Amended == nil {
+		return w.Objects.Open(ctx, in)
+	}
+	fm, data, err := w.Objects.OpenDataset(ctx, in, in.TransferSyntaxUID)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(dicom.AppendFileMeta(nil, fm)), data), data}, nil
 }
 
 // stowResult is what a STOW-RS response says of each instance.

@@ -304,9 +304,9 @@ func pathOf(u, scheme string) (string, error) {
 // openIndex opens the index that u names: sqlite:///PATH (or a bare
 // path), or a PostgreSQL URL, postgres://USER@HOST:PORT/DB?sslmode=...,
 // whose password is best left to PGPASSWORD or a password file.
-func openIndex(ctx context.Context, u string) (*sqlindex.DB, error) {
+func openIndex(ctx context.Context, u string, opts ...sqlindex.Option) (*sqlindex.DB, error) {
 	if strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
-		db, err := postgres.Open(ctx, u)
+		db, err := postgres.Open(ctx, u, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("index: %w", err)
 		}
@@ -316,7 +316,7 @@ func openIndex(ctx context.Context, u string) (*sqlindex.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("index: %w (or postgres://)", err)
 	}
-	db, err := sqlite.Open(ctx, path)
+	db, err := sqlite.Open(ctx, path, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}

@@ -25,7 +25,7 @@ func parseSettings(t *testing.T, args []string, env map[string]string) (any, err
 	}
 	cmd := kctx.Selected().Target.Addr().Interface()
 	if c, ok := cmd.(*serveCommand); ok {
-		err = complete(&c.storeSettings, &c.archiveSettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings)
+		err = complete(&c.storeSettings, &c.archiveSettings, &c.identitySettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings)
 	}
 	return cmd, err
 }
@@ -107,6 +107,13 @@ var documented = []struct {
 		func(c *serveCommand) any { return c.Forward }},
 	{"--node-id", "PACSD_NODE_ID", "node_id", "pacs-a", `"pacs-a"`, "pacs-a", "",
 		func(c *serveCommand) any { return c.NodeID }},
+	{"--issuer-by-ae", "PACSD_ISSUER_BY_AE", "issuer_by_ae", "CT01=RXH,MR02=RXH", `["CT01=RXH", "MR02=RXH"]`,
+		[]string{"CT01=RXH", "MR02=RXH"}, []string(nil),
+		func(c *serveCommand) any { return c.IssuerByAE }},
+	{"--default-issuer", "PACSD_DEFAULT_ISSUER", "default_issuer", "RXH", `"RXH"`, "RXH", "",
+		func(c *serveCommand) any { return c.DefaultIssuer }},
+	{"--nhs-issuer", "PACSD_NHS_ISSUER", "nhs_issuer", "NHS", `["NHS"]`, []string{"NHS"}, []string{"NHS", "2.16.840.1.113883.2.1.4.1"},
+		func(c *serveCommand) any { return c.NHSIssuer }},
 	{"--max-matches", "PACSD_MAX_MATCHES", "max_matches", "100", `100`, 100, 10000,
 		func(c *serveCommand) any { return c.MaxMatches }},
 	{"--case-sensitive-names", "PACSD_CASE_SENSITIVE_NAMES", "case_sensitive_names", "", `true`, true, false,
@@ -302,6 +309,8 @@ func TestBadSettings(t *testing.T) {
 		{"duration", nil, map[string]string{"PACSD_IDLE_TIMEOUT": "5 minutes"}, []string{"PACSD_IDLE_TIMEOUT"}},
 		{"AE title", []string{"--ae-title", "MUCH_TOO_LONG_AE_TITLE"}, nil, []string{"ae_title", "16 characters"}},
 		{"duplicates", []string{"--duplicates", "merge"}, nil, []string{"duplicates", "merge"}},
+		{"issuer by AE", []string{"--issuer-by-ae", "CT01"}, nil, []string{"issuer_by_ae", "AET=ISSUER"}},
+		{"issuer by AE twice", nil, map[string]string{"PACSD_ISSUER_BY_AE": "CT01=A,CT01=B"}, []string{"issuer_by_ae", "CT01 is given twice"}},
 		{"max PDU", []string{"--max-pdu", "100"}, nil, []string{"max_pdu", "4096"}},
 		{"remote AE", []string{"--remote-ae", "ORTHANC"}, nil, []string{"ORTHANC", "AET=HOST:PORT"}},
 		{"allow-list", []string{"--allow-ae", "CT01@"}, nil, []string{"allow_ae", "empty condition after @"}},

@@ -150,6 +150,8 @@ type commands struct {
 	Restore     restoreCommand     `cmd:"" help:"Bring back what a study has in the trash."`
 	Purge       purgeCommand       `cmd:"" help:"Empty the whole trash now, deleting its objects from storage for good."`
 	Retention   retentionCommand   `cmd:"" help:"List the studies the retention rules let expire (--dry-run), or move them to the trash (--apply)."`
+	Patient     patientCommand     `cmd:"" help:"Show a person's linked patients; link and unlink patients."`
+	Correct     correctCommand     `cmd:"" help:"Correct a study, move a series to another study, list and undo corrections."`
 	Status      statusCommand      `cmd:"" help:"Ask a running pacsd serve, over its HTTP port, for its state."`
 	Conformance conformanceCommand `cmd:"" help:"Write the DICOM Conformance Statement of this configuration."`
 	Version     versionCommand     `cmd:"" help:"Print pacsd's version."`

@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 
 // instance is a pacsd process under test.
 type instance struct {
-	t         *testing.T
+	t         testing.TB
 	proc      *testpeer.Process
 	data      string
 	dimseAddr string
@@ -65,7 +65,7 @@ func startPacsd(t *testing.T, data string, flags ...string) *instance {
 // startPacsdIn runs pacsd serve as startPacsd does, through the command
 // wrap (a program and its arguments, which end by running the program
 // given after them), if not nil.
-func startPacsdIn(t *testing.T, wrap []string, data string, flags ...string) *instance {
+func startPacsdIn(t testing.TB, wrap []string, data string, flags ...string) *instance {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {

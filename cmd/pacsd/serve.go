@@ -35,6 +35,7 @@ type serveCommand struct {
 	baseSettings
 	storeSettings
 	archiveSettings
+	identitySettings
 	remoteSettings
 	routeSettings
 	dimseSettings
@@ -60,7 +61,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	if err := complete(&c.storeSettings, &c.archiveSettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings, &c.tlsSettings, &c.httpAuthSettings, &c.trashSettings); err != nil {
+	if err := complete(&c.storeSettings, &c.archiveSettings, &c.identitySettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings, &c.tlsSettings, &c.httpAuthSettings, &c.trashSettings); err != nil {
 		return err
 	}
 	if err := c.completeAudit(c.Data); err != nil {
@@ -128,11 +129,15 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		return err
 	}
 	opened.add("storage", closeStore)
-	db, err := openIndex(ctx, c.Index)
+	db, err := openIndex(ctx, c.Index, c.indexOptions()...)
 	if err != nil {
 		return err
 	}
 	opened.add("index", func(context.Context) error { return db.Close() })
+	issuers, err := c.issuers()
+	if err != nil {
+		return err
+	}
 	dup, err := archive.ParseDuplicatePolicy(c.Duplicates)
 	if err != nil {
 		return err
@@ -150,6 +155,8 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		// Rejection notes (IHE IOCM) hide what they name.
 		Rejections:     db,
 		RejectionPurge: c.RejectionPolicy == "trash",
+		Issuers:        issuers,
+		NHSIssuers:     c.nhsIssuers(),
 	})
 	trash := &archive.Trash{Store: store, Index: db, Logger: log.With("component", "trash")}
 	pctx, stopPurges := context.WithCancel(context.WithoutCancel(ctx))
@@ -280,7 +287,8 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	fc.store, fc.db, fc.queue, fc.destinations = store, db, db.Outbox(), c.destinationList(rs)
 	fc.register(e, c, uiPrincipal(mw))
 	(&api.Server{Queue: db.Outbox(), Index: db, Destinations: c.destinationList(rs), Wake: router.Wake, Logger: log.With("component", "api"),
-		Migrations: db.MigrationState(), Changes: db, Objects: arch, System: fc.system(c)}).Register(e)
+		Migrations: db.MigrationState(), Changes: db, Objects: arch, System: fc.system(c),
+		Patients: db, Corrections: db, Originals: originals{db, arch}, Trail: trail}).Register(e)
 	registerAuditAPI(e, c.AuditDir, c.AETitle)
 	registerDeletionsAPI(e, db)
 	registerRestoreAPI(e, trash)

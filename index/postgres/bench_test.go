@@ -43,3 +43,10 @@ func BenchmarkFind(b *testing.B) {
 	b.Logf("archive of %d instances built in %v", indextest.BenchArchiveInstances, time.Since(start).Round(time.Millisecond))
 	indextest.BenchFind(b, open(b, url))
 }
+
+// BenchmarkCorrect measures a correction of a 1,000-instance study until
+// a search finds it (see indextest.BenchCorrect).
+func BenchmarkCorrect(b *testing.B) {
+	pg := testpeer.StartPostgresT(b)
+	indextest.BenchCorrect(b, func(b *testing.B) *sqlindex.DB { return open(b, pg.NewDatabaseT(b)) })
+}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/pacsd/pacsd/nhs"
 )
 
 var (
@@ -55,6 +57,16 @@ type DB struct {
 	steps []putStep
 	// changed is notified when this DB has written to the change feed.
 	changed signal
+	// nhsIssuers are the issuers whose Patient IDs are NHS numbers, for
+	// queries by NHS number (see WithNHSIssuers).
+	nhsIssuers nhs.Issuers
+}
+
+// WithNHSIssuers sets the Issuer of Patient ID values that name the NHS
+// (nhs.DefaultIssuers by default): a query whose Patient ID is an NHS
+// number with one of them as issuer finds every patient linked to it.
+func WithNHSIssuers(issuers ...string) Option {
+	return func(db *DB) { db.nhsIssuers = issuers }
 }
 
 // New returns a DB over db, whose SQL dialect is d, after bringing its
@@ -64,7 +76,7 @@ func New(ctx context.Context, db *sql.DB, d Dialect, opts ...Option) (*DB, error
 	if !d.valid() {
 		return nil, fmt.Errorf("index: unknown dialect %v", d)
 	}
-	x := &DB{db: db, dialect: d, now: time.Now, batch: defaultBatch, stmt: newStatements()}
+	x := &DB{db: db, dialect: d, now: time.Now, batch: defaultBatch, stmt: newStatements(), nhsIssuers: nhs.DefaultIssuers}
 	for _, o := range opts {
 		o(x)
 	}
@@ -77,7 +89,7 @@ func New(ctx context.Context, db *sql.DB, d Dialect, opts ...Option) (*DB, error
 	if err := x.checkSchema(ctx); err != nil {
 		return nil, err
 	}
-	x.steps = []putStep{x.putTrash, x.putMetadata, x.putForward, x.recordChange}
+	x.steps = []putStep{x.putTrash, x.putMetadata, x.putForward, x.putIdentity, x.recordChange}
 	x.commits = newCommitter(x)
 	return x, nil
 }

@@ -432,6 +432,7 @@ var retrieveSelects = []struct {
 	{"i.sop_instance_uid", text}, {"i.sop_class_uid", text}, {"i.series_instance_uid", text}, {"i.study_instance_uid", text},
 	{"i.object_key", text}, {"i.size", number}, {"i.sha256", text}, {"i.transfer_syntax_uid", text},
 	{"i.calling_ae", text}, {"i.called_ae", text}, {"i.received_at", number}, {"i.source", text}, {"i.principal", text},
+	{"i.amended", text},
 }
 
 // plan plans q: over the table of its level for Find, over the instance
@@ -457,6 +458,7 @@ func (db *DB) plan(q *index.Query, retrieve bool) (*plan, error) {
 	} else {
 		p.outputs(a)
 	}
+	p.nhsCondition(a, db.nhsIssuers)
 	for _, k := range a.keys {
 		if err := p.condition(a, k, from); err != nil {
 			return nil, err

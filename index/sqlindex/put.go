@@ -1,6 +1,7 @@
 package sqlindex
 
 import (
+	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/index"
 
 	"context"
@@ -67,38 +68,53 @@ func (db *DB) PreparePut(ctx context.Context, req *index.PutRequest) (index.Pend
 	if received.IsZero() {
 		received = db.now()
 	}
-	h := in.Header
+	p := &prepared{req: req, recv: micros(received)}
+	if err := db.rows(p, in.Amended); err != nil {
+		return nil, fmt.Errorf("index: put %s: %w", in.SOPInstanceUID, err)
+	}
+	p.locks = []int64{instanceLock(in.SOPInstanceUID), seriesLock(in.SeriesInstanceUID), studyLock(p.study), patientLock(p.patientKey[0], p.patientKey[1], p.patientKey[2])}
+	return &pending{db: db, p: p}, nil
+}
+
+// rows computes the values of the rows of p's instance, indexed as it is
+// served: its header with amended over it.
+func (db *DB) rows(p *prepared, amended *dicom.Dataset) error {
+	in := p.req.Instance
+	h := index.Overlay(in.Header, amended)
+	p.amended = amended
+	p.study = in.StudyInstanceUID
+	if v := h.String(tag.StudyInstanceUID); amended != nil && v != "" {
+		p.study = v // moved to another study
+	}
 	// Instances without a Patient ID are filed under a patient of their
 	// own study: merging every unidentified patient into one would put
 	// unrelated people's studies together.
 	patientID, issuer, unidentified := cleanText(h.String(tag.PatientID)), cleanText(h.String(tag.IssuerOfPatientID)), ""
 	if patientID == "" {
-		unidentified = in.StudyInstanceUID
+		unidentified = p.study
 	}
-	p := &prepared{
-		req:        req,
-		recv:       micros(received),
-		patientKey: []any{patientID, issuer, unidentified},
-		locks: []int64{instanceLock(in.SOPInstanceUID), seriesLock(in.SeriesInstanceUID), studyLock(in.StudyInstanceUID),
-			patientLock(patientID, issuer, unidentified)},
-	}
+	p.patientKey = []string{patientID, issuer, unidentified}
 	for i, cols := range [][]column{patientColumns, studyColumns, seriesColumns, instanceColumns} {
 		var err error
 		if p.attrs[i], err = values(cols, h, false); err != nil {
-			return nil, fmt.Errorf("index: put %s: %w", in.SOPInstanceUID, err)
+			return err
 		}
 	}
 	for i, lv := range []*level{db.stmt.patient, db.stmt.study, db.stmt.series} {
 		p.names[i] = nameValues(lv, h)
 	}
-	return &pending{db: db, p: p}, nil
+	return nil
 }
 
 // prepared is a put checked, with the values of its rows computed.
 type prepared struct {
-	req        *index.PutRequest
-	recv       int64
-	patientKey []any
+	req  *index.PutRequest
+	recv int64
+	// study is the Study Instance UID the instance is filed under, and
+	// amended its amendments (see rows).
+	study      string
+	amended    *dicom.Dataset
+	patientKey []string
 	attrs      [4][]any    // patient, study, series, instance
 	names      [3][]string // patient, study, series
 	// locks are the locks of the rows the put changes (see lock.go):
@@ -174,13 +190,16 @@ func (db *DB) put(ctx context.Context, tx *sql.Tx, p *prepared, held *[]int64, r
 			return nil, err
 		}
 	}
+	if err := db.inheritAmendments(ctx, tx, p, old); err != nil {
+		return nil, err
+	}
 	recv, attrs := p.recv, p.attrs
 	now := micros(db.now())
-	patient, _, err := db.upsert(ctx, tx, db.stmt.patient, p.patientKey, 0, attrs[0], p.names[0], recv, now)
+	patient, _, err := db.upsert(ctx, tx, db.stmt.patient, []any{p.patientKey[0], p.patientKey[1], p.patientKey[2]}, 0, attrs[0], p.names[0], recv, now)
 	if err != nil {
 		return nil, err
 	}
-	study, studyPatient, err := db.upsert(ctx, tx, db.stmt.study, []any{in.StudyInstanceUID}, patient, attrs[1], p.names[1], recv, now)
+	study, studyPatient, err := db.upsert(ctx, tx, db.stmt.study, []any{p.study}, patient, attrs[1], p.names[1], recv, now)
 	if err != nil {
 		return nil, err
 	}
@@ -189,11 +208,12 @@ func (db *DB) put(ctx context.Context, tx *sql.Tx, p *prepared, held *[]int64, r
 		return nil, err
 	}
 
-	row := append([]any{series, in.SOPInstanceUID, in.SOPClassUID, in.StudyInstanceUID, in.SeriesInstanceUID,
+	row := append([]any{series, in.SOPInstanceUID, in.SOPClassUID, p.study, in.SeriesInstanceUID,
 		in.Key, in.Size, in.SHA256, in.TransferSyntaxUID,
 		in.CallingAE, in.CalledAE, in.Source, in.Principal, recv, now}, attrs[3]...)
 	written := *in
 	written.ReceivedAt = fromMicros(recv)
+	written.StudyInstanceUID, written.Amended = p.study, p.amended
 	w := &putWrite{req: p.req, change: &index.Change{Kind: index.Created, Instance: &written},
 		series: series, study: study, patient: patient, previous: old, feed: f}
 	r := refresh{now: now}
@@ -308,7 +328,8 @@ type stored struct {
 
 const selectInstance = `SELECT i.pk, i.series_fk, se.study_fk, st.patient_fk,
 	i.sop_instance_uid, i.sop_class_uid, i.series_instance_uid, i.study_instance_uid,
-	i.object_key, i.size, i.sha256, i.transfer_syntax_uid, i.calling_ae, i.called_ae, i.source, i.principal, i.received_at
+	i.object_key, i.size, i.sha256, i.transfer_syntax_uid, i.calling_ae, i.called_ae, i.source, i.principal, i.received_at,
+	i.amended
 FROM instance i
 JOIN series se ON se.pk = i.series_fk
 JOIN study st ON st.pk = se.study_fk`
@@ -318,13 +339,17 @@ type scanner interface{ Scan(dest ...any) error }
 func scanInstance(row scanner) (*stored, error) {
 	var s stored
 	var recv int64
+	var amended string
 	err := row.Scan(&s.pk, &s.series, &s.study, &s.patient,
 		&s.SOPInstanceUID, &s.SOPClassUID, &s.SeriesInstanceUID, &s.StudyInstanceUID,
-		&s.Key, &s.Size, &s.SHA256, &s.TransferSyntaxUID, &s.CallingAE, &s.CalledAE, &s.Source, &s.Principal, &recv)
+		&s.Key, &s.Size, &s.SHA256, &s.TransferSyntaxUID, &s.CallingAE, &s.CalledAE, &s.Source, &s.Principal, &recv, &amended)
 	if err != nil {
 		return nil, err
 	}
 	s.ReceivedAt = fromMicros(recv)
+	if s.Amended, err = parseAmended(amended); err != nil {
+		return nil, err
+	}
 	return &s, nil
 }
 

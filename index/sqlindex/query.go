@@ -296,10 +296,14 @@ func (r *row) int(i int) (int64, bool) {
 func (r *row) instance() *index.Instance {
 	size, _ := r.int(5)
 	recv, _ := r.int(10)
+	// The index writes amendments itself; one it cannot read back is
+	// served as none rather than failing the whole retrieval.
+	amended, _ := parseAmended(r.str(13))
 	return &index.Instance{
 		SOPInstanceUID: r.str(0), SOPClassUID: r.str(1), SeriesInstanceUID: r.str(2), StudyInstanceUID: r.str(3),
 		Key: r.str(4), Size: size, SHA256: r.str(6), TransferSyntaxUID: r.str(7),
 		CallingAE: r.str(8), CalledAE: r.str(9), ReceivedAt: fromMicros(recv), Source: r.str(11), Principal: r.str(12),
+		Amended: amended,
 	}
 }
 

@@ -109,7 +109,7 @@ var (
 	}
 	instanceTable = table{
 		name:  "instance",
-		fixed: append([]string{"pk"}, instanceRecord...),
+		fixed: append([]string{"pk", "amended"}, instanceRecord...),
 		attrs: instanceColumns,
 	}
 

@@ -16,3 +16,11 @@ func BenchmarkPut(b *testing.B) {
 		return open(b, filepath.Join(b.TempDir(), "index.db"))
 	})
 }
+
+// BenchmarkCorrect measures a correction of a 1,000-instance study until
+// a search finds it (see indextest.BenchCorrect).
+func BenchmarkCorrect(b *testing.B) {
+	indextest.BenchCorrect(b, func(b *testing.B) *sqlindex.DB {
+		return open(b, filepath.Join(b.TempDir(), "index.db"))
+	})
+}

@@ -6,10 +6,12 @@ import (
 	"encoding/binary"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // PydicomFiles returns the DICOM test files that the Debian package
@@ -111,4 +113,29 @@ func plausibleDataset(b []byte) bool {
 		return binary.LittleEndian.Uint32(b[4:]) < 1<<16
 	}
 	return false
+}
+
+// PydicomPython returns a python3 on PATH that imports pydicom: the first
+// python3 on a developer's PATH is often a virtual environment's or
+// pyenv's, without the modules of Debian's python3-pydicom. A missing
+// pydicom skips t, or fails it under CI=true, as Need does.
+func PydicomPython(t testing.TB) string {
+	t.Helper()
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		p := filepath.Join(dir, "python3")
+		if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := exec.CommandContext(ctx, p, "-c", "import pydicom").Run()
+		cancel()
+		if err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("no python3 on PATH imports pydicom, and under CI=true a missing peer fails the test: install python3-pydicom (scripts/install-test-deps)")
+	}
+	t.Skip("no python3 on PATH imports pydicom; run `make test`, which installs python3-pydicom")
+	return ""
 }

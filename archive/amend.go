@@ -1,0 +1,230 @@
+package archive
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/tag"
+	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/index"
+)
+
+// An instance's object keeps the bytes received; what the index says it
+// is served as (index.Instance.Amended: an issuer given at ingest,
+// corrections) is written over its header on the way out, pixel data
+// streamed unchanged, with an item of Original Attributes Sequence
+// (0400,0561) that records the values replaced, as PS3.3 C.12.1 has it.
+// An amendment that changes nothing the object holds leaves the object
+// served as it is, byte for byte.
+
+// edit is what serving an instance changes of its stored header.
+type edit struct {
+	// set holds the elements written in place of the stored ones, the
+	// Original Attributes Sequence among them.
+	set *dicom.Dataset
+	// charset is the data set's Specific Character Set, in which set is
+	// written.
+	charset string
+}
+
+// editCache remembers the edits of the instances served lately, by
+// object and amendment, both of which never change under their names: a
+// viewer reads a series again and again, and each edit costs a read of
+// the index and of a JSON header. It keeps the two latest generations of
+// at most editCacheSize edits each.
+type editCache struct {
+	mu       sync.Mutex
+	cur, old map[string]*edit
+}
+
+const editCacheSize = 4096
+
+func (c *editCache) get(k string) (*edit, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.cur[k]; ok {
+		return e, true
+	}
+	e, ok := c.old[k]
+	return e, ok
+}
+
+func (c *editCache) put(k string, e *edit) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.cur) >= editCacheSize || c.cur == nil {
+		c.old, c.cur = c.cur, make(map[string]*edit, editCacheSize)
+	}
+	c.cur[k] = e
+}
+
+// editOf returns how an instance is served, from the header the index
+// keeps (its metadata document); nil when as stored.
+func (s *Service) editOf(ctx context.Context, in *index.Instance) (*edit, error) {
+	if in.Amended == nil || len(in.Amended.Elements) == 0 {
+		return nil, nil
+	}
+	doc, err := in.Amended.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("archive: amendments of %s: %w", in.SOPInstanceUID, err)
+	}
+	k := in.Key + "\x00" + string(doc)
+	if e, ok := s.edits.get(k); ok {
+		return e, nil
+	}
+	e, err := s.newEdit(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	s.edits.put(k, e)
+	return e, nil
+}
+
+// newEdit computes how an instance is served (see editOf).
+func (s *Service) newEdit(ctx context.Context, in *index.Instance) (*edit, error) {
+	md, err := s.storedMetadata(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := topElements(md.JSON, in.Amended, tag.SpecificCharacterSet, tag.OriginalAttributesSequence)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrNoMetadata, in.SOPInstanceUID, err)
+	}
+	var set, modified dicom.Dataset
+	coerced := true
+	for _, e := range in.Amended.Elements {
+		old, had := stored.Find(e.Tag)
+		if had && sameValue(old, &e) || !had && len(e.Values) == 0 && len(e.Items) == 0 {
+			continue
+		}
+		set.Elements = append(set.Elements, e)
+		if had {
+			modified.Elements = append(modified.Elements, *old)
+		} else {
+			// An attribute the object lacked is recorded empty.
+			modified.Elements = append(modified.Elements, dicom.Element{Tag: e.Tag, VR: e.VR})
+		}
+		coerced = coerced && !had && e.Tag == tag.IssuerOfPatientID
+	}
+	if len(set.Elements) == 0 {
+		return nil, nil
+	}
+	reason := "CORRECT"
+	if coerced {
+		reason = "COERCE" // an issuer given to an object without one
+	}
+	item := &dicom.Dataset{Elements: []dicom.Element{
+		{Tag: tag.ModifiedAttributesSequence, VR: "SQ", Items: []*dicom.Dataset{&modified}},
+		{Tag: tag.SourceOfPreviousValues, VR: "LO"},
+		{Tag: tag.AttributeModificationDateTime, VR: "DT", Values: []string{s.now().UTC().Format("20060102150405.000000") + "+0000"}},
+		{Tag: tag.ModifyingSystem, VR: "LO", Values: []string{s.cfg.AETitle}},
+		{Tag: tag.ReasonForTheAttributeModification, VR: "CS", Values: []string{reason}},
+	}}
+	oas := dicom.Element{Tag: tag.OriginalAttributesSequence, VR: "SQ"}
+	if prev, ok := stored.Find(tag.OriginalAttributesSequence); ok {
+		oas.Items = append(oas.Items, prev.Items...)
+	}
+	oas.Items = append(oas.Items, item)
+	set.Elements = append(set.Elements, oas)
+	return &edit{set: &set, charset: strings.Join(stored.Strings(tag.SpecificCharacterSet), `\`)}, nil
+}
+
+// sameValue reports whether two elements hold the same value.
+func sameValue(a, b *dicom.Element) bool {
+	x, err1 := (&dicom.Dataset{Elements: []dicom.Element{{Tag: a.Tag, VR: b.VR, Values: trimmed(a.Values), Items: a.Items}}}).MarshalJSON()
+	y, err2 := (&dicom.Dataset{Elements: []dicom.Element{{Tag: b.Tag, VR: b.VR, Values: trimmed(b.Values), Items: b.Items}}}).MarshalJSON()
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+func trimmed(vs []string) []string {
+	out := make([]string, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, strings.TrimSpace(v))
+	}
+	for len(out) > 0 && out[len(out)-1] == "" {
+		out = out[:len(out)-1]
+	}
+	return out
+}
+
+// topElements decodes, of a DICOM JSON object, the top-level elements
+// with the tags of want and the extra tags given.
+func topElements(doc []byte, want *dicom.Dataset, extra ...tag.Tag) (*dicom.Dataset, error) {
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &all); err != nil {
+		return nil, err
+	}
+	sub := map[string]json.RawMessage{}
+	pick := func(t tag.Tag) {
+		if v, ok := all[t.Hex()]; ok {
+			sub[t.Hex()] = v
+		}
+	}
+	for _, e := range want.Elements {
+		pick(e.Tag)
+	}
+	for _, t := range extra {
+		pick(t)
+	}
+	b, err := json.Marshal(sub)
+	if err != nil {
+		return nil, err
+	}
+	return dicom.ParseJSON(b)
+}
+
+// amendJSON returns a header as DICOM JSON with the elements of e in
+// place of its own.
+func amendJSON(doc []byte, e *edit) ([]byte, error) {
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &all); err != nil {
+		return nil, err
+	}
+	for _, el := range e.set.Elements {
+		b, err := (&dicom.Dataset{Elements: []dicom.Element{el}}).MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		var one map[string]json.RawMessage
+		if err := json.Unmarshal(b, &one); err != nil {
+			return nil, err
+		}
+		all[el.Tag.Hex()] = one[el.Tag.Hex()]
+	}
+	return json.Marshal(all) // keys in order: hexadecimal tags sort as text
+}
+
+// amended returns a reader of the data set of in, read from br in its
+// stored syntax, in syntax ts with e written over it.
+func amended(br *bufio.Reader, in *index.Instance, ts string, e *edit, closeObj func() error) (io.ReadCloser, error) {
+	from, ok := uid.LookupTransferSyntax(in.TransferSyntaxUID)
+	if !ok {
+		return nil, fmt.Errorf("archive: %s: transfer syntax %q is unknown", in.SOPInstanceUID, in.TransferSyntaxUID)
+	}
+	to, _ := uid.LookupTransferSyntax(ts)
+	encapsulated := !dicom.Transcodable(in.TransferSyntaxUID)
+	if encapsulated {
+		// A compressed syntax's data set is explicit VR little endian
+		// around its pixel data's fragments.
+		from, _ = uid.LookupTransferSyntax(uid.ExplicitVRLittleEndian)
+		to = from
+	}
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(dicom.Amend(pw, br, from, to, encapsulated, e.set, e.charset))
+	}()
+	return &datasetReader{Reader: pr, close: func() error {
+		pr.Close() // ends the copy at its next write
+		<-done
+		return closeObj()
+	}}, nil
+}
