@@ -155,6 +155,12 @@ type Query struct {
 	// FuzzyNames adds word matching to PN keys, as QIDO-RS asks for
 	// with fuzzymatching=true.
 	FuzzyNames bool
+	// Issuers, when not nil, restricts the query to the patients whose
+	// Issuer of Patient ID is one of them, as the caller's principal
+	// allows (per-trust access): nothing else matches, nor is retrieved.
+	// An empty list matches nothing; a patient without an issuer is
+	// matched only by nil.
+	Issuers []string
 	// Offset skips that many matches; Limit, when not 0, returns at most
 	// that many. Matches come in the order the index first recorded the
 	// entities, which later records do not change, so that pages of a

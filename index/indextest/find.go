@@ -738,3 +738,55 @@ func testFindInstances(t *testing.T, db *sqlindex.DB) {
 		}
 	}
 }
+
+// testFindIssuers checks per-trust access: a query restricted to issuers
+// finds, counts and retrieves only the patients of those issuers, at
+// every level, whatever its keys ask for.
+func testFindIssuers(t *testing.T, db *sqlindex.DB) {
+	put(t, db, instance("1.1", "1.100", "1", base, patientHeader(t, "12345", "TRUST-A", "Smith^Ann")))
+	put(t, db, instance("2.1", "2.100", "2", base, patientHeader(t, "12345", "TRUST-B", "Jones^Bob")))
+	put(t, db, instance("3.1", "3.100", "3", base, patientHeader(t, "12345", "", "Brown^Cy")))
+	put(t, db, instance("4.1", "4.100", "4", base, patientHeader(t, "777", "TRUST-B", "Gray^Di")))
+	cases := []struct {
+		name    string
+		issuers []string
+		want    []string // SOP Instance UIDs
+	}{
+		{"all", nil, []string{"1.1", "2.1", "3.1", "4.1"}},
+		{"one", []string{"TRUST-A"}, []string{"1.1"}},
+		{"other", []string{"TRUST-B"}, []string{"2.1", "4.1"}},
+		{"both", []string{"TRUST-B", "TRUST-A"}, []string{"1.1", "2.1", "4.1"}},
+		{"unknown", []string{"TRUST-C"}, nil},
+		{"none", []string{}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, l := range []index.Level{index.PatientLevel, index.StudyLevel, index.SeriesLevel, index.ImageLevel} {
+				q := &index.Query{Level: l, PatientRoot: true, Identifier: keys(t, tag.PatientID, "", tag.IssuerOfPatientID, ""), Issuers: c.issuers}
+				got := find(t, db, q)
+				var issuers []string
+				for _, m := range got {
+					if is := m.String(tag.IssuerOfPatientID); !slices.Contains(issuers, is) {
+						issuers = append(issuers, is)
+					}
+				}
+				for _, is := range issuers {
+					if c.issuers != nil && !slices.Contains(c.issuers, is) {
+						t.Errorf("%s: Find at %s returned a patient of issuer %q", c.name, l, is)
+					}
+				}
+				if l == index.ImageLevel && len(got) != len(c.want) {
+					t.Errorf("%s: Find at IMAGE returned %d matches, want %d", c.name, len(got), len(c.want))
+				}
+			}
+			// A retrieve by UIDs of every study finds only the allowed.
+			q := &index.Query{Level: index.StudyLevel, Identifier: keys(t, tag.StudyInstanceUID, `1\2\3\4`), Issuers: c.issuers}
+			if got := uidsOf(t, db, q); !slices.Equal(got, c.want) {
+				t.Errorf("%s: FindInstances = %q, want %q", c.name, got, c.want)
+			}
+			if n, err := db.CountInstances(t.Context(), q); err != nil || n != len(c.want) {
+				t.Errorf("%s: CountInstances = %d, %v; want %d", c.name, n, err, len(c.want))
+			}
+		})
+	}
+}

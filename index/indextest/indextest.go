@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T, opts ...sqlindex.Option) *sqlinde
 		{"ChangeFeed", testChangeFeed, nil},
 		{"ChangeFeedWait", testChangeFeedWait, nil},
 		{"ChangeFeedConcurrent", testChangeFeedConcurrent, nil},
+		{"FindIssuers", testFindIssuers, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -464,8 +464,25 @@ func (db *DB) plan(q *index.Query, retrieve bool) (*plan, error) {
 			return nil, err
 		}
 	}
+	p.restrictIssuers(q.Issuers)
 	p.args = cleanArgs(p.args)
 	return p, nil
+}
+
+// restrictIssuers keeps to the patients of the issuers given, when the
+// query is restricted (index.Query.Issuers). Every level's FROM joins the
+// patient table, so one condition serves them all.
+func (p *plan) restrictIssuers(issuers []string) {
+	switch {
+	case issuers == nil:
+	case len(issuers) == 0:
+		p.where = append(p.where, "1 = 0")
+	default:
+		p.where = append(p.where, "p.issuer_of_patient_id IN ("+params(len(issuers))+")")
+		for _, is := range issuers {
+			p.args = append(p.args, is)
+		}
+	}
 }
 
 // outputs lays out the answer of a Find: every key of the identifier
