@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pacsd/pacsd/audit"
+	"github.com/pacsd/pacsd/deid"
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/index"
@@ -74,6 +76,8 @@ func Run(t *testing.T, open func(t *testing.T, opts ...sqlindex.Option) *sqlinde
 		{"ChangeFeedWait", testChangeFeedWait, nil},
 		{"ChangeFeedConcurrent", testChangeFeedConcurrent, nil},
 		{"FindIssuers", testFindIssuers, nil},
+		{"AuditHead", testAuditHead, nil},
+		{"DeidMapping", testDeidMapping, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1129,5 +1133,48 @@ func testGroupCommit(t *testing.T, db *sqlindex.DB) {
 	checkCounts(t, db, index.Counts{Patients: 1, Studies: 1, Series: 3, Instances: recorded})
 	if s := getStudy(t, db, "8"); s.NumberOfStudyRelatedInstances != recorded {
 		t.Errorf("study counts %d instances, want %d", s.NumberOfStudyRelatedInstances, recorded)
+	}
+}
+
+// testAuditHead checks the index as the audit journal's HeadStore.
+func testAuditHead(t *testing.T, db *sqlindex.DB) {
+	h, err := db.LoadHead(t.Context())
+	if err != nil || h != (audit.Head{}) {
+		t.Fatalf("LoadHead of a new index = %v, %v; want the zero head", h, err)
+	}
+	for _, seq := range []uint64{1, 7, 3} {
+		want := audit.Head{Seq: seq}
+		want.Hash[0], want.Hash[31] = byte(seq), 0xff
+		if err := db.SaveHead(t.Context(), want); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.LoadHead(t.Context()); err != nil || got != want {
+			t.Errorf("LoadHead = %v, %v; want %v", got, err, want)
+		}
+	}
+}
+
+// testDeidMapping checks the index as de-identification's MappingStore
+// and Reidentifier.
+func testDeidMapping(t *testing.T, db *sqlindex.DB) {
+	ms := []deid.Mapping{
+		{Kind: deid.KindUID, Original: "1.2.3", Replacement: "2.25.1"},
+		{Kind: deid.KindPatient, Original: "12345^^^RXH", Replacement: "ANON-1"},
+	}
+	for range 2 { // a replacement recorded again changes nothing
+		if err := db.Record(t.Context(), ms); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range ms {
+		if o, ok, err := db.Original(t.Context(), m.Kind, m.Replacement); err != nil || !ok || o != m.Original {
+			t.Errorf("Original(%s, %s) = %q, %v, %v; want %q", m.Kind, m.Replacement, o, ok, err, m.Original)
+		}
+	}
+	if o, ok, err := db.Original(t.Context(), deid.KindPatient, "2.25.1"); err != nil || ok {
+		t.Errorf("Original of a UID as a patient = %q, %v, %v; want none", o, ok, err)
+	}
+	if _, ok, err := db.Original(t.Context(), deid.KindUID, "2.25.2"); err != nil || ok {
+		t.Errorf("Original of an unknown UID: %v, %v", ok, err)
 	}
 }

@@ -1,0 +1,23 @@
+-- The audit journal's latest record (see audit.HeadStore): its sequence
+-- number and SHA-256, saved after each batch of records is synced, so
+-- that removing the last records of the journal, which no later record's
+-- hash would reveal, is detected too. One row.
+CREATE TABLE audit_head (
+	id INTEGER PRIMARY KEY CHECK (id = 1),
+	seq INTEGER NOT NULL,
+	hash TEXT NOT NULL,
+	updated_at INTEGER NOT NULL
+) STRICT;
+
+-- The replacements made by de-identification (see deid.MappingStore):
+-- a pseudonymous UID or patient ID, and the original it replaced, so
+-- that an admin can re-identify a de-identified instance. The same
+-- original always gives the same replacement under one project key; a
+-- replacement is recorded once.
+CREATE TABLE deid_mapping (
+	kind TEXT NOT NULL,
+	replacement TEXT NOT NULL,
+	original TEXT NOT NULL,
+	recorded_at INTEGER NOT NULL,
+	PRIMARY KEY (kind, replacement)
+) STRICT;
