@@ -39,13 +39,6 @@ func (a *auditSettings) completeAudit(data string) error {
 	return nil
 }
 
-// auditHead is where the journal's latest hash is kept, so that records
-// removed from its end are detected. It lives under the data directory,
-// apart from the journal, until the index keeps it (auditlog.HeadStore).
-func auditHead(data string) auditlog.FileHead {
-	return auditlog.FileHead{Path: filepath.Join(data, "audit-head")}
-}
-
 // auditTrail is what serve records the audit trail with: the journal, the
 // syslog sender if any, and the Trail the services call.
 type auditTrail struct {
@@ -54,11 +47,13 @@ type auditTrail struct {
 	trail   *auditlog.Trail
 }
 
-// openAudit opens the journal (and the syslog sender) for serve.
-// clientTLS is the configuration pacsd calls other nodes with.
-func openAudit(ctx context.Context, a *auditSettings, data, aeTitle string, clientTLS *tls.Config, log *slog.Logger) (*auditTrail, error) {
+// openAudit opens the journal (and the syslog sender) for serve. heads
+// keeps the journal's latest hash apart from it: the index, so that
+// removing the last records is detected too. clientTLS is the
+// configuration pacsd calls other nodes with.
+func openAudit(ctx context.Context, a *auditSettings, heads auditlog.HeadStore, aeTitle string, clientTLS *tls.Config, log *slog.Logger) (*auditTrail, error) {
 	at := &auditTrail{}
-	opts := auditlog.Options{Heads: auditHead(data), Source: aeTitle, Logger: log.With("component", "audit")}
+	opts := auditlog.Options{Heads: heads, Source: aeTitle, Logger: log.With("component", "audit")}
 	if a.AuditSyslog != "" {
 		s, err := auditlog.NewSyslog(auditlog.SyslogConfig{URL: a.AuditSyslog, TLS: clientTLS, Logger: log.With("component", "syslog")})
 		if err != nil {
@@ -207,7 +202,12 @@ func (c *auditVerifyCommand) Run(ctx context.Context, p *process) error {
 	}
 	// The head is read before the journal: a serve writing meanwhile
 	// saves a head only once the records up to it are synced.
-	head, err := auditHead(c.Data).LoadHead(ctx)
+	db, err := openIndex(ctx, c.Index)
+	if err != nil {
+		return fmt.Errorf("audit verify: %w", err)
+	}
+	head, err := db.LoadHead(ctx)
+	db.Close()
 	if err != nil {
 		return fmt.Errorf("audit verify: head: %w", err)
 	}

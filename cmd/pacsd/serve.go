@@ -116,14 +116,6 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		}
 	}()
 
-	at, err := openAudit(ctx, &c.auditSettings, c.Data, c.AETitle, tlsCfg.client, log)
-	if err != nil {
-		return err
-	}
-	opened.add("audit journal", func(ctx context.Context) error { return at.close(ctx, stopErr) })
-	trail := at.trail
-	trail.Started()
-
 	store, closeStore, err := openStorage(ctx, &c.storeSettings, c.s3Env(p.getenv), log)
 	if err != nil {
 		return err
@@ -138,6 +130,14 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	if err != nil {
 		return err
 	}
+	// The journal closes before the index, which keeps its head.
+	at, err := openAudit(ctx, &c.auditSettings, db, c.AETitle, tlsCfg.client, log)
+	if err != nil {
+		return err
+	}
+	opened.add("audit journal", func(ctx context.Context) error { return at.close(ctx, stopErr) })
+	trail := at.trail
+	trail.Started()
 	dup, err := archive.ParseDuplicatePolicy(c.Duplicates)
 	if err != nil {
 		return err
