@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/pacsd/pacsd/dicom"
+	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/internal/keylock"
@@ -40,6 +43,9 @@ var (
 	// ErrIncomplete is the warning of an instance archived whole whose
 	// header could not be read to its end.
 	ErrIncomplete = errors.New("archive: header could not be read to its end")
+	// ErrRefused reports an instance of a patient the sender may not
+	// store: its Issuer of Patient ID is not among StoreRequest.Issuers.
+	ErrRefused = errors.New("archive: not authorized for this patient's issuer")
 )
 
 // Index is what the archive needs of the index.
@@ -194,6 +200,11 @@ type StoreRequest struct {
 	// Principal with those of the archived instance.
 	Source    string
 	Principal string
+	// Issuers, when not nil, are the issuers of patient IDs whose
+	// patients the sender may store (per-trust access): an instance whose
+	// Issuer of Patient ID is not one of them is refused with ErrRefused
+	// before storage commits it. nil allows every patient.
+	Issuers []string
 	// Dataset is the data set, without File Meta Information. Store
 	// reads it as it arrives and stops reading when it fails; the caller
 	// discards whatever it leaves unread.
@@ -321,9 +332,12 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 	body.atEnd = func(size int64) error {
 		received.Store(int64(time.Since(start)))
 		h := sc.Header()
+		// Refused before storage commits: nothing is stored.
 		if errors.Is(h.Err, dicom.ErrTruncated) {
-			// Refused before storage commits: nothing is stored.
-			return &truncatedError{h.Err}
+			return &refusedError{fmt.Errorf("%w: %w", ErrInvalid, h.Err)}
+		}
+		if err := checkIssuer(req.Issuers, h.Dataset); err != nil {
+			return &refusedError{err}
 		}
 		go func() {
 			in := instanceRecord(id, key, size, sum.Sum(), ts, req.CallingAE, req.CalledAE, receivedAt, h, int64(len(meta)))
@@ -349,10 +363,10 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 				r.pending.Rollback()
 			}
 		}
-		var te *truncatedError
+		var re *refusedError
 		switch {
-		case errors.As(err, &te):
-			return nil, fmt.Errorf("%w: %w", ErrInvalid, te.err)
+		case errors.As(err, &re):
+			return nil, re.err
 		case ctx.Err() != nil || errors.Is(err, storage.ErrInvalidKey):
 			return nil, fmt.Errorf("archive: store %s: %w", key, err)
 		case isSourceError(err):
@@ -577,12 +591,32 @@ type preparedPut struct {
 	forward []index.Forward
 }
 
-// truncatedError carries dicom.ErrTruncated through storage's Put, which
-// fails without storing anything when its reader fails.
-type truncatedError struct{ err error }
+// refusedError carries why a data set read to its end is refused (it is
+// truncated, or of a patient the sender may not store) through storage's
+// Put, which fails without storing anything when its reader fails.
+type refusedError struct{ err error }
 
-func (e *truncatedError) Error() string { return e.err.Error() }
-func (e *truncatedError) Unwrap() error { return e.err }
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
+
+// checkIssuer refuses a header whose Issuer of Patient ID is not one of
+// issuers, unless issuers is nil. A patient without an issuer belongs to
+// no trust, and only a sender allowed every issuer may store it.
+func checkIssuer(issuers []string, ds *dicom.Dataset) error {
+	if issuers == nil {
+		return nil
+	}
+	var issuer string
+	if ds != nil {
+		if e, ok := ds.Find(tag.IssuerOfPatientID); ok && len(e.Values) > 0 {
+			issuer = strings.TrimSpace(e.Values[0])
+		}
+	}
+	if issuer != "" && slices.Contains(issuers, issuer) {
+		return nil
+	}
+	return fmt.Errorf("%w: Issuer of Patient ID %q, allowed %s", ErrRefused, issuer, strings.Join(issuers, "|"))
+}
 
 // endReader counts what is read through it and calls atEnd, once, with
 // the count when its reader reports the end; an error atEnd returns is

@@ -226,6 +226,49 @@ func TestStoreTruncated(t *testing.T) {
 	}
 }
 
+// TestStoreIssuers refuses an instance of a patient whose Issuer of
+// Patient ID the sender may not store, before anything is stored.
+func TestStoreIssuers(t *testing.T) {
+	withIssuer := func(issuer string) *ds {
+		d := &ds{}
+		d.str(tag.SOPClassUID, "UI", uid.CTImageStorage).str(tag.SOPInstanceUID, "UI", "1.2.3.4.5").
+			str(tag.PatientID, "LO", "P1")
+		if issuer != "" {
+			d.str(tag.IssuerOfPatientID, "LO", issuer)
+		}
+		d.str(tag.StudyInstanceUID, "UI", "1.2.3").str(tag.SeriesInstanceUID, "UI", "1.2.3.4")
+		d.el(tag.PixelData, "OW", make([]byte, 64))
+		return d
+	}
+	for _, tc := range []struct {
+		name    string
+		issuer  string
+		allowed []string
+		refused bool
+	}{
+		{"no restriction", "RGT", nil, false},
+		{"no restriction, no issuer", "", nil, false},
+		{"allowed issuer", "RXH", []string{"RGT", "RXH"}, false},
+		{"other issuer", "RGT", []string{"RXH"}, true},
+		{"no issuer", "", []string{"RXH"}, true},
+		{"empty list", "RXH", []string{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, Config{})
+			_, err := f.svc.Store(context.Background(), &StoreRequest{
+				TransferSyntaxUID: uid.ExplicitVRLittleEndian, Source: SourceSTOW, Issuers: tc.allowed,
+				Dataset: bytes.NewReader(withIssuer(tc.issuer).b.Bytes()),
+			})
+			if tc.refused != errors.Is(err, ErrRefused) || (!tc.refused && err != nil) {
+				t.Fatalf("Store = %v, refused %v", err, tc.refused)
+			}
+			if keys := f.objects(t); tc.refused != (len(keys) == 0) {
+				t.Errorf("objects stored: %v", keys)
+			}
+		})
+	}
+}
+
 // TestStoreMalformedKeptWithWarning keeps a data set that is complete by
 // its lengths but holds a part the parser cannot read, and says so.
 func TestStoreMalformedKeptWithWarning(t *testing.T) {

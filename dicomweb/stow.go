@@ -255,7 +255,7 @@ func (s *Server) storePart(c echo.Context, body io.Reader, study, base string, r
 			reason = reasonCannotUnderstand
 		case errors.Is(err, archive.ErrDuplicate):
 			reason = reasonDuplicate
-		case errors.Is(err, archive.ErrRejected):
+		case errors.Is(err, archive.ErrRejected), errors.Is(err, archive.ErrRefused):
 			reason = reasonNotAuthorized
 		case errors.Is(err, archive.ErrUnavailable):
 			reason = reasonOutOfResources

@@ -75,6 +75,8 @@ func storeStatus(err error) error {
 		return &dimse.StatusError{Status: dimse.StatusNotAuthorized, Comment: "instance rejected by a rejection note (IHE IOCM)", Err: err}
 	case errors.Is(err, archive.ErrUnavailable):
 		st, sentinel = dimse.StatusOutOfResources, archive.ErrUnavailable
+	case errors.Is(err, archive.ErrRefused):
+		st, sentinel = dimse.StatusNotAuthorized, archive.ErrRefused
 	default:
 		// The data set stream broke (the association is going) or the
 		// request was cancelled: nothing was archived.
