@@ -336,7 +336,7 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 		if errors.Is(h.Err, dicom.ErrTruncated) {
 			return &refusedError{fmt.Errorf("%w: %w", ErrInvalid, h.Err)}
 		}
-		if err := checkIssuer(req.Issuers, h.Dataset); err != nil {
+		if err := checkIssuer(req.Issuers, id, h.Dataset); err != nil {
 			return &refusedError{err}
 		}
 		go func() {
@@ -599,23 +599,37 @@ type refusedError struct{ err error }
 func (e *refusedError) Error() string { return e.err.Error() }
 func (e *refusedError) Unwrap() error { return e.err }
 
+// IssuerError is the error of an instance refused for its patient's
+// issuer; it wraps ErrRefused and says whose instance it was, for the
+// audit trail.
+type IssuerError struct {
+	PatientID, IssuerOfPatientID, PatientName string
+	StudyInstanceUID                          string
+	Allowed                                   []string
+}
+
+func (e *IssuerError) Error() string {
+	return fmt.Sprintf("%v: Issuer of Patient ID %q, allowed %s", ErrRefused, e.IssuerOfPatientID, strings.Join(e.Allowed, "|"))
+}
+
+func (e *IssuerError) Unwrap() error { return ErrRefused }
+
 // checkIssuer refuses a header whose Issuer of Patient ID is not one of
 // issuers, unless issuers is nil. A patient without an issuer belongs to
 // no trust, and only a sender allowed every issuer may store it.
-func checkIssuer(issuers []string, ds *dicom.Dataset) error {
+func checkIssuer(issuers []string, id dicom.Identity, ds *dicom.Dataset) error {
 	if issuers == nil {
 		return nil
 	}
-	var issuer string
+	e := &IssuerError{StudyInstanceUID: id.StudyInstanceUID, Allowed: issuers}
 	if ds != nil {
-		if e, ok := ds.Find(tag.IssuerOfPatientID); ok && len(e.Values) > 0 {
-			issuer = strings.TrimSpace(e.Values[0])
-		}
+		e.PatientID, e.PatientName = ds.String(tag.PatientID), ds.String(tag.PatientName)
+		e.IssuerOfPatientID = strings.TrimSpace(ds.String(tag.IssuerOfPatientID))
 	}
-	if issuer != "" && slices.Contains(issuers, issuer) {
+	if e.IssuerOfPatientID != "" && slices.Contains(issuers, e.IssuerOfPatientID) {
 		return nil
 	}
-	return fmt.Errorf("%w: Issuer of Patient ID %q, allowed %s", ErrRefused, issuer, strings.Join(issuers, "|"))
+	return e
 }
 
 // endReader counts what is read through it and calls atEnd, once, with

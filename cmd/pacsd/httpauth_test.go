@@ -152,11 +152,11 @@ func TestHTTPAuth(t *testing.T) {
 		}
 	})
 	t.Run("the audit trail records the refusals", func(t *testing.T) {
-		// ci-bot's STOW-RS and audit query, beyond its scope, newest
-		// first, a page of one at a time.
-		var got []auditRecord
+		// ci-bot's STOW-RS and audit query, beyond its scope, and its
+		// QIDO-RS search, newest first, a page of one at a time.
+		var got, queries []auditRecord
 		url := base + "/api/audit?user=ci-bot&limit=1"
-		for range 3 {
+		for range 4 {
 			resp, body := request(t, "GET", url, admin, nil)
 			if resp.StatusCode != 200 {
 				t.Fatalf("GET %s: status %d: %s", url, resp.StatusCode, body)
@@ -165,14 +165,20 @@ func TestHTTPAuth(t *testing.T) {
 			if err := json.Unmarshal([]byte(body), &page); err != nil {
 				t.Fatal(err)
 			}
-			got = append(got, page.Records...)
+			for _, r := range page.Records {
+				if r.Event == "Query" {
+					queries = append(queries, r)
+				} else {
+					got = append(got, r)
+				}
+			}
 			if page.Next == "" {
 				break
 			}
 			url = base + "/api/audit?user=ci-bot&limit=1&before=" + page.Next
 		}
-		if len(got) != 2 || got[0].Seq <= got[1].Seq {
-			t.Fatalf("records of ci-bot: %+v", got)
+		if len(got) != 2 || got[0].Seq <= got[1].Seq || len(queries) != 1 || queries[0].Outcome != 0 {
+			t.Fatalf("records of ci-bot: %+v, queries %+v", got, queries)
 		}
 		for _, r := range got {
 			if r.Event != "Security Alert" || r.User != "ci-bot" || r.Outcome != 4 || r.Source.Address != "127.0.0.1" || !strings.Contains(r.Detail, "needs") {

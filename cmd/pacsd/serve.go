@@ -184,6 +184,13 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	if err != nil {
 		return err
 	}
+	// The front doors see the index and the archive through the
+	// caller's principal, and what they do is audited (access.go).
+	au := &auditor{trail: trail, patients: db, log: log.With("component", "audit")}
+	gdb, garch := guardedIndex{db}, guardedArchive{arch}
+	for i, d := range routing.destinations {
+		routing.destinations[i].Sender = auditedSender{Sender: d.Sender, auditor: au, dest: auditlog.Actor{User: d.Name}}
+	}
 	router := route.NewRouter(route.Config{
 		Queue:        db.Outbox(),
 		Instances:    db,
@@ -219,7 +226,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		}
 		log.Info("forwarding", "destinations", names, "routes", len(c.rules.Routes()), "node", c.nodeID(c.Data))
 	}
-	svc := &scp.Service{Archive: arch, Logger: log}
+	svc := &scp.Service{Archive: garch, Logger: log}
 	remotes := map[string]scp.Remote{}
 	for ae, r := range rs {
 		remotes[ae] = scp.Remote{AETitle: ae, Addr: r.addr, TLS: r.tls}
@@ -228,8 +235,8 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		TLSConfig:          tlsCfg.client,
 		Codecs:             codecs,
 		AETitle:            c.AETitle,
-		Index:              db,
-		Objects:            arch,
+		Index:              gdb,
+		Objects:            garch,
 		Remotes:            remotes,
 		MaxMatches:         c.MaxMatches,
 		CaseSensitiveNames: c.CaseSensitivePN,
@@ -242,16 +249,20 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		Remotes:   remotes,
 		Logger:    log.With("component", "commitment"),
 	}
+	audited := &auditedDIMSE{auditor: au, store: svc, find: qr, move: qr, get: qr, remotes: map[string]string{}}
+	for ae, r := range rs {
+		audited.remotes[ae] = r.addr
+	}
 	dsrv := &dimse.Server{
 		AETitle:            c.AETitle,
 		AllowCaller:        aes.allowCaller(),
 		AssociationContext: aes.associationContext,
 		Observe:            observeAssociations(trail),
 		Echo:               svc,
-		Store:              svc,
-		Find:               qr,
-		Move:               qr,
-		Get:                qr,
+		Store:              audited,
+		Find:               audited,
+		Move:               audited,
+		Get:                audited,
 		Commit:             commit,
 		CommitResult:       routing.commitments,
 		MaxPDULength:       uint32(c.MaxPDU),
@@ -261,8 +272,8 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	}
 	fc.instrument(dsrv)
 	web := &dicomweb.Server{
-		Index:              db,
-		Archive:            arch,
+		Index:              gdb,
+		Archive:            garch,
 		Trash:              trash,
 		Root:               c.DICOMwebRoot,
 		MaxBodyBytes:       c.MaxBody,
@@ -286,13 +297,13 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	e := httpHandler(web)
 	fc.store, fc.db, fc.queue, fc.destinations = store, db, db.Outbox(), c.destinationList(rs)
 	fc.register(e, c, uiPrincipal(mw))
-	(&api.Server{Queue: db.Outbox(), Index: db, Destinations: c.destinationList(rs), Wake: router.Wake, Logger: log.With("component", "api"),
+	(&api.Server{Queue: db.Outbox(), Index: gdb, Destinations: c.destinationList(rs), Wake: router.Wake, Logger: log.With("component", "api"),
 		Migrations: db.MigrationState(), Changes: db, Objects: arch, System: fc.system(c),
 		Patients: db, Corrections: db, Originals: originals{db, arch}, Trail: trail}).Register(e)
 	registerAuditAPI(e, c.AuditDir, c.AETitle)
 	registerDeletionsAPI(e, db)
 	registerRestoreAPI(e, trash)
-	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(e)), httplimit.Config{})
+	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(au.auditRequests(e))), httplimit.Config{})
 
 	var lc net.ListenConfig
 	dl, err := lc.Listen(ctx, "tcp", c.DIMSEAddr)
