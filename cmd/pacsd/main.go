@@ -145,6 +145,7 @@ type commands struct {
 	Token       tokenCommand       `cmd:"" help:"Manage the machine tokens of --http-auth token."`
 	Routes      routesCommand      `cmd:"" help:"Check the forwarding rules."`
 	Send        sendCommand        `cmd:"" help:"Queue a study, or one of its series, for destinations; pacsd serve sends it."`
+	Export      exportCommand      `cmd:"" help:"Write a study's instances into a directory, as archived or de-identified."`
 	Queue       queueCommand       `cmd:"" help:"Show, retry and drop the forwarding queue's tasks."`
 	Delete      deleteCommand      `cmd:"" help:"Move a study, series or instance to the trash; every query and retrieval stops showing it at once."`
 	Restore     restoreCommand     `cmd:"" help:"Bring back what a study has in the trash."`
