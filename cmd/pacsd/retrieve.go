@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,7 @@ type retrieveCommand struct {
 	storeSettings
 	archiveSettings
 	remoteSettings
+	tlsSettings
 	From  string   `config:"-" required:"" placeholder:"AET" help:"the remote AE to retrieve from (one of --remote-ae)"`
 	Level string   `config:"-" default:"STUDY" placeholder:"LEVEL" help:"Query/Retrieve level: PATIENT, STUDY, SERIES or IMAGE"`
 	Keys  []string `name:"key" config:"-" sep:"none" placeholder:"KEYWORD=VALUE" help:"a unique key of the retrieve, e.g. StudyInstanceUID=1.2.3; repeat for each, and for each level above too"`
@@ -36,7 +38,11 @@ type retrieveCommand struct {
 }
 
 func (c *retrieveCommand) Run(ctx context.Context, p *process) error {
-	if err := complete(&c.storeSettings, &c.archiveSettings, &c.remoteSettings); err != nil {
+	if err := complete(&c.storeSettings, &c.archiveSettings, &c.remoteSettings, &c.tlsSettings); err != nil {
+		return err
+	}
+	tlsCfg, err := c.tlsSettings.load(false)
+	if err != nil {
 		return err
 	}
 	remotes, err := c.remotes()
@@ -75,7 +81,7 @@ func (c *retrieveCommand) Run(ctx context.Context, p *process) error {
 		d := &dimse.Dialer{CallingAE: aet, CalledAE: r.ae, Logger: log, Proposals: []dimse.Proposal{
 			{AbstractSyntax: model, TransferSyntaxes: []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}},
 		}}
-		a, err := d.Dial(ctx, r.addr)
+		a, err := scp.Dial(ctx, d, r.scp(), tlsCfg.client)
 		if err != nil {
 			return fmt.Errorf("retrieve: %w", err)
 		}
@@ -85,7 +91,7 @@ func (c *retrieveCommand) Run(ctx context.Context, p *process) error {
 			return fmt.Errorf("retrieve: C-MOVE: %w (%d completed, %d failed)", err, subs.Completed, subs.Failed)
 		}
 	} else {
-		subs, err = c.getInto(ctx, p, log, r, model, ident, progress)
+		subs, err = c.getInto(ctx, p, log, r, tlsCfg.client, model, ident, progress)
 		if err != nil {
 			return err
 		}
@@ -102,7 +108,7 @@ func (c *retrieveCommand) Run(ctx context.Context, p *process) error {
 // SOP classes to propose are learnt first with a C-FIND at IMAGE level: an
 // association holds only 128 presentation contexts, fewer than there are
 // storage classes.
-func (c *retrieveCommand) getInto(ctx context.Context, p *process, log *slog.Logger, r remote, model string, ident *dicom.Dataset, progress func(dimse.SubOperations)) (dimse.SubOperations, error) {
+func (c *retrieveCommand) getInto(ctx context.Context, p *process, log *slog.Logger, r remote, tlsConfig *tls.Config, model string, ident *dicom.Dataset, progress func(dimse.SubOperations)) (dimse.SubOperations, error) {
 	aet := c.AETitle
 	store, closeStore, err := openStorage(ctx, &c.storeSettings, c.s3Env(p.getenv), log)
 	if err != nil {
@@ -128,7 +134,7 @@ func (c *retrieveCommand) getInto(ctx context.Context, p *process, log *slog.Log
 	}
 	arch := archive.New(archive.Config{Store: store, Index: db, AETitle: aet, Duplicates: dup, Logger: log})
 
-	classes, err := remoteClasses(ctx, aet, r, ident)
+	classes, err := remoteClasses(ctx, aet, r, tlsConfig, ident)
 	if err != nil {
 		return dimse.SubOperations{}, err
 	}
@@ -137,7 +143,7 @@ func (c *retrieveCommand) getInto(ctx context.Context, p *process, log *slog.Log
 	// class and transfer syntax, as far as 128 contexts go.
 	props := migrate.StorageProposals(classes, dimse.Proposal{AbstractSyntax: model, TransferSyntaxes: []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}})
 	d := &dimse.Dialer{CallingAE: aet, CalledAE: r.ae, Proposals: props, Store: &scp.Service{Archive: arch, Logger: log}, Logger: log}
-	a, err := d.Dial(ctx, r.addr)
+	a, err := scp.Dial(ctx, d, r.scp(), tlsConfig)
 	if err != nil {
 		return dimse.SubOperations{}, fmt.Errorf("retrieve: %w", err)
 	}
@@ -151,11 +157,11 @@ func (c *retrieveCommand) getInto(ctx context.Context, p *process, log *slog.Log
 
 // remoteClasses asks the remote, with a C-FIND at IMAGE level below the
 // retrieve's keys, which SOP classes the instances are.
-func remoteClasses(ctx context.Context, aet string, r remote, ident *dicom.Dataset) ([]string, error) {
+func remoteClasses(ctx context.Context, aet string, r remote, tlsConfig *tls.Config, ident *dicom.Dataset) ([]string, error) {
 	d := &dimse.Dialer{CallingAE: aet, CalledAE: r.ae, Proposals: []dimse.Proposal{
 		{AbstractSyntax: uid.StudyRootQueryRetrieveInformationModelFind, TransferSyntaxes: []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}},
 	}}
-	a, err := d.Dial(ctx, r.addr)
+	a, err := scp.Dial(ctx, d, r.scp(), tlsConfig)
 	if err != nil {
 		return nil, fmt.Errorf("retrieve: %w", err)
 	}
@@ -214,3 +220,6 @@ func sortedDataset(ds *dicom.Dataset) *dicom.Dataset {
 	slices.SortStableFunc(ds.Elements, func(a, b dicom.Element) int { return cmp.Compare(a.Tag, b.Tag) })
 	return ds
 }
+
+// scp returns r as package scp names a remote.
+func (r remote) scp() scp.Remote { return scp.Remote{AETitle: r.ae, Addr: r.addr, TLS: r.tls} }

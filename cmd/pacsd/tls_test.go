@@ -73,11 +73,11 @@ func TestDICOMTLS(t *testing.T) {
 	addr := p.tlsAddr()
 	withCert := func(c testpeer.Issued) []string { return []string{"+tls", c.KeyFile, c.CertFile, "+cf", ca.File} }
 
-	study := dcmgen.UID()
+	study, series := dcmgen.UID(), dcmgen.UID()
 	file, err := dcmgen.Create(filepath.Join(t.TempDir(), "ct.dcm"), &dcmgen.Instance{
 		Patient: dcmgen.Patient{Name: "Tls^Test", ID: "TLS1", IssuerOfPatientID: "RXH"},
 		Study:   dcmgen.Study{UID: study, Date: "20260301"},
-		Series:  dcmgen.Series{UID: dcmgen.UID(), Modality: "CT", Number: 1}, Rows: 8, Columns: 8,
+		Series:  dcmgen.Series{UID: series, Modality: "CT", Number: 1}, Rows: 8, Columns: 8,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +102,18 @@ func TestDICOMTLS(t *testing.T) {
 		}
 		if _, ok := files[file.SOPInstanceUID]; !ok {
 			t.Fatalf("storescp +tls did not receive the instance moved to it: %v", files)
+		}
+	})
+
+	t.Run("pacsd retrieve over TLS with CT02's certificate", func(t *testing.T) {
+		other := t.TempDir()
+		var stdout, stderr bytes.Buffer
+		err := run(t.Context(), []string{"retrieve", "--data", other, "--ae-title", "CT02", "--from", "PACSD", "--remote-ae", "PACSD=tls://" + addr,
+			"--tls-cert", ct02.CertFile, "--tls-key", ct02.KeyFile, "--tls-ca", ca.File,
+			"--level", "SERIES", "--key", "StudyInstanceUID=" + study, "--key", "SeriesInstanceUID=" + series},
+			func(string) string { return "" }, &stdout, &stderr)
+		if err != nil || !strings.Contains(stdout.String(), "retrieved 1 instances") {
+			t.Fatalf("pacsd retrieve from a tls:// remote: %v\n%s%s", err, stdout.String(), stderr.String())
 		}
 	})
 
