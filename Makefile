@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # would add 40 ms to every DIMSE message they send.
 export TCP_NODELAY := 1
 
-.PHONY: build run test deps build-deps lint vet fmt staticcheck bench fuzz clean
+.PHONY: build run test deps build-deps lint vet fmt staticcheck bench fuzz fuzz-long clean
 
 # The pixel data codecs link C libraries that Debian packages (see the
 # README, "Codecs: which library does what"); build-deps installs any that
@@ -97,6 +97,12 @@ fuzz:
 	$(GO) test ./dicomweb -run '^$$' -fuzz FuzzAccept -fuzztime $(FUZZTIME)
 	$(GO) test ./migrate -run '^$$' -fuzz FuzzOpenInstance -fuzztime $(FUZZTIME)
 	$(GO) test ./migrate -run '^$$' -fuzz FuzzParseKey -fuzztime $(FUZZTIME)
+	$(GO) test ./audit -run '^$$' -fuzz FuzzJournal -fuzztime $(FUZZTIME)
+	$(GO) test ./storage -run '^$$' -fuzz FuzzValidKey -fuzztime $(FUZZTIME)
+
+# Runs every fuzz target for 10 minutes (some 4 hours in all).
+fuzz-long:
+	$(MAKE) fuzz FUZZTIME=10m
 
 clean:
 	rm -rf bin
