@@ -189,6 +189,11 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	au := &auditor{trail: trail, patients: db, log: log.With("component", "audit")}
 	gdb, garch := guardedIndex{db}, guardedArchive{arch}
 	for i, d := range routing.destinations {
+		if s, ok := d.Sender.(*route.DIMSE); ok && s.TLS != nil {
+			// Outgoing TLS presents --tls-cert and verifies the peer
+			// against --tls-ca, as C-MOVE does.
+			s.TLS = tlsCfg.client
+		}
 		routing.destinations[i].Sender = auditedSender{Sender: d.Sender, auditor: au, dest: auditlog.Actor{User: d.Name}}
 	}
 	router := route.NewRouter(route.Config{

@@ -65,8 +65,11 @@ func TestDICOMTLS(t *testing.T) {
 
 	scp := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{AET: "STORESCP",
 		Args: []string{"+B", "+tls", peer.KeyFile, peer.CertFile, "+cf", ca.File}})
+	// Forwarding to a storescp that requires pacsd's client certificate.
+	fwd := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{AET: "FWDSCP",
+		Args: []string{"+B", "+tls", peer.KeyFile, peer.CertFile, "+cf", ca.File}})
 	data := t.TempDir()
-	p := startPacsd(t, data, "--dimse-tls-addr", "127.0.0.1:0",
+	p := startPacsd(t, data, "--dimse-tls-addr", "127.0.0.1:0", "--remote-ae", "FWDSCP=tls://"+fwd.Addr, "--forward", "FWDSCP",
 		"--tls-cert", server.CertFile, "--tls-key", server.KeyFile, "--tls-client-ca", ca.File,
 		"--allow-ae", "CT01@cert:CN=ct01.rxh.nhs.uk#RXH,CT02@cert:CN=ct02.rgt.nhs.uk,DCMTK@127.0.0.1",
 		"--remote-ae", "STORESCP=tls://"+scp.Addr)
@@ -102,6 +105,23 @@ func TestDICOMTLS(t *testing.T) {
 		}
 		if _, ok := files[file.SOPInstanceUID]; !ok {
 			t.Fatalf("storescp +tls did not receive the instance moved to it: %v", files)
+		}
+	})
+
+	t.Run("forwarded over TLS with pacsd's client certificate", func(t *testing.T) {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			files, err := fwd.Files()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := files[file.SOPInstanceUID]; ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("storescp +tls did not receive the instance forwarded to it: %v\n%s", files, p.log())
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	})
 
