@@ -47,6 +47,7 @@ type serveCommand struct {
 	deidSettings
 	faceSettings
 	trashSettings
+	rateSettings
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" default:"30s" placeholder:"DURATION" help:"how long shutdown waits for associations to finish"`
 }
 
@@ -61,7 +62,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	if err := complete(&c.storeSettings, &c.archiveSettings, &c.identitySettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings, &c.tlsSettings, &c.httpAuthSettings, &c.trashSettings); err != nil {
+	if err := complete(&c.storeSettings, &c.archiveSettings, &c.identitySettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings, &c.tlsSettings, &c.httpAuthSettings, &c.trashSettings, &c.rateSettings); err != nil {
 		return err
 	}
 	if err := c.completeAudit(c.Data); err != nil {
@@ -258,16 +259,17 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	for ae, r := range rs {
 		audited.remotes[ae] = r.addr
 	}
+	ops := limitedDIMSE{limiters: newLimiters(c.AERate), next: audited}
 	dsrv := &dimse.Server{
 		AETitle:            c.AETitle,
 		AllowCaller:        aes.allowCaller(),
 		AssociationContext: aes.associationContext,
 		Observe:            observeAssociations(trail),
 		Echo:               svc,
-		Store:              audited,
-		Find:               audited,
-		Move:               audited,
-		Get:                audited,
+		Store:              ops,
+		Find:               ops,
+		Move:               ops,
+		Get:                ops,
 		Commit:             commit,
 		CommitResult:       routing.commitments,
 		MaxPDULength:       uint32(c.MaxPDU),
@@ -308,7 +310,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	registerAuditAPI(e, c.AuditDir, c.AETitle)
 	registerDeletionsAPI(e, db)
 	registerRestoreAPI(e, trash)
-	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(au.auditRequests(e))), httplimit.Config{})
+	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(newLimiters(c.HTTPRate).limitHTTP(au.auditRequests(e)))), httplimit.Config{})
 
 	var lc net.ListenConfig
 	dl, err := lc.Listen(ctx, "tcp", c.DIMSEAddr)
