@@ -20,10 +20,16 @@ import (
 	"github.com/pacsd/pacsd/index"
 )
 
+// ErrNotSendable is wrapped by the error of a Datasets that will never
+// give an instance to send, such as one a de-identifying destination may
+// not receive: the DIMSE sender reports it refused for good.
+var ErrNotSendable = errors.New("route: instance not to be sent")
+
 // Datasets opens the data sets of archived instances.
 type Datasets interface {
 	// OpenDataset opens the data set of in, converted to transfer
-	// syntax ts if that is not the stored one (see archive).
+	// syntax ts if that is not the stored one (see archive). An error
+	// wrapping ErrNotSendable skips the instance for good.
 	OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error)
 }
 
@@ -250,7 +256,7 @@ func (d *DIMSE) sendOn(ctx context.Context, a *dimse.Association, s *Shipment, r
 		case errors.As(err, &se) && Refused(se.Status):
 			s.Report(in.SOPInstanceUID, fmt.Sprintf("C-STORE %s", se.Error()))
 			continue
-		case errors.Is(err, errNoContext):
+		case errors.Is(err, errNoContext), errors.Is(err, ErrNotSendable):
 			s.Report(in.SOPInstanceUID, err.Error())
 			continue
 		case ctx.Err() != nil:
@@ -381,6 +387,9 @@ func (d *DIMSE) store(ctx context.Context, a *dimse.Association, in *index.Insta
 	defer cancel()
 	_, data, err := d.Datasets.OpenDataset(ctx, in, target)
 	if err != nil {
+		if errors.Is(err, ErrNotSendable) {
+			return err
+		}
 		return fmt.Errorf("%w: %v", errOpen, err)
 	}
 	defer data.Close()

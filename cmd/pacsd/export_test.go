@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pacsd/pacsd/deid"
 	"github.com/pacsd/pacsd/dicom/tag"
@@ -23,24 +24,7 @@ import (
 func TestExportDeidentified(t *testing.T) {
 	testpeer.Need(t, "storescu", "dcmdump")
 	src := t.TempDir()
-	patient := dcmgen.Patient{Name: "Doe^Jane", ID: "MRN-123", IssuerOfPatientID: "RXH", BirthDate: "19700101", Sex: "F"}
-	studies := []string{dcmgen.UID(), dcmgen.UID()}
-	var sops []string
-	for i, study := range studies {
-		for n := 1; n <= 2; n++ {
-			in := &dcmgen.Instance{Patient: patient, InstanceNumber: n, Rows: 8, Columns: 8,
-				Study:  dcmgen.Study{UID: study, Date: "20240115", Time: "083000", AccessionNumber: fmt.Sprintf("ACC%d", i), Description: "CT Chest for Doe"},
-				Series: dcmgen.Series{UID: study + ".1", Modality: "CT", Number: 1}}
-			if i == 1 && n == 2 {
-				in.Extra = append(in.Extra, dcmgen.Element{Tag: dcmgen.Tag(tag.BurnedInAnnotation), VR: "CS", Value: "YES"})
-			}
-			f, err := dcmgen.Create(filepath.Join(src, fmt.Sprintf("%d-%d.dcm", i, n)), in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sops = append(sops, f.SOPInstanceUID)
-		}
-	}
+	studies, sops := writeDeidCorpus(t, src)
 	data := t.TempDir()
 	p := startPacsd(t, data)
 	files, _ := filepath.Glob(filepath.Join(src, "*.dcm"))
@@ -49,10 +33,7 @@ func TestExportDeidentified(t *testing.T) {
 	}
 	p.stop()
 
-	key := filepath.Join(t.TempDir(), "deid.key")
-	if err := os.WriteFile(key, []byte(strings.Repeat("0123456789abcdef", 4)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	key := writeDeidKey(t)
 	export := func(study, dir string, deidentify bool) (string, error) {
 		args := []string{"export", "--data", data, "--study", study, "--to", dir}
 		if deidentify {
@@ -62,22 +43,7 @@ func TestExportDeidentified(t *testing.T) {
 		err := run(t.Context(), args, func(string) string { return "" }, &stdout, &stderr)
 		return stdout.String() + stderr.String(), err
 	}
-	dump := func(dir string) []map[uint32]string {
-		t.Helper()
-		files, _ := filepath.Glob(filepath.Join(dir, "*.dcm"))
-		var out []map[uint32]string
-		for _, f := range files {
-			d, err := testpeer.Dump(context.Background(), f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if filepath.Base(f) != d[uint32(tag.SOPInstanceUID)]+".dcm" {
-				t.Errorf("%s holds instance %s", filepath.Base(f), d[uint32(tag.SOPInstanceUID)])
-			}
-			out = append(out, d)
-		}
-		return out
-	}
+	dump := func(dir string) []map[uint32]string { return dumpExport(t, dir) }
 
 	plain := t.TempDir()
 	if out, err := export(studies[0], plain, false); err != nil {
@@ -135,5 +101,110 @@ func TestExportDeidentified(t *testing.T) {
 	orig, ok, err := db.Original(t.Context(), deid.KindUID, a[0][uint32(tag.StudyInstanceUID)])
 	if err != nil || !ok || orig != studies[0] {
 		t.Errorf("re-identified study UID: %q, %v, %v; want %s", orig, ok, err, studies[0])
+	}
+}
+
+// writeDeidCorpus writes two studies of one patient, two instances each,
+// the last with burned-in annotation, and returns their UIDs.
+func writeDeidCorpus(t *testing.T, dir string) (studies, sops []string) {
+	t.Helper()
+	patient := dcmgen.Patient{Name: "Doe^Jane", ID: "MRN-123", IssuerOfPatientID: "RXH", BirthDate: "19700101", Sex: "F"}
+	studies = []string{dcmgen.UID(), dcmgen.UID()}
+	for i, study := range studies {
+		for n := 1; n <= 2; n++ {
+			in := &dcmgen.Instance{Patient: patient, InstanceNumber: n, Rows: 8, Columns: 8,
+				Study:  dcmgen.Study{UID: study, Date: "20240115", Time: "083000", AccessionNumber: fmt.Sprintf("ACC%d", i), Description: "CT Chest for Doe"},
+				Series: dcmgen.Series{UID: study + ".1", Modality: "CT", Number: 1}}
+			if i == 1 && n == 2 {
+				in.Extra = append(in.Extra, dcmgen.Element{Tag: dcmgen.Tag(tag.BurnedInAnnotation), VR: "CS", Value: "YES"})
+			}
+			f, err := dcmgen.Create(filepath.Join(dir, fmt.Sprintf("%d-%d.dcm", i, n)), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sops = append(sops, f.SOPInstanceUID)
+		}
+	}
+	return studies, sops
+}
+
+func writeDeidKey(t *testing.T) string {
+	t.Helper()
+	key := filepath.Join(t.TempDir(), "deid.key")
+	if err := os.WriteFile(key, []byte(strings.Repeat("0123456789abcdef", 4)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// dumpExport reads the DICOM files in dir with dcmdump; each must be
+// named by its SOP Instance UID.
+func dumpExport(t *testing.T, dir string) []map[uint32]string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.dcm"))
+	var out []map[uint32]string
+	for _, f := range files {
+		d, err := testpeer.Dump(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filepath.Base(f) != d[uint32(tag.SOPInstanceUID)]+".dcm" {
+			t.Errorf("%s holds instance %s", filepath.Base(f), d[uint32(tag.SOPInstanceUID)])
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// TestForwardDeidentified forwards to a destination set to de-identify:
+// it receives de-identified copies under the same pseudonyms an export
+// gives, and not the instance with burned-in annotation.
+func TestForwardDeidentified(t *testing.T) {
+	testpeer.Need(t, "storescu", "storescp", "dcmdump")
+	src := t.TempDir()
+	studies, sops := writeDeidCorpus(t, src)
+	scp := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{AET: "RESEARCH", Args: []string{"+B"}})
+	config := filepath.Join(t.TempDir(), "pacsd.json")
+	if err := os.WriteFile(config, []byte(`{"destinations": {"RESEARCH": {"deidentify": "basic"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key := writeDeidKey(t)
+	data := t.TempDir()
+	p := startPacsd(t, data, "--remote-ae", "RESEARCH="+scp.Addr, "--forward", "RESEARCH", "--config", config, "--deid-key", key)
+	files, _ := filepath.Glob(filepath.Join(src, "*.dcm"))
+	if out, err := p.dcmtk("storescu", files...); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	waitReceived(t, scp, 3, time.Minute)
+	time.Sleep(time.Second) // the fourth, burned in, must not come
+	p.stop()
+	got, err := scp.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("the de-identifying destination received %d instances, want 3 (not the one with burned-in annotation)", len(got))
+	}
+	for sop, f := range got {
+		d, err := testpeer.Dump(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(sops, sop) || strings.Contains(d[uint32(tag.PatientName)], "Doe") || d[uint32(tag.PatientID)] == "MRN-123" ||
+			slices.Contains(studies, d[uint32(tag.StudyInstanceUID)]) || d[uint32(tag.SOPInstanceUID)] != sop {
+			t.Errorf("instance %s received: patient %q %q, study %s", sop, d[uint32(tag.PatientName)], d[uint32(tag.PatientID)], d[uint32(tag.StudyInstanceUID)])
+		}
+	}
+	// An export under the same key names the same pseudonyms.
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if err := run(t.Context(), []string{"export", "--data", data, "--study", studies[0], "--to", dir, "--deidentify", "basic", "--deid-key", key},
+		func(string) string { return "" }, &stdout, &stderr); err != nil {
+		t.Fatalf("pacsd export: %v\n%s", err, stderr.String())
+	}
+	for _, d := range dumpExport(t, dir) {
+		if _, ok := got[d[uint32(tag.SOPInstanceUID)]]; !ok {
+			t.Errorf("exported instance %s was not forwarded under the same UID", d[uint32(tag.SOPInstanceUID)])
+		}
 	}
 }

@@ -29,7 +29,7 @@ type routeSettings struct {
 
 	Routes []route.Spec `kong:"-" config:"routes" help:"forwarding rules, a JSON list: [{\"name\": …, \"when\": {\"calling_ae\": …, \"Modality\": …}, \"to\": [DEST…], \"delay\": \"30s\", \"window\": \"19:00-07:00\", \"priority\": \"normal\"}]"`
 	// Destinations holds the settings of each destination's sending.
-	Destinations map[string]destinationSettings `kong:"-" config:"destinations" help:"how each destination is sent to, by name: {\"DEST\": {\"max_concurrency\": 2, \"max_mbps\": 0, \"max_attempts\": 0, \"backoff\": \"5s\", \"max_backoff\": \"10m\", \"max_batch_bytes\": 67108864, \"commit\": false, \"verify\": false}}"`
+	Destinations map[string]destinationSettings `kong:"-" config:"destinations" help:"how each destination is sent to, by name: {\"DEST\": {\"max_concurrency\": 2, \"max_mbps\": 0, \"max_attempts\": 0, \"backoff\": \"5s\", \"max_backoff\": \"10m\", \"max_batch_bytes\": 67108864, \"commit\": false, \"verify\": false, \"deidentify\": \"basic\", \"allow_burned_in\": false}}"`
 	// RemoteWebTokens are secrets: no flag, and the environment's
 	// PACSD_REMOTE_WEB_TOKEN_<NAME> wins over the file.
 	RemoteWebTokens map[string]string `kong:"-" config:"remote_web_tokens" help:"bearer tokens of the DICOMweb destinations, by name; PACSD_REMOTE_WEB_TOKEN_<NAME> wins over it"`
@@ -59,6 +59,11 @@ type destinationSettings struct {
 	Verify bool `json:"verify"`
 	// CommitTimeout bounds the wait for a commitment result.
 	CommitTimeout string `json:"commit_timeout"`
+	// Deidentify "basic" sends a remote AE de-identified copies only
+	// (PS3.15 Annex E), under --deid-key; AllowBurnedIn lets instances
+	// with burned-in annotation through, which are otherwise refused.
+	Deidentify    string `json:"deidentify"`
+	AllowBurnedIn bool   `json:"allow_burned_in"`
 }
 
 // complete checks the destinations and compiles the routes; remotes are

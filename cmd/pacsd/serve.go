@@ -87,7 +87,8 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	if err != nil {
 		return err
 	}
-	if _, err := c.deidSettings.key(log); err != nil {
+	deidKey, err := c.deidSettings.key(log)
+	if err != nil {
 		return err
 	}
 	fc := newFace(c, log.With("component", "metrics"))
@@ -189,12 +190,17 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	// caller's principal, and what they do is audited (access.go).
 	au := &auditor{trail: trail, patients: db, log: log.With("component", "audit")}
 	gdb, garch := guardedIndex{db}, guardedArchive{arch}
-	for i, d := range routing.destinations {
+	for _, d := range routing.destinations {
 		if s, ok := d.Sender.(*route.DIMSE); ok && s.TLS != nil {
 			// Outgoing TLS presents --tls-cert and verifies the peer
 			// against --tls-ca, as C-MOVE does.
 			s.TLS = tlsCfg.client
 		}
+	}
+	if err := deidentifyDestinations(routing, c.Destinations, deidKey, db); err != nil {
+		return err
+	}
+	for i, d := range routing.destinations {
 		routing.destinations[i].Sender = auditedSender{Sender: d.Sender, auditor: au, dest: auditlog.Actor{User: d.Name}}
 	}
 	router := route.NewRouter(route.Config{
