@@ -163,6 +163,25 @@ func (t *Trail) Restricted(who Actor, reason string) {
 	t.record(m)
 }
 
+// Reidentified records an admin looking up the original of a
+// pseudonym that de-identification gave (Security Alert, Use of
+// Restricted Function): kind says what it replaced, a UID or a patient;
+// err is why the lookup failed, if it did.
+func (t *Trail) Reidentified(who Actor, kind, pseudonym string, err error) {
+	if t == nil {
+		return
+	}
+	desc := "re-identified " + kind + " " + pseudonym
+	if err != nil {
+		desc += ": " + err.Error()
+	}
+	m := SecurityAlert(t.now(), TypeUseOfRestrictedFunction, outcome(err), t.App, desc, UserObject(who.participant().UserID))
+	r := who.participant()
+	r.Requestor = true
+	m.Participants = append(m.Participants, r)
+	t.record(m)
+}
+
 // Stored records instances of one study received from who (C-STORE,
 // STOW-RS, a C-MOVE or C-GET pulled in): DICOM Instances Transferred,
 // Create, or Update when replaced is set (an instance replaced one

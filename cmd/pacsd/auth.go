@@ -116,11 +116,11 @@ func openRequest(r *http.Request) bool {
 	return false
 }
 
-// requestScope is the scope a request needs: admin for /api/audit, read
-// for a download ticket, delete for a restore, and otherwise what its method asks
-// (auth.MethodScope).
+// requestScope is the scope a request needs: admin for /api/audit and
+// /api/reidentify, read for a download ticket, delete for a restore, and
+// otherwise what its method asks (auth.MethodScope).
 func requestScope(r *http.Request) auth.Scope {
-	if r.URL.Path == auditAPIPath || strings.HasPrefix(r.URL.Path, auditAPIPath+"/") {
+	if r.URL.Path == auditAPIPath || strings.HasPrefix(r.URL.Path, auditAPIPath+"/") || strings.HasPrefix(r.URL.Path, reidentifyAPIPath+"/") {
 		return auth.Admin
 	}
 	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/studies/") && strings.HasSuffix(r.URL.Path, "/archive-ticket") {

@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 
+	"github.com/labstack/echo/v4"
+
+	auditlog "github.com/pacsd/pacsd/audit"
+	"github.com/pacsd/pacsd/auth"
 	"github.com/pacsd/pacsd/deid"
 )
 
@@ -58,3 +64,37 @@ func (d *deidSettings) key(log *slog.Logger) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// reidentifyAPIPath is where an admin finds the original of a pseudonym:
+// GET /api/reidentify/{uid|patient}/{pseudonym} (admin scope).
+const reidentifyAPIPath = "/api/reidentify"
+
+// registerReidentifyAPI serves re-identification from the mapping the
+// index keeps; each lookup is recorded in the audit trail.
+func registerReidentifyAPI(e *echo.Echo, mapping deid.Reidentifier, trail *auditlog.Trail) {
+	e.GET(reidentifyAPIPath+"/:kind/:pseudonym", func(c echo.Context) error {
+		kind, pseudonym := deid.Kind(c.Param("kind")), c.Param("pseudonym")
+		if kind != deid.KindUID && kind != deid.KindPatient {
+			return c.JSON(http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("kind %q: want uid or patient", kind)})
+		}
+		r := c.Request()
+		who := auditlog.Actor{Addr: r.RemoteAddr}
+		if p, ok := auth.FromContext(r.Context()); ok {
+			who.User = p.Name
+		}
+		original, found, err := mapping.Original(r.Context(), kind, pseudonym)
+		if err == nil && !found {
+			err = errNoPseudonym
+		}
+		trail.Reidentified(who, string(kind), pseudonym, err)
+		switch {
+		case errors.Is(err, errNoPseudonym):
+			return c.JSON(http.StatusNotFound, map[string]string{"error": "no such pseudonym"})
+		case err != nil:
+			return fmt.Errorf("re-identify: %w", err)
+		}
+		return c.JSON(http.StatusOK, map[string]string{"kind": string(kind), "pseudonym": pseudonym, "original": original})
+	})
+}
+
+var errNoPseudonym = errors.New("no such pseudonym")

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -177,10 +178,31 @@ func TestForwardDeidentified(t *testing.T) {
 	}
 	waitReceived(t, scp, 3, time.Minute)
 	time.Sleep(time.Second) // the fourth, burned in, must not come
-	p.stop()
 	got, err := scp.Files()
 	if err != nil {
 		t.Fatal(err)
+	}
+	// An admin finds the original of a pseudonym; the lookup is audited.
+	for sop := range got {
+		resp, body := request(t, "GET", "http://"+p.httpAddr+"/api/reidentify/uid/"+sop, "", nil)
+		var m map[string]string
+		if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &m) != nil || !slices.Contains(sops, m["original"]) {
+			t.Errorf("GET /api/reidentify/uid/%s: status %d, %s", sop, resp.StatusCode, body)
+		}
+		break
+	}
+	if resp, _ := request(t, "GET", "http://"+p.httpAddr+"/api/reidentify/uid/1.2.3", "", nil); resp.StatusCode != 404 {
+		t.Errorf("re-identifying an unknown pseudonym: status %d", resp.StatusCode)
+	}
+	p.stop()
+	var audited int
+	for _, m := range auditMessages(t, data) {
+		if strings.Contains(m, "re-identified uid") {
+			audited++
+		}
+	}
+	if audited != 2 {
+		t.Errorf("%d re-identifications audited, want 2", audited)
 	}
 	if len(got) != 3 {
 		t.Fatalf("the de-identifying destination received %d instances, want 3 (not the one with burned-in annotation)", len(got))

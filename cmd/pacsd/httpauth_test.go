@@ -104,6 +104,7 @@ func TestHTTPAuth(t *testing.T) {
 		{"QIDO with an unknown machine token", "GET", studies, "pacsd_" + strings.Repeat("x", 43), nil, 401, `error="invalid_token"`},
 		{"STOW with a read-only token", "POST", studies, reader, nil, 403, `error="insufficient_scope"`},
 		{"the audit trail with a read-only token", "GET", base + "/api/audit", reader, nil, 403, `scope="admin"`},
+		{"re-identification with a read-only token", "GET", base + "/api/reidentify/uid/1.2.3", reader, nil, 403, `scope="admin"`},
 		{"CORS preflight without a token", "OPTIONS", studies, "", map[string]string{"Origin": "http://viewer.test", "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}, 204, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -152,11 +153,12 @@ func TestHTTPAuth(t *testing.T) {
 		}
 	})
 	t.Run("the audit trail records the refusals", func(t *testing.T) {
-		// ci-bot's STOW-RS and audit query, beyond its scope, and its
-		// QIDO-RS search, newest first, a page of one at a time.
+		// ci-bot's STOW-RS, audit query and re-identification, beyond
+		// its scope, and its QIDO-RS search, newest first, a page of one
+		// at a time.
 		var got, queries []auditRecord
 		url := base + "/api/audit?user=ci-bot&limit=1"
-		for range 4 {
+		for range 5 {
 			resp, body := request(t, "GET", url, admin, nil)
 			if resp.StatusCode != 200 {
 				t.Fatalf("GET %s: status %d: %s", url, resp.StatusCode, body)
@@ -177,7 +179,7 @@ func TestHTTPAuth(t *testing.T) {
 			}
 			url = base + "/api/audit?user=ci-bot&limit=1&before=" + page.Next
 		}
-		if len(got) != 2 || got[0].Seq <= got[1].Seq || len(queries) != 1 || queries[0].Outcome != 0 {
+		if len(got) != 3 || got[0].Seq <= got[1].Seq || len(queries) != 1 || queries[0].Outcome != 0 {
 			t.Fatalf("records of ci-bot: %+v, queries %+v", got, queries)
 		}
 		for _, r := range got {

@@ -316,6 +316,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	registerAuditAPI(e, c.AuditDir, c.AETitle)
 	registerDeletionsAPI(e, db)
 	registerRestoreAPI(e, trash)
+	registerReidentifyAPI(e, db, trail)
 	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(newLimiters(c.HTTPRate).limitHTTP(au.auditRequests(e)))), httplimit.Config{})
 
 	var lc net.ListenConfig
