@@ -39,6 +39,17 @@ func (a *auditSettings) completeAudit(data string) error {
 	return nil
 }
 
+// journalName names an audit journal in the index, which the nodes that
+// share it keep the heads of their own journals in: by host and
+// directory, as serve and audit verify on that host both find it.
+func journalName(dir string) string {
+	host, _ := os.Hostname()
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return host + ":" + dir
+}
+
 // auditTrail is what serve records the audit trail with: the journal, the
 // syslog sender if any, and the Trail the services call.
 type auditTrail struct {
@@ -206,7 +217,7 @@ func (c *auditVerifyCommand) Run(ctx context.Context, p *process) error {
 	if err != nil {
 		return fmt.Errorf("audit verify: %w", err)
 	}
-	head, err := db.LoadHead(ctx)
+	head, err := db.AuditHead(journalName(c.AuditDir)).LoadHead(ctx)
 	db.Close()
 	if err != nil {
 		return fmt.Errorf("audit verify: head: %w", err)

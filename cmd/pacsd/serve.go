@@ -133,7 +133,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		return err
 	}
 	// The journal closes before the index, which keeps its head.
-	at, err := openAudit(ctx, &c.auditSettings, db, c.AETitle, tlsCfg.client, log)
+	at, err := openAudit(ctx, &c.auditSettings, db.AuditHead(journalName(c.AuditDir)), c.AETitle, tlsCfg.client, log)
 	if err != nil {
 		return err
 	}

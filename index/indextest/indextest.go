@@ -1136,21 +1136,30 @@ func testGroupCommit(t *testing.T, db *sqlindex.DB) {
 	}
 }
 
-// testAuditHead checks the index as the audit journal's HeadStore.
+// testAuditHead checks the index as the audit journals' HeadStore: each
+// journal's head apart from the others'.
 func testAuditHead(t *testing.T, db *sqlindex.DB) {
-	h, err := db.LoadHead(t.Context())
+	a, b := db.AuditHead("node-a:/var/lib/pacsd/audit"), db.AuditHead("node-b:/var/lib/pacsd/audit")
+	h, err := a.LoadHead(t.Context())
 	if err != nil || h != (audit.Head{}) {
 		t.Fatalf("LoadHead of a new index = %v, %v; want the zero head", h, err)
+	}
+	other := audit.Head{Seq: 100}
+	if err := b.SaveHead(t.Context(), other); err != nil {
+		t.Fatal(err)
 	}
 	for _, seq := range []uint64{1, 7, 3} {
 		want := audit.Head{Seq: seq}
 		want.Hash[0], want.Hash[31] = byte(seq), 0xff
-		if err := db.SaveHead(t.Context(), want); err != nil {
+		if err := a.SaveHead(t.Context(), want); err != nil {
 			t.Fatal(err)
 		}
-		if got, err := db.LoadHead(t.Context()); err != nil || got != want {
+		if got, err := a.LoadHead(t.Context()); err != nil || got != want {
 			t.Errorf("LoadHead = %v, %v; want %v", got, err, want)
 		}
+	}
+	if got, err := b.LoadHead(t.Context()); err != nil || got != other {
+		t.Errorf("LoadHead of another journal = %v, %v; want %v", got, err, other)
 	}
 }
 

@@ -17,42 +17,53 @@ import (
 // puts' transactions.
 
 var (
-	_ audit.HeadStore   = (*DB)(nil)
+	_ audit.HeadStore   = (*AuditHead)(nil)
 	_ deid.MappingStore = (*DB)(nil)
 	_ deid.Reidentifier = (*DB)(nil)
 )
 
+// AuditHead keeps the head of one audit journal in the index.
+type AuditHead struct {
+	db      *DB
+	journal string
+}
+
+// AuditHead returns the audit.HeadStore of the journal named journal:
+// each node that shares the index writes a journal of its own.
+func (db *DB) AuditHead(journal string) *AuditHead { return &AuditHead{db, journal} }
+
 // SaveHead implements audit.HeadStore: it records the journal's latest
 // record, replacing the one recorded before.
-func (db *DB) SaveHead(ctx context.Context, h audit.Head) error {
+func (a *AuditHead) SaveHead(ctx context.Context, h audit.Head) error {
+	db := a.db
 	hash := hex.EncodeToString(h.Hash[:])
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		_, err := db.exec(ctx, tx, `INSERT INTO audit_head (id, seq, hash, updated_at) VALUES (1, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, updated_at = excluded.updated_at`,
-			int64(h.Seq), hash, micros(db.now()))
+		_, err := db.exec(ctx, tx, `INSERT INTO audit_head (journal, seq, hash, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (journal) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, updated_at = excluded.updated_at`,
+			a.journal, int64(h.Seq), hash, micros(db.now()))
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("index: save audit head: %w", err)
+		return fmt.Errorf("index: save audit head of %s: %w", a.journal, err)
 	}
 	return nil
 }
 
-// LoadHead implements audit.HeadStore; an index that holds none returns
-// the zero Head.
-func (db *DB) LoadHead(ctx context.Context) (audit.Head, error) {
+// LoadHead implements audit.HeadStore; for a journal the index knows
+// nothing of, it returns the zero Head.
+func (a *AuditHead) LoadHead(ctx context.Context) (audit.Head, error) {
 	var seq int64
 	var hash string
-	err := db.db.QueryRowContext(ctx, db.dialect.bind(`SELECT seq, hash FROM audit_head WHERE id = 1`)).Scan(&seq, &hash)
+	err := a.db.queryRow(ctx, a.db.db, `SELECT seq, hash FROM audit_head WHERE journal = ?`, a.journal).Scan(&seq, &hash)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return audit.Head{}, nil
 	case err != nil:
-		return audit.Head{}, fmt.Errorf("index: load audit head: %w", err)
+		return audit.Head{}, fmt.Errorf("index: load audit head of %s: %w", a.journal, err)
 	}
 	h, err := audit.ParseHead(fmt.Sprintf("%d:%s", seq, hash))
 	if err != nil {
-		return audit.Head{}, fmt.Errorf("index: load audit head: %w", err)
+		return audit.Head{}, fmt.Errorf("index: load audit head of %s: %w", a.journal, err)
 	}
 	return h, nil
 }

@@ -1,9 +1,10 @@
--- The audit journal's latest record (see audit.HeadStore): its sequence
--- number and SHA-256, saved after each batch of records is synced, so
--- that removing the last records of the journal, which no later record's
--- hash would reveal, is detected too. One row.
+-- The latest record of each audit journal (see audit.HeadStore): its
+-- sequence number and SHA-256, saved after each batch of records is
+-- synced, so that removing the last records of a journal, which no later
+-- record's hash would reveal, is detected too. Each node writes a journal
+-- of its own, named by its host and directory.
 CREATE TABLE audit_head (
-	id INTEGER PRIMARY KEY CHECK (id = 1),
+	journal TEXT PRIMARY KEY,
 	seq INTEGER NOT NULL,
 	hash TEXT NOT NULL,
 	updated_at INTEGER NOT NULL
