@@ -126,6 +126,17 @@ func TestTwoNodes(t *testing.T) {
 			t.Errorf("the bucket holds %d objects of the study, want %d: %v", len(keys), len(same), keys)
 		}
 	})
+
+	t.Run("each node's audit journal verifies against its own head in the index", func(t *testing.T) {
+		A.stop()
+		B.stop()
+		for _, node := range []*instance{A, B} {
+			out, err := pacsdAudit(t, "verify", "--data", node.data, "--index", db)
+			if err != nil || !strings.Contains(out, "chain intact") {
+				t.Errorf("pacsd audit verify of the node on %s: %v\n%s", node.data, err, out)
+			}
+		}
+	})
 }
 
 // qido runs a QIDO-RS search on a node and returns the matches.
