@@ -35,9 +35,11 @@ import (
 // guardedIndex is the index as the front doors see it: every query and
 // retrieve is kept to the patients of the caller's issuers (per-trust
 // access), and noted for the audit trail. Calls without a principal,
-// which come from pacsd itself, are not restricted.
+// which come from pacsd itself, are not restricted. It has only the
+// methods the front doors use, so that a new one cannot pass the guard
+// unnoticed.
 type guardedIndex struct {
-	*sqlindex.DB
+	db *sqlindex.DB
 }
 
 // restrict returns q kept to the issuers of ctx's principal.
@@ -52,21 +54,25 @@ func restrict(ctx context.Context, q *index.Query) *index.Query {
 }
 
 func (g guardedIndex) Find(ctx context.Context, q *index.Query) iter.Seq2[*dicom.Dataset, error] {
-	return noteQuery(ctx, g.DB.Find(ctx, restrict(ctx, q)))
+	return noteQuery(ctx, g.db.Find(ctx, restrict(ctx, q)))
 }
 
 func (g guardedIndex) FindInstances(ctx context.Context, q *index.Query) iter.Seq2[*index.Instance, error] {
-	return noteQuery(ctx, g.DB.FindInstances(ctx, restrict(ctx, q)))
+	return noteQuery(ctx, g.db.FindInstances(ctx, restrict(ctx, q)))
+}
+
+func (g guardedIndex) UnsupportedKeys(q *index.Query) ([]tag.Tag, error) {
+	return g.db.UnsupportedKeys(q)
 }
 
 func (g guardedIndex) CountInstances(ctx context.Context, q *index.Query) (int, error) {
-	return g.DB.CountInstances(ctx, restrict(ctx, q))
+	return g.db.CountInstances(ctx, restrict(ctx, q))
 }
 
 // StudyPatient answers index.ErrNotFound for a study of a patient beyond
 // the caller's issuers, as if it were not there.
 func (g guardedIndex) StudyPatient(ctx context.Context, study string) (*index.Patient, error) {
-	pat, err := g.DB.StudyPatient(ctx, study)
+	pat, err := g.db.StudyPatient(ctx, study)
 	if err != nil {
 		return nil, err
 	}
@@ -99,9 +105,10 @@ func noteQuery[T any](ctx context.Context, seq iter.Seq2[T, error]) iter.Seq2[T,
 
 // guardedArchive is the archive as the front doors see it: stores are
 // refused for patients beyond the caller's issuers, and stores and reads
-// are noted for the audit trail.
+// are noted for the audit trail. Like guardedIndex, it has only the
+// methods the front doors use.
 type guardedArchive struct {
-	*archive.Service
+	arch *archive.Service
 }
 
 func (g guardedArchive) Store(ctx context.Context, req *archive.StoreRequest) (*archive.Result, error) {
@@ -117,7 +124,7 @@ func (g guardedArchive) Store(ctx context.Context, req *archive.StoreRequest) (*
 			req = &r
 		}
 	}
-	res, err := g.Service.Store(ctx, req)
+	res, err := g.arch.Store(ctx, req)
 	if acc := accessFrom(ctx); acc != nil {
 		acc.stored(req, res, err)
 	}
@@ -125,19 +132,19 @@ func (g guardedArchive) Store(ctx context.Context, req *archive.StoreRequest) (*
 }
 
 func (g guardedArchive) Open(ctx context.Context, in *index.Instance) (storage.Object, error) {
-	obj, err := g.Service.Open(ctx, in)
+	obj, err := g.arch.Open(ctx, in)
 	noteRead(ctx, in, err)
 	return obj, err
 }
 
 func (g guardedArchive) OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error) {
-	fm, rc, err := g.Service.OpenDataset(ctx, in, ts)
+	fm, rc, err := g.arch.OpenDataset(ctx, in, ts)
 	noteRead(ctx, in, err)
 	return fm, rc, err
 }
 
 func (g guardedArchive) Metadata(ctx context.Context, in *index.Instance) (*archive.Metadata, error) {
-	md, err := g.Service.Metadata(ctx, in)
+	md, err := g.arch.Metadata(ctx, in)
 	if !errors.Is(err, archive.ErrNoMetadata) {
 		// The study is read; its instances are counted as their
 		// objects are opened, which frames and renderings also do.
