@@ -457,3 +457,26 @@ func (s auditedSender) Send(ctx context.Context, sh *route.Shipment) error {
 	s.trail.Sent(auditlog.Actor{}, s.dest, err, patient, study)
 	return err
 }
+
+// refuseResearchOnly answers 403 to principals with the research scope
+// alone: they may have de-identified copies only, and no service serves
+// those yet, so every original is kept from them (pacsd export and
+// de-identifying destinations are how research data leaves today). The
+// refusal is audited as the use of a restricted function.
+func (au *auditor) refuseResearchOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := auth.FromContext(r.Context())
+		if !ok || !p.ResearchOnly() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		why := "the research scope gives de-identified copies only, which " + r.URL.Path + " does not serve"
+		au.trail.Restricted(auditlog.Actor{User: p.Name, Addr: r.RemoteAddr}, why)
+		h := w.Header()
+		h.Set("WWW-Authenticate", `Bearer realm="pacsd", error="insufficient_scope", scope="read"`)
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintln(w, "insufficient scope: "+why)
+	})
+}

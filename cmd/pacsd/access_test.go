@@ -46,6 +46,7 @@ func TestPerTrustAccess(t *testing.T) {
 		return strings.TrimSpace(stdout.String())
 	}
 	tokenA, tokenB := token("trust-a", "read,write", "TRUST-A"), token("trust-b", "read,write", "TRUST-B")
+	research := token("researcher", "research", "")
 
 	data := t.TempDir()
 	p := startPacsd(t, data, "--http-auth", "token", "--token-file", tokens,
@@ -116,6 +117,12 @@ func TestPerTrustAccess(t *testing.T) {
 			}
 			if resp, _ := request(t, "GET", base+"/studies/"+tc.other.uid, tc.token, map[string]string{"Accept": "multipart/related; type=application/dicom"}); resp.StatusCode != 404 {
 				t.Errorf("WADO-RS of the other trust's study: status %d, want 404", resp.StatusCode)
+			}
+		}
+		// The research scope alone gets no original.
+		for _, path := range []string{"/studies", "/studies/" + studyA.uid + "/metadata"} {
+			if resp, _ := request(t, "GET", base+path, research, nil); resp.StatusCode != 403 {
+				t.Errorf("GET %s with the research scope alone: status %d, want 403", path, resp.StatusCode)
 			}
 		}
 		if resp, _ := request(t, "GET", base+"/studies/"+studyA.uid+"/series/"+studyA.seriesUID[0]+"/instances/"+studyA.sops[0][0], tokenA, map[string]string{"Accept": "multipart/related; type=application/dicom"}); resp.StatusCode != 200 {

@@ -317,7 +317,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	registerDeletionsAPI(e, db)
 	registerRestoreAPI(e, trash)
 	registerReidentifyAPI(e, db, trail)
-	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(newLimiters(c.HTTPRate).limitHTTP(au.auditRequests(e)))), httplimit.Config{})
+	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(newLimiters(c.HTTPRate).limitHTTP(au.refuseResearchOnly(au.auditRequests(e))))), httplimit.Config{})
 
 	var lc net.ListenConfig
 	dl, err := lc.Listen(ctx, "tcp", c.DIMSEAddr)
