@@ -203,7 +203,10 @@ type StoreRequest struct {
 	// Issuers, when not nil, are the issuers of patient IDs whose
 	// patients the sender may store (per-trust access): an instance whose
 	// Issuer of Patient ID is not one of them is refused with ErrRefused
-	// before storage commits it. nil allows every patient.
+	// before storage commits it. nil allows every patient. A copy of an
+	// instance the archive already holds and keeps (Result.Kept) is not
+	// read to its end, where the issuer is checked: the caller checks
+	// the kept instance's patient.
 	Issuers []string
 	// Dataset is the data set, without File Meta Information. Store
 	// reads it as it arrives and stops reading when it fails; the caller

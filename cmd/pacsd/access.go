@@ -9,6 +9,8 @@ import (
 	"iter"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,6 +111,10 @@ func noteQuery[T any](ctx context.Context, seq iter.Seq2[T, error]) iter.Seq2[T,
 // methods the front doors use.
 type guardedArchive struct {
 	arch *archive.Service
+	// patients finds the patient of an instance the archive kept.
+	patients interface {
+		StudyPatient(ctx context.Context, study string) (*index.Patient, error)
+	}
 }
 
 func (g guardedArchive) Store(ctx context.Context, req *archive.StoreRequest) (*archive.Result, error) {
@@ -125,10 +131,32 @@ func (g guardedArchive) Store(ctx context.Context, req *archive.StoreRequest) (*
 		}
 	}
 	res, err := g.arch.Store(ctx, req)
+	if err == nil && res.Kept && req.Issuers != nil {
+		// The archive kept the copy it holds without reading the new
+		// one to its end, where it checks the issuer: the sender must
+		// not learn of another trust's instance by resending it.
+		err = g.checkKept(ctx, req.Issuers, res.Instance)
+		if err != nil {
+			res = nil
+		}
+	}
 	if acc := accessFrom(ctx); acc != nil {
 		acc.stored(req, res, err)
 	}
 	return res, err
+}
+
+// checkKept refuses an instance the archive already held, and kept, if
+// its patient is not of issuers.
+func (g guardedArchive) checkKept(ctx context.Context, issuers []string, in *index.Instance) error {
+	p, err := g.patients.StudyPatient(ctx, in.StudyInstanceUID)
+	if err != nil {
+		return fmt.Errorf("%w: patient of study %s: %v", archive.ErrUnavailable, in.StudyInstanceUID, err)
+	}
+	if issuer := strings.TrimSpace(p.IssuerOfPatientID); issuer != "" && slices.Contains(issuers, issuer) {
+		return nil
+	}
+	return &archive.IssuerError{PatientID: p.PatientID, IssuerOfPatientID: p.IssuerOfPatientID, StudyInstanceUID: in.StudyInstanceUID, Allowed: issuers}
 }
 
 func (g guardedArchive) Open(ctx context.Context, in *index.Instance) (storage.Object, error) {

@@ -5,6 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -119,6 +124,30 @@ func TestPerTrustAccess(t *testing.T) {
 				t.Errorf("WADO-RS of the other trust's study: status %d, want 404", resp.StatusCode)
 			}
 		}
+		// STOW-RS of the other trust's patient fails the instance.
+		b, err := os.ReadFile(fileOf(studyB))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		w, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
+		w.Write(b)
+		mw.Close()
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", base+"/studies", &body)
+		req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
+		req.Header.Set("Accept", "application/dicom+json")
+		req.Header.Set("Authorization", "Bearer "+tokenA)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 409 || !strings.Contains(string(out), `"Value":[292]`) {
+			t.Errorf("STOW-RS by trust-a of TRUST-B's instance: status %d, %s; want 409 with failure reason 0124 (292)", resp.StatusCode, out)
+		}
+
 		// The research scope alone gets no original.
 		for _, path := range []string{"/studies", "/studies/" + studyA.uid + "/metadata"} {
 			if resp, _ := request(t, "GET", base+path, research, nil); resp.StatusCode != 403 {
