@@ -28,6 +28,7 @@ type Corrections interface {
 	MoveSeries(ctx context.Context, c *index.Correction) (*index.Correction, error)
 	Corrections(ctx context.Context, study string) ([]*index.Correction, error)
 	Undo(ctx context.Context, id int64, reason, principal string) (*index.Correction, error)
+	Correction(ctx context.Context, id int64) (*index.Correction, error)
 	StudyPatient(ctx context.Context, studyInstanceUID string) (*index.Patient, error)
 }
 
@@ -192,6 +193,9 @@ func (s *Server) postStudyUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.allowStudy(c.Request().Context(), study); err != nil {
+		return err
+	}
 	rec, err := s.Corrections.Correct(c.Request().Context(), &index.Correction{Study: study, After: attrs, Reason: reason, Principal: principal(c)})
 	s.audit(c, rec, err, study)
 	if err != nil {
@@ -219,6 +223,12 @@ func (s *Server) postSeriesMove(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.allowSeries(c.Request().Context(), series); err != nil {
+		return err
+	}
+	if err := s.allowStudy(c.Request().Context(), body.Study); err != nil {
+		return err
+	}
 	rec, err := s.Corrections.MoveSeries(c.Request().Context(), &index.Correction{Series: series, Target: body.Study, Reason: reason, Principal: principal(c)})
 	from := body.Study
 	if rec != nil {
@@ -235,6 +245,9 @@ func (s *Server) getCorrections(c echo.Context) error {
 	study := c.QueryParam("study")
 	if err := uid.Valid(study); err != nil {
 		return errorf(http.StatusBadRequest, "study: "+err.Error())
+	}
+	if err := s.allowStudy(c.Request().Context(), study); err != nil {
+		return err
 	}
 	list, err := s.Corrections.Corrections(c.Request().Context(), study)
 	if err != nil {
@@ -266,6 +279,20 @@ func (s *Server) postUndo(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if p, ok := auth.FromContext(c.Request().Context()); ok && p.Issuers != nil {
+		was, err := s.Corrections.Correction(c.Request().Context(), id)
+		if err != nil {
+			return err
+		}
+		for _, st := range []string{was.Study, was.Target} {
+			if st == "" {
+				continue
+			}
+			if err := s.allowStudy(c.Request().Context(), st); err != nil {
+				return err
+			}
+		}
+	}
 	rec, err := s.Corrections.Undo(c.Request().Context(), id, reason, principal(c))
 	if rec != nil {
 		s.audit(c, rec, err, rec.Study)
@@ -287,6 +314,9 @@ func (s *Server) getOriginal(c echo.Context) error {
 	ctx := c.Request().Context()
 	in, err := s.Originals.Instance(ctx, sop)
 	if err != nil {
+		return err
+	}
+	if err := s.allowStudy(ctx, in.StudyInstanceUID); err != nil {
 		return err
 	}
 	obj, err := s.Originals.Open(ctx, in)

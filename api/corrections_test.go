@@ -45,6 +45,15 @@ func (f *fakeCorrections) Corrections(ctx context.Context, study string) ([]*ind
 	return f.made, nil
 }
 
+func (f *fakeCorrections) Correction(ctx context.Context, id int64) (*index.Correction, error) {
+	for _, rec := range f.made {
+		if rec.ID == id {
+			return rec, nil
+		}
+	}
+	return nil, index.ErrNotFound
+}
+
 func (f *fakeCorrections) Undo(ctx context.Context, id int64, reason, principal string) (*index.Correction, error) {
 	return nil, index.ErrNotFound
 }

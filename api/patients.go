@@ -4,9 +4,11 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pacsd/pacsd/auth"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/index"
 )
@@ -72,9 +74,17 @@ func (s *Server) getPatient(c echo.Context) error {
 	if err != nil {
 		return errorf(http.StatusBadRequest, err.Error())
 	}
+	if err := allowPatients(c.Request().Context(), k); err != nil {
+		return err
+	}
 	p, err := s.Patients.Person(c.Request().Context(), k)
 	if err != nil {
 		return err
+	}
+	// The patients linked to this one under issuers the caller may not
+	// see are left out, with their studies.
+	if pr, ok := auth.FromContext(c.Request().Context()); ok && pr.Issuers != nil {
+		p.Patients = slices.DeleteFunc(p.Patients, func(pp *index.PersonPatient) bool { return !pr.AllowsIssuer(pp.Issuer) })
 	}
 	return c.JSON(http.StatusOK, PersonOf(p))
 }
@@ -106,6 +116,9 @@ func (s *Server) postLink(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := allowPatients(c.Request().Context(), keys...); err != nil {
+		return err
+	}
 	if err := s.Patients.Link(c.Request().Context(), keys...); err != nil {
 		return err
 	}
@@ -120,6 +133,9 @@ func (s *Server) postLink(c echo.Context) error {
 func (s *Server) postUnlink(c echo.Context) error {
 	keys, err := readPatients(c)
 	if err != nil {
+		return err
+	}
+	if err := allowPatients(c.Request().Context(), keys...); err != nil {
 		return err
 	}
 	if err := s.Patients.Unlink(c.Request().Context(), keys...); err != nil {

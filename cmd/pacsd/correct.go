@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/pacsd/pacsd/api"
-	"github.com/pacsd/pacsd/archive"
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/index"
@@ -176,16 +175,18 @@ func printCorrection(w io.Writer, rec *index.Correction) error {
 	return err
 }
 
-// originals gives the API the objects of instances as received.
+// originals gives the API the objects of instances as received, read
+// through the guarded archive so that each is audited as the front
+// doors' reads are.
 type originals struct {
-	*sqlindex.DB
-	*archive.Service
+	db   *sqlindex.DB
+	arch guardedArchive
 }
 
 func (o originals) Instance(ctx context.Context, sop string) (*index.Instance, error) {
-	return o.DB.Instance(ctx, sop)
+	return o.db.Instance(ctx, sop)
 }
 
 func (o originals) Open(ctx context.Context, in *index.Instance) (storage.Object, error) {
-	return o.Service.Open(ctx, in)
+	return o.arch.Open(ctx, in)
 }

@@ -312,7 +312,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	fc.register(e, c, uiPrincipal(mw))
 	(&api.Server{Queue: db.Outbox(), Index: gdb, Destinations: c.destinationList(rs), Wake: router.Wake, Logger: log.With("component", "api"),
 		Migrations: db.MigrationState(), Changes: db, Objects: arch, System: fc.system(c),
-		Patients: db, Corrections: db, Originals: originals{db, arch}, Trail: trail}).Register(e)
+		Patients: db, Corrections: db, Originals: originals{db, garch}, Trail: trail}).Register(e)
 	registerAuditAPI(e, c.AuditDir, c.AETitle)
 	registerDeletionsAPI(e, db)
 	registerRestoreAPI(e, trash)
