@@ -42,6 +42,9 @@ import (
 // unnoticed.
 type guardedIndex struct {
 	db *sqlindex.DB
+	// failed, if set, counts a query or count that failed, other than
+	// by its caller going away, in the metrics.
+	failed func(operation string)
 }
 
 // restrict returns q kept to the issuers of ctx's principal.
@@ -56,11 +59,29 @@ func restrict(ctx context.Context, q *index.Query) *index.Query {
 }
 
 func (g guardedIndex) Find(ctx context.Context, q *index.Query) iter.Seq2[*dicom.Dataset, error] {
-	return noteQuery(ctx, g.db.Find(ctx, restrict(ctx, q)))
+	return noteQuery(ctx, countFailure(ctx, g.db.Find(ctx, restrict(ctx, q)), g.failed))
 }
 
 func (g guardedIndex) FindInstances(ctx context.Context, q *index.Query) iter.Seq2[*index.Instance, error] {
-	return noteQuery(ctx, g.db.FindInstances(ctx, restrict(ctx, q)))
+	return noteQuery(ctx, countFailure(ctx, g.db.FindInstances(ctx, restrict(ctx, q)), g.failed))
+}
+
+// countFailure tells failed of a query whose matches end in an error
+// that is not ctx's own end.
+func countFailure[T any](ctx context.Context, seq iter.Seq2[T, error], failed func(string)) iter.Seq2[T, error] {
+	if failed == nil {
+		return seq
+	}
+	return func(yield func(T, error) bool) {
+		for v, err := range seq {
+			if err != nil && ctx.Err() == nil {
+				failed("query")
+			}
+			if !yield(v, err) {
+				return
+			}
+		}
+	}
 }
 
 func (g guardedIndex) UnsupportedKeys(q *index.Query) ([]tag.Tag, error) {
@@ -68,7 +89,11 @@ func (g guardedIndex) UnsupportedKeys(q *index.Query) ([]tag.Tag, error) {
 }
 
 func (g guardedIndex) CountInstances(ctx context.Context, q *index.Query) (int, error) {
-	return g.db.CountInstances(ctx, restrict(ctx, q))
+	n, err := g.db.CountInstances(ctx, restrict(ctx, q))
+	if err != nil && ctx.Err() == nil && g.failed != nil {
+		g.failed("count")
+	}
+	return n, err
 }
 
 // StudyPatient answers index.ErrNotFound for a study of a patient beyond

@@ -194,7 +194,7 @@ func (f *face) sampleMigrations(ctx context.Context) {
 	migs, err := st.Migrations(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			f.reg.ObserveIndexError("migrations")
+			f.reg.ObserveIndexError("migration")
 			f.log.Warn("metrics: reading the migrations failed", "err", err)
 		}
 		return

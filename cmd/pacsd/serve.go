@@ -189,7 +189,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	// The front doors see the index and the archive through the
 	// caller's principal, and what they do is audited (access.go).
 	au := &auditor{trail: trail, patients: db, log: log.With("component", "audit")}
-	gdb, garch := guardedIndex{db}, guardedArchive{arch, db}
+	gdb, garch := guardedIndex{db: db, failed: fc.reg.ObserveIndexError}, guardedArchive{arch, db}
 	for _, d := range routing.destinations {
 		if s, ok := d.Sender.(*route.DIMSE); ok && s.TLS != nil {
 			// Outgoing TLS presents --tls-cert and verifies the peer
