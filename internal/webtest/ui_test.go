@@ -392,8 +392,9 @@ func TestUI(t *testing.T) {
 			t.Errorf("system page says %q, want pacsd's AE title, DIMSE address and readiness", s)
 		}
 		// pacsd serves the audit trail: newest first, the accesses of
-		// the test so far, the storescu sends among them.
-		if a := res.Missing["audit"]; !strings.Contains(a, "DICOM Instances Transferred") || !strings.Contains(a, "DCMTK") || strings.Contains(a, "not available") {
+		// the test so far (how many of them fill the first page depends
+		// on the machine's pace, so no particular one is looked for).
+		if a := res.Missing["audit"]; !strings.Contains(a, "DICOM Instances Transferred") || strings.Contains(a, "not available") {
 			t.Errorf("audit page says %q, want pacsd's own records", a)
 		}
 		if m := res.Missing["migrations"]; strings.Contains(m, "failed") || !strings.Contains(m, "Migrations") {
