@@ -148,36 +148,51 @@ func (s *Server) resend(ctx context.Context, rec *index.Correction) {
 	if s.Queue == nil || len(s.Destinations) == 0 {
 		return
 	}
+	names := make([]string, len(s.Destinations))
+	for i, d := range s.Destinations {
+		names[i] = d.Name
+	}
+	dests, n, err := Resend(ctx, s.Queue, s.Index, names, rec)
+	if err != nil {
+		s.log().Error("corrected study not sent again", "study", rec.Study, "destinations", dests, "err", err)
+		return
+	}
+	if len(dests) == 0 {
+		return
+	}
+	s.log().Info("corrected study queued again", "study", rec.Study, "series", rec.Series, "destinations", dests, "instances", n)
+	if s.Wake != nil {
+		s.Wake(dests...)
+	}
+}
+
+// Resend queues the study a correction changed (or the series it moved)
+// again for those of destinations that had it already, so that their
+// copies do not diverge. It returns those destinations and how many
+// instances it queued. pacsd correct uses it as the API does.
+func Resend(ctx context.Context, q route.Queue, f route.Finder, destinations []string, rec *index.Correction) ([]string, int, error) {
 	study, series, had := rec.Study, "", []string{rec.Study}
 	if rec.Series != "" {
 		study, series, had = rec.Target, rec.Series, []string{rec.Study, rec.Target}
 	}
 	var dests []string
-	for _, d := range s.Destinations {
+	for _, d := range destinations {
 		for _, st := range had {
-			tasks, err := s.Queue.Tasks(ctx, route.TaskQuery{Destination: d.Name, Study: st, State: route.Done, Limit: 1})
+			tasks, err := q.Tasks(ctx, route.TaskQuery{Destination: d, Study: st, State: route.Done, Limit: 1})
 			if err != nil {
-				s.log().Error("corrected study not sent again", "study", study, "destination", d.Name, "err", err)
-				break
+				return dests, 0, fmt.Errorf("destination %s: %w", d, err)
 			}
 			if len(tasks) > 0 {
-				dests = append(dests, d.Name)
+				dests = append(dests, d)
 				break
 			}
 		}
 	}
 	if len(dests) == 0 {
-		return
+		return nil, 0, nil
 	}
-	n, err := route.Send(ctx, s.Queue, s.Index, study, series, dests)
-	if err != nil {
-		s.log().Error("corrected study not sent again", "study", study, "destinations", dests, "err", err)
-		return
-	}
-	s.log().Info("corrected study queued again", "study", study, "series", series, "destinations", dests, "instances", n)
-	if s.Wake != nil {
-		s.Wake(dests...)
-	}
+	n, err := route.Send(ctx, q, f, study, series, dests)
+	return dests, n, err
 }
 
 func (s *Server) postStudyUpdate(c echo.Context) error {

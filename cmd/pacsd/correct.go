@@ -114,7 +114,7 @@ func (c *correctStudyCommand) Run(ctx context.Context, p *process, cc *correctCo
 	if err != nil {
 		return err
 	}
-	return printCorrection(p.stdout, rec)
+	return corrected(ctx, p.stdout, db, rec)
 }
 
 func (c *correctMoveCommand) Run(ctx context.Context, p *process, cc *correctCommand) error {
@@ -127,7 +127,7 @@ func (c *correctMoveCommand) Run(ctx context.Context, p *process, cc *correctCom
 	if err != nil {
 		return err
 	}
-	return printCorrection(p.stdout, rec)
+	return corrected(ctx, p.stdout, db, rec)
 }
 
 func (c *correctListCommand) Run(ctx context.Context, p *process, cc *correctCommand) error {
@@ -163,7 +163,33 @@ func (c *correctUndoCommand) Run(ctx context.Context, p *process, cc *correctCom
 	if err != nil {
 		return err
 	}
-	return printCorrection(p.stdout, rec)
+	return corrected(ctx, p.stdout, db, rec)
+}
+
+// corrected prints a correction made and queues what it changed again
+// for the destinations that had it, as the API does: pacsd serve, on the
+// same index, sends it. The destinations are those the queue knows.
+func corrected(ctx context.Context, w io.Writer, db *sqlindex.DB, rec *index.Correction) error {
+	if err := printCorrection(w, rec); err != nil {
+		return err
+	}
+	q := db.Outbox()
+	stats, err := q.Stats(ctx)
+	if err != nil {
+		return fmt.Errorf("correction %d recorded, but not queued again for the destinations that had it: %w", rec.ID, err)
+	}
+	names := make([]string, len(stats))
+	for i, st := range stats {
+		names[i] = st.Destination
+	}
+	dests, n, err := api.Resend(ctx, q, db, names, rec)
+	if err != nil {
+		return fmt.Errorf("correction %d recorded, but not queued again for the destinations that had it: %w", rec.ID, err)
+	}
+	if len(dests) > 0 {
+		_, err = fmt.Fprintf(w, "queued %d instances again for %s, which had the study\n", n, strings.Join(dests, ", "))
+	}
+	return err
 }
 
 func printCorrection(w io.Writer, rec *index.Correction) error {

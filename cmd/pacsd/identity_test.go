@@ -465,7 +465,8 @@ func TestCorrectionForwarded(t *testing.T) {
 	study, _, _ := writeStudy(t, dir, dcmgen.Patient{Name: "Wrong^Name", ID: "P1", IssuerOfPatientID: "RXH"}, nil, 2)
 	dest := startPacsd(t, t.TempDir())
 	defer dest.stop()
-	p := startPacsd(t, t.TempDir(), "--remote-web", "TRUSTB=http://"+dest.httpAddr+"/dicom-web", "--forward", "TRUSTB")
+	data := t.TempDir()
+	p := startPacsd(t, data, "--remote-web", "TRUSTB=http://"+dest.httpAddr+"/dicom-web", "--forward", "TRUSTB")
 	defer p.stop()
 	files, _ := filepath.Glob(filepath.Join(dir, "*.dcm"))
 	storeFrom(t, p, "CT01", files...)
@@ -496,4 +497,15 @@ func TestCorrectionForwarded(t *testing.T) {
 		t.Fatalf("update = %d", st)
 	}
 	nameAt("Right^Name")
+	// pacsd correct, on the index serve uses, queues the study again
+	// as the API does; serve sends it.
+	var cli bytes.Buffer
+	args := []string{"correct", "study", study, "--set", "PatientName=Cli^Name", "--reason", "from the ward", "--data", data}
+	if err := run(t.Context(), args, func(string) string { return "" }, &cli, &cli); err != nil {
+		t.Fatalf("pacsd correct: %v\n%s", err, cli.String())
+	}
+	if !strings.Contains(cli.String(), "queued 2 instances again for TRUSTB") {
+		t.Errorf("pacsd correct says %q, want that it queued the study again for TRUSTB", cli.String())
+	}
+	nameAt("Cli^Name")
 }
