@@ -112,9 +112,10 @@ func reasonOf(c echo.Context, body string) (string, error) {
 	return r, nil
 }
 
-// audit records a correction in the trail.
+// audit records a correction that failed in the trail. Those made are
+// recorded by pacsd serve from the index, whichever process made them.
 func (s *Server) audit(c echo.Context, rec *index.Correction, err error, study string) {
-	if s.Trail == nil {
+	if s.Trail == nil || err == nil {
 		return
 	}
 	var patient auditlog.Patient

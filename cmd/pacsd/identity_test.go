@@ -351,6 +351,36 @@ print(str(ds.PatientName) + "|" + str(old) + "|" + ds.OriginalAttributesSequence
 	if got := nameInQIDO(); got != "Cli^Name" {
 		t.Errorf("QIDO-RS after pacsd correct: %q", got)
 	}
+
+	// serve writes every correction to the audit trail, the command
+	// line's too: one Instances Accessed (Update) record each.
+	var listed []map[string]any
+	if st := apiCall(t, p, "GET", "/api/corrections?study="+study, nil, &listed); st != 200 || len(listed) == 0 {
+		t.Fatalf("corrections list = %d, %d entries", st, len(listed))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var page struct {
+			Records []struct{ Event, User string } `json:"records"`
+		}
+		if st := apiCall(t, p, "GET", "/api/audit?study="+study, nil, &page); st != 200 {
+			t.Fatalf("GET /api/audit = %d", st)
+		}
+		n, byCLI := 0, false
+		for _, r := range page.Records {
+			if r.Event == "DICOM Instances Accessed" {
+				n++
+				byCLI = byCLI || r.User == "pacsd"
+			}
+		}
+		if n == len(listed) && byCLI {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit trail holds %d correction records (the command line's among them: %v), want %d", n, byCLI, len(listed))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // metaGroup returns the File Meta Information elements of a Part-10

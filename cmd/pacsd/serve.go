@@ -167,6 +167,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	var background sync.WaitGroup
 	background.Go(func() { runPurges(pctx, trash, c.trashAge(), log.With("component", "trash")) })
 	background.Go(func() { runRemovalAudit(pctx, db, trail, log.With("component", "trash")) })
+	background.Go(func() { runCorrectionAudit(pctx, db, trail, log.With("component", "corrections")) })
 	purged := make(chan struct{})
 	go func() {
 		background.Wait()

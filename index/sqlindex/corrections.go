@@ -596,3 +596,45 @@ JOIN study st ON st.pk = se.study_fk WHERE st.study_instance_uid = ? ORDER BY i.
 	}
 	return db.rows(p, index.Overlay(in.Amended, inherited))
 }
+
+// UnauditedCorrections returns up to limit corrections, oldest first,
+// that have not reached the audit trail yet.
+func (db *DB) UnauditedCorrections(ctx context.Context, limit int) ([]*index.Correction, error) {
+	rows, err := db.query(ctx, db.db, selectCorrection+` WHERE audited = 0 ORDER BY id LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("index: unaudited corrections: %w", err)
+	}
+	defer rows.Close()
+	var out []*index.Correction
+	for rows.Next() {
+		c, err := scanCorrection(rows)
+		if err != nil {
+			return nil, fmt.Errorf("index: unaudited corrections: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("index: unaudited corrections: %w", err)
+	}
+	return out, nil
+}
+
+// MarkCorrectionsAudited records that the corrections with these ids
+// reached the audit trail.
+func (db *DB) MarkCorrectionsAudited(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		_, err := db.exec(ctx, tx, `UPDATE correction SET audited = 1 WHERE id IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")+`)`, args...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("index: mark corrections audited: %w", err)
+	}
+	return nil
+}
