@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	auditlog "github.com/pacsd/pacsd/audit"
 	"github.com/pacsd/pacsd/dicom/tag"
@@ -20,42 +19,11 @@ type correctionLog interface {
 
 // runCorrectionAudit writes the corrections, links excepted, that any
 // process made on the index (pacsd correct as well as the API) to the
-// audit trail, every removalAuditInterval until ctx ends: only serve
-// writes the trail. Two nodes may both write one before either marks
-// it: at least once, as the removal log.
+// audit trail until ctx ends, as runRemovalAudit does the removal log:
+// only serve writes the trail.
 func runCorrectionAudit(ctx context.Context, corrections correctionLog, trail *auditlog.Trail, log *slog.Logger) {
-	tick := time.NewTicker(removalAuditInterval)
-	defer tick.Stop()
-	for {
-		for {
-			recs, err := corrections.UnauditedCorrections(ctx, 100)
-			if err != nil {
-				if ctx.Err() == nil {
-					log.Error("reading the corrections for the audit trail failed", "err", err)
-				}
-				break
-			}
-			ids := make([]int64, len(recs))
-			for i, rec := range recs {
-				auditCorrection(ctx, corrections, trail, rec)
-				ids[i] = rec.ID
-			}
-			if err := corrections.MarkCorrectionsAudited(ctx, ids); err != nil {
-				if ctx.Err() == nil {
-					log.Error("marking corrections audited failed", "err", err)
-				}
-				break
-			}
-			if len(recs) < 100 {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+	drainToAudit(ctx, "corrections", corrections.UnauditedCorrections, corrections.MarkCorrectionsAudited,
+		func(rec *index.Correction) int64 { auditCorrection(ctx, corrections, trail, rec); return rec.ID }, log)
 }
 
 // auditCorrection records one correction: Instances Accessed (Update) of

@@ -73,29 +73,42 @@ type removalEvents interface {
 // or the delete, restore, purge and retention commands run beside it),
 // until ctx ends.
 func runRemovalAudit(ctx context.Context, events removalEvents, trail *auditlog.Trail, log *slog.Logger) {
+	drainToAudit(ctx, "removal log", events.Unaudited, events.MarkAudited,
+		func(e index.Event) int64 { auditRemoval(trail, e); return e.ID }, log)
+}
+
+// drainToAudit writes what unaudited returns to the audit trail with
+// audit, which returns the entry's id, and marks those ids audited: in
+// batches until none is left, then again every removalAuditInterval,
+// until ctx ends. Two nodes may both write an entry before either marks
+// it: at least once.
+func drainToAudit[T any](ctx context.Context, what string, unaudited func(context.Context, int) ([]T, error),
+	mark func(context.Context, []int64) error, audit func(T) int64, log *slog.Logger) {
+	const batch = 100
 	tick := time.NewTicker(removalAuditInterval)
 	defer tick.Stop()
 	for {
 		for {
-			es, err := events.Unaudited(ctx, 100)
+			entries, err := unaudited(ctx, batch)
 			if err != nil {
 				if ctx.Err() == nil {
-					log.Error("reading the removal log for the audit trail failed", "err", err)
+					log.Error("reading the "+what+" for the audit trail failed", "err", err)
 				}
 				break
 			}
-			ids := make([]int64, len(es))
-			for i, e := range es {
-				auditRemoval(trail, e)
-				ids[i] = e.ID
+			ids := make([]int64, len(entries))
+			for i, e := range entries {
+				ids[i] = audit(e)
 			}
 			if len(ids) > 0 {
-				if err := events.MarkAudited(ctx, ids); err != nil && ctx.Err() == nil {
-					log.Error("marking removals audited failed", "err", err)
+				if err := mark(ctx, ids); err != nil {
+					if ctx.Err() == nil {
+						log.Error("marking the "+what+" audited failed", "err", err)
+					}
 					break
 				}
 			}
-			if len(es) < 100 {
+			if len(entries) < batch {
 				break
 			}
 		}

@@ -403,23 +403,30 @@ WHERE se.series_instance_uid = ?`, c.Series).Scan(&seriesPK, &from)
 // Corrections returns the corrections of a study, as the study corrected
 // or the study a series moved from or to, oldest first.
 func (db *DB) Corrections(ctx context.Context, study string) ([]*index.Correction, error) {
-	rows, err := db.query(ctx, db.db, selectCorrection+` WHERE study = ? OR target = ? ORDER BY id`, study, study)
+	out, err := db.corrections(ctx, ` WHERE study = ? OR target = ? ORDER BY id`, study, study)
 	if err != nil {
 		return nil, fmt.Errorf("index: corrections of %s: %w", study, err)
+	}
+	return out, nil
+}
+
+// corrections returns the corrections that the WHERE and ORDER clauses
+// of rest select.
+func (db *DB) corrections(ctx context.Context, rest string, args ...any) ([]*index.Correction, error) {
+	rows, err := db.query(ctx, db.db, selectCorrection+rest, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []*index.Correction
 	for rows.Next() {
 		c, err := scanCorrection(rows)
 		if err != nil {
-			return nil, fmt.Errorf("index: corrections of %s: %w", study, err)
+			return nil, err
 		}
 		out = append(out, c)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("index: corrections of %s: %w", study, err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 const selectCorrection = `SELECT id, study, series, target, reason, principal, at, before, after, undoes, undone_by FROM correction`
@@ -600,20 +607,8 @@ JOIN study st ON st.pk = se.study_fk WHERE st.study_instance_uid = ? ORDER BY i.
 // UnauditedCorrections returns up to limit corrections, oldest first,
 // that have not reached the audit trail yet.
 func (db *DB) UnauditedCorrections(ctx context.Context, limit int) ([]*index.Correction, error) {
-	rows, err := db.query(ctx, db.db, selectCorrection+` WHERE audited = 0 ORDER BY id LIMIT ?`, limit)
+	out, err := db.corrections(ctx, ` WHERE audited = 0 ORDER BY id LIMIT ?`, limit)
 	if err != nil {
-		return nil, fmt.Errorf("index: unaudited corrections: %w", err)
-	}
-	defer rows.Close()
-	var out []*index.Correction
-	for rows.Next() {
-		c, err := scanCorrection(rows)
-		if err != nil {
-			return nil, fmt.Errorf("index: unaudited corrections: %w", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("index: unaudited corrections: %w", err)
 	}
 	return out, nil
@@ -622,18 +617,7 @@ func (db *DB) UnauditedCorrections(ctx context.Context, limit int) ([]*index.Cor
 // MarkCorrectionsAudited records that the corrections with these ids
 // reached the audit trail.
 func (db *DB) MarkCorrectionsAudited(ctx context.Context, ids []int64) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
-	}
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		_, err := db.exec(ctx, tx, `UPDATE correction SET audited = 1 WHERE id IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")+`)`, args...)
-		return err
-	})
-	if err != nil {
+	if err := db.markAudited(ctx, "correction", ids); err != nil {
 		return fmt.Errorf("index: mark corrections audited: %w", err)
 	}
 	return nil

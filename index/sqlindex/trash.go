@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pacsd/pacsd/index"
@@ -275,18 +276,26 @@ func (db *DB) Unaudited(ctx context.Context, limit int) ([]index.Event, error) {
 // MarkAudited marks entries of the removal log as written to the audit
 // trail.
 func (db *DB) MarkAudited(ctx context.Context, ids []int64) error {
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		for _, id := range ids {
-			if _, err := db.exec(ctx, tx, `UPDATE removal_event SET audited = 1 WHERE id = ?`, id); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := db.markAudited(ctx, "removal_event", ids); err != nil {
 		return fmt.Errorf("index: mark audited: %w", err)
 	}
 	return nil
+}
+
+// markAudited sets the audited flag of the rows of table with these ids:
+// the log entries that serve has written to the audit trail.
+func (db *DB) markAudited(ctx context.Context, table string, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return db.write(ctx, func(tx *sql.Tx) error {
+		_, err := db.exec(ctx, tx, `UPDATE `+table+` SET audited = 1 WHERE id IN (`+strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")+`)`, args...)
+		return err
+	})
 }
 
 func (db *DB) events(ctx context.Context, query string, args ...any) ([]index.Event, error) {
