@@ -35,6 +35,19 @@ type HydraOptions struct {
 	// top level of access tokens (oauth2.allowed_top_level_claims);
 	// otherwise they stay under "ext".
 	TopLevelClaims []string
+	// User is who the login and consent app signs browsers in as, until
+	// Hydra.SetUser changes it. Every Hydra has the app: the
+	// Authorization Code flow of browser clients (PublicClient) goes
+	// through it.
+	User HydraUser
+	// CORSOrigins are the origins whose pages may call Hydra's public
+	// endpoints (discovery, keys, token) from a browser, as Hydra's
+	// patterns have them ("http://127.0.0.1:*"). None: no page may.
+	CORSOrigins []string
+	// AccessTokenLifespan of the tokens of the Authorization Code and
+	// refresh grants, as Hydra reads durations ("30s"); empty means
+	// Hydra's default of an hour.
+	AccessTokenLifespan string
 }
 
 // Hydra is a running Ory Hydra that issues JWT access tokens, with its
@@ -44,6 +57,7 @@ type Hydra struct {
 	AdminURL string
 	proc     *Process
 	client   *http.Client
+	login    *loginApp
 }
 
 // StartHydra starts Hydra on two free ports of 127.0.0.1 and waits until
@@ -55,7 +69,11 @@ func StartHydra(ctx context.Context, opts HydraOptions) (*Hydra, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	h := &Hydra{client: &http.Client{}}
+	login, err := startLoginApp(opts.User)
+	if err != nil {
+		return nil, err
+	}
+	h := &Hydra{client: &http.Client{}, login: login}
 	p, err := retryPorts(ctx, func(ports []int) (*Process, error) {
 		h.Issuer = "http://127.0.0.1:" + strconv.Itoa(ports[0]) + "/"
 		h.AdminURL = "http://127.0.0.1:" + strconv.Itoa(ports[1])
@@ -65,23 +83,35 @@ func StartHydra(ctx context.Context, opts HydraOptions) (*Hydra, error) {
 				"public": map[string]any{"host": "127.0.0.1", "port": ports[0]},
 				"admin":  map[string]any{"host": "127.0.0.1", "port": ports[1]},
 			},
-			"urls":       map[string]any{"self": map[string]any{"issuer": h.Issuer}},
+			"urls": map[string]any{
+				"self":    map[string]any{"issuer": h.Issuer},
+				"login":   login.url("/login"),
+				"consent": login.url("/consent"),
+				"logout":  login.url("/logout"),
+			},
 			"strategies": map[string]any{"access_token": "jwt", "jwt": map[string]any{"scope_claim": "both"}},
 			// The system secret encrypts Hydra's database, here in
 			// memory and gone when the test ends.
 			"secrets": map[string]any{"system": []string{"pacsd-test-secret-not-for-use-elsewhere"}},
 			"log":     map[string]any{"level": "warn"},
 		}
-		oauth2 := map[string]any{}
+		if len(opts.CORSOrigins) > 0 {
+			public := cfg["serve"].(map[string]any)["public"].(map[string]any)
+			public["cors"] = map[string]any{"enabled": true, "allowed_origins": opts.CORSOrigins}
+		}
+		if opts.AccessTokenLifespan != "" {
+			cfg["ttl"] = map[string]any{"access_token": opts.AccessTokenLifespan}
+		}
+		// Public clients (browser apps) must prove the code is theirs
+		// (RFC 7636), as OAuth 2.0 for browser-based apps requires.
+		oauth2 := map[string]any{"pkce": map[string]any{"enforced_for_public_clients": true}}
 		if opts.TokenHook != "" {
 			oauth2["token_hook"] = opts.TokenHook
 		}
 		if len(opts.TopLevelClaims) > 0 {
 			oauth2["allowed_top_level_claims"] = opts.TopLevelClaims
 		}
-		if len(oauth2) > 0 {
-			cfg["oauth2"] = oauth2
-		}
+		cfg["oauth2"] = oauth2
 		b, _ := json.Marshal(cfg)
 		file := filepath.Join(opts.Dir, "hydra.json")
 		if err := os.WriteFile(file, b, 0o600); err != nil {
@@ -99,9 +129,11 @@ func StartHydra(ctx context.Context, opts HydraOptions) (*Hydra, error) {
 		return p, h.waitReady(ctx, p)
 	}, 2)
 	if err != nil {
+		login.close()
 		return nil, err
 	}
 	h.proc = p
+	login.setAdminURL(h.AdminURL)
 	return h, nil
 }
 
@@ -154,11 +186,16 @@ func StartHydraT(tb testing.TB, opts HydraOptions) *Hydra {
 	h, err := StartHydra(tb.Context(), opts)
 	check(tb, err)
 	cleanup(tb, h.proc)
+	tb.Cleanup(func() { h.login.close() })
 	return h
 }
 
-// Stop ends Hydra.
-func (h *Hydra) Stop() error { return h.proc.Stop() }
+// Stop ends Hydra and its login app.
+func (h *Hydra) Stop() error {
+	err := h.proc.Stop()
+	h.login.close()
+	return err
+}
 
 // HydraClient is an OAuth 2.0 client registered with Hydra for the client
 // credentials grant.
@@ -185,6 +222,33 @@ func (h *Hydra) CreateClient(ctx context.Context, c HydraClient) error {
 		body["client_credentials_grant_access_token_lifespan"] = c.Lifespan
 	}
 	return h.admin(ctx, "/admin/clients", body, nil)
+}
+
+// PublicClient is a browser app registered with Hydra: a public client
+// (no secret) of the Authorization Code flow with PKCE, which may renew
+// its tokens with refresh tokens when it is granted offline_access.
+type PublicClient struct {
+	ID string
+	// RedirectURIs are the addresses the browser comes back to with the
+	// code; PostLogoutRedirectURIs those it comes back to after signing
+	// out.
+	RedirectURIs, PostLogoutRedirectURIs []string
+	Scopes                               []string // the scopes it may ask for
+	Audience                             []string // the audiences it may ask for
+}
+
+// CreatePublicClient registers c.
+func (h *Hydra) CreatePublicClient(ctx context.Context, c PublicClient) error {
+	return h.admin(ctx, "/admin/clients", map[string]any{
+		"client_id":                  c.ID,
+		"grant_types":                []string{"authorization_code", "refresh_token"},
+		"response_types":             []string{"code"},
+		"scope":                      strings.Join(c.Scopes, " "),
+		"audience":                   c.Audience,
+		"redirect_uris":              c.RedirectURIs,
+		"post_logout_redirect_uris":  c.PostLogoutRedirectURIs,
+		"token_endpoint_auth_method": "none",
+	}, nil)
 }
 
 // Token gets an access token for c by the client credentials grant,
@@ -229,20 +293,35 @@ func (h *Hydra) RotateKeys(ctx context.Context, kid string) error {
 }
 
 func (h *Hydra) admin(ctx context.Context, path string, body, out any) error {
-	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.AdminURL+path, bytes.NewReader(b))
+	return adminRequest(ctx, h.client, http.MethodPost, h.AdminURL+path, body, out)
+}
+
+// adminRequest sends a request with a JSON body, if any, to Hydra's admin
+// API and decodes the JSON answer into out, if not nil.
+func adminRequest(ctx context.Context, client *http.Client, method, u string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := h.client.Do(req)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("testpeer: hydra %s: %w", path, err)
+		return fmt.Errorf("testpeer: hydra %s: %w", req.URL.Path, err)
 	}
 	defer resp.Body.Close()
 	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("testpeer: hydra %s: %s: %s", path, resp.Status, rb)
+		return fmt.Errorf("testpeer: hydra %s %s: %s: %s", method, req.URL.Path, resp.Status, rb)
 	}
 	if out != nil {
 		return json.Unmarshal(rb, out)
