@@ -23,8 +23,9 @@ let tokenSource = () => null;
 let onUnauthorized = () => {};
 let dicomwebRoot = '/dicom-web';
 
-// configure sets where DICOMweb lives, where tokens come from and what
-// to do when the server asks for credentials.
+// configure sets where DICOMweb lives, where tokens come from (a function
+// returning the token, or a promise of it) and what to do when the server
+// asks for credentials.
 export function configure({ root, token, unauthorized }) {
   if (root) dicomwebRoot = root.replace(/\/$/, '');
   if (token) tokenSource = token;
@@ -53,7 +54,7 @@ export function query(params) {
 // throw NotAvailableError.
 export async function request(path, { method = 'GET', accept = 'application/json', body, json, signal, optional = false, headers = {} } = {}) {
   const h = { Accept: accept, ...headers };
-  const token = tokenSource();
+  const token = await tokenSource();
   if (token) h.Authorization = `Bearer ${token}`;
   if (json !== undefined) {
     h['Content-Type'] = 'application/json';

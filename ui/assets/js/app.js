@@ -28,6 +28,7 @@ const defaults = {
 let config = defaults;
 let current = null; // {controller, name}
 let first = true;
+let sessionEnded = false; // the sign-in ran out: the sign-in panel says so
 
 async function loadConfig() {
   try {
@@ -83,7 +84,9 @@ function showError(err) {
 
 // signInPanel is what a visitor without credentials sees.
 function signInPanel(main) {
-  const parts = [h('h1', {}, 'Sign in'), h('p', {}, 'This pacsd requires you to sign in before it shows any patient data.')];
+  const parts = [h('h1', {}, 'Sign in')];
+  if (sessionEnded) parts.push(notice('info', 'Your sign-in has ended', 'It ran out and could not be renewed. Sign in again to go on where you were.'));
+  parts.push(h('p', {}, 'This pacsd requires you to sign in before it shows any patient data.'));
   if (config.auth.oidc) {
     parts.push(h('p', {}, h('button', { type: 'button', onclick: () => auth.signIn().catch(showError) }, 'Sign in with your organisation')));
   }
@@ -155,19 +158,32 @@ async function route() {
   }
 }
 
+// signedOut shows the sign-in panel when the server no longer takes the
+// page's token, or the token ran out and could not be renewed.
+function signedOut() {
+  if (!config.principal) return;
+  config.principal = null;
+  sessionEnded = true;
+  renderAccount();
+  route();
+}
+
 async function start() {
   try {
     await loadConfig();
     if (config.auth.oidc || config.auth.modes.includes('token')) {
       let returnTo = null;
       try {
-        returnTo = await auth.init(config.auth.oidc, renderAccount);
+        returnTo = await auth.init(config.auth.oidc, renderAccount, signedOut);
       } catch (err) {
         showError(err);
         return;
       }
-      api.configure({ token: auth.token, unauthorized: () => { config.principal = null; renderAccount(); route(); } });
-      if (auth.token()) await loadConfig(); // the principal, now that a token goes with the request
+      api.configure({ token: auth.freshToken, unauthorized: signedOut });
+      if (await auth.freshToken()) {
+        sessionEnded = false;
+        await loadConfig(); // the principal, now that a token goes with the request
+      }
       if (returnTo && location.hash !== returnTo) location.hash = returnTo;
     }
     renderAccount();

@@ -11,7 +11,9 @@ const PENDING = 'pacsd.signin';
 let cfg = null; // the oidc part of /api/ui-config
 let session = null; // {accessToken, refreshToken, idToken, expiresAt, name}
 let refreshTimer = 0;
+let refreshing = null; // the refresh under way, which every caller awaits
 let changed = () => {};
+let expired = () => {};
 
 function b64url(bytes) {
   let s = '';
@@ -61,12 +63,37 @@ function save(s) {
   if (s) sessionStorage.setItem(SESSION, JSON.stringify(s));
   else sessionStorage.removeItem(SESSION);
   clearTimeout(refreshTimer);
-  if (s?.refreshToken && s.expiresAt) {
-    // Renew a minute before expiry, so that no request meets a token
-    // that has just run out.
-    refreshTimer = setTimeout(() => refresh().catch(() => save(null)), Math.max(5000, s.expiresAt - Date.now() - 60000));
+  if (s?.expiresAt) {
+    // setTimeout takes at most 2^31-1 ms; a later expiry is checked
+    // again then.
+    const left = Math.min(s.expiresAt - Date.now(), 2 ** 31 - 1);
+    if (s.refreshToken) {
+      // Renew before expiry, so that no request meets a token that has
+      // just run out: a minute before, or a quarter of the token's life
+      // before when it lives less than four minutes.
+      const lead = Math.min(60000, Math.max(0, (s.expiresAt - (s.issuedAt ?? Date.now())) / 4));
+      refreshTimer = setTimeout(() => renew(), Math.max(1000, left - lead));
+    } else {
+      // Nothing to renew with: when the token runs out, the page asks
+      // to sign in again rather than failing request by request.
+      refreshTimer = setTimeout(() => (Date.now() < s.expiresAt ? save(session) : end()), Math.max(0, left));
+    }
   }
   changed();
+}
+
+// end forgets a session that can no longer be used and says so.
+function end() {
+  if (!session) return;
+  save(null);
+  expired();
+}
+
+// renew refreshes the tokens, once however many ask at the same time,
+// and ends the session when the provider refuses.
+function renew() {
+  refreshing ??= refresh().catch(() => end()).finally(() => { refreshing = null; });
+  return refreshing;
 }
 
 async function tokenRequest(params) {
@@ -88,6 +115,7 @@ function sessionFrom(j, previous) {
     accessToken: j.access_token,
     refreshToken: j.refresh_token ?? previous?.refreshToken ?? null,
     idToken: j.id_token ?? previous?.idToken ?? null,
+    issuedAt: Date.now(),
     expiresAt: j.expires_in ? Date.now() + Number(j.expires_in) * 1000 : null,
     name: id.name ?? id.preferred_username ?? id.email ?? id.sub ?? previous?.name ?? 'signed in',
     nonce: id.nonce,
@@ -103,9 +131,12 @@ async function refresh() {
 // init takes the oidc configuration, finishes a sign-in the provider has
 // just redirected back from, and restores the tab's session. It returns
 // the hash route to show, and throws when the provider refused.
-export async function init(oidc, onChange) {
+// onChange is called whenever the session changes, onExpired when it
+// ends by itself: its token ran out and could not be renewed.
+export async function init(oidc, onChange, onExpired) {
   cfg = oidc;
   if (onChange) changed = onChange;
+  if (onExpired) expired = onExpired;
   const stored = sessionStorage.getItem(SESSION);
   if (stored) {
     try {
@@ -116,6 +147,7 @@ export async function init(oidc, onChange) {
   }
   const params = new URLSearchParams(location.search);
   if (!params.has('code') && !params.has('error')) {
+    if (session && session.expiresAt && Date.now() > session.expiresAt && !session.refreshToken) session = null;
     if (session) save(session); // schedules the refresh
     return null;
   }
@@ -182,6 +214,13 @@ export function token() {
   if (!session) return null;
   if (session.expiresAt && Date.now() > session.expiresAt) return null;
   return session.accessToken;
+}
+
+// freshToken returns the access token, renewed first when it has run out
+// and can be (a tab in the background runs its timers late).
+export async function freshToken() {
+  if (session?.refreshToken && session.expiresAt && Date.now() > session.expiresAt - 5000) await renew();
+  return token();
 }
 
 export function name() {
