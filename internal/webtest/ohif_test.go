@@ -239,7 +239,13 @@ func TestOHIF(t *testing.T) {
 // source is pacsd.
 func viewerHandler(t *testing.T, dist string, p *pacsd) http.Handler {
 	t.Helper()
-	cfg, err := json.MarshalIndent(ohifConfig(p), "", "  ")
+	return viewerHandlerConfig(t, dist, ohifConfig(p))
+}
+
+// viewerHandlerConfig is viewerHandler with the configuration config.
+func viewerHandlerConfig(t *testing.T, dist string, config map[string]any) http.Handler {
+	t.Helper()
+	cfg, err := json.MarshalIndent(config, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
