@@ -41,8 +41,8 @@ type HydraOptions struct {
 	// through it.
 	User HydraUser
 	// CORSOrigins are the origins whose pages may call Hydra's public
-	// endpoints (discovery, keys, token) from a browser, as Hydra's
-	// patterns have them ("http://127.0.0.1:*"). None: no page may.
+	// endpoints (discovery, keys, token) from a browser: origins, or
+	// "*" for any. None: no page may.
 	CORSOrigins []string
 	// AccessTokenLifespan of the tokens of the Authorization Code and
 	// refresh grants, as Hydra reads durations ("30s"); empty means

@@ -15,12 +15,12 @@ import (
 
 // signInPlan is what scripts/ui-signin.mjs does.
 type signInPlan struct {
-	Chromium      string `json:"chromium"`
-	URL           string `json:"url"`     // pacsd's origin
-	Issuer        string `json:"issuer"`  // Hydra's, ending in "/"
-	Control       string `json:"control"` // where the script switches Hydra's user
-	SearchName    string `json:"searchName"`
-	Studies       struct {
+	Chromium   string `json:"chromium"`
+	URL        string `json:"url"`     // pacsd's origin
+	Issuer     string `json:"issuer"`  // Hydra's, ending in "/"
+	Control    string `json:"control"` // where the script switches Hydra's user
+	SearchName string `json:"searchName"`
+	Studies    struct {
 		RXH string `json:"rxh"`
 		RGT string `json:"rgt"`
 	} `json:"studies"`
