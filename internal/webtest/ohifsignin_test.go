@@ -45,6 +45,15 @@ type ohifSignInResult struct {
 		VisitedProvider bool
 		Path            string
 	}
+	Renewed struct {
+		Before, After string
+		QIDO          struct {
+			Status int
+			Auth   bool
+		}
+		Visible  []string
+		Requests []ohifRequest
+	}
 	Viewer struct {
 		Frames []struct {
 			Status int
@@ -62,8 +71,9 @@ type ohifSignInResult struct {
 // lets only the viewer's origin call it from a browser (--cors-origins).
 // Configured with Hydra as its OpenID Connect provider (Authorization Code
 // with PKCE, OHIF's oidc settings), the viewer sends the browser to sign
-// in, comes back, shows the study list and draws a study with the token;
-// configured without, it gets nothing from pacsd but 401s.
+// in, comes back, shows the study list and draws a study with the token,
+// and renews the token when it runs out; configured without, it gets
+// nothing from pacsd but 401s.
 func TestOHIFSignIn(t *testing.T) {
 	needNodeModules(t)
 	testpeer.Need(t, "chromium")
@@ -78,13 +88,15 @@ func TestOHIFSignIn(t *testing.T) {
 	h := testpeer.StartHydraT(t, testpeer.HydraOptions{
 		User:        testpeer.HydraUser{Subject: "dr-viewer", Name: "Dr Viewer", Scopes: []string{"offline_access", "read"}},
 		CORSOrigins: []string{"*"}, // the viewer's port is not known yet
+		// Short, so that the token runs out while the viewer is open.
+		AccessTokenLifespan: tokenLifespan.String(),
 	})
 
 	// The viewers' addresses first, for pacsd's allow-list of origins.
 	signedIn := httptest.NewUnstartedServer(nil)
 	anonymous := httptest.NewUnstartedServer(nil)
 	origin := func(s *httptest.Server) string { return "http://" + s.Listener.Addr().String() }
-	p := startPacsd(t, "--http-auth", "oidc", "--oidc-issuer", h.Issuer, "--oidc-audience", "pacsd",
+	p := startPacsd(t, "--http-auth", "oidc", "--oidc-issuer", h.Issuer, "--oidc-audience", "pacsd", "--oidc-leeway", "1s",
 		"--cors-origins", origin(signedIn)+","+origin(anonymous))
 	err = h.CreatePublicClient(t.Context(), testpeer.PublicClient{
 		ID:                     "ohif-viewer",
@@ -122,15 +134,18 @@ func TestOHIFSignIn(t *testing.T) {
 	// with PKCE, asking Hydra for pacsd's audience, renewing its token
 	// with the refresh token that offline_access brings.
 	withOIDC["oidc"] = []any{map[string]any{
-		"authority":                  h.Issuer,
-		"client_id":                  "ohif-viewer",
-		"redirect_uri":               "/callback",
-		"post_logout_redirect_uri":   "/logout-redirect",
-		"response_type":              "code",
-		"scope":                      "openid offline_access read",
-		"extraQueryParams":           map[string]string{"audience": "pacsd"},
-		"automaticSilentRenew":       true,
-		"revokeAccessTokenOnSignout": true,
+		"authority":                h.Issuer,
+		"client_id":                "ohif-viewer",
+		"redirect_uri":             "/callback",
+		"post_logout_redirect_uri": "/logout-redirect",
+		"response_type":            "code",
+		"scope":                    "openid offline_access read",
+		"extraQueryParams":         map[string]string{"audience": "pacsd"},
+		"automaticSilentRenew":     true,
+		// oidc-client-ts renews a minute before expiry by default,
+		// which a token of tokenLifespan is from the start.
+		"accessTokenExpiringNotificationTimeInSeconds": 5,
+		"revokeAccessTokenOnSignout":                   true,
 	}}
 	signedIn.Config.Handler = viewerHandlerConfig(t, dist, withOIDC)
 	anonymous.Config.Handler = viewerHandlerConfig(t, dist, ohifConfig(p))
@@ -234,6 +249,21 @@ func TestOHIFSignIn(t *testing.T) {
 		}
 		if len(res.Viewer.Frames) == 0 || res.Viewer.Frames[0].Status != http.StatusOK || !res.Viewer.Frames[0].Auth {
 			t.Errorf("the viewer's first frame: %+v", res.Viewer.Frames)
+		}
+	})
+
+	t.Run("renewed", func(t *testing.T) {
+		r := res.Renewed
+		if !slices.Contains(res.TokenRequests, "refresh_token") || r.After == "" || r.After == r.Before {
+			t.Errorf("the token was not renewed: token requests %q", res.TokenRequests)
+		}
+		if r.QIDO.Status != http.StatusOK || !r.QIDO.Auth || !slices.Equal(r.Visible, plan.PatientNames) {
+			t.Errorf("the study list after the first token ran out: QIDO-RS %+v, shows %q", r.QIDO, r.Visible)
+		}
+		for _, q := range r.Requests {
+			if q.Status == http.StatusUnauthorized {
+				t.Errorf("pacsd refused %s %s once the first token ran out", q.Method, q.URL)
+			}
 		}
 	})
 }

@@ -21,6 +21,7 @@ const out = {
   anonymous: { visible: [], requests: [] },
   signedIn: { visible: [], requests: [], visitedProvider: false, path: '' },
   viewer: { frames: [] },
+  renewed: {},
   tokenRequests: [],
   blocked: [],
   pageErrors: [],
@@ -119,6 +120,28 @@ try {
     out.viewer.frames.push({ status: r.status(), auth: Boolean(r.request().headers().authorization) });
     await page.waitForTimeout(500);
     await shot('viewer');
+  });
+  // The access token runs out while the viewer is open: oidc-client-ts
+  // renews it with the refresh token, and going back to the study list
+  // searches pacsd with the new one.
+  await step('renewed', async () => {
+    const user = () => page.evaluate(() => {
+      const key = Object.keys(sessionStorage).find((k) => k.startsWith('oidc.user:'));
+      return key ? JSON.parse(sessionStorage.getItem(key)) : null;
+    });
+    const before = await user();
+    if (!before) throw new Error('OHIF keeps no user in sessionStorage');
+    out.renewed.before = before.access_token;
+    const ms = before.expires_at * 1000 - Date.now() + 1500;
+    if (ms > 0) await page.waitForTimeout(ms);
+    record = out.renewed.requests = [];
+    const qido = page.waitForResponse((r) => r.url().startsWith(`${plan.pacsdOrigin}/dicom-web/studies?`) && r.request().method() === 'GET', { timeout: t });
+    await page.locator('[data-cy="return-to-work-list"]').first().click();
+    const r = await qido;
+    out.renewed.qido = { status: r.status(), auth: Boolean(r.request().headers().authorization) };
+    out.renewed.visible = await visible(t);
+    out.renewed.after = (await user())?.access_token ?? '';
+    await shot('renewed');
   });
 } finally {
   await browser.close();
