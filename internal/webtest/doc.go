@@ -11,8 +11,14 @@
 // at the repository root); without it the tests skip, or fail under
 // CI=true, as every test of a real peer does.
 //
-// TestOHIF saves screenshots of what the viewer showed in
-// $PACSD_ARTIFACTS/TestOHIF when PACSD_ARTIFACTS is set, and otherwise in
+// The sign-in tests (TestUISignIn, TestOHIFSignIn) run a real OpenID
+// Connect provider, Ory Hydra, whose login and consent are answered by
+// the test's own app (testpeer.HydraUser): pacsd's page and OHIF sign in
+// with the Authorization Code flow and PKCE, as a user would, without a
+// form to fill in.
+//
+// The browser tests save screenshots of what they showed in
+// $PACSD_ARTIFACTS/TEST when PACSD_ARTIFACTS is set, and otherwise in
 // the test's artifact directory, which `go test -artifacts` keeps; the
 // test logs where they are.
 package webtest
