@@ -85,7 +85,7 @@ function showError(err) {
 // signInPanel is what a visitor without credentials sees.
 function signInPanel(main) {
   const parts = [h('h1', {}, 'Sign in')];
-  if (sessionEnded) parts.push(notice('info', 'Your sign-in has ended', 'It ran out and could not be renewed. Sign in again to go on where you were.'));
+  if (sessionEnded) parts.push(notice('info', 'Your sign-in has ended', 'It ran out and could not be renewed, or pacsd no longer accepts it. Sign in again to go on where you were.'));
   parts.push(h('p', {}, 'This pacsd requires you to sign in before it shows any patient data.'));
   if (config.auth.oidc) {
     parts.push(h('p', {}, h('button', { type: 'button', onclick: () => auth.signIn().catch(showError) }, 'Sign in with your organisation')));
