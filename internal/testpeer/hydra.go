@@ -286,6 +286,14 @@ func (h *Hydra) Token(ctx context.Context, c HydraClient, scopes []string, audie
 	return out.AccessToken, nil
 }
 
+// RevokeConsent revokes every consent subject gave, and with them the
+// access and refresh tokens issued on it: a refresh by a browser app
+// signed in as subject fails from then on.
+func (h *Hydra) RevokeConsent(ctx context.Context, subject string) error {
+	u := h.AdminURL + "/admin/oauth2/auth/sessions/consent?" + url.Values{"subject": {subject}, "all": {"true"}}.Encode()
+	return adminRequest(ctx, h.client, http.MethodDelete, u, nil, nil)
+}
+
 // RotateKeys adds a new key to the set that signs access tokens; Hydra
 // signs new tokens with it and keeps publishing the old one.
 func (h *Hydra) RotateKeys(ctx context.Context, kid string) error {

@@ -54,8 +54,15 @@ type signInResult struct {
 		Token       string
 		SignInShown bool
 	}
-	SignedOutURL string
-	Reader       struct {
+	Revoked struct {
+		Text    string
+		Session bool
+	}
+	SignedOut struct {
+		URL, Text string
+		Session   bool
+	}
+	Reader struct {
 		Who             string
 		Search          []string
 		Study, Other    signInStudy
@@ -89,10 +96,12 @@ const tokenLifespan = 15 * time.Second
 // consent answered by the test's app. Without sign-in the page asks for
 // it and pacsd answers 401. A user with every scope sees both trusts'
 // studies and the delete and correct actions, and the page renews the
-// user's short-lived token while it is used. After signing out, a reader
-// of one trust sees only that trust's studies and no action beyond
-// reading; the reader's token, which cannot be renewed, runs out, and the
-// page asks to sign in again and then comes back to the same study.
+// user's short-lived token while it is used; when Hydra revokes the
+// user's tokens, the page asks to sign in again. A reader of one trust
+// then sees only that trust's studies and no action beyond reading; the
+// reader's token, which cannot be renewed, runs out, and the page asks to
+// sign in again and then comes back to the same study. Signing out ends
+// the session at Hydra too.
 func TestUISignIn(t *testing.T) {
 	needNodeModules(t)
 	testpeer.Need(t, "chromium")
@@ -144,11 +153,18 @@ func TestUISignIn(t *testing.T) {
 	}
 
 	control := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/user" || r.URL.Query().Get("name") != "reader" {
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/user" && r.URL.Query().Get("name") == "reader":
+			h.SetUser(reader)
+		case r.Method == http.MethodPost && r.URL.Path == "/revoke":
+			if err := h.RevokeConsent(r.Context(), full.Subject); err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+		default:
 			http.NotFound(w, r)
 			return
 		}
-		h.SetUser(reader)
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	t.Cleanup(control.Close)
@@ -173,9 +189,10 @@ func TestUISignIn(t *testing.T) {
 		t.Errorf("page error: %s", e)
 	}
 	for _, e := range res.ConsoleErrors {
-		// Chromium logs every 4xx of a fetch: the anonymous QIDO's 401
-		// and the reader's 404 of the other trust's study are meant.
-		if strings.HasPrefix(e.Text, "Failed to load resource") && strings.HasPrefix(e.URL, p.origin()) {
+		// Chromium logs every 4xx of a fetch: the anonymous QIDO's 401,
+		// the reader's 404 of the other trust's study and Hydra's refusal
+		// of the revoked refresh token are meant.
+		if strings.HasPrefix(e.Text, "Failed to load resource") && (strings.HasPrefix(e.URL, p.origin()) || e.URL == h.Issuer+"oauth2/token") {
 			continue
 		}
 		t.Errorf("console error: %s (%s)", e.Text, e.URL)
@@ -230,6 +247,13 @@ func TestUISignIn(t *testing.T) {
 		}
 	})
 
+	t.Run("revoked", func(t *testing.T) {
+		r := res.Revoked
+		if !strings.Contains(r.Text, "Your sign-in has ended") || r.Session {
+			t.Errorf("once Hydra revoked the tokens the page shows %q, keeps a session %v", r.Text, r.Session)
+		}
+	})
+
 	t.Run("reader of one trust", func(t *testing.T) {
 		r := res.Reader
 		if !strings.Contains(r.Who, "Dr Reader") || !strings.Contains(r.Who, "RXH") {
@@ -264,6 +288,9 @@ func TestUISignIn(t *testing.T) {
 		}
 		if !strings.Contains(e.Who, "Dr Reader") || !strings.HasPrefix(e.Hash, "#/study/"+plan.Studies.RXH) || e.Heading != "Trust, RXH" {
 			t.Errorf("signed in again as %q at %q, heading %q", e.Who, e.Hash, e.Heading)
+		}
+		if s := res.SignedOut; s.Session || !strings.HasPrefix(s.URL, p.origin()+"/") || !strings.Contains(s.Text, "Sign in with your organisation") {
+			t.Errorf("after signing out: at %s, session kept %v, page %q", s.URL, s.Session, s.Text)
 		}
 		// The full user once, the reader twice; renewing asked nobody.
 		if n := h.Logins(); n != 3 {

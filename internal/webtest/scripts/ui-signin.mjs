@@ -21,6 +21,7 @@ const out = {
   anonymous: {},
   full: {},
   renewed: {},
+  revoked: {},
   reader: {},
   expired: {},
   tokenRequests: [],
@@ -64,8 +65,8 @@ async function mainText() {
   return page.$eval('main', (m) => m.innerText);
 }
 
-async function signInPanel() {
-  await page.waitForSelector('main h1:text("Sign in")', { timeout: t });
+async function signInPanel(timeout = t) {
+  await page.waitForSelector('main h1:text("Sign in")', { timeout });
 }
 
 // signIn presses the page's sign-in button and waits until the provider
@@ -170,12 +171,16 @@ try {
     out.renewed.signInShown = (await page.$('main h1:text("Sign in")')) !== null;
   });
 
-  await step('sign-out', async () => {
-    await page.getByRole('button', { name: 'Sign out' }).click();
-    await signInPanel();
-    out.signedOutURL = page.url();
-    const r = await fetch(`${plan.control}/user?name=reader`, { method: 'POST' });
-    if (!r.ok) throw new Error(`switching the user: ${r.status}`);
+  // The provider revokes the user's tokens: the next renewal fails, and
+  // the page asks to sign in again by itself.
+  await step('revoked', async () => {
+    const r = await fetch(`${plan.control}/revoke`, { method: 'POST' });
+    if (!r.ok) throw new Error(`revoking: ${r.status}`);
+    await signInPanel(2 * t);
+    out.revoked.text = await mainText();
+    out.revoked.session = Boolean(await session());
+    const u = await fetch(`${plan.control}/user?name=reader`, { method: 'POST' });
+    if (!u.ok) throw new Error(`switching the user: ${u.status}`);
   });
 
   await step('reader', async () => {
@@ -202,6 +207,11 @@ try {
     out.expired.hash = await page.evaluate(() => location.hash);
     await page.waitForFunction(() => document.querySelector('main')?.dataset.page === 'study', null, { timeout: t });
     out.expired.heading = await page.$eval('main h1', (e) => e.textContent.trim());
+  });
+  await step('sign-out', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await signInPanel();
+    out.signedOut = { url: page.url(), session: Boolean(await session()), text: await mainText() };
   });
 } finally {
   await browser.close();
