@@ -38,7 +38,7 @@ type HydraOptions struct {
 	// User is who the login and consent app signs browsers in as, until
 	// Hydra.SetUser changes it. Every Hydra has the app: the
 	// Authorization Code flow of browser clients (PublicClient) goes
-	// through it.
+	// through it. Without a Subject, every sign-in fails.
 	User HydraUser
 	// CORSOrigins are the origins whose pages may call Hydra's public
 	// endpoints (discovery, keys, token) from a browser: origins, or

@@ -86,6 +86,10 @@ func (a *loginApp) login(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	user := a.user
 	a.mu.Unlock()
+	if user.Subject == "" {
+		a.fail(w, errors.New("testpeer: hydra login app: no user to sign in (HydraOptions.User, Hydra.SetUser)"))
+		return
+	}
 	// Not remembered: each sign-in comes back here, so that a test may
 	// change the user between two.
 	var out struct {
