@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pacsd/pacsd/internal/testpeer"
 )
 
 // ohifPlan is what scripts/ohif.mjs does.
@@ -95,15 +93,8 @@ type pacsdRequest struct {
 // viewer must draw its image, without any request to pacsd failing.
 func TestOHIF(t *testing.T) {
 	needNodeModules(t)
-	testpeer.Need(t, "chromium")
-	chromium, err := testpeer.Lookup("chromium")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dist := filepath.Join(webDir(t), "node_modules", ".ohif", "dist")
-	if _, err := os.Stat(filepath.Join(dist, "index.html")); err != nil {
-		t.Fatalf("the OHIF viewer is not installed (npm ci runs scripts/install-ohif.mjs): %v", err)
-	}
+	chromium := needChromium(t)
+	dist := ohifDist(t)
 	var ohifPkg struct{ Name, Version string }
 	if b, err := os.ReadFile(filepath.Join(dist, "..", "package.json")); err == nil {
 		_ = json.Unmarshal(b, &ohifPkg)

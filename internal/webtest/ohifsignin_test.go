@@ -3,7 +3,6 @@ package webtest
 import (
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -76,15 +75,8 @@ type ohifSignInResult struct {
 // nothing from pacsd but 401s.
 func TestOHIFSignIn(t *testing.T) {
 	needNodeModules(t)
-	testpeer.Need(t, "chromium")
-	chromium, err := testpeer.Lookup("chromium")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dist := filepath.Join(webDir(t), "node_modules", ".ohif", "dist")
-	if _, err := os.Stat(filepath.Join(dist, "index.html")); err != nil {
-		t.Fatalf("the OHIF viewer is not installed (npm ci runs scripts/install-ohif.mjs): %v", err)
-	}
+	chromium := needChromium(t)
+	dist := ohifDist(t)
 	h := testpeer.StartHydraT(t, testpeer.HydraOptions{
 		User:        testpeer.HydraUser{Subject: "dr-viewer", Name: "Dr Viewer", Scopes: []string{"offline_access", "read"}},
 		CORSOrigins: []string{"*"}, // the viewer's port is not known yet
@@ -98,7 +90,7 @@ func TestOHIFSignIn(t *testing.T) {
 	origin := func(s *httptest.Server) string { return "http://" + s.Listener.Addr().String() }
 	p := startPacsd(t, "--http-auth", "oidc", "--oidc-issuer", h.Issuer, "--oidc-audience", "pacsd", "--oidc-leeway", "1s",
 		"--cors-origins", origin(signedIn)+","+origin(anonymous))
-	err = h.CreatePublicClient(t.Context(), testpeer.PublicClient{
+	err := h.CreatePublicClient(t.Context(), testpeer.PublicClient{
 		ID:                     "ohif-viewer",
 		RedirectURIs:           []string{origin(signedIn) + "/callback"},
 		PostLogoutRedirectURIs: []string{origin(signedIn) + "/logout-redirect"},
@@ -163,17 +155,8 @@ func TestOHIFSignIn(t *testing.T) {
 		plan.PatientNames = append(plan.PatientNames, formatPN(n))
 	}
 	var res ohifSignInResult
-	runNode(t, 3*time.Minute, "ohif-signin.mjs", plan, &res)
-	t.Logf("screenshots in %s", artifacts)
-	t.Logf("token requests to Hydra: %q", res.TokenRequests)
-	for _, f := range h.LoginFailures() {
-		t.Errorf("Hydra's login app: %s", f)
-	}
-	for name, e := range res.Steps {
-		if e != nil {
-			t.Errorf("step %s: %s", name, *e)
-		}
-	}
+	runNode(t, 4*time.Minute, "ohif-signin.mjs", plan, &res)
+	checkSignInRun(t, h, artifacts, res.TokenRequests, res.Steps)
 	for _, e := range res.PageErrors {
 		t.Logf("page error: %s", e)
 	}

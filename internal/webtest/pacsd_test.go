@@ -339,6 +339,29 @@ func needNodeModules(t *testing.T) {
 	t.Skipf("%s; run `make test`, which installs them (npm ci)", msg)
 }
 
+// needChromium returns the path of Debian's Chromium, skipping or failing
+// the test as testpeer.Need does when it is not installed.
+func needChromium(t *testing.T) string {
+	t.Helper()
+	testpeer.Need(t, "chromium")
+	path, err := testpeer.Lookup("chromium")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// ohifDist returns the directory of the OHIF viewer's built files, which
+// npm ci installs with the node project.
+func ohifDist(t *testing.T) string {
+	t.Helper()
+	dist := filepath.Join(webDir(t), "node_modules", ".ohif", "dist")
+	if _, err := os.Stat(filepath.Join(dist, "index.html")); err != nil {
+		t.Fatalf("the OHIF viewer is not installed (npm ci runs scripts/install-ohif.mjs): %v", err)
+	}
+	return dist
+}
+
 // runNode runs a script of scripts/ with node, handing it plan as a JSON
 // file, and decodes the JSON it prints into result. The script's standard
 // error, where the clients log, is logged with the test.

@@ -133,11 +133,7 @@ type uiResult struct {
 // 4.5:1, and nothing wider than a 1366×768 screen.
 func TestUI(t *testing.T) {
 	needNodeModules(t)
-	testpeer.Need(t, "chromium")
-	chromium, err := testpeer.Lookup("chromium")
-	if err != nil {
-		t.Fatal(err)
-	}
+	chromium := needChromium(t)
 	c := loadCorpus(t)
 	scp := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{AET: "STORESCP", Args: []string{"+B"}})
 	p := startPacsd(t, "--remote-ae", "STORESCP="+scp.Addr, "--ohif-url", "http://127.0.0.1:9/ohif")

@@ -85,6 +85,24 @@ type signInResult struct {
 	Screenshots   []string
 }
 
+// checkSignInRun logs where a sign-in script left its screenshots and
+// what it asked Hydra's token endpoint, and fails the test for each
+// challenge Hydra's login app could not answer and each step of the
+// script that failed.
+func checkSignInRun(t *testing.T, h *testpeer.Hydra, artifacts string, tokenRequests []string, steps map[string]*string) {
+	t.Helper()
+	t.Logf("screenshots in %s", artifacts)
+	t.Logf("token requests to Hydra: %q", tokenRequests)
+	for _, f := range h.LoginFailures() {
+		t.Errorf("Hydra's login app: %s", f)
+	}
+	for name, e := range steps {
+		if e != nil {
+			t.Errorf("step %s: %s", name, *e)
+		}
+	}
+}
+
 // tokenLifespan is how long Hydra's access tokens live in TestUISignIn:
 // short, so that they run out while the page is used, and long enough
 // for a sign-in and a search on a busy machine.
@@ -104,11 +122,7 @@ const tokenLifespan = 15 * time.Second
 // the session at Hydra too.
 func TestUISignIn(t *testing.T) {
 	needNodeModules(t)
-	testpeer.Need(t, "chromium")
-	chromium, err := testpeer.Lookup("chromium")
-	if err != nil {
-		t.Fatal(err)
-	}
+	chromium := needChromium(t)
 	full := testpeer.HydraUser{Subject: "dr-full", Name: "Dr Full", Scopes: []string{"offline_access", "read", "write", "delete"}}
 	reader := testpeer.HydraUser{Subject: "dr-reader", Name: "Dr Reader", Scopes: []string{"read"}, Issuers: []string{"RXH"}}
 	h := testpeer.StartHydraT(t, testpeer.HydraOptions{
@@ -122,7 +136,7 @@ func TestUISignIn(t *testing.T) {
 	})
 	p := startPacsd(t, "--http-auth", "oidc", "--oidc-issuer", h.Issuer, "--oidc-audience", "pacsd", "--oidc-leeway", "1s",
 		"--ui-client-id", "pacsd-ui", "--ui-scopes", "offline_access,read,write,delete")
-	err = h.CreatePublicClient(t.Context(), testpeer.PublicClient{
+	err := h.CreatePublicClient(t.Context(), testpeer.PublicClient{
 		ID:                     "pacsd-ui",
 		RedirectURIs:           []string{p.origin() + "/"},
 		PostLogoutRedirectURIs: []string{p.origin() + "/"},
@@ -174,17 +188,7 @@ func TestUISignIn(t *testing.T) {
 	plan.SearchName, plan.ScreenshotDir, plan.TimeoutMS = "Trust*", artifacts, 20000
 	var res signInResult
 	runNode(t, 3*time.Minute, "ui-signin.mjs", plan, &res)
-	t.Logf("screenshots in %s", artifacts)
-	t.Logf("token requests to Hydra: %q", res.TokenRequests)
-
-	for _, f := range h.LoginFailures() {
-		t.Errorf("Hydra's login app: %s", f)
-	}
-	for name, e := range res.Steps {
-		if e != nil {
-			t.Errorf("step %s: %s", name, *e)
-		}
-	}
+	checkSignInRun(t, h, artifacts, res.TokenRequests, res.Steps)
 	for _, e := range res.PageErrors {
 		t.Errorf("page error: %s", e)
 	}

@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { chromium } from 'playwright-core';
+import { launch, loopbackOnly } from './browser.mjs';
 
 console.log = console.error;
 
@@ -28,11 +28,7 @@ const out = {
   screenshots: [],
 };
 
-const browser = await chromium.launch({
-  executablePath: plan.chromium,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch(plan.chromium);
 
 let page;
 let record = null; // where the responses of pacsd go
@@ -71,12 +67,7 @@ async function visible(ms) {
 
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  await context.route('**/*', (route) => {
-    const u = new URL(route.request().url());
-    if (u.hostname === '127.0.0.1' || u.protocol === 'data:' || u.protocol === 'blob:') return route.continue();
-    out.blocked.push(route.request().url());
-    return route.abort('blockedbyclient');
-  });
+  await loopbackOnly(context, out.blocked);
   await context.addInitScript(() => localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour'])));
   page = await context.newPage();
   page.on('request', (req) => {

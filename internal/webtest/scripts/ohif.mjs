@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { chromium } from 'playwright-core';
+import { launch, loopbackOnly } from './browser.mjs';
 
 console.log = console.error;
 
@@ -49,33 +49,11 @@ const out = {
   pageErrors: [],
 };
 
-const browser = await chromium.launch({
-  executablePath: plan.chromium,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
+const browser = await launch(plan.chromium);
 
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  // Only loopback is reachable here, and the test is about pacsd: a
-  // request anywhere else (a font, a telemetry beacon) is refused at
-  // once instead of waiting for a network that is not there.
-  await context.route('**/*', (route) => {
-    const url = new URL(route.request().url());
-    if (url.hostname === '127.0.0.1' || url.protocol === 'data:' || url.protocol === 'blob:') {
-      return route.continue();
-    }
-    out.blocked.push(route.request().url());
-    return route.abort('blockedbyclient');
-  });
+  await loopbackOnly(context, out.blocked);
 
   // The onboarding tour would cover the image in the screenshots.
   await context.addInitScript(() => localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour'])));

@@ -10,18 +10,14 @@
 // how many times to run each; the searches alternate, rep by rep.
 import { readFileSync } from 'node:fs';
 
-import { chromium } from 'playwright-core';
+import { launch, loopbackOnly } from './browser.mjs';
 
 console.log = console.error;
 
 const plan = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const out = { searches: {}, errors: [] };
 
-const browser = await chromium.launch({
-  executablePath: plan.chromium,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch(plan.chromium);
 
 // painted waits for the list drawn after the last navigation, then for
 // the frame that shows it, and returns the page's clock then.
@@ -42,7 +38,7 @@ const painted = (page) => page.evaluate(() => new Promise((resolve, reject) => {
 
 try {
   const context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
-  await context.route('**/*', (route) => (new URL(route.request().url()).hostname === '127.0.0.1' ? route.continue() : route.abort()));
+  await loopbackOnly(context);
   const page = await context.newPage();
   for (const s of plan.searches) out.searches[s.name] = { load: [], search: [], rows: 0 };
   for (let rep = 0; rep < plan.reps; rep += 1) {

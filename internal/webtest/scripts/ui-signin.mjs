@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { chromium } from 'playwright-core';
+import { launch, loopbackOnly } from './browser.mjs';
 
 console.log = console.error;
 
@@ -32,11 +32,7 @@ const out = {
   screenshots: [],
 };
 
-const browser = await chromium.launch({
-  executablePath: plan.chromium,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch(plan.chromium);
 
 let page;
 
@@ -116,12 +112,7 @@ async function waitPast(s) {
 
 try {
   const context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
-  await context.route('**/*', (route) => {
-    const u = new URL(route.request().url());
-    if (u.hostname === '127.0.0.1' || u.protocol === 'data:' || u.protocol === 'blob:') return route.continue();
-    out.otherHosts.push(route.request().url());
-    return route.abort('blockedbyclient');
-  });
+  await loopbackOnly(context, out.otherHosts);
   page = await context.newPage();
   page.on('request', (req) => {
     const u = new URL(req.url());

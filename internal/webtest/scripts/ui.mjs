@@ -9,7 +9,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { chromium } from 'playwright-core';
+import { launch, loopbackOnly } from './browser.mjs';
 
 console.log = console.error;
 
@@ -37,11 +37,7 @@ const out = {
   screenshots: [],
 };
 
-const browser = await chromium.launch({
-  executablePath: plan.chromium,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch(plan.chromium);
 
 // step runs one part of the walk; a failure is recorded and the walk
 // goes on with the next part.
@@ -239,12 +235,7 @@ async function until(fn, what) {
 
 try {
   const context = await browser.newContext({ viewport: { width: 1366, height: 768 }, acceptDownloads: true });
-  await context.route('**/*', (route) => {
-    const u = new URL(route.request().url());
-    if (u.hostname === '127.0.0.1' || u.protocol === 'data:' || u.protocol === 'blob:') return route.continue();
-    out.otherHosts.push(route.request().url());
-    return route.abort('blockedbyclient');
-  });
+  await loopbackOnly(context, out.otherHosts);
   page = await context.newPage();
   page.on('response', (resp) => {
     const u = new URL(resp.url());
