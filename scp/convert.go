@@ -121,38 +121,19 @@ func (s *QR) convert(ctx context.Context, reg *codec.Registry, in *index.Instanc
 	if err != nil {
 		return nil, err
 	}
-	pr, pw := io.Pipe()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, err := reg.Transcode(ctx, pw, stored, in.TransferSyntaxUID, ts, opts)
-		if err != nil {
-			err = fmt.Errorf("converting %s from %s to %s: %w", in.SOPInstanceUID, uid.Name(in.TransferSyntaxUID), uid.Name(ts), err)
-		}
-		pw.CloseWithError(err)
-	}()
-	c := &converted{pr: pr, done: done, stored: stored}
+	conv := reg.TranscodeReader(ctx, stored, in.TransferSyntaxUID, ts, opts)
+	// The head grows with what the conversion writes, up to holdBack.
 	var head bytes.Buffer
-	if _, err := io.CopyN(&head, pr, holdBack); err != nil && err != io.EOF {
-		c.Close()
-		return nil, err
+	if _, err := io.CopyN(&head, conv, holdBack); err != nil && err != io.EOF {
+		conv.Close()
+		return nil, fmt.Errorf("%s: %w", in.SOPInstanceUID, err)
 	}
-	c.r = io.MultiReader(&head, pr)
-	return c, nil
+	return &converted{Reader: io.MultiReader(&head, conv), Closer: conv}, nil
 }
 
-// converted is a data set being converted; Close stops the conversion.
+// converted is a data set being converted, its first bytes held back;
+// Close stops the conversion.
 type converted struct {
-	r      io.Reader
-	pr     *io.PipeReader
-	done   chan struct{}
-	stored io.Closer
-}
-
-func (c *converted) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-func (c *converted) Close() error {
-	c.pr.Close() // ends the conversion at its next write
-	<-c.done
-	return c.stored.Close()
+	io.Reader
+	io.Closer
 }

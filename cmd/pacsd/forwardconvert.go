@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/codec"
-	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/route"
 )
@@ -40,31 +38,5 @@ func (o codecObjects) OpenDataset(ctx context.Context, in *index.Instance, ts st
 		return fm, nil, err
 	}
 	fm.TransferSyntaxUID = ts
-	pr, pw := io.Pipe()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer stored.Close()
-		_, err := o.codecs.Transcode(ctx, pw, stored, from, ts, codec.TranscodeOptions{})
-		if err != nil {
-			err = fmt.Errorf("converting %s from %s to %s: %w", in.SOPInstanceUID, uid.Name(from), uid.Name(ts), err)
-		}
-		pw.CloseWithError(err)
-	}()
-	return fm, &pipedDataset{pr: pr, done: done}, nil
-}
-
-// pipedDataset is the reading end of a conversion; Close ends the
-// conversion and waits for it, so that nothing outlives the send.
-type pipedDataset struct {
-	pr   *io.PipeReader
-	done chan struct{}
-}
-
-func (p *pipedDataset) Read(b []byte) (int, error) { return p.pr.Read(b) }
-
-func (p *pipedDataset) Close() error {
-	p.pr.Close()
-	<-p.done
-	return nil
+	return fm, o.codecs.TranscodeReader(ctx, stored, from, ts, codec.TranscodeOptions{}), nil
 }

@@ -6,11 +6,11 @@ package codec
 #include <stdlib.h>
 int pacsd_jpeg_decode8(const unsigned char *src, size_t n, int want_w, int want_h, int want_c,
 	int convert, unsigned char *dst, size_t dst_size, int *info, char *err, size_t errlen);
-int pacsd_jpeg_encode8(const unsigned char *src, int w, int h, int c, int ybr, int quality,
+int pacsd_jpeg_encode8(const unsigned char *src, int w, int h, int c, int ybr, int quality, int optimize,
 	unsigned char **out, size_t *out_len, char *err, size_t errlen);
 int pacsd_jpeg_decode12(const unsigned char *src, size_t n, int want_w, int want_h, int want_c,
 	int convert, unsigned char *dst, size_t dst_size, int *info, char *err, size_t errlen);
-int pacsd_jpeg_encode12(const unsigned char *src, int w, int h, int c, int ybr, int quality,
+int pacsd_jpeg_encode12(const unsigned char *src, int w, int h, int c, int ybr, int quality, int optimize,
 	unsigned char **out, size_t *out_len, char *err, size_t errlen);
 */
 import "C"
@@ -28,6 +28,10 @@ type jpegCodec struct {
 	lim     Limits
 	quality int
 	maxBits int
+	// quick leaves out the optimized Huffman tables, a second pass over
+	// the image that makes it a few percent smaller: for rendered images,
+	// which are made for one response and not kept.
+	quick bool
 }
 
 func (jpegCodec) Lossy() bool    { return true }
@@ -153,15 +157,15 @@ func (c jpegCodec) Encode(dst, src []byte, im Image) ([]byte, Image, error) {
 	ybr := cbool(photometric == YBRFull)
 	switch {
 	case im.BitsAllocated == 8:
-		rc = C.pacsd_jpeg_encode8(cs, w, h, spp, ybr, C.int(c.quality), &out, &n, &msg[0], C.size_t(len(msg)))
+		rc = C.pacsd_jpeg_encode8(cs, w, h, spp, ybr, C.int(c.quality), cbool(!c.quick), &out, &n, &msg[0], C.size_t(len(msg)))
 	case im.BitsStored <= 8 && c.maxBits == 8:
 		narrow := make([]byte, len(src)/2)
 		for i := range narrow {
 			narrow[i] = src[2*i]
 		}
-		rc = C.pacsd_jpeg_encode8((*C.uchar)(unsafe.Pointer(&narrow[0])), w, h, spp, ybr, C.int(c.quality), &out, &n, &msg[0], C.size_t(len(msg)))
+		rc = C.pacsd_jpeg_encode8((*C.uchar)(unsafe.Pointer(&narrow[0])), w, h, spp, ybr, C.int(c.quality), cbool(!c.quick), &out, &n, &msg[0], C.size_t(len(msg)))
 	default:
-		rc = C.pacsd_jpeg_encode12(cs, w, h, spp, ybr, C.int(c.quality), &out, &n, &msg[0], C.size_t(len(msg)))
+		rc = C.pacsd_jpeg_encode12(cs, w, h, spp, ybr, C.int(c.quality), cbool(!c.quick), &out, &n, &msg[0], C.size_t(len(msg)))
 	}
 	if rc != 0 {
 		return dst, im, fmt.Errorf("codec: JPEG encoding: %s", C.GoString(&msg[0]))

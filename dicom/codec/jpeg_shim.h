@@ -168,16 +168,16 @@ int FN(pacsd_jpeg_decode)(const unsigned char *src, size_t n, int want_w, int wa
 
 /*
  * encode encodes one colour-by-pixel frame of bytes_per_sample samples,
- * little endian. ybr says the components are YCbCr already; colour frames
+ * little endian. ybr says the components are YCbCr already; optimize
+ * asks for Huffman tables made for the image (a second pass); colour frames
  * are written as YCbCr with 4:2:2 subsampling, as YBR_FULL_422 requires.
  * On success *out is a malloc'd buffer of *out_len bytes the caller frees.
  */
-int FN(pacsd_jpeg_encode)(const unsigned char *src, int w, int h, int c, int ybr, int quality,
+int FN(pacsd_jpeg_encode)(const unsigned char *src, int w, int h, int c, int ybr, int quality, int optimize,
 		unsigned char **out, size_t *out_len, char *err, size_t errlen) {
 	struct jpeg_compress_struct cinfo;
 	struct FN(err) jerr;
 	struct FN(dst) d;
-	JSAMPARRAY row;
 	memset(&cinfo, 0, sizeof cinfo);
 	memset(&d, 0, sizeof d);
 	cinfo.err = jpeg_std_error(&jerr.pub);
@@ -214,22 +214,31 @@ int FN(pacsd_jpeg_encode)(const unsigned char *src, int w, int h, int c, int ybr
 	cinfo.write_JFIF_header = FALSE;
 	cinfo.dct_method = JDCT_ISLOW;
 	jpeg_set_quality(&cinfo, quality, TRUE);
-	cinfo.optimize_coding = TRUE;
+	cinfo.optimize_coding = optimize ? TRUE : FALSE;
 	jpeg_start_compress(&cinfo, TRUE);
 	size_t stride = (size_t)w * c;
 	size_t bps = BITS_IN_JSAMPLE > 8 ? 2 : 1;
-	row = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, stride, 1);
+#if BITS_IN_JSAMPLE > 8
+	JSAMPARRAY row = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, stride, 1);
 	while (cinfo.next_scanline < cinfo.image_height) {
 		const unsigned char *in = src + (size_t)cinfo.next_scanline * stride * bps;
 		for (size_t i = 0; i < stride; i++) {
-#if BITS_IN_JSAMPLE > 8
 			row[0][i] = (JSAMPLE)((in[2 * i] | (in[2 * i + 1] << 8)) & 0x0FFF);
-#else
-			row[0][i] = in[i];
-#endif
 		}
 		jpeg_write_scanlines(&cinfo, row, 1);
 	}
+#else
+	(void)bps;
+	/* 8-bit samples are JSAMPLEs already: the rows are read in place. */
+	JSAMPROW rows[16];
+	while (cinfo.next_scanline < cinfo.image_height) {
+		JDIMENSION n = 0;
+		for (; n < 16 && cinfo.next_scanline + n < cinfo.image_height; n++) {
+			rows[n] = (JSAMPROW)(src + (size_t)(cinfo.next_scanline + n) * stride);
+		}
+		jpeg_write_scanlines(&cinfo, rows, n);
+	}
+#endif
 	jpeg_finish_compress(&cinfo);
 	*out = d.buf;
 	*out_len = d.cap - d.pub.free_in_buffer;

@@ -622,7 +622,7 @@ func (c *recoder) run() (Result, error) {
 }
 
 // pixelData converts the Pixel Data element whose header has been read.
-func (c *recoder) pixelData(vr string, n uint32) error {
+func (c *recoder) pixelData(vr string, n uint32) (err error) {
 	in := c.im
 	if in.SamplesPerPixel == 0 {
 		in.SamplesPerPixel = 1
@@ -671,8 +671,10 @@ func (c *recoder) pixelData(vr string, n uint32) error {
 			return buf, nil
 		}
 		defer func() {
-			if left > 0 {
-				c.discard(left) // padding after the last frame
+			// The padding after the last frame; after a failure, which
+			// ends the conversion, nothing more is read.
+			if err == nil && left > 0 {
+				err = c.discard(left)
 			}
 		}()
 	}
@@ -711,7 +713,6 @@ func (c *recoder) pixelData(vr string, n uint32) error {
 		}
 		return c.item(fo.data)
 	}
-	var err error
 	if workers > 1 {
 		err = c.convertParallel(frames, workers, in, next, write)
 	} else {
@@ -890,8 +891,12 @@ func (c *recoder) item(v []byte) error {
 	n := len(v) + len(v)%2
 	h := binary.LittleEndian.AppendUint32([]byte{0xFE, 0xFF, 0x00, 0xE0}, uint32(n))
 	w := c.out()
-	w.Write(h)
-	w.Write(v)
+	if _, err := w.Write(h); err != nil {
+		return err
+	}
+	if _, err := w.Write(v); err != nil {
+		return err
+	}
 	if len(v)%2 == 1 {
 		_, err := w.Write([]byte{0})
 		return err
