@@ -302,8 +302,19 @@ func TestBulkDataCompressedMultiframe(t *testing.T) {
 		t.Errorf("%d parts, want one of the %d bytes of the native pixel data", len(ps), len(want))
 	}
 	resp, b = get(t, md[0]["7FE00010"].BulkDataURI, "Accept", `multipart/related; type="image/jls"`)
-	if _, ps := parts(t, resp, b); len(ps) != 2 {
-		t.Errorf("%d image/jls parts, want one a frame", len(ps))
+	_, ps := parts(t, resp, b)
+	if len(ps) != 2 {
+		t.Fatalf("%d image/jls parts, want one a frame", len(ps))
+	}
+	// Each part is its own frame, though the server converts them one
+	// after the other in the same buffers.
+	frames := pixelFrames(t, nativeOf(t, rle))
+	im := codec.Image{Rows: 100, Columns: 100, SamplesPerPixel: 3, BitsAllocated: 8, BitsStored: 8, PhotometricInterpretation: "RGB"}
+	for i, p := range ps {
+		native, _, err := codec.New(codec.Options{}).TranscodeFrame(nil, p.data, uid.JPEGLSLossless, uid.ExplicitVRLittleEndian, im)
+		if err != nil || !bytes.Equal(native, frames[i]) {
+			t.Errorf("image/jls part %d: pixel values differ from frame %d's (%v)", i+1, i+1, err)
+		}
 	}
 	if resp, _ := get(t, md[0]["7FE00010"].BulkDataURI, "Accept", `image/dicom-rle`); resp.StatusCode != 406 {
 		t.Errorf("two frames as one image/dicom-rle body: %d, want 406", resp.StatusCode)

@@ -258,6 +258,9 @@ type frameConverter struct {
 	im       codec.Image
 	limit    int64 // bound of a stored frame's size
 	release  func()
+	// stored and converted are reused from frame to frame: the parts
+	// are read in turn, each to its end before the next is converted.
+	stored, converted []byte
 }
 
 func (s *Server) newFrameConverter(ctx context.Context, ds *dicom.Dataset, md *archive.Metadata, list []int, from, to string) (*frameConverter, error) {
@@ -293,17 +296,25 @@ func (s *Server) newFrameConverter(ctx context.Context, ds *dicom.Dataset, md *a
 	return &frameConverter{codecs: s.Codecs, from: from, to: to, im: im, limit: limit, release: release}, nil
 }
 
-// convert reads a stored frame of size bytes and converts it.
+// convert reads a stored frame of size bytes and converts it. What it
+// returns is overwritten by the next call.
 func (fc *frameConverter) convert(r io.Reader, size int64) ([]byte, error) {
 	if size > fc.limit {
 		return nil, fmt.Errorf("%w: a stored frame of %d bytes for %dx%d pixels", codec.ErrMalformed, size, fc.im.Columns, fc.im.Rows)
 	}
-	src := make([]byte, size)
+	if int64(cap(fc.stored)) < size {
+		fc.stored = make([]byte, size)
+	}
+	src := fc.stored[:size]
 	if _, err := io.ReadFull(r, src); err != nil {
 		return nil, err
 	}
-	out, _, err := fc.codecs.TranscodeFrame(nil, src, fc.from, fc.to, fc.im)
-	return out, err
+	out, _, err := fc.codecs.TranscodeFrame(fc.converted[:0], src, fc.from, fc.to, fc.im)
+	if err != nil {
+		return nil, err
+	}
+	fc.converted = out
+	return out, nil
 }
 
 // convertedFrame is a frame converted when first read.
