@@ -107,23 +107,34 @@ func measureRendered(ctx context.Context, out io.Writer, tmp, bin string, n, rep
 			}
 		}
 	}
-	fmt.Fprintf(out, "\nWADO-RS rendering over HTTP: 512x512 CT slices, 12 bits stored in 16, as image/jpeg; %d requests each, alternating between peers\n", reps)
+	fmt.Fprintf(out, "\nWADO-RS rendering over HTTP: 512x512 CT slices, 12 bits stored in 16, as image/jpeg; %d requests each, alternating between peers (load average %s)\n", reps, loadAverage())
+	fmt.Fprintf(out, "  %-36s %-22s %-22s %-14s %s\n", "", "pacsd p50 / p95 ms", "Orthanc p50 / p95 ms", "Orthanc/pacsd", "target (pacsd p50)")
 	targetsMS := []float64{10, 10, 50}
 	for ri, r := range requests {
+		p50 := map[string]float64{}
+		cells := map[string]string{}
 		for _, tg := range targets {
 			xs := times[tg.name+" "+r.what]
 			if len(xs) == 0 {
-				fmt.Fprintf(out, "  %-36s %-8s not served\n", r.what, tg.name)
+				cells[tg.name] = "not served"
 				continue
 			}
 			slices.Sort(xs)
-			p50, p95 := median(xs), xs[min(len(xs)-1, len(xs)*95/100)]
-			verdict := ""
-			if tg.name == "pacsd" {
-				verdict = fmt.Sprintf("target p50 ≤ %.0f ms: %s", targetsMS[ri], map[bool]string{true: "met", false: "NOT met"}[p50 <= targetsMS[ri]])
-			}
-			fmt.Fprintf(out, "  %-36s %-8s p50 %7.2f ms  p95 %7.2f ms  %s\n", r.what, tg.name, p50, p95, verdict)
+			p50[tg.name] = median(xs)
+			cells[tg.name] = fmt.Sprintf("%7.2f / %7.2f", p50[tg.name], xs[min(len(xs)-1, len(xs)*95/100)])
 		}
+		switch {
+		case !orthanc:
+			cells["orthanc"] = "not measured"
+		case cells["orthanc"] == "":
+			cells["orthanc"] = "not served"
+		}
+		ratio := "-"
+		if o, ok := p50["orthanc"]; ok && p50["pacsd"] > 0 {
+			ratio = fmt.Sprintf("%.2f×", o/p50["pacsd"])
+		}
+		verdict := fmt.Sprintf("≤ %.0f ms: %s", targetsMS[ri], map[bool]string{true: "met", false: "NOT met"}[p50["pacsd"] <= targetsMS[ri]])
+		fmt.Fprintf(out, "  %-36s %-22s %-22s %-14s %s\n", r.what, cells["pacsd"], cells["orthanc"], ratio, verdict)
 	}
 	if !orthanc {
 		fmt.Fprintf(out, "  Orthanc: not measured (-skip-orthanc)\n")
