@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"io"
-	"math"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -25,35 +23,11 @@ import (
 	"github.com/pacsd/pacsd/storage/mem"
 )
 
-// ctPixels is a 512×512 CT slice of 12 bits stored in 16: a body of
-// soft tissue with an organ, and noise, which compresses as real CT does
-// (a gradient would compress to nothing and flatter the decoder).
-func ctPixels() []byte {
-	pix := make([]byte, 0, 512*512*2)
-	seed := uint32(1)
-	for y := range 512 {
-		for x := range 512 {
-			dx, dy := float64(x-256)/200, float64(y-256)/160
-			v := 0.0
-			if dx*dx+dy*dy < 1 {
-				v = 0.45 + 0.05*math.Sin(float64(x)/17)*math.Cos(float64(y)/23)
-				if ox, oy := float64(x-200)/50, float64(y-240)/40; ox*ox+oy*oy < 1 {
-					v = 0.6
-				}
-			}
-			seed = seed*1664525 + 1013904223
-			v = v*4095 + float64(seed>>28) - 8
-			pix = binary.LittleEndian.AppendUint16(pix, uint16(min(max(v, 0), 4095)))
-		}
-	}
-	return pix
-}
-
 // ctInstance returns a 512×512 CT slice as a Part-10 file in syntax ts,
 // and its path under /dicom-web.
 func ctInstance(tb testing.TB, ts string) ([]byte, string) {
 	tb.Helper()
-	in := dcmgen.Instance{Rows: 512, Columns: 512, Pixels: bytes.NewReader(ctPixels())}
+	in := dcmgen.Instance{Rows: 512, Columns: 512, Pixels: bytes.NewReader(dcmgen.CTPixels(512, 512))}
 	var f bytes.Buffer
 	if _, err := dcmgen.WriteFile(&f, &in); err != nil {
 		tb.Fatal(err)

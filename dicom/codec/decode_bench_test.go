@@ -6,32 +6,12 @@ import (
 	"encoding/binary"
 	"image"
 	"io"
-	"math"
 	"testing"
 
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/internal/dcmgen"
 )
-
-// ctFrame is a 512×512 CT slice of 12 bits stored in 16, with noise, so
-// that it compresses as real CT does.
-func ctFrame() []byte {
-	pix := make([]byte, 0, 512*512*2)
-	seed := uint32(1)
-	for y := range 512 {
-		for x := range 512 {
-			dx, dy := float64(x-256)/200, float64(y-256)/160
-			v := 0.0
-			if dx*dx+dy*dy < 1 {
-				v = 0.45 + 0.05*math.Sin(float64(x)/17)*math.Cos(float64(y)/23)
-			}
-			seed = seed*1664525 + 1013904223
-			v = v*4095 + float64(seed>>28) - 8
-			pix = binary.LittleEndian.AppendUint16(pix, uint16(min(max(v, 0), 4095)))
-		}
-	}
-	return pix
-}
 
 // BenchmarkDecodeCT decodes a 512×512 16-bit CT frame with each lossless
 // codec, reusing the destination as a caller that decodes frame after
@@ -39,7 +19,7 @@ func ctFrame() []byte {
 func BenchmarkDecodeCT(b *testing.B) {
 	reg := New(Options{})
 	im := Image{Rows: 512, Columns: 512, SamplesPerPixel: 1, BitsAllocated: 16, BitsStored: 12, PhotometricInterpretation: Monochrome2}
-	native := ctFrame()
+	native := dcmgen.CTPixels(512, 512)
 	for _, ts := range []string{uid.JPEGLSLossless, uid.JPEGLosslessSV1, uid.RLELossless, uid.HTJ2KLossless, uid.JPEG2000Lossless} {
 		c, _ := reg.Lookup(ts)
 		enc, _, err := c.Encode(nil, native, im)
@@ -62,7 +42,7 @@ func BenchmarkDecodeCT(b *testing.B) {
 // /rendered answers it.
 func BenchmarkEncodeJPEG(b *testing.B) {
 	reg := New(Options{})
-	native := ctFrame()
+	native := dcmgen.CTPixels(512, 512)
 	img := image.NewGray(image.Rect(0, 0, 512, 512))
 	for i := range img.Pix {
 		img.Pix[i] = byte(binary.LittleEndian.Uint16(native[2*i:]) >> 4)
@@ -94,7 +74,7 @@ func BenchmarkTranscodeCT(b *testing.B) {
 	d = appendElement(d, tag.BitsStored, "US", us(12))
 	d = appendElement(d, tag.HighBit, "US", us(11))
 	d = appendElement(d, tag.PixelRepresentation, "US", us(0))
-	d = appendElement(d, tag.PixelData, "OW", ctFrame())
+	d = appendElement(d, tag.PixelData, "OW", dcmgen.CTPixels(512, 512))
 	var jls bytes.Buffer
 	if _, err := reg.Transcode(context.Background(), &jls, bytes.NewReader(d), uid.ExplicitVRLittleEndian, uid.JPEGLSLossless, TranscodeOptions{}); err != nil {
 		b.Fatal(err)
