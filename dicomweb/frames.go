@@ -389,7 +389,64 @@ func valueReader(obj storage.Object, ts uid.TransferSyntax) io.ReaderAt {
 func frameReader(obj io.ReaderAt, f archive.Frame, swap int) io.Reader {
 	rs := make([]io.Reader, len(f))
 	for i, r := range f {
-		rs[i] = io.NewSectionReader(obj, r.Offset, r.Length)
+		rs[i] = &rangeReader{r: obj, off: r.Offset, end: r.Offset + r.Length}
 	}
 	return dicom.NewSwapReader(io.MultiReader(rs...), swap)
+}
+
+// readChunk is the least a rangeReader asks of its object at a time.
+const readChunk = 1 << 20
+
+// rangeReader reads bytes off to end of an object in reads of readChunk
+// bytes, or the rest of the range, whatever the size of the caller's
+// reads: each ReadAt of an object in S3 is a request of its own, and
+// io.Copy's 32 KiB reads, or io.ReadAll's small first ones, would make a
+// frame cost a dozen requests instead of one. The chunk buffer is taken
+// at the first read that needs it and dropped at the end of the range.
+type rangeReader struct {
+	r        io.ReaderAt
+	off, end int64
+	buf      []byte
+	pending  []byte // read and not yet returned
+}
+
+func (rr *rangeReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(rr.pending) == 0 {
+		if rr.off >= rr.end {
+			rr.buf = nil
+			return 0, io.EOF
+		}
+		want := min(rr.end-rr.off, readChunk)
+		if int64(len(p)) >= want {
+			return rr.readAt(p[:want])
+		}
+		if rr.buf == nil {
+			rr.buf = make([]byte, want)
+		}
+		n, err := rr.readAt(rr.buf[:want])
+		if err != nil {
+			return 0, err
+		}
+		rr.pending = rr.buf[:n]
+	}
+	n := copy(p, rr.pending)
+	rr.pending = rr.pending[n:]
+	return n, nil
+}
+
+// readAt reads all of b at the range's offset; an object shorter than
+// the range is io.ErrUnexpectedEOF.
+func (rr *rangeReader) readAt(b []byte) (int, error) {
+	n, err := rr.r.ReadAt(b, rr.off)
+	rr.off += int64(n)
+	switch {
+	case n == len(b):
+		return n, nil
+	case err == nil || err == io.EOF:
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
