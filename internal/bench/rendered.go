@@ -14,11 +14,14 @@ import (
 	"github.com/pacsd/pacsd/dicom/uid"
 )
 
-// measureRendered times WADO-RS /rendered of one 512×512 16-bit CT slice,
+// measureRendered times WADO-RS /rendered of 512×512 16-bit CT slices,
 // stored uncompressed and in JPEG-LS Lossless, and /thumbnail of a series
 // of n such slices, over HTTP against a running pacsd and, with orthanc,
 // against Orthanc's DICOMweb plugin beside it. reps requests of each,
-// alternating between the peers; it prints the medians and p95s.
+// alternating between the peers; it prints the medians and p95s. Each
+// round renders another slice, so that neither peer answers from a cache
+// of decoded or rendered frames (Orthanc keeps parsed instances in
+// memory): what is measured is a frame's first rendering.
 func measureRendered(ctx context.Context, out io.Writer, tmp, bin string, n, reps int, orthanc bool, logf func(string, ...any)) (err error) {
 	dir := filepath.Join(tmp, "rendered")
 	native, jls := filepath.Join(dir, "native"), filepath.Join(dir, "jpegls")
@@ -32,21 +35,26 @@ func measureRendered(ctx context.Context, out io.Writer, tmp, bin string, n, rep
 			err = rerr
 		}
 	}()
-	logf("writing a series of %d CT slices, and one slice in JPEG-LS Lossless", n)
+	jlsN := min(n, reps+1)
+	logf("writing a series of %d CT slices, and %d in JPEG-LS Lossless", n, jlsN)
 	study, jlsStudy := "2.25.8001", "2.25.8002"
+	reg := codec.New(codec.Options{})
 	for i := range n {
 		sop := fmt.Sprintf("%s.%d", study, i+1)
 		if err := writeFileUIDs(filepath.Join(native, fmt.Sprintf("%04d.dcm", i+1)), ctSlice(study, sop, i), uid.ExplicitVRLittleEndian, sop); err != nil {
 			return err
 		}
-	}
-	jlsSOP := jlsStudy + ".1"
-	var enc bytes.Buffer
-	if _, err := codec.New(codec.Options{}).Transcode(ctx, &enc, bytes.NewReader(ctSlice(jlsStudy, jlsSOP, n/2)), uid.ExplicitVRLittleEndian, uid.JPEGLSLossless, codec.TranscodeOptions{}); err != nil {
-		return err
-	}
-	if err := writeFileUIDs(filepath.Join(jls, "0001.dcm"), enc.Bytes(), uid.JPEGLSLossless, jlsSOP); err != nil {
-		return err
+		if i >= jlsN {
+			continue
+		}
+		sop = fmt.Sprintf("%s.%d", jlsStudy, i+1)
+		var enc bytes.Buffer
+		if _, err := reg.Transcode(ctx, &enc, bytes.NewReader(ctSlice(jlsStudy, sop, i)), uid.ExplicitVRLittleEndian, uid.JPEGLSLossless, codec.TranscodeOptions{}); err != nil {
+			return err
+		}
+		if err := writeFileUIDs(filepath.Join(jls, fmt.Sprintf("%04d.dcm", i+1)), enc.Bytes(), uid.JPEGLSLossless, sop); err != nil {
+			return err
+		}
 	}
 
 	type target struct {
@@ -76,16 +84,20 @@ func measureRendered(ctx context.Context, out io.Writer, tmp, bin string, n, rep
 			}
 		}
 	}
-	// The series' UID is the study's with ".1" (ctDatasetUIDs).
-	middle := fmt.Sprintf("%s.%d", study, n/2+1)
+	// The series' UID is the study's with ".1" (ctDatasetUIDs); round i
+	// renders slice i+1 (of the JPEG-LS ones, slice i%jlsN+1).
+	slice := func(study string, i int) string {
+		return "/studies/" + study + "/series/" + study + ".1/instances/" + fmt.Sprintf("%s.%d", study, i+1) + "/rendered"
+	}
 	// Orthanc's DICOMweb plugin (1.x in Debian) serves no /thumbnail.
 	requests := []struct {
-		what, path string
-		orthanc    bool
+		what    string
+		path    func(round int) string
+		orthanc bool
 	}{
-		{"/rendered, uncompressed", "/studies/" + study + "/series/" + study + ".1/instances/" + middle + "/rendered", true},
-		{"/rendered, JPEG-LS Lossless", "/studies/" + jlsStudy + "/series/" + jlsStudy + ".1/instances/" + jlsSOP + "/rendered", true},
-		{fmt.Sprintf("series /thumbnail, %d instances", n), "/studies/" + study + "/series/" + study + ".1/thumbnail", false},
+		{"/rendered, uncompressed", func(i int) string { return slice(study, i%n) }, true},
+		{"/rendered, JPEG-LS Lossless", func(i int) string { return slice(jlsStudy, i%jlsN) }, true},
+		{fmt.Sprintf("series /thumbnail, %d instances", n), func(int) string { return "/studies/" + study + "/series/" + study + ".1/thumbnail" }, false},
 	}
 	c := newWebClient()
 	times := map[string][]float64{} // by target and request
@@ -96,7 +108,7 @@ func measureRendered(ctx context.Context, out io.Writer, tmp, bin string, n, rep
 				if tg.name == "orthanc" && !r.orthanc {
 					continue
 				}
-				res, err := get(ctx, c, tg.s, tg.s.web+r.path, "image/jpeg", false)
+				res, err := get(ctx, c, tg.s, tg.s.web+r.path(i), "image/jpeg", false)
 				if err != nil {
 					return fmt.Errorf("%s: %w", tg.name, err)
 				}
@@ -107,7 +119,7 @@ func measureRendered(ctx context.Context, out io.Writer, tmp, bin string, n, rep
 			}
 		}
 	}
-	fmt.Fprintf(out, "\nWADO-RS rendering over HTTP: 512x512 CT slices, 12 bits stored in 16, as image/jpeg; %d requests each, alternating between peers (load average %s)\n", reps, loadAverage())
+	fmt.Fprintf(out, "\nWADO-RS rendering over HTTP: 512x512 CT slices, 12 bits stored in 16, as image/jpeg; %d requests each, another slice each round, alternating between peers (load average %s)\n", reps, loadAverage())
 	fmt.Fprintf(out, "  %-36s %-22s %-22s %-14s %s\n", "", "pacsd p50 / p95 ms", "Orthanc p50 / p95 ms", "Orthanc/pacsd", "target (pacsd p50)")
 	targetsMS := []float64{10, 10, 50}
 	for ri, r := range requests {
