@@ -44,4 +44,7 @@
 // frames of a multi-frame image converted at once on as many CPUs, within
 // a memory budget, and written in order. A compressed data set whose
 // header is in implicit VR (which some writers produce) is read as such.
+// TranscodeReader runs Transcode behind a reader, for senders (C-GET and
+// C-MOVE sub-operations, forwarding) that read what they send: Close
+// stops the conversion and waits for it.
 package codec

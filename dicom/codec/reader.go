@@ -10,9 +10,9 @@ import (
 	"github.com/pacsd/pacsd/dicom/uid"
 )
 
-// ErrClosed is what Transcode sees when the reader of TranscodeReader
-// is closed before the conversion has ended.
-var ErrClosed = errors.New("codec: transcode reader closed")
+// errReaderClosed is what Transcode's writes get once the reader of
+// TranscodeReader is closed, which ends the conversion.
+var errReaderClosed = errors.New("codec: transcode reader closed")
 
 // TranscodeReader returns the data set src, encoded in transfer syntax
 // from, converted to transfer syntax to as Transcode writes it, for the
@@ -56,7 +56,7 @@ func (t *transcodeReader) Read(p []byte) (int, error) { return t.pr.Read(p) }
 func (t *transcodeReader) Close() error {
 	t.once.Do(func() {
 		t.cancel()
-		t.pr.CloseWithError(ErrClosed)
+		t.pr.CloseWithError(errReaderClosed)
 		<-t.done
 		t.err = t.src.Close()
 	})
