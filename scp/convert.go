@@ -122,8 +122,11 @@ func (s *QR) convert(ctx context.Context, reg *codec.Registry, in *index.Instanc
 		return nil, err
 	}
 	conv := reg.TranscodeReader(ctx, stored, in.TransferSyntaxUID, ts, opts)
-	// The head grows with what the conversion writes, up to holdBack.
+	// The head is sized for a decompression that quadruples the stored
+	// bytes, up to holdBack, so that it is not copied as it grows; a
+	// larger output grows it as usual.
 	var head bytes.Buffer
+	head.Grow(int(min(holdBack, 4*max(in.Size, 0)+64<<10)))
 	if _, err := io.CopyN(&head, conv, holdBack); err != nil && err != io.EOF {
 		conv.Close()
 		return nil, fmt.Errorf("%s: %w", in.SOPInstanceUID, err)
