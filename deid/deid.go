@@ -76,6 +76,9 @@ func New(opts Options) (*Deidentifier, error) {
 	return &Deidentifier{key: append([]byte(nil), opts.Key...), profile: p, mapping: opts.Mapping, burned: opts.AllowBurnedIn, maxHdr: opts.MaxHeader}, nil
 }
 
+// Profile returns the profile d applies.
+func (d *Deidentifier) Profile() Profile { return d.profile }
+
 // mac returns HMAC-SHA256 of the parts under the project key.
 func (d *Deidentifier) mac(kind string, parts ...string) []byte {
 	h := hmac.New(sha256.New, d.key)

@@ -107,3 +107,10 @@ func (p Profile) action(t tag.Tag) Action {
 	}
 	return Action(r.basic[0])
 }
+
+// Keeps reports whether the profile leaves attribute t as it is: a search
+// of de-identified data may match on such attributes only, since matching
+// on one it removes or changes would tell what the copy hides.
+func (p Profile) Keeps(t tag.Tag) bool {
+	return !t.IsPrivate() && p.action(t) == Keep
+}

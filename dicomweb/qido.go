@@ -1,6 +1,7 @@
 package dicomweb
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"iter"
@@ -93,11 +94,23 @@ func (s *Server) search(c echo.Context, level index.Level) error {
 		}
 		c.Response().Header().Add("Warning", fmt.Sprintf("299 pacsd %q", "pacsd does not match on "+strings.Join(names, ", ")+"; they are returned as return keys"))
 	}
+	ctx := c.Request().Context()
+	matches := s.Index.Find
+	if s.researching(c) {
+		if err := s.researchQuery(ctx, q); errors.Is(err, errNoMatch) {
+			return c.NoContent(http.StatusNoContent)
+		} else if err != nil {
+			return err
+		}
+		matches = func(ctx context.Context, q *index.Query) iter.Seq2[*dicom.Dataset, error] {
+			return s.deidentified(ctx, level, s.Index.Find(ctx, q))
+		}
+	}
 	limited := false
 	if s.MaxMatches > 0 && (q.Limit == 0 || q.Limit > s.MaxMatches) {
 		q.Limit, limited = s.MaxMatches+1, true
 	}
-	next, stop := iter.Pull2(s.Index.Find(c.Request().Context(), q))
+	next, stop := iter.Pull2(matches(ctx, q))
 	defer stop()
 	first, err, ok := next()
 	if err != nil {

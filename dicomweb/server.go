@@ -91,7 +91,10 @@ type Server struct {
 	// Limits bound what one request may cost; zero fields take the
 	// defaults documented on Limits.
 	Limits Limits
-	Logger *slog.Logger
+	// Research, when set, serves de-identified copies to the callers
+	// it names; without it they are served as any other.
+	Research *Research
+	Logger   *slog.Logger
 
 	renders renderGate
 }
@@ -119,7 +122,7 @@ func (s *Server) maxBody() int64 {
 
 // Register adds the services' routes to e.
 func (s *Server) Register(e *echo.Echo) {
-	g := e.Group(s.root(), secure, s.cors)
+	g := e.Group(s.root(), secure, s.cors, s.researchGate)
 	h := s.handle
 	// QIDO-RS (PS3.18 §10.6).
 	g.GET("/studies", h(s.searchStudies))
@@ -156,7 +159,7 @@ func (s *Server) Register(e *echo.Echo) {
 	// middleware, which answers them.
 	g.OPTIONS("/*", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
 	// WADO-URI (PS3.18 §9), where viewers and RIS links expect it.
-	e.GET("/wado", h(s.wadoURI), secure, s.cors)
+	e.GET("/wado", h(s.wadoURI), secure, s.cors, s.researchGate)
 }
 
 // cors allows browsers on other origins to call the services: a viewer
@@ -219,6 +222,9 @@ func (s *Server) handle(fn func(echo.Context) error) echo.HandlerFunc {
 			return nil
 		}
 		status, reason := statusOf(err)
+		if s.researching(c) {
+			reason = s.pseudonymize(c, reason)
+		}
 		if len(reason) > maxReason {
 			reason = strings.ToValidUTF8(reason[:maxReason], "") + "…"
 		}

@@ -28,6 +28,9 @@ import (
 // instances returns the records of the instances a WADO-RS path names, in
 // the order the archive received them.
 func (s *Server) instances(c echo.Context) ([]*index.Instance, error) {
+	if s.researching(c) {
+		return s.researchInstances(c)
+	}
 	study, series, instance := c.Param("study"), c.Param("series"), c.Param("instance")
 	for _, u := range []struct {
 		t tag.Tag
@@ -98,6 +101,9 @@ func (s *Server) retrieve(c echo.Context) error {
 		if targets[i], err = s.choose(in.TransferSyntaxUID, want); err != nil {
 			return err
 		}
+	}
+	if s.researching(c) {
+		return s.researchRetrieve(c, ins, targets, single)
 	}
 	if single {
 		return s.sendSingle(c, ins[0], targets[0])
@@ -270,10 +276,17 @@ func (s *Server) metadata(c echo.Context) error {
 	}
 	base := s.baseURL(c.Request())
 	h.Write([]byte(base))
+	research := s.researching(c)
+	if research {
+		h.Write([]byte("de-identified"))
+	}
 	etag := `"` + hex.EncodeToString(h.Sum(nil)[:16]) + `"`
 	if match := c.Request().Header.Get("If-None-Match"); match != "" && (match == etag || match == "*" || strings.Contains(match, etag)) {
 		c.Response().Header().Set("ETag", etag)
 		return c.NoContent(http.StatusNotModified)
+	}
+	if research {
+		return s.researchMetadata(c, ins, etag)
 	}
 	ctx := c.Request().Context()
 	var w *jsonWriter

@@ -512,10 +512,9 @@ func (s auditedSender) Send(ctx context.Context, sh *route.Shipment) error {
 }
 
 // refuseResearchOnly answers 403 to principals with the research scope
-// alone: they may have de-identified copies only, and no service serves
-// those yet, so every original is kept from them (pacsd export and
-// de-identifying destinations are how research data leaves today). The
-// refusal is audited as the use of a restricted function.
+// alone: they may have de-identified copies only, which no service but
+// DICOMweb's serves (see researchGate). The refusal is audited as the use
+// of a restricted function.
 func (au *auditor) refuseResearchOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := auth.FromContext(r.Context())

@@ -2,18 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pacsd/pacsd/archive"
 	auditlog "github.com/pacsd/pacsd/audit"
 	"github.com/pacsd/pacsd/auth"
 	"github.com/pacsd/pacsd/deid"
+	"github.com/pacsd/pacsd/dicomweb"
 )
 
 // deidSettings name the project key of de-identification. The key is a
@@ -98,3 +102,60 @@ func registerReidentifyAPI(e *echo.Echo, mapping deid.Reidentifier, trail *audit
 }
 
 var errNoPseudonym = errors.New("no such pseudonym")
+
+// researchService serves de-identified copies over DICOMweb to
+// principals with the research scope alone, under the project key and
+// with the index's mapping, the same as pacsd export uses: a pseudonymous
+// UID found by a search is the one an export gives. Without a key there
+// is none, and such principals are refused.
+func researchService(key []byte, db interface {
+	deid.MappingStore
+	deid.Reidentifier
+}, arch *archive.Service, au *auditor) (*dicomweb.Research, error) {
+	if key == nil {
+		return nil, nil
+	}
+	d, err := deid.New(deid.Options{Key: key, Mapping: db})
+	if err != nil {
+		return nil, err
+	}
+	return &dicomweb.Research{
+		Only: func(ctx context.Context) bool {
+			p, ok := auth.FromContext(ctx)
+			return ok && p.ResearchOnly()
+		},
+		Deidentifier: d,
+		Originals:    db,
+		// Checking a search's matches for burned-in annotation reads
+		// their metadata; the search is audited as a query, not as the
+		// retrieval the guarded archive would count.
+		Inspect: arch.Metadata,
+		Refused: func(r *http.Request, why string) {
+			who := auditlog.Actor{Addr: r.RemoteAddr}
+			if p, ok := auth.FromContext(r.Context()); ok {
+				who.User = p.Name
+			}
+			au.trail.Restricted(who, why)
+		},
+	}, nil
+}
+
+// researchGate lets principals with the research scope alone through to
+// the DICOMweb services when they serve de-identified copies (which then
+// decide what such a principal may have), and refuses them everything
+// else.
+func (au *auditor) researchGate(web *dicomweb.Server, next http.Handler) http.Handler {
+	refuse := au.refuseResearchOnly(next)
+	root := web.Root
+	if root == "" {
+		root = dicomweb.DefaultRoot
+	}
+	root = strings.TrimSuffix(root, "/") + "/"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if web.Research != nil && strings.HasPrefix(r.URL.Path, root) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		refuse.ServeHTTP(w, r)
+	})
+}

@@ -304,6 +304,9 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 			web.CORSOrigins = []string{} // none
 		}
 	}
+	if web.Research, err = researchService(deidKey, db, arch, au); err != nil {
+		return err
+	}
 	mw, tokens, err := c.httpAuthSettings.middleware(ctx, trail, log.With("component", "http-auth"))
 	if err != nil {
 		return err
@@ -318,7 +321,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	registerDeletionsAPI(e, db)
 	registerRestoreAPI(e, trash)
 	registerReidentifyAPI(e, db, trail)
-	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(newLimiters(c.HTTPRate).limitHTTP(au.refuseResearchOnly(au.auditRequests(e))))), httplimit.Config{})
+	hsrv := httplimit.New(withRefusalCORS(web.CORSOrigins, mw.Wrap(newLimiters(c.HTTPRate).limitHTTP(au.researchGate(web, au.auditRequests(e))))), httplimit.Config{})
 
 	var lc net.ListenConfig
 	dl, err := lc.Listen(ctx, "tcp", c.DIMSEAddr)

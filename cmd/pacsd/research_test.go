@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pacsd/pacsd/deid"
+	"github.com/pacsd/pacsd/dicom/tag"
+	"github.com/pacsd/pacsd/internal/testpeer"
+)
+
+// TestResearchWADO serves a principal with the research scope alone over
+// DICOMweb: searches answer de-identified matches under the pseudonyms
+// pacsd export gives, the same on every request; retrievals by those
+// pseudonyms answer the same de-identified copies an export writes,
+// without the instance with burned-in annotation; the original UIDs name
+// nothing; per-issuer restrictions hold; and the reads are audited under
+// the research principal.
+func TestResearchWADO(t *testing.T) {
+	testpeer.Need(t, "storescu", "dcmdump")
+	src := t.TempDir()
+	studies, sops := writeDeidCorpus(t, src)
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	token := func(name, scopes, issuers string) string {
+		args := []string{"token", "create", name, "--scopes", scopes, "--token-file", tokens}
+		if issuers != "" {
+			args = append(args, "--issuers", issuers)
+		}
+		var stdout, stderr bytes.Buffer
+		if err := run(t.Context(), args, func(string) string { return "" }, &stdout, &stderr); err != nil {
+			t.Fatalf("pacsd token create: %v\n%s", err, stderr.String())
+		}
+		return strings.TrimSpace(stdout.String())
+	}
+	research, otherTrust, reader := token("researcher", "research", ""), token("other-researcher", "research", "OTHER"), token("reader", "read", "")
+	key := writeDeidKey(t)
+	keyBytes, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := deid.New(deid.Options{Key: keyBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	p := startPacsd(t, data, "--http-auth", "token", "--token-file", tokens, "--deid-key", key)
+	files, _ := filepath.Glob(filepath.Join(src, "*.dcm"))
+	if out, err := p.dcmtk("storescu", files...); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	base := "http://" + p.httpAddr + "/dicom-web"
+	identifying := append([]string{"Doe", "MRN-123", "ACC0", "ACC1"}, append(slices.Clone(studies), sops...)...)
+	leaks := func(body string) []string {
+		var found []string
+		for _, s := range identifying {
+			if strings.Contains(body, s) {
+				found = append(found, s)
+			}
+		}
+		return found
+	}
+
+	// Searches: pseudonymous UIDs under the project key, the same twice.
+	resp, first := request(t, "GET", base+"/studies?includefield=all", research, nil)
+	_, again := request(t, "GET", base+"/studies?includefield=all", research, nil)
+	var matches []map[string]struct{ Value []any }
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(first), &matches) != nil || len(matches) != 2 {
+		t.Fatalf("QIDO-RS of studies by the research principal: status %d, %s", resp.StatusCode, first)
+	}
+	if first != again {
+		t.Errorf("two searches answer differently:\n%s\n%s", first, again)
+	}
+	if l := leaks(first); len(l) > 0 {
+		t.Errorf("de-identified search answers %v:\n%s", l, first)
+	}
+	for _, st := range studies {
+		if !strings.Contains(first, d.UID(st)) {
+			t.Errorf("search lacks study %s under its pseudonym %s", st, d.UID(st))
+		}
+	}
+	pseudo0, pseudo1 := d.UID(studies[0]), d.UID(studies[1])
+	if resp, body := request(t, "GET", base+"/studies/"+pseudo1+"/instances", research, nil); resp.StatusCode != 200 || strings.Count(body, `"00080018"`) != 1 || len(leaks(body)) > 0 {
+		t.Errorf("instances of the study with burned-in annotation: status %d, %s; want the one without", resp.StatusCode, body)
+	}
+	if resp, body := request(t, "GET", base+"/studies?StudyInstanceUID="+pseudo0, research, nil); resp.StatusCode != 200 || !strings.Contains(body, pseudo0) {
+		t.Errorf("search by a pseudonymous UID: status %d, %s", resp.StatusCode, body)
+	}
+	if resp, body := request(t, "GET", base+"/studies?PatientName=Doe*", research, nil); resp.StatusCode != 400 {
+		t.Errorf("search on a name by the research principal: status %d, %s; want 400", resp.StatusCode, body)
+	}
+	if resp, body := request(t, "GET", base+"/studies", otherTrust, nil); resp.StatusCode != 204 {
+		t.Errorf("search by a research principal of another issuer: status %d, %s; want 204", resp.StatusCode, body)
+	}
+
+	// The original UIDs name nothing.
+	for _, path := range []string{"/studies/" + studies[0] + "/metadata", "/studies/" + studies[0] + "/series/" + studies[0] + ".1/instances/" + sops[0] + "/frames/1"} {
+		if resp, body := request(t, "GET", base+path, research, nil); resp.StatusCode != 404 {
+			t.Errorf("GET %s by its original UIDs: status %d, %s; want 404", path, resp.StatusCode, body)
+		}
+	}
+	if resp, _ := request(t, "GET", base+"/studies?StudyInstanceUID="+studies[0], research, nil); resp.StatusCode != 204 {
+		t.Errorf("search by an original UID: status %d, want 204", resp.StatusCode)
+	}
+
+	// Metadata, frames, rendered by the pseudonymous UIDs.
+	resp, body := request(t, "GET", base+"/studies/"+pseudo0+"/metadata", research, nil)
+	if resp.StatusCode != 200 || strings.Count(body, `"00080018"`) != 2 || len(leaks(body)) > 0 || !strings.Contains(body, d.UID(sops[0])) {
+		t.Errorf("metadata: status %d, %s", resp.StatusCode, body)
+	}
+	instance := base + "/studies/" + pseudo0 + "/series/" + d.UID(studies[0]+".1") + "/instances/" + d.UID(sops[0])
+	if resp, _ := request(t, "GET", instance+"/frames/1", research, map[string]string{"Accept": "multipart/related; type=application/octet-stream"}); resp.StatusCode != 200 {
+		t.Errorf("frames: status %d", resp.StatusCode)
+	}
+	if resp, _ := request(t, "GET", instance+"/rendered", research, map[string]string{"Accept": "image/png"}); resp.StatusCode != 200 {
+		t.Errorf("rendered: status %d", resp.StatusCode)
+	}
+	burned := base + "/studies/" + pseudo1 + "/series/" + d.UID(studies[1]+".1") + "/instances/" + d.UID(sops[3])
+	if resp, _ := request(t, "GET", burned+"/frames/1", research, nil); resp.StatusCode != 404 {
+		t.Errorf("frames of the instance with burned-in annotation: status %d, want 404", resp.StatusCode)
+	}
+	for _, path := range []string{instance + "/bulkdata/132/10", base + "/studies/" + pseudo0 + "/thumbnail", "http://" + p.httpAddr + "/api/studies"} {
+		if resp, _ := request(t, "GET", path, research, nil); resp.StatusCode != 403 {
+			t.Errorf("GET %s by the research principal: status %d, want 403", path, resp.StatusCode)
+		}
+	}
+
+	// Objects: the same de-identified copies as pacsd export writes.
+	wado := t.TempDir()
+	for _, st := range []string{pseudo0, pseudo1} {
+		retrieveTo(t, base+"/studies/"+st, research, wado)
+	}
+	if resp, _ := request(t, "GET", base+"/studies/"+studies[0], reader, map[string]string{"Accept": "multipart/related; type=application/dicom"}); resp.StatusCode != 200 {
+		t.Errorf("a reader's retrieve of the original: status %d", resp.StatusCode)
+	}
+	p.stop()
+	exported := t.TempDir()
+	for _, st := range studies {
+		var stdout, stderr bytes.Buffer
+		run(t.Context(), []string{"export", "--data", data, "--study", st, "--to", exported, "--deidentify", "basic", "--deid-key", key}, func(string) string { return "" }, &stdout, &stderr)
+	}
+	got, want := dumpExport(t, wado), dumpExport(t, exported)
+	if len(got) != 3 || len(want) != 3 {
+		t.Fatalf("WADO-RS gave %d de-identified instances, export %d; want 3 each", len(got), len(want))
+	}
+	bySOP := map[string]map[uint32]string{}
+	for _, w := range want {
+		bySOP[w[uint32(tag.SOPInstanceUID)]] = w
+	}
+	for _, g := range got {
+		w := bySOP[g[uint32(tag.SOPInstanceUID)]]
+		if w == nil {
+			t.Errorf("WADO-RS instance %s is not one the export wrote", g[uint32(tag.SOPInstanceUID)])
+			continue
+		}
+		for k, v := range w {
+			if k>>16 != 2 && g[k] != v {
+				t.Errorf("instance %s: (%04X,%04X) %q by WADO-RS, %q by export", g[uint32(tag.SOPInstanceUID)], k>>16, k&0xffff, g[k], v)
+			}
+		}
+		for k, v := range g {
+			if _, ok := w[k]; !ok && k>>16 != 2 {
+				t.Errorf("instance %s: (%04X,%04X) %q by WADO-RS only", g[uint32(tag.SOPInstanceUID)], k>>16, k&0xffff, v)
+			}
+		}
+	}
+
+	// The audit trail names the research principal and the study read.
+	var audited bool
+	for _, m := range auditMessages(t, data) {
+		if strings.Contains(m, `csd-code="110104"`) && strings.Contains(m, `UserID="researcher"`) && strings.Contains(m, studies[0]) {
+			audited = true
+		}
+	}
+	if !audited {
+		t.Error("no audit message of the research principal's retrieve")
+	}
+}
+
+// retrieveTo retrieves a study by WADO-RS, as stored, into dir, one file
+// per part.
+func retrieveTo(t *testing.T, url, token, dir string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
+	req.Header.Set("Accept", `multipart/related; type="application/dicom"; transfer-syntax=*`)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if resp.StatusCode != 200 || err != nil {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: status %d, %s", url, resp.StatusCode, b)
+	}
+	mr := multipart.NewReader(resp.Body, params["boundary"])
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		f, err := os.CreateTemp(dir, "part-*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(f, part); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		dump, err := testpeer.Dump(t.Context(), f.Name())
+		if err != nil {
+			t.Fatalf("part of %s: %v", url, err)
+		}
+		os.Rename(f.Name(), filepath.Join(dir, dump[uint32(tag.SOPInstanceUID)]+".dcm"))
+	}
+}
