@@ -22,6 +22,11 @@ var ErrConfig = errors.New("route: invalid configuration")
 //	{"name": "ct-to-reporting",
 //	 "when": {"calling_ae": "CT01|CT02", "Modality": "CT|MR", "StudyDescription": "(?i)head"},
 //	 "to": ["REPORTING", "TRUSTB_WEB"], "delay": "30s", "window": "19:00-07:00", "priority": "normal"}
+//
+// A route with "deidentify": "basic" sends its destinations de-identified
+// copies only:
+//
+//	{"name": "research", "when": {"Modality": "MR"}, "to": ["RESEARCH_WEB"], "deidentify": "basic"}
 type Spec struct {
 	Name string `json:"name"`
 	// When maps a fact to a Go regular expression it must match: every
@@ -46,7 +51,20 @@ type Spec struct {
 	// Priority is low, normal (the default) or high: a destination's
 	// workers take the higher first.
 	Priority string `json:"priority,omitempty"`
+	// Deidentify "basic" makes the route's destinations receive
+	// de-identified copies only (PS3.15 Annex E Basic Application
+	// Level Confidentiality Profile, as package deid applies it). A
+	// destination receives either de-identified copies or the
+	// originals, never both: every route to it must say the same.
+	Deidentify string `json:"deidentify,omitempty"`
+	// AllowBurnedIn lets a de-identifying route send instances with
+	// burned-in annotation (0028,0301 YES), which it otherwise leaves
+	// out.
+	AllowBurnedIn bool `json:"allow_burned_in,omitempty"`
 }
+
+// DeidentifyBasic is the one de-identification profile routes apply.
+const DeidentifyBasic = "basic"
 
 // Sources are the ways an instance comes in, the values of the fact
 // "source".
@@ -93,7 +111,10 @@ type Route struct {
 	Delay    time.Duration
 	Window   Window
 	Priority Priority
-	conds    []condition
+	// Deidentify is "" or DeidentifyBasic; AllowBurnedIn as in Spec.
+	Deidentify    string
+	AllowBurnedIn bool
+	conds         []condition
 }
 
 // condition is one entry of When.
@@ -170,7 +191,44 @@ func Compile(cfgs []Spec, forward []string, known func(string) bool, loc *time.L
 		}
 		rs.routes = append(rs.routes, &Route{Name: "forward " + d, To: []string{d}, Priority: Normal, Window: Window{loc: loc}})
 	}
+	if err := rs.checkDeidentify(); err != nil {
+		return nil, err
+	}
 	return rs, nil
+}
+
+// checkDeidentify refuses a destination that one route sends
+// de-identified copies and another the originals, or that two routes
+// send de-identified copies with and without burned-in annotation: the
+// queue holds a study once per destination, so a destination is one or
+// the other.
+func (rs *Rules) checkDeidentify() error {
+	first := map[string]*Route{}
+	for _, r := range rs.routes {
+		for _, d := range r.To {
+			f, ok := first[d]
+			if !ok {
+				first[d] = r
+				continue
+			}
+			if f.Deidentify != r.Deidentify || f.AllowBurnedIn != r.AllowBurnedIn {
+				return fmt.Errorf("%w: routes %q and %q both send to %s, one de-identified (or with burned-in annotation) and one not: give de-identified data a destination of its own", ErrConfig, f.Name, r.Name, d)
+			}
+		}
+	}
+	return nil
+}
+
+// Deidentify returns how the routes send dest: DeidentifyBasic when they
+// send it de-identified copies only, and whether instances with
+// burned-in annotation go too.
+func (rs *Rules) Deidentify(dest string) (profile string, allowBurnedIn bool) {
+	for _, r := range rs.routes {
+		if slices.Contains(r.To, dest) {
+			return r.Deidentify, r.AllowBurnedIn
+		}
+	}
+	return "", false
 }
 
 func compile(c Spec, known func(string) bool, loc *time.Location) (*Route, error) {
@@ -204,6 +262,16 @@ func compile(c Spec, known func(string) bool, loc *time.Location) (*Route, error
 	if r.Priority, err = ParsePriority(c.Priority); err != nil {
 		return nil, err
 	}
+	switch c.Deidentify {
+	case "", DeidentifyBasic:
+		r.Deidentify = c.Deidentify
+	default:
+		return nil, fmt.Errorf("deidentify %q: the profile pacsd applies is basic", c.Deidentify)
+	}
+	if c.AllowBurnedIn && c.Deidentify == "" {
+		return nil, errors.New(`allow_burned_in is for a route that says "deidentify"`)
+	}
+	r.AllowBurnedIn = c.AllowBurnedIn
 	facts := make([]string, 0, len(c.When))
 	for k := range c.When {
 		facts = append(facts, k)

@@ -51,6 +51,8 @@ func TestCompileErrors(t *testing.T) {
 		{"unknown fact", Spec{Name: "r", To: []string{"A"}, When: map[string]string{"Modalty": "CT"}}, `"Modalty" is not`},
 		{"sequence", Spec{Name: "r", To: []string{"A"}, When: map[string]string{"ReferencedSeriesSequence": "x"}}, "no text value"},
 		{"bad regexp", Spec{Name: "r", To: []string{"A"}, When: map[string]string{"Modality": "CT("}}, "when Modality"},
+		{"unknown profile", Spec{Name: "r", To: []string{"A"}, Deidentify: "full"}, `deidentify "full"`},
+		{"burned-in without de-identification", Spec{Name: "r", To: []string{"A"}, AllowBurnedIn: true}, "allow_burned_in"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Compile([]Spec{tc.spec}, nil, known("A"), time.UTC)
@@ -156,5 +158,37 @@ func TestWindow(t *testing.T) {
 		if _, err := ParseWindow(bad, zone); err == nil {
 			t.Errorf("window %q accepted", bad)
 		}
+	}
+}
+
+// TestDeidentify checks that a route's deidentify reaches its
+// destinations, and that a destination is sent either de-identified
+// copies or originals, by every route to it.
+func TestDeidentify(t *testing.T) {
+	rs, err := Compile([]Spec{
+		{Name: "research", When: map[string]string{"Modality": "MR"}, To: []string{"RESEARCH"}, Deidentify: "basic"},
+		{Name: "research-ct", When: map[string]string{"Modality": "CT"}, To: []string{"RESEARCH"}, Deidentify: "basic"},
+		{Name: "reporting", To: []string{"REPORTING"}},
+	}, nil, known("RESEARCH", "REPORTING"), time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dest, want string
+	}{{"RESEARCH", "basic"}, {"REPORTING", ""}, {"ELSEWHERE", ""}} {
+		if got, burned := rs.Deidentify(tc.dest); got != tc.want || burned {
+			t.Errorf("Deidentify(%s) = %q, %v; want %q, false", tc.dest, got, burned, tc.want)
+		}
+	}
+	for name, specs := range map[string][]Spec{
+		"de-identified and not": {{Name: "a", To: []string{"R"}, Deidentify: "basic"}, {Name: "b", To: []string{"R"}}},
+		"burned-in and not":     {{Name: "a", To: []string{"R"}, Deidentify: "basic"}, {Name: "b", To: []string{"R"}, Deidentify: "basic", AllowBurnedIn: true}},
+	} {
+		if _, err := Compile(specs, nil, known("R"), nil); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "destination of its own") {
+			t.Errorf("%s: %v, want ErrConfig", name, err)
+		}
+	}
+	if _, err := Compile([]Spec{{Name: "a", To: []string{"R"}, Deidentify: "basic"}}, []string{"R"}, known("R"), nil); !errors.Is(err, ErrConfig) {
+		t.Errorf("a de-identifying route and --forward to one destination: %v, want ErrConfig", err)
 	}
 }

@@ -52,6 +52,11 @@ type Web struct {
 	// a timeout on the server's answer. A Web must not be copied.
 	Client  *http.Client
 	Objects Objects
+	// Datasets, if set, opens every instance's data set, in its stored
+	// syntax, in place of its object: a destination sent de-identified
+	// copies gets them from it. An instance it answers ErrNotSendable
+	// for is reported refused for good.
+	Datasets Datasets
 	// MaxBatchBytes bounds a request's objects (default 64 MiB); an
 	// object larger goes alone.
 	MaxBatchBytes int64
@@ -173,13 +178,30 @@ func (w *Web) request(ctx context.Context, method, path string, body io.Reader) 
 // refused for good (reported at once), and a count of those that failed
 // otherwise. The error is for a batch that failed whole.
 func (w *Web) post(ctx context.Context, s *Shipment, batch []*index.Instance) (stored []*index.Instance, failed int, err error) {
+	// The first instance is opened before the request is made: a batch
+	// of which none is to be sent is no request.
+	skipped := map[string]string{} // SOP Instance UID → why
+	var first io.ReadCloser
+	for len(batch) > 0 && first == nil {
+		first, err = w.open(ctx, batch[0])
+		switch {
+		case errors.Is(err, ErrNotSendable):
+			s.Report(batch[0].SOPInstanceUID, err.Error())
+			batch = batch[1:]
+		case err != nil:
+			return nil, 0, fmt.Errorf("%w: %s: %v", errOpen, batch[0].SOPInstanceUID, err)
+		}
+	}
+	if first == nil {
+		return nil, 0, nil
+	}
 	var rb [12]byte
 	rand.Read(rb[:])
 	boundary := "pacsd-" + hex.EncodeToString(rb[:])
 	pr, pw := io.Pipe()
 	writeErr := make(chan error, 1)
 	go func() {
-		writeErr <- w.writeBody(ctx, pw, boundary, batch)
+		writeErr <- w.writeBody(ctx, pw, boundary, first, batch, skipped)
 	}()
 	req, err := w.request(ctx, http.MethodPost, "/studies/"+s.Study, pr)
 	if err != nil {
@@ -224,6 +246,10 @@ func (w *Web) post(ctx context.Context, s *Shipment, batch []*index.Instance) (s
 	}
 	for _, in := range batch {
 		reason, isFailed := res.failed[in.SOPInstanceUID]
+		if why, ok := skipped[in.SOPInstanceUID]; ok {
+			s.Report(in.SOPInstanceUID, why)
+			continue
+		}
 		switch {
 		case isFailed && (Refused(dimse.Status(reason)) || resp.StatusCode == http.StatusConflict && !outOfResources(reason)):
 			s.Report(in.SOPInstanceUID, fmt.Sprintf("STOW-RS %s, FailureReason 0x%04X", resp.Status, reason))
@@ -252,14 +278,22 @@ func outOfResources(reason uint16) bool { return reason&0xFF00 == 0xA700 }
 var errTooLarge = errors.New("route: request too large for the destination")
 
 // writeBody writes the multipart/related body of a batch.
-func (w *Web) writeBody(ctx context.Context, pw *io.PipeWriter, boundary string, batch []*index.Instance) error {
+func (w *Web) writeBody(ctx context.Context, pw *io.PipeWriter, boundary string, first io.ReadCloser, batch []*index.Instance, skipped map[string]string) error {
 	mw := multipart.NewWriter(pw)
 	if err := mw.SetBoundary(boundary); err != nil {
+		first.Close()
 		pw.CloseWithError(err)
 		return err
 	}
-	for _, in := range batch {
-		obj, err := w.open(ctx, in)
+	for i, in := range batch {
+		obj, err := first, error(nil)
+		if i > 0 {
+			obj, err = w.open(ctx, in)
+		}
+		if errors.Is(err, ErrNotSendable) {
+			skipped[in.SOPInstanceUID] = err.Error()
+			continue
+		}
 		if err != nil {
 			err = fmt.Errorf("%w: %s: %v", errOpen, in.SOPInstanceUID, err)
 			pw.CloseWithError(err)
@@ -281,12 +315,17 @@ func (w *Web) writeBody(ctx context.Context, pw *io.PipeWriter, boundary string,
 }
 
 // open opens the Part-10 object sent for in: as stored, or, for an
-// instance with amendments, as the archive serves it.
+// instance with amendments, as the archive serves it, or as Datasets
+// gives it.
 func (w *Web) open(ctx context.Context, in *index.Instance) (io.ReadCloser, error) {
-	if in.Amended == nil {
+	var datasets Datasets = w.Objects
+	switch {
+	case w.Datasets != nil:
+		datasets = w.Datasets
+	case in.Amended == nil:
 		return w.Objects.Open(ctx, in)
 	}
-	fm, data, err := w.Objects.OpenDataset(ctx, in, in.TransferSyntaxUID)
+	fm, data, err := datasets.OpenDataset(ctx, in, in.TransferSyntaxUID)
 	if err != nil {
 		return nil, err
 	}

@@ -14,33 +14,47 @@ import (
 	"github.com/pacsd/pacsd/route"
 )
 
-// deidentifyDestinations makes the DIMSE destinations whose settings say
-// "deidentify": "basic" receive de-identified copies only, under the
+// deidentifyDestinations makes the destinations that receive
+// de-identified copies only — those whose settings in "destinations", or
+// whose routes, say "deidentify": "basic" — receive them, under the
 // project key; the index keeps the mapping, which every node shares.
+// Remote AEs get them by C-STORE, DICOMweb destinations by STOW-RS.
 func deidentifyDestinations(rt *routing, settings map[string]destinationSettings, key []byte, mapping deid.MappingStore) error {
-	for name, ds := range settings {
+	for i := range rt.destinations {
+		dest := &rt.destinations[i]
+		ds := settings[dest.Name]
+		profile, allowBurnedIn, where := ds.Deidentify, ds.AllowBurnedIn, "destinations: "+dest.Name
+		if rt.rules != nil {
+			if p, allow := rt.rules.Deidentify(dest.Name); p != "" {
+				profile, allowBurnedIn, where = p, allowBurnedIn || allow, "routes to "+dest.Name
+			}
+		}
 		switch {
-		case ds.Deidentify == "":
+		case profile == "":
 			continue
-		case ds.Deidentify != "basic":
-			return fmt.Errorf("destinations: %s: deidentify %q: the profile pacsd applies is basic", name, ds.Deidentify)
+		case profile != route.DeidentifyBasic:
+			return fmt.Errorf("%s: deidentify %q: the profile pacsd applies is basic", where, profile)
 		case key == nil:
-			return fmt.Errorf("destinations: %s: deidentify needs --deid-key, the project key that keeps pseudonyms the same across sends", name)
+			return fmt.Errorf("%s: deidentify needs --deid-key, the project key that keeps pseudonyms the same across sends", where)
 		}
-		i := slices.IndexFunc(rt.destinations, func(d route.Destination) bool { return d.Name == name })
-		if i < 0 {
-			return fmt.Errorf("destinations: %s: deidentify set for an unknown destination", name)
-		}
-		s, ok := rt.destinations[i].Sender.(*route.DIMSE)
-		if !ok {
-			return fmt.Errorf("destinations: %s: deidentify is supported for remote AEs (C-STORE) only", name)
-		}
-		d, err := deid.New(deid.Options{Key: key, Mapping: mapping, AllowBurnedIn: ds.AllowBurnedIn})
+		d, err := deid.New(deid.Options{Key: key, Mapping: mapping, AllowBurnedIn: allowBurnedIn})
 		if err != nil {
 			return err
 		}
-		s.Datasets = deidDatasets{Datasets: s.Datasets, d: d}
-		rt.destinations[i].Sender = deidSender{Sender: s, d: d}
+		switch s := dest.Sender.(type) {
+		case *route.DIMSE:
+			s.Datasets = deidDatasets{Datasets: s.Datasets, d: d}
+		case *route.Web:
+			s.Datasets = deidDatasets{Datasets: s.Objects, d: d}
+		default:
+			return fmt.Errorf("%s: deidentify is supported for remote AEs (C-STORE) and DICOMweb destinations (STOW-RS) only", where)
+		}
+		dest.Sender = deidSender{Sender: dest.Sender, d: d}
+	}
+	for name, ds := range settings {
+		if ds.Deidentify != "" && !slices.ContainsFunc(rt.destinations, func(d route.Destination) bool { return d.Name == name }) {
+			return fmt.Errorf("destinations: %s: deidentify set for an unknown destination", name)
+		}
 	}
 	return nil
 }
@@ -87,7 +101,15 @@ func (o deidDatasets) OpenDataset(ctx context.Context, in *index.Instance, ts st
 		rc.Close()
 		return fm, nil, fmt.Errorf("transfer syntax %q is unknown", ts)
 	}
-	fm.MediaStorageSOPInstanceUID = in.SOPInstanceUID
+	// The File Meta Information is written anew: the AE titles the
+	// original came by say where it was made.
+	fm = dicom.FileMeta{
+		MediaStorageSOPClassUID:    in.SOPClassUID,
+		MediaStorageSOPInstanceUID: in.SOPInstanceUID,
+		TransferSyntaxUID:          ts,
+		ImplementationClassUID:     dicom.ImplementationClassUID,
+		ImplementationVersionName:  dicom.ImplementationVersionName,
+	}
 	pr, pw := io.Pipe()
 	started := make(chan struct{})
 	done := make(chan error, 1)

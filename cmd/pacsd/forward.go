@@ -27,7 +27,7 @@ type routeSettings struct {
 	// renewing it, dead or cut off, before another takes it over.
 	ForwardLease time.Duration `name:"forward-lease" default:"30s" placeholder:"DURATION" help:"how long a study being forwarded stays with a node that stops renewing it before another node takes it over"`
 
-	Routes []route.Spec `kong:"-" config:"routes" help:"forwarding rules, a JSON list: [{\"name\": …, \"when\": {\"calling_ae\": …, \"Modality\": …}, \"to\": [DEST…], \"delay\": \"30s\", \"window\": \"19:00-07:00\", \"priority\": \"normal\"}]"`
+	Routes []route.Spec `kong:"-" config:"routes" help:"forwarding rules, a JSON list: [{\"name\": …, \"when\": {\"calling_ae\": …, \"Modality\": …}, \"to\": [DEST…], \"delay\": \"30s\", \"window\": \"19:00-07:00\", \"priority\": \"normal\", \"deidentify\": \"basic\"}]"`
 	// Destinations holds the settings of each destination's sending.
 	Destinations map[string]destinationSettings `kong:"-" config:"destinations" help:"how each destination is sent to, by name: {\"DEST\": {\"max_concurrency\": 2, \"max_mbps\": 0, \"max_attempts\": 0, \"backoff\": \"5s\", \"max_backoff\": \"10m\", \"max_batch_bytes\": 67108864, \"commit\": false, \"verify\": false, \"deidentify\": \"basic\", \"allow_burned_in\": false}}"`
 	// RemoteWebTokens are secrets: no flag, and the environment's

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pacsd/pacsd/deid"
 	"github.com/pacsd/pacsd/dicom/tag"
@@ -224,5 +226,87 @@ func retrieveTo(t *testing.T, url, token, dir string) {
 			t.Fatalf("part of %s: %v", url, err)
 		}
 		os.Rename(f.Name(), filepath.Join(dir, dump[uint32(tag.SOPInstanceUID)]+".dcm"))
+	}
+}
+
+// TestRouteDeidentified sends by a route that says "deidentify": "basic"
+// to a remote AE (storescp) and to a DICOMweb destination (a second
+// pacsd, by STOW-RS): both receive the same de-identified copies, under
+// the pseudonyms an export gives, and neither the instance with burned-in
+// annotation; a route sending the originals to the same destination is
+// refused at start.
+func TestRouteDeidentified(t *testing.T) {
+	testpeer.Need(t, "storescu", "storescp", "dcmdump")
+	src := t.TempDir()
+	studies, sops := writeDeidCorpus(t, src)
+	scp := testpeer.StartStoreSCPT(t, testpeer.StoreSCPOptions{AET: "RESEARCH", Args: []string{"+B"}})
+	peer := startPacsd(t, t.TempDir())
+	key := writeDeidKey(t)
+	keyBytes, _ := os.ReadFile(key)
+	d, err := deid.New(deid.Options{Key: keyBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(t.TempDir(), "pacsd.json")
+	routes := `{"routes": [{"name": "research", "when": {"Modality": "CT"}, "to": ["RESEARCH", "RESEARCH_WEB"], "deidentify": "basic"}]}`
+	if err := os.WriteFile(config, []byte(routes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{"--remote-ae", "RESEARCH=" + scp.Addr, "--remote-web", "RESEARCH_WEB=http://" + peer.httpAddr + "/dicom-web", "--config", config, "--deid-key", key}
+
+	// The same destination de-identified by one route and not by
+	// another is refused.
+	mixed := filepath.Join(t.TempDir(), "mixed.json")
+	os.WriteFile(mixed, []byte(`{"routes": [{"name": "research", "to": ["RESEARCH"], "deidentify": "basic"}, {"name": "all", "to": ["RESEARCH"]}]}`), 0o600)
+	var stdout, stderr bytes.Buffer
+	err = run(t.Context(), []string{"serve", "--data", t.TempDir(), "--remote-ae", "RESEARCH=" + scp.Addr, "--config", mixed, "--deid-key", key, "--dimse-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"},
+		func(string) string { return "" }, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "destination of its own") {
+		t.Errorf("serve with a destination de-identified by one route and not another: %v", err)
+	}
+
+	data := t.TempDir()
+	p := startPacsd(t, data, flags...)
+	files, _ := filepath.Glob(filepath.Join(src, "*.dcm"))
+	if out, err := p.dcmtk("storescu", files...); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	waitReceived(t, scp, 3, time.Minute)
+	var web []map[string]struct{ Value []any }
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		_, body := request(t, "GET", "http://"+peer.httpAddr+"/dicom-web/instances?includefield=PatientName", "", nil)
+		if json.Unmarshal([]byte(body), &web) == nil && len(web) >= 3 {
+			break
+		}
+	}
+	time.Sleep(time.Second) // the fourth, burned in, must not come
+	got, err := scp.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body := request(t, "GET", "http://"+peer.httpAddr+"/dicom-web/instances?includefield=PatientName", "", nil)
+	if err := json.Unmarshal([]byte(body), &web); err != nil || len(web) != 3 || len(got) != 3 {
+		t.Fatalf("the storescp received %d instances, the DICOMweb destination %d (%v); want 3 each", len(got), len(web), err)
+	}
+	for _, m := range web {
+		sop := fmt.Sprint(m["00080018"].Value...)
+		if _, ok := got[sop]; !ok || slices.Contains(sops, sop) {
+			t.Errorf("the DICOMweb destination holds %s, which the storescp did not receive under that UID", sop)
+		}
+		if study := fmt.Sprint(m["0020000D"].Value...); study != d.UID(studies[0]) && study != d.UID(studies[1]) {
+			t.Errorf("the DICOMweb destination holds study %s, not a pseudonym of the project key", study)
+		}
+		if strings.Contains(body, "Doe") || strings.Contains(body, "MRN-123") {
+			t.Errorf("the DICOMweb destination holds identifying data: %s", body)
+		}
+	}
+	for sop, f := range got {
+		dump, err := testpeer.Dump(t.Context(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dump[uint32(tag.PatientIdentityRemoved)] != "YES" || strings.Contains(dump[uint32(tag.PatientName)], "Doe") || dump[uint32(tag.SOPInstanceUID)] != sop {
+			t.Errorf("storescp received %s: %v", sop, dump)
+		}
 	}
 }

@@ -74,6 +74,12 @@ func (c *routesTestCommand) Run(ctx context.Context, p *process) error {
 			if !t.Window.IsZero() {
 				window = ", window " + t.Window.String()
 			}
+			if profile, allowBurnedIn := c.rules.Deidentify(t.Destination); profile != "" {
+				window += ", de-identified (" + profile + ")"
+				if allowBurnedIn {
+					window += " with burned-in annotation"
+				}
+			}
 			fmt.Fprintf(p.stdout, "  %s %s, priority %s%s (routes: %s)\n", t.Destination, when, t.Priority, window, strings.Join(t.Routes, ", "))
 		}
 	}
