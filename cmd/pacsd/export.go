@@ -6,15 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 
 	"github.com/pacsd/pacsd/archive"
+	auditlog "github.com/pacsd/pacsd/audit"
 	"github.com/pacsd/pacsd/deid"
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/index/sqlindex"
 )
 
 // exportCommand writes a study's instances as Part-10 files into a
@@ -75,11 +78,39 @@ func (c *exportCommand) Run(ctx context.Context, p *process) error {
 		return fmt.Errorf("export: %w", err)
 	}
 
+	// What was read reaches the audit trail through the index, which
+	// pacsd serve, the one writer of the trail, drains (runExportAudit):
+	// whether or not the export succeeds, once it has read anything.
+	dir, err := filepath.Abs(c.To)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	rec := &index.Export{Principal: cliPrincipal(p), Study: c.Study, Destination: dir, Deidentified: d != nil, SOPClasses: map[string]int{}}
+	written, burnedIn, err := c.export(ctx, arch, db, d, rec, log)
+	if rec.Instances > 0 || err != nil && !errors.Is(err, index.ErrNotFound) {
+		if err != nil {
+			rec.Failure = err.Error()
+		}
+		if aerr := db.RecordExport(context.WithoutCancel(ctx), rec); aerr != nil {
+			return errors.Join(err, fmt.Errorf("export: record it for the audit trail: %w", aerr))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(p.stdout, "exported %d instances of study %s to %s\n", written, c.Study, c.To)
+	if burnedIn > 0 {
+		return fmt.Errorf("export: %d instances with burned-in annotation (0028,0301 YES) left out: their pixels may show who the patient is", burnedIn)
+	}
+	return nil
+}
+
+// export writes the study's instances, counting those written in rec.
+func (c *exportCommand) export(ctx context.Context, arch *archive.Service, db *sqlindex.DB, d *deid.Deidentifier, rec *index.Export, log *slog.Logger) (written, burnedIn int, err error) {
 	ident := &dicom.Dataset{Elements: []dicom.Element{{Tag: tag.StudyInstanceUID, VR: "UI", Values: []string{c.Study}}}}
-	var written, burnedIn int
 	for in, err := range db.FindInstances(ctx, &index.Query{Level: index.ImageLevel, Identifier: ident}) {
 		if err != nil {
-			return fmt.Errorf("export: find the instances of %s: %w", c.Study, err)
+			return written, burnedIn, fmt.Errorf("export: find the instances of %s: %w", c.Study, err)
 		}
 		err := exportInstance(ctx, arch, d, in, c.To)
 		switch {
@@ -87,19 +118,50 @@ func (c *exportCommand) Run(ctx context.Context, p *process) error {
 			burnedIn++
 			log.Warn("instance with burned-in annotation left out of the de-identified export", "sop_instance_uid", in.SOPInstanceUID)
 		case err != nil:
-			return fmt.Errorf("export: %s: %w", in.SOPInstanceUID, err)
+			return written, burnedIn, fmt.Errorf("export: %s: %w", in.SOPInstanceUID, err)
 		default:
 			written++
+			rec.Instances++
+			rec.SOPClasses[in.SOPClassUID]++
 		}
 	}
 	if written+burnedIn == 0 {
-		return fmt.Errorf("export: study %s: %w", c.Study, index.ErrNotFound)
+		return 0, 0, fmt.Errorf("export: study %s: %w", c.Study, index.ErrNotFound)
 	}
-	fmt.Fprintf(p.stdout, "exported %d instances of study %s to %s\n", written, c.Study, c.To)
-	if burnedIn > 0 {
-		return fmt.Errorf("export: %d instances with burned-in annotation (0028,0301 YES) left out: their pixels may show who the patient is", burnedIn)
-	}
-	return nil
+	return written, burnedIn, nil
+}
+
+// exportLog is the index's record of exports not yet in the audit trail.
+type exportLog interface {
+	UnauditedExports(ctx context.Context, limit int) ([]*index.Export, error)
+	MarkExportsAudited(ctx context.Context, ids []int64) error
+	StudyPatient(ctx context.Context, study string) (*index.Patient, error)
+}
+
+// runExportAudit writes the studies pacsd export read, in any process, to
+// the audit trail until ctx ends, as runCorrectionAudit does corrections:
+// DICOM Instances Transferred, from pacsd to the directory, at the
+// request of whoever ran it.
+func runExportAudit(ctx context.Context, exports exportLog, trail *auditlog.Trail, log *slog.Logger) {
+	drainToAudit(ctx, "exports", exports.UnauditedExports, exports.MarkExportsAudited, func(e *index.Export) int64 {
+		var patient auditlog.Patient
+		if p, err := exports.StudyPatient(ctx, e.Study); err == nil {
+			patient = auditlog.Patient{ID: p.PatientID, Issuer: p.IssuerOfPatientID}
+			if p.Attributes != nil {
+				patient.Name = p.Attributes.String(tag.PatientName)
+			}
+		}
+		var failed error
+		if e.Failure != "" {
+			failed = errors.New(e.Failure)
+		}
+		dest := "file://" + filepath.ToSlash(e.Destination)
+		if e.Deidentified {
+			dest += " (de-identified)"
+		}
+		trail.Sent(auditlog.Actor{User: e.Principal}, auditlog.Actor{User: dest}, failed, patient, auditlog.Study{UID: e.Study, SOPClasses: e.SOPClasses})
+		return e.ID
+	}, log)
 }
 
 // exportInstance writes one instance into dir, as archived, or

@@ -310,3 +310,54 @@ func TestRouteDeidentified(t *testing.T) {
 		}
 	}
 }
+
+// TestExportAudited runs pacsd export while pacsd serve runs: each export,
+// plain or de-identified, reaches the audit trail as a transfer to its
+// directory under the user who ran it, which pacsd audit --study shows,
+// and the chain stays intact.
+func TestExportAudited(t *testing.T) {
+	testpeer.Need(t, "storescu")
+	src := t.TempDir()
+	studies, _ := writeDeidCorpus(t, src)
+	data := t.TempDir()
+	key := writeDeidKey(t)
+	p := startPacsd(t, data)
+	files, _ := filepath.Glob(filepath.Join(src, "*.dcm"))
+	if out, err := p.dcmtk("storescu", files...); err != nil {
+		t.Fatalf("storescu: %v\n%s", err, out)
+	}
+	plain, deidentified := t.TempDir(), t.TempDir()
+	for _, args := range [][]string{
+		{"--to", plain},
+		{"--to", deidentified, "--deidentify", "basic", "--deid-key", key},
+	} {
+		var stdout, stderr bytes.Buffer
+		getenv := func(k string) string { return map[string]string{"USER": "alice"}[k] }
+		if err := run(t.Context(), append([]string{"export", "--data", data, "--study", studies[0]}, args...), getenv, &stdout, &stderr); err != nil {
+			t.Fatalf("pacsd export %v: %v\n%s", args, err, stderr.String())
+		}
+	}
+	var out string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var err error
+		if out, err = pacsdAudit(t, "--data", data, "--study", studies[0], "--user", "alice"); err == nil && strings.Count(out, "\n") >= 3 {
+			break
+		}
+	}
+	if strings.Count(out, "alice") < 2 || !strings.Contains(out, plain) || !strings.Contains(out, deidentified) {
+		t.Errorf("pacsd audit --study %s --user alice while serving: want the two exports\n%s", studies[0], out)
+	}
+	if out, err := pacsdAudit(t, "verify", "--data", data); err != nil || !strings.Contains(out, "chain intact") {
+		t.Errorf("pacsd audit verify: %v\n%s", err, out)
+	}
+	p.stop()
+	var messages int
+	for _, m := range auditMessages(t, data) {
+		if strings.Contains(m, `csd-code="110104"`) && strings.Contains(m, `UserID="alice"`) && strings.Contains(m, studies[0]) && strings.Contains(m, "1.2.840.10008.5.1.4.1.1.2") {
+			messages++
+		}
+	}
+	if messages != 2 {
+		t.Errorf("%d DICOM Instances Transferred messages of alice's exports, want 2", messages)
+	}
+}

@@ -168,6 +168,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	background.Go(func() { runPurges(pctx, trash, c.trashAge(), log.With("component", "trash")) })
 	background.Go(func() { runRemovalAudit(pctx, db, trail, log.With("component", "trash")) })
 	background.Go(func() { runCorrectionAudit(pctx, db, trail, log.With("component", "corrections")) })
+	background.Go(func() { runExportAudit(pctx, db, trail, log.With("component", "export")) })
 	purged := make(chan struct{})
 	go func() {
 		background.Wait()
