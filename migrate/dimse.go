@@ -359,6 +359,10 @@ func classes(refs []InstanceRef) []string {
 	return out
 }
 
+// CommonClasses returns the storage SOP classes proposed for instances
+// whose classes a source does not say.
+func CommonClasses() []string { return slices.Clone(commonClasses) }
+
 // commonClasses are the storage SOP classes proposed for a study whose
 // instances' classes are not known.
 var commonClasses = []string{

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"slices"
 	"strings"
@@ -155,8 +156,14 @@ func (c *retrieveCommand) getInto(ctx context.Context, p *process, log *slog.Log
 	return subs, nil
 }
 
-// remoteClasses asks the remote, with a C-FIND at IMAGE level below the
-// retrieve's keys, which SOP classes the instances are.
+// remoteClasses asks the remote which SOP classes the instances to
+// retrieve are, by hierarchical C-FINDs in the Study Root model (PS3.4
+// C.4.1.3.1.1), in which every level above the one asked holds a single
+// UID: at STUDY level, SOP Classes in Study (0008,0062), an optional
+// return key, for each study the keys match; for a study whose answer
+// lacks it (the remote does not support it), its series at SERIES level
+// and their instances' SOP Class UIDs at IMAGE level, series by series.
+// A SERIES or IMAGE retrieve asks at IMAGE level under its series.
 func remoteClasses(ctx context.Context, aet string, r remote, tlsConfig *tls.Config, ident *dicom.Dataset) ([]string, error) {
 	d := &dimse.Dialer{CallingAE: aet, CalledAE: r.ae, Proposals: []dimse.Proposal{
 		{AbstractSyntax: uid.StudyRootQueryRetrieveInformationModelFind, TransferSyntaxes: []string{uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian}},
@@ -166,36 +173,138 @@ func remoteClasses(ctx context.Context, aet string, r remote, tlsConfig *tls.Con
 		return nil, fmt.Errorf("retrieve: %w", err)
 	}
 	defer a.Release(context.WithoutCancel(ctx))
-	q := &dicom.Dataset{}
+	f := &classFinder{ctx: ctx, a: a, seen: map[string]bool{}}
+	keys := &dicom.Dataset{}
 	for _, e := range ident.Elements {
-		if e.Tag != tag.QueryRetrieveLevel && e.Tag != tag.PatientID {
+		if e.Tag != tag.QueryRetrieveLevel {
+			keys.Elements = append(keys.Elements, e)
+		}
+	}
+	switch level := strings.ToUpper(ident.First(tag.QueryRetrieveLevel)); level {
+	case "PATIENT", "STUDY":
+		err = f.studies(keys)
+	default:
+		study := ident.First(tag.StudyInstanceUID)
+		e, _ := ident.Find(tag.SeriesInstanceUID)
+		if study == "" || e == nil || len(e.Values) == 0 {
+			return nil, fmt.Errorf("retrieve: a %s retrieve names its StudyInstanceUID and SeriesInstanceUID", level)
+		}
+		for _, series := range e.Values {
+			q := &dicom.Dataset{}
+			for _, k := range keys.Elements {
+				if k.Tag != tag.SeriesInstanceUID {
+					q.Elements = append(q.Elements, k)
+				}
+			}
+			q.Elements = append(q.Elements, dicom.Element{Tag: tag.SeriesInstanceUID, VR: "UI", Values: []string{series}})
+			if err = f.images(q); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if f.unknown {
+		// dcmqrscp, for one, answers neither SOP Classes in Study nor
+		// an instance's SOP Class UID.
+		f.add(migrate.CommonClasses()...)
+	}
+	if len(f.out) == 0 {
+		return nil, errors.New("retrieve: the remote finds no instances for these keys")
+	}
+	return f.out, nil
+}
+
+// classFinder gathers SOP classes from C-FINDs on one association.
+type classFinder struct {
+	ctx  context.Context
+	a    *dimse.Association
+	seen map[string]bool
+	out  []string
+	// unknown says that the remote found an instance without saying
+	// its SOP class.
+	unknown bool
+}
+
+func (f *classFinder) add(classes ...string) {
+	for _, c := range classes {
+		if c = strings.TrimSpace(c); c != "" && !f.seen[c] {
+			f.seen[c] = true
+			f.out = append(f.out, c)
+		}
+	}
+}
+
+// find runs a C-FIND at level with keys and the return keys.
+func (f *classFinder) find(level string, keys *dicom.Dataset, returns ...dicom.Element) iter.Seq2[*dicom.Dataset, error] {
+	q := &dicom.Dataset{Elements: []dicom.Element{{Tag: tag.QueryRetrieveLevel, VR: "CS", Values: []string{level}}}}
+	for _, e := range keys.Elements {
+		if e.Tag != tag.PatientID || level == "STUDY" {
 			q.Elements = append(q.Elements, e)
 		}
 	}
-	q.Elements = append(q.Elements,
-		dicom.Element{Tag: tag.QueryRetrieveLevel, VR: "CS", Values: []string{"IMAGE"}},
-		dicom.Element{Tag: tag.SOPClassUID, VR: "UI"})
-	if _, ok := q.Find(tag.SeriesInstanceUID); !ok {
-		q.Elements = append(q.Elements, dicom.Element{Tag: tag.SeriesInstanceUID, VR: "UI"})
+	for _, r := range returns {
+		if _, ok := q.Find(r.Tag); !ok {
+			q.Elements = append(q.Elements, r)
+		}
 	}
-	if _, ok := q.Find(tag.SOPInstanceUID); !ok {
-		q.Elements = append(q.Elements, dicom.Element{Tag: tag.SOPInstanceUID, VR: "UI"})
-	}
-	seen := map[string]bool{}
-	var out []string
-	for m, err := range a.Find(ctx, uid.StudyRootQueryRetrieveInformationModelFind, sortedDataset(q)) {
+	return f.a.Find(f.ctx, uid.StudyRootQueryRetrieveInformationModelFind, sortedDataset(q))
+}
+
+// studies asks for the SOP classes of the studies keys match.
+func (f *classFinder) studies(keys *dicom.Dataset) error {
+	var lacking []string
+	for m, err := range f.find("STUDY", keys, dicom.Element{Tag: tag.StudyInstanceUID, VR: "UI"}, dicom.Element{Tag: tag.SOPClassesInStudy, VR: "UI"}) {
 		if err != nil {
-			return nil, fmt.Errorf("retrieve: C-FIND for the SOP classes: %w", err)
+			return fmt.Errorf("retrieve: C-FIND of the studies' SOP classes: %w", err)
 		}
-		if c := m.First(tag.SOPClassUID); c != "" && !seen[c] {
-			seen[c] = true
-			out = append(out, c)
+		e, ok := m.Find(tag.SOPClassesInStudy)
+		if !ok || len(slices.DeleteFunc(slices.Clone(e.Values), func(v string) bool { return strings.TrimSpace(v) == "" })) == 0 {
+			if st := m.First(tag.StudyInstanceUID); st != "" {
+				lacking = append(lacking, st)
+			}
+			continue
+		}
+		f.add(e.Values...)
+	}
+	for _, study := range lacking {
+		studyKey := &dicom.Dataset{Elements: []dicom.Element{{Tag: tag.StudyInstanceUID, VR: "UI", Values: []string{study}}}}
+		var series []string
+		for m, err := range f.find("SERIES", studyKey, dicom.Element{Tag: tag.SeriesInstanceUID, VR: "UI"}) {
+			if err != nil {
+				return fmt.Errorf("retrieve: C-FIND of the series of %s: %w", study, err)
+			}
+			if s := m.First(tag.SeriesInstanceUID); s != "" {
+				series = append(series, s)
+			}
+		}
+		for _, s := range series {
+			q := &dicom.Dataset{Elements: []dicom.Element{
+				{Tag: tag.StudyInstanceUID, VR: "UI", Values: []string{study}},
+				{Tag: tag.SeriesInstanceUID, VR: "UI", Values: []string{s}},
+			}}
+			if err := f.images(q); err != nil {
+				return err
+			}
 		}
 	}
-	if len(out) == 0 {
-		return nil, errors.New("retrieve: the remote finds no instances for these keys")
+	return nil
+}
+
+// images asks for the SOP classes of the instances of one series.
+func (f *classFinder) images(keys *dicom.Dataset) error {
+	for m, err := range f.find("IMAGE", keys, dicom.Element{Tag: tag.SOPInstanceUID, VR: "UI"}, dicom.Element{Tag: tag.SOPClassUID, VR: "UI"}) {
+		if err != nil {
+			return fmt.Errorf("retrieve: C-FIND of the SOP classes of series %s: %w", keys.First(tag.SeriesInstanceUID), err)
+		}
+		if c := m.First(tag.SOPClassUID); c != "" {
+			f.add(c)
+		} else if m.First(tag.SOPInstanceUID) != "" {
+			f.unknown = true
+		}
 	}
-	return out, nil
+	return nil
 }
 
 // retrieveIdentifier builds a retrieve identifier from KEY=VALUE pairs.
