@@ -23,7 +23,10 @@ import (
 
 // auditSettings say where the audit trail goes.
 type auditSettings struct {
-	AuditDir    string `name:"audit-dir" placeholder:"DIR" help:"directory of the audit journal (default DATA/audit)"`
+	AuditDir string `name:"audit-dir" placeholder:"DIR" help:"directory of the audit journal (default DATA/audit)"`
+	// AuditOff is for measuring what the trail costs, and for test
+	// systems; serve warns of it at start.
+	AuditOff    bool   `name:"audit-off" help:"run without the audit trail: nothing is recorded (for measuring its cost, or a test system; pacsd warns at start)"`
 	AuditSyslog string `name:"audit-syslog" placeholder:"URL" help:"also send each audit message to a syslog collector over TLS (RFC 5425): tls://HOST:6514; pacsd presents --tls-cert and verifies the collector against --tls-ca"`
 }
 
@@ -64,6 +67,10 @@ type auditTrail struct {
 // configuration pacsd calls other nodes with.
 func openAudit(ctx context.Context, a *auditSettings, heads auditlog.HeadStore, aeTitle string, clientTLS *tls.Config, log *slog.Logger) (*auditTrail, error) {
 	at := &auditTrail{}
+	if a.AuditOff {
+		log.Warn("the audit trail is off (--audit-off): nothing pacsd does is recorded")
+		return at, nil
+	}
 	opts := auditlog.Options{Heads: heads, Source: aeTitle, Logger: log.With("component", "audit")}
 	if a.AuditSyslog != "" {
 		s, err := auditlog.NewSyslog(auditlog.SyslogConfig{URL: a.AuditSyslog, TLS: clientTLS, Logger: log.With("component", "syslog")})
@@ -94,6 +101,9 @@ const journalCloseTimeout = 3 * time.Second
 // journal, which writes what is queued even past ctx's end (a few local
 // writes), and the syslog sender, which sends what it can within ctx.
 func (at *auditTrail) close(ctx context.Context, stopErr error) error {
+	if at.journal == nil {
+		return nil // --audit-off
+	}
 	at.trail.Stopped(stopErr)
 	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), journalCloseTimeout)
 	defer cancel()

@@ -166,9 +166,12 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	// log of removals, whoever made them, goes to the audit trail.
 	var background sync.WaitGroup
 	background.Go(func() { runPurges(pctx, trash, c.trashAge(), log.With("component", "trash")) })
-	background.Go(func() { runRemovalAudit(pctx, db, trail, log.With("component", "trash")) })
-	background.Go(func() { runCorrectionAudit(pctx, db, trail, log.With("component", "corrections")) })
-	background.Go(func() { runExportAudit(pctx, db, trail, log.With("component", "export")) })
+	if trail != nil {
+		// Without a trail (--audit-off) the logs wait in the index.
+		background.Go(func() { runRemovalAudit(pctx, db, trail, log.With("component", "trash")) })
+		background.Go(func() { runCorrectionAudit(pctx, db, trail, log.With("component", "corrections")) })
+		background.Go(func() { runExportAudit(pctx, db, trail, log.With("component", "export")) })
+	}
 	purged := make(chan struct{})
 	go func() {
 		background.Wait()

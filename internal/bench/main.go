@@ -99,7 +99,7 @@ func main() {
 	flag.DurationVar(&o.s3Latency, "s3-latency", 10*time.Millisecond, "latency added to every request to MinIO, as S3 across a network has")
 	flag.BoolVar(&o.skipS3, "skip-s3", false, "leave pacsd on S3 (MinIO, ack=direct and ack=spool) out of the C-STORE measurement")
 	flag.BoolVar(&o.skipCodec, "skip-codec", false, "leave out pixel data decoding beside dcmtk and GDCM, render.Render's latency, and /rendered and /thumbnail over HTTP beside Orthanc")
-	flag.BoolVar(&o.skipSecurity, "skip-security", false, "leave out C-STORE over DICOM TLS beside plain TCP, and QIDO-RS with OIDC token validation beside none")
+	flag.BoolVar(&o.skipSecurity, "skip-security", false, "leave out C-STORE over DICOM TLS beside plain TCP, C-STORE with the audit trail beside --audit-off, and QIDO-RS with OIDC token validation beside none")
 	flag.IntVar(&o.conc, "conc", 8, "associations at once in the concurrent C-STORE measurement")
 	flag.IntVar(&o.concInstances, "conc-instances", 300, "instances per association in the concurrent C-STORE measurement")
 	flag.BoolVar(&o.skipConc, "skip-conc", false, "leave out the concurrent C-STORE measurement")

@@ -39,15 +39,24 @@ import (
 //     it, the full verification of a token seen for the first time
 //     (signature, claims), timed in this process with package auth on
 //     fresh tokens of the same provider.
+//   - Audit trail on C-STORE: the same series is sent by storescu over
+//     plain TCP to a fresh pacsd with the audit trail (the default: a
+//     hash-chained journal, its head in the index) and to one with
+//     --audit-off, alternating in order from round to round. What each
+//     request notes for the trail is gathered either way; the difference
+//     is the messages built, hashed, written and synced. C-STORE time
+//     with the trail against without.
 const (
 	targetTLSVsPlain    = 0.8                    // TLS C-STORE instances/s ≥ 0.8 × plain TCP's
 	targetOIDCOverhead  = 200 * time.Microsecond // QIDO-RS p50 with OIDC ≤ p50 without + 0.2 ms
+	targetAuditOverhead = 0.05                   // C-STORE time with the audit trail ≤ 1.05 × without
 	securityQidoStudies = 10                     // instances stored for the QIDO-RS comparison
 )
 
 // securityResult is what the security measurements found.
 type securityResult struct {
 	stores       []runResult // peer "plain" or "tls"
+	audits       []runResult // peer "audit" or "audit-off"
 	qido         map[string][]float64
 	qidoReps     int
 	qidoQuery    string
@@ -88,6 +97,22 @@ func measureSecurity(ctx context.Context, o options, bin, tmp, corpus string, fi
 			}
 			logf("security round %d/%d  %-5s %7.3f s  %7.1f instances/s", round+1, o.rounds, kind, r.wall.Seconds(), perSecond(o.instances, r.wall))
 			res.stores = append(res.stores, runResult{round: round + 1, slot: slot + 1, peer: kind, sendResult: r})
+		}
+	}
+	kinds = []string{"audit", "audit-off"}
+	for round := range o.rounds {
+		for slot := range kinds {
+			kind := kinds[(round+slot)%len(kinds)]
+			var flags []string
+			if kind == "audit-off" {
+				flags = []string{"--audit-off"}
+			}
+			r, err := storeFresh(ctx, bin, filepath.Join(dir, fmt.Sprintf("%s-%d", kind, round+1)), corpus, o.instances, flags)
+			if err != nil {
+				return nil, fmt.Errorf("round %d, %s: %w", round+1, kind, err)
+			}
+			logf("security round %d/%d  %-9s %7.3f s  %7.1f instances/s", round+1, o.rounds, kind, r.wall.Seconds(), perSecond(o.instances, r.wall))
+			res.audits = append(res.audits, runResult{round: round + 1, slot: slot + 1, peer: kind, sendResult: r})
 		}
 	}
 	if err := res.measureOIDC(ctx, o, bin, dir, files, logf); err != nil {
@@ -132,6 +157,40 @@ func storeTLS(ctx context.Context, bin, dir, corpus string, n int, server testpe
 	}
 	syscall.Sync()
 	if res, err = sendWith(ctx, &target, extra, corpus); err != nil {
+		return res, err
+	}
+	got, err := s.stored(ctx)
+	if err != nil {
+		return res, fmt.Errorf("counting stored instances: %w", err)
+	}
+	if got != n {
+		return res, fmt.Errorf("pacsd holds %d of %d instances after storescu; see %s", got, n, s.log)
+	}
+	return res, nil
+}
+
+// storeFresh starts a fresh pacsd in dir with flags and sends it the
+// series with storescu over plain TCP.
+func storeFresh(ctx context.Context, bin, dir, corpus string, n int, flags []string) (res sendResult, err error) {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return res, err
+	}
+	defer func() {
+		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	s, err := startPacsdWith(ctx, bin, dir, nil, flags, nil)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if serr := s.stop(); serr != nil && err == nil && ctx.Err() == nil {
+			err = serr
+		}
+	}()
+	syscall.Sync()
+	if res, err = sendWith(ctx, s, []string{"+sd"}, corpus); err != nil {
 		return res, err
 	}
 	got, err := s.stored(ctx)
@@ -308,6 +367,25 @@ func (r *report) printSecurity(w io.Writer) {
 	tw.Flush()
 	ratio := median(rate["tls"]) / median(rate["plain"])
 	p("TLS / plain TCP: %.2f (target ≥ %.1f) %s", ratio, targetTLSVsPlain, targetMet(ratio >= targetTLSVsPlain))
+	p("")
+
+	p("Audit trail: C-STORE of the series over plain TCP into pacsd with the audit trail (default) and with --audit-off")
+	p("sender    storescu %s -aec PACSD +sd <series>; rounds %d, order alternating, every run a fresh pacsd", strings.Join(storescuArgs, " "), o.rounds)
+	wall := map[string][]float64{}
+	rate, cpu = map[string][]float64{}, map[string][]float64{}
+	for _, run := range res.audits {
+		wall[run.peer] = append(wall[run.peer], run.wall.Seconds())
+		rate[run.peer] = append(rate[run.peer], perSecond(o.instances, run.wall))
+		cpu[run.peer] = append(cpu[run.peer], run.peerCPU.Seconds()/float64(o.instances)*1000)
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "pacsd\tC-STORE s\tinstances/s\tmin\tmax\tpeer CPU ms/instance\t")
+	for _, k := range []string{"audit", "audit-off"} {
+		fmt.Fprintf(tw, "%s\t%.3f\t%.1f\t%.1f\t%.1f\t%.2f\t\n", k, median(wall[k]), median(rate[k]), slices.Min(rate[k]), slices.Max(rate[k]), median(cpu[k]))
+	}
+	tw.Flush()
+	added := median(wall["audit"])/median(wall["audit-off"]) - 1
+	p("time added by the audit trail: %+.1f%% (target ≤ %.0f%%) %s", added*100, targetAuditOverhead*100, targetMet(added <= targetAuditOverhead))
 	p("")
 
 	none, oidc := slices.Sorted(slices.Values(res.qido["none"])), slices.Sorted(slices.Values(res.qido["oidc"]))
