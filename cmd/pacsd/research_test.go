@@ -140,6 +140,27 @@ func TestResearchWADO(t *testing.T) {
 	for _, st := range []string{pseudo0, pseudo1} {
 		retrieveTo(t, base+"/studies/"+st, research, wado)
 	}
+	// pydicom reads each copy: its File Meta Information names the
+	// pseudonymous instance, and the attributes say it is de-identified.
+	py := `import glob, json, sys
+import pydicom
+out = []
+for f in sorted(glob.glob(sys.argv[1] + "/*.dcm")):
+    ds = pydicom.dcmread(f)
+    out.append({"meta": ds.file_meta.MediaStorageSOPInstanceUID, "sop": ds.SOPInstanceUID, "removed": ds.PatientIdentityRemoved,
+                "name": str(ds.get("PatientName", "")), "id": ds.PatientID, "birth": ds.get("PatientBirthDate", ""), "study": ds.StudyInstanceUID})
+print(json.dumps(out))`
+	pyOut, pyErr, err := testpeer.Run(t.Context(), testpeer.PydicomPython(t), "-c", py, wado)
+	var read []map[string]string
+	if err != nil || json.Unmarshal([]byte(pyOut), &read) != nil || len(read) != 3 {
+		t.Fatalf("pydicom: %v\n%s%s", err, pyOut, pyErr)
+	}
+	for _, r := range read {
+		if r["meta"] != r["sop"] || r["removed"] != "YES" || r["name"] != "" || !strings.HasPrefix(r["id"], "ANON-") || r["birth"] == "19700101" ||
+			(r["study"] != pseudo0 && r["study"] != pseudo1) || !strings.HasPrefix(r["sop"], "2.25.") || slices.Contains(sops, r["sop"]) {
+			t.Errorf("pydicom reads a WADO-RS copy as %v", r)
+		}
+	}
 	if resp, _ := request(t, "GET", base+"/studies/"+studies[0], reader, map[string]string{"Accept": "multipart/related; type=application/dicom"}); resp.StatusCode != 200 {
 		t.Errorf("a reader's retrieve of the original: status %d", resp.StatusCode)
 	}
