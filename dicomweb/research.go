@@ -172,29 +172,49 @@ func (s *Server) researchInstances(c echo.Context) ([]*index.Instance, error) {
 	}
 	ctx := c.Request().Context()
 	var originals [3]string
-	for i, name := range []string{"study", "series", "instance"} {
-		p := c.Param(name)
+	pseudonyms := [3]string{c.Param("study"), c.Param("series"), c.Param("instance")}
+	unmapped := false
+	for i, p := range pseudonyms {
 		if p == "" {
 			continue
 		}
 		if err := uid.Valid(p); err != nil {
-			return nil, errorf(http.StatusBadRequest, "%s %q: %v", name, p, err)
+			return nil, errorf(http.StatusBadRequest, "%s %q: %v", [3]string{"study", "series", "instance"}[i], p, err)
 		}
 		o, found, err := s.Research.Originals.Original(ctx, deid.KindUID, p)
 		if err != nil {
 			return nil, fmt.Errorf("original of %s: %w", p, err)
 		}
-		if !found {
-			return nil, errorf(http.StatusNotFound, "no %s %s among the de-identified data", map[string]string{"study": "study", "series": "series", "instance": "image"}[name], p)
+		switch {
+		case found:
+			originals[i] = o
+		case i == 0:
+			return nil, errorf(http.StatusNotFound, "no study %s among the de-identified data", p)
+		default:
+			unmapped = true
 		}
-		originals[i] = o
 	}
-	ins, err := s.lookup(ctx, originals[0], originals[1], originals[2])
-	if err != nil {
+	var ins []*index.Instance
+	var err error
+	if unmapped {
+		// A series or instance whose pseudonym no copy has told yet
+		// (a search at the study level tells only the study's): it is
+		// found among the study's by its pseudonym.
+		all, err := s.lookup(ctx, originals[0], "", "")
+		if err != nil {
+			return nil, err
+		}
+		d := s.Research.Deidentifier
+		for _, in := range all {
+			if (pseudonyms[1] == "" || d.UID(in.SeriesInstanceUID) == pseudonyms[1]) && (pseudonyms[2] == "" || d.UID(in.SOPInstanceUID) == pseudonyms[2]) {
+				ins = append(ins, in)
+			}
+		}
+	} else if ins, err = s.lookup(ctx, originals[0], originals[1], originals[2]); err != nil {
 		return nil, err
 	}
 	if len(ins) == 0 {
-		return nil, errorf(http.StatusNotFound, "nothing in the archive under %s", c.Request().URL.Path)
+		return nil, errorf(http.StatusNotFound, "nothing among the de-identified data under %s", c.Request().URL.Path)
 	}
 	c.Set(researchKey, ins)
 	return ins, nil
