@@ -69,6 +69,9 @@ func TestPurgeCutShort(t *testing.T) {
 	if objs := f.objects(t); len(objs) != n-4 {
 		t.Errorf("%d objects left, want %d", len(objs), n-4)
 	}
+	if keys, err := recordKeys(ctx, f.store); err != nil || len(keys) != 1 {
+		t.Errorf("records after a purge cut short: %v, %v; want the deletion's", keys, err)
+	}
 	// What a purge claimed and did not finish is no longer restorable.
 	if restored, err := trash.Restore(ctx, "1.2.3", "", ""); len(restored) != 0 {
 		t.Errorf("Restore after a claim restored %d instances (%v)", len(restored), err)
@@ -79,6 +82,10 @@ func TestPurgeCutShort(t *testing.T) {
 	}
 	if objs := f.objects(t); len(objs) != 0 {
 		t.Errorf("objects left after the purge: %v", objs)
+	}
+	// The deletion's record goes once every object it names is gone.
+	if keys, err := recordKeys(ctx, f.store); err != nil || len(keys) != 0 {
+		t.Errorf("records after the purge: %v, %v; want none", keys, err)
 	}
 	verify("purged")
 	events, _ := f.db.Events(ctx, "")

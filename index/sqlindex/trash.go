@@ -109,12 +109,25 @@ func (db *DB) Remove(ctx context.Context, r index.Removal) ([]index.Instance, er
 			return err
 		}
 		now := micros(db.now())
+		if !r.Time.IsZero() {
+			now = micros(r.Time)
+		}
+		if err := db.claimRecord(ctx, tx, r.Record, now); err != nil {
+			return err
+		}
 		ev, err := db.logEvent(ctx, tx, index.Event{Action: action, StudyInstanceUID: r.StudyInstanceUID, SeriesInstanceUID: r.SeriesInstanceUID,
 			SOPInstanceUID: r.SOPInstanceUID, Reason: r.Reason, Principal: r.Principal}, now)
 		if err != nil {
 			return err
 		}
-		removed, err = db.remove(ctx, tx, selectionWhere(r.Selection), cause, true, ev, now)
+		w := selectionWhere(r.Selection)
+		if len(r.Keys) > 0 {
+			w.cond += " AND i.object_key IN (" + params(len(r.Keys)) + ")"
+			for _, k := range r.Keys {
+				w.args = append(w.args, k)
+			}
+		}
+		removed, err = db.remove(ctx, tx, w, cause, true, ev, now)
 		if err != nil {
 			return err
 		}
