@@ -337,6 +337,9 @@ func (j *Journal) LinkPatients(ctx context.Context, l index.Link) error {
 type ReplayIndex interface {
 	CorrectionIndex
 	TrashIndex
+	// TrashObject records an object in the trash as it is.
+	TrashObject(ctx context.Context, t index.Trashed) error
+	Instance(ctx context.Context, sopInstanceUID string) (*index.Instance, error)
 }
 
 // ReplayResult sums up a replay of the journal.
@@ -398,6 +401,50 @@ func ReplayRecords(ctx context.Context, store storage.Store, idx ReplayIndex, lo
 	return res, nil
 }
 
+// trashLeftovers puts in the trash the objects a delete record names
+// that the removal did not take, because the index holds a newer version
+// of their instance (sent again after the deletion): they were in the
+// trash of the index that deleted them, and must not become orphans.
+func trashLeftovers(ctx context.Context, idx ReplayIndex, trash *Trash, r *Record, removed []index.Instance) (n int, err error) {
+	for _, k := range r.Keys {
+		if slices.ContainsFunc(removed, func(in index.Instance) bool { return in.Key == k }) {
+			continue
+		}
+		if ok, err := idx.Trashed(ctx, k); err != nil {
+			return n, err
+		} else if ok {
+			continue
+		}
+		info, err := trash.Store.Stat(ctx, k)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // purged
+		}
+		if err != nil {
+			return n, err
+		}
+		in, _, err := readInstance(ctx, trash.Store, info, trash.Limits)
+		if err != nil {
+			return n, fmt.Errorf("%s: %w", k, err)
+		}
+		if cur, err := idx.Instance(ctx, in.SOPInstanceUID); err == nil && cur.Key == k {
+			continue // indexed: the removal left it for a reason of its own
+		}
+		err = idx.TrashObject(ctx, index.Trashed{Instance: *in, RemovedAt: r.Time, Cause: cmpOr(r.Cause, index.CauseDeleted), Purge: true})
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
 // refused reports an error of a change the index will never make.
 func refused(err error) bool {
 	return errors.Is(err, index.ErrNotFound) || errors.Is(err, index.ErrInvalidCorrection) ||
@@ -410,10 +457,27 @@ var errUnknownRecord = errors.New("archive: record of an unknown kind")
 func replay(ctx context.Context, idx ReplayIndex, trash *Trash, key string, r *Record) error {
 	switch r.Kind {
 	case RecordDelete:
-		_, err := idx.Remove(ctx, index.Removal{
+		removed, err := idx.Remove(ctx, index.Removal{
 			Selection: index.Selection{StudyInstanceUID: r.Study, SeriesInstanceUID: r.Series, SOPInstanceUID: r.Instance},
 			Cause:     r.Cause, Reason: r.Reason, Principal: r.Principal, Keys: r.Keys, Record: key, Time: r.Time})
-		return err
+		if err != nil && !errors.Is(err, index.ErrNotFound) {
+			return err
+		}
+		n, lerr := trashLeftovers(ctx, idx, trash, r, removed)
+		if lerr != nil || err == nil || n == 0 {
+			return errors.Join(err, lerr)
+		}
+		// Every object it names was sent again since: the trash has
+		// them now, and the log the deletion.
+		action := index.ActionDelete
+		if r.Cause == index.CauseExpired {
+			action = index.ActionExpire
+		}
+		if _, err := idx.RecordEvent(ctx, index.Event{Action: action, StudyInstanceUID: r.Study, SeriesInstanceUID: r.Series,
+			SOPInstanceUID: r.Instance, Instances: n, Reason: r.Reason, Principal: r.Principal}); err != nil {
+			return err
+		}
+		return idx.MarkApplied(ctx, key, "")
 	case RecordRestore:
 		return trash.restoreKeys(ctx, r, key)
 	case RecordCorrect:

@@ -78,8 +78,8 @@ const purgedReason = "wrong image, purged"
 // scenarioSOPs, scenarioStudies and scenarioPatients are what a
 // snapshot looks at.
 var (
-	scenarioSOPs     = []string{"1.2.3.4.1", "1.2.3.4.2", "1.2.3.5.1", "1.2.9.4.1", "1.2.8.4.1", "1.2.8.4.2"}
-	scenarioStudies  = []string{"1.2.3", "1.2.9", "1.2.8"}
+	scenarioSOPs     = []string{"1.2.3.4.1", "1.2.3.4.2", "1.2.3.5.1", "1.2.9.4.1", "1.2.8.4.1", "1.2.8.4.2", "1.2.7.4.1"}
+	scenarioStudies  = []string{"1.2.3", "1.2.9", "1.2.8", "1.2.7"}
 	scenarioPatients = []index.PatientKey{{ID: "P1", Issuer: "RXH"}, {ID: "P1", Issuer: "RYJ"}, {ID: "P7", Issuer: "X"}, {ID: "P8", Issuer: "Y"}}
 )
 
@@ -120,6 +120,12 @@ func testRebuild(t *testing.T, open openDB) {
 	step("delete a series", err)
 	_, err = trash.Restore(ctx, "1.2.3", "deleted by mistake", "bob")
 	step("restore", err)
+	// Deleted, then sent again: the new version is live, the old one in
+	// the trash.
+	putFrom(t, svc, instance("1.2.7", "1.2.7.4", "1.2.7.4.1"), "1.2.7.4.1", "CT01")
+	_, err = trash.Delete(ctx, index.Removal{Selection: index.Selection{StudyInstanceUID: "1.2.7"}, Reason: "sent again", Principal: "bob"})
+	step("delete a study", err)
+	putFrom(t, svc, instance("1.2.7", "1.2.7.4", "1.2.7.4.1"), "1.2.7.4.1", "CT01")
 	name := &dicom.Dataset{Elements: []dicom.Element{{Tag: tag.PatientName, VR: "PN", Values: []string{"Roe^Richard"}}}}
 	_, err = journal.Correct(ctx, &index.Correction{Study: "1.2.3", After: name, Reason: "misspelt", Principal: "carol"})
 	step("correct", err)

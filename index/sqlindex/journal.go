@@ -193,3 +193,27 @@ func (db *DB) MarkLinksAudited(ctx context.Context, ids []int64) error {
 	}
 	return nil
 }
+
+// TrashObject records in the trash the object of an instance that a
+// rebuild of the index finds and whose deletion record names it, but
+// that is not the instance's indexed version (a newer one arrived after
+// the deletion): its object stays accounted for, and purged in its time,
+// as in the index that deleted it. A row already there is left alone.
+func (db *DB) TrashObject(ctx context.Context, t index.Trashed) error {
+	purge := 0
+	if t.Purge {
+		purge = 1
+	}
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		_, err := db.exec(ctx, tx, `INSERT INTO trash (object_key, sop_instance_uid, study_instance_uid, series_instance_uid, sop_class_uid,
+	size, sha256, transfer_syntax_uid, calling_ae, called_ae, source, principal, received_at, removed_at, cause, purge, event_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT (object_key) DO NOTHING`,
+			t.Key, t.SOPInstanceUID, t.StudyInstanceUID, t.SeriesInstanceUID, t.SOPClassUID, t.Size, t.SHA256,
+			t.TransferSyntaxUID, t.CallingAE, t.CalledAE, t.Source, t.Principal, micros(t.ReceivedAt), micros(t.RemovedAt), t.Cause, purge)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("index: trash %s: %w", t.Key, err)
+	}
+	return nil
+}
