@@ -260,6 +260,31 @@ func testPatientsAcrossTrusts(t *testing.T, flags ...string) {
 		return v.String()
 	}
 	before := visible(p)
+	// serve writes every link and unlink by hand to the audit trail, the
+	// command line's too: Instances Accessed (Update) of each patient.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var page struct {
+			Records []struct{ Event, User string } `json:"records"`
+		}
+		if st := apiCall(t, p, "GET", "/api/audit?patient=L1", nil, &page); st != 200 {
+			t.Fatalf("GET /api/audit = %d", st)
+		}
+		n, byCLI := 0, false
+		for _, r := range page.Records {
+			if r.Event == "DICOM Instances Accessed" {
+				n++
+				byCLI = byCLI || r.User == "pacsd"
+			}
+		}
+		if n == 2 && byCLI {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit trail holds %d link records of L1 (the command line's among them: %v), want 2", n, byCLI)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	p.stop()
 	rebuilt := "sqlite://" + filepath.Join(t.TempDir(), "rebuilt.db")
 	cli.Reset()
