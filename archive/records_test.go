@@ -346,6 +346,24 @@ func (f *faultyIndex) UndoCorrection(ctx context.Context, c *index.Correction) (
 	return out, f.around(func() error { out, err = f.DB.UndoCorrection(ctx, c); return err })
 }
 
+func (f *faultyIndex) Put(ctx context.Context, req *index.PutRequest) (out *index.Change, err error) {
+	return out, f.around(func() error { out, err = f.DB.Put(ctx, req); return err })
+}
+
+func (f *faultyIndex) Restorable(ctx context.Context, study string) ([]index.Trashed, error) {
+	if f.dead.Load() {
+		return nil, errInjected
+	}
+	return f.DB.Restorable(ctx, study)
+}
+
+func (f *faultyIndex) MarkApplied(ctx context.Context, key, outcome string) error {
+	if f.dead.Load() {
+		return errInjected
+	}
+	return f.DB.MarkApplied(ctx, key, outcome)
+}
+
 func (f *faultyIndex) LinkPatients(ctx context.Context, l index.Link) error {
 	return f.around(func() error { return f.DB.LinkPatients(ctx, l) })
 }
@@ -382,18 +400,20 @@ func (s *recordFaults) Delete(ctx context.Context, key string) error {
 func TestRecordFaults(t *testing.T) {
 	changes := []struct {
 		name string
-		do   func(ctx context.Context, tr *Trash, j *Journal) error
+		// setup, if not nil, prepares the change without faults.
+		setup func(ctx context.Context, tr *Trash, j *Journal) error
+		do    func(ctx context.Context, tr *Trash, j *Journal) error
 		// made reports whether the change shows in db.
 		made func(t *testing.T, db *sqlindex.DB) bool
 	}{
-		{"delete", func(ctx context.Context, tr *Trash, _ *Journal) error {
+		{"delete", nil, func(ctx context.Context, tr *Trash, _ *Journal) error {
 			_, err := tr.Delete(ctx, index.Removal{Selection: index.Selection{StudyInstanceUID: "1.2.3", SeriesInstanceUID: "1.2.3.4"}, Reason: "test"})
 			return err
 		}, func(t *testing.T, db *sqlindex.DB) bool {
 			_, err := db.Instance(t.Context(), "1.2.3.4.1")
 			return errors.Is(err, index.ErrNotFound)
 		}},
-		{"correct", func(ctx context.Context, _ *Trash, j *Journal) error {
+		{"correct", nil, func(ctx context.Context, _ *Trash, j *Journal) error {
 			_, err := j.Correct(ctx, &index.Correction{Study: "1.2.3", Reason: "test",
 				After: &dicom.Dataset{Elements: []dicom.Element{{Tag: tag.PatientName, VR: "PN", Values: []string{"Roe^Richard"}}}}})
 			return err
@@ -401,18 +421,43 @@ func TestRecordFaults(t *testing.T) {
 			p, err := db.StudyPatient(t.Context(), "1.2.3")
 			return err == nil && p.Attributes.String(tag.PatientName) == "Roe^Richard"
 		}},
-		{"move", func(ctx context.Context, _ *Trash, j *Journal) error {
+		{"move", nil, func(ctx context.Context, _ *Trash, j *Journal) error {
 			_, err := j.MoveSeries(ctx, &index.Correction{Series: "1.2.3.5", Target: "1.2.9", Reason: "test"})
 			return err
 		}, func(t *testing.T, db *sqlindex.DB) bool {
 			in, err := db.Instance(t.Context(), "1.2.3.5.1")
 			return err == nil && in.StudyInstanceUID == "1.2.9"
 		}},
-		{"link", func(ctx context.Context, _ *Trash, j *Journal) error {
+		{"link", nil, func(ctx context.Context, _ *Trash, j *Journal) error {
 			return j.LinkPatients(ctx, index.Link{Patients: scenarioPatients[:2]})
 		}, func(t *testing.T, db *sqlindex.DB) bool {
 			p, err := db.Person(t.Context(), scenarioPatients[0])
 			return err == nil && len(p.Patients) == 2
+		}},
+		{"restore", func(ctx context.Context, tr *Trash, _ *Journal) error {
+			_, err := tr.Delete(ctx, index.Removal{Selection: index.Selection{StudyInstanceUID: "1.2.3", SeriesInstanceUID: "1.2.3.4"}, Reason: "test"})
+			return err
+		}, func(ctx context.Context, tr *Trash, _ *Journal) error {
+			_, err := tr.Restore(ctx, "1.2.3", "test", "")
+			return err
+		}, func(t *testing.T, db *sqlindex.DB) bool {
+			_, err := db.Instance(t.Context(), "1.2.3.4.1")
+			return err == nil
+		}},
+		{"undo", func(ctx context.Context, _ *Trash, j *Journal) error {
+			_, err := j.Correct(ctx, &index.Correction{Study: "1.2.3", Reason: "test",
+				After: &dicom.Dataset{Elements: []dicom.Element{{Tag: tag.PatientName, VR: "PN", Values: []string{"Roe^Richard"}}}}})
+			return err
+		}, func(ctx context.Context, _ *Trash, j *Journal) error {
+			list, err := j.Index.(*faultyIndex).Corrections(ctx, "1.2.3")
+			if err != nil {
+				return err
+			}
+			_, err = j.Undo(ctx, list[0].ID, "test", "")
+			return err
+		}, func(t *testing.T, db *sqlindex.DB) bool {
+			p, err := db.StudyPatient(t.Context(), "1.2.3")
+			return err == nil && p.Attributes.String(tag.PatientName) == "Doe^Jane"
 		}},
 	}
 	for _, ch := range changes {
@@ -425,6 +470,11 @@ func TestRecordFaults(t *testing.T) {
 				putFrom(t, svc, instance("1.2.3", "1.2.3.4", "1.2.3.4.1"), "1.2.3.4.1", "CT01")
 				putFrom(t, svc, instance("1.2.3", "1.2.3.5", "1.2.3.5.1"), "1.2.3.5.1", "CT01")
 				putFrom(t, svc, instance("1.2.9", "1.2.9.4", "1.2.9.4.1"), "1.2.9.4.1", "CT01")
+				if ch.setup != nil {
+					if err := ch.setup(ctx, &Trash{Store: base, Index: db}, &Journal{Store: base, Index: db}); err != nil {
+						t.Fatal(err)
+					}
+				}
 				fi := &faultyIndex{DB: db}
 				st := &recordFaults{Store: base, dead: &fi.dead}
 				if fault == "record write fails" {

@@ -137,6 +137,10 @@ func (t *Trash) Restore(ctx context.Context, study, reason, principal string) ([
 		return nil, err
 	}
 	restored, err := t.restoreRows(ctx, rows, study, reason, principal)
+	if len(restored) == 0 && err != nil {
+		t.settleRestore(ctx, key, index.Event{Action: index.ActionRestore, StudyInstanceUID: study, Reason: reason, Principal: principal}, len(rows), err)
+		return nil, err
+	}
 	if ctx.Err() == nil {
 		// Restored or not, each object the record names has been tried:
 		// a replay would only try again what failed here.
@@ -147,6 +151,33 @@ func (t *Trash) Restore(ctx context.Context, study, reason, principal string) ([
 	return restored, err
 }
 
+// settleRestore ends a restore that restored nothing, by its account:
+// the record goes if the trash still holds all it held, and is noted
+// applied if the index restored some all the same (a put whose answer
+// was lost). If the index cannot say, the record stays, and the next
+// replay restores what is still in the trash.
+func (t *Trash) settleRestore(ctx context.Context, key string, ev index.Event, rows int, cause error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
+	defer cancel()
+	still, err := t.Index.Restorable(ctx, ev.StudyInstanceUID)
+	switch {
+	case err != nil:
+		t.log().Warn("restore failed, its record kept for the next replay", "record", key, "err", cause, "index_err", err)
+	case len(still) < rows:
+		ev.Instances = rows - len(still)
+		if _, err := t.Index.RecordEvent(ctx, ev); err != nil {
+			t.log().Error("restore not logged", "err", err)
+		}
+		if err := t.Index.MarkApplied(ctx, key, ""); err != nil {
+			t.log().Warn("restore record not noted as applied; the next replay restores what is left", "record", key, "err", err)
+		}
+	default:
+		if err := t.Store.Delete(ctx, key); err != nil {
+			t.log().Error("record of a restore that failed not deleted; the next replay tries it again", "record", key, "err", err)
+		}
+	}
+}
+
 // restoreKeys replays a restore record: it restores those of the
 // record's objects that are still in the trash.
 func (t *Trash) restoreKeys(ctx context.Context, r *Record, key string) error {
@@ -155,10 +186,16 @@ func (t *Trash) restoreKeys(ctx context.Context, r *Record, key string) error {
 		return err
 	}
 	rows = slices.DeleteFunc(rows, func(tr index.Trashed) bool { return !slices.Contains(r.Keys, tr.Key) })
+	outcome := ""
 	if _, err := t.restoreRows(ctx, rows, r.Study, r.Reason, r.Principal); err != nil {
-		return err
+		if ctx.Err() != nil || errors.Is(err, storage.ErrUnavailable) {
+			return err
+		}
+		// An object that is not the one the trash recorded, or an
+		// instance sent again since: as when the restore was asked for.
+		outcome = err.Error()
 	}
-	return t.Index.MarkApplied(ctx, key, "")
+	return t.Index.MarkApplied(ctx, key, outcome)
 }
 
 // restoreRows restores rows of the trash and records the restore.
