@@ -292,7 +292,7 @@ func (t *Trash) Purge(ctx context.Context, before time.Time, principal string) (
 			return res, fmt.Errorf("archive: purge: %w", err)
 		}
 		if len(claimed) == 0 {
-			return res, nil
+			return res, t.sweepRecords(ctx)
 		}
 		done := make([]bool, len(claimed))
 		errs := make([]error, len(claimed))
