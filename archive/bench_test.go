@@ -60,8 +60,11 @@ func benchStore(b *testing.B, issuers IssuerPolicy, patient dcmgen.Patient) {
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		// A new SOP Instance UID of the same length each time.
-		uidNew := []byte(fmt.Sprintf("%s.%08d", series, i))
-		d := bytes.Replace(data, sop, uidNew[:len(sop)], 1)
+		uidNew := []byte(fmt.Sprintf("%s.%08d", series, i))[:len(sop)]
+		if uidNew[len(uidNew)-1] == '.' {
+			uidNew[len(uidNew)-1] = '9' // a UID does not end with a dot
+		}
+		d := bytes.Replace(data, sop, uidNew, 1)
 		if _, err := svc.Store(context.Background(), &StoreRequest{TransferSyntaxUID: "1.2.840.10008.1.2.1", Dataset: bytes.NewReader(d)}); err != nil {
 			b.Fatal(err)
 		}
