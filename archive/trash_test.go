@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -72,6 +73,29 @@ func TestPurgeCutShort(t *testing.T) {
 	if keys, err := recordKeys(ctx, f.store); err != nil || len(keys) != 1 {
 		t.Errorf("records after a purge cut short: %v, %v; want the deletion's", keys, err)
 	}
+	// An index rebuilt now has in its trash what is left of the study.
+	rebuilt := openSQLite(t)
+	if _, err := Reindex(ctx, f.store, rebuilt, nil); err != nil {
+		t.Fatal(err)
+	}
+	trashKeys := func(db interface {
+		Trash(context.Context, string) ([]index.Trashed, error)
+	}) []string {
+		rows, err := db.Trash(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, r := range rows {
+			keys = append(keys, r.Key)
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	if got, want := trashKeys(rebuilt), trashKeys(f.db); !slices.Equal(got, want) || len(got) != n-4 {
+		t.Errorf("rebuilt trash %v, want %v", got, want)
+	}
+	verifyClean(t, "rebuilt after a purge cut short", f.store, rebuilt)
 	// What a purge claimed and did not finish is no longer restorable.
 	if restored, err := trash.Restore(ctx, "1.2.3", "", ""); len(restored) != 0 {
 		t.Errorf("Restore after a claim restored %d instances (%v)", len(restored), err)
