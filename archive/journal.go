@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -429,20 +430,13 @@ func trashLeftovers(ctx context.Context, idx ReplayIndex, trash *Trash, r *Recor
 		if cur, err := idx.Instance(ctx, in.SOPInstanceUID); err == nil && cur.Key == k {
 			continue // indexed: the removal left it for a reason of its own
 		}
-		err = idx.TrashObject(ctx, index.Trashed{Instance: *in, RemovedAt: r.Time, Cause: cmpOr(r.Cause, index.CauseDeleted), Purge: true})
+		err = idx.TrashObject(ctx, index.Trashed{Instance: *in, RemovedAt: r.Time, Cause: cmp.Or(r.Cause, index.CauseDeleted), Purge: true})
 		if err != nil {
 			return n, err
 		}
 		n++
 	}
 	return n, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // refused reports an error of a change the index will never make.

@@ -262,29 +262,7 @@ func testPatientsAcrossTrusts(t *testing.T, flags ...string) {
 	before := visible(p)
 	// serve writes every link and unlink by hand to the audit trail, the
 	// command line's too: Instances Accessed (Update) of each patient.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var page struct {
-			Records []struct{ Event, User string } `json:"records"`
-		}
-		if st := apiCall(t, p, "GET", "/api/audit?patient=L1", nil, &page); st != 200 {
-			t.Fatalf("GET /api/audit = %d", st)
-		}
-		n, byCLI := 0, false
-		for _, r := range page.Records {
-			if r.Event == "DICOM Instances Accessed" {
-				n++
-				byCLI = byCLI || r.User == "pacsd"
-			}
-		}
-		if n == 2 && byCLI {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("audit trail holds %d link records of L1 (the command line's among them: %v), want 2", n, byCLI)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitUpdates(t, p, "patient=L1", 2)
 	p.stop()
 	rebuilt := "sqlite://" + filepath.Join(t.TempDir(), "rebuilt.db")
 	cli.Reset()
@@ -437,12 +415,20 @@ print(str(ds.PatientName) + "|" + str(old) + "|" + ds.OriginalAttributesSequence
 	if st := apiCall(t, p, "GET", "/api/corrections?study="+study, nil, &listed); st != 200 || len(listed) == 0 {
 		t.Fatalf("corrections list = %d, %d entries", st, len(listed))
 	}
+	waitUpdates(t, p, "study="+study, len(listed))
+}
+
+// waitUpdates waits for the audit trail to hold want Instances Accessed
+// records that the audit API's query q finds, the command line's among
+// them.
+func waitUpdates(t *testing.T, p *instance, q string, want int) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var page struct {
 			Records []struct{ Event, User string } `json:"records"`
 		}
-		if st := apiCall(t, p, "GET", "/api/audit?study="+study, nil, &page); st != 200 {
+		if st := apiCall(t, p, "GET", "/api/audit?"+q, nil, &page); st != 200 {
 			t.Fatalf("GET /api/audit = %d", st)
 		}
 		n, byCLI := 0, false
@@ -452,11 +438,11 @@ print(str(ds.PatientName) + "|" + str(old) + "|" + ds.OriginalAttributesSequence
 				byCLI = byCLI || r.User == "pacsd"
 			}
 		}
-		if n == len(listed) && byCLI {
-			break
+		if n == want && byCLI {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("audit trail holds %d correction records (the command line's among them: %v), want %d", n, byCLI, len(listed))
+			t.Fatalf("audit trail holds %d update records of %s (the command line's among them: %v), want %d", n, q, byCLI, want)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
