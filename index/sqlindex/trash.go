@@ -120,16 +120,26 @@ func (db *DB) Remove(ctx context.Context, r index.Removal) ([]index.Instance, er
 		if err != nil {
 			return err
 		}
-		w := selectionWhere(r.Selection)
-		if len(r.Keys) > 0 {
-			w.cond += " AND i.object_key IN (" + params(len(r.Keys)) + ")"
-			for _, k := range r.Keys {
+		removed = nil
+		// The objects a record names, a chunk at a time, within the
+		// engines' limits on parameters.
+		for chunk := range slices.Chunk(r.Keys, removeChunk) {
+			w := selectionWhere(r.Selection)
+			w.cond += " AND i.object_key IN (" + params(len(chunk)) + ")"
+			for _, k := range chunk {
 				w.args = append(w.args, k)
 			}
+			rm, err := db.remove(ctx, tx, w, cause, true, ev, now)
+			if err != nil {
+				return err
+			}
+			removed = append(removed, rm...)
 		}
-		removed, err = db.remove(ctx, tx, w, cause, true, ev, now)
-		if err != nil {
-			return err
+		if len(r.Keys) == 0 {
+			removed, err = db.remove(ctx, tx, selectionWhere(r.Selection), cause, true, ev, now)
+			if err != nil {
+				return err
+			}
 		}
 		if len(removed) == 0 {
 			return index.ErrNotFound
@@ -146,6 +156,10 @@ func (db *DB) Remove(ctx context.Context, r index.Removal) ([]index.Instance, er
 	}
 	return out, nil
 }
+
+// removeChunk is how many objects of a removal's record one statement
+// names.
+const removeChunk = 1000
 
 // feedRemoved records in the change feed that the instances left the
 // index (deleted, expired or rejected).
