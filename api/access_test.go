@@ -33,11 +33,7 @@ func (p *onePerson) Person(ctx context.Context, k index.PatientKey) (*index.Pers
 		{PatientKey: index.PatientKey{ID: "P9", Issuer: "OTHER"}},
 	}}, nil
 }
-func (p *onePerson) Link(ctx context.Context, keys ...index.PatientKey) error { p.links++; return nil }
-func (p *onePerson) Unlink(ctx context.Context, keys ...index.PatientKey) error {
-	p.links++
-	return nil
-}
+func (p *onePerson) LinkPatients(ctx context.Context, l index.Link) error { p.links++; return nil }
 
 // TestIssuerAccess: a principal limited to issuer RXH corrects, lists,
 // links and reads only RXH's patients; the others are not found.

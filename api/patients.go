@@ -16,8 +16,9 @@ import (
 // Patients is what the API needs of the index to show and link patients.
 type Patients interface {
 	Person(ctx context.Context, k index.PatientKey) (*index.Person, error)
-	Link(ctx context.Context, keys ...index.PatientKey) error
-	Unlink(ctx context.Context, keys ...index.PatientKey) error
+	// LinkPatients links patients by hand, or unlinks them, recording
+	// who asked.
+	LinkPatients(ctx context.Context, l index.Link) error
 }
 
 // Person is a person as GET /api/patients/{id}^{issuer} and pacsd
@@ -119,7 +120,7 @@ func (s *Server) postLink(c echo.Context) error {
 	if err := allowPatients(c.Request().Context(), keys...); err != nil {
 		return err
 	}
-	if err := s.Patients.Link(c.Request().Context(), keys...); err != nil {
+	if err := s.Patients.LinkPatients(c.Request().Context(), index.Link{Patients: keys, Principal: principal(c)}); err != nil {
 		return err
 	}
 	p, err := s.Patients.Person(c.Request().Context(), keys[0])
@@ -138,7 +139,7 @@ func (s *Server) postUnlink(c echo.Context) error {
 	if err := allowPatients(c.Request().Context(), keys...); err != nil {
 		return err
 	}
-	if err := s.Patients.Unlink(c.Request().Context(), keys...); err != nil {
+	if err := s.Patients.LinkPatients(c.Request().Context(), index.Link{Patients: keys, Unlink: true, Principal: principal(c)}); err != nil {
 		return err
 	}
 	s.log().Info("patients unlinked", "patients", keys, "by", principal(c))

@@ -150,6 +150,10 @@ type Service struct {
 	versions versions
 	obs      Observer
 	edits    editCache
+	// started is when the Service was made, from which its issuer
+	// records (see recordIssuer) hold.
+	started time.Time
+	issuers issuerLedger
 }
 
 // nopObserver is the Observer of a Service given none.
@@ -172,6 +176,7 @@ func New(cfg Config) *Service {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.started = s.now().UTC().Truncate(time.Microsecond)
 	if s.cfg.CommitTimeout <= 0 {
 		s.cfg.CommitTimeout = DefaultCommitTimeout
 	}
@@ -351,6 +356,11 @@ func (s *Service) Store(ctx context.Context, req *StoreRequest) (*Result, error)
 			s.identify(in, put, req.CallingAE)
 			if s.cfg.Forwarder != nil {
 				put.Forward = s.cfg.Forwarder.Forward(in, req.CallingAE, req.CalledAE, req.Source)
+			}
+			// The issuer given must be in storage before the record is.
+			if err := s.recordIssuer(context.WithoutCancel(ctx), req.CallingAE, in.Header); err != nil {
+				prepared <- preparedPut{in: in, header: h, err: err}
+				return
 			}
 			p, err := s.cfg.Index.PreparePut(context.WithoutCancel(ctx), put)
 			prepared <- preparedPut{in, h, p, err, put.Forward}

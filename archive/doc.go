@@ -15,4 +15,16 @@
 // What to do with an instance already archived is the DuplicatePolicy's;
 // a data set that ends before its structure does is refused before
 // anything of it is stored. Reindex rebuilds the index from storage alone.
+//
+// What is decided after instances arrive — deletions and expiries
+// (Trash), restores, corrections, undos, series moves and links by hand
+// (Journal) — and the issuer a sender's instances are given at ingest
+// are written to storage as records (see Record) under RecordPrefix,
+// which no instance key can take, before the index is changed: storage
+// write, then the index transaction that notes the record applied, then,
+// if the index refused, the record deleted. A crash between the two
+// leaves a record that ReplayRecords applies when pacsd serve starts,
+// and Reindex replays every record once the objects are indexed, so
+// that a rebuilt index shows what the lost one showed. The format is in
+// journal.go and issuers.go.
 package archive

@@ -55,6 +55,14 @@ func (s *Service) nhsNumber(h *dicom.Dataset, sopInstanceUID string) string {
 	if issuers == nil {
 		issuers = nhs.DefaultIssuers
 	}
+	return nhsNumber(issuers, h, func(err error) {
+		s.log.Warn("NHS number with an invalid check digit indexed as a plain ID, not linked", "sop_instance_uid", sopInstanceUID, "err", err)
+	})
+}
+
+// nhsNumber is Service.nhsNumber with the issuers that name the NHS;
+// invalid, if not nil, hears of an invalid number.
+func nhsNumber(issuers nhs.Issuers, h *dicom.Dataset, invalid func(error)) string {
 	isNHS := func(d *dicom.Dataset) bool {
 		if issuers.Has(d.String(tag.IssuerOfPatientID)) {
 			return true
@@ -75,7 +83,9 @@ func (s *Service) nhsNumber(h *dicom.Dataset, sopInstanceUID string) string {
 		}
 		n, err := nhs.Normalize(id)
 		if err != nil {
-			s.log.Warn("NHS number with an invalid check digit indexed as a plain ID, not linked", "sop_instance_uid", sopInstanceUID, "err", err)
+			if invalid != nil {
+				invalid(err)
+			}
 			continue
 		}
 		return n

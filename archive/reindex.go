@@ -13,6 +13,7 @@ import (
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/nhs"
 	"github.com/pacsd/pacsd/storage"
 )
 
@@ -37,6 +38,11 @@ type Progress struct {
 	// could not be indexed; both are empty in the final Progress.
 	Key string
 	Err error
+	// Records counts the records of deletions, restores, corrections
+	// and links replayed once the objects are indexed, Refused those the
+	// index refused (see ReplayRecords); both are set in the final
+	// Progress only.
+	Records, Refused int
 }
 
 // scanWorkers is how many objects Reindex and Verify read at once: a
@@ -72,8 +78,15 @@ func Reindex(ctx context.Context, store storage.Store, idx Indexer, progress fun
 		mu sync.Mutex
 		p  Progress
 	)
-	err := forEach(ctx, scanWorkers, store.List(ctx, ""), func(ctx context.Context, info storage.Info) error {
-		n, indexed, superseded, err := reindexObject(ctx, store, idx, info)
+	book, err := loadIssuers(ctx, store)
+	if err != nil {
+		return p, fmt.Errorf("archive: reindex: %w", err)
+	}
+	err = forEach(ctx, scanWorkers, store.List(ctx, ""), func(ctx context.Context, info storage.Info) error {
+		if IsRecord(info.Key) {
+			return nil
+		}
+		n, indexed, superseded, err := reindexObject(ctx, store, idx, book, info)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -96,6 +109,17 @@ func Reindex(ctx context.Context, store storage.Store, idx Indexer, progress fun
 		}
 		return nil
 	})
+	if err == nil {
+		// What was decided after the instances arrived, in the order it
+		// was decided.
+		if ri, ok := idx.(ReplayIndex); ok {
+			var r ReplayResult
+			r, err = ReplayRecords(ctx, store, ri, nil)
+			mu.Lock()
+			p.Records, p.Refused = r.Applied, r.Refused
+			mu.Unlock()
+		}
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	p.Key, p.Err = "", nil
@@ -110,7 +134,7 @@ func Reindex(ctx context.Context, store storage.Store, idx Indexer, progress fun
 // whether it indexed the object, and whether an object was superseded:
 // this one, when the index holds a later version of its instance, or the
 // one the record named before.
-func reindexObject(ctx context.Context, store storage.Store, idx Indexer, info storage.Info) (n int64, indexed, superseded bool, err error) {
+func reindexObject(ctx context.Context, store storage.Store, idx Indexer, book issuerBook, info storage.Info) (n int64, indexed, superseded bool, err error) {
 	if tk, ok := idx.(trashKeeper); ok {
 		switch trashed, err := tk.Trashed(ctx, info.Key); {
 		case err != nil:
@@ -134,12 +158,17 @@ func reindexObject(ctx context.Context, store storage.Store, idx Indexer, info s
 			}
 		}
 	}
-	ch, err := idx.Put(ctx, &index.PutRequest{Instance: in, Check: func(current *index.Instance) error {
+	// The issuer it was given at ingest, and the NHS number that links
+	// its patient, as Store found them.
+	in.Amended = book.amendment(in.Header, in.CallingAE, in.ReceivedAt)
+	put := &index.PutRequest{Instance: in, Check: func(current *index.Instance) error {
 		if current != nil && current.Key != in.Key && later(current, in) {
 			return errSuperseded
 		}
 		return nil
-	}})
+	}}
+	put.NHSNumber = nhsNumber(nhs.DefaultIssuers, index.Overlay(in.Header, in.Amended), nil)
+	ch, err := idx.Put(ctx, put)
 	switch {
 	case errors.Is(err, errSuperseded):
 		return n, false, true, nil

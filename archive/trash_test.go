@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,6 +70,32 @@ func TestPurgeCutShort(t *testing.T) {
 	if objs := f.objects(t); len(objs) != n-4 {
 		t.Errorf("%d objects left, want %d", len(objs), n-4)
 	}
+	if keys, err := recordKeys(ctx, f.store); err != nil || len(keys) != 1 {
+		t.Errorf("records after a purge cut short: %v, %v; want the deletion's", keys, err)
+	}
+	// An index rebuilt now has in its trash what is left of the study.
+	rebuilt := openSQLite(t)
+	if _, err := Reindex(ctx, f.store, rebuilt, nil); err != nil {
+		t.Fatal(err)
+	}
+	trashKeys := func(db interface {
+		Trash(context.Context, string) ([]index.Trashed, error)
+	}) []string {
+		rows, err := db.Trash(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, r := range rows {
+			keys = append(keys, r.Key)
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	if got, want := trashKeys(rebuilt), trashKeys(f.db); !slices.Equal(got, want) || len(got) != n-4 {
+		t.Errorf("rebuilt trash %v, want %v", got, want)
+	}
+	verifyClean(t, "rebuilt after a purge cut short", f.store, rebuilt)
 	// What a purge claimed and did not finish is no longer restorable.
 	if restored, err := trash.Restore(ctx, "1.2.3", "", ""); len(restored) != 0 {
 		t.Errorf("Restore after a claim restored %d instances (%v)", len(restored), err)
@@ -79,6 +106,10 @@ func TestPurgeCutShort(t *testing.T) {
 	}
 	if objs := f.objects(t); len(objs) != 0 {
 		t.Errorf("objects left after the purge: %v", objs)
+	}
+	// The deletion's record goes once every object it names is gone.
+	if keys, err := recordKeys(ctx, f.store); err != nil || len(keys) != 0 {
+		t.Errorf("records after the purge: %v, %v; want none", keys, err)
 	}
 	verify("purged")
 	events, _ := f.db.Events(ctx, "")

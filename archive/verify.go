@@ -120,6 +120,9 @@ func Verify(ctx context.Context, store storage.Store, idx Catalog, report func(P
 	}
 	// Every object against its record.
 	err := forEach(ctx, scanWorkers, store.List(ctx, ""), func(ctx context.Context, info storage.Info) error {
+		if IsRecord(info.Key) {
+			return nil // the archive's own records (see Record), not instances
+		}
 		n, err := verifyObject(ctx, store, idx, info.Key, problem)
 		mu.Lock()
 		res.Objects++
@@ -304,6 +307,13 @@ func Repair(ctx context.Context, store storage.Store, idx RepairIndex, problems 
 		}
 		return in, nil
 	}
+	if len(orphans) == 0 {
+		return nil
+	}
+	book, err := loadIssuers(ctx, store)
+	if err != nil {
+		return fmt.Errorf("archive: repair: %w", err)
+	}
 	// First the orphans of instances the index does not know: recording
 	// them all, latest version winning, leaves the others orphans of a
 	// known instance.
@@ -325,7 +335,7 @@ func Repair(ctx context.Context, store storage.Store, idx RepairIndex, problems 
 			report(p, Left)
 			continue
 		}
-		_, indexed, _, err := reindexObject(ctx, store, idx, info)
+		_, indexed, _, err := reindexObject(ctx, store, idx, book, info)
 		if err != nil && (errors.Is(err, storage.ErrUnavailable) || ctx.Err() != nil) {
 			return err
 		}

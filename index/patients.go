@@ -82,6 +82,11 @@ type Correction struct {
 	// Undoes is the correction this one reverts, 0 for none; UndoneBy
 	// the correction that reverted this one.
 	Undoes, UndoneBy int64
+	// Record is the key of the correction's record in storage, "" for
+	// none, from which a rebuilt index makes it again; the index
+	// applies a record once (ErrApplied). A correction asked for with a
+	// Time keeps it (a replay); one without takes the index's clock.
+	Record string
 }
 
 // Overlay returns h with the elements of amended in place of its own of

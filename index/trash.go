@@ -49,6 +49,14 @@ type Removal struct {
 	Reason string
 	// Principal names who asked.
 	Principal string
+	// Keys, when not empty, restrict the removal to the instances
+	// recorded with these objects: those its record in storage names.
+	Keys []string
+	// Record is the key of the removal's record in storage, "" for
+	// none; the index applies a record once (ErrApplied). Time is when
+	// the removal was asked for, the index's clock when zero.
+	Record string
+	Time   time.Time
 }
 
 // Rejection is a rejection note (IHE IOCM Key Object Selection) to

@@ -59,6 +59,16 @@ func (c *correctCommand) open(ctx context.Context) (*sqlindex.DB, error) {
 	return openIndex(ctx, c.Index, c.indexOptions()...)
 }
 
+// openJournal opens the index and the storage of the records of
+// corrections: a correction is recorded in storage before the index
+// makes it (see archive.Journal).
+func (c *correctCommand) openJournal(ctx context.Context, p *process) (*recordsOpened, error) {
+	if err := complete(&c.storeSettings, &c.nhsSettings); err != nil {
+		return nil, err
+	}
+	return openJournal(ctx, &c.baseSettings, &c.storeSettings, p, c.indexOptions()...)
+}
+
 // parseSets reads KEYWORD=VALUE pairs into a data set.
 func parseSets(sets []string) (*dicom.Dataset, error) {
 	ds := &dicom.Dataset{}
@@ -105,29 +115,29 @@ func (c *correctStudyCommand) Run(ctx context.Context, p *process, cc *correctCo
 		}
 		attrs = index.Overlay(more, attrs)
 	}
-	db, err := cc.open(ctx)
+	o, err := cc.openJournal(ctx, p)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	rec, err := db.Correct(ctx, &index.Correction{Study: c.Study, After: attrs, Reason: c.Reason, Principal: cliPrincipal(p)})
+	defer o.close()
+	rec, err := o.journal.Correct(ctx, &index.Correction{Study: c.Study, After: attrs, Reason: c.Reason, Principal: cliPrincipal(p)})
 	if err != nil {
 		return err
 	}
-	return corrected(ctx, p.stdout, db, rec)
+	return corrected(ctx, p.stdout, o.db, rec)
 }
 
 func (c *correctMoveCommand) Run(ctx context.Context, p *process, cc *correctCommand) error {
-	db, err := cc.open(ctx)
+	o, err := cc.openJournal(ctx, p)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	rec, err := db.MoveSeries(ctx, &index.Correction{Series: c.Series, Target: c.To, Reason: c.Reason, Principal: cliPrincipal(p)})
+	defer o.close()
+	rec, err := o.journal.MoveSeries(ctx, &index.Correction{Series: c.Series, Target: c.To, Reason: c.Reason, Principal: cliPrincipal(p)})
 	if err != nil {
 		return err
 	}
-	return corrected(ctx, p.stdout, db, rec)
+	return corrected(ctx, p.stdout, o.db, rec)
 }
 
 func (c *correctListCommand) Run(ctx context.Context, p *process, cc *correctCommand) error {
@@ -154,16 +164,16 @@ func (c *correctListCommand) Run(ctx context.Context, p *process, cc *correctCom
 }
 
 func (c *correctUndoCommand) Run(ctx context.Context, p *process, cc *correctCommand) error {
-	db, err := cc.open(ctx)
+	o, err := cc.openJournal(ctx, p)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	rec, err := db.Undo(ctx, c.ID, c.Reason, cliPrincipal(p))
+	defer o.close()
+	rec, err := o.journal.Undo(ctx, c.ID, c.Reason, cliPrincipal(p))
 	if err != nil {
 		return err
 	}
-	return corrected(ctx, p.stdout, db, rec)
+	return corrected(ctx, p.stdout, o.db, rec)
 }
 
 // corrected prints a correction made and queues what it changed again

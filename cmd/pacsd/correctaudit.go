@@ -39,3 +39,25 @@ func auditCorrection(ctx context.Context, corrections correctionLog, trail *audi
 	}
 	trail.Corrected(auditlog.Actor{User: rec.Principal}, nil, patient, studies...)
 }
+
+// linkLog is the index's record of links and unlinks by hand not yet in
+// the audit trail.
+type linkLog interface {
+	UnauditedLinks(ctx context.Context, limit int) ([]index.LinkEvent, error)
+	MarkLinksAudited(ctx context.Context, ids []int64) error
+}
+
+// runLinkAudit writes the links and unlinks by hand that any process
+// made on the index (pacsd patient as well as the API) to the audit
+// trail until ctx ends, as runCorrectionAudit does the corrections: each
+// patient linked or unlinked is an update of what the archive serves of
+// it, Instances Accessed (Update) by whoever asked.
+func runLinkAudit(ctx context.Context, links linkLog, trail *auditlog.Trail, log *slog.Logger) {
+	drainToAudit(ctx, "links", links.UnauditedLinks, links.MarkLinksAudited,
+		func(e index.LinkEvent) int64 {
+			for _, k := range e.Patients {
+				trail.Corrected(auditlog.Actor{User: e.Principal}, nil, auditlog.Patient{ID: k.ID, Issuer: k.Issuer})
+			}
+			return e.ID
+		}, log)
+}

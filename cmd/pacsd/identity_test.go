@@ -223,7 +223,64 @@ func testPatientsAcrossTrusts(t *testing.T, flags ...string) {
 	if got := studyKeys(qido(t, p, "/studies?PatientID="+number+"&IssuerOfPatientID=NHS&includefield=IssuerOfPatientID")); !slices.Equal(got, want) {
 		t.Errorf("after unlink: %q", got)
 	}
-	_ = b
+	// Linked by hand through the API, corrected, and one study deleted:
+	// all of it, and the issuers given by sender, come back in an index
+	// rebuilt from storage alone, served without --issuer-by-ae.
+	if st := apiCall(t, p, "POST", "/api/patients/link", map[string]any{"patients": []string{"123^RYJ", "L1^RXH"}}, nil); st != http.StatusOK {
+		t.Errorf("POST /api/patients/link = %d", st)
+	}
+	if st := apiCall(t, p, "POST", "/api/studies/"+a+"/update?reason=misspelt", map[string]any{"00100010": map[string]any{"vr": "PN", "Value": []any{map[string]any{"Alphabetic": "Trust^Alpha"}}}}, nil); st != http.StatusOK {
+		t.Errorf("POST /api/studies/%s/update = %d", a, st)
+	}
+	del, _ := http.NewRequest("DELETE", "http://"+p.httpAddr+"/dicom-web/studies/"+b+"?reason=duplicate", nil)
+	if resp, err := http.DefaultClient.Do(del); err != nil || resp.StatusCode/100 != 2 {
+		t.Fatalf("DELETE study %s: %v %v", b, resp, err)
+	}
+	visible := func(p *instance) string {
+		var v strings.Builder
+		for _, q := range []string{"/studies?includefield=IssuerOfPatientID&includefield=PatientName",
+			"/studies?PatientID=" + number + "&IssuerOfPatientID=NHS&includefield=IssuerOfPatientID"} {
+			res := qido(t, p, q)
+			var rows []string
+			for _, m := range res {
+				rows = append(rows, strValue(m, tag.StudyInstanceUID)+" "+strings.Join(studyKeys([]map[string]any{m}), "")+" "+fmt.Sprint(m[tag.PatientName.String()]))
+			}
+			slices.Sort(rows)
+			fmt.Fprintf(&v, "%s\n  %s\n", q, strings.Join(rows, "\n  "))
+		}
+		var corrections []map[string]any
+		apiCall(t, p, "GET", "/api/corrections?study="+a, nil, &corrections)
+		for _, c := range corrections {
+			delete(c, "id")
+			fmt.Fprintf(&v, "correction %v\n", c)
+		}
+		var person any
+		apiCall(t, p, "GET", "/api/patients/L1%5ERXH", nil, &person)
+		fmt.Fprintf(&v, "person %v\n", person)
+		return v.String()
+	}
+	before := visible(p)
+	// serve writes every link and unlink by hand to the audit trail, the
+	// command line's too: Instances Accessed (Update) of each patient.
+	waitUpdates(t, p, "patient=L1", 2)
+	p.stop()
+	rebuilt := "sqlite://" + filepath.Join(t.TempDir(), "rebuilt.db")
+	cli.Reset()
+	if err := run(t.Context(), []string{"reindex", "--data", data, "--index", rebuilt}, func(string) string { return "" }, &cli, &cli); err != nil {
+		t.Fatalf("pacsd reindex: %v\n%s", err, cli.String())
+	}
+	if !strings.Contains(cli.String(), "replayed 5 records") {
+		t.Errorf("pacsd reindex does not report the two links, the unlink, the correction and the deletion replayed:\n%s", cli.String())
+	}
+	p2 := startPacsd(t, data, "--index", rebuilt)
+	defer p2.stop()
+	if after := visible(p2); after != before {
+		t.Errorf("the rebuilt index shows\n%s\nthe first showed\n%s", after, before)
+	}
+	cli.Reset()
+	if err := run(t.Context(), []string{"verify", "--data", data, "--index", rebuilt}, func(string) string { return "" }, &cli, &cli); err != nil {
+		t.Errorf("pacsd verify of the rebuilt index: %v\n%s", err, cli.String())
+	}
 }
 
 func TestCorrections(t *testing.T) {
@@ -358,12 +415,20 @@ print(str(ds.PatientName) + "|" + str(old) + "|" + ds.OriginalAttributesSequence
 	if st := apiCall(t, p, "GET", "/api/corrections?study="+study, nil, &listed); st != 200 || len(listed) == 0 {
 		t.Fatalf("corrections list = %d, %d entries", st, len(listed))
 	}
+	waitUpdates(t, p, "study="+study, len(listed))
+}
+
+// waitUpdates waits for the audit trail to hold want Instances Accessed
+// records that the audit API's query q finds, the command line's among
+// them.
+func waitUpdates(t *testing.T, p *instance, q string, want int) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var page struct {
 			Records []struct{ Event, User string } `json:"records"`
 		}
-		if st := apiCall(t, p, "GET", "/api/audit?study="+study, nil, &page); st != 200 {
+		if st := apiCall(t, p, "GET", "/api/audit?"+q, nil, &page); st != 200 {
 			t.Fatalf("GET /api/audit = %d", st)
 		}
 		n, byCLI := 0, false
@@ -373,11 +438,11 @@ print(str(ds.PatientName) + "|" + str(old) + "|" + ds.OriginalAttributesSequence
 				byCLI = byCLI || r.User == "pacsd"
 			}
 		}
-		if n == len(listed) && byCLI {
-			break
+		if n == want && byCLI {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("audit trail holds %d correction records (the command line's among them: %v), want %d", n, byCLI, len(listed))
+			t.Fatalf("audit trail holds %d update records of %s (the command line's among them: %v), want %d", n, q, byCLI, want)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -98,6 +98,15 @@ func (c *patientCommand) open(ctx context.Context) (*sqlindex.DB, error) {
 	return openIndex(ctx, c.Index, c.indexOptions()...)
 }
 
+// openJournal opens the index and the storage of the records of links
+// (see archive.Journal).
+func (c *patientCommand) openJournal(ctx context.Context, p *process) (*recordsOpened, error) {
+	if err := complete(&c.storeSettings, &c.nhsSettings); err != nil {
+		return nil, err
+	}
+	return openJournal(ctx, &c.baseSettings, &c.storeSettings, p, c.indexOptions()...)
+}
+
 func parsePatientKeys(args []string) ([]index.PatientKey, error) {
 	keys := make([]index.PatientKey, 0, len(args))
 	for _, a := range args {
@@ -134,12 +143,12 @@ func (c *patientLinkCommand) Run(ctx context.Context, p *process, pc *patientCom
 	if err != nil {
 		return err
 	}
-	db, err := pc.open(ctx)
+	o, err := pc.openJournal(ctx, p)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := db.Link(ctx, keys...); err != nil {
+	defer o.close()
+	if err := o.journal.LinkPatients(ctx, index.Link{Patients: keys, Principal: cliPrincipal(p)}); err != nil {
 		return err
 	}
 	fmt.Fprintf(p.stdout, "linked %d patients\n", len(keys))
@@ -151,12 +160,12 @@ func (c *patientUnlinkCommand) Run(ctx context.Context, p *process, pc *patientC
 	if err != nil {
 		return err
 	}
-	db, err := pc.open(ctx)
+	o, err := pc.openJournal(ctx, p)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if err := db.Unlink(ctx, keys...); err != nil {
+	defer o.close()
+	if err := o.journal.LinkPatients(ctx, index.Link{Patients: keys, Unlink: true, Principal: cliPrincipal(p)}); err != nil {
 		return err
 	}
 	fmt.Fprintf(p.stdout, "unlinked %d patients\n", len(keys))

@@ -9,7 +9,9 @@ import (
 )
 
 // reindexCommand rebuilds the index from the objects in storage: after the
-// loss of the index, or to move it to another database. It reads storage
+// loss of the index, or to move it to another database. The records in
+// storage of deletions, restores, corrections and links by hand, and of
+// the issuers given at ingest, are replayed too (see archive.Record). It reads storage
 // only: with a spool, the spool's objects are read where they are and left
 // for pacsd serve to upload. Run it while pacsd serve is stopped, or
 // objects stored meanwhile may be missed.
@@ -37,6 +39,9 @@ func (c *reindexCommand) Run(ctx context.Context, proc *process) error {
 		}
 	})
 	fmt.Fprintln(stdout, reindexSummary(p))
+	if p.Records > 0 || p.Refused > 0 {
+		fmt.Fprintf(stdout, "replayed %d records of deletions, restores, corrections and links; %d refused\n", p.Records, p.Refused)
+	}
 	if p.Superseded > 0 {
 		fmt.Fprintf(stdout, "%d objects hold earlier versions of instances indexed with a later one; pacsd verify reports them as orphans, and verify --repair deletes them\n", p.Superseded)
 	}

@@ -161,6 +161,8 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		NHSIssuers:     c.nhsIssuers(),
 	})
 	trash := &archive.Trash{Store: store, Index: db, Logger: log.With("component", "trash")}
+	journal := &archive.Journal{Store: store, Index: db, Logger: log.With("component", "corrections")}
+	replayRecords(ctx, store, db, log.With("component", "records"))
 	pctx, stopPurges := context.WithCancel(context.WithoutCancel(ctx))
 	// The trash is purged of what is older than --trash-days, and the
 	// log of removals, whoever made them, goes to the audit trail.
@@ -171,6 +173,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		background.Go(func() { runRemovalAudit(pctx, db, trail, log.With("component", "trash")) })
 		background.Go(func() { runCorrectionAudit(pctx, db, trail, log.With("component", "corrections")) })
 		background.Go(func() { runExportAudit(pctx, db, trail, log.With("component", "export")) })
+		background.Go(func() { runLinkAudit(pctx, db, trail, log.With("component", "patients")) })
 	}
 	purged := make(chan struct{})
 	go func() {
@@ -320,7 +323,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	fc.register(e, c, uiPrincipal(mw))
 	(&api.Server{Queue: db.Outbox(), Index: gdb, Destinations: c.destinationList(rs), Wake: router.Wake, Logger: log.With("component", "api"),
 		Migrations: db.MigrationState(), Changes: db, Objects: arch, System: fc.system(c),
-		Patients: db, Corrections: db, Originals: originals{db, garch}, Trail: trail}).Register(e)
+		Patients: journaled{db, journal}, Corrections: journaled{db, journal}, Originals: originals{db, garch}, Trail: trail}).Register(e)
 	registerAuditAPI(e, c.AuditDir, c.AETitle)
 	registerDeletionsAPI(e, db)
 	registerRestoreAPI(e, trash)

@@ -160,13 +160,12 @@ func (c *deleteCommand) Run(ctx context.Context, p *process) error {
 	if c.Instance != "" && c.Series == "" {
 		return &usageError{err: errors.New("--instance needs --series"), help: "pacsd delete -h"}
 	}
-	store, db, done, err := c.openFor(ctx, p, false)
+	o, err := c.openRecords(ctx, p)
 	if err != nil {
 		return err
 	}
-	defer done()
-	t := &archive.Trash{Store: store, Index: db}
-	removed, err := t.Delete(ctx, index.Removal{
+	defer o.close()
+	removed, err := o.trash.Delete(ctx, index.Removal{
 		Selection: index.Selection{StudyInstanceUID: c.Study, SeriesInstanceUID: c.Series, SOPInstanceUID: c.Instance},
 		Cause:     index.CauseDeleted, Reason: c.Reason, Principal: cliPrincipal(p),
 	})
@@ -185,15 +184,23 @@ type restoreCommand struct {
 }
 
 func (c *restoreCommand) Run(ctx context.Context, p *process) error {
-	store, db, done, err := c.openFor(ctx, p, false)
+	o, err := c.openRecords(ctx, p)
 	if err != nil {
 		return err
 	}
-	defer done()
-	t := &archive.Trash{Store: store, Index: db}
-	restored, err := t.Restore(ctx, c.Study, c.Reason, cliPrincipal(p))
+	defer o.close()
+	restored, err := o.trash.Restore(ctx, c.Study, c.Reason, cliPrincipal(p))
 	fmt.Fprintf(p.stdout, "restored %d instances\n", len(restored))
 	return err
+}
+
+// openRecords opens the storage, for the records of deletions and
+// restores (see archive.Trash), and the index.
+func (m *maintenanceSettings) openRecords(ctx context.Context, p *process) (*recordsOpened, error) {
+	if err := complete(&m.storeSettings); err != nil {
+		return nil, err
+	}
+	return openJournal(ctx, &m.baseSettings, &m.storeSettings, p)
 }
 
 // purgeCommand empties the whole trash now, whatever its age: the
@@ -296,16 +303,16 @@ func (c *retentionCommand) Run(ctx context.Context, p *process) error {
 		}
 		now = t
 	}
-	store, db, done, err := c.openFor(ctx, p, false)
+	o, err := c.openRecords(ctx, p)
 	if err != nil {
 		return err
 	}
-	defer done()
-	due, err := retention.Due(ctx, db, c.Rules, now)
+	defer o.close()
+	due, err := retention.Due(ctx, o.db, c.Rules, now)
 	if err != nil {
 		return err
 	}
-	t := &archive.Trash{Store: store, Index: db}
+	t := o.trash
 	moved := 0
 	for _, e := range due {
 		fmt.Fprintf(p.stdout, "%s patient=%s study_date=%s expired=%s %s\n", e.StudyInstanceUID, e.PatientID, e.StudyDate,

@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T, opts ...sqlindex.Option) *sqlinde
 		{"Identity", testIdentity, nil},
 		{"Links", testLinks, nil},
 		{"Corrections", testCorrections, nil},
+		{"Records", testRecords, nil},
 		{"LatestInstanceWins", testLatestInstanceWins, nil},
 		{"NonASCII", testNonASCII, nil},
 		{"InvalidText", testInvalidText, nil},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
@@ -138,6 +139,9 @@ func (db *DB) Correct(ctx context.Context, c *index.Correction) (*index.Correcti
 		if err := db.lockStudies(ctx, tx, &locks, []string{c.Study}, nil); err != nil {
 			return err
 		}
+		if err := db.claimRecord(ctx, tx, c.Record, micros(db.now())); err != nil {
+			return err
+		}
 		rec, err := db.correct(ctx, tx, c, &locks, f)
 		out = rec
 		return err
@@ -154,7 +158,7 @@ func (db *DB) correct(ctx context.Context, tx *sql.Tx, c *index.Correction, lock
 		return nil, err
 	}
 	rec := *c
-	rec.Time = db.now().UTC()
+	rec.Time = correctionTime(c, db.now())
 	rec.Before = &dicom.Dataset{}
 	rec.After = &dicom.Dataset{}
 	var patientChange, studyChange dicom.Dataset
@@ -193,6 +197,15 @@ func (db *DB) correct(ctx context.Context, tx *sql.Tx, c *index.Correction, lock
 		return nil, err
 	}
 	return &rec, nil
+}
+
+// correctionTime is the time of a correction: the one it was asked
+// with, when replayed from its record, else now.
+func correctionTime(c *index.Correction, now time.Time) time.Time {
+	if !c.Time.IsZero() {
+		return c.Time.UTC()
+	}
+	return now.UTC()
 }
 
 func cmpOr(a, b string) string {
@@ -309,9 +322,9 @@ func (db *DB) recordCorrection(ctx context.Context, tx *sql.Tx, c *index.Correct
 	if err != nil {
 		return err
 	}
-	err = db.queryRow(ctx, tx, `INSERT INTO correction (study, series, target, reason, principal, at, before, after, undoes)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		c.Study, c.Series, c.Target, c.Reason, c.Principal, micros(c.Time), string(before), string(after), c.Undoes).Scan(&c.ID)
+	err = db.queryRow(ctx, tx, `INSERT INTO correction (study, series, target, reason, principal, at, before, after, undoes, record_key)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		c.Study, c.Series, c.Target, c.Reason, c.Principal, micros(c.Time), string(before), string(after), c.Undoes, c.Record).Scan(&c.ID)
 	if err != nil {
 		return fmt.Errorf("record correction: %w", err)
 	}
@@ -336,6 +349,9 @@ func (db *DB) MoveSeries(ctx context.Context, c *index.Correction) (*index.Corre
 	locks := []int64{seriesLock(c.Series), studyLock(c.Target)}
 	err := db.writeRecorded(ctx, func(tx *sql.Tx, f *feed) error {
 		if err := db.lockStudies(ctx, tx, &locks, []string{c.Target}, []string{c.Series}); err != nil {
+			return err
+		}
+		if err := db.claimRecord(ctx, tx, c.Record, micros(db.now())); err != nil {
 			return err
 		}
 		rec, err := db.moveSeries(ctx, tx, c, f)
@@ -369,7 +385,7 @@ WHERE se.series_instance_uid = ?`, c.Series).Scan(&seriesPK, &from)
 	}
 	rec := *c
 	rec.Study = from
-	rec.Time = db.now().UTC()
+	rec.Time = correctionTime(c, db.now())
 	rec.Before, rec.After = &dicom.Dataset{}, &dicom.Dataset{}
 	for _, t := range append([]tag.Tag{tag.StudyInstanceUID}, Correctable...) {
 		b, a := src.served(t), dst.served(t)
@@ -429,13 +445,13 @@ func (db *DB) corrections(ctx context.Context, rest string, args ...any) ([]*ind
 	return out, rows.Err()
 }
 
-const selectCorrection = `SELECT id, study, series, target, reason, principal, at, before, after, undoes, undone_by FROM correction`
+const selectCorrection = `SELECT id, study, series, target, reason, principal, at, before, after, undoes, undone_by, record_key FROM correction`
 
 func scanCorrection(row scanner) (*index.Correction, error) {
 	var c index.Correction
 	var at int64
 	var before, after string
-	if err := row.Scan(&c.ID, &c.Study, &c.Series, &c.Target, &c.Reason, &c.Principal, &at, &before, &after, &c.Undoes, &c.UndoneBy); err != nil {
+	if err := row.Scan(&c.ID, &c.Study, &c.Series, &c.Target, &c.Reason, &c.Principal, &at, &before, &after, &c.Undoes, &c.UndoneBy, &c.Record); err != nil {
 		return nil, err
 	}
 	c.Time = fromMicros(at)
@@ -468,7 +484,14 @@ func (db *DB) Correction(ctx context.Context, id int64) (*index.Correction, erro
 // again if the move left it empty. A correction is undone once; an undo
 // is not undone (correct again instead).
 func (db *DB) Undo(ctx context.Context, id int64, reason, principal string) (*index.Correction, error) {
-	if strings.TrimSpace(reason) == "" {
+	return db.UndoCorrection(ctx, &index.Correction{Undoes: id, Reason: reason, Principal: principal})
+}
+
+// UndoCorrection is Undo of the correction u.Undoes, with u's reason,
+// principal, record and time.
+func (db *DB) UndoCorrection(ctx context.Context, u *index.Correction) (*index.Correction, error) {
+	id := u.Undoes
+	if strings.TrimSpace(u.Reason) == "" {
 		return nil, fmt.Errorf("%w: a correction needs a reason", index.ErrInvalidCorrection)
 	}
 	c, err := db.Correction(ctx, id)
@@ -481,7 +504,7 @@ func (db *DB) Undo(ctx context.Context, id int64, reason, principal string) (*in
 	case c.Undoes != 0:
 		return nil, fmt.Errorf("%w: correction %d is an undo; correct again instead", index.ErrInvalidCorrection, id)
 	}
-	undo := &index.Correction{Study: c.Study, Reason: reason, Principal: principal, Undoes: id}
+	undo := &index.Correction{Study: c.Study, Reason: u.Reason, Principal: u.Principal, Undoes: id, Record: u.Record, Time: u.Time}
 	if c.Series == "" {
 		undo.After = c.Before
 		return db.Correct(ctx, undo)
@@ -491,6 +514,9 @@ func (db *DB) Undo(ctx context.Context, id int64, reason, principal string) (*in
 	locks := []int64{seriesLock(c.Series), studyLock(c.Study)}
 	err = db.writeRecorded(ctx, func(tx *sql.Tx, f *feed) error {
 		if err := db.lockStudies(ctx, tx, &locks, []string{c.Study}, []string{c.Series}); err != nil {
+			return err
+		}
+		if err := db.claimRecord(ctx, tx, undo.Record, micros(db.now())); err != nil {
 			return err
 		}
 		if err := db.remakeStudy(ctx, tx, c, &locks); err != nil {

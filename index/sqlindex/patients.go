@@ -91,50 +91,45 @@ WHERE patient_person.nhs_number <> excluded.nhs_number`, id, issuer, personNHS(n
 // that carry two different NHS numbers are refused (index.ErrLink): they are
 // two people, or one of the numbers is wrong and must be corrected.
 func (db *DB) Link(ctx context.Context, keys ...index.PatientKey) error {
-	if len(keys) < 2 {
-		return fmt.Errorf("%w: link needs two patients or more", index.ErrLink)
+	return db.LinkPatients(ctx, index.Link{Patients: keys})
+}
+
+func (db *DB) link(ctx context.Context, tx *sql.Tx, keys []index.PatientKey) error {
+	var persons []string
+	target := ""
+	for _, k := range keys {
+		p, err := db.personOf(ctx, tx, k)
+		if err != nil {
+			return err
+		}
+		if p == "" {
+			continue
+		}
+		if strings.HasPrefix(p, "nhs:") {
+			if strings.HasPrefix(target, "nhs:") && target != p {
+				return fmt.Errorf("%w: %s and %s carry different NHS numbers", index.ErrLink, strings.TrimPrefix(target, "nhs:"), strings.TrimPrefix(p, "nhs:"))
+			}
+			target = p
+		}
+		if !slices.Contains(persons, p) {
+			persons = append(persons, p)
+		}
 	}
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		var persons []string
-		target := ""
-		for _, k := range keys {
-			p, err := db.personOf(ctx, tx, k)
-			if err != nil {
-				return err
-			}
-			if p == "" {
-				continue
-			}
-			if strings.HasPrefix(p, "nhs:") {
-				if strings.HasPrefix(target, "nhs:") && target != p {
-					return fmt.Errorf("%w: %s and %s carry different NHS numbers", index.ErrLink, strings.TrimPrefix(target, "nhs:"), strings.TrimPrefix(p, "nhs:"))
-				}
-				target = p
-			}
-			if !slices.Contains(persons, p) {
-				persons = append(persons, p)
-			}
+	if target == "" && len(persons) > 0 {
+		target = persons[0]
+	}
+	if target == "" {
+		target = "link:" + keys[0].String()
+	}
+	for _, p := range persons {
+		if _, err := db.exec(ctx, tx, `UPDATE patient_person SET person = ?, manual = 1 WHERE person = ?`, target, p); err != nil {
+			return fmt.Errorf("link: %w", err)
 		}
-		if target == "" && len(persons) > 0 {
-			target = persons[0]
+	}
+	for _, k := range keys {
+		if err := db.setPerson(ctx, tx, k, target); err != nil {
+			return err
 		}
-		if target == "" {
-			target = "link:" + keys[0].String()
-		}
-		for _, p := range persons {
-			if _, err := db.exec(ctx, tx, `UPDATE patient_person SET person = ?, manual = 1 WHERE person = ?`, target, p); err != nil {
-				return fmt.Errorf("link: %w", err)
-			}
-		}
-		for _, k := range keys {
-			if err := db.setPerson(ctx, tx, k, target); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("index: link %v: %w", keys, err)
 	}
 	return nil
 }
@@ -142,16 +137,14 @@ func (db *DB) Link(ctx context.Context, keys ...index.PatientKey) error {
 // Unlink makes each patient nobody's but its own, whatever NHS number it
 // carries, until it is linked by hand again.
 func (db *DB) Unlink(ctx context.Context, keys ...index.PatientKey) error {
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		for _, k := range keys {
-			if err := db.setPerson(ctx, tx, k, ""); err != nil {
-				return err
-			}
+	return db.LinkPatients(ctx, index.Link{Patients: keys, Unlink: true})
+}
+
+func (db *DB) unlink(ctx context.Context, tx *sql.Tx, keys []index.PatientKey) error {
+	for _, k := range keys {
+		if err := db.setPerson(ctx, tx, k, ""); err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("index: unlink %v: %w", keys, err)
 	}
 	return nil
 }

@@ -109,14 +109,37 @@ func (db *DB) Remove(ctx context.Context, r index.Removal) ([]index.Instance, er
 			return err
 		}
 		now := micros(db.now())
+		if !r.Time.IsZero() {
+			now = micros(r.Time)
+		}
+		if err := db.claimRecord(ctx, tx, r.Record, now); err != nil {
+			return err
+		}
 		ev, err := db.logEvent(ctx, tx, index.Event{Action: action, StudyInstanceUID: r.StudyInstanceUID, SeriesInstanceUID: r.SeriesInstanceUID,
 			SOPInstanceUID: r.SOPInstanceUID, Reason: r.Reason, Principal: r.Principal}, now)
 		if err != nil {
 			return err
 		}
-		removed, err = db.remove(ctx, tx, selectionWhere(r.Selection), cause, true, ev, now)
-		if err != nil {
-			return err
+		removed = nil
+		// The objects a record names, a chunk at a time, within the
+		// engines' limits on parameters.
+		for chunk := range slices.Chunk(r.Keys, removeChunk) {
+			w := selectionWhere(r.Selection)
+			w.cond += " AND i.object_key IN (" + params(len(chunk)) + ")"
+			for _, k := range chunk {
+				w.args = append(w.args, k)
+			}
+			rm, err := db.remove(ctx, tx, w, cause, true, ev, now)
+			if err != nil {
+				return err
+			}
+			removed = append(removed, rm...)
+		}
+		if len(r.Keys) == 0 {
+			removed, err = db.remove(ctx, tx, selectionWhere(r.Selection), cause, true, ev, now)
+			if err != nil {
+				return err
+			}
 		}
 		if len(removed) == 0 {
 			return index.ErrNotFound
@@ -133,6 +156,10 @@ func (db *DB) Remove(ctx context.Context, r index.Removal) ([]index.Instance, er
 	}
 	return out, nil
 }
+
+// removeChunk is how many objects of a removal's record one statement
+// names.
+const removeChunk = 1000
 
 // feedRemoved records in the change feed that the instances left the
 // index (deleted, expired or rejected).
