@@ -49,8 +49,15 @@ func TestQueryPlans(t *testing.T) {
 			[]string{"sqlite_autoindex_patient_1 (patient_id=?)", "study_patient_fk"}},
 		{"accession number", index.StudyLevel, []dicom.Element{el(tag.AccessionNumber, "12")}, false,
 			[]string{"study_accession_number (accession_number=?"}},
+		// The pks of a range of dates come from the index alone, and only
+		// the rows of the batch are read: not every match, sorted whole.
 		{"study date range", index.StudyLevel, []dicom.Element{el(tag.StudyDate, "20240101-20240301")}, false,
-			[]string{"study_study_date (study_date_norm>? AND study_date_norm<?)"}},
+			[]string{"COVERING INDEX study_study_date (study_date_norm>? AND study_date_norm<?)", "SEARCH st USING INTEGER PRIMARY KEY (rowid=?)"}},
+		{"study date", index.StudyLevel, []dicom.Element{el(tag.StudyDate, "20240301")}, false,
+			[]string{"COVERING INDEX study_study_date (study_date_norm=?)", "SEARCH st USING INTEGER PRIMARY KEY (rowid=?)"}},
+		{"study date range and modality", index.StudyLevel, []dicom.Element{el(tag.StudyDate, "20240101-20240301"), el(tag.ModalitiesInStudy, "CT")}, false,
+			[]string{"COVERING INDEX study_study_date (study_date_norm>? AND study_date_norm<?)", "COVERING INDEX series_study_fk (study_fk=? AND modality=?)",
+				"SEARCH st USING INTEGER PRIMARY KEY (rowid=?)"}},
 		{"study UID", index.StudyLevel, []dicom.Element{el(tag.StudyInstanceUID, "1.2")}, false,
 			[]string{"sqlite_autoindex_study_1 (study_instance_uid=?"}},
 		{"modality", index.SeriesLevel, []dicom.Element{el(tag.Modality, "CT")}, false,
@@ -62,7 +69,7 @@ func TestQueryPlans(t *testing.T) {
 		{"retrieve a study", index.StudyLevel, []dicom.Element{el(tag.StudyInstanceUID, "1.2")}, true,
 			[]string{"sqlite_autoindex_study_1 (study_instance_uid=?)", "series_study_fk (study_fk=?)", "instance_series_fk (series_fk=?"}},
 		{"modalities in study", index.StudyLevel, []dicom.Element{el(tag.ModalitiesInStudy, "CT")}, false,
-			[]string{"series_study_fk (study_fk=?)"}},
+			[]string{"COVERING INDEX series_study_fk (study_fk=? AND modality=?)"}},
 	} {
 		q := &index.Query{Level: c.level, Identifier: &dicom.Dataset{Elements: c.keys}}
 		plan, err := db.ExplainFind(t.Context(), q, c.retrieve)
