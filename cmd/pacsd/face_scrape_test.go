@@ -83,3 +83,20 @@ func TestMetricsAtScrape(t *testing.T) {
 		t.Errorf("after the task was dropped: DEAD has %v tasks, want 0", got)
 	}
 }
+
+// checkSpoolBacklog checks that /readyz and the next scrape of /metrics
+// report n objects waiting in the spool.
+func checkSpoolBacklog(t *testing.T, httpAddr string, n int) {
+	t.Helper()
+	var ready struct {
+		Checks map[string]struct{ Status, Detail string }
+	}
+	if code := getJSON(t, "http://"+httpAddr+"/readyz", &ready); code != 200 || ready.Checks["spool"].Status != "ok" ||
+		!strings.HasPrefix(ready.Checks["spool"].Detail, fmt.Sprintf("%d objects (", n)) {
+		t.Errorf("/readyz: %d %+v, want %d objects in the spool", code, ready, n)
+	}
+	time.Sleep(scrapeMaxAge)
+	if got := scrape(t, "http://"+httpAddr)[`pacsd_spool_backlog_objects{}`]; got != float64(n) {
+		t.Errorf("pacsd_spool_backlog_objects = %v, want %d", got, n)
+	}
+}
