@@ -9,8 +9,11 @@ package main
 // alternating. The report gives, per search, the median and 90th
 // percentile of the time from submitting the search until its results
 // are painted (the target: 300 ms at the median), and of the time
-// from opening the page until its first list is painted. On the same
-// pacsd, GET /metrics is then timed (the target: 10 ms).
+// from opening the page until its first list is painted; then of the
+// QIDO-RS request the page sends for each search, alone. On the same
+// pacsd, GET /metrics is then timed (the target: 10 ms), one
+// scrape after another and then more than a second apart, when each
+// scrape reads the queue and the index again.
 
 import (
 	"context"
@@ -156,7 +159,13 @@ func measureUI(ctx context.Context, o options, bin, tmp string, out io.Writer, l
 		return fmt.Errorf("study list: %w", err)
 	}
 	// After the searches, so that the HTTP metrics have their series.
-	scrapes, err := measureScrapes(ctx, origin, 200)
+	scrapes, err := measureScrapes(ctx, origin, 200, 0)
+	if err != nil {
+		return fmt.Errorf("study list: %w", err)
+	}
+	// pacsd reads the queue, the index counts and the migrations for a
+	// scrape at most once a second: scrapes further apart each read them.
+	spaced, err := measureScrapes(ctx, origin, 10, 1100*time.Millisecond)
 	if err != nil {
 		return fmt.Errorf("study list: %w", err)
 	}
@@ -194,18 +203,22 @@ func measureUI(ctx context.Context, o options, bin, tmp string, out io.Writer, l
 		return err
 	}
 
-	fmt.Fprintf(out, "\nGET /metrics of the same pacsd, %d scrapes one after another (target: ≤ %d ms, p50)\n",
-		len(scrapes), targetScrape.Milliseconds())
-	slices.Sort(scrapes)
-	p50 := percentile(scrapes, 50)
-	verdict := "met"
-	if p50 > float64(targetScrape.Microseconds())/1000 {
-		verdict = "NOT met"
-	}
+	fmt.Fprintf(out, "\nGET /metrics of the same pacsd (target: ≤ %d ms, p50)\n", targetScrape.Milliseconds())
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "p50 ms\tp90 ms\tmax ms\tratio to target\ttarget\t")
-	fmt.Fprintf(tw, "%.2f\t%.2f\t%.2f\t%.2f\t%s\t\n", p50, percentile(scrapes, 90), scrapes[len(scrapes)-1],
-		p50/(float64(targetScrape.Microseconds())/1000), verdict)
+	fmt.Fprintln(tw, "scrapes\tp50 ms\tp90 ms\tmax ms\tratio to target\ttarget\t")
+	for _, sc := range []struct {
+		name string
+		d    []float64
+	}{{fmt.Sprintf("%d one after another", len(scrapes)), scrapes}, {fmt.Sprintf("%d, 1.1 s apart", len(spaced)), spaced}} {
+		slices.Sort(sc.d)
+		p50 := percentile(sc.d, 50)
+		verdict := "met"
+		if p50 > float64(targetScrape.Microseconds())/1000 {
+			verdict = "NOT met"
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t\n", sc.name, p50, percentile(sc.d, 90), sc.d[len(sc.d)-1],
+			p50/(float64(targetScrape.Microseconds())/1000), verdict)
+	}
 	return tw.Flush()
 }
 
@@ -241,12 +254,19 @@ func measureQidoSearches(ctx context.Context, web string, searches []uiSearch, r
 // targetScrape is the target for a scrape of /metrics.
 const targetScrape = 10 * time.Millisecond
 
-// measureScrapes GETs origin's /metrics n times, one after another, and
-// returns how long each took until its body was read, in milliseconds.
-func measureScrapes(ctx context.Context, origin string, n int) ([]float64, error) {
+// measureScrapes GETs origin's /metrics n times, gap apart, and returns
+// how long each took until its body was read, in milliseconds.
+func measureScrapes(ctx context.Context, origin string, n int, gap time.Duration) ([]float64, error) {
 	c := &http.Client{Timeout: 10 * time.Second}
 	out := make([]float64, 0, n)
-	for range n {
+	for i := range n {
+		if i > 0 && gap > 0 {
+			select {
+			case <-time.After(gap):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, origin+"/metrics", nil)
 		if err != nil {
 			return nil, err
