@@ -14,6 +14,14 @@
 // on a nil *Registry, which counts nothing: a component that was given no
 // registry needs no check.
 //
+// The gauges of what waits (the forwarding queue of each destination,
+// migrations, the spool, and what the index holds) are best read when
+// scraped, so that a queue that has just grown shows so at once:
+// ReadAtScrape installs the function that reads them, and a scrape calls
+// it at most once per the age it is given, so that Prometheus servers
+// scraping at once read the archive once. The Set methods record them
+// otherwise.
+//
 // Label values are bounded, because every distinct value is a time series
 // that Prometheus keeps: calling AE titles are the configured ones plus
 // "other", HTTP routes are route patterns (never raw paths), methods and

@@ -48,22 +48,18 @@ type Registry struct {
 
 	storedInstances *prometheus.CounterVec
 	storedBytes     *prometheus.CounterVec
-	indexEntities   *prometheus.GaugeVec
 
 	storageDuration *prometheus.HistogramVec
 	storageErrors   *prometheus.CounterVec
 	indexDuration   *prometheus.HistogramVec
 	indexErrors     *prometheus.CounterVec
 
-	queueTasks  *prometheus.GaugeVec
-	queueOldest *prometheus.GaugeVec
-
-	migrationStudies     *prometheus.GaugeVec
 	migrationTransferred *prometheus.CounterVec
 	migrationBytes       *prometheus.CounterVec
 
-	spoolObjects prometheus.Gauge
-	spoolBytes   prometheus.Gauge
+	// state reports the index's counts, the forwarding queue, the
+	// migrations and the spool (state.go).
+	state *stateCollector
 }
 
 // Buckets of the duration histograms, in seconds: from a millisecond, a
@@ -95,6 +91,8 @@ func New(cfg Config) *Registry {
 		r.reg.MustRegister(h)
 		return h
 	}
+	r.state = newStateCollector()
+	r.reg.MustRegister(r.state)
 	single := func(name, help string) prometheus.Gauge {
 		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "pacsd_" + name, Help: help})
 		r.reg.MustRegister(g)
@@ -123,8 +121,6 @@ func New(cfg Config) *Registry {
 	r.storedInstances = counter("stored_instances_total",
 		"Instances archived, by source (dimse, stow, migrate, import, retrieve) and calling AE title (none but for dimse).", "source", "calling_ae")
 	r.storedBytes = counter("stored_bytes_total", "Bytes of the data sets archived, by source.", "source")
-	r.indexEntities = gauge("index_entities",
-		"What the index holds, by level (patient, study, series, instance), as last counted.", "level")
 
 	r.storageDuration = histogram("storage_operation_duration_seconds",
 		"Time of a storage operation (put: the whole write until durable; get: opening an object), by backend and operation.",
@@ -135,18 +131,8 @@ func New(cfg Config) *Registry {
 		"Time of an index operation (commit: an instance's row made durable), by operation.", commitBuckets, "operation")
 	r.indexErrors = counter("index_errors_total", "Index operations that failed, by operation.", "operation")
 
-	r.queueTasks = gauge("queue_tasks",
-		"Forwarding tasks, by destination and state (pending, in_flight, failed).", "destination", "state")
-	r.queueOldest = gauge("queue_oldest_pending_seconds",
-		"Age of the oldest pending forwarding task, by destination (0 when none is pending).", "destination")
-
-	r.migrationStudies = gauge("migration_studies",
-		"Studies of a migration, by source and state (pending, done, verified, failed, conflict).", "source", "state")
 	r.migrationTransferred = counter("migration_instances_total", "Instances a migration has brought in, by source.", "source")
 	r.migrationBytes = counter("migration_bytes_total", "Bytes a migration has brought in, by source.", "source")
-
-	r.spoolObjects = single("spool_backlog_objects", "Objects in the local spool not yet uploaded to S3.")
-	r.spoolBytes = single("spool_backlog_bytes", "Bytes in the local spool not yet uploaded to S3.")
 
 	info := gauge("build_info", "Always 1; its labels say which pacsd this is.", "version", "goversion")
 	info.WithLabelValues(orUnknown(cfg.Version), runtime.Version()).Set(1)
@@ -271,17 +257,13 @@ type IndexCounts struct {
 	Patients, Studies, Series, Instances int
 }
 
-// SetIndexCounts records what the index holds; call it after counting,
-// at start and then every so often (counting on each scrape would make a
-// scrape as slow as the count).
+// SetIndexCounts records what the index holds, until the next read of
+// ReadAtScrape, if any.
 func (r *Registry) SetIndexCounts(c IndexCounts) {
 	if r == nil {
 		return
 	}
-	r.indexEntities.WithLabelValues("patient").Set(float64(c.Patients))
-	r.indexEntities.WithLabelValues("study").Set(float64(c.Studies))
-	r.indexEntities.WithLabelValues("series").Set(float64(c.Series))
-	r.indexEntities.WithLabelValues("instance").Set(float64(c.Instances))
+	r.state.update(func(s *Snapshot) { s.Index = &c })
 }
 
 // ObserveStoragePut records a write of bytes to a storage backend (file,
@@ -343,16 +325,14 @@ type QueueState struct {
 	OldestPending time.Duration
 }
 
-// SetQueue records the forwarding queue of destination. Destinations are
-// configured, so their names are a bounded set.
-func (r *Registry) SetQueue(destination string, s QueueState) {
+// SetQueue records the forwarding queue of destination, until the next
+// read of ReadAtScrape, if any. Destinations are configured, so their
+// names are a bounded set.
+func (r *Registry) SetQueue(destination string, q QueueState) {
 	if r == nil {
 		return
 	}
-	r.queueTasks.WithLabelValues(destination, "pending").Set(float64(s.Pending))
-	r.queueTasks.WithLabelValues(destination, "in_flight").Set(float64(s.InFlight))
-	r.queueTasks.WithLabelValues(destination, "failed").Set(float64(s.Failed))
-	r.queueOldest.WithLabelValues(destination).Set(s.OldestPending.Seconds())
+	r.state.update(func(s *Snapshot) { s.Queues[destination] = q })
 }
 
 // RemoveQueue forgets a destination that is no longer configured.
@@ -360,10 +340,7 @@ func (r *Registry) RemoveQueue(destination string) {
 	if r == nil {
 		return
 	}
-	for _, s := range []string{"pending", "in_flight", "failed"} {
-		r.queueTasks.DeleteLabelValues(destination, s)
-	}
-	r.queueOldest.DeleteLabelValues(destination)
+	r.state.update(func(s *Snapshot) { delete(s.Queues, destination) })
 }
 
 // MigrationState counts the studies of a migration by state.
@@ -372,16 +349,13 @@ type MigrationState struct {
 }
 
 // SetMigration records the studies of the migration from source (a
-// remote AE title or a DICOMweb root).
-func (r *Registry) SetMigration(source string, s MigrationState) {
+// remote AE title or a DICOMweb root), until the next read of
+// ReadAtScrape, if any.
+func (r *Registry) SetMigration(source string, m MigrationState) {
 	if r == nil {
 		return
 	}
-	for state, n := range map[string]int{
-		"pending": s.Pending, "done": s.Done, "verified": s.Verified, "failed": s.Failed, "conflict": s.Conflict,
-	} {
-		r.migrationStudies.WithLabelValues(source, state).Set(float64(n))
-	}
+	r.state.update(func(s *Snapshot) { s.Migrations[source] = m })
 }
 
 // ObserveMigrated counts instances (and their bytes) that a migration from
@@ -394,13 +368,13 @@ func (r *Registry) ObserveMigrated(source string, instances int, bytes int64) {
 	r.migrationBytes.WithLabelValues(source).Add(float64(bytes))
 }
 
-// SetSpoolBacklog records what the spool holds that S3 does not have yet.
+// SetSpoolBacklog records what the spool holds that S3 does not have
+// yet, until the next read of ReadAtScrape, if any.
 func (r *Registry) SetSpoolBacklog(objects int, bytes int64) {
 	if r == nil {
 		return
 	}
-	r.spoolObjects.Set(float64(objects))
-	r.spoolBytes.Set(float64(bytes))
+	r.state.update(func(s *Snapshot) { s.Spool = &SpoolBacklog{objects, bytes} })
 }
 
 // statusHex formats a DIMSE status as its label: "0x0000".

@@ -39,10 +39,14 @@ type faceSettings struct {
 	UIScopes   []string `name:"ui-scopes" placeholder:"SCOPE" help:"scopes the web interface asks the OpenID Connect provider for, besides openid; comma-separated or repeated"`
 }
 
-// sampleInterval is how often serve counts what the index, the queue and
-// the spool hold, for the metrics: counting on each scrape would make a
-// scrape as slow as the count.
-const sampleInterval = 15 * time.Second
+// What the index, the forwarding queue, the migrations and the spool
+// hold is read for the metrics when /metrics is scraped, at most once per
+// scrapeMaxAge: several Prometheus servers scraping at once, or a burst
+// of scrapes, read it once. Each read is bounded by scrapeReadTimeout.
+const (
+	scrapeMaxAge      = time.Second
+	scrapeReadTimeout = 2 * time.Second
+)
 
 // face is what serve shows of itself: metrics, the number of associations
 // open, and what GET /api/system and /readyz report.
@@ -143,52 +147,66 @@ func (f *face) instrument(s *dimse.Server) {
 	}
 }
 
-// sample counts what the index, the forwarding queue and the spool hold
-// into the metrics, now and every sampleInterval until ctx ends.
+// sample makes the metrics read what the index, the forwarding queue,
+// the migrations and the spool hold at every scrape, until ctx ends; the
+// metrics keep the last values read after that, while serve shuts down.
 func (f *face) sample(ctx context.Context) {
-	t := time.NewTicker(sampleInterval)
-	defer t.Stop()
-	for {
-		f.sampleOnce(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	f.reg.ReadAtScrape(f.snapshot, scrapeMaxAge, scrapeReadTimeout)
+	<-ctx.Done()
+	f.reg.ReadAtScrape(nil, 0, 0)
 }
 
-func (f *face) sampleOnce(ctx context.Context) {
+// snapshot reads what the metrics show of the archive's state. The
+// metrics call it while they are scraped, one call at a time. What fails
+// to be read is counted as an index error and keeps its last value.
+func (f *face) snapshot(ctx context.Context) metrics.Snapshot {
+	var s metrics.Snapshot
 	if n, err := f.indexCounts(ctx); err == nil {
-		f.reg.SetIndexCounts(metrics.IndexCounts(n))
+		c := metrics.IndexCounts(n)
+		s.Index = &c
 	} else if ctx.Err() == nil {
 		f.reg.ObserveIndexError("count")
 		f.log.Warn("metrics: counting the index failed", "err", err)
 	}
-	if rep, err := api.Report(ctx, f.queue, f.destinations, time.Now()); err == nil {
-		for _, d := range rep.Destinations {
-			f.reg.SetQueue(d.Name, metrics.QueueState{Pending: d.Pending, InFlight: d.InFlight, Failed: d.Failed,
-				OldestPending: time.Duration(d.OldestPendingSeconds * float64(time.Second))})
-		}
+	if depth, err := f.db.QueueDepth(ctx); err == nil {
+		s.Queues = queueStates(depth, f.destinations, time.Now())
 	} else if ctx.Err() == nil {
 		f.reg.ObserveIndexError("queue")
 		f.log.Warn("metrics: reading the forwarding queue failed", "err", err)
 	}
-	f.sampleMigrations(ctx)
+	s.Migrations = f.migrations(ctx)
 	if sp, ok := f.store.(*spool.Store); ok {
 		if objects, bytes, err := sp.Backlog(ctx); err == nil {
-			f.reg.SetSpoolBacklog(objects, bytes)
+			s.Spool = &metrics.SpoolBacklog{Objects: objects, Bytes: bytes}
 		}
 	}
+	return s
 }
 
-// sampleMigrations counts the studies of each migration by state, and
-// what it brought in since the last sample, from the state that pacsd
-// migrate and pacsd import keep in the index, whichever process runs
-// them.
-func (f *face) sampleMigrations(ctx context.Context) {
+// queueStates returns the queue of every configured destination, empty
+// or not, and of any other destination with tasks not done.
+func queueStates(depth []route.Stats, dests []api.Destination, now time.Time) map[string]metrics.QueueState {
+	out := make(map[string]metrics.QueueState, len(dests))
+	for _, d := range dests {
+		out[d.Name] = metrics.QueueState{}
+	}
+	for _, d := range depth {
+		q := metrics.QueueState{Pending: d.Pending, InFlight: d.InFlight, Failed: d.Failed}
+		if !d.OldestPending.IsZero() {
+			q.OldestPending = max(0, now.Sub(d.OldestPending))
+		}
+		out[d.Destination] = q
+	}
+	return out
+}
+
+// migrations counts the studies of each migration by state, and what it
+// brought in since the last read, from the state that pacsd migrate and
+// pacsd import keep in the index, whichever process runs them. It
+// returns nil when the migrations could not be read.
+func (f *face) migrations(ctx context.Context) map[string]metrics.MigrationState {
 	if f.db == nil {
-		return
+		return nil
 	}
 	st := f.db.MigrationState()
 	migs, err := st.Migrations(ctx)
@@ -197,18 +215,22 @@ func (f *face) sampleMigrations(ctx context.Context) {
 			f.reg.ObserveIndexError("migration")
 			f.log.Warn("metrics: reading the migrations failed", "err", err)
 		}
-		return
+		return nil
 	}
 	if f.migrated == nil {
 		f.migrated = map[string]migrate.Totals{}
 	}
+	out := map[string]metrics.MigrationState{}
 	for _, m := range migs {
 		t, err := st.Totals(ctx, m.ID)
 		if err != nil {
-			continue
+			if ctx.Err() == nil {
+				f.reg.ObserveIndexError("migration")
+			}
+			return nil
 		}
-		f.reg.SetMigration(m.Source, metrics.MigrationState{Pending: t.ByState[migrate.Pending], Done: t.ByState[migrate.Done],
-			Verified: t.ByState[migrate.Verified], Failed: t.ByState[migrate.Failed], Conflict: t.ByState[migrate.Conflict]})
+		out[m.Source] = metrics.MigrationState{Pending: t.ByState[migrate.Pending], Done: t.ByState[migrate.Done],
+			Verified: t.ByState[migrate.Verified], Failed: t.ByState[migrate.Failed], Conflict: t.ByState[migrate.Conflict]}
 		last, seen := f.migrated[m.ID]
 		if seen && t.InstancesHere >= last.InstancesHere && t.Bytes >= last.Bytes {
 			f.reg.ObserveMigrated(m.Source, t.InstancesHere-last.InstancesHere, t.Bytes-last.Bytes)
@@ -217,6 +239,7 @@ func (f *face) sampleMigrations(ctx context.Context) {
 		}
 		f.migrated[m.ID] = t
 	}
+	return out
 }
 
 // register mounts /metrics, the health checks and the web interface on e,

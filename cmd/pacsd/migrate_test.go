@@ -257,10 +257,10 @@ func TestMigrate(t *testing.T) {
 			t.Errorf("pacsd serve finds %d studies of the %d migrated: %v\n%s", n, len(good), err, found)
 		}
 		// Its metrics count the migration's studies, from the index,
-		// within a sampling interval.
+		// at the next scrape.
 		verified := regexp.MustCompile(fmt.Sprintf(`(?m)^pacsd_migration_studies\{source="[^"]+",state="verified"\} %d$`, len(good)))
 		var metrics []byte
-		for deadline := time.Now().Add(sampleInterval + 10*time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		for deadline := time.Now().Add(scrapeMaxAge + 10*time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 			if metrics, err = httpGetBody(t.Context(), "http://"+srv.httpAddr+"/metrics"); err == nil && verified.Match(metrics) {
 				break
 			}

@@ -254,6 +254,7 @@ func TestS3Spool(t *testing.T) {
 	if n := countFiles(t, spoolDir); n != len(files) {
 		t.Errorf("the spool holds %d files, want %d", n, len(files))
 	}
+	checkSpoolBacklog(t, p.httpAddr, len(files))
 	if err := a.srv.Restart(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -264,6 +265,7 @@ func TestS3Spool(t *testing.T) {
 	if n := countFiles(t, spoolDir); n != 0 {
 		t.Fatalf("the spool still holds %d files two minutes after MinIO came back", n)
 	}
+	checkSpoolBacklog(t, p.httpAddr, 0)
 	p.stop()
 	checkObjects(t, a.store(t), data, files)
 }

@@ -5,6 +5,7 @@ import (
 
 	"cmp"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,12 +61,32 @@ type qattr struct {
 var levelAlias = [...]string{index.PatientLevel: "p", index.StudyLevel: "st", index.SeriesLevel: "se", index.ImageLevel: "i"}
 var levelTable = [...]string{index.PatientLevel: "patient", index.StudyLevel: "study", index.SeriesLevel: "series", index.ImageLevel: "instance"}
 
-// levelFrom joins the table of each level to those above it.
-var levelFrom = [...]string{
-	index.PatientLevel: "patient p",
-	index.StudyLevel:   "study st JOIN patient p ON p.pk = st.patient_fk",
-	index.SeriesLevel:  "series se JOIN study st ON st.pk = se.study_fk JOIN patient p ON p.pk = st.patient_fk",
-	index.ImageLevel:   "instance i JOIN series se ON se.pk = i.series_fk JOIN study st ON st.pk = se.study_fk JOIN patient p ON p.pk = st.patient_fk",
+// joinFrom joins the table of level from to those of the levels above
+// it up to level top: "study st JOIN patient p ON p.pk = st.patient_fk".
+func joinFrom(from, top index.Level) string {
+	s := levelTable[from] + " " + levelAlias[from]
+	for l := from - 1; l >= top; l-- {
+		s += " JOIN " + levelTable[l] + " " + levelAlias[l] + " ON " + levelAlias[l] + ".pk = " + levelAlias[l+1] + "." + levelTable[l] + "_fk"
+	}
+	return s
+}
+
+// levelRef finds the aliases of the levels' tables in SQL: "st." but
+// not "x.study_fk" or "pp.pk".
+var levelRef = regexp.MustCompile(`\b(p|st|se|i)\.`)
+
+// topLevel returns the highest level whose table the SQL conditions
+// name, or from when they name none above it.
+func topLevel(conds []string, from index.Level) index.Level {
+	top := from
+	for _, c := range conds {
+		for _, m := range levelRef.FindAllStringSubmatch(c, -1) {
+			if l := index.Level(slices.Index(levelAlias[:], m[1])); l < top {
+				top = l
+			}
+		}
+	}
+	return top
 }
 
 // queryAttrs holds, by tag, the attributes queries know, at each level
@@ -355,10 +376,13 @@ func keyValues(kvr string, e *dicom.Element, tz string) ([]string, error) {
 // joined to the levels above, that the conditions select, in the order
 // of their pk.
 type plan struct {
-	level    index.Level // the query's
-	from, pk string
-	where    []string
-	args     []any
+	level index.Level // the query's
+	// from joins the table of the level of the rows to all the levels
+	// above it, for the select list; match joins only those that the
+	// conditions need.
+	from, match, pk string
+	where           []string
+	args            []any
 	// selects and kinds are the select list after the pk, and how each
 	// reads back: into slot of a row's numbers or texts, of which a row
 	// has nums and texts.
@@ -447,7 +471,7 @@ func (db *DB) plan(q *index.Query, retrieve bool) (*plan, error) {
 		from = index.ImageLevel
 	}
 	p := &plan{
-		level: q.Level, from: levelFrom[from], pk: levelAlias[from] + ".pk",
+		level: q.Level, from: joinFrom(from, index.PatientLevel), pk: levelAlias[from] + ".pk",
 		offset: q.Offset, limit: q.Limit, caseSensitive: q.CaseSensitiveNames, fuzzyNames: q.FuzzyNames,
 		dialect: db.dialect,
 	}
@@ -465,6 +489,7 @@ func (db *DB) plan(q *index.Query, retrieve bool) (*plan, error) {
 		}
 	}
 	p.restrictIssuers(q.Issuers)
+	p.match = joinFrom(from, topLevel(p.where, from))
 	p.args = cleanArgs(p.args)
 	return p, nil
 }

@@ -232,14 +232,24 @@ func (db *DB) run(ctx context.Context, p *plan) iter.Seq2[*row, error] {
 
 // batch returns the statement that reads the n rows of p after the pk
 // after, skipping offset rows first, and its arguments.
+//
+// It finds the pks of the batch first, joining only the tables that the
+// conditions need, and reads the select list of those rows only. When
+// an index on a range answers the conditions (a month of study dates)
+// but not the order of the pks, the database sorts the pks of all the
+// matches to find the first n: from the index alone, that is a sort of
+// integers. Selecting the columns in the same statement would make it
+// read every matching row and its patient, and sort them whole.
 func (p *plan) batch(after int64, n, offset int) (string, []any) {
-	query := "SELECT " + p.pk + ", " + strings.Join(p.selects, ", ") + " FROM " + p.from +
+	pks := "SELECT " + p.pk + " FROM " + p.match +
 		" WHERE " + p.whereSQL() + " AND " + p.pk + " > ? ORDER BY " + p.pk + " LIMIT ?"
 	args := append(slices.Clip(p.args), after, n)
 	if offset > 0 {
-		query += " OFFSET ?"
+		pks += " OFFSET ?"
 		args = append(args, offset)
 	}
+	query := "SELECT " + p.pk + ", " + strings.Join(p.selects, ", ") + " FROM " + p.from +
+		" WHERE " + p.pk + " IN (" + pks + ") ORDER BY " + p.pk
 	return query, args
 }
 

@@ -97,8 +97,10 @@
 //	    [-metadata-reps 30] [-wado-reps 10] [-pacsd path] [-skip-orthanc]
 //	    [-skip-store] [-skip-big] [-skip-find] [-skip-move] [-skip-web]
 //	    [-skip-s3] [-s3-latency 10ms] [-conc 8] [-conc-instances 300]
-//	    [-skip-conc] [-skip-codec] [-skip-security]
+//	    [-skip-conc] [-skip-codec] [-skip-security] [-only-ui]
 //
+// -only-ui measures the study list of the web interface alone (ui.go),
+// with -find-instances studies, leaving every other measurement out.
 // Without -pacsd, pacsd is built from this module into the temporary
 // directory. Everything the run creates lives in one temporary directory,
 // which is removed at the end, also on Ctrl-C.

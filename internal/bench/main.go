@@ -73,6 +73,7 @@ type options struct {
 	discoveryStudies  int
 	discoveryCap      int
 	skipTrash         bool
+	onlyUI            bool
 }
 
 func main() {
@@ -110,6 +111,7 @@ func main() {
 	flag.IntVar(&o.discoveryStudies, "discovery-studies", 100000, "studies of the capped source of the discovery measurement")
 	flag.IntVar(&o.discoveryCap, "discovery-cap", 1000, "most matches the source of the discovery measurement answers")
 	flag.BoolVar(&o.skipTrash, "skip-trash", false, "leave out the deletion measurement (hiding a deleted 1,000-instance study, purging the trash) on SQLite and PostgreSQL")
+	flag.BoolVar(&o.onlyUI, "only-ui", false, "measure only the study list of the web interface and its /metrics (every other measurement left out)")
 	flag.Parse()
 	if flag.NArg() > 0 || o.rounds < 1 || o.instances < 1 || o.findInstances < studySize || o.findReps < 1 || o.findLoaders < 1 ||
 		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 || o.conc < 2 || o.concInstances < 1 {
@@ -157,6 +159,9 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 	// path would no longer name it.
 	if bin, err = filepath.Abs(bin); err != nil {
 		return err
+	}
+	if o.onlyUI {
+		return measureUI(ctx, o, bin, tmp, out, logf)
 	}
 	pacsd := pacsdPeer(bin)
 	peers := []peer{pacsd, storescpPeer()}

@@ -54,4 +54,13 @@
 // Open and Stat look in the spool first and then in the remote, so an
 // object is readable from the moment Put returns, wherever it is. List
 // merges the two listings. Delete removes the object from both.
+//
+// # Backlog
+//
+// Backlog reports how many objects, and bytes, wait for the remote: what
+// would be lost with the spool's disk. A health check or a metrics scrape
+// asks it every few seconds, so a writing Store keeps it as a running
+// figure, changed by every Put, Delete and upload under the lock of the
+// key whose file changes, and counted from the directory when the Store
+// opens. It costs the same whatever the spool holds.
 package spool

@@ -125,6 +125,9 @@ type Store struct {
 	// deferred holds the uploaded objects whose spool copies are to be
 	// removed once no List runs, with the identity of the file uploaded.
 	deferred map[string]fs.FileInfo
+	// backlog is what the spool holds not uploaded yet, kept as it
+	// changes so that Backlog need not walk the directory.
+	backlog backlog
 	// changed is closed, and replaced, whenever an upload attempt ends.
 	changed chan struct{}
 	stats   Stats
@@ -132,6 +135,31 @@ type Store struct {
 	// uploads may go on.
 	backoff time.Duration
 	retryAt time.Time
+}
+
+// backlog is a running count of the objects in the spool directory not
+// uploaded yet: their sizes by key, and the sum. Every change of a file
+// in the directory happens under the lock of its key, by this process
+// alone (the directory is locked), and updates the count there; New
+// counts what the directory holds at start.
+type backlog struct {
+	sizes map[string]int64
+	bytes int64
+}
+
+// set records the object under key, of size bytes, replacing any before.
+func (b *backlog) set(key string, size int64) {
+	b.remove(key)
+	b.sizes[key] = size
+	b.bytes += size
+}
+
+// remove forgets the object under key.
+func (b *backlog) remove(key string) {
+	if old, ok := b.sizes[key]; ok {
+		b.bytes -= old
+		delete(b.sizes, key)
+	}
 }
 
 // flight is one upload attempt of a key.
@@ -188,6 +216,7 @@ func New(cfg Config) (*Store, error) {
 		again:    make(map[string]bool),
 		blocked:  make(map[string]int),
 		deferred: make(map[string]fs.FileInfo),
+		backlog:  backlog{sizes: make(map[string]int64)},
 		changed:  make(chan struct{}),
 	}
 	s.run, s.cancel = context.WithCancel(context.Background())
@@ -210,6 +239,11 @@ func New(cfg Config) (*Store, error) {
 	}
 	s.local = local
 	if !cfg.ReadOnly {
+		if err := s.count(); err != nil {
+			local.Close()
+			s.unlock()
+			return nil, err
+		}
 		s.rescan.Store(true)
 		s.wg.Add(1 + cfg.Workers)
 		go s.dispatch()
@@ -291,7 +325,13 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (s
 	// which is not uploaded yet.
 	s.mu.Lock()
 	delete(s.deferred, key)
+	if err == nil {
+		s.backlog.set(key, info.Size)
+	}
 	s.mu.Unlock()
+	if err != nil {
+		s.recount(key)
+	}
 	unlock()
 	s.enqueue(key)
 	if err != nil {
@@ -369,10 +409,12 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("spool: delete %s from the remote: %w", key, err)
 	}
 	if err := s.local.Delete(ctx, key); err != nil {
+		s.recount(key)
 		return fmt.Errorf("spool: %w", err)
 	}
 	s.mu.Lock()
 	delete(s.deferred, key)
+	s.backlog.remove(key)
 	s.mu.Unlock()
 	return nil
 }
@@ -469,7 +511,7 @@ func (s *Store) Uploaded(ctx context.Context, key string) (bool, error) {
 }
 
 // Pending returns how many objects the spool holds that are not uploaded
-// yet. It walks the spool directory to count them.
+// yet, as Backlog does.
 func (s *Store) Pending(ctx context.Context) (int, error) {
 	n, _, err := s.Backlog(ctx)
 	if err != nil {
@@ -480,11 +522,28 @@ func (s *Store) Pending(ctx context.Context) (int, error) {
 
 // Backlog returns how many objects the spool holds that are not
 // uploaded yet, and their bytes: what would be lost with the spool's disk.
-// It walks the spool directory, as Pending does.
+// A Store that writes keeps the figure as objects come and go, counted
+// from the directory when it opens, so Backlog costs the same whatever
+// the spool holds and may be asked on every health check or scrape. A
+// read-only Store, whose directory another process changes, walks the
+// directory to count.
 func (s *Store) Backlog(ctx context.Context) (objects int, bytes int64, err error) {
 	if s.closed.Load() {
 		return 0, 0, fmt.Errorf("spool: backlog: %w", ErrClosed)
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, 0, fmt.Errorf("spool: backlog: %w", err)
+	}
+	if !s.cfg.ReadOnly {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.backlog.sizes), s.backlog.bytes, nil
+	}
+	return s.walkBacklog(ctx)
+}
+
+// walkBacklog counts the backlog by walking the spool directory.
+func (s *Store) walkBacklog(ctx context.Context) (objects int, bytes int64, err error) {
 	for info, err := range s.local.List(ctx, "") {
 		if err != nil {
 			return objects, bytes, fmt.Errorf("spool: backlog: %w", err)
@@ -498,6 +557,41 @@ func (s *Store) Backlog(ctx context.Context) (objects int, bytes int64, err erro
 		}
 	}
 	return objects, bytes, nil
+}
+
+// count sets the backlog to what the spool directory holds, when the
+// Store opens.
+func (s *Store) count() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for info, err := range s.local.List(context.Background(), "") {
+		if err != nil {
+			return fmt.Errorf("spool: counting the objects in %s: %w", s.cfg.Dir, err)
+		}
+		s.backlog.set(info.Key, info.Size)
+	}
+	return nil
+}
+
+// recount sets the backlog's figure of key to what the spool directory
+// holds, after a change of the file that failed part way and may or may
+// not have happened. The caller holds the lock of key.
+func (s *Store) recount(key string) {
+	info, err := s.local.Stat(context.Background(), key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case err == nil:
+		if _, uploaded := s.deferred[key]; !uploaded {
+			s.backlog.set(key, info.Size)
+		}
+	case errors.Is(err, storage.ErrNotFound):
+		s.backlog.remove(key)
+	default:
+		// Unknown: the figure stays as it was, and is right again at
+		// the next change of the key or the next start.
+		s.log.Warn("spool: the backlog may be off by one object", "key", key, "err", err)
+	}
 }
 
 // Flush waits until the spool holds no object still to be uploaded and

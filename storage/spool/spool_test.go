@@ -541,3 +541,121 @@ func TestConcurrentPuts(t *testing.T) {
 		t.Errorf("spool still holds %q", keys)
 	}
 }
+
+// walked counts the backlog of the spool directory dir by walking it,
+// through a read-only Store.
+func walked(t testing.TB, dir string, r storage.Store) (int, int64) {
+	t.Helper()
+	ro, err := spool.New(spool.Config{Dir: dir, Remote: r, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close(t.Context())
+	n, size, err := ro.Backlog(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, size
+}
+
+// TestBacklog checks the running backlog against what the spool
+// directory holds after each kind of change: a Put, a Put over an
+// object, a Delete, an upload, and a new Store on the directory.
+func TestBacklog(t *testing.T) {
+	dir, r := t.TempDir(), newRemote()
+	r.failPuts.Store(true)
+	s, err := spool.New(spool.Config{Dir: dir, Remote: r, MinBackoff: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(step string, wantN int, wantSize int64) {
+		t.Helper()
+		n, size, err := s.Backlog(t.Context())
+		if err != nil || n != wantN || size != wantSize {
+			t.Errorf("%s: Backlog = %d objects, %d bytes, %v; want %d, %d", step, n, size, err, wantN, wantSize)
+		}
+		if wn, wsize := walked(t, dir, r); wn != n || wsize != size {
+			t.Errorf("%s: Backlog = %d objects, %d bytes; the directory holds %d, %d", step, n, size, wn, wsize)
+		}
+	}
+	check("empty", 0, 0)
+	put(t, s, "a/1", []byte("abc"))
+	put(t, s, "a/2", []byte("defgh"))
+	check("two Puts", 2, 8)
+	put(t, s, "a/1", []byte("0123456789"))
+	check("a Put over an object", 2, 15)
+	if err := s.Delete(t.Context(), "a/2"); err != nil {
+		t.Fatal(err)
+	}
+	check("a Delete", 1, 10)
+	if err := s.Delete(t.Context(), "a/2"); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		t.Fatal(err)
+	}
+	check("a Delete of nothing", 1, 10)
+	put(t, s, "b", []byte("xy"))
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new Store counts what the directory holds.
+	s = newSpool(t, dir, r)
+	check("a new Store", 2, 12)
+	r.failPuts.Store(false)
+	flush(t, s)
+	check("after the uploads", 0, 0)
+}
+
+// TestBacklogConcurrent puts, replaces and deletes objects from several
+// goroutines while the uploader runs and Lists hold uploaded copies
+// back; once all is uploaded the backlog must be empty, and while
+// uploads fail it must be what the directory holds.
+func TestBacklogConcurrent(t *testing.T) {
+	for _, down := range []bool{false, true} {
+		t.Run(fmt.Sprintf("remote down %v", down), func(t *testing.T) {
+			dir, r := t.TempDir(), newRemote()
+			r.failPuts.Store(down)
+			s := newSpool(t, dir, r)
+			var wg sync.WaitGroup
+			for g := range 4 {
+				wg.Go(func() {
+					for i := range 40 {
+						key := fmt.Sprintf("g%d/k%d", g, i%7)
+						if i%5 == 4 {
+							if err := s.Delete(t.Context(), key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+								t.Errorf("Delete: %v", err)
+							}
+							continue
+						}
+						if _, err := s.Put(t.Context(), key, bytes.NewReader(bytes.Repeat([]byte("x"), i+1)), -1); err != nil {
+							t.Errorf("Put: %v", err)
+						}
+					}
+				})
+			}
+			wg.Go(func() {
+				for range 20 {
+					for _, err := range s.List(t.Context(), "") {
+						if err != nil {
+							t.Errorf("List: %v", err)
+						}
+					}
+				}
+			})
+			wg.Wait()
+			if down {
+				n, size, err := s.Backlog(t.Context())
+				if wn, wsize := walked(t, dir, r); err != nil || wn != n || wsize != size {
+					t.Errorf("Backlog = %d objects, %d bytes, %v; the directory holds %d, %d", n, size, err, wn, wsize)
+				}
+				r.failPuts.Store(false)
+			}
+			flush(t, s)
+			if n, size, err := s.Backlog(t.Context()); n != 0 || size != 0 || err != nil {
+				t.Errorf("Backlog after Flush = %d objects, %d bytes, %v; want none", n, size, err)
+			}
+			if keys := spooled(t, dir); len(keys) != 0 {
+				t.Errorf("spool still holds %q", keys)
+			}
+		})
+	}
+}

@@ -297,6 +297,7 @@ func (s *Store) release(ctx context.Context, key string, fi fs.FileInfo) error {
 	s.mu.Lock()
 	if s.listing > 0 {
 		s.deferred[key] = fi
+		s.backlog.remove(key)
 		s.mu.Unlock()
 		return nil
 	}
@@ -304,8 +305,12 @@ func (s *Store) release(ctx context.Context, key string, fi fs.FileInfo) error {
 	// The object is safe in the remote: removing the copy is quick, and
 	// not worth abandoning because Close cancels the upload now.
 	if err := s.local.Delete(context.WithoutCancel(ctx), key); err != nil {
+		s.recount(key)
 		return fmt.Errorf("spool: uploaded %s, but removing the spool copy failed: %w", key, err)
 	}
+	s.mu.Lock()
+	s.backlog.remove(key)
+	s.mu.Unlock()
 	return nil
 }
 
@@ -334,12 +339,14 @@ func (s *Store) releaseDeferred() {
 		delete(s.deferred, key)
 		s.mu.Unlock()
 		if ok {
-			// If removal fails the object is merely uploaded once more.
+			// If removal fails the object is merely uploaded once more,
+			// and counts in the backlog again.
 			if same, err := s.local.SameFile(key, fi); err == nil && same {
 				if err := s.local.Delete(s.run, key); err != nil && s.run.Err() == nil {
 					s.log.Warn("spool: removing the spool copy of an uploaded object failed", "key", key, "err", err)
 				}
 			}
+			s.recount(key)
 		}
 		unlock()
 	}
