@@ -123,6 +123,11 @@ func reindexObject(ctx context.Context, store storage.Store, idx Indexer, info s
 	if err != nil {
 		return n, false, false, fmt.Errorf("archive: reindex %s: %w", info.Key, err)
 	}
+	// An object Compress wrote describes its original (compress.go).
+	original, err := recoverOriginal(ctx, store, in)
+	if err != nil {
+		return n, false, false, fmt.Errorf("archive: reindex %s: %w", info.Key, err)
+	}
 	// A rejection note rebuilds the rejections it made, and hides what
 	// it names for good: the policy it was applied under is not in the
 	// bucket, and hiding loses nothing.
@@ -134,7 +139,7 @@ func reindexObject(ctx context.Context, store storage.Store, idx Indexer, info s
 			}
 		}
 	}
-	ch, err := idx.Put(ctx, &index.PutRequest{Instance: in, Check: func(current *index.Instance) error {
+	ch, err := idx.Put(ctx, &index.PutRequest{Instance: in, Original: original, Check: func(current *index.Instance) error {
 		if current != nil && current.Key != in.Key && later(current, in) {
 			return errSuperseded
 		}

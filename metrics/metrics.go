@@ -64,6 +64,8 @@ type Registry struct {
 
 	spoolObjects prometheus.Gauge
 	spoolBytes   prometheus.Gauge
+
+	compress *compressMetrics
 }
 
 // Buckets of the duration histograms, in seconds: from a millisecond, a
@@ -147,6 +149,8 @@ func New(cfg Config) *Registry {
 
 	r.spoolObjects = single("spool_backlog_objects", "Objects in the local spool not yet uploaded to S3.")
 	r.spoolBytes = single("spool_backlog_bytes", "Bytes in the local spool not yet uploaded to S3.")
+
+	r.compress = newCompressMetrics(r.reg)
 
 	info := gauge("build_info", "Always 1; its labels say which pacsd this is.", "version", "goversion")
 	info.WithLabelValues(orUnknown(cfg.Version), runtime.Version()).Set(1)
