@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/pacsd/pacsd/archive"
-	"github.com/pacsd/pacsd/index"
 	"github.com/pacsd/pacsd/index/sqlindex"
 	"github.com/pacsd/pacsd/metrics"
 	"github.com/pacsd/pacsd/recompress"
@@ -29,16 +28,6 @@ func (c *compressSettings) complete() error {
 	return nil
 }
 
-// compressIndex is the index as archive compression needs it.
-type compressIndex struct {
-	*sqlindex.Compressions
-	db *sqlindex.DB
-}
-
-func (x compressIndex) Instance(ctx context.Context, sop string) (*index.Instance, error) {
-	return x.db.Instance(ctx, sop)
-}
-
 // startCompression runs archive compression in the background when
 // --compress-after is set, and returns what stops it.
 func (c *compressSettings) startCompression(ctx context.Context, arch *archive.Service, db *sqlindex.DB, owner string, reg *metrics.Registry, log *slog.Logger) (func(context.Context) error, error) {
@@ -50,7 +39,7 @@ func (c *compressSettings) startCompression(ctx context.Context, arch *archive.S
 		return nil, err
 	}
 	comp, err := recompress.New(recompress.Config{
-		Archive: arch, Index: compressIndex{db.Compressions(), db}, After: c.CompressAfter, Syntax: ts,
+		Archive: arch, Index: db.Compressions(), After: c.CompressAfter, Syntax: ts,
 		Owner: owner, Logger: log, Observer: reg,
 	})
 	if err != nil {

@@ -31,6 +31,11 @@ type Compressions struct{ db *DB }
 // Compressions returns the state of archive compression kept in db.
 func (db *DB) Compressions() *Compressions { return &Compressions{db: db} }
 
+// Instance returns the record of an instance (see DB.Instance).
+func (c *Compressions) Instance(ctx context.Context, sopInstanceUID string) (*index.Instance, error) {
+	return c.db.Instance(ctx, sopInstanceUID)
+}
+
 // putOriginal records the original of a re-encoded object, and forgets
 // the originals of the instance's other objects.
 func (db *DB) putOriginal(ctx context.Context, tx *sql.Tx, w *putWrite) error {
