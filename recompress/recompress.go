@@ -205,12 +205,31 @@ func (c *Compressor) Pass(ctx context.Context) (Pass, error) {
 		err error
 	)
 	pace := newPacer(c.cfg.Rate, time.Now)
+	// An instance is worked on once a pass: one that changed meanwhile
+	// may be claimed again, and waits for the next pass.
+	seen := map[index.CompressTask]bool{}
 	for ctx.Err() == nil {
 		var tasks []index.CompressTask
 		tasks, err = c.cfg.Index.Claim(ctx, c.cfg.Owner, c.now().Add(-c.cfg.After), batch, c.cfg.Lease)
-		if err != nil || len(tasks) == 0 {
+		if err != nil {
 			break
 		}
+		fresh := tasks[:0]
+		for _, t := range tasks {
+			if seen[t] {
+				// Not this pass: let it go at once, for the next.
+				if rerr := c.cfg.Index.Release(ctx, c.cfg.Owner, t, c.now()); rerr != nil {
+					c.log.Warn("archive compression claim not ended; its lease runs out", "sop_instance_uid", t.SOPInstanceUID, "err", rerr)
+				}
+				continue
+			}
+			seen[t] = true
+			fresh = append(fresh, t)
+		}
+		if len(fresh) == 0 {
+			break
+		}
+		tasks = fresh
 		work := make(chan index.CompressTask)
 		var wg sync.WaitGroup
 		for range c.cfg.Concurrency {
