@@ -102,7 +102,7 @@ type Config struct {
 	Concurrency int
 	Rate        int64
 	// Interval is the wait between passes that found nothing left to do
-	// (DefaultInterval when 0); Lease how long a node holds the
+	// (DefaultInterval when 0, or After when shorter, but a second); Lease how long a node holds the
 	// instances it claims (DefaultLease); Retry how long an instance
 	// that failed for a reason that may pass waits (DefaultRetry).
 	Interval, Lease, Retry time.Duration
@@ -144,7 +144,8 @@ func New(cfg Config) (*Compressor, error) {
 			*d = v
 		}
 	}
-	setDefault(&c.cfg.Interval, DefaultInterval)
+	// An age shorter than the interval is checked as often as it.
+	setDefault(&c.cfg.Interval, min(DefaultInterval, max(cfg.After, time.Second)))
 	setDefault(&c.cfg.Lease, DefaultLease)
 	setDefault(&c.cfg.Retry, DefaultRetry)
 	if c.cfg.Concurrency <= 0 {
@@ -270,16 +271,16 @@ func (c *Compressor) Pass(ctx context.Context) (Pass, error) {
 		err = ctx.Err()
 	}
 	p.Elapsed = time.Since(start)
+	total, serr := c.cfg.Index.Stats(context.WithoutCancel(ctx))
+	if serr != nil {
+		c.log.Warn("archive compression totals not counted", "err", serr)
+	} else if c.cfg.Observer != nil {
+		c.cfg.Observer.SetCompressionTotals(total.Instances, total.Saved())
+	}
 	if p.Compressed+p.Skipped+p.Failed > 0 {
 		c.log.Info("archive compression pass", "compressed", p.Compressed, "skipped", p.Skipped, "failed", p.Failed,
-			"original_bytes", p.OriginalBytes, "stored_bytes", p.StoredBytes, "saved_bytes", p.Saved(), "duration", p.Elapsed)
-	}
-	if s, serr := c.cfg.Index.Stats(context.WithoutCancel(ctx)); serr == nil {
-		if c.cfg.Observer != nil {
-			c.cfg.Observer.SetCompressionTotals(s.Instances, s.Saved())
-		}
-	} else {
-		c.log.Warn("archive compression totals not counted", "err", serr)
+			"original_bytes", p.OriginalBytes, "stored_bytes", p.StoredBytes, "saved_bytes", p.Saved(), "duration", p.Elapsed,
+			"archive_compressed_instances", total.Instances, "archive_saved_bytes", total.Saved())
 	}
 	return p, err
 }
