@@ -103,6 +103,11 @@ type originalRecord struct {
 // that does not fit is better left uncompressed.
 const maxRecord = 768 << 10
 
+// maxKept bounds the bytes of the original besides its pixels that
+// Compress holds in memory to keep them (before DEFLATE: headers compress
+// well).
+const maxKept = 8 << 20
+
 func (r *originalRecord) encode() ([]byte, error) {
 	doc, err := json.Marshal(r)
 	if err != nil {
@@ -187,6 +192,9 @@ func (s *Service) Compress(ctx context.Context, in *index.Instance, ts string) (
 		return nil, err
 	}
 	defer obj.Close()
+	if kept := in.Size - pixels.Length; kept > maxKept {
+		return nil, fmt.Errorf("%w: %d bytes besides the pixels, more than the %d kept with a compressed object", ErrSkipped, kept, maxKept)
+	}
 	rec := &originalRecord{SHA256: in.SHA256, TransferSyntaxUID: in.TransferSyntaxUID, Size: in.Size,
 		ReceivedAt: in.ReceivedAt, Source: in.Source, Principal: in.Principal, Pixels: pixels.Length}
 	rec.Prefix = make([]byte, pixels.Offset)

@@ -38,7 +38,9 @@ func writeCompressStudy(t *testing.T, dir string) {
 	t.Helper()
 	study := dcmgen.Study{UID: dcmgen.UID()}
 	series := dcmgen.Series{UID: dcmgen.UID(), Modality: "CT", Number: 1}
-	us := func(tg tag.Tag, v int) dcmgen.Element { return dcmgen.Element{Tag: dcmgen.Tag(tg), VR: "US", Value: uint16(v)} }
+	us := func(tg tag.Tag, v int) dcmgen.Element {
+		return dcmgen.Element{Tag: dcmgen.Tag(tg), VR: "US", Value: uint16(v)}
+	}
 	for i, in := range []*dcmgen.Instance{
 		{Rows: 64, Columns: 63, BitsAllocated: 8},
 		{Rows: 64, Columns: 64, BitsAllocated: 16, Extra: []dcmgen.Element{us(tag.PixelRepresentation, 1)}},
