@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pacsd/pacsd/api"
 	"github.com/pacsd/pacsd/archive"
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
@@ -167,6 +169,13 @@ func TestCompress(t *testing.T) {
 				t.Error("no log line of the compression pass")
 			}
 
+			var sys struct {
+				Compression *api.CompressionState `json:"compression"`
+			}
+			if err := json.Unmarshal(httpBody(t, base+"/api/system", "application/json"), &sys); err != nil || sys.Compression == nil ||
+				sys.Compression.Instances != 4 || sys.Compression.SavedBytes <= 0 || sys.Compression.Syntax != c.name {
+				t.Errorf("/api/system compression %+v, %v", sys.Compression, err)
+			}
 			for sop, o := range originals {
 				_, _, row := a.object(t, sop)
 				if row.TransferSyntaxUID != ts {
