@@ -85,6 +85,9 @@ func (c *Compression) Saved() int64 { return c.Original.Size - c.Instance.Size }
 // originalRecord is the description of the original kept in the new
 // object, as JSON compressed with DEFLATE.
 type originalRecord struct {
+	// Key is the original object's: while it exists, Reindex prefers it
+	// (see recoverOriginal).
+	Key               string    `json:"key"`
 	SHA256            string    `json:"sha256"`
 	TransferSyntaxUID string    `json:"ts"`
 	Size              int64     `json:"size"`
@@ -195,7 +198,7 @@ func (s *Service) Compress(ctx context.Context, in *index.Instance, ts string) (
 	if kept := in.Size - pixels.Length; kept > maxKept {
 		return nil, fmt.Errorf("%w: %d bytes besides the pixels, more than the %d kept with a compressed object", ErrSkipped, kept, maxKept)
 	}
-	rec := &originalRecord{SHA256: in.SHA256, TransferSyntaxUID: in.TransferSyntaxUID, Size: in.Size,
+	rec := &originalRecord{Key: in.Key, SHA256: in.SHA256, TransferSyntaxUID: in.TransferSyntaxUID, Size: in.Size,
 		ReceivedAt: in.ReceivedAt, Source: in.Source, Principal: in.Principal, Pixels: pixels.Length}
 	rec.Prefix = make([]byte, pixels.Offset)
 	rec.Suffix = make([]byte, in.Size-pixels.Offset-pixels.Length)
@@ -668,10 +671,19 @@ func (s *Service) openOriginalDataset(ctx context.Context, in *index.Instance, t
 	}}, true, nil
 }
 
+// errOriginalKept reports a compressed object whose original is still
+// in storage: a compression that stopped before it was done, whose
+// object may not have been checked.
+var errOriginalKept = errors.New("archive: the original of a compressed object is still stored")
+
 // recoverOriginal reads the description of the original that Compress
 // kept in the object of in, for Reindex: it restores in's arrival and
 // sender, and returns the description for the index, or nil for an
-// object Compress did not write.
+// object Compress did not write. While the original object is still in
+// storage it returns errOriginalKept: the compression stopped before
+// deleting it, perhaps before checking the new object, and the original
+// is the one to index (the compressed object is then an orphan, and a
+// later compression starts again).
 func recoverOriginal(ctx context.Context, store storage.Store, in *index.Instance) (*index.Original, error) {
 	if dicom.Transcodable(in.TransferSyntaxUID) {
 		return nil, nil
@@ -688,6 +700,14 @@ func recoverOriginal(ctx context.Context, store storage.Store, in *index.Instanc
 	rec, ok, err := compressedOriginal(fm)
 	if !ok || err != nil {
 		return nil, err
+	}
+	if rec.Key != "" {
+		switch _, err := store.Stat(ctx, rec.Key); {
+		case err == nil:
+			return nil, errOriginalKept
+		case !errors.Is(err, storage.ErrNotFound):
+			return nil, err
+		}
 	}
 	in.ReceivedAt, in.Source, in.Principal = rec.ReceivedAt, rec.Source, rec.Principal
 	return &index.Original{Key: in.Key, SHA256: rec.SHA256, TransferSyntaxUID: rec.TransferSyntaxUID, Size: rec.Size}, nil

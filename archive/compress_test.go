@@ -348,6 +348,35 @@ func TestCompressCrashConsistency(t *testing.T) {
 					t.Errorf("original differs after Repair")
 				}
 			})
+			t.Run(name+"/reindex", func(t *testing.T) {
+				// The bucket as the fault left it, indexed anew: the
+				// original while it is still stored, else the
+				// compressed object, and the original comes back.
+				ctx := t.Context()
+				w := newWorld()
+				svc := New(Config{Store: faultStore{w}, Index: fakeIndex{w}, AETitle: "PACSD", Codecs: newTestCodecs()})
+				in, _ := storePicture(t, svc, pictures[1], "1.2.9.1.1")
+				orig := slurp[storage.Object](t)(svc.Open(ctx, in))
+				w.arm(step, crash)
+				svc.Compress(ctx, in, uid.HTJ2KLossless)
+				w.restart()
+				_, origErr := w.objects.Stat(ctx, in.Key)
+				fresh := &world{objects: w.objects, records: map[string]*index.Instance{}, docs: map[string][]byte{}}
+				if _, err := Reindex(ctx, faultStore{fresh}, fakeIndex{fresh}, nil); err != nil {
+					t.Fatal(err)
+				}
+				rec, err := fakeIndex{fresh}.Instance(ctx, in.SOPInstanceUID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if origErr == nil && rec.Key != in.Key {
+					t.Errorf("reindexed %s while the original %s is stored", rec.Key, in.Key)
+				}
+				svc2 := New(Config{Store: faultStore{fresh}, Index: fakeIndex{fresh}, Codecs: newTestCodecs()})
+				if got := slurp[storage.Object](t)(svc2.OpenOriginal(ctx, rec)); !bytes.Equal(got, orig) {
+					t.Errorf("original of the reindexed %s differs", rec.Key)
+				}
+			})
 		}
 	}
 }

@@ -125,6 +125,9 @@ func reindexObject(ctx context.Context, store storage.Store, idx Indexer, info s
 	}
 	// An object Compress wrote describes its original (compress.go).
 	original, err := recoverOriginal(ctx, store, in)
+	if errors.Is(err, errOriginalKept) {
+		return n, false, true, nil
+	}
 	if err != nil {
 		return n, false, false, fmt.Errorf("archive: reindex %s: %w", info.Key, err)
 	}
