@@ -138,9 +138,9 @@ func compressedOriginal(fm dicom.FileMeta) (*originalRecord, bool, error) {
 	zr := flate.NewReader(bytes.NewReader(fm.PrivateInformation))
 	defer zr.Close()
 	var r originalRecord
-	// The description is bounded by maxRecord compressed; its JSON by
-	// File Meta Information's bound times DEFLATE's best ratio.
-	if err := json.NewDecoder(io.LimitReader(zr, 1032*maxRecord)).Decode(&r); err != nil {
+	// What Compress keeps is at most maxKept bytes, a third more in
+	// base64.
+	if err := json.NewDecoder(io.LimitReader(zr, 2*maxKept+1<<20)).Decode(&r); err != nil {
 		return nil, true, fmt.Errorf("archive: description of the original: %w", err)
 	}
 	if _, ok := uid.LookupTransferSyntax(r.TransferSyntaxUID); !ok || r.Pixels < 0 || r.Size != int64(len(r.Prefix))+r.Pixels+int64(len(r.Suffix)) {
@@ -503,7 +503,7 @@ func (s *Service) rebuild(ctx context.Context, in *index.Instance, w io.Writer, 
 			return nil, err
 		}
 		size := f.Size()
-		if size > 2*rec.Pixels+1<<20 {
+		if size > 2*rec.Pixels+1<<20 || size > obj.Size() {
 			return nil, fmt.Errorf("%w: frame %d of %s: %d bytes compressed", ErrSkipped, n+1, in.Key, size)
 		}
 		src = grow(src, int(size))
