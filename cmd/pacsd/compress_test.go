@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
+	"github.com/pacsd/pacsd/dimse"
 	"github.com/pacsd/pacsd/internal/dcmgen"
 	"github.com/pacsd/pacsd/internal/testpeer"
 	"github.com/pacsd/pacsd/recompress"
@@ -30,6 +33,7 @@ import (
 type compressOriginal struct {
 	sop, series, study string
 	sha                string // of the object as stored
+	datasetSHA         string // of its data set
 	ts                 string
 	pixels             pixels
 }
@@ -136,7 +140,7 @@ func TestCompress(t *testing.T) {
 				}
 				_, ds, _ := a.object(t, in.SOPInstanceUID)
 				originals[in.SOPInstanceUID] = compressOriginal{sop: in.SOPInstanceUID, series: in.SeriesInstanceUID, study: in.StudyInstanceUID,
-					sha: in.SHA256, ts: in.TransferSyntaxUID, pixels: framePixels(t, ds, in.TransferSyntaxUID)}
+					sha: in.SHA256, datasetSHA: sum(ds), ts: in.TransferSyntaxUID, pixels: framePixels(t, ds, in.TransferSyntaxUID)}
 			}
 			if len(originals) != 4 {
 				t.Fatalf("%d instances stored, want 4", len(originals))
@@ -204,6 +208,46 @@ func TestCompress(t *testing.T) {
 				}
 				if d := samePixels(decodeWithPeer(t, c.peer, stored), o.pixels); d != 0 {
 					t.Errorf("%s: %s decodes the %s object to pixels that differ by %d from the original's", sop, c.peer, c.name, d)
+				}
+			}
+
+			// pacsd's own SCU proposing Explicit VR Little Endian only,
+			// the originals' syntax, gets their data sets byte for byte.
+			var mu sync.Mutex
+			received := map[string]string{}
+			explicit := []string{uid.ExplicitVRLittleEndian}
+			classes := []string{uid.CTImageStorage, uid.MultiFrameGrayscaleWordSecondaryCaptureImageStorage}
+			props := []dimse.Proposal{{AbstractSyntax: uid.StudyRootQueryRetrieveInformationModelGet, TransferSyntaxes: explicit}}
+			for _, cl := range classes {
+				props = append(props, dimse.Proposal{AbstractSyntax: cl, TransferSyntaxes: explicit})
+			}
+			d := &dimse.Dialer{CallingAE: "EXPLICIT", CalledAE: "PACSD", Proposals: props,
+				Store: storeFunc(func(ctx context.Context, _ *dimse.Association, req *dimse.StoreRequest) error {
+					ds, err := io.ReadAll(req.Dataset)
+					if err != nil {
+						return err
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					received[req.SOPInstanceUID] = sum(ds)
+					return nil
+				})}
+			as, err := d.Dial(t.Context(), p.dimseAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ident := &dicom.Dataset{Elements: []dicom.Element{
+				{Tag: tag.QueryRetrieveLevel, VR: "CS", Values: []string{"STUDY"}},
+				{Tag: tag.StudyInstanceUID, VR: "UI", Values: []string{originals[firstKey(originals)].study}},
+			}}
+			subs, err := as.Get(t.Context(), uid.StudyRootQueryRetrieveInformationModelGet, ident, nil)
+			as.Release(t.Context())
+			if err != nil || subs.Completed != len(originals) {
+				t.Fatalf("C-GET: %+v, %v", subs, err)
+			}
+			for sop, o := range originals {
+				if received[sop] != o.datasetSHA {
+					t.Errorf("C-GET in Explicit VR Little Endian: data set of %s has SHA-256 %s, the original's %s", sop, received[sop], o.datasetSHA)
 				}
 			}
 
