@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
 )
 
@@ -40,8 +39,13 @@ func (c *Compressions) Instance(ctx context.Context, sopInstanceUID string) (*in
 // the originals of the instance's other objects.
 func (db *DB) putOriginal(ctx context.Context, tx *sql.Tx, w *putWrite) error {
 	in := w.req.Instance
-	if _, err := db.exec(ctx, tx, `DELETE FROM instance_original WHERE sop_instance_uid = ? AND object_key <> ?`, in.SOPInstanceUID, in.Key); err != nil {
-		return fmt.Errorf("forget originals: %w", err)
+	// A new instance has no other object; rows of an instance removed
+	// before describe objects no record names, and go with its next
+	// version.
+	if w.previous != nil {
+		if _, err := db.exec(ctx, tx, `DELETE FROM instance_original WHERE sop_instance_uid = ? AND object_key <> ?`, in.SOPInstanceUID, in.Key); err != nil {
+			return fmt.Errorf("forget originals: %w", err)
+		}
 	}
 	o := w.req.Original
 	if o == nil {
@@ -79,7 +83,8 @@ func (c *Compressions) Original(ctx context.Context, key string) (*index.Origina
 }
 
 // Claim takes up to limit instances received before cutoff and stored
-// uncompressed (Implicit or Explicit VR Little Endian), whose current
+// uncompressed (Implicit or Explicit VR Little Endian: the UIDs are
+// written out, as the partial index of migration 0012 is), whose current
 // object no node holds a lease on and none has skipped, for owner until
 // lease from now; oldest first.
 func (c *Compressions) Claim(ctx context.Context, owner string, cutoff time.Time, limit int, lease time.Duration) ([]index.CompressTask, error) {
@@ -89,10 +94,10 @@ func (c *Compressions) Claim(ctx context.Context, owner string, cutoff time.Time
 		claimed = claimed[:0]
 		now := micros(db.now())
 		rows, err := db.query(ctx, tx, `SELECT i.sop_instance_uid, i.object_key FROM instance i
-WHERE i.transfer_syntax_uid IN (?, ?) AND i.received_at < ?
+WHERE i.transfer_syntax_uid IN ('1.2.840.10008.1.2', '1.2.840.10008.1.2.1') AND i.received_at < ?
 AND NOT EXISTS (SELECT 1 FROM compress_claim c WHERE c.sop_instance_uid = i.sop_instance_uid AND c.object_key = i.object_key
   AND (c.state = 'skipped' OR c.lease_until > ?))
-ORDER BY i.received_at LIMIT ?`, uid.ImplicitVRLittleEndian, uid.ExplicitVRLittleEndian, micros(cutoff), now, limit)
+ORDER BY i.received_at LIMIT ?`, micros(cutoff), now, limit)
 		if err != nil {
 			return fmt.Errorf("find candidates: %w", err)
 		}

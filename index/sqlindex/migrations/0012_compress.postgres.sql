@@ -29,5 +29,7 @@ CREATE TABLE compress_claim (
 	updated_at BIGINT NOT NULL
 );
 
--- Candidates are found by syntax and age.
-CREATE INDEX instance_syntax_received ON instance (transfer_syntax_uid, received_at);
+-- Candidates are found by age among the instances stored uncompressed
+-- (Implicit and Explicit VR Little Endian), which compression takes.
+CREATE INDEX instance_uncompressed_received ON instance (received_at)
+	WHERE transfer_syntax_uid IN ('1.2.840.10008.1.2', '1.2.840.10008.1.2.1');
