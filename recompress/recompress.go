@@ -45,6 +45,8 @@ type Index interface {
 	// stored uncompressed, that no one holds or skipped, for owner,
 	// until lease from now.
 	Claim(ctx context.Context, owner string, cutoff time.Time, limit int, lease time.Duration) ([]index.CompressTask, error)
+	// Renew extends owner's claim to lease from now.
+	Renew(ctx context.Context, owner string, t index.CompressTask, lease time.Duration) error
 	// Done ends owner's claim on an instance compressed or gone.
 	Done(ctx context.Context, owner string, t index.CompressTask) error
 	// Skip records that the instance is to stay as it is, and why.
@@ -309,7 +311,28 @@ func (c *Compressor) one(ctx context.Context, t index.CompressTask) (outcome str
 		c.log.Warn("archive compression: instance not read", "sop_instance_uid", t.SOPInstanceUID, "err", err)
 		return OutcomeFailed, 0, 0
 	}
+	// The claim is renewed while the compression runs, so that no
+	// other node takes the instance however long it takes.
+	rctx, stopRenew := context.WithCancel(ctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		tick := time.NewTicker(c.cfg.Lease / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-tick.C:
+				if err := c.cfg.Index.Renew(rctx, owner, t, c.cfg.Lease); err != nil && rctx.Err() == nil {
+					c.log.Warn("archive compression claim not renewed", "sop_instance_uid", t.SOPInstanceUID, "err", err)
+				}
+			}
+		}
+	}()
 	res, err := c.cfg.Archive.Compress(ctx, in, c.cfg.Syntax)
+	stopRenew()
+	<-renewed
 	switch {
 	case err == nil:
 		end(c.cfg.Index.Done(ectx, owner, t))

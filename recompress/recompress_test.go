@@ -24,6 +24,7 @@ type fakeIndex struct {
 	skipped   map[string]string // SOP Instance UID -> reason
 	released  map[string]time.Time
 	done      []string
+	renewed   int
 }
 
 func newFakeIndex(ins ...*index.Instance) *fakeIndex {
@@ -67,6 +68,16 @@ func (x *fakeIndex) end(owner string, t index.CompressTask) error {
 		return fmt.Errorf("%s not claimed by %s", t.SOPInstanceUID, owner)
 	}
 	delete(x.claimed, t.SOPInstanceUID)
+	return nil
+}
+
+func (x *fakeIndex) Renew(ctx context.Context, owner string, t index.CompressTask, lease time.Duration) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.claimed[t.SOPInstanceUID] != owner {
+		return index.ErrNotFound
+	}
+	x.renewed++
 	return nil
 }
 
@@ -235,6 +246,37 @@ func TestPacer(t *testing.T) {
 		p.wait(ctx, 1<<30)
 		if time.Since(before) != 0 {
 			t.Error("wait did not end with its context")
+		}
+	})
+}
+
+// slowArchive takes a while, as a large multi-frame image does.
+type slowArchive struct {
+	fakeArchive
+	d time.Duration
+}
+
+func (a slowArchive) Compress(ctx context.Context, in *index.Instance, ts string) (*archive.Compression, error) {
+	time.Sleep(a.d)
+	return a.fakeArchive.Compress(ctx, in, ts)
+}
+
+// TestRenew checks that a compression longer than its lease keeps its
+// claim.
+func TestRenew(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		x := newFakeIndex(&index.Instance{SOPInstanceUID: "1.2.1", Key: "k", Size: 1000, TransferSyntaxUID: uid.ExplicitVRLittleEndian, ReceivedAt: now.Add(-48 * time.Hour)})
+		c, err := New(Config{Archive: slowArchive{fakeArchive{x}, 10 * time.Minute}, Index: x, After: time.Hour, Syntax: uid.HTJ2KLossless,
+			Owner: "n1", Lease: time.Minute, Rate: 1 << 40})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, err := c.Pass(t.Context()); err != nil || p.Compressed != 1 {
+			t.Fatalf("pass %+v, %v", p, err)
+		}
+		if x.renewed < 25 {
+			t.Errorf("a 10-minute compression under a 1-minute lease renewed it %d times", x.renewed)
 		}
 	})
 }

@@ -139,6 +139,30 @@ WHERE compress_claim.object_key <> excluded.object_key OR (compress_claim.state 
 	return claimed, nil
 }
 
+// Renew extends owner's claim on an instance to lease from now, for a
+// compression that takes longer than its lease; it fails, wrapping
+// index.ErrNotFound, when owner no longer holds the claim.
+func (c *Compressions) Renew(ctx context.Context, owner string, t index.CompressTask, lease time.Duration) error {
+	var n int64
+	err := c.db.write(ctx, func(tx *sql.Tx) error {
+		now := c.db.now()
+		res, err := c.db.exec(ctx, tx, `UPDATE compress_claim SET lease_until = ?, updated_at = ?
+WHERE sop_instance_uid = ? AND object_key = ? AND owner = ? AND state = 'claimed'`, micros(now.Add(lease)), micros(now), t.SOPInstanceUID, t.Key, owner)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("index: renew compression claim: %w", err)
+	case n == 0:
+		return fmt.Errorf("index: renew compression claim on %s: %w", t.SOPInstanceUID, index.ErrNotFound)
+	}
+	return nil
+}
+
 // Done ends owner's claim on an instance compressed, or gone.
 func (c *Compressions) Done(ctx context.Context, owner string, t index.CompressTask) error {
 	return c.end(ctx, `DELETE FROM compress_claim WHERE sop_instance_uid = ? AND object_key = ? AND owner = ?`, t.SOPInstanceUID, t.Key, owner)

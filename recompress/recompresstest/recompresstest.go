@@ -89,6 +89,19 @@ func Run(t *testing.T, open Opener) {
 		if err != nil || len(again) != 2 {
 			t.Errorf("after the lease ran out another node claimed %q, %v; want both", sops(again), err)
 		}
+		// A renewed claim outlives its first lease; a claim lost
+		// cannot be renewed.
+		if err := x.Renew(ctx, "n2", again[0], time.Hour); err != nil {
+			t.Errorf("Renew: %v", err)
+		}
+		if err := x.Renew(ctx, "n1", got[0], time.Hour); !errors.Is(err, index.ErrNotFound) {
+			t.Errorf("Renew of a claim another node took: %v", err)
+		}
+		c.add(30 * time.Minute)
+		if more, _ := x.Claim(ctx, "n3", epoch.Add(-time.Hour), 10, time.Minute); len(more) != 1 || more[0] == again[0] {
+			t.Errorf("after the lease of one of two claims ran out, claimed %q; want the other, not the renewed %s", sops(more), again[0].SOPInstanceUID)
+		}
+		c.add(-30 * time.Minute)
 		// The first owner's claims are gone: its Done changes nothing.
 		if err := x.Done(ctx, "n1", got[0]); err != nil {
 			t.Fatal(err)
