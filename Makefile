@@ -72,6 +72,7 @@ bench: deps build
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./archive -run '^$$' -fuzz FuzzParseKey -fuzztime $(FUZZTIME)
+	$(GO) test ./archive -run '^$$' -fuzz FuzzOpenOriginal -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzScanner -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzTranscode -fuzztime $(FUZZTIME)
 	$(GO) test ./dicom -run '^$$' -fuzz FuzzTextDecoder -fuzztime $(FUZZTIME)

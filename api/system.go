@@ -22,6 +22,21 @@ type System struct {
 	Index        IndexState   `json:"index"`
 	// Spool is nil without one.
 	Spool *SpoolState `json:"spool"`
+	// Compression is nil when archive compression is off.
+	Compression *CompressionState `json:"compression,omitempty"`
+}
+
+// CompressionState is what archive compression (--compress-after) saves:
+// the instances kept compressed, the bytes of their originals and of
+// their compressed objects, and the instances left uncompressed.
+type CompressionState struct {
+	Syntax        string `json:"syntax"`
+	AfterSeconds  int64  `json:"after_seconds"`
+	Instances     int64  `json:"instances"`
+	OriginalBytes int64  `json:"original_bytes"`
+	StoredBytes   int64  `json:"stored_bytes"`
+	SavedBytes    int64  `json:"saved_bytes"`
+	Skipped       int64  `json:"skipped"`
 }
 
 // Associations counts the DIMSE associations open now, and the most

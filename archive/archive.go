@@ -120,6 +120,10 @@ type Config struct {
 	// NHSIssuers are the issuers of patient ID that name the NHS;
 	// nhs.DefaultIssuers when nil.
 	NHSIssuers nhs.Issuers
+	// Codecs, when not nil, re-encodes pixel data for Compress and
+	// decodes it to rebuild the originals of compressed instances (see
+	// compress.go).
+	Codecs Codecs
 }
 
 // Forwarder decides, as an instance is stored, where it is to be
@@ -704,6 +708,13 @@ func (e *sourceError) Unwrap() error { return e.err }
 // Information as stored. The caller closes the reader, which stops a
 // conversion in progress.
 func (s *Service) OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error) {
+	if s.cfg.Codecs != nil && dicom.Transcodable(ts) && !dicom.Transcodable(in.TransferSyntaxUID) {
+		// An instance Compress re-encoded, asked for uncompressed, is
+		// served from its original, rebuilt byte for byte.
+		if fm, r, ok, err := s.openOriginalDataset(ctx, in, ts); ok {
+			return fm, r, err
+		}
+	}
 	if ts != in.TransferSyntaxUID && !(dicom.Transcodable(in.TransferSyntaxUID) && dicom.Transcodable(ts)) {
 		return dicom.FileMeta{}, nil, fmt.Errorf("archive: %s stored in %s: %w to %s", in.SOPInstanceUID,
 			uid.Name(in.TransferSyntaxUID), dicom.ErrUnsupported, uid.Name(ts))
@@ -721,6 +732,10 @@ func (s *Service) OpenDataset(ctx context.Context, in *index.Instance, ts string
 	if err != nil {
 		obj.Close()
 		return dicom.FileMeta{}, nil, fmt.Errorf("archive: object %s: %w", in.Key, err)
+	}
+	// What Compress keeps of the original is pacsd's own, not served.
+	if fm.PrivateInformationCreatorUID == CompressCreatorUID {
+		fm.PrivateInformationCreatorUID, fm.PrivateInformation = "", nil
 	}
 	if e != nil {
 		r, err := amended(br, in, ts, e, obj.Close)

@@ -147,6 +147,14 @@ func reindexObject(ctx context.Context, store storage.Store, idx Indexer, book i
 	if err != nil {
 		return n, false, false, fmt.Errorf("archive: reindex %s: %w", info.Key, err)
 	}
+	// An object Compress wrote describes its original (compress.go).
+	original, err := recoverOriginal(ctx, store, in)
+	if errors.Is(err, errOriginalKept) {
+		return n, false, true, nil
+	}
+	if err != nil {
+		return n, false, false, fmt.Errorf("archive: reindex %s: %w", info.Key, err)
+	}
 	// A rejection note rebuilds the rejections it made, and hides what
 	// it names for good: the policy it was applied under is not in the
 	// bucket, and hiding loses nothing.
@@ -161,7 +169,7 @@ func reindexObject(ctx context.Context, store storage.Store, idx Indexer, book i
 	// The issuer it was given at ingest, and the NHS number that links
 	// its patient, as Store found them.
 	in.Amended = book.amendment(in.Header, in.CallingAE, in.ReceivedAt)
-	put := &index.PutRequest{Instance: in, Check: func(current *index.Instance) error {
+	put := &index.PutRequest{Instance: in, Original: original, Check: func(current *index.Instance) error {
 		if current != nil && current.Key != in.Key && later(current, in) {
 			return errSuperseded
 		}

@@ -32,6 +32,11 @@ type FileMeta struct {
 	// record the network transfer the content arrived by.
 	SendingApplicationEntityTitle   string
 	ReceivingApplicationEntityTitle string
+	// PrivateInformationCreatorUID names who wrote PrivateInformation,
+	// data the file's writer keeps for itself (PS3.10 §7.1); both are
+	// left out when empty.
+	PrivateInformationCreatorUID string
+	PrivateInformation           []byte
 }
 
 // ErrNotPart10 reports a stream that does not start with a Part-10 preamble
@@ -68,6 +73,10 @@ func AppendFileMeta(dst []byte, m FileMeta) []byte {
 		if o.v != "" {
 			dst = appendMeta(dst, o.t, o.vr, []byte(o.v))
 		}
+	}
+	if m.PrivateInformationCreatorUID != "" {
+		dst = appendMeta(dst, tag.PrivateInformationCreatorUID, "UI", []byte(m.PrivateInformationCreatorUID))
+		dst = appendMeta(dst, tag.PrivateInformation, "OB", m.PrivateInformation)
 	}
 	binary.LittleEndian.PutUint32(dst[lengthAt:], uint32(len(dst)-start))
 	return dst
@@ -156,6 +165,10 @@ func ReadFileMeta(r *bufio.Reader) (FileMeta, int64, error) {
 			m.SendingApplicationEntityTitle = strings.TrimSpace(s)
 		case tag.ReceivingApplicationEntityTitle:
 			m.ReceivingApplicationEntityTitle = strings.TrimSpace(s)
+		case tag.PrivateInformationCreatorUID:
+			m.PrivateInformationCreatorUID = uid.Trim(s)
+		case tag.PrivateInformation:
+			m.PrivateInformation = v
 		}
 	}
 	if m.TransferSyntaxUID == "" {

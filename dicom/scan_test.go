@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -127,10 +128,12 @@ func TestMetaRoundTrip(t *testing.T) {
 		ImplementationVersionName:       ImplementationVersionName,
 		SendingApplicationEntityTitle:   "MODALITY",
 		ReceivingApplicationEntityTitle: "PACSD",
+		PrivateInformationCreatorUID:    "1.2.3.9",
+		PrivateInformation:              []byte{1, 2, 3, 4},
 	}
 	b := AppendFileMeta(nil, m)
 	got, n, err := ReadFileMeta(bufio.NewReader(bytes.NewReader(append(b, 8, 0, 0x16, 0))))
-	if err != nil || n != int64(len(b)) || got != m {
+	if err != nil || n != int64(len(b)) || !reflect.DeepEqual(got, m) {
 		t.Fatalf("ReadFileMeta = %+v, %d, %v; want %+v, %d", got, n, err, m, len(b))
 	}
 	if _, _, err := ReadFileMeta(bufio.NewReader(strings.NewReader("not dicom"))); !errors.Is(err, ErrNotPart10) {

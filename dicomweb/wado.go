@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -220,6 +221,19 @@ func (s *Server) sendObject(ctx context.Context, in *index.Instance, target code
 		}
 		return nil
 	}
+	if dicom.Transcodable(ts) && !dicom.Transcodable(in.TransferSyntaxUID) && !target.NewInstance {
+		// An instance the archive compressed itself comes back as
+		// received; any other is not the archive's to rebuild
+		// (dicom.ErrUnsupported), and is decoded below.
+		fm, data, err := s.Archive.OpenDataset(ctx, in, ts)
+		if err == nil {
+			defer data.Close()
+			return copyDataset(fm, data, open, in.SOPInstanceUID)
+		}
+		if !errors.Is(err, dicom.ErrUnsupported) {
+			return err
+		}
+	}
 	what := fmt.Sprintf("converting %s from %s to %s", in.SOPInstanceUID, uid.Name(in.TransferSyntaxUID), uid.Name(ts))
 	from := ts
 	if s.Codecs != nil {
@@ -251,6 +265,24 @@ func (s *Server) sendObject(ctx context.Context, in *index.Instance, target code
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// copyDataset writes a data set behind its File Meta Information to the
+// writer open returns.
+func copyDataset(fm dicom.FileMeta, data io.Reader, open func(size int64) (io.Writer, error), sop string) error {
+	w, err := open(-1)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(dicom.AppendFileMeta(nil, fm)); err != nil {
+		return fmt.Errorf("send %s: %w", sop, err)
+	}
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	if _, err := io.CopyBuffer(w, struct{ io.Reader }{data}, *buf); err != nil {
+		return fmt.Errorf("send %s: %w", sop, err)
 	}
 	return nil
 }

@@ -47,6 +47,11 @@ type PutRequest struct {
 	// with the same NHS number are linked, unless linked otherwise by
 	// hand (see Person).
 	NHSNumber string
+
+	// Original, when not nil, says that Instance's object is a lossless
+	// re-encoding of the original described (package recompress): the
+	// index keeps it with the object's key, until a put names another.
+	Original *Original
 }
 
 // Forward asks for an instance to be forwarded to a destination.

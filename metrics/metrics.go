@@ -60,6 +60,8 @@ type Registry struct {
 	// state reports the index's counts, the forwarding queue, the
 	// migrations and the spool (state.go).
 	state *stateCollector
+
+	compress *compressMetrics
 }
 
 // Buckets of the duration histograms, in seconds: from a millisecond, a
@@ -133,6 +135,8 @@ func New(cfg Config) *Registry {
 
 	r.migrationTransferred = counter("migration_instances_total", "Instances a migration has brought in, by source.", "source")
 	r.migrationBytes = counter("migration_bytes_total", "Bytes a migration has brought in, by source.", "source")
+
+	r.compress = newCompressMetrics(r.reg)
 
 	info := gauge("build_info", "Always 1; its labels say which pacsd this is.", "version", "goversion")
 	info.WithLabelValues(orUnknown(cfg.Version), runtime.Version()).Set(1)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/pacsd/pacsd/dicom"
 	"github.com/pacsd/pacsd/dicom/codec"
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
@@ -117,6 +118,13 @@ func names(syntaxes []string) string {
 // read. It returns once the conversion has finished or has produced
 // holdBack bytes, so that what fails early is an error here.
 func (s *QR) convert(ctx context.Context, reg *codec.Registry, in *index.Instance, ts string, opts codec.TranscodeOptions) (io.ReadCloser, error) {
+	if dicom.Transcodable(ts) && !dicom.Transcodable(in.TransferSyntaxUID) && opts.SOPInstanceUID == "" {
+		// An instance the archive compressed itself comes back as
+		// received; any other is decoded below.
+		if _, data, err := s.Objects.OpenDataset(ctx, in, ts); err == nil || !errors.Is(err, dicom.ErrUnsupported) {
+			return data, err
+		}
+	}
 	_, stored, err := s.Objects.OpenDataset(ctx, in, in.TransferSyntaxUID)
 	if err != nil {
 		return nil, err

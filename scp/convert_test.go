@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -26,7 +25,8 @@ type memObjects map[string][]byte // data set by SOP Instance UID
 
 func (m memObjects) OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error) {
 	if ts != in.TransferSyntaxUID {
-		return dicom.FileMeta{}, nil, errors.New("asked to convert")
+		// As the archive does for what it did not compress itself.
+		return dicom.FileMeta{}, nil, fmt.Errorf("asked to convert: %w", dicom.ErrUnsupported)
 	}
 	return dicom.FileMeta{TransferSyntaxUID: ts}, io.NopCloser(bytes.NewReader(m[in.SOPInstanceUID])), nil
 }

@@ -35,7 +35,10 @@ type Index interface {
 type Objects interface {
 	// OpenDataset opens the data set of an instance in transfer syntax
 	// ts. The providers ask for the stored syntax and convert what they
-	// send themselves, with their codec registry.
+	// send themselves, with their codec registry; they first ask for an
+	// uncompressed syntax, which the archive gives for the instances it
+	// compressed itself (rebuilt as received), and refuses for others
+	// with an error wrapping dicom.ErrUnsupported.
 	OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error)
 }
 

@@ -190,6 +190,14 @@ func (g guardedArchive) Open(ctx context.Context, in *index.Instance) (storage.O
 	return obj, err
 }
 
+// OpenOriginal opens the object in was received as (see
+// archive.Service.OpenOriginal).
+func (g guardedArchive) OpenOriginal(ctx context.Context, in *index.Instance) (storage.Object, error) {
+	obj, err := g.arch.OpenOriginal(ctx, in)
+	noteRead(ctx, in, err)
+	return obj, err
+}
+
 func (g guardedArchive) OpenDataset(ctx context.Context, in *index.Instance, ts string) (dicom.FileMeta, io.ReadCloser, error) {
 	fm, rc, err := g.arch.OpenDataset(ctx, in, ts)
 	noteRead(ctx, in, err)

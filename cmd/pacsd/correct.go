@@ -224,5 +224,5 @@ func (o originals) Instance(ctx context.Context, sop string) (*index.Instance, e
 }
 
 func (o originals) Open(ctx context.Context, in *index.Instance) (storage.Object, error) {
-	return o.arch.Open(ctx, in)
+	return o.arch.OpenOriginal(ctx, in)
 }

@@ -349,6 +349,14 @@ func (f *face) system(c *serveCommand) api.SystemFunc {
 				sys.Storage.FreeBytes, sys.Storage.UsedBytes = &free, &used
 			}
 		}
+		if c.CompressAfter > 0 {
+			st, err := f.db.Compressions().Stats(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("compression: %w", err)
+			}
+			sys.Compression = &api.CompressionState{Syntax: c.CompressSyntax, AfterSeconds: int64(c.CompressAfter / time.Second),
+				Instances: st.Instances, OriginalBytes: st.OriginalBytes, StoredBytes: st.StoredBytes, SavedBytes: st.Saved(), Skipped: st.Skipped}
+		}
 		if sp, ok := f.store.(*spool.Store); ok {
 			objects, bytes, err := sp.Backlog(ctx)
 			if err != nil {

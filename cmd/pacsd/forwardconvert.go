@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"github.com/pacsd/pacsd/dicom"
@@ -32,6 +33,12 @@ func (o codecObjects) OpenDataset(ctx context.Context, in *index.Instance, ts st
 	from := in.TransferSyntaxUID
 	if ts == from || dicom.Transcodable(from) && dicom.Transcodable(ts) {
 		return o.routeObjects.OpenDataset(ctx, in, ts)
+	}
+	if dicom.Transcodable(ts) {
+		// An instance the archive compressed itself goes as received.
+		if fm, data, err := o.routeObjects.OpenDataset(ctx, in, ts); err == nil || !errors.Is(err, dicom.ErrUnsupported) {
+			return fm, data, err
+		}
 	}
 	fm, stored, err := o.routeObjects.OpenDataset(ctx, in, from)
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/pacsd/pacsd/dicomweb"
 	"github.com/pacsd/pacsd/dimse"
 	"github.com/pacsd/pacsd/internal/httplimit"
+	"github.com/pacsd/pacsd/recompress"
 	"github.com/pacsd/pacsd/route"
 	"github.com/pacsd/pacsd/scp"
 )
@@ -48,6 +49,7 @@ type serveCommand struct {
 	faceSettings
 	trashSettings
 	rateSettings
+	compressSettings
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" default:"30s" placeholder:"DURATION" help:"how long shutdown waits for associations to finish"`
 }
 
@@ -62,7 +64,7 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	if err := complete(&c.storeSettings, &c.archiveSettings, &c.identitySettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings, &c.tlsSettings, &c.httpAuthSettings, &c.trashSettings, &c.rateSettings); err != nil {
+	if err := complete(&c.storeSettings, &c.archiveSettings, &c.identitySettings, &c.remoteSettings, &c.dimseSettings, &c.httpSettings, &c.tlsSettings, &c.httpAuthSettings, &c.trashSettings, &c.rateSettings, &c.compressSettings); err != nil {
 		return err
 	}
 	if err := c.completeAudit(c.Data); err != nil {
@@ -145,7 +147,9 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 		return err
 	}
 	fwd := &forwarder{rules: c.rules}
+	codecs := codec.New(codec.Options{})
 	arch := archive.New(archive.Config{
+		Codecs:     recompress.Codecs{Registry: codecs},
 		Store:      store,
 		Index:      db,
 		AETitle:    c.AETitle,
@@ -189,7 +193,6 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 			return ctx.Err()
 		}
 	})
-	codecs := codec.New(codec.Options{})
 	routing, err := c.newRouting(c.AETitle, rs, arch, codecs, p.getenv, log.With("component", "route"))
 	if err != nil {
 		return err
@@ -239,6 +242,11 @@ func (c *serveCommand) Run(ctx context.Context, p *process) (err error) {
 			return ctx.Err()
 		}
 	})
+	stopCompression, err := c.startCompression(ctx, arch, db, c.nodeID(c.Data), fc.reg, log.With("component", "compress"))
+	if err != nil {
+		return err
+	}
+	opened.add("archive compression", stopCompression)
 	if dests := routing.destinations; len(dests) > 0 {
 		names := make([]string, len(dests))
 		for i, d := range dests {

@@ -153,6 +153,10 @@ func printStatus(w io.Writer, ready json.RawMessage, sys *api.System, q *api.Que
 	if sys.Spool != nil {
 		fmt.Fprintf(w, "spool: %d objects, %d bytes not yet in S3\n", sys.Spool.Objects, sys.Spool.Bytes)
 	}
+	if cs := sys.Compression; cs != nil {
+		fmt.Fprintf(w, "compression: %s after %s: %d instances, %d bytes saved (%d to %d), %d left uncompressed\n", cs.Syntax,
+			time.Duration(cs.AfterSeconds)*time.Second, cs.Instances, cs.SavedBytes, cs.OriginalBytes, cs.StoredBytes, cs.Skipped)
+	}
 	if len(q.Destinations) == 0 {
 		fmt.Fprintln(w, "queue: no destinations")
 	}

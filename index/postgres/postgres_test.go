@@ -22,6 +22,7 @@ import (
 	"github.com/pacsd/pacsd/internal/testpeer"
 	"github.com/pacsd/pacsd/migrate"
 	"github.com/pacsd/pacsd/migrate/migratetest"
+	"github.com/pacsd/pacsd/recompress/recompresstest"
 	"github.com/pacsd/pacsd/route"
 	"github.com/pacsd/pacsd/route/routetest"
 )
@@ -57,6 +58,17 @@ func TestPostgres(t *testing.T) {
 		url := pg.NewDatabaseT(t)
 		routetest.RunQueueTests(t, func(t *testing.T, now func() time.Time) route.Queue {
 			return open(t, url, sqlindex.WithClock(now)).Outbox()
+		})
+	})
+	t.Run("Compressions", func(t *testing.T) {
+		recompresstest.Run(t, func(t *testing.T, now func() time.Time, n int) []recompresstest.Handle {
+			url := pg.NewDatabaseT(t)
+			var hs []recompresstest.Handle
+			for range n {
+				db := open(t, url, sqlindex.WithClock(now))
+				hs = append(hs, recompresstest.Handle{Index: db.Compressions(), Put: db.Put})
+			}
+			return hs
 		})
 	})
 	t.Run("MigrationState", func(t *testing.T) {

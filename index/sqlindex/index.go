@@ -89,7 +89,7 @@ func New(ctx context.Context, db *sql.DB, d Dialect, opts ...Option) (*DB, error
 	if err := x.checkSchema(ctx); err != nil {
 		return nil, err
 	}
-	x.steps = []putStep{x.putTrash, x.putMetadata, x.putForward, x.putIdentity, x.recordChange}
+	x.steps = []putStep{x.putTrash, x.putMetadata, x.putForward, x.putIdentity, x.putOriginal, x.recordChange}
 	x.commits = newCommitter(x)
 	return x, nil
 }
