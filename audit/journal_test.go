@@ -251,7 +251,9 @@ func (s *slowHeads) LoadHead(context.Context) (Head, error) { return Head{}, nil
 func TestJournalLostMessagesAreRecorded(t *testing.T) {
 	dir := t.TempDir()
 	heads := &slowHeads{release: make(chan struct{})}
-	j := openT(t, dir, Options{Heads: heads, QueueSize: 2, QueueWait: time.Millisecond})
+	// Without lingering, the writer is stuck in SaveHead after its first
+	// message, and the queue of two overflows at once.
+	j := openT(t, dir, Options{Heads: heads, QueueSize: 2, QueueWait: time.Millisecond, Linger: -1})
 	start := time.Now()
 	for i := range 50 {
 		j.Log(storeOf(i, "P", "1.2", "CT01"))
@@ -365,4 +367,43 @@ func BenchmarkLog(b *testing.B) {
 		j.Log(&c)
 	}
 	j.Sync(context.Background())
+}
+
+// countingHeads counts the heads saved, one per synced batch.
+type countingHeads struct {
+	mu    sync.Mutex
+	saves int
+}
+
+func (c *countingHeads) SaveHead(context.Context, Head) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.saves++
+	return nil
+}
+func (c *countingHeads) LoadHead(context.Context) (Head, error) { return Head{}, nil }
+
+// TestJournalLingers checks that messages logged one by one, as single
+// C-STOREs log them, share syncs, and that Sync does not wait for the
+// lingering to end.
+func TestJournalLingers(t *testing.T) {
+	heads := &countingHeads{}
+	j := openT(t, t.TempDir(), Options{Heads: heads, Linger: time.Hour})
+	for i := range 20 {
+		j.Log(storeOf(i, "P", "1.2", "CT01"))
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := j.Sync(ctx); err != nil {
+		t.Fatalf("Sync waited for the linger: %v", err)
+	}
+	heads.mu.Lock()
+	saves := heads.saves
+	heads.mu.Unlock()
+	if saves != 1 {
+		t.Errorf("20 messages logged together took %d syncs, want 1", saves)
+	}
+	if h := j.Head(); h.Seq != 20 {
+		t.Errorf("head after Sync at %d, want 20", h.Seq)
+	}
 }
