@@ -75,7 +75,7 @@ func (s *Service) editOf(ctx context.Context, in *index.Instance) (*edit, error)
 	if err != nil {
 		return nil, fmt.Errorf("archive: amendments of %s: %w", in.SOPInstanceUID, err)
 	}
-	k := in.Key + "\x00" + string(doc)
+	k := in.Key + "\x00" + modifiedAt(in) + "\x00" + string(doc)
 	if e, ok := s.edits.get(k); ok {
 		return e, nil
 	}
@@ -123,7 +123,7 @@ func (s *Service) newEdit(ctx context.Context, in *index.Instance) (*edit, error
 	item := &dicom.Dataset{Elements: []dicom.Element{
 		{Tag: tag.ModifiedAttributesSequence, VR: "SQ", Items: []*dicom.Dataset{&modified}},
 		{Tag: tag.SourceOfPreviousValues, VR: "LO"},
-		{Tag: tag.AttributeModificationDateTime, VR: "DT", Values: []string{s.now().UTC().Format("20060102150405.000000") + "+0000"}},
+		{Tag: tag.AttributeModificationDateTime, VR: "DT", Values: []string{modifiedAt(in)}},
 		{Tag: tag.ModifyingSystem, VR: "LO", Values: []string{s.cfg.AETitle}},
 		{Tag: tag.ReasonForTheAttributeModification, VR: "CS", Values: []string{reason}},
 	}}
@@ -133,7 +133,39 @@ func (s *Service) newEdit(ctx context.Context, in *index.Instance) (*edit, error
 	}
 	oas.Items = append(oas.Items, item)
 	set.Elements = append(set.Elements, oas)
-	return &edit{set: &set, charset: strings.Join(stored.Strings(tag.SpecificCharacterSet), `\`)}, nil
+	charsets := stored.Strings(tag.SpecificCharacterSet)
+	if needsUTF8(charsets, &set) {
+		// A value the data set's character set cannot hold: the header
+		// is served in UTF-8, its text converted on the way out, and
+		// the item records the character set it had, in which it holds
+		// the values replaced (see dicom.Amend).
+		old := dicom.Element{Tag: tag.SpecificCharacterSet, VR: "CS", Values: charsets}
+		modified.Elements = append([]dicom.Element{old}, modified.Elements...)
+		set.Elements = append(set.Elements, dicom.Element{Tag: tag.SpecificCharacterSet, VR: "CS", Values: []string{dicom.CharsetUTF8}})
+	}
+	return &edit{set: &set, charset: strings.Join(charsets, `\`)}, nil
+}
+
+// needsUTF8 reports whether set holds a value that the character set of
+// a data set, its Specific Character Set values, cannot write.
+func needsUTF8(charsets []string, set *dicom.Dataset) bool {
+	if len(charsets) == 1 && strings.TrimSpace(charsets[0]) == dicom.CharsetUTF8 {
+		return false
+	}
+	return dicom.ResponseCharset(charsets, set) == dicom.CharsetUTF8
+}
+
+// modifiedAt returns, as Attribute Modification DateTime has it, when an
+// instance's amendment was made: the time of the correction the index
+// records, or of the instance's reception for an issuer given at ingest.
+// It is the index's, never the time of serving, so that an instance is
+// served the same, byte for byte, for as long as its amendment stands.
+func modifiedAt(in *index.Instance) string {
+	at := in.AmendedAt
+	if at.IsZero() {
+		at = in.ReceivedAt
+	}
+	return at.UTC().Format("20060102150405.000000") + "+0000"
 }
 
 // sameValue reports whether two elements hold the same value.
@@ -216,15 +248,59 @@ func amended(br *bufio.Reader, in *index.Instance, ts string, e *edit, closeObj 
 		from, _ = uid.LookupTransferSyntax(uid.ExplicitVRLittleEndian)
 		to = from
 	}
+	// The header is rewritten in a goroutine, through a pipe; the rest,
+	// pixel data mostly, is read from the object by the reader's caller
+	// itself, without a copy more or a trip through the pipe.
 	pr, pw := io.Pipe()
-	done := make(chan struct{})
+	r := &amendedReader{head: pr, done: make(chan struct{}), closeObj: closeObj}
 	go func() {
-		defer close(done)
-		pw.CloseWithError(dicom.Amend(pw, br, from, to, encapsulated, e.set, e.charset))
+		defer close(r.done)
+		rest, err := dicom.AmendHead(pw, br, from, to, encapsulated, e.set, e.charset)
+		r.rest = rest
+		pw.CloseWithError(err)
 	}()
-	return &datasetReader{Reader: pr, close: func() error {
-		pr.Close() // ends the copy at its next write
-		<-done
-		return closeObj()
-	}}, nil
+	return r, nil
+}
+
+// amendedReader reads an amended data set: the header AmendHead writes
+// to a pipe, then the rest it leaves, read from the object. Each Read
+// fills p, so that the caller's large buffer goes out in large writes.
+type amendedReader struct {
+	head     *io.PipeReader
+	done     chan struct{} // closed when AmendHead has returned
+	rest     io.Reader     // AmendHead's, read once done is closed
+	closeObj func() error
+}
+
+func (r *amendedReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		var m int
+		var err error
+		if r.head != nil {
+			m, err = r.head.Read(p[n:])
+			if err == io.EOF {
+				<-r.done
+				r.head, err = nil, nil
+				if r.rest == nil {
+					err = io.EOF
+				}
+			}
+		} else {
+			m, err = r.rest.Read(p[n:])
+		}
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (r *amendedReader) Close() error {
+	if r.head != nil {
+		r.head.Close() // ends AmendHead at its next write
+	}
+	<-r.done
+	return r.closeObj()
 }

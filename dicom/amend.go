@@ -2,8 +2,10 @@ package dicom
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"github.com/pacsd/pacsd/dicom/tag"
@@ -20,43 +22,150 @@ import (
 // the compressed syntaxes (read and written as Explicit VR Little
 // Endian).
 //
-// The elements of set are encoded in characterSet, the Specific
-// Character Set of the data set (its value, backslashes between the
-// values), as Encode writes text; set may not hold Specific Character
-// Set itself, nor elements of groups 0000 and 0002.
+// characterSet is the Specific Character Set of the data set in src (its
+// values, backslashes between them), in which the elements of set are
+// encoded, as Encode writes text. set may not hold elements of groups
+// 0000 and 0002. It may hold Specific Character Set (0008,0005) only to
+// convert the data set to UTF-8: with the value ISO_IR 192, the text
+// values of src that characterSet applies to are decoded from it and
+// written in UTF-8, at every level, each read whole (up to
+// MaxConvertedText bytes; a longer one is ErrUnsupported), and so are
+// those of set. An item of a sequence of set that holds Specific
+// Character Set itself is written in that character set when it holds
+// every value of the item (the values a Modified Attributes Sequence
+// records, in the character set they were in), and without it, in the
+// data set's, otherwise.
 func Amend(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulated bool, set *Dataset, characterSet string) error {
-	cs, ok := lookupCharset(characterSet)
-	if !ok {
-		return fmt.Errorf("%w: character set %q", ErrUnsupported, characterSet)
-	}
+	_, err := amend(dst, src, from, to, encapsulated, set, characterSet, false)
+	return err
+}
+
+// AmendHead is Amend that leaves the copy of the rest of the data set to
+// the caller: once past the amendments, where the rest of src is copied
+// unchanged (pixel data, mostly), it returns, having written the data
+// set up to there, with rest, the reader of src from there on. The
+// caller reads the rest from it (a *bufio.Reader src is read through
+// without another buffer in between), which spares a copy of every byte
+// and a trip through the writer for each step. rest is nil when there is
+// no such place (a deflated syntax, a conversion of the character set)
+// and Amend has written the whole data set.
+func AmendHead(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulated bool, set *Dataset, characterSet string) (rest io.Reader, err error) {
+	return amend(dst, src, from, to, encapsulated, set, characterSet, !from.Deflated && !to.Deflated)
+}
+
+func amend(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulated bool, set *Dataset, characterSet string, handoff bool) (io.Reader, error) {
 	var edits []*Element
 	if set != nil {
 		edits = set.sorted()
 	}
+	target := characterSet
 	for i, el := range edits {
-		if g := el.Tag.Group(); g == 0x0000 || g == 0x0002 || el.Tag == tag.SpecificCharacterSet {
-			return fmt.Errorf("dicom: amend %v: not an attribute Amend replaces", el.Tag)
+		if g := el.Tag.Group(); g == 0x0000 || g == 0x0002 {
+			return nil, fmt.Errorf("dicom: amend %v: not an attribute Amend replaces", el.Tag)
 		}
 		if i > 0 && edits[i-1].Tag == el.Tag {
-			return fmt.Errorf("dicom: amend %v: element given twice", el.Tag)
+			return nil, fmt.Errorf("dicom: amend %v: element given twice", el.Tag)
+		}
+		if el.Tag == tag.SpecificCharacterSet {
+			target = strings.Join(el.Values, `\`)
 		}
 	}
+	var convert *textDecoder
+	if target != characterSet {
+		if target != CharsetUTF8 {
+			return nil, fmt.Errorf("%w: converting a data set to character set %q", ErrUnsupported, target)
+		}
+		if convert = newTextDecoder(splitCharset(characterSet)); convert == nil {
+			return nil, fmt.Errorf("%w: converting text from character set %q", ErrUnsupported, characterSet)
+		}
+	}
+	cs, ok := lookupCharset(target)
+	if !ok {
+		return nil, fmt.Errorf("%w: character set %q", ErrUnsupported, target)
+	}
 	if encapsulated && to.BigEndian {
-		return fmt.Errorf("%w: encapsulated pixel data in %s", ErrUnsupported, uid.Name(to.UID))
+		return nil, fmt.Errorf("%w: encapsulated pixel data in %s", ErrUnsupported, uid.Name(to.UID))
 	}
 	// Encoded now, so that a value that cannot be written fails before a
 	// byte is.
 	out := syntax{explicit: to.UID != uid.ImplicitVRLittleEndian, bigEndian: to.BigEndian}
-	enc := encoder{sx: out, cs: cs}
+	enc := encoder{sx: out, cs: cs, itemCharsets: true}
 	encoded := make([][]byte, len(edits))
 	for i, el := range edits {
 		b, err := enc.appendElement(nil, el)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		encoded[i] = b
 	}
-	return transcodeEdited(dst, src, from, to, encapsulated, &amendment{edits: edits, encoded: encoded})
+	a := &amendment{edits: edits, encoded: encoded, convert: convert, handoff: handoff && convert == nil}
+	if err := transcodeEdited(dst, src, from, to, encapsulated, a); err != nil {
+		return nil, err
+	}
+	return a.left, nil
+}
+
+// splitCharset returns the values of a Specific Character Set written
+// with backslashes between them, without their padding.
+func splitCharset(s string) []string {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	vs := strings.Split(s, `\`)
+	for i, v := range vs {
+		vs[i] = strings.TrimSpace(v)
+	}
+	return vs
+}
+
+// MaxConvertedText bounds the length of a text value that Amend converts
+// to UTF-8: it holds the value in memory. Every VR but UT and UC is far
+// shorter.
+const MaxConvertedText = 1 << 20
+
+// convertText writes a text value of the input, whose header has been
+// read, in UTF-8.
+func (t *transcoder) convertText(out syntax, tg tag.Tag, vr string, length uint32, at int64) error {
+	if length > MaxConvertedText {
+		return fmt.Errorf("%w: element %v at offset %d: %d bytes of text are too long to convert to UTF-8", ErrUnsupported, tg, at, length)
+	}
+	b, err := t.read(int(length))
+	if err != nil {
+		return t.valueErr(err, tg, at)
+	}
+	text := t.convert.decode(vr, string(b))
+	n := uint32(len(text) + len(text)%2)
+	outVR := vr
+	if out.explicit && !longVR(vr) && n > 0xFFFF {
+		outVR = "UN"
+	}
+	if err := t.writeHeader(out, tg, outVR, n); err != nil {
+		return err
+	}
+	if _, err := t.w.WriteString(text); err != nil {
+		return err
+	}
+	if len(text)%2 == 1 {
+		return t.w.WriteByte(' ')
+	}
+	return nil
+}
+
+// itemCharset reads the Specific Character Set of an item, whose header
+// has been read, and decodes the item's text with it: the item's own
+// character set, when it names one this package reads.
+func (t *transcoder) itemCharset(tg tag.Tag, length uint32, at int64) error {
+	if length == undefinedLength || length > 1024 {
+		return malformed("element %v at offset %d has a length of %d", tg, at, length)
+	}
+	b, err := t.read(int(length))
+	if err != nil {
+		return t.valueErr(err, tg, at)
+	}
+	if d := newTextDecoder(splitCharset(string(bytes.TrimRight(b, "\x00 ")))); d != nil {
+		t.convert = d
+	}
+	return nil
 }
 
 // passBuffers hold the buffers the rest of an amended data set is copied
@@ -69,6 +178,12 @@ var passBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &
 type amendment struct {
 	edits   []*Element
 	encoded [][]byte
+	// convert, when not nil, decodes the input's text (see Amend).
+	convert *textDecoder
+	// handoff stops the copy where the rest of the input would be
+	// copied unchanged, leaving left its reader (see AmendHead).
+	handoff bool
+	left    io.Reader
 }
 
 // before reports whether every element of a left has a tag below t.

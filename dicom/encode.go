@@ -308,6 +308,9 @@ type encoder struct {
 	// bitsAllocated is the Bits Allocated of the data set or item being
 	// written, for the byte order of its Pixel Data (see SwapUnit).
 	bitsAllocated int
+	// itemCharsets writes an item that holds Specific Character Set in
+	// it, where it can (see Amend).
+	itemCharsets bool
 }
 
 func (e *encoder) appendElements(dst []byte, els []*Element) ([]byte, error) {
@@ -399,11 +402,21 @@ func (e *encoder) appendSequence(dst []byte, el *Element) ([]byte, error) {
 	for i, it := range el.Items {
 		dst = e.appendHeader(dst, tag.Item, "", undefinedLength)
 		items := it.sorted()
-		// Text in items is in the character set of the whole data set,
-		// and group lengths would be wrong.
-		items = slices.DeleteFunc(items, func(x *Element) bool { return x.Tag == tag.SpecificCharacterSet })
+		outer, own := e.cs, false
+		if scs, ok := it.Find(tag.SpecificCharacterSet); ok && e.itemCharsets {
+			if cs, ok := lookupCharset(strings.Join(scs.Values, `\`)); ok && representable(it, cs, 0) {
+				e.cs, own = cs, true
+			}
+		}
+		if !own {
+			// Text in items is in the character set of the whole data
+			// set.
+			items = slices.DeleteFunc(items, func(x *Element) bool { return x.Tag == tag.SpecificCharacterSet })
+		}
 		var err error
-		if dst, err = e.appendElements(dst, items); err != nil {
+		dst, err = e.appendElements(dst, items)
+		e.cs = outer
+		if err != nil {
 			return nil, fmt.Errorf("dicom: encode %v item %d: %w", el.Tag, i+1, err)
 		}
 		dst = e.appendHeader(dst, tag.ItemDelimitationItem, "", 0)
