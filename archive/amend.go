@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -120,39 +121,45 @@ func (s *Service) newEdit(ctx context.Context, in *index.Instance) (*edit, error
 	if coerced {
 		reason = "COERCE" // an issuer given to an object without one
 	}
-	item := &dicom.Dataset{Elements: []dicom.Element{
-		{Tag: tag.ModifiedAttributesSequence, VR: "SQ", Items: []*dicom.Dataset{&modified}},
-		{Tag: tag.SourceOfPreviousValues, VR: "LO"},
-		{Tag: tag.AttributeModificationDateTime, VR: "DT", Values: []string{modifiedAt(in)}},
-		{Tag: tag.ModifyingSystem, VR: "LO", Values: []string{s.cfg.AETitle}},
-		{Tag: tag.ReasonForTheAttributeModification, VR: "CS", Values: []string{reason}},
-	}}
+	// Each item of Original Attributes Sequence records one change.
+	record := func(modified *dicom.Dataset) *dicom.Dataset {
+		return &dicom.Dataset{Elements: []dicom.Element{
+			{Tag: tag.ModifiedAttributesSequence, VR: "SQ", Items: []*dicom.Dataset{modified}},
+			{Tag: tag.SourceOfPreviousValues, VR: "LO"},
+			{Tag: tag.AttributeModificationDateTime, VR: "DT", Values: []string{modifiedAt(in)}},
+			{Tag: tag.ModifyingSystem, VR: "LO", Values: []string{s.cfg.AETitle}},
+			{Tag: tag.ReasonForTheAttributeModification, VR: "CS", Values: []string{reason}},
+		}}
+	}
 	oas := dicom.Element{Tag: tag.OriginalAttributesSequence, VR: "SQ"}
 	if prev, ok := stored.Find(tag.OriginalAttributesSequence); ok {
 		oas.Items = append(oas.Items, prev.Items...)
 	}
-	oas.Items = append(oas.Items, item)
-	set.Elements = append(set.Elements, oas)
+	oas.Items = append(oas.Items, record(&modified))
 	charsets := stored.Strings(tag.SpecificCharacterSet)
-	if needsUTF8(charsets, &set) {
+	if needsUTF8(charsets, &set, oas) {
 		// A value the data set's character set cannot hold: the header
-		// is served in UTF-8, its text converted on the way out, and
-		// the item records the character set it had, in which it holds
-		// the values replaced (see dicom.Amend).
-		old := dicom.Element{Tag: tag.SpecificCharacterSet, VR: "CS", Values: charsets}
-		modified.Elements = append([]dicom.Element{old}, modified.Elements...)
+		// is served in UTF-8, its text converted on the way out (see
+		// dicom.Amend). The character set it had is recorded in an
+		// item of its own, which holds no other text: in the item of
+		// the values, it would apply to them, which are in UTF-8 now.
 		set.Elements = append(set.Elements, dicom.Element{Tag: tag.SpecificCharacterSet, VR: "CS", Values: []string{dicom.CharsetUTF8}})
+		old := &dicom.Dataset{Elements: []dicom.Element{{Tag: tag.SpecificCharacterSet, VR: "CS", Values: charsets}}}
+		oas.Items = append(oas.Items, record(old))
 	}
+	set.Elements = append(set.Elements, oas)
 	return &edit{set: &set, charset: strings.Join(charsets, `\`)}, nil
 }
 
-// needsUTF8 reports whether set holds a value that the character set of
-// a data set, its Specific Character Set values, cannot write.
-func needsUTF8(charsets []string, set *dicom.Dataset) bool {
+// needsUTF8 reports whether the elements of set hold a value that the
+// character set of a data set, its Specific Character Set values, cannot
+// write.
+func needsUTF8(charsets []string, set *dicom.Dataset, more ...dicom.Element) bool {
 	if len(charsets) == 1 && strings.TrimSpace(charsets[0]) == dicom.CharsetUTF8 {
 		return false
 	}
-	return dicom.ResponseCharset(charsets, set) == dicom.CharsetUTF8
+	all := &dicom.Dataset{Elements: append(slices.Clone(set.Elements), more...)}
+	return dicom.ResponseCharset(charsets, all) == dicom.CharsetUTF8
 }
 
 // modifiedAt returns, as Attribute Modification DateTime has it, when an

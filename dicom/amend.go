@@ -30,11 +30,12 @@ import (
 // values of src that characterSet applies to are decoded from it and
 // written in UTF-8, at every level, each read whole (up to
 // MaxConvertedText bytes; a longer one is ErrUnsupported), and so are
-// those of set. An item of a sequence of set that holds Specific
-// Character Set itself is written in that character set when it holds
-// every value of the item (the values a Modified Attributes Sequence
-// records, in the character set they were in), and without it, in the
-// data set's, otherwise.
+// those of set. An item of a sequence of set may hold Specific Character
+// Set, kept where the item's text is ASCII (a Modified Attributes
+// Sequence item recording the character set a data set had): readers
+// differ on an item's own character set, pydicom decoding the item's
+// text with it, dcmtk ignoring it, and agree on ASCII. Otherwise it is
+// dropped, as Encode drops it, the item's text being in the data set's.
 func Amend(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulated bool, set *Dataset, characterSet string) error {
 	_, err := amend(dst, src, from, to, encapsulated, set, characterSet, false)
 	return err

@@ -113,8 +113,8 @@ func rawElement(dst []byte, t tag.Tag, vr, v string) []byte {
 // TestAmendConvertsToUTF8 checks that a data set amended with a value its
 // character set cannot hold comes out in UTF-8: every text value of the
 // stored data set decoded from its character set, items with their own
-// included, and the values a Modified Attributes Sequence item records
-// kept in the character set it names.
+// included, and an item of the amendment that records the old character
+// set keeping it.
 func TestAmendConvertsToUTF8(t *testing.T) {
 	ts := explicitLE
 	item := func(elems ...[]byte) string {
@@ -129,8 +129,8 @@ func TestAmendConvertsToUTF8(t *testing.T) {
 		name    string
 		charset string
 		stored  []byte // the data set, less Pixel Data
+		oldName string
 		want    map[tag.Tag]string
-		wantRaw []string // in the Modified Attributes Sequence item
 	}{{
 		name:    "default repertoire",
 		charset: "",
@@ -141,8 +141,8 @@ func TestAmendConvertsToUTF8(t *testing.T) {
 			rawElement(nil, tag.OtherPatientIDsSequence, "SQ", item(
 				rawElement(nil, tag.SpecificCharacterSet, "CS", "ISO_IR 100"),
 				rawElement(nil, tag.PatientID, "LO", "Z\xfcrich")))),
+		oldName: "Wrong^Name",
 		want:    map[tag.Tag]string{tag.PatientID: "P1", tag.StudyDescription: ""},
-		wantRaw: []string{"Wrong^Name"},
 	}, {
 		name:    "Latin-1",
 		charset: "ISO_IR 100",
@@ -153,8 +153,8 @@ func TestAmendConvertsToUTF8(t *testing.T) {
 			rawElement(nil, tag.PatientName, "PN", "M\xfcller^J\xfcrgen"),
 			rawElement(nil, tag.PatientID, "LO", "P1"),
 			rawElement(nil, tag.OtherPatientIDsSequence, "SQ", item(rawElement(nil, tag.PatientID, "LO", "Z\xfcrich")))),
+		oldName: "Müller^Jürgen",
 		want:    map[tag.Tag]string{tag.StudyDescription: "Schädel", tag.PatientID: "P1"},
-		wantRaw: []string{"M\xfcller^J\xfcrgen", "ISO_IR 100"},
 	}, {
 		name:    "ISO 2022 IR 87",
 		charset: `\ISO 2022 IR 87`,
@@ -164,19 +164,23 @@ func TestAmendConvertsToUTF8(t *testing.T) {
 			rawElement(nil, tag.StudyDescription, "LO", "\x1b$B;3ED\x1b(B"),
 			rawElement(nil, tag.PatientName, "PN", "Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B"),
 			rawElement(nil, tag.PatientID, "LO", "P1")),
-		want: map[tag.Tag]string{tag.StudyDescription: "山田", tag.PatientID: "P1"},
+		oldName: "Yamada^Tarou=山田^太郎",
+		want:    map[tag.Tag]string{tag.StudyDescription: "山田", tag.PatientID: "P1"},
 	}} {
 		t.Run(c.name, func(t *testing.T) {
-			old := []Element{{Tag: tag.SpecificCharacterSet, VR: "CS", Values: splitCharset(c.charset)}}
-			for _, raw := range c.wantRaw[:min(1, len(c.wantRaw))] {
-				old = append(old, Element{Tag: tag.PatientName, VR: "PN", Values: []string{decodeLatin1(raw)}})
+			record := func(old ...Element) *Dataset {
+				return &Dataset{Elements: []Element{
+					{Tag: tag.ModifiedAttributesSequence, VR: "SQ", Items: []*Dataset{{Elements: old}}},
+					{Tag: tag.ModifyingSystem, VR: "LO", Values: []string{"PACSD"}},
+				}}
 			}
 			set := &Dataset{Elements: []Element{
 				{Tag: tag.SpecificCharacterSet, VR: "CS", Values: []string{CharsetUTF8}},
-				{Tag: tag.PatientName, VR: "PN", Values: []string{japaneseName}},
-				{Tag: tag.OriginalAttributesSequence, VR: "SQ", Items: []*Dataset{{Elements: []Element{
-					{Tag: tag.ModifiedAttributesSequence, VR: "SQ", Items: []*Dataset{{Elements: old}}},
-				}}}},
+				{Tag: tag.PatientName, VR: "PN", Values: []string{"Новиков^Иван"}},
+				{Tag: tag.OriginalAttributesSequence, VR: "SQ", Items: []*Dataset{
+					record(Element{Tag: tag.PatientName, VR: "PN", Values: []string{c.oldName}}),
+					record(Element{Tag: tag.SpecificCharacterSet, VR: "CS", Values: splitCharset(c.charset)}),
+				}},
 			}}
 			var out bytes.Buffer
 			src := slices.Concat(c.stored, pixels)
@@ -190,7 +194,7 @@ func TestAmendConvertsToUTF8(t *testing.T) {
 			if v := got.Strings(tag.SpecificCharacterSet); !slices.Equal(v, []string{CharsetUTF8}) {
 				t.Errorf("Specific Character Set = %q", v)
 			}
-			if v := got.String(tag.PatientName); v != japaneseName {
+			if v := got.String(tag.PatientName); v != "Новиков^Иван" {
 				t.Errorf("PatientName = %q", v)
 			}
 			for tg, want := range c.want {
@@ -207,17 +211,18 @@ func TestAmendConvertsToUTF8(t *testing.T) {
 					t.Error("the item keeps its own Specific Character Set, which no longer applies")
 				}
 			}
-			// The old values, in their own character set, in an item
-			// that names it.
 			oas := got.Items(tag.OriginalAttributesSequence)
-			if len(oas) != 1 || len(oas[0].Items(tag.ModifiedAttributesSequence)) != 1 {
+			if len(oas) != 2 {
 				t.Fatalf("Original Attributes Sequence = %+v", oas)
 			}
-			at := bytes.Index(out.Bytes(), []byte{0x00, 0x04, 0x61, 0x05})
-			for _, raw := range c.wantRaw {
-				if !bytes.Contains(out.Bytes()[at:], []byte(raw)) {
-					t.Errorf("the Modified Attributes Sequence item lacks %q as stored", raw)
-				}
+			if v := oas[0].Items(tag.ModifiedAttributesSequence)[0].String(tag.PatientName); v != c.oldName {
+				t.Errorf("old name %q, want %q", v, c.oldName)
+			}
+			// The old character set, in an item without other text;
+			// the value of an empty one is still recorded as absent.
+			old, ok := oas[1].Items(tag.ModifiedAttributesSequence)[0].Find(tag.SpecificCharacterSet)
+			if !ok || strings.Join(old.Values, `\`) != c.charset {
+				t.Errorf("old Specific Character Set %+v, want %q", old, c.charset)
 			}
 			px, _ := got.Find(tag.PixelData)
 			if px == nil || px.Binary == nil || px.Binary.Length != 4 {
@@ -246,15 +251,6 @@ func TestAmendConvertsToUTF8(t *testing.T) {
 			t.Errorf("Amend = %v, want ErrUnsupported", err)
 		}
 	})
-}
-
-// decodeLatin1 returns the UTF-8 of ISO 8859-1 text.
-func decodeLatin1(s string) string {
-	r := make([]rune, len(s))
-	for i := range len(s) {
-		r[i] = rune(s[i])
-	}
-	return string(r)
 }
 
 // TestAmendHead checks that AmendHead leaves the rest of the data set to

@@ -308,8 +308,8 @@ type encoder struct {
 	// bitsAllocated is the Bits Allocated of the data set or item being
 	// written, for the byte order of its Pixel Data (see SwapUnit).
 	bitsAllocated int
-	// itemCharsets writes an item that holds Specific Character Set in
-	// it, where it can (see Amend).
+	// itemCharsets keeps the Specific Character Set of an item whose
+	// text is ASCII (see Amend).
 	itemCharsets bool
 }
 
@@ -402,21 +402,14 @@ func (e *encoder) appendSequence(dst []byte, el *Element) ([]byte, error) {
 	for i, it := range el.Items {
 		dst = e.appendHeader(dst, tag.Item, "", undefinedLength)
 		items := it.sorted()
-		outer, own := e.cs, false
-		if scs, ok := it.Find(tag.SpecificCharacterSet); ok && e.itemCharsets {
-			if cs, ok := lookupCharset(strings.Join(scs.Values, `\`)); ok && representable(it, cs, 0) {
-				e.cs, own = cs, true
-			}
-		}
-		if !own {
-			// Text in items is in the character set of the whole data
-			// set.
+		// Text in items is in the character set of the whole data set.
+		// An item of an amendment may keep its own, where its text is
+		// the same in every character set (see Amend).
+		if !e.itemCharsets || !representable(it, charset{encode: appendASCII}, 0) {
 			items = slices.DeleteFunc(items, func(x *Element) bool { return x.Tag == tag.SpecificCharacterSet })
 		}
 		var err error
-		dst, err = e.appendElements(dst, items)
-		e.cs = outer
-		if err != nil {
+		if dst, err = e.appendElements(dst, items); err != nil {
 			return nil, fmt.Errorf("dicom: encode %v item %d: %w", el.Tag, i+1, err)
 		}
 		dst = e.appendHeader(dst, tag.ItemDelimitationItem, "", 0)
