@@ -292,28 +292,49 @@ func TestAmendHead(t *testing.T) {
 
 // FuzzAmend checks that Amend, on any input, fails only with the input's
 // fault, allocates nothing in proportion to it, and that what it writes
-// holds the amended value where Transcode's output is readable.
+// holds the amended value where Transcode's output is readable. With the
+// high bit of syntax set, the amendment converts the data set to UTF-8
+// from the character set bits 4–6 choose, which decodes every text value
+// of the input.
 func FuzzAmend(f *testing.F) {
 	for _, seed := range sampleSeeds(f) {
 		f.Add(seed, uint8(0), false)
 		f.Add(seed, uint8(1), true)
+		f.Add(seed, uint8(0x81), false)
 	}
 	f.Add(encode(f, queryDataset(japaneseName, "x"), deflatedLE, CharsetUTF8), uint8(3), false)
+	f.Add(encode(f, queryDataset(latin1Name, "Schädel"), explicitLE, CharsetLatin1), uint8(0x91), false)
+	f.Add(encode(f, queryDataset(latin1Name, "Schädel"), implicitLE, CharsetLatin1), uint8(0x90), true)
 	set := &Dataset{Elements: []Element{
 		{Tag: tag.PatientName, VR: "PN", Values: []string{"Amended^Name"}},
 		{Tag: tag.OriginalAttributesSequence, VR: "SQ", Items: []*Dataset{{Elements: []Element{{Tag: tag.ModifyingSystem, VR: "LO", Values: []string{"PACSD"}}}}}},
 	}}
+	toUTF8 := &Dataset{Elements: []Element{
+		{Tag: tag.SpecificCharacterSet, VR: "CS", Values: []string{CharsetUTF8}},
+		{Tag: tag.PatientName, VR: "PN", Values: []string{japaneseName}},
+		{Tag: tag.OriginalAttributesSequence, VR: "SQ", Items: []*Dataset{{Elements: []Element{
+			{Tag: tag.ModifiedAttributesSequence, VR: "SQ", Items: []*Dataset{{Elements: []Element{
+				{Tag: tag.SpecificCharacterSet, VR: "CS", Values: []string{"ISO_IR 100"}},
+			}}}},
+		}}}},
+	}}
+	charsets := []string{"", CharsetLatin1, `\ISO 2022 IR 87`, "ISO_IR 13", "GB18030", "ISO 2022 IR 6\\ISO 2022 IR 149", "ISO_IR 144", CharsetUTF8}
 	f.Fuzz(func(t *testing.T, data []byte, syntax uint8, encapsulated bool) {
-		ts := syntaxes[int(syntax)%len(syntaxes)]
+		ts := syntaxes[int(syntax&0x7F)%len(syntaxes)]
 		if encapsulated && ts.BigEndian {
 			return
+		}
+		amend, charset, name, perByte := set, "", "Amended^Name", uint64(4)
+		if syntax&0x80 != 0 {
+			// A value read whole is copied, decoded and copied again.
+			amend, charset, name, perByte = toUTF8, charsets[int(syntax>>4&7)], japaneseName, 8
 		}
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		var out bytes.Buffer
-		err := Amend(&out, bytes.NewReader(data), ts, ts, encapsulated, set, "")
+		err := Amend(&out, bytes.NewReader(data), ts, ts, encapsulated, amend, charset)
 		runtime.ReadMemStats(&after)
-		if a := after.TotalAlloc - before.TotalAlloc; a > 4<<20+4*uint64(len(data)) {
+		if a := after.TotalAlloc - before.TotalAlloc; a > 4<<20+perByte*uint64(len(data)) {
 			t.Fatalf("%d bytes allocated for %d bytes of input", a, len(data))
 		}
 		if err != nil {
@@ -322,7 +343,7 @@ func FuzzAmend(f *testing.F) {
 			}
 			return
 		}
-		if got, err := Parse(out.Bytes(), ts); err == nil && got.String(tag.PatientName) != "Amended^Name" {
+		if got, err := Parse(out.Bytes(), ts); err == nil && got.String(tag.PatientName) != name {
 			t.Fatalf("amended output has Patient Name %q", got.String(tag.PatientName))
 		}
 	})
