@@ -32,8 +32,9 @@ const targetCorrectedRatio = 0.8
 type correctedResult struct {
 	instances      int
 	size           int64
-	stored, amends []float64 // MB/s of each round
-	bytes          [2]int64  // of a body, as stored and corrected
+	stored, amends []float64    // MB/s of each round
+	cpu            [2][]float64 // pacsd's CPU ms of each request, as stored and corrected
+	bytes          [2]int64     // of a body, as stored and corrected
 }
 
 // measureCorrectedWADO runs the corrected retrieve measurement.
@@ -104,6 +105,9 @@ func measureCorrectedWADO(ctx context.Context, o options, bin, tmp string, logf 
 				return nil, fmt.Errorf("corrected retrieve: a body of %d bytes, then of %d", res.bytes[i], r.size)
 			}
 			rate[i] = float64(r.size) / 1e6 / r.wall.Seconds()
+			if r.peerRead {
+				res.cpu[i] = append(res.cpu[i], r.peerCPU.Seconds()*1e3)
+			}
 		}
 		res.stored, res.amends = append(res.stored, rate[0]), append(res.amends, rate[1])
 		logf("corrected retrieve, round %d: as stored %.0f MB/s, corrected %.0f MB/s", round+1, rate[0], rate[1])
@@ -140,11 +144,20 @@ func printCorrectedWADO(w io.Writer, r *correctedResult, load string) {
 	p("          Attributes Sequence, pixel data streamed as stored), beside the same series uncorrected; rounds")
 	p("          alternating, medians; load average %s", load)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "series\trounds\tbody MB\tMB/s\t")
-	fmt.Fprintf(tw, "as stored\t%d\t%.1f\t%.0f\t\n", len(r.stored), float64(r.bytes[0])/1e6, median(r.stored))
-	fmt.Fprintf(tw, "corrected\t%d\t%.1f\t%.0f\t\n", len(r.amends), float64(r.bytes[1])/1e6, median(r.amends))
+	fmt.Fprintln(tw, "series\trounds\tbody MB\tMB/s\tpacsd CPU ms\t")
+	fmt.Fprintf(tw, "as stored\t%d\t%.1f\t%.0f\t%s\t\n", len(r.stored), float64(r.bytes[0])/1e6, median(r.stored), cpuMedian(r.cpu[0]))
+	fmt.Fprintf(tw, "corrected\t%d\t%.1f\t%.0f\t%s\t\n", len(r.amends), float64(r.bytes[1])/1e6, median(r.amends), cpuMedian(r.cpu[1]))
 	tw.Flush()
 	ratio := median(r.amends) / median(r.stored)
 	p("  corrected/as stored: %.2f×, target ≥ %.1f× %s", ratio, targetCorrectedRatio, verdict(ratio >= targetCorrectedRatio))
 	p("")
+}
+
+// cpuMedian is the median of CPU times in ms, or "-" when pacsd's could
+// not be read.
+func cpuMedian(ms []float64) string {
+	if len(ms) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", median(ms))
 }
