@@ -30,9 +30,9 @@ type edit struct {
 	// set holds the elements written in place of the stored ones, the
 	// Original Attributes Sequence among them.
 	set *dicom.Dataset
-	// charset is the data set's Specific Character Set, in which set is
-	// written.
-	charset string
+	// amendment writes set over the data set, encoded once for every
+	// time the instance is served.
+	amendment *dicom.Amendment
 }
 
 // editCache remembers the edits of the instances served lately, by
@@ -148,7 +148,11 @@ func (s *Service) newEdit(ctx context.Context, in *index.Instance) (*edit, error
 		oas.Items = append(oas.Items, record(old))
 	}
 	set.Elements = append(set.Elements, oas)
-	return &edit{set: &set, charset: strings.Join(charsets, `\`)}, nil
+	a, err := dicom.NewAmendment(&set, strings.Join(charsets, `\`))
+	if err != nil {
+		return nil, fmt.Errorf("archive: amendments of %s: %w", in.SOPInstanceUID, err)
+	}
+	return &edit{set: &set, amendment: a}, nil
 }
 
 // needsUTF8 reports whether the elements of set hold a value that the
@@ -240,8 +244,40 @@ func amendJSON(doc []byte, e *edit) ([]byte, error) {
 	return json.Marshal(all) // keys in order: hexadecimal tags sort as text
 }
 
+// objectReaders hold the buffers the objects of amended instances are
+// read through, which the rest of each is read from in place (see
+// Amendment.Head): a viewer reads a series an instance after another.
+var objectReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
+// openAmended is OpenDataset for an instance served with the edit e.
+func (s *Service) openAmended(ctx context.Context, in *index.Instance, ts string, e *edit) (dicom.FileMeta, io.ReadCloser, error) {
+	obj, err := s.Open(ctx, in)
+	if err != nil {
+		return dicom.FileMeta{}, nil, err
+	}
+	br := objectReaders.Get().(*bufio.Reader)
+	br.Reset(obj)
+	release := func() error {
+		br.Reset(nil)
+		objectReaders.Put(br)
+		return obj.Close()
+	}
+	fm, _, err := dicom.ReadFileMeta(br)
+	if err != nil {
+		release()
+		return dicom.FileMeta{}, nil, fmt.Errorf("archive: object %s: %w", in.Key, err)
+	}
+	r, err := amended(br, in, ts, e, release)
+	if err != nil {
+		release()
+		return dicom.FileMeta{}, nil, err
+	}
+	return fm, r, nil
+}
+
 // amended returns a reader of the data set of in, read from br in its
-// stored syntax, in syntax ts with e written over it.
+// stored syntax, in syntax ts with e written over it. closeObj is called
+// once the reader is closed and nothing reads br any more.
 func amended(br *bufio.Reader, in *index.Instance, ts string, e *edit, closeObj func() error) (io.ReadCloser, error) {
 	from, ok := uid.LookupTransferSyntax(in.TransferSyntaxUID)
 	if !ok {
@@ -262,20 +298,20 @@ func amended(br *bufio.Reader, in *index.Instance, ts string, e *edit, closeObj 
 	r := &amendedReader{head: pr, done: make(chan struct{}), closeObj: closeObj}
 	go func() {
 		defer close(r.done)
-		rest, err := dicom.AmendHead(pw, br, from, to, encapsulated, e.set, e.charset)
+		rest, err := e.amendment.Head(pw, br, from, to, encapsulated)
 		r.rest = rest
 		pw.CloseWithError(err)
 	}()
 	return r, nil
 }
 
-// amendedReader reads an amended data set: the header AmendHead writes
-// to a pipe, then the rest it leaves, read from the object. Each Read
+// amendedReader reads an amended data set: the header Amendment.Head
+// writes to a pipe, then the rest it leaves, read from the object. Each Read
 // fills p, so that the caller's large buffer goes out in large writes.
 type amendedReader struct {
 	head     *io.PipeReader
-	done     chan struct{} // closed when AmendHead has returned
-	rest     io.Reader     // AmendHead's, read once done is closed
+	done     chan struct{} // closed when Head has returned
+	rest     io.Reader     // Head's, read once done is closed
 	closeObj func() error
 }
 
@@ -306,7 +342,7 @@ func (r *amendedReader) Read(p []byte) (int, error) {
 
 func (r *amendedReader) Close() error {
 	if r.head != nil {
-		r.head.Close() // ends AmendHead at its next write
+		r.head.Close() // ends Head at its next write
 	}
 	<-r.done
 	return r.closeObj()

@@ -37,73 +37,112 @@ import (
 // text with it, dcmtk ignoring it, and agree on ASCII. Otherwise it is
 // dropped, as Encode drops it, the item's text being in the data set's.
 func Amend(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulated bool, set *Dataset, characterSet string) error {
-	_, err := amend(dst, src, from, to, encapsulated, set, characterSet, false)
+	a, err := NewAmendment(set, characterSet)
+	if err != nil {
+		return err
+	}
+	_, err = a.write(dst, src, from, to, encapsulated, false)
 	return err
 }
 
-// AmendHead is Amend that leaves the copy of the rest of the data set to
-// the caller: once past the amendments, where the rest of src is copied
-// unchanged (pixel data, mostly), it returns, having written the data
-// set up to there, with rest, the reader of src from there on. The
-// caller reads the rest from it (a *bufio.Reader src is read through
-// without another buffer in between), which spares a copy of every byte
-// and a trip through the writer for each step. rest is nil when there is
-// no such place (a deflated syntax, a conversion of the character set)
-// and Amend has written the whole data set.
-func AmendHead(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulated bool, set *Dataset, characterSet string) (rest io.Reader, err error) {
-	return amend(dst, src, from, to, encapsulated, set, characterSet, !from.Deflated && !to.Deflated)
+// An Amendment is a set of elements that Amend writes over data sets,
+// checked and encoded once for all of them: the elements of a correction
+// written over every instance of a series. It may be used by several
+// goroutines at once.
+type Amendment struct {
+	edits   []*Element
+	cs      charset
+	convert *textDecoder // see Amend
+
+	mu      sync.Mutex
+	encoded map[syntax][][]byte // the elements of edits, by output syntax
 }
 
-func amend(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulated bool, set *Dataset, characterSet string, handoff bool) (io.Reader, error) {
-	var edits []*Element
+// NewAmendment checks set and its encoding in characterSet, as Amend
+// takes them, and returns the Amendment that writes it.
+func NewAmendment(set *Dataset, characterSet string) (*Amendment, error) {
+	a := &Amendment{encoded: map[syntax][][]byte{}}
 	if set != nil {
-		edits = set.sorted()
+		a.edits = set.sorted()
 	}
 	target := characterSet
-	for i, el := range edits {
+	for i, el := range a.edits {
 		if g := el.Tag.Group(); g == 0x0000 || g == 0x0002 {
 			return nil, fmt.Errorf("dicom: amend %v: not an attribute Amend replaces", el.Tag)
 		}
-		if i > 0 && edits[i-1].Tag == el.Tag {
+		if i > 0 && a.edits[i-1].Tag == el.Tag {
 			return nil, fmt.Errorf("dicom: amend %v: element given twice", el.Tag)
 		}
 		if el.Tag == tag.SpecificCharacterSet {
 			target = strings.Join(el.Values, `\`)
 		}
 	}
-	var convert *textDecoder
 	if target != characterSet {
 		if target != CharsetUTF8 {
 			return nil, fmt.Errorf("%w: converting a data set to character set %q", ErrUnsupported, target)
 		}
-		if convert = newTextDecoder(splitCharset(characterSet)); convert == nil {
+		if a.convert = newTextDecoder(splitCharset(characterSet)); a.convert == nil {
 			return nil, fmt.Errorf("%w: converting text from character set %q", ErrUnsupported, characterSet)
 		}
 	}
-	cs, ok := lookupCharset(target)
-	if !ok {
+	var ok bool
+	if a.cs, ok = lookupCharset(target); !ok {
 		return nil, fmt.Errorf("%w: character set %q", ErrUnsupported, target)
-	}
-	if encapsulated && to.BigEndian {
-		return nil, fmt.Errorf("%w: encapsulated pixel data in %s", ErrUnsupported, uid.Name(to.UID))
 	}
 	// Encoded now, so that a value that cannot be written fails before a
 	// byte is.
-	out := syntax{explicit: to.UID != uid.ImplicitVRLittleEndian, bigEndian: to.BigEndian}
-	enc := encoder{sx: out, cs: cs, itemCharsets: true}
-	encoded := make([][]byte, len(edits))
-	for i, el := range edits {
-		b, err := enc.appendElement(nil, el)
+	if _, err := a.encodedIn(syntax{explicit: true}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// encodedIn returns the encodings of the elements of a in syntax sx.
+func (a *Amendment) encodedIn(sx syntax) ([][]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if enc, ok := a.encoded[sx]; ok {
+		return enc, nil
+	}
+	e := encoder{sx: sx, cs: a.cs, itemCharsets: true}
+	enc := make([][]byte, len(a.edits))
+	for i, el := range a.edits {
+		b, err := e.appendElement(nil, el)
 		if err != nil {
 			return nil, err
 		}
-		encoded[i] = b
+		enc[i] = b
 	}
-	a := &amendment{edits: edits, encoded: encoded, convert: convert, handoff: handoff && convert == nil}
-	if err := transcodeEdited(dst, src, from, to, encapsulated, a); err != nil {
+	a.encoded[sx] = enc
+	return enc, nil
+}
+
+// Head writes a data set from src to dst as Amend does, but leaves the
+// copy of its rest to the caller: once past the amendments, where the
+// rest of src is copied unchanged (pixel data, mostly), it returns,
+// having written the data set up to there, with rest, the reader of src
+// from there on. The caller reads the rest from it (a *bufio.Reader src
+// is read through without another buffer in between), which spares a
+// copy of every byte and a trip through dst for each step. rest is nil
+// when there is no such place (a deflated syntax, a conversion of the
+// character set) and Head has written the whole data set.
+func (a *Amendment) Head(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulated bool) (rest io.Reader, err error) {
+	return a.write(dst, src, from, to, encapsulated, !from.Deflated && !to.Deflated)
+}
+
+func (a *Amendment) write(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, encapsulated, handoff bool) (io.Reader, error) {
+	if encapsulated && to.BigEndian {
+		return nil, fmt.Errorf("%w: encapsulated pixel data in %s", ErrUnsupported, uid.Name(to.UID))
+	}
+	encoded, err := a.encodedIn(syntax{explicit: to.UID != uid.ImplicitVRLittleEndian, bigEndian: to.BigEndian})
+	if err != nil {
 		return nil, err
 	}
-	return a.left, nil
+	run := &amendment{edits: a.edits, encoded: encoded, convert: a.convert, handoff: handoff && a.convert == nil}
+	if err := transcodeEdited(dst, src, from, to, encapsulated, run); err != nil {
+		return nil, err
+	}
+	return run.left, nil
 }
 
 // splitCharset returns the values of a Specific Character Set written
@@ -182,7 +221,7 @@ type amendment struct {
 	// convert, when not nil, decodes the input's text (see Amend).
 	convert *textDecoder
 	// handoff stops the copy where the rest of the input would be
-	// copied unchanged, leaving left its reader (see AmendHead).
+	// copied unchanged, leaving left its reader (see Amendment.Head).
 	handoff bool
 	left    io.Reader
 }

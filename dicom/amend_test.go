@@ -230,7 +230,11 @@ func TestAmendConvertsToUTF8(t *testing.T) {
 			}
 			// Served in pieces, the same bytes.
 			var head bytes.Buffer
-			rest, err := AmendHead(&head, bufio.NewReaderSize(bytes.NewReader(src), 64<<10), ts, ts, false, set, c.charset)
+			a, err := NewAmendment(set, c.charset)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rest, err := a.Head(&head, bufio.NewReaderSize(bytes.NewReader(src), 64<<10), ts, ts, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -238,7 +242,7 @@ func TestAmendConvertsToUTF8(t *testing.T) {
 				io.Copy(&head, rest)
 			}
 			if !bytes.Equal(head.Bytes(), out.Bytes()) {
-				t.Error("AmendHead and the rest differ from Amend")
+				t.Error("Head and the rest differ from Amend")
 			}
 		})
 	}
@@ -253,10 +257,10 @@ func TestAmendConvertsToUTF8(t *testing.T) {
 	})
 }
 
-// TestAmendHead checks that AmendHead leaves the rest of the data set to
+// TestAmendmentHead checks that Amendment.Head leaves the rest of the data set to
 // its caller where Amend would copy it unchanged, and that the two write
 // the same bytes.
-func TestAmendHead(t *testing.T) {
+func TestAmendmentHead(t *testing.T) {
 	src := &Dataset{Elements: []Element{
 		{Tag: tag.SOPInstanceUID, VR: "UI", Values: []string{"1.2.3.4"}},
 		{Tag: tag.PatientName, VR: "PN", Values: []string{"Wrong^Name"}},
@@ -270,7 +274,11 @@ func TestAmendHead(t *testing.T) {
 			if err := Amend(&whole, bytes.NewReader(in), ts, ts, false, set, ""); err != nil {
 				t.Fatal(err)
 			}
-			rest, err := AmendHead(&head, bytes.NewReader(in), ts, ts, false, set, "")
+			a, err := NewAmendment(set, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rest, err := a.Head(&head, bytes.NewReader(in), ts, ts, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -279,12 +287,12 @@ func TestAmendHead(t *testing.T) {
 			}
 			if rest != nil {
 				if head.Len() > 1024 {
-					t.Errorf("AmendHead wrote %d bytes, pixel data among them", head.Len())
+					t.Errorf("Head wrote %d bytes, pixel data among them", head.Len())
 				}
 				io.Copy(&head, rest)
 			}
 			if !bytes.Equal(head.Bytes(), whole.Bytes()) {
-				t.Error("AmendHead and the rest differ from Amend")
+				t.Error("Head and the rest differ from Amend")
 			}
 		})
 	}
