@@ -213,6 +213,9 @@ func (t *transcoder) itemCharset(tg tag.Tag, length uint32, at int64) error {
 // served.
 var passBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
+// headWriters hold the buffers amended headers are written through.
+var headWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+
 // amendment holds the top-level elements a transcoder writes in place
 // of the input's, in tag order, each with its encoding.
 type amendment struct {

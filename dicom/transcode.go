@@ -136,7 +136,14 @@ func transcodeEdited(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, 
 		fw, _ = flate.NewWriter(counted, flate.DefaultCompression) // the level is valid
 		w = fw
 	}
-	t.w = bufio.NewWriterSize(w, 32<<10)
+	if amend != nil {
+		bw := headWriters.Get().(*bufio.Writer)
+		bw.Reset(w)
+		defer func() { bw.Reset(nil); headWriters.Put(bw) }()
+		t.w = bw
+	} else {
+		t.w = bufio.NewWriterSize(w, 32<<10)
+	}
 	t.dst = w
 
 	err := t.run()
