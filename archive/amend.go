@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -250,47 +251,113 @@ func amendJSON(doc []byte, e *edit) ([]byte, error) {
 var objectReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 // openAmended is OpenDataset for an instance served with the edit e.
+// The header is rewritten at once, into memory, and the rest is read
+// from the object by the reader's caller: no goroutine, no pipe. A
+// header that outgrows maxHeldHead, or a data set rewritten whole (a
+// deflated one, one whose text is converted) longer than that, is
+// rewritten again from the start, streamed through a pipe instead.
 func (s *Service) openAmended(ctx context.Context, in *index.Instance, ts string, e *edit) (dicom.FileMeta, io.ReadCloser, error) {
-	obj, err := s.Open(ctx, in)
+	from, to, encapsulated, err := amendSyntaxes(in, ts)
 	if err != nil {
 		return dicom.FileMeta{}, nil, err
 	}
-	br := objectReaders.Get().(*bufio.Reader)
-	br.Reset(obj)
-	release := func() error {
-		br.Reset(nil)
-		objectReaders.Put(br)
-		return obj.Close()
+	open := func() (dicom.FileMeta, *bufio.Reader, func() error, error) {
+		obj, err := s.Open(ctx, in)
+		if err != nil {
+			return dicom.FileMeta{}, nil, nil, err
+		}
+		br := objectReaders.Get().(*bufio.Reader)
+		br.Reset(obj)
+		release := func() error {
+			br.Reset(nil)
+			objectReaders.Put(br)
+			return obj.Close()
+		}
+		fm, _, err := dicom.ReadFileMeta(br)
+		if err != nil {
+			release()
+			return dicom.FileMeta{}, nil, nil, fmt.Errorf("archive: object %s: %w", in.Key, err)
+		}
+		// What Compress keeps of the original is pacsd's own, not served.
+		if fm.PrivateInformationCreatorUID == CompressCreatorUID {
+			fm.PrivateInformationCreatorUID, fm.PrivateInformation = "", nil
+		}
+		return fm, br, release, nil
 	}
-	fm, _, err := dicom.ReadFileMeta(br)
+	fm, br, release, err := open()
 	if err != nil {
-		release()
-		return dicom.FileMeta{}, nil, fmt.Errorf("archive: object %s: %w", in.Key, err)
-	}
-	r, err := amended(br, in, ts, e, release)
-	if err != nil {
-		release()
 		return dicom.FileMeta{}, nil, err
 	}
-	return fm, r, nil
+	head := &heldHead{}
+	rest, err := e.amendment.Head(head, br, from, to, encapsulated)
+	switch {
+	case err == nil:
+		var r io.Reader = bytes.NewReader(head.b)
+		if rest != nil {
+			r = io.MultiReader(r, rest)
+		}
+		return fm, &datasetReader{Reader: filledReader{r}, close: release}, nil
+	case !errors.Is(err, errHeadTooLong):
+		release()
+		return dicom.FileMeta{}, nil, fmt.Errorf("archive: amending %s: %w", in.SOPInstanceUID, err)
+	}
+	release()
+	if fm, br, release, err = open(); err != nil {
+		return dicom.FileMeta{}, nil, err
+	}
+	return fm, amended(br, from, to, encapsulated, e, release), nil
 }
 
-// amended returns a reader of the data set of in, read from br in its
-// stored syntax, in syntax ts with e written over it. closeObj is called
-// once the reader is closed and nothing reads br any more.
-func amended(br *bufio.Reader, in *index.Instance, ts string, e *edit, closeObj func() error) (io.ReadCloser, error) {
+// maxHeldHead bounds the rewritten header openAmended holds in memory.
+const maxHeldHead = 256 << 10
+
+var errHeadTooLong = errors.New("archive: amended header too long to hold")
+
+// heldHead holds a rewritten header of up to maxHeldHead bytes.
+type heldHead struct{ b []byte }
+
+func (h *heldHead) Write(p []byte) (int, error) {
+	if len(h.b)+len(p) > maxHeldHead {
+		return 0, errHeadTooLong
+	}
+	h.b = append(h.b, p...)
+	return len(p), nil
+}
+
+// filledReader fills each buffer it is given, to the end of r, so that
+// a header and the start of the pixel data go out in one write.
+type filledReader struct{ r io.Reader }
+
+func (f filledReader) Read(p []byte) (int, error) {
+	n, err := io.ReadFull(f.r, p)
+	if err == io.ErrUnexpectedEOF {
+		err = nil // the end, which the next Read reports
+	}
+	return n, err
+}
+
+// amendSyntaxes returns the syntaxes an amended data set of in is read
+// and written in, for syntax ts.
+func amendSyntaxes(in *index.Instance, ts string) (from, to uid.TransferSyntax, encapsulated bool, err error) {
 	from, ok := uid.LookupTransferSyntax(in.TransferSyntaxUID)
 	if !ok {
-		return nil, fmt.Errorf("archive: %s: transfer syntax %q is unknown", in.SOPInstanceUID, in.TransferSyntaxUID)
+		return from, to, false, fmt.Errorf("archive: %s: transfer syntax %q is unknown", in.SOPInstanceUID, in.TransferSyntaxUID)
 	}
-	to, _ := uid.LookupTransferSyntax(ts)
-	encapsulated := !dicom.Transcodable(in.TransferSyntaxUID)
-	if encapsulated {
+	to, _ = uid.LookupTransferSyntax(ts)
+	if encapsulated = !dicom.Transcodable(in.TransferSyntaxUID); encapsulated {
 		// A compressed syntax's data set is explicit VR little endian
 		// around its pixel data's fragments.
 		from, _ = uid.LookupTransferSyntax(uid.ExplicitVRLittleEndian)
 		to = from
 	}
+	return from, to, encapsulated, nil
+}
+
+// amended returns a reader of a data set read from br in syntax from,
+// in syntax to with e written over it, the header rewritten in a
+// goroutine, through a pipe. closeObj is called once the reader is
+// closed and nothing reads br any more.
+func amended(br *bufio.Reader, from, to uid.TransferSyntax, encapsulated bool, e *edit, closeObj func() error) io.ReadCloser {
 	// The header is rewritten in a goroutine, through a pipe; the rest,
 	// pixel data mostly, is read from the object by the reader's caller
 	// itself, without a copy more or a trip through the pipe.
@@ -302,7 +369,7 @@ func amended(br *bufio.Reader, in *index.Instance, ts string, e *edit, closeObj 
 		r.rest = rest
 		pw.CloseWithError(err)
 	}()
-	return r, nil
+	return r
 }
 
 // amendedReader reads an amended data set: the header Amendment.Head
