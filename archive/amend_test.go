@@ -118,3 +118,47 @@ func BenchmarkOpenDataset(b *testing.B) {
 		})
 	}
 }
+
+// TestServedAmendedLongHeader checks that an instance whose rewritten
+// header is too long to hold in memory (a large private value before the
+// corrected attribute) is served all the same, streamed.
+func TestServedAmendedLongHeader(t *testing.T) {
+	f := newFixture(t, Config{})
+	d := &ds{}
+	d.str(tag.SOPClassUID, "UI", uid.CTImageStorage).str(tag.SOPInstanceUID, "UI", "1.2.3.1.1").
+		str(tag.StudyInstanceUID, "UI", "1.2.3").str(tag.SeriesInstanceUID, "UI", "1.2.3.1")
+	d.el(tag.New(0x0009, 0x0010), "LO", []byte("PACSD TEST"))
+	d.el(tag.New(0x0009, 0x1001), "OB", bytes.Repeat([]byte{7}, maxHeldHead+2))
+	d.str(tag.PatientName, "PN", "Doe^Jane").str(tag.PatientID, "LO", "P1")
+	d.el(tag.PixelData, "OW", make([]byte, 64<<10))
+	if _, err := f.put(d, "1.2.3.1.1"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	in, err := f.db.Instance(ctx, "1.2.3.1.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	amended := *in
+	amended.Amended = &dicom.Dataset{Elements: []dicom.Element{{Tag: tag.PatientName, VR: "PN", Values: []string{"Roe^Jane"}}}}
+	_, r, err := f.svc.OpenDataset(ctx, &amended, uid.ExplicitVRLittleEndian)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, _ := uid.LookupTransferSyntax(uid.ExplicitVRLittleEndian)
+	got, err := dicom.Parse(b, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, _ := got.Find(tag.New(0x0009, 0x1001))
+	px, _ := got.Find(tag.PixelData)
+	if got.String(tag.PatientName) != "Roe^Jane" || priv == nil || priv.Binary == nil || priv.Binary.Length != maxHeldHead+2 ||
+		px == nil || px.Binary == nil || px.Binary.Length != 64<<10 {
+		t.Errorf("served: name %q, private value %+v, pixel data %+v", got.String(tag.PatientName), priv, px)
+	}
+}

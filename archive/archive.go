@@ -723,6 +723,9 @@ func (s *Service) OpenDataset(ctx context.Context, in *index.Instance, ts string
 	if err != nil {
 		return dicom.FileMeta{}, nil, err
 	}
+	if e != nil {
+		return s.openAmended(ctx, in, ts, e)
+	}
 	obj, err := s.Open(ctx, in)
 	if err != nil {
 		return dicom.FileMeta{}, nil, err
@@ -736,14 +739,6 @@ func (s *Service) OpenDataset(ctx context.Context, in *index.Instance, ts string
 	// What Compress keeps of the original is pacsd's own, not served.
 	if fm.PrivateInformationCreatorUID == CompressCreatorUID {
 		fm.PrivateInformationCreatorUID, fm.PrivateInformation = "", nil
-	}
-	if e != nil {
-		r, err := amended(br, in, ts, e, obj.Close)
-		if err != nil {
-			obj.Close()
-			return dicom.FileMeta{}, nil, err
-		}
-		return fm, r, nil
 	}
 	if ts == in.TransferSyntaxUID {
 		return fm, &datasetReader{Reader: br, close: obj.Close}, nil

@@ -646,12 +646,12 @@ func (s *Service) openOriginalDataset(ctx context.Context, in *index.Instance, t
 		return dicom.FileMeta{}, nil, true, err
 	}
 	if e != nil {
-		r, err := amended(br, &orig, ts, e, rebuilt.Close)
+		from, to, encapsulated, err := amendSyntaxes(&orig, ts)
 		if err != nil {
 			rebuilt.Close()
 			return dicom.FileMeta{}, nil, true, err
 		}
-		return fm, r, true, nil
+		return fm, amended(br, from, to, encapsulated, e, rebuilt.Close), true, nil
 	}
 	if ts == fm.TransferSyntaxUID {
 		return fm, &datasetReader{Reader: br, close: rebuilt.Close}, true, nil

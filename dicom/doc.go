@@ -24,6 +24,11 @@
 //     fixed buffer; Encode writes the small data sets of queries and their
 //     responses, in their character set; AppendJSON and ParseJSON are
 //     DICOM JSON (PS3.18 Annex F).
+//   - Amend, and an Amendment encoded once for many data sets, write a
+//     corrected header over a stored data set on its way out, converting
+//     its text to UTF-8 when a corrected value needs it; Amendment.Head
+//     leaves the rest, pixel data mostly, to be read from the source as
+//     it is.
 //
 // Attribute values are read by github.com/suyashkumar/dicom, from a
 // normalized copy of the header that the walker makes, and their text

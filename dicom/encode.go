@@ -308,6 +308,9 @@ type encoder struct {
 	// bitsAllocated is the Bits Allocated of the data set or item being
 	// written, for the byte order of its Pixel Data (see SwapUnit).
 	bitsAllocated int
+	// itemCharsets keeps the Specific Character Set of an item whose
+	// text is ASCII (see Amend).
+	itemCharsets bool
 }
 
 func (e *encoder) appendElements(dst []byte, els []*Element) ([]byte, error) {
@@ -399,9 +402,12 @@ func (e *encoder) appendSequence(dst []byte, el *Element) ([]byte, error) {
 	for i, it := range el.Items {
 		dst = e.appendHeader(dst, tag.Item, "", undefinedLength)
 		items := it.sorted()
-		// Text in items is in the character set of the whole data set,
-		// and group lengths would be wrong.
-		items = slices.DeleteFunc(items, func(x *Element) bool { return x.Tag == tag.SpecificCharacterSet })
+		// Text in items is in the character set of the whole data set.
+		// An item of an amendment may keep its own, where its text is
+		// the same in every character set (see Amend).
+		if !e.itemCharsets || !representable(it, charset{encode: appendASCII}, 0) {
+			items = slices.DeleteFunc(items, func(x *Element) bool { return x.Tag == tag.SpecificCharacterSet })
+		}
 		var err error
 		if dst, err = e.appendElements(dst, items); err != nil {
 			return nil, fmt.Errorf("dicom: encode %v item %d: %w", el.Tag, i+1, err)

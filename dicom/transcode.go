@@ -109,6 +109,7 @@ func transcodeEdited(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, 
 		out:          syntax{explicit: to.UID != uid.ImplicitVRLittleEndian, bigEndian: to.BigEndian},
 	}
 	if amend != nil {
+		t.convert = amend.convert
 		// Amended data sets are served one after another, a series at
 		// a time: their buffer is reused.
 		buf := passBuffers.Get().(*[]byte)
@@ -121,7 +122,11 @@ func transcodeEdited(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, 
 	if from.Deflated {
 		r = inflater{flate.NewReader(bufio.NewReaderSize(src, 32<<10))}
 	}
-	t.elementReader.r = bufio.NewReaderSize(r, 32<<10)
+	if b, ok := r.(*bufio.Reader); ok && b.Size() >= 32<<10 {
+		t.elementReader.r = b // read through as it is, without a copy more
+	} else {
+		t.elementReader.r = bufio.NewReaderSize(r, 32<<10)
+	}
 
 	var w io.Writer = dst
 	var fw *flate.Writer
@@ -131,7 +136,14 @@ func transcodeEdited(dst io.Writer, src io.Reader, from, to uid.TransferSyntax, 
 		fw, _ = flate.NewWriter(counted, flate.DefaultCompression) // the level is valid
 		w = fw
 	}
-	t.w = bufio.NewWriterSize(w, 32<<10)
+	if amend != nil {
+		bw := headWriters.Get().(*bufio.Writer)
+		bw.Reset(w)
+		defer func() { bw.Reset(nil); headWriters.Put(bw) }()
+		t.w = bw
+	} else {
+		t.w = bufio.NewWriterSize(w, 32<<10)
+	}
 	t.dst = w
 
 	err := t.run()
@@ -199,6 +211,9 @@ type transcoder struct {
 	encapsulated bool
 	// amend, when not nil, replaces top-level elements (see Amend).
 	amend *amendment
+	// convert, when not nil, decodes the text values that Specific
+	// Character Set applies to, which are written in UTF-8 (see Amend).
+	convert *textDecoder
 	// dst is what w buffers for, to which the rest of an amended data
 	// set is copied in large steps.
 	dst io.Writer
@@ -237,7 +252,7 @@ func (t *transcoder) writeHeader(sx syntax, tg tag.Tag, vr string, length uint32
 func (t *transcoder) dataset(in, out syntax, end int64, depth int, top bool) error {
 	lv := newLevel()
 	for {
-		if top && t.amend != nil && in == out {
+		if top && t.amend != nil && t.convert == nil && in == out {
 			// Once the next element comes after every amendment left,
 			// the rest is copied as it is: the pixel data of a
 			// corrected instance flows as fast as an unchanged one's.
@@ -249,6 +264,10 @@ func (t *transcoder) dataset(in, out syntax, end int64, depth int, top bool) err
 					}
 					if err := t.w.Flush(); err != nil {
 						return err
+					}
+					if t.amend.handoff {
+						t.amend.left = t.r
+						return nil
 					}
 					// In steps of 1 MiB, which the readers below pass
 					// through without copying, rather than 32 KiB.
@@ -296,6 +315,14 @@ func (t *transcoder) dataset(in, out syntax, end int64, depth int, top bool) err
 		}
 		if end >= 0 && length != undefinedLength && t.pos+int64(length) > end {
 			return malformed("element %v at offset %d overruns its item", tg, at)
+		}
+		if !top && t.convert != nil && tg == tag.SpecificCharacterSet {
+			// An item's own character set, for its text only; the
+			// item is written in UTF-8 with the rest.
+			if err := t.itemCharset(tg, length, at); err != nil {
+				return err
+			}
+			continue
 		}
 		if top && t.amend != nil {
 			replaced, err := t.amend.write(t.w, tg)
@@ -360,6 +387,9 @@ func (t *transcoder) element(in, out syntax, lv *level, tg tag.Tag, vr string, l
 			return err
 		}
 		return t.items(in, out, tg, t.pos+int64(length), at, depth)
+	}
+	if t.convert != nil && usesCharset(vr) {
+		return t.convertText(out, tg, vr, length, at)
 	}
 	// Values of odd length, which PS3.5 §7.1.1 forbids, are padded as
 	// dcmtk pads them, so that the output is valid.
@@ -487,7 +517,10 @@ func (t *transcoder) items(in, out syntax, tg tag.Tag, end, at int64, depth int)
 		if err := t.writeHeader(out, tag.Item, "", undefinedLength); err != nil {
 			return err
 		}
-		if err := t.dataset(in, out, itemEnd, depth+1, false); err != nil {
+		outer := t.convert
+		err = t.dataset(in, out, itemEnd, depth+1, false)
+		t.convert = outer
+		if err != nil {
 			return err
 		}
 		if err := t.writeHeader(out, tag.ItemDelimitationItem, "", 0); err != nil {

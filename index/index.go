@@ -70,4 +70,9 @@ type Instance struct {
 	// its header held them, and records read back carry them, so that
 	// every way out can rewrite the data set it serves (see archive).
 	Amended *dicom.Dataset
+	// AmendedAt is when Amended took the values it holds: the time of
+	// the latest correction of the instance. It is zero when the index
+	// does not know it, for an issuer given at ingest, whose time is
+	// ReceivedAt. Records read back carry it.
+	AmendedAt time.Time
 }

@@ -72,6 +72,17 @@ func testCorrections(t *testing.T, db *sqlindex.DB) {
 		if got := amended(sop, tag.PatientName); got != "Right^Name" {
 			t.Errorf("%s served with name %q", sop, got)
 		}
+		// The time of the correction, which the archive serves, to
+		// the microsecond the index keeps.
+		if in, err := db.Instance(ctx, sop); err != nil || !in.AmendedAt.Equal(c1.Time.Truncate(time.Microsecond)) {
+			t.Errorf("%s amended at %v, want the correction's time %v (%v)", sop, in.AmendedAt, c1.Time, err)
+		}
+	}
+	if ins := instancesOfStudy(t, db, "1.7.3.1"); len(ins) == 0 || !ins[0].AmendedAt.Equal(c1.Time.Truncate(time.Microsecond)) {
+		t.Errorf("FindInstances: amended at %v, want %v", ins, c1.Time)
+	}
+	if in, err := db.Instance(ctx, "1.7.1.4"); err != nil || !in.AmendedAt.IsZero() {
+		t.Errorf("an instance of another study amended at %v (%v), want never", in.AmendedAt, err)
 	}
 	// The change feed tells of each instance corrected.
 	feed, err := db.Changes(ctx, 0, 1000)
@@ -173,4 +184,19 @@ func testCorrections(t *testing.T, db *sqlindex.DB) {
 		t.Errorf("Corrections(1.7.3.1) = %d: %+v", len(list), list)
 	}
 	checkCounts(t, db, index.Counts{Patients: 3, Studies: 3, Series: 4, Instances: 6})
+}
+
+// instancesOfStudy returns the records FindInstances gives of a study.
+func instancesOfStudy(t *testing.T, db *sqlindex.DB, study string) []*index.Instance {
+	t.Helper()
+	q := &index.Query{Level: index.StudyLevel, Identifier: &dicom.Dataset{Elements: []dicom.Element{
+		{Tag: tag.StudyInstanceUID, VR: "UI", Values: []string{study}}}}}
+	var out []*index.Instance
+	for in, err := range db.FindInstances(t.Context(), q) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, in)
+	}
+	return out
 }

@@ -187,7 +187,7 @@ func (db *DB) correct(ctx context.Context, tx *sql.Tx, c *index.Correction, lock
 	if err := db.rewriteRow(ctx, tx, db.stmt.study, rows.study, patient, studyAttrs, rows.studyAt, now); err != nil {
 		return nil, err
 	}
-	if err := db.amendInstances(ctx, tx, `se.study_fk = ?`, []any{rows.study}, rec.After, f); err != nil {
+	if err := db.amendInstances(ctx, tx, `se.study_fk = ?`, []any{rows.study}, rec.After, rec.Time, f); err != nil {
 		return nil, err
 	}
 	if err := r.run(ctx, db, tx); err != nil {
@@ -262,8 +262,8 @@ func (db *DB) rewriteRow(ctx context.Context, tx *sql.Tx, lv *level, pk, parent 
 // amendInstances lays amend over the amendments of the instances a
 // condition on the series (alias se) selects. Instances of one study
 // mostly share their amendment, so it updates them by distinct
-// amendment.
-func (db *DB) amendInstances(ctx context.Context, tx *sql.Tx, cond string, args []any, amend *dicom.Dataset, f *feed) error {
+// amendment. at, the correction's time, becomes their amended_at.
+func (db *DB) amendInstances(ctx context.Context, tx *sql.Tx, cond string, args []any, amend *dicom.Dataset, at time.Time, f *feed) error {
 	rows, err := db.query(ctx, tx, `SELECT DISTINCT i.amended FROM instance i JOIN series se ON se.pk = i.series_fk WHERE `+cond, args...)
 	if err != nil {
 		return fmt.Errorf("read amendments: %w", err)
@@ -290,8 +290,8 @@ func (db *DB) amendInstances(ctx context.Context, tx *sql.Tx, cond string, args 
 		if err != nil {
 			return err
 		}
-		_, err = db.exec(ctx, tx, `UPDATE instance SET amended = ? WHERE amended = ? AND series_fk IN (SELECT se.pk FROM series se WHERE `+cond+`)`,
-			append([]any{doc, d}, args...)...)
+		_, err = db.exec(ctx, tx, `UPDATE instance SET amended = ?, amended_at = ? WHERE amended = ? AND series_fk IN (SELECT se.pk FROM series se WHERE `+cond+`)`,
+			append([]any{doc, micros(at), d}, args...)...)
 		if err != nil {
 			return fmt.Errorf("amend instances: %w", err)
 		}
@@ -401,7 +401,7 @@ WHERE se.series_instance_uid = ?`, c.Series).Scan(&seriesPK, &from)
 	if _, err := db.exec(ctx, tx, `UPDATE instance SET study_instance_uid = ? WHERE series_fk = ?`, c.Target, seriesPK); err != nil {
 		return nil, fmt.Errorf("move series: %w", err)
 	}
-	if err := db.amendInstances(ctx, tx, `se.pk = ?`, []any{seriesPK}, rec.After, f); err != nil {
+	if err := db.amendInstances(ctx, tx, `se.pk = ?`, []any{seriesPK}, rec.After, rec.Time, f); err != nil {
 		return nil, err
 	}
 	r := refresh{now: micros(db.now())}

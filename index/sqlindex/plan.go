@@ -456,7 +456,7 @@ var retrieveSelects = []struct {
 	{"i.sop_instance_uid", text}, {"i.sop_class_uid", text}, {"i.series_instance_uid", text}, {"i.study_instance_uid", text},
 	{"i.object_key", text}, {"i.size", number}, {"i.sha256", text}, {"i.transfer_syntax_uid", text},
 	{"i.calling_ae", text}, {"i.called_ae", text}, {"i.received_at", number}, {"i.source", text}, {"i.principal", text},
-	{"i.amended", text},
+	{"i.amended", text}, {"i.amended_at", number},
 }
 
 // plan plans q: over the table of its level for Find, over the instance

@@ -329,7 +329,7 @@ type stored struct {
 const selectInstance = `SELECT i.pk, i.series_fk, se.study_fk, st.patient_fk,
 	i.sop_instance_uid, i.sop_class_uid, i.series_instance_uid, i.study_instance_uid,
 	i.object_key, i.size, i.sha256, i.transfer_syntax_uid, i.calling_ae, i.called_ae, i.source, i.principal, i.received_at,
-	i.amended
+	i.amended, i.amended_at
 FROM instance i
 JOIN series se ON se.pk = i.series_fk
 JOIN study st ON st.pk = se.study_fk`
@@ -338,15 +338,18 @@ type scanner interface{ Scan(dest ...any) error }
 
 func scanInstance(row scanner) (*stored, error) {
 	var s stored
-	var recv int64
+	var recv, amendedAt int64
 	var amended string
 	err := row.Scan(&s.pk, &s.series, &s.study, &s.patient,
 		&s.SOPInstanceUID, &s.SOPClassUID, &s.SeriesInstanceUID, &s.StudyInstanceUID,
-		&s.Key, &s.Size, &s.SHA256, &s.TransferSyntaxUID, &s.CallingAE, &s.CalledAE, &s.Source, &s.Principal, &recv, &amended)
+		&s.Key, &s.Size, &s.SHA256, &s.TransferSyntaxUID, &s.CallingAE, &s.CalledAE, &s.Source, &s.Principal, &recv, &amended, &amendedAt)
 	if err != nil {
 		return nil, err
 	}
 	s.ReceivedAt = fromMicros(recv)
+	if amendedAt != 0 {
+		s.AmendedAt = fromMicros(amendedAt)
+	}
 	if s.Amended, err = parseAmended(amended); err != nil {
 		return nil, err
 	}

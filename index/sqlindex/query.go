@@ -309,12 +309,16 @@ func (r *row) instance() *index.Instance {
 	// The index writes amendments itself; one it cannot read back is
 	// served as none rather than failing the whole retrieval.
 	amended, _ := parseAmended(r.str(13))
-	return &index.Instance{
+	in := &index.Instance{
 		SOPInstanceUID: r.str(0), SOPClassUID: r.str(1), SeriesInstanceUID: r.str(2), StudyInstanceUID: r.str(3),
 		Key: r.str(4), Size: size, SHA256: r.str(6), TransferSyntaxUID: r.str(7),
 		CallingAE: r.str(8), CalledAE: r.str(9), ReceivedAt: fromMicros(recv), Source: r.str(11), Principal: r.str(12),
 		Amended: amended,
 	}
+	if at, _ := r.int(14); at != 0 {
+		in.AmendedAt = fromMicros(at)
+	}
+	return in
 }
 
 // dataset builds the answer of a Find from a row.

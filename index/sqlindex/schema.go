@@ -109,7 +109,7 @@ var (
 	}
 	instanceTable = table{
 		name:  "instance",
-		fixed: append([]string{"pk", "amended"}, instanceRecord...),
+		fixed: append([]string{"pk", "amended", "amended_at"}, instanceRecord...),
 		attrs: instanceColumns,
 	}
 

@@ -89,6 +89,12 @@
 // one QIDO-RS search on a pacsd checking OIDC bearer tokens of Ory Hydra
 // beside one without authentication, alternating.
 //
+// Corrected retrieve (corrected.go): WADO-RS of a series whose study was
+// corrected, served with the correction written over each header on the
+// way out, beside the same series uncorrected, in one pacsd, alternating
+// (-wado-reps); MB/s and their ratio against issue 13's 0.8×
+// (-skip-corrected).
+//
 // Usage:
 //
 //	go run ./internal/bench [-rounds 5] [-instances 300] [-size 512KiB]

@@ -74,6 +74,7 @@ type options struct {
 	discoveryCap      int
 	skipTrash         bool
 	onlyUI            bool
+	skipCorrected     bool
 }
 
 func main() {
@@ -112,6 +113,7 @@ func main() {
 	flag.IntVar(&o.discoveryCap, "discovery-cap", 1000, "most matches the source of the discovery measurement answers")
 	flag.BoolVar(&o.skipTrash, "skip-trash", false, "leave out the deletion measurement (hiding a deleted 1,000-instance study, purging the trash) on SQLite and PostgreSQL")
 	flag.BoolVar(&o.onlyUI, "only-ui", false, "measure only the study list of the web interface and its /metrics (every other measurement left out)")
+	flag.BoolVar(&o.skipCorrected, "skip-corrected", false, "leave out WADO-RS of a corrected series beside the same series uncorrected")
 	flag.Parse()
 	if flag.NArg() > 0 || o.rounds < 1 || o.instances < 1 || o.findInstances < studySize || o.findReps < 1 || o.findLoaders < 1 ||
 		o.webReps < 1 || o.metadataInstances < 1 || o.metadataReps < 1 || o.wadoReps < 1 || o.conc < 2 || o.concInstances < 1 {
@@ -298,6 +300,13 @@ func run(ctx context.Context, o options, out, progress io.Writer) (err error) {
 			return err
 		}
 		printTrash(out, rs)
+	}
+	if !o.skipCorrected {
+		rs, err := measureCorrectedWADO(ctx, o, bin, tmp, logf)
+		if err != nil {
+			return err
+		}
+		printCorrectedWADO(out, rs, loadAverage())
 	}
 	return measureUI(ctx, o, bin, tmp, out, logf)
 }
