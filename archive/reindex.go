@@ -175,7 +175,7 @@ func reindexObject(ctx context.Context, store storage.Store, idx Indexer, book i
 		}
 		return nil
 	}}
-	put.NHSNumber = nhsNumber(nhs.DefaultIssuers, index.Overlay(in.Header, in.Amended), nil)
+	put.NHSNumber = nhsNumber(nhsIssuersOf(idx), index.Overlay(in.Header, in.Amended), nil)
 	ch, err := idx.Put(ctx, put)
 	switch {
 	case errors.Is(err, errSuperseded):
@@ -356,4 +356,14 @@ func forEach[T any](ctx context.Context, n int, seq iter.Seq2[T, error], fn func
 		return err
 	}
 	return context.Cause(ctx)
+}
+
+// nhsIssuersOf returns the NHS issuers idx was configured with, when it
+// says, so that a rebuild links the patients serve linked; else the
+// defaults.
+func nhsIssuersOf(idx Indexer) nhs.Issuers {
+	if n, ok := idx.(interface{ NHSIssuers() nhs.Issuers }); ok {
+		return n.NHSIssuers()
+	}
+	return nhs.DefaultIssuers
 }

@@ -1,15 +1,11 @@
 package archive
 
 import (
-	"errors"
-	"iter"
-
-	"github.com/pacsd/pacsd/index/sqlindex"
-	"github.com/pacsd/pacsd/storage"
-
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"iter"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,7 +15,10 @@ import (
 	"github.com/pacsd/pacsd/dicom/tag"
 	"github.com/pacsd/pacsd/dicom/uid"
 	"github.com/pacsd/pacsd/index"
+	"github.com/pacsd/pacsd/index/sqlindex"
 	"github.com/pacsd/pacsd/index/sqlite"
+	"github.com/pacsd/pacsd/nhs"
+	"github.com/pacsd/pacsd/storage"
 )
 
 // patientInstance builds a data set of an instance of the given patient
@@ -333,5 +332,51 @@ func TestUnversionedKeys(t *testing.T) {
 	}
 	if keys := f.objects(t); len(keys) != 1 || keys[0] != res.Instance.Key {
 		t.Errorf("objects %v", keys)
+	}
+}
+
+// TestReindexNHSIssuers rebuilds an archive whose NHS numbers come under
+// an issuer of its own: the rebuilt index, configured as serve was,
+// knows the patient's NHS number again, and one left on the defaults
+// does not.
+func TestReindexNHSIssuers(t *testing.T) {
+	ctx := t.Context()
+	const issuer, number = "RXH-NHS", "9434765919"
+	f := newFixture(t, Config{NHSIssuers: nhs.Issuers{issuer}})
+	d := &ds{}
+	d.str(tag.SOPClassUID, "UI", uid.CTImageStorage).str(tag.SOPInstanceUID, "UI", "1.2.9.1.1").
+		str(tag.StudyDate, "DA", "20240131").str(tag.Modality, "CS", "CT").
+		str(tag.PatientName, "PN", "Doe^Jane").str(tag.PatientID, "LO", number).str(tag.IssuerOfPatientID, "LO", issuer).
+		str(tag.StudyInstanceUID, "UI", "1.2.9").str(tag.SeriesInstanceUID, "UI", "1.2.9.1")
+	d.el(tag.PixelData, "OW", make([]byte, 64))
+	if _, err := f.put(d, "1.2.9.1.1"); err != nil {
+		t.Fatal(err)
+	}
+	key := index.PatientKey{ID: number, Issuer: issuer}
+	for _, c := range []struct {
+		name string
+		opts []sqlindex.Option
+		want string
+	}{
+		{"configured", []sqlindex.Option{sqlindex.WithNHSIssuers(issuer)}, number},
+		{"defaults", nil, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "index.db"), c.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := Reindex(ctx, f.store, db, nil); err != nil {
+				t.Fatal(err)
+			}
+			p, err := db.Person(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.NHSNumber != c.want {
+				t.Errorf("rebuilt person's NHS number %q, want %q", p.NHSNumber, c.want)
+			}
+		})
 	}
 }

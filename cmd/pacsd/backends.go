@@ -331,14 +331,14 @@ type maintenanceSettings struct {
 }
 
 // open opens the storage read-only and the index; done closes both.
-func (m *maintenanceSettings) open(ctx context.Context, p *process) (store storage.Store, db *sqlindex.DB, done func(), err error) {
-	return m.openFor(ctx, p, false)
+func (m *maintenanceSettings) open(ctx context.Context, p *process, opts ...sqlindex.Option) (store storage.Store, db *sqlindex.DB, done func(), err error) {
+	return m.openFor(ctx, p, false, opts...)
 }
 
 // openFor opens the storage, read-only unless writable, and the index;
 // done closes both. Writable storage with a spool takes the spool's lock,
 // so it fails while pacsd serve runs on the same spool.
-func (m *maintenanceSettings) openFor(ctx context.Context, p *process, writable bool) (store storage.Store, db *sqlindex.DB, done func(), err error) {
+func (m *maintenanceSettings) openFor(ctx context.Context, p *process, writable bool, opts ...sqlindex.Option) (store storage.Store, db *sqlindex.DB, done func(), err error) {
 	if err := complete(&m.storeSettings); err != nil {
 		return nil, nil, nil, err
 	}
@@ -354,7 +354,7 @@ func (m *maintenanceSettings) openFor(ctx context.Context, p *process, writable 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if db, err = openIndex(ctx, m.Index); err != nil {
+	if db, err = openIndex(ctx, m.Index, opts...); err != nil {
 		closeStore(context.Background())
 		return nil, nil, nil, err
 	}

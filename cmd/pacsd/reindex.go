@@ -17,10 +17,16 @@ import (
 // objects stored meanwhile may be missed.
 type reindexCommand struct {
 	maintenanceSettings
+	nhsSettings
 }
 
 func (c *reindexCommand) Run(ctx context.Context, proc *process) error {
-	store, db, done, err := c.open(ctx, proc)
+	if err := c.nhsSettings.complete(); err != nil {
+		return err
+	}
+	// The NHS issuers decide which rebuilt patients are linked by NHS
+	// number, as serve's decided when the instances arrived.
+	store, db, done, err := c.open(ctx, proc, c.indexOptions()...)
 	if err != nil {
 		return err
 	}

@@ -25,11 +25,15 @@ const repairMinAge = 10 * time.Minute
 // objects stored or deleted meanwhile may be reported.
 type verifyCommand struct {
 	maintenanceSettings
+	nhsSettings
 	Repair bool `config:"-" help:"repair orphans: delete the objects of instances indexed with another object, index the objects of instances the index lacks (objects written in the last 10 minutes are left alone)"`
 }
 
 func (c *verifyCommand) Run(ctx context.Context, p *process) error {
-	store, db, done, err := c.openFor(ctx, p, c.Repair)
+	if err := c.nhsSettings.complete(); err != nil {
+		return err
+	}
+	store, db, done, err := c.openFor(ctx, p, c.Repair, c.indexOptions()...)
 	if err != nil {
 		return err
 	}

@@ -69,6 +69,9 @@ func WithNHSIssuers(issuers ...string) Option {
 	return func(db *DB) { db.nhsIssuers = issuers }
 }
 
+// NHSIssuers returns the issuers whose Patient IDs are NHS numbers.
+func (db *DB) NHSIssuers() nhs.Issuers { return db.nhsIssuers }
+
 // New returns a DB over db, whose SQL dialect is d, after bringing its
 // schema up to date. It refuses a database whose schema is newer than it
 // knows (ErrSchemaTooNew). The DB takes db over: Close closes it.
