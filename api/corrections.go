@@ -342,7 +342,13 @@ func (s *Server) getOriginal(c echo.Context) error {
 	defer obj.Close()
 	h := c.Response().Header()
 	h.Set(echo.HeaderContentLength, strconv.FormatInt(obj.Size(), 10))
-	h.Set("ETag", strconv.Quote(in.SHA256))
+	// A rebuilt original (archive compression) is not the object the
+	// index's SHA-256 names; it says its own.
+	etag := in.SHA256
+	if o, ok := obj.(interface{ SHA256() string }); ok && o.SHA256() != "" {
+		etag = o.SHA256()
+	}
+	h.Set("ETag", strconv.Quote(etag))
 	h.Set(echo.HeaderContentDisposition, "attachment; filename="+strconv.Quote(sop+".dcm"))
 	return c.Stream(http.StatusOK, "application/dicom", obj)
 }

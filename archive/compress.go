@@ -545,12 +545,17 @@ func (s *Service) rebuild(ctx context.Context, in *index.Instance, w io.Writer, 
 type Original struct {
 	io.Reader
 	size   int64
+	sha256 string
 	read   int64
 	closer func() error
 }
 
 // Size returns the original object's length in bytes.
 func (o *Original) Size() int64 { return o.size }
+
+// SHA256 returns the hex SHA-256 of the original object, which the index
+// keeps as the instance's original (the object stored now has its own).
+func (o *Original) SHA256() string { return o.sha256 }
 
 func (o *Original) Read(p []byte) (int, error) {
 	n, err := o.Reader.Read(p)
@@ -594,7 +599,9 @@ func (s *Service) OpenOriginal(ctx context.Context, in *index.Instance) (storage
 	if err != nil {
 		return nil, fmt.Errorf("archive: %s: %w", in.Key, err)
 	}
-	return s.openRebuilt(ctx, in, rec.Size), nil
+	o := s.openRebuilt(ctx, in, rec.Size)
+	o.sha256 = rec.SHA256
+	return o, nil
 }
 
 // openRebuilt rebuilds the original of in as it is read.

@@ -194,6 +194,11 @@ func TestCompress(t *testing.T) {
 				if got := sum(httpBody(t, base+"/api/instances/"+sop+"/original", "")); got != o.sha {
 					t.Errorf("/api/instances/%s/original: SHA-256 %s, the original's %s", sop, got, o.sha)
 				}
+				if resp, err := http.Get(base + "/api/instances/" + sop + "/original"); err != nil {
+					t.Error(err)
+				} else if resp.Body.Close(); resp.Header.Get("ETag") != strconv.Quote(o.sha) {
+					t.Errorf("/api/instances/%s/original: ETag %s, want the original's SHA-256 %s", sop, resp.Header.Get("ETag"), o.sha)
+				}
 				// As stored: the compressed syntax, pacsd's description
 				// of the original in File Meta Information's Private
 				// Information, under pacsd's creator UID, and none in the
