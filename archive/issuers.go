@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -77,12 +78,18 @@ func (s *Service) recordIssuer(ctx context.Context, callingAE string, h *dicom.D
 	}
 	issuer := s.cfg.Issuers.For(ae)
 	recs, err := readIssuerRecords(ctx, s.cfg.Store, issuerDir(ae))
-	if err != nil {
+	switch {
+	case errors.Is(err, storage.ErrUnavailable):
+		// Storage cannot list now (S3 down behind a spool, which still
+		// takes writes): a record written without knowing the last one
+		// is at worst a repetition, and the instance is not refused.
+	case err != nil:
 		return fmt.Errorf("%w: issuer records of %q: %v", ErrUnavailable, ae, err)
-	}
-	if n := len(recs); n > 0 && recs[n-1].Issuer == issuer || n == 0 && issuer == "" {
-		e.recorded = true
-		return nil
+	default:
+		if n := len(recs); n > 0 && recs[n-1].Issuer == issuer || n == 0 && issuer == "" {
+			e.recorded = true
+			return nil
+		}
 	}
 	rec := issuerRecord{Format: recordFormat, AE: ae, Issuer: issuer, From: s.started}
 	b, err := json.Marshal(rec)

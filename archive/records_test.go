@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -558,5 +559,33 @@ func TestIssuerRecordFault(t *testing.T) {
 		if p, err := rebuilt.StudyPatient(ctx, study); err != nil || p.IssuerOfPatientID != want {
 			t.Errorf("rebuilt patient of %s: %+v, %v; want issuer %s", study, p, err, want)
 		}
+	}
+}
+
+// unlistable is storage that takes writes and reads but cannot list, as
+// a spool in front of S3 that is down.
+type unlistable struct{ storage.Store }
+
+func (s unlistable) List(ctx context.Context, prefix string) iter.Seq2[storage.Info, error] {
+	return func(yield func(storage.Info, error) bool) {
+		yield(storage.Info{}, fmt.Errorf("s3 down: %w", storage.ErrUnavailable))
+	}
+}
+
+// TestIssuerRecordUnlistable stores through storage that cannot list:
+// the instance is accepted, with a record of its sender's issuer written
+// without reading the earlier ones, and a rebuild gives it that issuer.
+func TestIssuerRecordUnlistable(t *testing.T) {
+	ctx := t.Context()
+	base := mem.New()
+	db := openSQLite(t)
+	svc := New(Config{Store: unlistable{base}, Index: db, AETitle: "PACSD", Issuers: IssuerPolicy{ByAE: map[string]string{"CT01": "RXH"}}})
+	putFrom(t, svc, instance("1.2.3", "1.2.3.4", "1.2.3.4.1"), "1.2.3.4.1", "CT01")
+	rebuilt := openSQLite(t)
+	if _, err := Reindex(ctx, base, rebuilt, nil); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := rebuilt.StudyPatient(ctx, "1.2.3"); err != nil || p.IssuerOfPatientID != "RXH" {
+		t.Errorf("rebuilt patient: %+v, %v; want issuer RXH", p, err)
 	}
 }

@@ -33,6 +33,7 @@ func families(t *testing.T) map[string][]string {
 	r.SetMigration("OLDPACS", metrics.MigrationState{})
 	r.ObserveMigrated("OLDPACS", 1, 1)
 	r.SetSpoolBacklog(0, 0)
+	r.ObserveCompression("compressed", 2, 1)
 	c1, c2 := net.Pipe()
 	defer c1.Close()
 	defer c2.Close()
