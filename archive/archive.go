@@ -743,19 +743,26 @@ func (s *Service) OpenDataset(ctx context.Context, in *index.Instance, ts string
 	if ts == in.TransferSyntaxUID {
 		return fm, &datasetReader{Reader: br, close: obj.Close}, nil
 	}
-	from, _ := uid.LookupTransferSyntax(in.TransferSyntaxUID)
-	to, _ := uid.LookupTransferSyntax(ts)
+	return fm, transcoded(br, in.TransferSyntaxUID, ts, obj.Close), nil
+}
+
+// transcoded converts the data set read from r, in syntax from, to
+// syntax to (both ones dicom.Transcode converts between) as it is read.
+// Closing the reader ends the conversion, then calls closeSource.
+func transcoded(r io.Reader, from, to string, closeSource func() error) io.ReadCloser {
+	f, _ := uid.LookupTransferSyntax(from)
+	t, _ := uid.LookupTransferSyntax(to)
 	pr, pw := io.Pipe()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pw.CloseWithError(dicom.Transcode(pw, br, from, to))
+		pw.CloseWithError(dicom.Transcode(pw, r, f, t))
 	}()
-	return fm, &datasetReader{Reader: pr, close: func() error {
+	return &datasetReader{Reader: pr, close: func() error {
 		pr.Close() // ends the conversion at its next write
 		<-done
-		return obj.Close()
-	}}, nil
+		return closeSource()
+	}}
 }
 
 // datasetReader is a data set read from an object, which Close closes.

@@ -663,19 +663,7 @@ func (s *Service) openOriginalDataset(ctx context.Context, in *index.Instance, t
 	if ts == fm.TransferSyntaxUID {
 		return fm, &datasetReader{Reader: br, close: rebuilt.Close}, true, nil
 	}
-	from, _ := uid.LookupTransferSyntax(fm.TransferSyntaxUID)
-	to, _ := uid.LookupTransferSyntax(ts)
-	pr, pw := io.Pipe()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pw.CloseWithError(dicom.Transcode(pw, br, from, to))
-	}()
-	return fm, &datasetReader{Reader: pr, close: func() error {
-		pr.Close()
-		<-done
-		return rebuilt.Close()
-	}}, true, nil
+	return fm, transcoded(br, fm.TransferSyntaxUID, ts, rebuilt.Close), true, nil
 }
 
 // errOriginalKept reports a compressed object whose original is still
