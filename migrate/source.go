@@ -113,8 +113,12 @@ type Key struct {
 
 func (k Key) String() string {
 	name := k.Tag.String()
+	// A tag of a repeating group (50xx,0010) shares its keyword with
+	// the group's first, so the keyword names it only when it reads back.
 	if info, ok := tag.Lookup(k.Tag); ok {
-		name = info.Keyword
+		if t, err := tag.Parse(info.Keyword); err == nil && t == k.Tag {
+			name = info.Keyword
+		}
 	}
 	return name + "=" + k.Value
 }
