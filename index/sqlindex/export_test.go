@@ -32,26 +32,17 @@ func (db *DB) ExplainFind(ctx context.Context, q *index.Query, retrieve bool) (s
 		}
 		return strings.Join(lines, "\n"), rows.Err()
 	}
-	rows, err := db.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
-	if err != nil {
-		return "", err
-	}
-	defer rows.Close()
-	var lines []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			return "", err
-		}
-		lines = append(lines, detail)
-	}
-	return strings.Join(lines, "\n"), rows.Err()
+	return db.explainSQLite(ctx, query, args...)
 }
 
 // ExplainQueueDepth returns SQLite's plan of QueueDepth.
 func (db *DB) ExplainQueueDepth(ctx context.Context) (string, error) {
-	rows, err := db.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+depthQuery)
+	return db.explainSQLite(ctx, depthQuery)
+}
+
+// explainSQLite returns SQLite's plan of query, one line per step.
+func (db *DB) explainSQLite(ctx context.Context, query string, args ...any) (string, error) {
+	rows, err := db.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
 	if err != nil {
 		return "", err
 	}
