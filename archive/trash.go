@@ -91,7 +91,7 @@ func (t *Trash) Delete(ctx context.Context, r index.Removal) ([]index.Instance, 
 		return nil, err
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("archive: delete %s: %w", describeSelection(r.Selection), index.ErrNotFound)
+		return nil, fmt.Errorf("archive: delete %s: %w", r.Selection.Describe(), index.ErrNotFound)
 	}
 	cause := r.Cause
 	if cause == "" {
@@ -373,16 +373,6 @@ func (t *Trash) sweepRecords(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func describeSelection(s index.Selection) string {
-	switch {
-	case s.SOPInstanceUID != "":
-		return "instance " + s.SOPInstanceUID
-	case s.SeriesInstanceUID != "":
-		return "series " + s.SeriesInstanceUID
-	}
-	return "study " + s.StudyInstanceUID
 }
 
 // Rejecter applies rejection notes in the index.

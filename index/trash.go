@@ -37,6 +37,18 @@ type Selection struct {
 	SOPInstanceUID    string
 }
 
+// Describe names what s selects, for messages: "study UID", "series UID"
+// or "instance UID".
+func (s Selection) Describe() string {
+	switch {
+	case s.SOPInstanceUID != "":
+		return "instance " + s.SOPInstanceUID
+	case s.SeriesInstanceUID != "":
+		return "series " + s.SeriesInstanceUID
+	}
+	return "study " + s.StudyInstanceUID
+}
+
 // Removal asks for the instances of a selection to leave the archive's
 // view at once: every query and retrieval stops seeing them in the
 // transaction that removes them. Their objects stay in storage, in the

@@ -74,19 +74,19 @@ func (db *DB) SelectionKeys(ctx context.Context, s index.Selection) ([]string, e
 	rows, err := db.query(ctx, db.db, `SELECT i.object_key FROM instance i JOIN series se ON se.pk = i.series_fk
 JOIN study st ON st.pk = se.study_fk WHERE `+w.cond+` ORDER BY i.object_key`, w.args...)
 	if err != nil {
-		return nil, fmt.Errorf("index: objects of %s: %w", describe(s), err)
+		return nil, fmt.Errorf("index: objects of %s: %w", s.Describe(), err)
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
 		var k string
 		if err := rows.Scan(&k); err != nil {
-			return nil, fmt.Errorf("index: objects of %s: %w", describe(s), err)
+			return nil, fmt.Errorf("index: objects of %s: %w", s.Describe(), err)
 		}
 		out = append(out, k)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("index: objects of %s: %w", describe(s), err)
+		return nil, fmt.Errorf("index: objects of %s: %w", s.Describe(), err)
 	}
 	return out, nil
 }

@@ -148,7 +148,7 @@ func (db *DB) Remove(ctx context.Context, r index.Removal) ([]index.Instance, er
 		return db.countEvent(ctx, tx, ev, len(removed))
 	})
 	if err != nil {
-		return nil, fmt.Errorf("index: remove %s: %w", describe(r.Selection), err)
+		return nil, fmt.Errorf("index: remove %s: %w", r.Selection.Describe(), err)
 	}
 	out := make([]index.Instance, len(removed))
 	for i, s := range removed {
@@ -167,16 +167,6 @@ func feedRemoved(f *feed, removed []*stored) {
 	for _, s := range removed {
 		f.add(index.Deleted, s.Instance.StudyInstanceUID, s.Instance.SeriesInstanceUID, s.Instance.SOPInstanceUID)
 	}
-}
-
-func describe(s index.Selection) string {
-	switch {
-	case s.SOPInstanceUID != "":
-		return "instance " + s.SOPInstanceUID
-	case s.SeriesInstanceUID != "":
-		return "series " + s.SeriesInstanceUID
-	}
-	return "study " + s.StudyInstanceUID
 }
 
 // remove moves the instances w selects to the trash and returns their
