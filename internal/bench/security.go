@@ -155,18 +155,7 @@ func storeTLS(ctx context.Context, bin, dir, corpus string, n int, server testpe
 	if overTLS {
 		target.port, extra = port, append(extra, tlsArgs...)
 	}
-	syscall.Sync()
-	if res, err = sendWith(ctx, &target, extra, corpus); err != nil {
-		return res, err
-	}
-	got, err := s.stored(ctx)
-	if err != nil {
-		return res, fmt.Errorf("counting stored instances: %w", err)
-	}
-	if got != n {
-		return res, fmt.Errorf("pacsd holds %d of %d instances after storescu; see %s", got, n, s.log)
-	}
-	return res, nil
+	return sendCounted(ctx, s, &target, extra, corpus, n)
 }
 
 // storeFresh starts a fresh pacsd in dir with flags and sends it the
@@ -189,8 +178,16 @@ func storeFresh(ctx context.Context, bin, dir, corpus string, n int, flags []str
 			err = serr
 		}
 	}()
+	return sendCounted(ctx, s, s, []string{"+sd"}, corpus, n)
+}
+
+// sendCounted sends the series of n instances in corpus with storescu to
+// target (s, or s on another port) and checks that s then holds them
+// all.
+func sendCounted(ctx context.Context, s, target *server, extra []string, corpus string, n int) (sendResult, error) {
 	syscall.Sync()
-	if res, err = sendWith(ctx, s, []string{"+sd"}, corpus); err != nil {
+	res, err := sendWith(ctx, target, extra, corpus)
+	if err != nil {
 		return res, err
 	}
 	got, err := s.stored(ctx)
